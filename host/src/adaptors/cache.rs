@@ -1,0 +1,119 @@
+//! The compile cache: precompiled components on disk, keyed by the component's sha256
+//! and the engine's compatibility hash, checked against a digest before every load.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use super::Error;
+
+pub struct CompileCache {
+    dir: Option<PathBuf>,
+}
+
+/// Feeds `Hash` output into sha256, so the key is stable for one engine build.
+struct ShaHasher(Sha256);
+
+impl Hasher for ShaHasher {
+    fn finish(&self) -> u64 {
+        0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+impl CompileCache {
+    /// A cache in `dir` (created if needed); `None` compiles in memory every time.
+    pub fn new(dir: Option<PathBuf>) -> Self {
+        let dir = dir.and_then(|d| match std::fs::create_dir_all(&d) {
+            Ok(()) => Some(d),
+            Err(e) => {
+                tracing::warn!(dir = %d.display(), error = %e, "compile cache disabled: cannot create its directory");
+                None
+            }
+        });
+        Self { dir }
+    }
+
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    fn paths(&self, engine: &Engine, digest: &str) -> Option<(PathBuf, PathBuf)> {
+        let mut h = ShaHasher(Sha256::new());
+        engine.precompile_compatibility_hash().hash(&mut h);
+        let compat = hex::encode(h.0.finalize());
+        let base = self.dir.as_ref()?.join(format!("{digest}-{}", &compat[..16]));
+        Some((base.with_extension("cwasm"), base.with_extension("sha256")))
+    }
+
+    /// Loads the precompiled artifact for `digest`, or compiles `bytes` and stores it.
+    /// A missing, corrupt or unreadable entry is rebuilt; a cache that cannot be written
+    /// still returns a compiled component. Returns whether the cache was hit.
+    pub fn load_or_compile(&self, engine: &Engine, digest: &str, bytes: &[u8]) -> Result<(Component, bool), Error> {
+        let Some((artifact, sum)) = self.paths(engine, digest) else {
+            return compile(engine, bytes).map(|c| (c, false));
+        };
+        match load_verified(engine, &artifact, &sum) {
+            Ok(Some(component)) => return Ok((component, true)),
+            Ok(None) => {}
+            Err(why) => {
+                tracing::warn!(artifact = %artifact.display(), %why, "compile cache entry is corrupt; rebuilding");
+                let _ = std::fs::remove_file(&artifact);
+                let _ = std::fs::remove_file(&sum);
+            }
+        }
+        let serialized = engine
+            .precompile_component(bytes)
+            .map_err(|e| Error::Compile(format!("{e:#}")))?;
+        if let Err(e) = store(&artifact, &sum, &serialized) {
+            tracing::warn!(artifact = %artifact.display(), error = %e, "cannot write the compile cache; continuing without it");
+            return compile(engine, bytes).map(|c| (c, false));
+        }
+        match load_verified(engine, &artifact, &sum) {
+            Ok(Some(component)) => Ok((component, false)),
+            _ => compile(engine, bytes).map(|c| (c, false)),
+        }
+    }
+}
+
+fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, Error> {
+    Component::new(engine, bytes).map_err(|e| Error::Compile(format!("{e:#}")))
+}
+
+fn store(artifact: &Path, sum: &Path, serialized: &[u8]) -> std::io::Result<()> {
+    let tmp = artifact.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, serialized)?;
+    std::fs::write(sum, hex::encode(Sha256::digest(serialized)))?;
+    std::fs::rename(&tmp, artifact)
+}
+
+/// `Ok(None)` when there is no entry; `Err` when there is one and it cannot be trusted.
+fn load_verified(engine: &Engine, artifact: &Path, sum: &Path) -> Result<Option<Component>, String> {
+    let Ok(expected) = std::fs::read_to_string(sum) else {
+        return Ok(None);
+    };
+    let data = match std::fs::read(artifact) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    if hex::encode(Sha256::digest(&data)) != expected.trim() {
+        return Err("digest mismatch".into());
+    }
+    deserialize(engine, artifact).map(Some)
+}
+
+/// Maps a verified artifact.
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, artifact: &Path) -> Result<Component, String> {
+    // SAFETY: the artifact was produced by `Engine::precompile_component` of this
+    // process's engine configuration (its compatibility hash is part of the file name),
+    // written by us, and its sha256 was verified against our sidecar just now.
+    unsafe { Component::deserialize_file(engine, artifact) }.map_err(|e| format!("{e:#}"))
+}

@@ -1,0 +1,66 @@
+//! The HTTP endpoints: `/devices`, `/devices/{namespace}/{name}`, `/adaptors`,
+//! `/metrics` and `/healthz`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+use crate::status::StatusBoard;
+
+#[derive(Clone)]
+struct AppState {
+    board: Arc<StatusBoard>,
+    metrics: Arc<Metrics>,
+}
+
+pub fn router(board: Arc<StatusBoard>, metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics_text))
+        .route("/devices", get(devices))
+        .route("/devices/{namespace}/{name}", get(device))
+        .route("/adaptors", get(adaptors))
+        .with_state(AppState { board, metrics })
+}
+
+/// Serves until `shutdown` turns true. Returns the bound address through `bound`.
+pub async fn serve(
+    listen: SocketAddr,
+    board: Arc<StatusBoard>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(addr = %listener.local_addr()?, "admin endpoint listening");
+    axum::serve(listener, router(board, metrics))
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.changed().await;
+        })
+        .await
+}
+
+async fn metrics_text(State(s): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.encode()).into_response()
+}
+
+async fn devices(State(s): State<AppState>) -> Response {
+    Json(s.board.devices()).into_response()
+}
+
+async fn device(State(s): State<AppState>, Path((namespace, name)): Path<(String, String)>) -> Response {
+    match s.board.get(&format!("{namespace}/{name}")) {
+        Some(d) => Json(d).into_response(),
+        None => (StatusCode::NOT_FOUND, format!("no device {namespace}/{name}\n")).into_response(),
+    }
+}
+
+async fn adaptors(State(s): State<AppState>) -> Response {
+    Json(s.board.adaptors()).into_response()
+}

@@ -1,0 +1,161 @@
+//! Resolving a device's grants from its DeviceLink: the explicit `spec.grants` list plus
+//! every spec field the adaptor declared as naming a resource.
+
+use std::collections::BTreeMap;
+
+use crds::{Grant, GrantKind};
+use serde_json::Value;
+
+use crate::bindings::{ResourceField, ResourceKind};
+
+/// Where a grant came from, for messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// `spec.grants[]` of the DeviceLink.
+    Explicit,
+    /// A resource field of the adaptor's model, e.g. `protocol.tcp.endpoint`.
+    SpecField,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedGrant {
+    pub name: String,
+    pub kind: GrantKind,
+    pub target: String,
+    pub source: Source,
+}
+
+/// The grants of one device, by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grants(BTreeMap<String, ResolvedGrant>);
+
+/// A grant the link asked for that cannot be honoured as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem(pub String);
+
+impl Grants {
+    /// Resolves the explicit grants and the resource fields found in `spec`. A resource
+    /// field that is absent from the spec grants nothing (the adaptor will not need it);
+    /// one that is present but not a string is a problem.
+    pub fn resolve(explicit: &[Grant], spec: &Value, fields: &[ResourceField]) -> (Self, Vec<Problem>) {
+        let mut grants = BTreeMap::new();
+        let mut problems = Vec::new();
+        for field in fields {
+            let pointer = format!("/{}", field.path.replace('.', "/"));
+            match spec.pointer(&pointer) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(target)) if !target.is_empty() => {
+                    grants.insert(
+                        field.path.clone(),
+                        ResolvedGrant {
+                            name: field.path.clone(),
+                            kind: kind_of(field.kind),
+                            target: target.clone(),
+                            source: Source::SpecField,
+                        },
+                    );
+                }
+                Some(other) => problems.push(Problem(format!(
+                    "spec field {} names a {} resource but holds {other}",
+                    field.path,
+                    kind_of(field.kind)
+                ))),
+            }
+        }
+        for g in explicit {
+            if g.name.is_empty() || g.target.is_empty() {
+                problems.push(Problem(format!("grant {:?} needs a name and a target", g.name)));
+                continue;
+            }
+            if grants.contains_key(&g.name) {
+                problems.push(Problem(format!("grant {:?} is declared twice", g.name)));
+                continue;
+            }
+            grants.insert(
+                g.name.clone(),
+                ResolvedGrant {
+                    name: g.name.clone(),
+                    kind: g.kind,
+                    target: g.target.clone(),
+                    source: Source::Explicit,
+                },
+            );
+        }
+        (Self(grants), problems)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&ResolvedGrant> {
+        self.0.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &ResolvedGrant> {
+        self.0.values()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `name (kind target), ...` or `nothing`, for refusal messages.
+    pub fn describe(&self) -> String {
+        if self.0.is_empty() {
+            return "nothing".into();
+        }
+        self.0
+            .values()
+            .map(|g| format!("{} ({} {})", g.name, g.kind, g.target))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+pub fn kind_of(kind: ResourceKind) -> GrantKind {
+    match kind {
+        ResourceKind::Tcp => GrantKind::Tcp,
+        ResourceKind::Udp => GrantKind::Udp,
+        ResourceKind::Serial => GrantKind::Serial,
+        ResourceKind::Gpio => GrantKind::Gpio,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn field(path: &str, kind: ResourceKind) -> ResourceField {
+        ResourceField { path: path.into(), kind }
+    }
+
+    #[test]
+    fn spec_fields_become_grants_named_by_path() {
+        let spec = json!({"protocol": {"tcp": {"endpoint": "127.0.0.1:5020"}}});
+        let fields = [
+            field("protocol.tcp.endpoint", ResourceKind::Tcp),
+            field("protocol.rtu.endpoint", ResourceKind::Serial),
+        ];
+        let (g, problems) = Grants::resolve(&[], &spec, &fields);
+        assert!(problems.is_empty());
+        let tcp = g.get("protocol.tcp.endpoint").unwrap();
+        assert_eq!((tcp.kind, tcp.target.as_str()), (GrantKind::Tcp, "127.0.0.1:5020"));
+        assert!(g.get("protocol.rtu.endpoint").is_none(), "absent fields grant nothing");
+    }
+
+    #[test]
+    fn explicit_grants_add_to_spec_fields_and_duplicates_are_problems() {
+        let explicit = vec![
+            Grant { name: "led".into(), kind: GrantKind::Gpio, target: "gpiochip0:17".into() },
+            Grant { name: "led".into(), kind: GrantKind::Gpio, target: "gpiochip0:18".into() },
+        ];
+        let (g, problems) = Grants::resolve(&explicit, &json!({}), &[]);
+        assert_eq!(g.get("led").unwrap().target, "gpiochip0:17");
+        assert_eq!(problems.len(), 1);
+    }
+
+    #[test]
+    fn non_string_resource_field_is_a_problem() {
+        let spec = json!({"protocol": {"tcp": {"endpoint": 502}}});
+        let (_, problems) = Grants::resolve(&[], &spec, &[field("protocol.tcp.endpoint", ResourceKind::Tcp)]);
+        assert!(problems[0].0.contains("protocol.tcp.endpoint"));
+    }
+}

@@ -1,0 +1,261 @@
+//! What an adaptor can reach: capability handles opened by grant name.
+//!
+//! Every open goes through the same three checks before any I/O: the grant exists for
+//! this device and is of the right kind, the node's policy allows its target, and the
+//! device is under its handle cap. Each capability has a real backend and a fake one.
+
+pub mod clock;
+pub mod events;
+pub mod gpio;
+pub mod grants;
+pub mod log;
+pub mod policy;
+pub mod serial;
+pub mod socket;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crds::GrantKind;
+
+use crate::bindings::CapabilityError;
+pub use grants::{Grants, ResolvedGrant};
+pub use policy::Policy;
+
+/// Bounds on what one device may hold and ask for.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Open serial ports, sockets and GPIO lines per device.
+    pub max_handles: usize,
+    /// Upper bound on any single capability call; guests asking for more get this.
+    pub max_timeout: Duration,
+    /// Largest single read a guest may ask for, in bytes.
+    pub max_read: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_handles: 8,
+            max_timeout: Duration::from_secs(10),
+            max_read: 64 * 1024,
+        }
+    }
+}
+
+/// The backends the capabilities use; real ones in production, fakes in unit tests.
+#[derive(Clone)]
+pub struct Backends {
+    pub serial: Arc<dyn serial::Backend>,
+    pub socket: Arc<dyn socket::Backend>,
+    pub gpio: Arc<dyn gpio::Backend>,
+}
+
+impl Backends {
+    /// Real serial and socket backends; GPIO on the character device when `gpio_sim`
+    /// is false, else on the simulated chip.
+    pub fn real(gpio_sim: bool) -> Self {
+        Self {
+            serial: Arc::new(serial::RealBackend),
+            socket: Arc::new(socket::RealBackend),
+            gpio: if gpio_sim {
+                Arc::new(gpio::SimBackend::default())
+            } else {
+                Arc::new(gpio::CdevBackend)
+            },
+        }
+    }
+}
+
+/// One device's capability state: its grants, the node policy, and its open handles.
+pub struct Capabilities {
+    grants: Arc<Grants>,
+    policy: Arc<Policy>,
+    limits: Limits,
+    backends: Backends,
+    open_handles: usize,
+}
+
+impl Capabilities {
+    pub fn new(grants: Arc<Grants>, policy: Arc<Policy>, limits: Limits, backends: Backends) -> Self {
+        Self {
+            grants,
+            policy,
+            limits,
+            backends,
+            open_handles: 0,
+        }
+    }
+
+    /// Nothing granted: used for `describe` on a scratch instance.
+    pub fn none(backends: Backends) -> Self {
+        Self::new(
+            Arc::new(Grants::default()),
+            Arc::new(Policy::deny_all()),
+            Limits::default(),
+            backends,
+        )
+    }
+
+    pub fn backends(&self) -> &Backends {
+        &self.backends
+    }
+
+    pub fn open_handles(&self) -> usize {
+        self.open_handles
+    }
+
+    /// The grant named `name`, if it is of `kind`, allowed by policy, and a handle is free.
+    /// Reserves the handle; call [`Capabilities::release`] when it closes (or fails to open).
+    pub fn authorize(&mut self, name: &str, kind: GrantKind) -> Result<ResolvedGrant, CapabilityError> {
+        let grant = self.grants.get(name).ok_or_else(|| {
+            CapabilityError::NotPermitted(format!(
+                "{kind} grant {name:?} is not granted to this device (granted: {})",
+                self.grants.describe()
+            ))
+        })?;
+        if grant.kind != kind {
+            return Err(CapabilityError::NotPermitted(format!(
+                "grant {name:?} is a {} grant, not {kind}",
+                grant.kind
+            )));
+        }
+        self.policy.check(kind, &grant.target).map_err(|why| {
+            CapabilityError::NotPermitted(format!(
+                "{kind} grant {name:?} ({}) refused by node policy: {why}",
+                grant.target
+            ))
+        })?;
+        if self.open_handles >= self.limits.max_handles {
+            return Err(CapabilityError::LimitReached(format!(
+                "device already holds {} handles, the cap is {}",
+                self.open_handles, self.limits.max_handles
+            )));
+        }
+        self.open_handles += 1;
+        Ok(grant.clone())
+    }
+
+    /// The node policy, for checks on resolved addresses.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Frees one handle slot.
+    pub fn release(&mut self) {
+        self.open_handles = self.open_handles.saturating_sub(1);
+    }
+
+    /// The timeout for one call: the guest's request, capped; 0 means the cap.
+    pub fn timeout(&self, requested_ms: u32) -> Duration {
+        let requested = Duration::from_millis(u64::from(requested_ms));
+        if requested.is_zero() || requested > self.limits.max_timeout {
+            self.limits.max_timeout
+        } else {
+            requested
+        }
+    }
+
+    /// Checks a read size against the cap.
+    pub fn read_size(&self, max: u32) -> Result<usize, CapabilityError> {
+        if max > self.limits.max_read {
+            return Err(CapabilityError::InvalidArgument(format!(
+                "read of {max} bytes exceeds the limit of {}",
+                self.limits.max_read
+            )));
+        }
+        Ok(max as usize)
+    }
+}
+
+/// Maps an I/O error to the guest-facing error.
+pub(crate) fn io_error(err: std::io::Error) -> CapabilityError {
+    use std::io::ErrorKind::*;
+    match err.kind() {
+        TimedOut => CapabilityError::Timeout,
+        BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof | NotConnected => {
+            CapabilityError::Closed
+        }
+        _ => CapabilityError::Io(err.to_string()),
+    }
+}
+
+/// Runs `fut` with a timeout, mapping both failure kinds to the guest-facing error.
+pub(crate) async fn with_timeout<T>(
+    timeout: Duration,
+    fut: impl std::future::Future<Output = std::io::Result<T>>,
+) -> Result<T, CapabilityError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(io_error(e)),
+        Err(_) => Err(CapabilityError::Timeout),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crds::Grant;
+
+    fn caps(grants: Vec<Grant>, policy: &str, max_handles: usize) -> Capabilities {
+        let grants = Grants::resolve(&grants, &serde_json::json!({}), &[]).0;
+        Capabilities::new(
+            Arc::new(grants),
+            Arc::new(Policy::from_yaml(policy).unwrap()),
+            Limits {
+                max_handles,
+                ..Limits::default()
+            },
+            Backends::real(true),
+        )
+    }
+
+    fn grant(name: &str, kind: GrantKind, target: &str) -> Grant {
+        Grant {
+            name: name.into(),
+            kind,
+            target: target.into(),
+        }
+    }
+
+    #[test]
+    fn ungranted_name_is_refused_with_what_was_asked() {
+        let mut c = caps(vec![], "tcp: ['127.0.0.0/8']", 4);
+        let err = c.authorize("plc", GrantKind::Tcp).unwrap_err();
+        assert!(matches!(&err, CapabilityError::NotPermitted(m) if m.contains("\"plc\"") && m.contains("not granted")), "{err}");
+    }
+
+    #[test]
+    fn wrong_kind_is_refused() {
+        let mut c = caps(vec![grant("bus", GrantKind::Serial, "/dev/ttyS0")], "serial: ['/dev/ttyS*']", 4);
+        let err = c.authorize("bus", GrantKind::Tcp).unwrap_err();
+        assert!(matches!(&err, CapabilityError::NotPermitted(m) if m.contains("serial grant")), "{err}");
+    }
+
+    #[test]
+    fn policy_refusal_names_the_target() {
+        let mut c = caps(vec![grant("plc", GrantKind::Tcp, "10.1.2.3:502")], "tcp: ['127.0.0.0/8']", 4);
+        let err = c.authorize("plc", GrantKind::Tcp).unwrap_err();
+        assert!(matches!(&err, CapabilityError::NotPermitted(m) if m.contains("10.1.2.3:502") && m.contains("node policy")), "{err}");
+    }
+
+    #[test]
+    fn handle_cap_is_enforced_and_released() {
+        let mut c = caps(vec![grant("plc", GrantKind::Tcp, "127.0.0.1:502")], "tcp: ['127.0.0.1/32:502']", 2);
+        c.authorize("plc", GrantKind::Tcp).unwrap();
+        c.authorize("plc", GrantKind::Tcp).unwrap();
+        let err = c.authorize("plc", GrantKind::Tcp).unwrap_err();
+        assert!(matches!(err, CapabilityError::LimitReached(_)));
+        c.release();
+        c.authorize("plc", GrantKind::Tcp).unwrap();
+    }
+
+    #[test]
+    fn timeouts_are_capped() {
+        let c = caps(vec![], "{}", 1);
+        assert_eq!(c.timeout(0), Limits::default().max_timeout);
+        assert_eq!(c.timeout(100), Duration::from_millis(100));
+        assert_eq!(c.timeout(u32::MAX), Limits::default().max_timeout);
+        assert!(c.read_size(Limits::default().max_read + 1).is_err());
+    }
+}

@@ -1,0 +1,341 @@
+//! The node's policy: the outer bound on what any DeviceLink may be granted on this node.
+//!
+//! A DeviceLink author names targets; only the node's operator decides which targets are
+//! reachable at all. Written as YAML (`--policy FILE`):
+//!
+//! ```yaml
+//! tcp: ["127.0.0.0/8", "10.20.0.0/16 502", "::1/128 1-1024"]   # CIDR, optional port or range
+//! udp: ["127.0.0.1/32 47808"]
+//! serial: ["/dev/ttyUSB*", "/dev/ttyS0"]                      # exact path or prefix*
+//! gpio: ["gpiochip0 17-27", "gpiochip1"]                       # chip, optional line range
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use crds::GrantKind;
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("policy is not valid YAML")]
+    Yaml(#[source] serde_yaml::Error),
+    #[error("policy {kind} rule {rule:?}: {why}")]
+    Rule { kind: GrantKind, rule: String, why: String },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    tcp: Vec<String>,
+    #[serde(default)]
+    udp: Vec<String>,
+    #[serde(default)]
+    serial: Vec<String>,
+    #[serde(default)]
+    gpio: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct NetRule {
+    net: IpAddr,
+    prefix: u8,
+    ports: (u16, u16),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct GpioRule {
+    chip: String,
+    lines: (u32, u32),
+}
+
+/// What this node allows to be granted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Policy {
+    tcp: Vec<NetRule>,
+    udp: Vec<NetRule>,
+    serial: Vec<String>,
+    gpio: Vec<GpioRule>,
+}
+
+impl Policy {
+    /// Nothing is allowed.
+    pub fn deny_all() -> Self {
+        Self::default()
+    }
+
+    /// TCP and UDP to loopback only: the default for standalone mode.
+    pub fn loopback() -> Self {
+        let rules = || {
+            vec![
+                NetRule { net: IpAddr::from([127, 0, 0, 0]), prefix: 8, ports: (1, u16::MAX) },
+                NetRule { net: IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]), prefix: 128, ports: (1, u16::MAX) },
+            ]
+        };
+        Self { tcp: rules(), udp: rules(), ..Self::default() }
+    }
+
+    /// Parses the YAML form; every bad rule is reported, not just the first.
+    pub fn from_yaml(text: &str) -> Result<Self, Vec<Error>> {
+        let raw: RawPolicy = serde_yaml::from_str(text).map_err(|e| vec![Error::Yaml(e)])?;
+        let mut errors = Vec::new();
+        let mut net = |kind, rules: &[String]| {
+            rules
+                .iter()
+                .filter_map(|r| parse_net(r).map_err(|why| errors.push(Error::Rule { kind, rule: r.clone(), why })).ok())
+                .collect::<Vec<_>>()
+        };
+        let tcp = net(GrantKind::Tcp, &raw.tcp);
+        let udp = net(GrantKind::Udp, &raw.udp);
+        let gpio = raw
+            .gpio
+            .iter()
+            .filter_map(|r| {
+                parse_gpio_rule(r)
+                    .map_err(|why| errors.push(Error::Rule { kind: GrantKind::Gpio, rule: r.clone(), why }))
+                    .ok()
+            })
+            .collect();
+        for r in &raw.serial {
+            if !r.starts_with('/') {
+                errors.push(Error::Rule { kind: GrantKind::Serial, rule: r.clone(), why: "must be an absolute path".into() });
+            }
+        }
+        if errors.is_empty() {
+            Ok(Self { tcp, udp, serial: raw.serial, gpio })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Checks a grant target. For network targets given by host name only the port is
+    /// checked here; [`Policy::check_addr`] checks each resolved address before connecting.
+    pub fn check(&self, kind: GrantKind, target: &str) -> Result<(), String> {
+        match kind {
+            GrantKind::Tcp | GrantKind::Udp => {
+                let rules = self.net_rules(kind);
+                if let Ok(addr) = target.parse::<SocketAddr>() {
+                    return check_net(rules, addr);
+                }
+                let (_, port) = split_host_port(target)?;
+                if rules.iter().any(|r| (r.ports.0..=r.ports.1).contains(&port)) {
+                    Ok(())
+                } else {
+                    Err(format!("port {port} is not allowed for {kind}"))
+                }
+            }
+            GrantKind::Serial => {
+                let canonical = std::fs::canonicalize(Path::new(target))
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| target.to_owned());
+                let allowed = |p: &str| {
+                    self.serial
+                        .iter()
+                        .any(|r| r.strip_suffix('*').map_or(r == p, |prefix| p.starts_with(prefix)))
+                };
+                if allowed(&canonical) {
+                    Ok(())
+                } else if canonical != target {
+                    Err(format!("{target} resolves to {canonical}, which no serial rule allows"))
+                } else {
+                    Err(format!("no serial rule allows {target}"))
+                }
+            }
+            GrantKind::Gpio => {
+                let (chip, line) = parse_gpio_target(target)?;
+                if self
+                    .gpio
+                    .iter()
+                    .any(|r| r.chip == chip && (r.lines.0..=r.lines.1).contains(&line))
+                {
+                    Ok(())
+                } else {
+                    Err(format!("no gpio rule allows line {line} of {chip}"))
+                }
+            }
+        }
+    }
+
+    /// Checks one resolved address for a network grant.
+    pub fn check_addr(&self, kind: GrantKind, addr: SocketAddr) -> Result<(), String> {
+        check_net(self.net_rules(kind), addr)
+    }
+
+    fn net_rules(&self, kind: GrantKind) -> &[NetRule] {
+        match kind {
+            GrantKind::Udp => &self.udp,
+            _ => &self.tcp,
+        }
+    }
+}
+
+fn check_net(rules: &[NetRule], addr: SocketAddr) -> Result<(), String> {
+    let ip = match addr.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    let port = addr.port();
+    if rules.iter().any(|r| in_net(ip, r.net, r.prefix) && (r.ports.0..=r.ports.1).contains(&port)) {
+        Ok(())
+    } else {
+        Err(format!("{addr} is outside the allowed address ranges and ports"))
+    }
+}
+
+fn in_net(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+fn parse_net(rule: &str) -> Result<NetRule, String> {
+    let mut parts = rule.split_whitespace();
+    let cidr = parts.next().ok_or("empty rule")?;
+    let ports = match parts.next() {
+        Some(p) => parse_range(p).map(|(a, b)| (a as u16, b as u16)).and_then(|(a, b)| {
+            if a == 0 || b > u32::from(u16::MAX) as u16 {
+                Err("ports are 1-65535".to_string())
+            } else {
+                Ok((a, b))
+            }
+        })?,
+        None => (1, u16::MAX),
+    };
+    if parts.next().is_some() {
+        return Err("expected `CIDR [PORT|PORT-PORT]`".into());
+    }
+    let (addr, prefix) = cidr.split_once('/').ok_or("expected CIDR notation such as 10.0.0.0/8")?;
+    let net: IpAddr = addr.parse().map_err(|_| format!("{addr:?} is not an IP address"))?;
+    let prefix: u8 = prefix.parse().map_err(|_| format!("{prefix:?} is not a prefix length"))?;
+    let max = if net.is_ipv4() { 32 } else { 128 };
+    if prefix > max {
+        return Err(format!("prefix /{prefix} is longer than {max}"));
+    }
+    Ok(NetRule { net, prefix, ports })
+}
+
+fn parse_range(text: &str) -> Result<(u32, u32), String> {
+    let (a, b) = text.split_once('-').unwrap_or((text, text));
+    let a: u32 = a.parse().map_err(|_| format!("{a:?} is not a number"))?;
+    let b: u32 = b.parse().map_err(|_| format!("{b:?} is not a number"))?;
+    if a > b || b > u32::from(u16::MAX) {
+        return Err(format!("{text:?} is not a valid range"));
+    }
+    Ok((a, b))
+}
+
+fn parse_gpio_rule(rule: &str) -> Result<GpioRule, String> {
+    let mut parts = rule.split_whitespace();
+    let chip = parts.next().ok_or("empty rule")?.to_owned();
+    let lines = match parts.next() {
+        Some(r) => parse_range(r)?,
+        None => (0, u32::MAX),
+    };
+    Ok(GpioRule { chip, lines })
+}
+
+/// Parses `chip:line`, e.g. `gpiochip0:17`.
+pub fn parse_gpio_target(target: &str) -> Result<(&str, u32), String> {
+    let (chip, line) = target
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{target:?} is not `chip:line`"))?;
+    let line = line.parse().map_err(|_| format!("{line:?} is not a line number"))?;
+    Ok((chip, line))
+}
+
+/// Splits `host:port` (IPv6 hosts in brackets).
+pub fn split_host_port(target: &str) -> Result<(&str, u16), String> {
+    let (host, port) = target
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{target:?} is not `host:port`"))?;
+    let port = port.parse().map_err(|_| format!("{port:?} is not a port"))?;
+    Ok((host.trim_start_matches('[').trim_end_matches(']'), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"
+tcp: ["127.0.0.0/8", "10.20.0.0/16 502", "::1/128 1-1024"]
+serial: ["/dev/ttyUSB*", "/dev/ttyS0"]
+gpio: ["gpiochip0 17-27", "gpiochip1"]
+"#;
+
+    #[test]
+    fn network_table() {
+        let p = Policy::from_yaml(POLICY).unwrap();
+        let cases = [
+            (GrantKind::Tcp, "127.0.0.1:5020", true),
+            (GrantKind::Tcp, "127.255.0.1:1", true),
+            (GrantKind::Tcp, "10.20.3.4:502", true),
+            (GrantKind::Tcp, "10.20.3.4:503", false),
+            (GrantKind::Tcp, "10.21.0.1:502", false),
+            (GrantKind::Tcp, "[::1]:80", true),
+            (GrantKind::Tcp, "[::1]:8080", false),
+            (GrantKind::Tcp, "[::ffff:127.0.0.1]:80", true),
+            (GrantKind::Udp, "127.0.0.1:53", false),
+            (GrantKind::Tcp, "plc.local:502", true),
+            (GrantKind::Tcp, "nonsense", false),
+        ];
+        for (kind, target, ok) in cases {
+            assert_eq!(p.check(kind, target).is_ok(), ok, "{kind} {target}");
+        }
+    }
+
+    #[test]
+    fn serial_and_gpio_table() {
+        let p = Policy::from_yaml(POLICY).unwrap();
+        let cases = [
+            (GrantKind::Serial, "/dev/ttyUSB3", true),
+            (GrantKind::Serial, "/dev/ttyS0", true),
+            (GrantKind::Serial, "/dev/ttyS1", false),
+            (GrantKind::Gpio, "gpiochip0:17", true),
+            (GrantKind::Gpio, "gpiochip0:28", false),
+            (GrantKind::Gpio, "gpiochip1:200", true),
+            (GrantKind::Gpio, "gpiochip2:1", false),
+            (GrantKind::Gpio, "gpiochip0", false),
+        ];
+        for (kind, target, ok) in cases {
+            assert_eq!(p.check(kind, target).is_ok(), ok, "{kind} {target}");
+        }
+    }
+
+    #[test]
+    fn symlinks_are_checked_by_what_they_point_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("ttyUSB-fake");
+        std::os::unix::fs::symlink("/etc/hostname", &link).unwrap();
+        let p = Policy::from_yaml(&format!("serial: ['{}']", link.display())).unwrap();
+        let err = p.check(GrantKind::Serial, &link.to_string_lossy()).unwrap_err();
+        assert!(err.contains("/etc/hostname"), "{err}");
+    }
+
+    #[test]
+    fn every_bad_rule_is_reported() {
+        let errors = Policy::from_yaml("tcp: ['10.0.0.0/33', 'x/8', '127.0.0.1/32 0']\nserial: ['ttyS0']").unwrap_err();
+        assert_eq!(errors.len(), 4, "{errors:?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(Policy::from_yaml("tpc: []").is_err());
+    }
+
+    #[test]
+    fn deny_all_denies() {
+        let p = Policy::deny_all();
+        assert!(p.check(GrantKind::Tcp, "127.0.0.1:1").is_err());
+        assert!(Policy::loopback().check(GrantKind::Tcp, "127.0.0.1:1").is_ok());
+        assert!(Policy::loopback().check(GrantKind::Tcp, "192.0.2.1:1").is_err());
+    }
+}

@@ -1,0 +1,226 @@
+//! `octopus:adaptor/serial`: serial ports at granted device paths.
+
+use std::io;
+
+use crds::GrantKind;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::Instrument;
+use wasmtime::component::Resource;
+
+use super::socket::{BoxFuture, Duplex};
+use super::{Capabilities, with_timeout};
+use crate::bindings::CapabilityError;
+use crate::bindings::octopus::adaptor::serial as wit;
+use crate::engine::StoreState;
+
+/// An open port: a byte stream that can also drop its input buffer.
+pub trait SerialIo: Duplex {
+    fn clear_input(&mut self) -> io::Result<()>;
+}
+
+/// Opens ports. Real: termios through tokio-serial; fake: in-memory in unit tests.
+pub trait Backend: Send + Sync {
+    fn open(&self, path: String, settings: wit::Settings) -> BoxFuture<'_, io::Result<Box<dyn SerialIo>>>;
+}
+
+pub struct RealBackend;
+
+impl SerialIo for tokio_serial::SerialStream {
+    fn clear_input(&mut self) -> io::Result<()> {
+        tokio_serial::SerialPort::clear(self, tokio_serial::ClearBuffer::Input).map_err(io::Error::other)
+    }
+}
+
+impl Backend for RealBackend {
+    fn open(&self, path: String, s: wit::Settings) -> BoxFuture<'_, io::Result<Box<dyn SerialIo>>> {
+        Box::pin(async move {
+            let data_bits = match s.data_bits {
+                5 => tokio_serial::DataBits::Five,
+                6 => tokio_serial::DataBits::Six,
+                7 => tokio_serial::DataBits::Seven,
+                8 => tokio_serial::DataBits::Eight,
+                n => return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{n} data bits"))),
+            };
+            let stop_bits = match s.stop_bits {
+                1 => tokio_serial::StopBits::One,
+                2 => tokio_serial::StopBits::Two,
+                n => return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{n} stop bits"))),
+            };
+            let parity = match s.parity {
+                wit::Parity::None => tokio_serial::Parity::None,
+                wit::Parity::Even => tokio_serial::Parity::Even,
+                wit::Parity::Odd => tokio_serial::Parity::Odd,
+            };
+            let builder = tokio_serial::new(path, s.baud_rate)
+                .data_bits(data_bits)
+                .stop_bits(stop_bits)
+                .parity(parity);
+            let port = tokio_serial::SerialStream::open(&builder).map_err(io::Error::other)?;
+            Ok(Box::new(port) as Box<dyn SerialIo>)
+        })
+    }
+}
+
+/// The host side of a guest's serial `port`.
+pub struct Port {
+    io: Box<dyn SerialIo>,
+}
+
+impl Capabilities {
+    pub async fn open_serial(&mut self, grant: &str, settings: wit::Settings) -> Result<Port, CapabilityError> {
+        let g = self.authorize(grant, GrantKind::Serial)?;
+        let timeout = self.timeout(0);
+        match with_timeout(timeout, self.backends().serial.open(g.target.clone(), settings)).await {
+            Ok(io) => Ok(Port { io }),
+            Err(e) => {
+                self.release();
+                Err(e)
+            }
+        }
+    }
+}
+
+impl wit::Host for StoreState {
+    async fn open(
+        &mut self,
+        grant: String,
+        settings: wit::Settings,
+    ) -> wasmtime::Result<Result<Resource<Port>, CapabilityError>> {
+        let span = tracing::debug_span!("limb.serial.open", device = %self.device, %grant);
+        let opened = self.caps.open_serial(&grant, settings).instrument(span).await;
+        self.count("serial", &opened);
+        self.push_handle(opened)
+    }
+}
+
+impl wit::HostPort for StoreState {
+    async fn write(
+        &mut self,
+        port: Resource<Port>,
+        data: Vec<u8>,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<u32, CapabilityError>> {
+        let timeout = self.caps.timeout(timeout_ms);
+        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        let p = self.table.get_mut(&port)?;
+        Ok(with_timeout(timeout, async {
+            p.io.write_all(&data).await?;
+            p.io.flush().await
+        })
+        .await
+        .map(|()| len))
+    }
+
+    async fn read(
+        &mut self,
+        port: Resource<Port>,
+        max: u32,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<Vec<u8>, CapabilityError>> {
+        let timeout = self.caps.timeout(timeout_ms);
+        let max = match self.caps.read_size(max) {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(e)),
+        };
+        let p = self.table.get_mut(&port)?;
+        let mut buf = vec![0; max];
+        Ok(with_timeout(timeout, p.io.read(&mut buf)).await.map(|n| {
+            buf.truncate(n);
+            buf
+        }))
+    }
+
+    async fn clear_input(&mut self, port: Resource<Port>) -> wasmtime::Result<Result<(), CapabilityError>> {
+        let p = self.table.get_mut(&port)?;
+        Ok(p.io.clear_input().map_err(super::io_error))
+    }
+
+    async fn drop(&mut self, port: Resource<Port>) -> wasmtime::Result<()> {
+        self.table.delete(port)?;
+        self.caps.release();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capabilities::{Backends, Grants, Limits, Policy};
+    use crds::Grant;
+    use std::sync::Arc;
+
+    struct Loopback;
+    struct Mem(tokio::io::DuplexStream);
+    impl tokio::io::AsyncRead for Mem {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+        }
+    }
+    impl tokio::io::AsyncWrite for Mem {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+            std::pin::Pin::new(&mut self.0).poll_flush(cx)
+        }
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
+    impl SerialIo for Mem {
+        fn clear_input(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Backend for Loopback {
+        fn open(&self, _: String, _: wit::Settings) -> BoxFuture<'_, io::Result<Box<dyn SerialIo>>> {
+            Box::pin(async {
+                let (a, _b) = tokio::io::duplex(64);
+                Ok(Box::new(Mem(a)) as Box<dyn SerialIo>)
+            })
+        }
+    }
+
+    fn settings() -> wit::Settings {
+        wit::Settings { baud_rate: 9600, data_bits: 8, parity: wit::Parity::None, stop_bits: 1 }
+    }
+
+    fn caps(policy: &str) -> Capabilities {
+        let grants = vec![Grant { name: "bus".into(), kind: GrantKind::Serial, target: "/dev/ttyFAKE0".into() }];
+        let mut backends = Backends::real(true);
+        backends.serial = Arc::new(Loopback);
+        Capabilities::new(
+            Arc::new(Grants::resolve(&grants, &serde_json::Value::Null, &[]).0),
+            Arc::new(Policy::from_yaml(policy).unwrap()),
+            Limits { max_handles: 1, ..Limits::default() },
+            backends,
+        )
+    }
+
+    #[tokio::test]
+    async fn granted_port_opens_and_ungranted_does_not() {
+        let mut c = caps("serial: ['/dev/ttyFAKE*']");
+        assert!(c.open_serial("bus", settings()).await.is_ok());
+        let err = c.open_serial("/dev/ttyS0", settings()).await.err().unwrap();
+        assert!(matches!(err, CapabilityError::NotPermitted(_)));
+    }
+
+    #[tokio::test]
+    async fn policy_refuses_granted_but_disallowed_path() {
+        let mut c = caps("serial: ['/dev/ttyUSB*']");
+        let err = c.open_serial("bus", settings()).await.err().unwrap();
+        assert!(matches!(&err, CapabilityError::NotPermitted(m) if m.contains("/dev/ttyFAKE0")), "{err}");
+        assert_eq!(c.open_handles(), 0);
+    }
+}

@@ -1,0 +1,389 @@
+//! `octopus:adaptor/socket`: TCP streams and UDP sockets to granted endpoints.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use crds::GrantKind;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tracing::Instrument;
+use wasmtime::component::Resource;
+
+use super::{Capabilities, with_timeout};
+use crate::bindings::CapabilityError;
+use crate::bindings::octopus::adaptor::socket as wit;
+use crate::engine::StoreState;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A byte stream the host owns on the guest's behalf.
+pub trait Duplex: AsyncRead + AsyncWrite + Send + Sync + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin> Duplex for T {}
+
+/// A connected datagram socket.
+pub trait Datagram: Send + Sync {
+    fn send<'a>(&'a self, data: &'a [u8]) -> BoxFuture<'a, io::Result<usize>>;
+    fn recv(&self, max: usize) -> BoxFuture<'_, io::Result<Vec<u8>>>;
+}
+
+/// Opens connections. Real: tokio; fake: in-memory peers in unit tests.
+pub trait Backend: Send + Sync {
+    fn connect_tcp(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<Box<dyn Duplex>>>;
+    fn connect_udp(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<Box<dyn Datagram>>>;
+}
+
+pub struct RealBackend;
+
+impl Backend for RealBackend {
+    fn connect_tcp(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<Box<dyn Duplex>>> {
+        Box::pin(async move {
+            let s = tokio::net::TcpStream::connect(addr).await?;
+            s.set_nodelay(true)?;
+            Ok(Box::new(s) as Box<dyn Duplex>)
+        })
+    }
+
+    fn connect_udp(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<Box<dyn Datagram>>> {
+        Box::pin(async move {
+            let bind: SocketAddr = if addr.is_ipv4() {
+                ([0, 0, 0, 0], 0).into()
+            } else {
+                ([0u16; 8], 0).into()
+            };
+            let s = tokio::net::UdpSocket::bind(bind).await?;
+            s.connect(addr).await?;
+            Ok(Box::new(RealUdp(s)) as Box<dyn Datagram>)
+        })
+    }
+}
+
+struct RealUdp(tokio::net::UdpSocket);
+
+impl Datagram for RealUdp {
+    fn send<'a>(&'a self, data: &'a [u8]) -> BoxFuture<'a, io::Result<usize>> {
+        Box::pin(self.0.send(data))
+    }
+
+    fn recv(&self, max: usize) -> BoxFuture<'_, io::Result<Vec<u8>>> {
+        Box::pin(async move {
+            let mut buf = vec![0; max];
+            let n = self.0.recv(&mut buf).await?;
+            buf.truncate(n);
+            Ok(buf)
+        })
+    }
+}
+
+/// The host side of a guest's `tcp-stream`.
+pub struct TcpStream {
+    io: Box<dyn Duplex>,
+}
+
+/// The host side of a guest's `udp-socket`.
+pub struct UdpSocket {
+    io: Box<dyn Datagram>,
+}
+
+impl Capabilities {
+    /// Authorizes `grant`, resolves its target and checks every address against the
+    /// policy before connecting to the first one that answers.
+    async fn resolve(&mut self, grant: &str, kind: GrantKind) -> Result<Vec<SocketAddr>, CapabilityError> {
+        let g = self.authorize(grant, kind)?;
+        let resolved = match g.target.parse::<SocketAddr>() {
+            Ok(addr) => Ok(vec![addr]),
+            Err(_) => tokio::net::lookup_host(&g.target)
+                .await
+                .map(|addrs| addrs.collect())
+                .map_err(|e| CapabilityError::Io(format!("cannot resolve {}: {e}", g.target))),
+        };
+        let addrs = resolved.and_then(|addrs: Vec<SocketAddr>| {
+            let allowed: Vec<_> = addrs
+                .iter()
+                .copied()
+                .filter(|a| self.policy().check_addr(kind, *a).is_ok())
+                .collect();
+            if allowed.is_empty() {
+                Err(CapabilityError::NotPermitted(format!(
+                    "{kind} grant {grant:?} ({}) resolves to {addrs:?}, which node policy refuses",
+                    g.target
+                )))
+            } else {
+                Ok(allowed)
+            }
+        });
+        if addrs.is_err() {
+            self.release();
+        }
+        addrs
+    }
+
+    pub async fn open_tcp(&mut self, grant: &str, timeout_ms: u32) -> Result<TcpStream, CapabilityError> {
+        let timeout = self.timeout(timeout_ms);
+        let addrs = self.resolve(grant, GrantKind::Tcp).await?;
+        let mut last = CapabilityError::Io("no address".into());
+        for addr in addrs {
+            match with_timeout(timeout, self.backends().socket.connect_tcp(addr)).await {
+                Ok(io) => return Ok(TcpStream { io }),
+                Err(e) => last = e,
+            }
+        }
+        self.release();
+        Err(last)
+    }
+
+    pub async fn open_udp(&mut self, grant: &str) -> Result<UdpSocket, CapabilityError> {
+        let addrs = self.resolve(grant, GrantKind::Udp).await?;
+        let timeout = self.timeout(0);
+        let mut last = CapabilityError::Io("no address".into());
+        for addr in addrs {
+            match with_timeout(timeout, self.backends().socket.connect_udp(addr)).await {
+                Ok(io) => return Ok(UdpSocket { io }),
+                Err(e) => last = e,
+            }
+        }
+        self.release();
+        Err(last)
+    }
+}
+
+impl wit::Host for StoreState {
+    async fn connect_tcp(
+        &mut self,
+        grant: String,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<Resource<TcpStream>, CapabilityError>> {
+        let span = tracing::debug_span!("limb.socket.connect_tcp", device = %self.device, %grant);
+        let opened = self.caps.open_tcp(&grant, timeout_ms).instrument(span).await;
+        self.count("socket", &opened);
+        self.push_handle(opened)
+    }
+
+    async fn connect_udp(&mut self, grant: String) -> wasmtime::Result<Result<Resource<UdpSocket>, CapabilityError>> {
+        let span = tracing::debug_span!("limb.socket.connect_udp", device = %self.device, %grant);
+        let opened = self.caps.open_udp(&grant).instrument(span).await;
+        self.count("socket", &opened);
+        self.push_handle(opened)
+    }
+}
+
+impl wit::HostTcpStream for StoreState {
+    async fn send(
+        &mut self,
+        stream: Resource<TcpStream>,
+        data: Vec<u8>,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<u32, CapabilityError>> {
+        let timeout = self.caps.timeout(timeout_ms);
+        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        let s = self.table.get_mut(&stream)?;
+        let r = with_timeout(timeout, async {
+            s.io.write_all(&data).await?;
+            s.io.flush().await
+        })
+        .await
+        .map(|()| len);
+        Ok(r)
+    }
+
+    async fn receive(
+        &mut self,
+        stream: Resource<TcpStream>,
+        max: u32,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<Vec<u8>, CapabilityError>> {
+        let timeout = self.caps.timeout(timeout_ms);
+        let max = match self.caps.read_size(max) {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(e)),
+        };
+        let s = self.table.get_mut(&stream)?;
+        let mut buf = vec![0; max];
+        Ok(with_timeout(timeout, s.io.read(&mut buf)).await.map(|n| {
+            buf.truncate(n);
+            buf
+        }))
+    }
+
+    async fn drop(&mut self, stream: Resource<TcpStream>) -> wasmtime::Result<()> {
+        self.table.delete(stream)?;
+        self.caps.release();
+        Ok(())
+    }
+}
+
+impl wit::HostUdpSocket for StoreState {
+    async fn send(
+        &mut self,
+        socket: Resource<UdpSocket>,
+        data: Vec<u8>,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<u32, CapabilityError>> {
+        let timeout = self.caps.timeout(timeout_ms);
+        let s = self.table.get(&socket)?;
+        Ok(with_timeout(timeout, s.io.send(&data))
+            .await
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
+    }
+
+    async fn receive(
+        &mut self,
+        socket: Resource<UdpSocket>,
+        max: u32,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<Vec<u8>, CapabilityError>> {
+        let timeout = self.caps.timeout(timeout_ms);
+        let max = match self.caps.read_size(max) {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(e)),
+        };
+        let s = self.table.get(&socket)?;
+        Ok(with_timeout(timeout, s.io.recv(max)).await)
+    }
+
+    async fn drop(&mut self, socket: Resource<UdpSocket>) -> wasmtime::Result<()> {
+        self.table.delete(socket)?;
+        self.caps.release();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub mod fake {
+    //! An in-memory socket backend: every TCP connect gets a peer that answers with
+    //! `reply(request)`, and records the address it was asked for.
+
+    use super::*;
+    use std::sync::Mutex;
+
+    pub struct FakeBackend {
+        pub connected: Mutex<Vec<SocketAddr>>,
+        pub reply: fn(&[u8]) -> Vec<u8>,
+    }
+
+    impl Backend for FakeBackend {
+        fn connect_tcp(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<Box<dyn Duplex>>> {
+            if let Ok(mut c) = self.connected.lock() {
+                c.push(addr);
+            }
+            let reply = self.reply;
+            Box::pin(async move {
+                let (ours, mut theirs) = tokio::io::duplex(4096);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = theirs.read(&mut buf).await {
+                        if n == 0 || theirs.write_all(&reply(&buf[..n])).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                Ok(Box::new(ours) as Box<dyn Duplex>)
+            })
+        }
+
+        fn connect_udp(&self, _addr: SocketAddr) -> BoxFuture<'_, io::Result<Box<dyn Datagram>>> {
+            Box::pin(async { Err(io::Error::other("fake backend has no udp")) })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capabilities::{Backends, Grants, Limits, Policy};
+    use crds::Grant;
+    use std::sync::{Arc, Mutex};
+
+    fn caps(policy: &str, target: &str) -> (Capabilities, Arc<fake::FakeBackend>) {
+        let fake = Arc::new(fake::FakeBackend { connected: Mutex::new(vec![]), reply: |b| b.to_ascii_uppercase() });
+        let grants = vec![Grant { name: "plc".into(), kind: GrantKind::Tcp, target: target.into() }];
+        let mut backends = Backends::real(true);
+        backends.socket = fake.clone();
+        let caps = Capabilities::new(
+            Arc::new(Grants::resolve(&grants, &serde_json::Value::Null, &[]).0),
+            Arc::new(Policy::from_yaml(policy).unwrap()),
+            Limits { max_handles: 1, ..Limits::default() },
+            backends,
+        );
+        (caps, fake)
+    }
+
+    #[tokio::test]
+    async fn granted_connect_reaches_the_backend_and_exchanges_bytes() {
+        let (mut c, fake) = caps("tcp: ['127.0.0.1/32 5020']", "127.0.0.1:5020");
+        let mut s = c.open_tcp("plc", 100).await.unwrap();
+        s.io.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        s.io.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"PING");
+        assert_eq!(fake.connected.lock().unwrap().as_slice(), &["127.0.0.1:5020".parse().unwrap()]);
+    }
+
+    #[tokio::test]
+    async fn refused_connect_never_reaches_the_backend_and_frees_the_slot() {
+        let (mut c, fake) = caps("tcp: ['127.0.0.1/32 502']", "127.0.0.1:5020");
+        let err = c.open_tcp("plc", 100).await.err().unwrap();
+        assert!(matches!(err, CapabilityError::NotPermitted(_)), "{err}");
+        assert!(fake.connected.lock().unwrap().is_empty());
+        assert_eq!(c.open_handles(), 0);
+    }
+
+    #[tokio::test]
+    async fn handle_cap_applies_to_sockets() {
+        let (mut c, _) = caps("tcp: ['127.0.0.1/32']", "127.0.0.1:5020");
+        let _first = c.open_tcp("plc", 100).await.unwrap();
+        let err = c.open_tcp("plc", 100).await.err().unwrap();
+        assert!(matches!(err, CapabilityError::LimitReached(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn real_backend_talks_to_a_loopback_server() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).await.unwrap();
+            s.write_all(b"world").await.unwrap();
+        });
+        let grants = vec![Grant { name: "srv".into(), kind: GrantKind::Tcp, target: addr.to_string() }];
+        let mut c = Capabilities::new(
+            Arc::new(Grants::resolve(&grants, &serde_json::Value::Null, &[]).0),
+            Arc::new(Policy::loopback()),
+            Limits::default(),
+            Backends::real(true),
+        );
+        let mut s = c.open_tcp("srv", 1000).await.unwrap();
+        s.io.write_all(b"hello").await.unwrap();
+        let mut buf = [0u8; 5];
+        s.io.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"world");
+    }
+
+    #[tokio::test]
+    async fn connect_timeout_is_a_typed_error() {
+        // A listener that never accepts still completes the handshake, so use a backend
+        // that never answers instead.
+        struct Never;
+        impl Backend for Never {
+            fn connect_tcp(&self, _: SocketAddr) -> BoxFuture<'_, io::Result<Box<dyn Duplex>>> {
+                Box::pin(std::future::pending())
+            }
+            fn connect_udp(&self, _: SocketAddr) -> BoxFuture<'_, io::Result<Box<dyn Datagram>>> {
+                Box::pin(std::future::pending())
+            }
+        }
+        let grants = vec![Grant { name: "plc".into(), kind: GrantKind::Tcp, target: "127.0.0.1:1".into() }];
+        let mut backends = Backends::real(true);
+        backends.socket = Arc::new(Never);
+        let mut c = Capabilities::new(
+            Arc::new(Grants::resolve(&grants, &serde_json::Value::Null, &[]).0),
+            Arc::new(Policy::loopback()),
+            Limits::default(),
+            backends,
+        );
+        let err = c.open_tcp("plc", 20).await.err().unwrap();
+        assert!(matches!(err, CapabilityError::Timeout));
+        assert_eq!(c.open_handles(), 0);
+    }
+}

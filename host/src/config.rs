@@ -1,0 +1,183 @@
+//! The limb's configuration: one clap struct, every field also settable from `LIMB_*`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::engine::Pooling;
+
+#[derive(Debug, Parser)]
+#[command(name = "limb", version, about = "The Octopus limb: drives edge devices through sandboxed WebAssembly adaptors")]
+pub struct Config {
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+
+    /// Log format.
+    #[arg(long, env = "LIMB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs adaptors (*.wasm) and DeviceLinks (*.yaml) from a folder, without a cluster.
+    Standalone(StandaloneArgs),
+    /// Loads adaptor components, validates them and prints what they describe.
+    Inspect {
+        /// Component files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StandaloneArgs {
+    /// The folder holding adaptors and DeviceLink YAML.
+    #[arg(env = "LIMB_DIR")]
+    pub dir: PathBuf,
+
+    /// Address of the HTTP endpoint (/devices, /metrics, /healthz); "off" disables it.
+    #[arg(long, env = "LIMB_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: ListenAddr,
+
+    /// How often the folder is rescanned.
+    #[arg(long, env = "LIMB_SCAN_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub scan_interval: Duration,
+
+    /// How status is shown: a live table on a terminal, JSON lines when piped.
+    #[arg(long, env = "LIMB_OUTPUT", value_enum, default_value_t = Output::Auto)]
+    pub output: Output,
+
+    /// Drive only the links whose spec.adaptor.node is this name (default: all).
+    #[arg(long, env = "NODE_NAME")]
+    pub node: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenAddr {
+    Off,
+    At(SocketAddr),
+}
+
+impl std::str::FromStr for ListenAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "off" {
+            return Ok(Self::Off);
+        }
+        s.parse().map(Self::At).map_err(|e| format!("{s:?}: {e}"))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Auto,
+    Table,
+    Json,
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Gpio {
+    /// The Linux GPIO character device.
+    Cdev,
+    /// A simulated chip, for machines without GPIO.
+    Sim,
+}
+
+/// Engine, sandbox and policy settings shared by every mode.
+#[derive(Debug, Args)]
+pub struct RuntimeArgs {
+    /// Longest one adaptor call may run before it is interrupted.
+    #[arg(long, env = "LIMB_CALL_TIMEOUT", default_value = "5s", value_parser = parse_duration, global = true)]
+    pub call_timeout: Duration,
+
+    /// Linear memory one adaptor instance may use, in MiB.
+    #[arg(long, env = "LIMB_MEMORY_LIMIT_MIB", default_value_t = 64, global = true)]
+    pub memory_limit_mib: usize,
+
+    /// Instance allocation strategy.
+    #[arg(long, env = "LIMB_POOLING", value_enum, default_value_t = Pooling::Auto, global = true)]
+    pub pooling: Pooling,
+
+    /// Adaptor instances the pooling allocator is sized for.
+    #[arg(long, env = "LIMB_MAX_INSTANCES", default_value_t = 1024, global = true)]
+    pub max_instances: u32,
+
+    /// Where precompiled adaptors are cached ("" disables the cache).
+    #[arg(long, env = "LIMB_CACHE_DIR", default_value_os_t = default_cache_dir(), global = true)]
+    pub cache_dir: PathBuf,
+
+    /// The node policy (YAML); without it TCP and UDP to loopback are allowed and
+    /// nothing else.
+    #[arg(long, env = "LIMB_POLICY", global = true)]
+    pub policy: Option<PathBuf>,
+
+    /// GPIO backend.
+    #[arg(long, env = "LIMB_GPIO", value_enum, default_value_t = Gpio::Cdev, global = true)]
+    pub gpio: Gpio,
+
+    /// Open capability handles per device.
+    #[arg(long, env = "LIMB_MAX_HANDLES", default_value_t = 8, global = true)]
+    pub max_handles: usize,
+
+    /// First delay after an adaptor trap or failed start.
+    #[arg(long, env = "LIMB_BACKOFF_BASE", default_value = "1s", value_parser = parse_duration, global = true)]
+    pub backoff_base: Duration,
+
+    /// Longest delay between restarts.
+    #[arg(long, env = "LIMB_BACKOFF_MAX", default_value = "60s", value_parser = parse_duration, global = true)]
+    pub backoff_max: Duration,
+
+    /// Traps in a row after which a device is quarantined.
+    #[arg(long, env = "LIMB_QUARANTINE_AFTER", default_value_t = 5, global = true)]
+    pub quarantine_after: u32,
+
+    /// Largest status document accepted from an adaptor, in KiB.
+    #[arg(long, env = "LIMB_MAX_STATUS_KIB", default_value_t = 1024, global = true)]
+    pub max_status_kib: usize,
+}
+
+fn default_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/var/cache"));
+    base.join("octopus").join("limb")
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse() {
+        let c = Config::try_parse_from(["limb", "standalone", "/tmp/x"]).unwrap();
+        assert_eq!(c.runtime.call_timeout, Duration::from_secs(5));
+        let Command::Standalone(s) = c.command else { panic!("wrong command") };
+        assert_eq!(s.listen, ListenAddr::At("127.0.0.1:8080".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(Config::try_parse_from(["limb", "--call-timeout", "soon", "standalone", "/x"]).is_err());
+        assert!(Config::try_parse_from(["limb", "standalone", "/x", "--listen", "nowhere"]).is_err());
+        let c = Config::try_parse_from(["limb", "standalone", "/x", "--listen", "off"]).unwrap();
+        let Command::Standalone(s) = c.command else { panic!("wrong command") };
+        assert_eq!(s.listen, ListenAddr::Off);
+    }
+}

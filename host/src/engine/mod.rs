@@ -1,0 +1,155 @@
+//! The wasmtime engine shared by every adaptor in the process: epoch interruption for
+//! per-call deadlines, memory limits per store, and the pooling allocator when the
+//! machine's address space allows it.
+
+mod output;
+mod state;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use state::{DeviceTag, Outbox, StoreState};
+
+use crate::bindings::Adaptor;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot create the wasmtime engine: {0}")]
+    Engine(String),
+    #[error("cannot link the host interfaces: {0}")]
+    Link(String),
+}
+
+/// How to allocate instance memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pooling {
+    /// Use the pooling allocator if the engine can reserve it, else allocate on demand.
+    Auto,
+    On,
+    Off,
+}
+
+/// Engine settings, from the binary's configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Longest a single adaptor call may run before it is interrupted.
+    pub call_timeout: Duration,
+    /// Linear memory one adaptor instance may grow to.
+    pub memory_limit: usize,
+    /// Granularity of deadlines and of yielding to other devices.
+    pub epoch_tick: Duration,
+    pub pooling: Pooling,
+    /// Instances the pool is sized for (devices plus swaps in flight).
+    pub max_instances: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            call_timeout: Duration::from_secs(5),
+            memory_limit: 64 << 20,
+            epoch_tick: Duration::from_millis(10),
+            pooling: Pooling::Auto,
+            max_instances: 1024,
+        }
+    }
+}
+
+/// The process-wide engine, its linker, and the ticker thread that drives deadlines.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    settings: Settings,
+    pooling: bool,
+    stop: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    pub fn new(settings: Settings) -> Result<Self, Error> {
+        let (engine, pooling) = match settings.pooling {
+            Pooling::Off => (Engine::new(&base_config(None)).map_err(|e| Error::Engine(e.to_string()))?, false),
+            Pooling::On => (
+                Engine::new(&base_config(Some(&settings))).map_err(|e| Error::Engine(e.to_string()))?,
+                true,
+            ),
+            Pooling::Auto => match Engine::new(&base_config(Some(&settings))) {
+                Ok(e) => (e, true),
+                Err(err) => {
+                    tracing::warn!(error = %err, "pooling allocator unavailable, allocating instances on demand");
+                    (Engine::new(&base_config(None)).map_err(|e| Error::Engine(e.to_string()))?, false)
+                }
+            },
+        };
+        let mut linker = Linker::<StoreState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| Error::Link(e.to_string()))?;
+        Adaptor::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
+            .map_err(|e| Error::Link(e.to_string()))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_ticker(engine.clone(), settings.epoch_tick, stop.clone());
+        tracing::info!(pooling, memory_limit = settings.memory_limit, call_timeout = ?settings.call_timeout, "engine ready");
+        Ok(Self { engine, linker, settings, pooling, stop })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn linker(&self) -> &Linker<StoreState> {
+        &self.linker
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn pooling(&self) -> bool {
+        self.pooling
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn base_config(pool: Option<&Settings>) -> Config {
+    let mut c = Config::new();
+    c.wasm_component_model(true);
+    c.epoch_interruption(true);
+    // We do not use component-model async; turning it off makes every call cheaper.
+    c.concurrency_support(false);
+    if let Some(s) = pool {
+        let n = s.max_instances.max(1);
+        let mut p = PoolingAllocationConfig::default();
+        // Guests built with language runtimes use many core instances per component
+        // (Python ~14, QuickJS ~11), so size core capacity generously.
+        p.total_component_instances(n)
+            .total_core_instances(n.saturating_mul(16))
+            .total_memories(n.saturating_mul(4))
+            .total_tables(n.saturating_mul(16))
+            .total_stacks(n)
+            .max_memory_size(s.memory_limit);
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
+    }
+    c
+}
+
+fn spawn_ticker(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) {
+    let spawned = std::thread::Builder::new()
+        .name("limb-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                engine.increment_epoch();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the epoch ticker; adaptor calls will not be interrupted");
+    }
+}

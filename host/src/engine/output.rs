@@ -1,0 +1,79 @@
+//! Guest stdout and stderr, line-buffered into `tracing` events tagged with the device.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+
+use super::DeviceTag;
+use crate::capabilities::log::{MAX_MESSAGE, truncate};
+
+/// Writes each line the guest prints as one `tracing` event.
+#[derive(Clone)]
+pub struct GuestOutput {
+    device: DeviceTag,
+    stream: &'static str,
+}
+
+impl GuestOutput {
+    pub fn new(device: DeviceTag, stream: &'static str) -> Self {
+        Self { device, stream }
+    }
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(LineWriter { out: self.clone(), buf: Vec::new() })
+    }
+}
+
+struct LineWriter {
+    out: GuestOutput,
+    buf: Vec<u8>,
+}
+
+impl LineWriter {
+    fn emit(&self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        let text = truncate(text.trim_end(), MAX_MESSAGE);
+        tracing::info!(target: "adaptor", device = %self.out.device, stream = self.out.stream, "{text}");
+    }
+
+    fn flush_lines(&mut self) {
+        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=pos).collect();
+            self.emit(&line);
+        }
+        if self.buf.len() > MAX_MESSAGE {
+            let line = std::mem::take(&mut self.buf);
+            self.emit(&line);
+        }
+    }
+}
+
+impl AsyncWrite for LineWriter {
+    fn poll_write(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.buf.extend_from_slice(data);
+        self.flush_lines();
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if !self.buf.is_empty() {
+            let line = std::mem::take(&mut self.buf);
+            self.emit(&line);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.poll_flush(cx)
+    }
+}

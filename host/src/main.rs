@@ -1,0 +1,50 @@
+//! `limb`: parse the configuration, start tracing, run the chosen mode.
+
+use anyhow::Context as _;
+use clap::Parser;
+use limb::config::{Command, Config, LogFormat};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    init_tracing(config.log_format);
+    match config.command {
+        Command::Standalone(args) => limb::run::standalone(&config.runtime, args).await?,
+        Command::Inspect { files } => {
+            let (ctx, cache) = limb::run::context(&config.runtime)?;
+            let mut failed = 0;
+            for file in files {
+                let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                match limb::adaptors::load(&ctx.runtime, &cache, bytes, file.display().to_string()).await {
+                    Ok(a) => {
+                        println!("{}: {} {} (sha256 {})", file.display(), a.info.name, a.info.version, a.digest);
+                        for m in &a.info.models {
+                            println!("  serves {}/{}", m.model.api_version, m.model.kind);
+                            for f in &m.resource_fields {
+                                println!("    resource field {} ({:?})", f.path, f.kind);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        println!("{}: refused: {e}", file.display());
+                    }
+                }
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} adaptor(s) refused");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LIMB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

@@ -1,0 +1,109 @@
+//! Prometheus metrics, held in a struct passed down (no globals).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub adaptor: String,
+    pub call: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdaptorLabels {
+    pub adaptor: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CapabilityLabels {
+    pub adaptor: String,
+    pub capability: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    guest_calls: Family<CallLabels, Counter>,
+    guest_call_seconds: Family<AdaptorLabels, Histogram>,
+    traps: Family<AdaptorLabels, Counter>,
+    swaps: Family<OutcomeLabels, Counter>,
+    loads: Family<OutcomeLabels, Counter>,
+    capability_calls: Family<CapabilityLabels, Counter>,
+    devices: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("octopus_limb");
+        let guest_calls = Family::<CallLabels, Counter>::default();
+        let guest_call_seconds =
+            Family::<AdaptorLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(1e-5, 4.0, 10)));
+        let traps = Family::<AdaptorLabels, Counter>::default();
+        let swaps = Family::<OutcomeLabels, Counter>::default();
+        let loads = Family::<OutcomeLabels, Counter>::default();
+        let capability_calls = Family::<CapabilityLabels, Counter>::default();
+        let devices = Gauge::default();
+        registry.register("guest_calls", "Adaptor calls by function and outcome", guest_calls.clone());
+        registry.register("guest_call_duration_seconds", "Time spent in adaptor polls", guest_call_seconds.clone());
+        registry.register("guest_traps", "Adaptor instances that trapped", traps.clone());
+        registry.register("hot_swaps", "Device hot swaps by outcome", swaps.clone());
+        registry.register("adaptor_loads", "Adaptor component loads by outcome", loads.clone());
+        registry.register("capability_opens", "Capability handle opens by outcome", capability_calls.clone());
+        registry.register("devices", "Devices supervised", devices.clone());
+        Self { registry, guest_calls, guest_call_seconds, traps, swaps, loads, capability_calls, devices }
+    }
+}
+
+impl Metrics {
+    pub fn guest_call(&self, adaptor: &str, call: &'static str, outcome: &'static str, seconds: f64) {
+        self.guest_calls
+            .get_or_create(&CallLabels { adaptor: adaptor.to_owned(), call, outcome })
+            .inc();
+        if call == "poll" {
+            self.guest_call_seconds
+                .get_or_create(&AdaptorLabels { adaptor: adaptor.to_owned() })
+                .observe(seconds);
+        }
+    }
+
+    pub fn trap(&self, adaptor: &str) {
+        self.traps.get_or_create(&AdaptorLabels { adaptor: adaptor.to_owned() }).inc();
+    }
+
+    pub fn swap(&self, outcome: &'static str) {
+        self.swaps.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    pub fn load(&self, outcome: &'static str) {
+        self.loads.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    pub fn capability_call(&self, adaptor: &str, capability: &'static str, outcome: &'static str) {
+        self.capability_calls
+            .get_or_create(&CapabilityLabels { adaptor: adaptor.to_owned(), capability, outcome })
+            .inc();
+    }
+
+    pub fn set_devices(&self, n: usize) {
+        self.devices.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}

@@ -1,0 +1,126 @@
+//! Wiring the configuration into a running limb.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::adaptors::CompileCache;
+use crate::capabilities::{Backends, Limits, Policy};
+use crate::config::{Gpio, ListenAddr, Output, RuntimeArgs, StandaloneArgs};
+use crate::engine::{Runtime, Settings};
+use crate::metrics::Metrics;
+use crate::standalone::{Standalone, output};
+use crate::status::StatusBoard;
+use crate::supervisor::{Context, RestartPolicy};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Engine(#[from] crate::engine::Error),
+    #[error("cannot read the policy file {path}")]
+    PolicyFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid policy {path}: {}", .errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Policy { path: String, errors: Vec<crate::capabilities::policy::Error> },
+    #[error("{path} is not a folder")]
+    NotADir { path: String },
+    #[error("cannot serve the admin endpoint")]
+    Admin(#[source] std::io::Error),
+}
+
+/// The shared context and compile cache for the given settings.
+pub fn context(args: &RuntimeArgs) -> Result<(Arc<Context>, Arc<CompileCache>), Error> {
+    let policy = match &args.policy {
+        None => Policy::loopback(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| Error::PolicyFile { path: path.display().to_string(), source })?;
+            Policy::from_yaml(&text).map_err(|errors| Error::Policy { path: path.display().to_string(), errors })?
+        }
+    };
+    let runtime = Runtime::new(Settings {
+        call_timeout: args.call_timeout,
+        memory_limit: args.memory_limit_mib << 20,
+        pooling: args.pooling,
+        max_instances: args.max_instances,
+        ..Settings::default()
+    })?;
+    let cache_dir = (!args.cache_dir.as_os_str().is_empty()).then(|| args.cache_dir.clone());
+    let ctx = Context {
+        runtime: Arc::new(runtime),
+        board: Arc::new(StatusBoard::default()),
+        metrics: Arc::new(Metrics::default()),
+        policy: Arc::new(policy),
+        limits: Limits { max_handles: args.max_handles, max_timeout: args.call_timeout, ..Limits::default() },
+        backends: Backends::real(args.gpio == Gpio::Sim),
+        restart: RestartPolicy { base: args.backoff_base, max: args.backoff_max, quarantine_after: args.quarantine_after },
+        max_status_bytes: args.max_status_kib << 10,
+    };
+    Ok((Arc::new(ctx), Arc::new(CompileCache::new(cache_dir))))
+}
+
+/// Runs standalone mode until Ctrl-C or SIGTERM.
+pub async fn standalone(runtime: &RuntimeArgs, args: StandaloneArgs) -> Result<(), Error> {
+    if !args.dir.is_dir() {
+        return Err(Error::NotADir { path: args.dir.display().to_string() });
+    }
+    let (ctx, cache) = context(runtime)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let admin = match args.listen {
+        ListenAddr::Off => None,
+        ListenAddr::At(addr) => {
+            let (board, metrics, rx) = (ctx.board.clone(), ctx.metrics.clone(), stop_rx.clone());
+            let listener_check = std::net::TcpListener::bind(addr).map_err(Error::Admin)?;
+            drop(listener_check);
+            Some(tokio::spawn(crate::admin::serve(addr, board, metrics, rx)))
+        }
+    };
+    let output = match args.output {
+        Output::Auto if std::io::IsTerminal::is_terminal(&std::io::stdout()) => Output::Table,
+        Output::Auto => Output::Json,
+        other => other,
+    };
+    let view = match output {
+        Output::Table => Some(tokio::spawn(output::table(ctx.board.clone(), std::time::Duration::from_secs(1), stop_rx.clone()))),
+        Output::Json => Some(tokio::spawn(output::json_lines(ctx.board.clone(), stop_rx.clone()))),
+        _ => None,
+    };
+    let limb = Standalone::new(ctx, cache, args.dir, args.node);
+    let main = tokio::spawn(limb.run(args.scan_interval, stop_rx));
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = main.await;
+    if let Some(v) = view {
+        let _ = v.await;
+    }
+    if let Some(a) = admin {
+        let _ = a.await;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
