@@ -32,10 +32,14 @@ wit_bindgen::generate!({
 
 const NAME: &str = "adaptors.edge.cattle.io/dummy";
 
-#[cfg(not(feature = "v2"))]
+#[cfg(not(any(feature = "v2", feature = "broken-restore", feature = "broken-poll")))]
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 #[cfg(feature = "v2")]
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+v2");
+#[cfg(feature = "broken-restore")]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+broken-restore");
+#[cfg(feature = "broken-poll")]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+broken-poll");
 
 /// Tag of the `snapshot` format; `restore` accepts nothing else.
 const SNAPSHOT_FORMAT: &str = "dummy/1";
@@ -283,6 +287,12 @@ impl Guest for Dummy {
     }
 
     fn poll() -> Result<String, AdaptorError> {
+        if cfg!(feature = "broken-poll") {
+            #[allow(clippy::panic, reason = "a test variant that traps on purpose")]
+            {
+                panic!("broken-poll variant: trapping on purpose");
+            }
+        }
         with_instance(Instance::poll).map_err(Into::into)
     }
 
@@ -293,6 +303,11 @@ impl Guest for Dummy {
     }
 
     fn restore(state: Vec<u8>, from_version: String) -> Result<(), AdaptorError> {
+        if cfg!(feature = "broken-restore") {
+            return Err(AdaptorError::IncompatibleState(format!(
+                "broken-restore variant refuses state from {from_version}"
+            )));
+        }
         let state = State::from_snapshot(&state)?;
         log::log(
             Level::Info,

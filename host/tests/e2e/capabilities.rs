@@ -1,0 +1,1 @@
+//! Capabilities through a real guest: placeholder until the probe adaptor lands.

@@ -1,0 +1,140 @@
+//! Misbehaving adaptors next to healthy ones: each gets a clear error, the limb stays
+//! up, and the healthy devices keep their poll rate.
+
+use std::time::Duration;
+
+use limb::status::Phase;
+
+use crate::common::*;
+
+/// Polls a healthy neighbour must reach in `window` at `interval`: a generous 50% of
+/// the ideal count, so a loaded 2-core machine passes but a stalled device does not.
+fn floor(window: Duration, interval: Duration) -> u64 {
+    (window.as_millis() / interval.as_millis()) as u64 / 2
+}
+
+/// Runs `mode` next to three healthy fans for `window`, returns the hostile report
+/// and asserts the fans kept their rate.
+async fn beside_healthy(mode: &str, window: Duration) -> limb::status::DeviceReport {
+    let h = harness();
+    let dummy = h.load("adaptor_dummy").await;
+    let hostile_adaptor = h.load("adaptor_hostile").await;
+    let interval = Duration::from_millis(50);
+    let fans: Vec<_> = (0..3)
+        .map(|i| h.spawn(fan(&format!("n{i}"), "slow", "50ms"), dummy.clone()))
+        .collect();
+    for i in 0..3 {
+        h.wait(&key(&format!("n{i}")), Duration::from_secs(10), |r| r.polls >= 1).await;
+    }
+    let start: Vec<u64> = (0..3).map(|i| h.ctx.board.get(&key(&format!("n{i}"))).unwrap().polls).collect();
+    let bad = h.spawn(hostile("bad", mode), hostile_adaptor);
+    tokio::time::sleep(window).await;
+    for (i, s) in start.iter().enumerate() {
+        let r = h.ctx.board.get(&key(&format!("n{i}"))).unwrap();
+        let got = r.polls - s;
+        assert!(got >= floor(window, interval), "{mode}: neighbour n{i} polled {got} times in {window:?}");
+        assert_eq!(r.phase, Phase::Healthy, "{mode}: neighbour n{i}");
+        assert_eq!(r.traps, 0);
+    }
+    let report = h.ctx.board.get(&key("bad")).unwrap();
+    bad.stop().await;
+    for f in fans {
+        f.stop().await;
+    }
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_loop_in_poll_is_interrupted_and_neighbours_keep_their_rate() {
+    let r = beside_healthy("loop-poll", Duration::from_secs(3)).await;
+    assert!(r.traps >= 1, "{r:#?}");
+    assert!(r.last_error.as_deref().unwrap_or_default().contains("deadline exceeded"), "{r:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_loop_in_configure_ends_in_quarantine() {
+    let r = beside_healthy("loop-configure", Duration::from_secs(4)).await;
+    assert_eq!(r.phase, Phase::Quarantined, "{r:#?}");
+    assert_eq!(r.traps, 3);
+    let msg = r.last_error.unwrap();
+    assert!(msg.contains("quarantined after 3 traps") && msg.contains("deadline exceeded"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbounded_memory_growth_is_stopped_at_the_limit() {
+    let r = beside_healthy("grow-memory", Duration::from_secs(2)).await;
+    assert!(r.traps >= 1, "{r:#?}");
+    assert!(r.last_error.as_deref().unwrap_or_default().contains("memory limit of 32 MiB"), "{r:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_on_every_call_backs_off_then_quarantines() {
+    let r = beside_healthy("trap", Duration::from_secs(2)).await;
+    assert_eq!(r.phase, Phase::Quarantined, "{r:#?}");
+    assert!(r.restarts >= 2, "backed off before quarantine: {r:#?}");
+    assert!(r.events.iter().any(|e| e.reason == "Quarantined"));
+    let cond = r.conditions.get(crds::ConditionType::DeviceConnected).unwrap();
+    assert!(cond.message.contains("quarantined"), "{}", cond.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbounded_recursion_traps_without_harm() {
+    let r = beside_healthy("recurse", Duration::from_secs(2)).await;
+    assert!(r.traps >= 1, "{r:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_flood_is_rate_limited_and_the_device_keeps_polling() {
+    let r = beside_healthy("log-flood", Duration::from_secs(3)).await;
+    assert!(r.polls >= 2, "{r:#?}");
+    assert_eq!(r.traps, 0);
+}
+
+#[tokio::test]
+async fn files_and_environment_are_not_reachable() {
+    let h = harness();
+    let a = h.load("adaptor_hostile").await;
+    let dev = h.spawn(hostile("sneaky", "read-file"), a);
+    let r = h.wait(&key("sneaky"), Duration::from_secs(10), |r| r.polls >= 1).await;
+    let file = r.status["file"].as_str().unwrap();
+    assert!(file.starts_with("error"), "read /etc/passwd: {file}");
+    assert_eq!(r.status["env"], 0);
+    assert!(r.status["home"].as_str().unwrap().starts_with("error"));
+    dev.stop().await;
+}
+
+#[tokio::test]
+async fn ungranted_capabilities_are_refused_by_name() {
+    let h = harness();
+    let a = h.load("adaptor_hostile").await;
+    let dev = h.spawn(hostile("grabby", "open-ungranted"), a);
+    let r = h.wait(&key("grabby"), Duration::from_secs(10), |r| r.polls >= 1).await;
+    for cap in ["socket", "serial", "gpio"] {
+        let outcome = r.status[cap].as_str().unwrap();
+        assert!(outcome.contains("not-permitted") && outcome.contains("not granted"), "{cap}: {outcome}");
+    }
+    dev.stop().await;
+}
+
+#[tokio::test]
+async fn status_that_is_not_json_is_refused() {
+    let h = harness();
+    let a = h.load("adaptor_hostile").await;
+    let dev = h.spawn(hostile("garbled", "bad-json"), a);
+    let r = h.wait(&key("garbled"), Duration::from_secs(10), |r| r.failed_polls >= 1).await;
+    assert_eq!(r.phase, Phase::Unhealthy);
+    assert!(r.last_error.unwrap().contains("not valid JSON"));
+    assert!(r.status.is_null(), "no garbage reaches the status");
+    dev.stop().await;
+}
+
+#[tokio::test]
+async fn an_enormous_status_is_refused_with_its_size() {
+    let h = harness();
+    let a = h.load("adaptor_hostile").await;
+    let dev = h.spawn(hostile("huge", "huge-status"), a);
+    let r = h.wait(&key("huge"), Duration::from_secs(20), |r| r.failed_polls >= 1).await;
+    let msg = r.last_error.unwrap();
+    assert!(msg.contains("8388608 bytes") && msg.contains("limit of 1048576"), "{msg}");
+    dev.stop().await;
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds every adaptor component under adaptors-wasm/ and collects them, plus the dummy
+# adaptor's v2 variant (for hot-swap tests), in $OCTOPUS_ADAPTORS_DIR.
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+ensure_toolchain
+cd "$ROOT/adaptors-wasm"
+CARGO_TARGET_DIR="$ADAPTORS_TARGET" cargo build --release --target wasm32-wasip2 --locked
+cp "$ADAPTORS_TARGET"/wasm32-wasip2/release/*.wasm "$OCTOPUS_ADAPTORS_DIR/"
+# Variants of the dummy adaptor for hot-swap tests, built one after another in their
+# own target folder (the output name is the same for all of them).
+for variant in v2 broken-restore broken-poll; do
+    CARGO_TARGET_DIR="$ADAPTORS_TARGET-variants" cargo build --release --target wasm32-wasip2 --locked -p adaptor-dummy --features "$variant"
+    cp "$ADAPTORS_TARGET-variants/wasm32-wasip2/release/adaptor_dummy.wasm" "$OCTOPUS_ADAPTORS_DIR/adaptor_dummy_${variant//-/_}.wasm"
+done
+ls -l "$OCTOPUS_ADAPTORS_DIR"

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs the limb in standalone mode on examples/standalone: builds the adaptors and the
+# limb, copies the dummy adaptor next to the example DeviceLinks, and starts.
+# Extra arguments go to `limb standalone` (e.g. --listen 127.0.0.1:9090).
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+"$ROOT/scripts/build-adaptors.sh" >/dev/null
+cd "$ROOT"
+cargo build --locked -p limb
+DIR="${1:-$ROOT/examples/standalone}"
+[ $# -gt 0 ] && shift
+cp "$OCTOPUS_ADAPTORS_DIR/adaptor_dummy.wasm" "$DIR/"
+exec "$CARGO_TARGET_DIR/debug/limb" standalone "$DIR" "$@"

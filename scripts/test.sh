@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, adaptor builds, unit tests of guests and
+# host, and the end-to-end tests that run real components in the limb.
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+ensure_toolchain
+cd "$ROOT"
+started=$SECONDS
+echo "== fmt"
+cargo fmt --all --check
+(cd adaptors-wasm && cargo fmt --all --check)
+echo "== adaptors"
+"$ROOT/scripts/build-adaptors.sh"
+echo "== clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+(cd adaptors-wasm && CARGO_TARGET_DIR="$ADAPTORS_TARGET" cargo clippy --release --target wasm32-wasip2 --locked -- -D warnings)
+echo "== guest unit tests"
+(cd adaptors-wasm && CARGO_TARGET_DIR="$ADAPTORS_TARGET" cargo test --locked -p adaptor-dummy --target "$(rustc -vV | sed -n 's/^host: //p')")
+echo "== workspace tests"
+cargo test --workspace --locked
+echo "== done in $((SECONDS - started)) s"
