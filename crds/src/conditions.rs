@@ -57,10 +57,22 @@ impl ConditionType {
     /// Octopus's reason and message while the stage is being checked.
     pub fn unknown_reason(self) -> (&'static str, &'static str) {
         match self {
-            Self::NodeExisted => ("Confirming", "verify if there is a suitable node to schedule"),
-            Self::ModelExisted => ("Confirming", "verify if there is a suitable model as a template"),
-            Self::AdaptorExisted => ("Confirming", "verify if there is a suitable adaptor to access"),
-            Self::DeviceCreated => ("Creating", "verify if there is a corresponding device created"),
+            Self::NodeExisted => (
+                "Confirming",
+                "verify if there is a suitable node to schedule",
+            ),
+            Self::ModelExisted => (
+                "Confirming",
+                "verify if there is a suitable model as a template",
+            ),
+            Self::AdaptorExisted => (
+                "Confirming",
+                "verify if there is a suitable adaptor to access",
+            ),
+            Self::DeviceCreated => (
+                "Creating",
+                "verify if there is a corresponding device created",
+            ),
             Self::DeviceConnected => ("Connecting", "connect device"),
         }
     }
@@ -153,7 +165,10 @@ impl Conditions {
         let previous = self.get(t).cloned();
         self.0.retain(|c| c.type_ < t);
         self.0.sort_by_key(|c| c.type_);
-        let blocked = self.0.last().is_some_and(|c| c.status != ConditionStatus::True)
+        let blocked = self
+            .0
+            .last()
+            .is_some_and(|c| c.status != ConditionStatus::True)
             || self.0.len() != t.index();
         if blocked {
             return self.0 != before;
@@ -187,7 +202,9 @@ mod tests {
     use super::*;
 
     fn summary(c: &Conditions) -> Vec<(ConditionType, ConditionStatus, String)> {
-        c.0.iter().map(|c| (c.type_, c.status, c.reason.clone())).collect()
+        c.0.iter()
+            .map(|c| (c.type_, c.status, c.reason.clone()))
+            .collect()
     }
 
     fn all_true_to(last: ConditionType) -> Conditions {
@@ -215,7 +232,10 @@ mod tests {
                 name: "first success hands off to the model check",
                 start: Conditions::default(),
                 op: |c| c.succeed(NodeExisted, "t1"),
-                want: vec![(NodeExisted, True, "Found"), (ModelExisted, Unknown, "Confirming")],
+                want: vec![
+                    (NodeExisted, True, "Found"),
+                    (ModelExisted, Unknown, "Confirming"),
+                ],
                 changed: true,
             },
             Case {
@@ -284,7 +304,11 @@ mod tests {
         for case in cases {
             let mut c = case.start.clone();
             let changed = (case.op)(&mut c);
-            let want: Vec<_> = case.want.iter().map(|(t, s, r)| (*t, *s, (*r).to_owned())).collect();
+            let want: Vec<_> = case
+                .want
+                .iter()
+                .map(|(t, s, r)| (*t, *s, (*r).to_owned()))
+                .collect();
             assert_eq!(summary(&c), want, "{}", case.name);
             assert_eq!(changed, case.changed, "{}: changed", case.name);
         }

@@ -17,7 +17,9 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    #[error("document {index}: DeviceLink {name:?} has apiVersion {found:?}, expected {API_VERSION:?}")]
+    #[error(
+        "document {index}: DeviceLink {name:?} has apiVersion {found:?}, expected {API_VERSION:?}"
+    )]
     Version {
         index: usize,
         name: String,
@@ -30,7 +32,8 @@ pub enum Error {
 pub fn device_links(yaml: &str) -> Result<Vec<DeviceLink>, Error> {
     let mut links = Vec::new();
     for (index, doc) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
-        let value = serde_json::Value::deserialize_yaml(doc).map_err(|source| Error::Yaml { index, source })?;
+        let value = serde_json::Value::deserialize_yaml(doc)
+            .map_err(|source| Error::Yaml { index, source })?;
         if value.is_null() || value.get("kind").and_then(|k| k.as_str()) != Some(KIND) {
             continue;
         }
@@ -39,7 +42,10 @@ pub fn device_links(yaml: &str) -> Result<Vec<DeviceLink>, Error> {
             .and_then(|n| n.as_str())
             .unwrap_or_default()
             .to_owned();
-        let api_version = value.get("apiVersion").and_then(|v| v.as_str()).unwrap_or_default();
+        let api_version = value
+            .get("apiVersion")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
         if api_version != API_VERSION {
             return Err(Error::Version {
                 index,
@@ -48,7 +54,11 @@ pub fn device_links(yaml: &str) -> Result<Vec<DeviceLink>, Error> {
             });
         }
         let link: DeviceLink =
-            serde_json::from_value(value).map_err(|source| Error::DeviceLink { index, name, source })?;
+            serde_json::from_value(value).map_err(|source| Error::DeviceLink {
+                index,
+                name,
+                source,
+            })?;
         links.push(link);
     }
     Ok(links)
@@ -109,7 +119,8 @@ metadata: {name: ignored}
 
     #[test]
     fn wrong_api_version_is_named() {
-        let yaml = "apiVersion: edge.cattle.io/v2\nkind: DeviceLink\nmetadata: {name: x}\nspec: {}\n";
+        let yaml =
+            "apiVersion: edge.cattle.io/v2\nkind: DeviceLink\nmetadata: {name: x}\nspec: {}\n";
         let err = device_links(yaml).unwrap_err();
         assert!(err.to_string().contains("edge.cattle.io/v2"), "{err}");
     }

@@ -47,17 +47,28 @@ pub async fn serve(
 }
 
 async fn metrics_text(State(s): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.encode()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.encode(),
+    )
+        .into_response()
 }
 
 async fn devices(State(s): State<AppState>) -> Response {
     Json(s.board.devices()).into_response()
 }
 
-async fn device(State(s): State<AppState>, Path((namespace, name)): Path<(String, String)>) -> Response {
+async fn device(
+    State(s): State<AppState>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Response {
     match s.board.get(&format!("{namespace}/{name}")) {
         Some(d) => Json(d).into_response(),
-        None => (StatusCode::NOT_FOUND, format!("no device {namespace}/{name}\n")).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("no device {namespace}/{name}\n"),
+        )
+            .into_response(),
     }
 }
 

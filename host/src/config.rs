@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::engine::Pooling;
 
 #[derive(Debug, Parser)]
-#[command(name = "limb", version, about = "The Octopus limb: drives edge devices through sandboxed WebAssembly adaptors")]
+#[command(
+    name = "limb",
+    version,
+    about = "The Octopus limb: drives edge devices through sandboxed WebAssembly adaptors"
+)]
 pub struct Config {
     #[command(flatten)]
     pub runtime: RuntimeArgs,
@@ -103,7 +107,12 @@ pub struct RuntimeArgs {
     pub call_timeout: Duration,
 
     /// Linear memory one adaptor instance may use, in MiB.
-    #[arg(long, env = "LIMB_MEMORY_LIMIT_MIB", default_value_t = 64, global = true)]
+    #[arg(
+        long,
+        env = "LIMB_MEMORY_LIMIT_MIB",
+        default_value_t = 64,
+        global = true
+    )]
     pub memory_limit_mib: usize,
 
     /// Instance allocation strategy.
@@ -111,7 +120,12 @@ pub struct RuntimeArgs {
     pub pooling: Pooling,
 
     /// Adaptor instances the pooling allocator is sized for.
-    #[arg(long, env = "LIMB_MAX_INSTANCES", default_value_t = 1024, global = true)]
+    #[arg(
+        long,
+        env = "LIMB_MAX_INSTANCES",
+        default_value_t = 1024,
+        global = true
+    )]
     pub max_instances: u32,
 
     /// Where precompiled adaptors are cached ("" disables the cache).
@@ -140,11 +154,21 @@ pub struct RuntimeArgs {
     pub backoff_max: Duration,
 
     /// Traps in a row after which a device is quarantined.
-    #[arg(long, env = "LIMB_QUARANTINE_AFTER", default_value_t = 5, global = true)]
+    #[arg(
+        long,
+        env = "LIMB_QUARANTINE_AFTER",
+        default_value_t = 5,
+        global = true
+    )]
     pub quarantine_after: u32,
 
     /// Largest status document accepted from an adaptor, in KiB.
-    #[arg(long, env = "LIMB_MAX_STATUS_KIB", default_value_t = 1024, global = true)]
+    #[arg(
+        long,
+        env = "LIMB_MAX_STATUS_KIB",
+        default_value_t = 1024,
+        global = true
+    )]
     pub max_status_kib: usize,
 }
 
@@ -168,16 +192,24 @@ mod tests {
     fn defaults_parse() {
         let c = Config::try_parse_from(["limb", "standalone", "/tmp/x"]).unwrap();
         assert_eq!(c.runtime.call_timeout, Duration::from_secs(5));
-        let Command::Standalone(s) = c.command else { panic!("wrong command") };
+        let Command::Standalone(s) = c.command else {
+            panic!("wrong command")
+        };
         assert_eq!(s.listen, ListenAddr::At("127.0.0.1:8080".parse().unwrap()));
     }
 
     #[test]
     fn bad_values_are_refused() {
-        assert!(Config::try_parse_from(["limb", "--call-timeout", "soon", "standalone", "/x"]).is_err());
-        assert!(Config::try_parse_from(["limb", "standalone", "/x", "--listen", "nowhere"]).is_err());
+        assert!(
+            Config::try_parse_from(["limb", "--call-timeout", "soon", "standalone", "/x"]).is_err()
+        );
+        assert!(
+            Config::try_parse_from(["limb", "standalone", "/x", "--listen", "nowhere"]).is_err()
+        );
         let c = Config::try_parse_from(["limb", "standalone", "/x", "--listen", "off"]).unwrap();
-        let Command::Standalone(s) = c.command else { panic!("wrong command") };
+        let Command::Standalone(s) = c.command else {
+            panic!("wrong command")
+        };
         assert_eq!(s.listen, ListenAddr::Off);
     }
 }

@@ -14,10 +14,19 @@ async fn main() -> anyhow::Result<()> {
             let (ctx, cache) = limb::run::context(&config.runtime)?;
             let mut failed = 0;
             for file in files {
-                let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-                match limb::adaptors::load(&ctx.runtime, &cache, bytes, file.display().to_string()).await {
+                let bytes =
+                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                match limb::adaptors::load(&ctx.runtime, &cache, bytes, file.display().to_string())
+                    .await
+                {
                     Ok(a) => {
-                        println!("{}: {} {} (sha256 {})", file.display(), a.info.name, a.info.version, a.digest);
+                        println!(
+                            "{}: {} {} (sha256 {})",
+                            file.display(),
+                            a.info.name,
+                            a.info.version,
+                            a.digest
+                        );
                         for m in &a.info.models {
                             println!("  serves {}/{}", m.model.api_version, m.model.kind);
                             for f in &m.resource_fields {
@@ -40,9 +49,12 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LIMB_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LIMB_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

@@ -46,38 +46,84 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("octopus_limb");
         let guest_calls = Family::<CallLabels, Counter>::default();
-        let guest_call_seconds =
-            Family::<AdaptorLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(1e-5, 4.0, 10)));
+        let guest_call_seconds = Family::<AdaptorLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(1e-5, 4.0, 10))
+        });
         let traps = Family::<AdaptorLabels, Counter>::default();
         let swaps = Family::<OutcomeLabels, Counter>::default();
         let loads = Family::<OutcomeLabels, Counter>::default();
         let capability_calls = Family::<CapabilityLabels, Counter>::default();
         let devices = Gauge::default();
-        registry.register("guest_calls", "Adaptor calls by function and outcome", guest_calls.clone());
-        registry.register("guest_call_duration_seconds", "Time spent in adaptor polls", guest_call_seconds.clone());
-        registry.register("guest_traps", "Adaptor instances that trapped", traps.clone());
+        registry.register(
+            "guest_calls",
+            "Adaptor calls by function and outcome",
+            guest_calls.clone(),
+        );
+        registry.register(
+            "guest_call_duration_seconds",
+            "Time spent in adaptor polls",
+            guest_call_seconds.clone(),
+        );
+        registry.register(
+            "guest_traps",
+            "Adaptor instances that trapped",
+            traps.clone(),
+        );
         registry.register("hot_swaps", "Device hot swaps by outcome", swaps.clone());
-        registry.register("adaptor_loads", "Adaptor component loads by outcome", loads.clone());
-        registry.register("capability_opens", "Capability handle opens by outcome", capability_calls.clone());
+        registry.register(
+            "adaptor_loads",
+            "Adaptor component loads by outcome",
+            loads.clone(),
+        );
+        registry.register(
+            "capability_opens",
+            "Capability handle opens by outcome",
+            capability_calls.clone(),
+        );
         registry.register("devices", "Devices supervised", devices.clone());
-        Self { registry, guest_calls, guest_call_seconds, traps, swaps, loads, capability_calls, devices }
+        Self {
+            registry,
+            guest_calls,
+            guest_call_seconds,
+            traps,
+            swaps,
+            loads,
+            capability_calls,
+            devices,
+        }
     }
 }
 
 impl Metrics {
-    pub fn guest_call(&self, adaptor: &str, call: &'static str, outcome: &'static str, seconds: f64) {
+    pub fn guest_call(
+        &self,
+        adaptor: &str,
+        call: &'static str,
+        outcome: &'static str,
+        seconds: f64,
+    ) {
         self.guest_calls
-            .get_or_create(&CallLabels { adaptor: adaptor.to_owned(), call, outcome })
+            .get_or_create(&CallLabels {
+                adaptor: adaptor.to_owned(),
+                call,
+                outcome,
+            })
             .inc();
         if call == "poll" {
             self.guest_call_seconds
-                .get_or_create(&AdaptorLabels { adaptor: adaptor.to_owned() })
+                .get_or_create(&AdaptorLabels {
+                    adaptor: adaptor.to_owned(),
+                })
                 .observe(seconds);
         }
     }
 
     pub fn trap(&self, adaptor: &str) {
-        self.traps.get_or_create(&AdaptorLabels { adaptor: adaptor.to_owned() }).inc();
+        self.traps
+            .get_or_create(&AdaptorLabels {
+                adaptor: adaptor.to_owned(),
+            })
+            .inc();
     }
 
     pub fn swap(&self, outcome: &'static str) {
@@ -90,7 +136,11 @@ impl Metrics {
 
     pub fn capability_call(&self, adaptor: &str, capability: &'static str, outcome: &'static str) {
         self.capability_calls
-            .get_or_create(&CapabilityLabels { adaptor: adaptor.to_owned(), capability, outcome })
+            .get_or_create(&CapabilityLabels {
+                adaptor: adaptor.to_owned(),
+                capability,
+                outcome,
+            })
             .inc();
     }
 

@@ -24,7 +24,10 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("invalid policy {path}: {}", .errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
-    Policy { path: String, errors: Vec<crate::capabilities::policy::Error> },
+    Policy {
+        path: String,
+        errors: Vec<crate::capabilities::policy::Error>,
+    },
     #[error("{path} is not a folder")]
     NotADir { path: String },
     #[error("cannot serve the admin endpoint")]
@@ -36,9 +39,14 @@ pub fn context(args: &RuntimeArgs) -> Result<(Arc<Context>, Arc<CompileCache>), 
     let policy = match &args.policy {
         None => Policy::loopback(),
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| Error::PolicyFile { path: path.display().to_string(), source })?;
-            Policy::from_yaml(&text).map_err(|errors| Error::Policy { path: path.display().to_string(), errors })?
+            let text = std::fs::read_to_string(path).map_err(|source| Error::PolicyFile {
+                path: path.display().to_string(),
+                source,
+            })?;
+            Policy::from_yaml(&text).map_err(|errors| Error::Policy {
+                path: path.display().to_string(),
+                errors,
+            })?
         }
     };
     let runtime = Runtime::new(Settings {
@@ -54,9 +62,17 @@ pub fn context(args: &RuntimeArgs) -> Result<(Arc<Context>, Arc<CompileCache>), 
         board: Arc::new(StatusBoard::default()),
         metrics: Arc::new(Metrics::default()),
         policy: Arc::new(policy),
-        limits: Limits { max_handles: args.max_handles, max_timeout: args.call_timeout, ..Limits::default() },
+        limits: Limits {
+            max_handles: args.max_handles,
+            max_timeout: args.call_timeout,
+            ..Limits::default()
+        },
         backends: Backends::real(args.gpio == Gpio::Sim),
-        restart: RestartPolicy { base: args.backoff_base, max: args.backoff_max, quarantine_after: args.quarantine_after },
+        restart: RestartPolicy {
+            base: args.backoff_base,
+            max: args.backoff_max,
+            quarantine_after: args.quarantine_after,
+        },
         max_status_bytes: args.max_status_kib << 10,
     };
     Ok((Arc::new(ctx), Arc::new(CompileCache::new(cache_dir))))
@@ -65,7 +81,9 @@ pub fn context(args: &RuntimeArgs) -> Result<(Arc<Context>, Arc<CompileCache>), 
 /// Runs standalone mode until Ctrl-C or SIGTERM.
 pub async fn standalone(runtime: &RuntimeArgs, args: StandaloneArgs) -> Result<(), Error> {
     if !args.dir.is_dir() {
-        return Err(Error::NotADir { path: args.dir.display().to_string() });
+        return Err(Error::NotADir {
+            path: args.dir.display().to_string(),
+        });
     }
     let (ctx, cache) = context(runtime)?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -84,8 +102,15 @@ pub async fn standalone(runtime: &RuntimeArgs, args: StandaloneArgs) -> Result<(
         other => other,
     };
     let view = match output {
-        Output::Table => Some(tokio::spawn(output::table(ctx.board.clone(), std::time::Duration::from_secs(1), stop_rx.clone()))),
-        Output::Json => Some(tokio::spawn(output::json_lines(ctx.board.clone(), stop_rx.clone()))),
+        Output::Table => Some(tokio::spawn(output::table(
+            ctx.board.clone(),
+            std::time::Duration::from_secs(1),
+            stop_rx.clone(),
+        ))),
+        Output::Json => Some(tokio::spawn(output::json_lines(
+            ctx.board.clone(),
+            stop_rx.clone(),
+        ))),
         _ => None,
     };
     let limb = Standalone::new(ctx, cache, args.dir, args.node);

@@ -52,7 +52,12 @@ pub struct Event {
 
 impl Event {
     pub fn new(type_: EventType, reason: &str, message: &str) -> Self {
-        Self { time: now(), type_, reason: reason.to_owned(), message: message.to_owned() }
+        Self {
+            time: now(),
+            type_,
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+        }
     }
 }
 
@@ -123,8 +128,12 @@ impl DeviceReport {
             self.events.pop_front();
         }
         match event.type_ {
-            EventType::Warning => tracing::warn!(device = %self.key(), reason = %event.reason, "{}", event.message),
-            EventType::Normal => tracing::info!(device = %self.key(), reason = %event.reason, "{}", event.message),
+            EventType::Warning => {
+                tracing::warn!(device = %self.key(), reason = %event.reason, "{}", event.message)
+            }
+            EventType::Normal => {
+                tracing::info!(device = %self.key(), reason = %event.reason, "{}", event.message)
+            }
         }
         self.events.push_back(event);
     }
@@ -162,7 +171,12 @@ impl Default for StatusBoard {
 
 impl StatusBoard {
     /// Creates or changes the report for `key` and announces the result.
-    pub fn update(&self, key: &str, init: impl FnOnce() -> DeviceReport, change: impl FnOnce(&mut DeviceReport)) {
+    pub fn update(
+        &self,
+        key: &str,
+        init: impl FnOnce() -> DeviceReport,
+        change: impl FnOnce(&mut DeviceReport),
+    ) {
         let snapshot = {
             let mut devices = self.devices.write().unwrap_or_else(|e| e.into_inner());
             let report = devices.entry(key.to_owned()).or_insert_with(init);
@@ -176,7 +190,9 @@ impl StatusBoard {
     pub fn modify(&self, key: &str, change: impl FnOnce(&mut DeviceReport)) {
         let snapshot = {
             let mut devices = self.devices.write().unwrap_or_else(|e| e.into_inner());
-            let Some(report) = devices.get_mut(key) else { return };
+            let Some(report) = devices.get_mut(key) else {
+                return;
+            };
             change(report);
             Arc::new(report.clone())
         };
@@ -184,15 +200,27 @@ impl StatusBoard {
     }
 
     pub fn remove(&self, key: &str) {
-        self.devices.write().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.devices
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 
     pub fn get(&self, key: &str) -> Option<DeviceReport> {
-        self.devices.read().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+        self.devices
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
     }
 
     pub fn devices(&self) -> Vec<DeviceReport> {
-        self.devices.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.devices
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<DeviceReport>> {
@@ -207,10 +235,18 @@ impl StatusBoard {
     }
 
     pub fn remove_adaptor(&self, source: &str) {
-        self.adaptors.write().unwrap_or_else(|e| e.into_inner()).remove(source);
+        self.adaptors
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(source);
     }
 
     pub fn adaptors(&self) -> Vec<AdaptorReport> {
-        self.adaptors.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.adaptors
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 }

@@ -48,14 +48,22 @@ impl CompileCache {
         let mut h = ShaHasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut h);
         let compat = hex::encode(h.0.finalize());
-        let base = self.dir.as_ref()?.join(format!("{digest}-{}", &compat[..16]));
+        let base = self
+            .dir
+            .as_ref()?
+            .join(format!("{digest}-{}", &compat[..16]));
         Some((base.with_extension("cwasm"), base.with_extension("sha256")))
     }
 
     /// Loads the precompiled artifact for `digest`, or compiles `bytes` and stores it.
     /// A missing, corrupt or unreadable entry is rebuilt; a cache that cannot be written
     /// still returns a compiled component. Returns whether the cache was hit.
-    pub fn load_or_compile(&self, engine: &Engine, digest: &str, bytes: &[u8]) -> Result<(Component, bool), Error> {
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        digest: &str,
+        bytes: &[u8],
+    ) -> Result<(Component, bool), Error> {
         let Some((artifact, sum)) = self.paths(engine, digest) else {
             return compile(engine, bytes).map(|c| (c, false));
         };
@@ -94,7 +102,11 @@ fn store(artifact: &Path, sum: &Path, serialized: &[u8]) -> std::io::Result<()> 
 }
 
 /// `Ok(None)` when there is no entry; `Err` when there is one and it cannot be trusted.
-fn load_verified(engine: &Engine, artifact: &Path, sum: &Path) -> Result<Option<Component>, String> {
+fn load_verified(
+    engine: &Engine,
+    artifact: &Path,
+    sum: &Path,
+) -> Result<Option<Component>, String> {
     let Ok(expected) = std::fs::read_to_string(sum) else {
         return Ok(None);
     };

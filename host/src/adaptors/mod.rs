@@ -106,9 +106,11 @@ pub async fn load(
         let runtime = runtime.clone();
         let cache = cache.clone();
         let digest = digest.clone();
-        tokio::task::spawn_blocking(move || cache.load_or_compile(runtime.engine(), &digest, &bytes))
-            .await
-            .map_err(|e| Error::Join(e.to_string()))??
+        tokio::task::spawn_blocking(move || {
+            cache.load_or_compile(runtime.engine(), &digest, &bytes)
+        })
+        .await
+        .map_err(|e| Error::Join(e.to_string()))??
     };
     validate::check(runtime.engine(), &component)?;
     let pre = prepare(runtime, &component)?;
@@ -121,7 +123,14 @@ pub async fn load(
         adaptor = %info.name, version = %info.version, digest = %&digest[..12], %source,
         from_cache, load_ms = load_time.as_millis() as u64, "adaptor loaded"
     );
-    Ok(Arc::new(Adaptor { info, digest, source, pre, load_time, from_cache }))
+    Ok(Arc::new(Adaptor {
+        info,
+        digest,
+        source,
+        pre,
+        load_time,
+        from_cache,
+    }))
 }
 
 fn prepare(runtime: &Runtime, component: &Component) -> Result<AdaptorPre<StoreState>, Error> {
@@ -135,17 +144,31 @@ fn prepare(runtime: &Runtime, component: &Component) -> Result<AdaptorPre<StoreS
 /// Calls `describe` on a scratch instance with nothing granted.
 async fn describe(runtime: &Runtime, pre: &AdaptorPre<StoreState>) -> Result<AdaptorInfo, Error> {
     let caps = Capabilities::none(Backends::real(true));
-    let mut store = StoreState::new_store(runtime, DeviceTag("describe".into()), "describe", caps, None);
+    let mut store = StoreState::new_store(
+        runtime,
+        DeviceTag("describe".into()),
+        "describe",
+        caps,
+        None,
+    );
     let timeout = runtime.settings().call_timeout;
     store.data_mut().arm(timeout);
     let result = async {
         let bindings = pre.instantiate_async(&mut store).await?;
-        bindings.octopus_adaptor_driver().call_describe(&mut store).await
+        bindings
+            .octopus_adaptor_driver()
+            .call_describe(&mut store)
+            .await
     };
     let out = tokio::time::timeout(timeout * 2, result).await;
     match out {
         Ok(Ok(info)) => Ok(info),
-        Ok(Err(e)) => Err(Error::Describe(crate::supervisor::describe_trap(&e, store.data()))),
-        Err(_) => Err(Error::Describe(format!("did not return within {timeout:?}"))),
+        Ok(Err(e)) => Err(Error::Describe(crate::supervisor::describe_trap(
+            &e,
+            store.data(),
+        ))),
+        Err(_) => Err(Error::Describe(format!(
+            "did not return within {timeout:?}"
+        ))),
     }
 }

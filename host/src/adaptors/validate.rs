@@ -33,7 +33,9 @@ const WASI_ALLOWED: &[&str] = &[
     "wasi:filesystem/preopens",
 ];
 
-const OURS: &[&str] = &["types", "log", "clock", "events", "serial", "socket", "gpio"];
+const OURS: &[&str] = &[
+    "types", "log", "clock", "events", "serial", "socket", "gpio",
+];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
@@ -88,7 +90,10 @@ pub fn check_names(imports: &[String], exports: &[String]) -> Result<(), Error> 
     if !refused.is_empty() {
         return Err(Error::Imports(refused));
     }
-    if !exports.iter().any(|n| ours(n).is_some_and(|(i, _)| i == "driver")) {
+    if !exports
+        .iter()
+        .any(|n| ours(n).is_some_and(|(i, _)| i == "driver"))
+    {
         return Err(Error::NoDriver(exports.to_vec()));
     }
     Ok(())
@@ -109,16 +114,67 @@ mod tests {
     #[test]
     fn validation_table() {
         let driver = s(&["octopus:adaptor/driver@0.1.0"]);
-        let cases: Vec<(&str, Vec<String>, Vec<String>, Result<(), &str>)> = vec![
-            ("ours and wasi", s(&["octopus:adaptor/log@0.1.0", "wasi:io/streams@0.2.6"]), driver.clone(), Ok(())),
-            ("patch versions are compatible", s(&["octopus:adaptor/log@0.1.7"]), driver.clone(), Ok(())),
-            ("sockets are refused", s(&["wasi:sockets/tcp@0.2.6"]), driver.clone(), Err("wasi:sockets/tcp@0.2.6")),
-            ("http is refused", s(&["wasi:http/outgoing-handler@0.2.0"]), driver.clone(), Err("wasi:http")),
-            ("wasi 0.3 is refused", s(&["wasi:io/streams@0.3.0"]), driver.clone(), Err("wasi:io/streams@0.3.0")),
-            ("foreign imports are named", s(&["acme:thing/host-stuff@1.0.0"]), driver.clone(), Err("acme:thing/host-stuff@1.0.0")),
-            ("another world", vec![], s(&["acme:thing/api@1.0.0"]), Err("another world")),
-            ("old wit version", s(&["octopus:adaptor/log@0.0.9"]), s(&["octopus:adaptor/driver@0.0.9"]), Err("octopus:adaptor@0.0.9")),
-            ("unknown interface of ours", s(&["octopus:adaptor/i2c@0.1.0"]), driver.clone(), Err("i2c")),
+        type Case = (
+            &'static str,
+            Vec<String>,
+            Vec<String>,
+            Result<(), &'static str>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "ours and wasi",
+                s(&["octopus:adaptor/log@0.1.0", "wasi:io/streams@0.2.6"]),
+                driver.clone(),
+                Ok(()),
+            ),
+            (
+                "patch versions are compatible",
+                s(&["octopus:adaptor/log@0.1.7"]),
+                driver.clone(),
+                Ok(()),
+            ),
+            (
+                "sockets are refused",
+                s(&["wasi:sockets/tcp@0.2.6"]),
+                driver.clone(),
+                Err("wasi:sockets/tcp@0.2.6"),
+            ),
+            (
+                "http is refused",
+                s(&["wasi:http/outgoing-handler@0.2.0"]),
+                driver.clone(),
+                Err("wasi:http"),
+            ),
+            (
+                "wasi 0.3 is refused",
+                s(&["wasi:io/streams@0.3.0"]),
+                driver.clone(),
+                Err("wasi:io/streams@0.3.0"),
+            ),
+            (
+                "foreign imports are named",
+                s(&["acme:thing/host-stuff@1.0.0"]),
+                driver.clone(),
+                Err("acme:thing/host-stuff@1.0.0"),
+            ),
+            (
+                "another world",
+                vec![],
+                s(&["acme:thing/api@1.0.0"]),
+                Err("another world"),
+            ),
+            (
+                "old wit version",
+                s(&["octopus:adaptor/log@0.0.9"]),
+                s(&["octopus:adaptor/driver@0.0.9"]),
+                Err("octopus:adaptor@0.0.9"),
+            ),
+            (
+                "unknown interface of ours",
+                s(&["octopus:adaptor/i2c@0.1.0"]),
+                driver.clone(),
+                Err("i2c"),
+            ),
         ];
         for (name, imports, exports, want) in cases {
             let got = check_names(&imports, &exports);

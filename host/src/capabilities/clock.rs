@@ -7,7 +7,9 @@ use crate::engine::StoreState;
 
 impl wit::Host for StoreState {
     async fn now_ms(&mut self) -> wasmtime::Result<u64> {
-        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         Ok(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
     }
 

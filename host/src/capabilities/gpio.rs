@@ -22,7 +22,12 @@ pub trait LineIo: Send + Sync {
 
 /// Requests lines. The calls are short ioctls, so the trait is synchronous.
 pub trait Backend: Send + Sync {
-    fn request(&self, chip: &str, line: u32, direction: wit::Direction) -> io::Result<Box<dyn LineIo>>;
+    fn request(
+        &self,
+        chip: &str,
+        line: u32,
+        direction: wit::Direction,
+    ) -> io::Result<Box<dyn LineIo>>;
 }
 
 /// The Linux GPIO character device (`/dev/gpiochipN`).
@@ -44,18 +49,40 @@ impl LineIo for CdevLine {
 
     fn set(&self, active: bool) -> io::Result<()> {
         if !self.output {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "line was requested as input"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "line was requested as input",
+            ));
         }
-        let v = if active { gpiocdev::line::Value::Active } else { gpiocdev::line::Value::Inactive };
-        self.req.set_value(self.offset, v).map(|_| ()).map_err(io::Error::other)
+        let v = if active {
+            gpiocdev::line::Value::Active
+        } else {
+            gpiocdev::line::Value::Inactive
+        };
+        self.req
+            .set_value(self.offset, v)
+            .map(|_| ())
+            .map_err(io::Error::other)
     }
 }
 
 impl Backend for CdevBackend {
-    fn request(&self, chip: &str, line: u32, direction: wit::Direction) -> io::Result<Box<dyn LineIo>> {
-        let path = if chip.starts_with('/') { chip.to_owned() } else { format!("/dev/{chip}") };
+    fn request(
+        &self,
+        chip: &str,
+        line: u32,
+        direction: wit::Direction,
+    ) -> io::Result<Box<dyn LineIo>> {
+        let path = if chip.starts_with('/') {
+            chip.to_owned()
+        } else {
+            format!("/dev/{chip}")
+        };
         let mut builder = gpiocdev::Request::builder();
-        builder.on_chip(path).with_consumer("octopus-limb").with_line(line);
+        builder
+            .on_chip(path)
+            .with_consumer("octopus-limb")
+            .with_line(line);
         let output = matches!(direction, wit::Direction::Output);
         if output {
             builder.as_output(gpiocdev::line::Value::Inactive);
@@ -63,7 +90,11 @@ impl Backend for CdevBackend {
             builder.as_input();
         }
         let req = builder.request().map_err(io::Error::other)?;
-        Ok(Box::new(CdevLine { req, offset: line, output }))
+        Ok(Box::new(CdevLine {
+            req,
+            offset: line,
+            output,
+        }))
     }
 }
 
@@ -104,7 +135,10 @@ impl LineIo for SimLine {
 
     fn set(&self, active: bool) -> io::Result<()> {
         if !self.output {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "line was requested as input"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "line was requested as input",
+            ));
         }
         self.sim.drive(&self.key.0, self.key.1, active);
         Ok(())
@@ -112,7 +146,12 @@ impl LineIo for SimLine {
 }
 
 impl Backend for SimBackend {
-    fn request(&self, chip: &str, line: u32, direction: wit::Direction) -> io::Result<Box<dyn LineIo>> {
+    fn request(
+        &self,
+        chip: &str,
+        line: u32,
+        direction: wit::Direction,
+    ) -> io::Result<Box<dyn LineIo>> {
         Ok(Box::new(SimLine {
             sim: self.clone(),
             key: (chip.to_owned(), line),
@@ -127,7 +166,11 @@ pub struct Line {
 }
 
 impl Capabilities {
-    pub fn open_gpio(&mut self, grant: &str, direction: wit::Direction) -> Result<Line, CapabilityError> {
+    pub fn open_gpio(
+        &mut self,
+        grant: &str,
+        direction: wit::Direction,
+    ) -> Result<Line, CapabilityError> {
         let g = self.authorize(grant, GrantKind::Gpio)?;
         let opened = parse_gpio_target(&g.target)
             .map_err(CapabilityError::InvalidArgument)
@@ -161,12 +204,24 @@ impl wit::Host for StoreState {
 }
 
 impl wit::HostLine for StoreState {
-    async fn get(&mut self, line: Resource<Line>) -> wasmtime::Result<Result<bool, CapabilityError>> {
+    async fn get(
+        &mut self,
+        line: Resource<Line>,
+    ) -> wasmtime::Result<Result<bool, CapabilityError>> {
         Ok(self.table.get(&line)?.io.get().map_err(super::io_error))
     }
 
-    async fn set(&mut self, line: Resource<Line>, active: bool) -> wasmtime::Result<Result<(), CapabilityError>> {
-        Ok(self.table.get(&line)?.io.set(active).map_err(super::io_error))
+    async fn set(
+        &mut self,
+        line: Resource<Line>,
+        active: bool,
+    ) -> wasmtime::Result<Result<(), CapabilityError>> {
+        Ok(self
+            .table
+            .get(&line)?
+            .io
+            .set(active)
+            .map_err(super::io_error))
     }
 
     async fn drop(&mut self, line: Resource<Line>) -> wasmtime::Result<()> {
@@ -184,8 +239,16 @@ mod tests {
 
     fn caps(sim: SimBackend) -> Capabilities {
         let grants = vec![
-            Grant { name: "led".into(), kind: GrantKind::Gpio, target: "gpiochip0:17".into() },
-            Grant { name: "button".into(), kind: GrantKind::Gpio, target: "gpiochip0:4".into() },
+            Grant {
+                name: "led".into(),
+                kind: GrantKind::Gpio,
+                target: "gpiochip0:17".into(),
+            },
+            Grant {
+                name: "button".into(),
+                kind: GrantKind::Gpio,
+                target: "gpiochip0:4".into(),
+            },
         ];
         let mut backends = Backends::real(true);
         backends.gpio = Arc::new(sim);
@@ -213,6 +276,9 @@ mod tests {
     fn line_outside_policy_is_refused_even_when_granted() {
         let mut c = caps(SimBackend::default());
         let err = c.open_gpio("button", wit::Direction::Input).err().unwrap();
-        assert!(matches!(&err, CapabilityError::NotPermitted(m) if m.contains("gpiochip0:4")), "{err}");
+        assert!(
+            matches!(&err, CapabilityError::NotPermitted(m) if m.contains("gpiochip0:4")),
+            "{err}"
+        );
     }
 }

@@ -37,7 +37,11 @@ impl Grants {
     /// Resolves the explicit grants and the resource fields found in `spec`. A resource
     /// field that is absent from the spec grants nothing (the adaptor will not need it);
     /// one that is present but not a string is a problem.
-    pub fn resolve(explicit: &[Grant], spec: &Value, fields: &[ResourceField]) -> (Self, Vec<Problem>) {
+    pub fn resolve(
+        explicit: &[Grant],
+        spec: &Value,
+        fields: &[ResourceField],
+    ) -> (Self, Vec<Problem>) {
         let mut grants = BTreeMap::new();
         let mut problems = Vec::new();
         for field in fields {
@@ -64,7 +68,10 @@ impl Grants {
         }
         for g in explicit {
             if g.name.is_empty() || g.target.is_empty() {
-                problems.push(Problem(format!("grant {:?} needs a name and a target", g.name)));
+                problems.push(Problem(format!(
+                    "grant {:?} needs a name and a target",
+                    g.name
+                )));
                 continue;
             }
             if grants.contains_key(&g.name) {
@@ -124,7 +131,10 @@ mod tests {
     use serde_json::json;
 
     fn field(path: &str, kind: ResourceKind) -> ResourceField {
-        ResourceField { path: path.into(), kind }
+        ResourceField {
+            path: path.into(),
+            kind,
+        }
     }
 
     #[test]
@@ -137,15 +147,29 @@ mod tests {
         let (g, problems) = Grants::resolve(&[], &spec, &fields);
         assert!(problems.is_empty());
         let tcp = g.get("protocol.tcp.endpoint").unwrap();
-        assert_eq!((tcp.kind, tcp.target.as_str()), (GrantKind::Tcp, "127.0.0.1:5020"));
-        assert!(g.get("protocol.rtu.endpoint").is_none(), "absent fields grant nothing");
+        assert_eq!(
+            (tcp.kind, tcp.target.as_str()),
+            (GrantKind::Tcp, "127.0.0.1:5020")
+        );
+        assert!(
+            g.get("protocol.rtu.endpoint").is_none(),
+            "absent fields grant nothing"
+        );
     }
 
     #[test]
     fn explicit_grants_add_to_spec_fields_and_duplicates_are_problems() {
         let explicit = vec![
-            Grant { name: "led".into(), kind: GrantKind::Gpio, target: "gpiochip0:17".into() },
-            Grant { name: "led".into(), kind: GrantKind::Gpio, target: "gpiochip0:18".into() },
+            Grant {
+                name: "led".into(),
+                kind: GrantKind::Gpio,
+                target: "gpiochip0:17".into(),
+            },
+            Grant {
+                name: "led".into(),
+                kind: GrantKind::Gpio,
+                target: "gpiochip0:18".into(),
+            },
         ];
         let (g, problems) = Grants::resolve(&explicit, &json!({}), &[]);
         assert_eq!(g.get("led").unwrap().target, "gpiochip0:17");
@@ -155,7 +179,11 @@ mod tests {
     #[test]
     fn non_string_resource_field_is_a_problem() {
         let spec = json!({"protocol": {"tcp": {"endpoint": 502}}});
-        let (_, problems) = Grants::resolve(&[], &spec, &[field("protocol.tcp.endpoint", ResourceKind::Tcp)]);
+        let (_, problems) = Grants::resolve(
+            &[],
+            &spec,
+            &[field("protocol.tcp.endpoint", ResourceKind::Tcp)],
+        );
         assert!(problems[0].0.contains("protocol.tcp.endpoint"));
     }
 }

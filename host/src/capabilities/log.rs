@@ -20,7 +20,12 @@ pub struct Budget {
 
 impl Budget {
     pub fn new(per_second: u32) -> Self {
-        Self { per_second, used: 0, window: Instant::now(), dropped: 0 }
+        Self {
+            per_second,
+            used: 0,
+            window: Instant::now(),
+            dropped: 0,
+        }
     }
 
     /// Whether a line may be written now; when a new window starts, returns how many

@@ -77,7 +77,12 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    pub fn new(grants: Arc<Grants>, policy: Arc<Policy>, limits: Limits, backends: Backends) -> Self {
+    pub fn new(
+        grants: Arc<Grants>,
+        policy: Arc<Policy>,
+        limits: Limits,
+        backends: Backends,
+    ) -> Self {
         Self {
             grants,
             policy,
@@ -107,7 +112,11 @@ impl Capabilities {
 
     /// The grant named `name`, if it is of `kind`, allowed by policy, and a handle is free.
     /// Reserves the handle; call [`Capabilities::release`] when it closes (or fails to open).
-    pub fn authorize(&mut self, name: &str, kind: GrantKind) -> Result<ResolvedGrant, CapabilityError> {
+    pub fn authorize(
+        &mut self,
+        name: &str,
+        kind: GrantKind,
+    ) -> Result<ResolvedGrant, CapabilityError> {
         let grant = self.grants.get(name).ok_or_else(|| {
             CapabilityError::NotPermitted(format!(
                 "{kind} grant {name:?} is not granted to this device (granted: {})",
@@ -222,26 +231,47 @@ mod tests {
     fn ungranted_name_is_refused_with_what_was_asked() {
         let mut c = caps(vec![], "tcp: ['127.0.0.0/8']", 4);
         let err = c.authorize("plc", GrantKind::Tcp).unwrap_err();
-        assert!(matches!(&err, CapabilityError::NotPermitted(m) if m.contains("\"plc\"") && m.contains("not granted")), "{err}");
+        assert!(
+            matches!(&err, CapabilityError::NotPermitted(m) if m.contains("\"plc\"") && m.contains("not granted")),
+            "{err}"
+        );
     }
 
     #[test]
     fn wrong_kind_is_refused() {
-        let mut c = caps(vec![grant("bus", GrantKind::Serial, "/dev/ttyS0")], "serial: ['/dev/ttyS*']", 4);
+        let mut c = caps(
+            vec![grant("bus", GrantKind::Serial, "/dev/ttyS0")],
+            "serial: ['/dev/ttyS*']",
+            4,
+        );
         let err = c.authorize("bus", GrantKind::Tcp).unwrap_err();
-        assert!(matches!(&err, CapabilityError::NotPermitted(m) if m.contains("serial grant")), "{err}");
+        assert!(
+            matches!(&err, CapabilityError::NotPermitted(m) if m.contains("serial grant")),
+            "{err}"
+        );
     }
 
     #[test]
     fn policy_refusal_names_the_target() {
-        let mut c = caps(vec![grant("plc", GrantKind::Tcp, "10.1.2.3:502")], "tcp: ['127.0.0.0/8']", 4);
+        let mut c = caps(
+            vec![grant("plc", GrantKind::Tcp, "10.1.2.3:502")],
+            "tcp: ['127.0.0.0/8']",
+            4,
+        );
         let err = c.authorize("plc", GrantKind::Tcp).unwrap_err();
-        assert!(matches!(&err, CapabilityError::NotPermitted(m) if m.contains("10.1.2.3:502") && m.contains("node policy")), "{err}");
+        assert!(
+            matches!(&err, CapabilityError::NotPermitted(m) if m.contains("10.1.2.3:502") && m.contains("node policy")),
+            "{err}"
+        );
     }
 
     #[test]
     fn handle_cap_is_enforced_and_released() {
-        let mut c = caps(vec![grant("plc", GrantKind::Tcp, "127.0.0.1:502")], "tcp: ['127.0.0.1/32:502']", 2);
+        let mut c = caps(
+            vec![grant("plc", GrantKind::Tcp, "127.0.0.1:502")],
+            "tcp: ['127.0.0.1/32:502']",
+            2,
+        );
         c.authorize("plc", GrantKind::Tcp).unwrap();
         c.authorize("plc", GrantKind::Tcp).unwrap();
         let err = c.authorize("plc", GrantKind::Tcp).unwrap_err();

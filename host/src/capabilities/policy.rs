@@ -21,7 +21,11 @@ pub enum Error {
     #[error("policy is not valid YAML")]
     Yaml(#[source] serde_yaml::Error),
     #[error("policy {kind} rule {rule:?}: {why}")]
-    Rule { kind: GrantKind, rule: String, why: String },
+    Rule {
+        kind: GrantKind,
+        rule: String,
+        why: String,
+    },
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -69,11 +73,23 @@ impl Policy {
     pub fn loopback() -> Self {
         let rules = || {
             vec![
-                NetRule { net: IpAddr::from([127, 0, 0, 0]), prefix: 8, ports: (1, u16::MAX) },
-                NetRule { net: IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]), prefix: 128, ports: (1, u16::MAX) },
+                NetRule {
+                    net: IpAddr::from([127, 0, 0, 0]),
+                    prefix: 8,
+                    ports: (1, u16::MAX),
+                },
+                NetRule {
+                    net: IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+                    prefix: 128,
+                    ports: (1, u16::MAX),
+                },
             ]
         };
-        Self { tcp: rules(), udp: rules(), ..Self::default() }
+        Self {
+            tcp: rules(),
+            udp: rules(),
+            ..Self::default()
+        }
     }
 
     /// Parses the YAML form; every bad rule is reported, not just the first.
@@ -83,7 +99,17 @@ impl Policy {
         let mut net = |kind, rules: &[String]| {
             rules
                 .iter()
-                .filter_map(|r| parse_net(r).map_err(|why| errors.push(Error::Rule { kind, rule: r.clone(), why })).ok())
+                .filter_map(|r| {
+                    parse_net(r)
+                        .map_err(|why| {
+                            errors.push(Error::Rule {
+                                kind,
+                                rule: r.clone(),
+                                why,
+                            })
+                        })
+                        .ok()
+                })
                 .collect::<Vec<_>>()
         };
         let tcp = net(GrantKind::Tcp, &raw.tcp);
@@ -93,17 +119,32 @@ impl Policy {
             .iter()
             .filter_map(|r| {
                 parse_gpio_rule(r)
-                    .map_err(|why| errors.push(Error::Rule { kind: GrantKind::Gpio, rule: r.clone(), why }))
+                    .map_err(|why| {
+                        errors.push(Error::Rule {
+                            kind: GrantKind::Gpio,
+                            rule: r.clone(),
+                            why,
+                        })
+                    })
                     .ok()
             })
             .collect();
         for r in &raw.serial {
             if !r.starts_with('/') {
-                errors.push(Error::Rule { kind: GrantKind::Serial, rule: r.clone(), why: "must be an absolute path".into() });
+                errors.push(Error::Rule {
+                    kind: GrantKind::Serial,
+                    rule: r.clone(),
+                    why: "must be an absolute path".into(),
+                });
             }
         }
         if errors.is_empty() {
-            Ok(Self { tcp, udp, serial: raw.serial, gpio })
+            Ok(Self {
+                tcp,
+                udp,
+                serial: raw.serial,
+                gpio,
+            })
         } else {
             Err(errors)
         }
@@ -119,7 +160,10 @@ impl Policy {
                     return check_net(rules, addr);
                 }
                 let (_, port) = split_host_port(target)?;
-                if rules.iter().any(|r| (r.ports.0..=r.ports.1).contains(&port)) {
+                if rules
+                    .iter()
+                    .any(|r| (r.ports.0..=r.ports.1).contains(&port))
+                {
                     Ok(())
                 } else {
                     Err(format!("port {port} is not allowed for {kind}"))
@@ -130,14 +174,17 @@ impl Policy {
                     .map(|p| p.to_string_lossy().into_owned())
                     .unwrap_or_else(|_| target.to_owned());
                 let allowed = |p: &str| {
-                    self.serial
-                        .iter()
-                        .any(|r| r.strip_suffix('*').map_or(r == p, |prefix| p.starts_with(prefix)))
+                    self.serial.iter().any(|r| {
+                        r.strip_suffix('*')
+                            .map_or(r == p, |prefix| p.starts_with(prefix))
+                    })
                 };
                 if allowed(&canonical) {
                     Ok(())
                 } else if canonical != target {
-                    Err(format!("{target} resolves to {canonical}, which no serial rule allows"))
+                    Err(format!(
+                        "{target} resolves to {canonical}, which no serial rule allows"
+                    ))
                 } else {
                     Err(format!("no serial rule allows {target}"))
                 }
@@ -176,10 +223,15 @@ fn check_net(rules: &[NetRule], addr: SocketAddr) -> Result<(), String> {
         v4 => v4,
     };
     let port = addr.port();
-    if rules.iter().any(|r| in_net(ip, r.net, r.prefix) && (r.ports.0..=r.ports.1).contains(&port)) {
+    if rules
+        .iter()
+        .any(|r| in_net(ip, r.net, r.prefix) && (r.ports.0..=r.ports.1).contains(&port))
+    {
         Ok(())
     } else {
-        Err(format!("{addr} is outside the allowed address ranges and ports"))
+        Err(format!(
+            "{addr} is outside the allowed address ranges and ports"
+        ))
     }
 }
 
@@ -201,21 +253,29 @@ fn parse_net(rule: &str) -> Result<NetRule, String> {
     let mut parts = rule.split_whitespace();
     let cidr = parts.next().ok_or("empty rule")?;
     let ports = match parts.next() {
-        Some(p) => parse_range(p).map(|(a, b)| (a as u16, b as u16)).and_then(|(a, b)| {
-            if a == 0 || b > u32::from(u16::MAX) as u16 {
-                Err("ports are 1-65535".to_string())
-            } else {
-                Ok((a, b))
-            }
-        })?,
+        Some(p) => parse_range(p)
+            .map(|(a, b)| (a as u16, b as u16))
+            .and_then(|(a, b)| {
+                if a == 0 || b > u32::from(u16::MAX) as u16 {
+                    Err("ports are 1-65535".to_string())
+                } else {
+                    Ok((a, b))
+                }
+            })?,
         None => (1, u16::MAX),
     };
     if parts.next().is_some() {
         return Err("expected `CIDR [PORT|PORT-PORT]`".into());
     }
-    let (addr, prefix) = cidr.split_once('/').ok_or("expected CIDR notation such as 10.0.0.0/8")?;
-    let net: IpAddr = addr.parse().map_err(|_| format!("{addr:?} is not an IP address"))?;
-    let prefix: u8 = prefix.parse().map_err(|_| format!("{prefix:?} is not a prefix length"))?;
+    let (addr, prefix) = cidr
+        .split_once('/')
+        .ok_or("expected CIDR notation such as 10.0.0.0/8")?;
+    let net: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{addr:?} is not an IP address"))?;
+    let prefix: u8 = prefix
+        .parse()
+        .map_err(|_| format!("{prefix:?} is not a prefix length"))?;
     let max = if net.is_ipv4() { 32 } else { 128 };
     if prefix > max {
         return Err(format!("prefix /{prefix} is longer than {max}"));
@@ -248,7 +308,9 @@ pub fn parse_gpio_target(target: &str) -> Result<(&str, u32), String> {
     let (chip, line) = target
         .rsplit_once(':')
         .ok_or_else(|| format!("{target:?} is not `chip:line`"))?;
-    let line = line.parse().map_err(|_| format!("{line:?} is not a line number"))?;
+    let line = line
+        .parse()
+        .map_err(|_| format!("{line:?} is not a line number"))?;
     Ok((chip, line))
 }
 
@@ -257,7 +319,9 @@ pub fn split_host_port(target: &str) -> Result<(&str, u16), String> {
     let (host, port) = target
         .rsplit_once(':')
         .ok_or_else(|| format!("{target:?} is not `host:port`"))?;
-    let port = port.parse().map_err(|_| format!("{port:?} is not a port"))?;
+    let port = port
+        .parse()
+        .map_err(|_| format!("{port:?} is not a port"))?;
     Ok((host.trim_start_matches('[').trim_end_matches(']'), port))
 }
 
@@ -316,13 +380,17 @@ gpio: ["gpiochip0 17-27", "gpiochip1"]
         let link = dir.path().join("ttyUSB-fake");
         std::os::unix::fs::symlink("/etc/hostname", &link).unwrap();
         let p = Policy::from_yaml(&format!("serial: ['{}']", link.display())).unwrap();
-        let err = p.check(GrantKind::Serial, &link.to_string_lossy()).unwrap_err();
+        let err = p
+            .check(GrantKind::Serial, &link.to_string_lossy())
+            .unwrap_err();
         assert!(err.contains("/etc/hostname"), "{err}");
     }
 
     #[test]
     fn every_bad_rule_is_reported() {
-        let errors = Policy::from_yaml("tcp: ['10.0.0.0/33', 'x/8', '127.0.0.1/32 0']\nserial: ['ttyS0']").unwrap_err();
+        let errors =
+            Policy::from_yaml("tcp: ['10.0.0.0/33', 'x/8', '127.0.0.1/32 0']\nserial: ['ttyS0']")
+                .unwrap_err();
         assert_eq!(errors.len(), 4, "{errors:?}");
     }
 
@@ -335,7 +403,15 @@ gpio: ["gpiochip0 17-27", "gpiochip1"]
     fn deny_all_denies() {
         let p = Policy::deny_all();
         assert!(p.check(GrantKind::Tcp, "127.0.0.1:1").is_err());
-        assert!(Policy::loopback().check(GrantKind::Tcp, "127.0.0.1:1").is_ok());
-        assert!(Policy::loopback().check(GrantKind::Tcp, "192.0.2.1:1").is_err());
+        assert!(
+            Policy::loopback()
+                .check(GrantKind::Tcp, "127.0.0.1:1")
+                .is_ok()
+        );
+        assert!(
+            Policy::loopback()
+                .check(GrantKind::Tcp, "192.0.2.1:1")
+                .is_err()
+        );
     }
 }

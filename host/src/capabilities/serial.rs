@@ -20,14 +20,19 @@ pub trait SerialIo: Duplex {
 
 /// Opens ports. Real: termios through tokio-serial; fake: in-memory in unit tests.
 pub trait Backend: Send + Sync {
-    fn open(&self, path: String, settings: wit::Settings) -> BoxFuture<'_, io::Result<Box<dyn SerialIo>>>;
+    fn open(
+        &self,
+        path: String,
+        settings: wit::Settings,
+    ) -> BoxFuture<'_, io::Result<Box<dyn SerialIo>>>;
 }
 
 pub struct RealBackend;
 
 impl SerialIo for tokio_serial::SerialStream {
     fn clear_input(&mut self) -> io::Result<()> {
-        tokio_serial::SerialPort::clear(self, tokio_serial::ClearBuffer::Input).map_err(io::Error::other)
+        tokio_serial::SerialPort::clear(self, tokio_serial::ClearBuffer::Input)
+            .map_err(io::Error::other)
     }
 }
 
@@ -39,12 +44,22 @@ impl Backend for RealBackend {
                 6 => tokio_serial::DataBits::Six,
                 7 => tokio_serial::DataBits::Seven,
                 8 => tokio_serial::DataBits::Eight,
-                n => return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{n} data bits"))),
+                n => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("{n} data bits"),
+                    ));
+                }
             };
             let stop_bits = match s.stop_bits {
                 1 => tokio_serial::StopBits::One,
                 2 => tokio_serial::StopBits::Two,
-                n => return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{n} stop bits"))),
+                n => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("{n} stop bits"),
+                    ));
+                }
             };
             let parity = match s.parity {
                 wit::Parity::None => tokio_serial::Parity::None,
@@ -67,10 +82,19 @@ pub struct Port {
 }
 
 impl Capabilities {
-    pub async fn open_serial(&mut self, grant: &str, settings: wit::Settings) -> Result<Port, CapabilityError> {
+    pub async fn open_serial(
+        &mut self,
+        grant: &str,
+        settings: wit::Settings,
+    ) -> Result<Port, CapabilityError> {
         let g = self.authorize(grant, GrantKind::Serial)?;
         let timeout = self.timeout(0);
-        match with_timeout(timeout, self.backends().serial.open(g.target.clone(), settings)).await {
+        match with_timeout(
+            timeout,
+            self.backends().serial.open(g.target.clone(), settings),
+        )
+        .await
+        {
             Ok(io) => Ok(Port { io }),
             Err(e) => {
                 self.release();
@@ -87,7 +111,11 @@ impl wit::Host for StoreState {
         settings: wit::Settings,
     ) -> wasmtime::Result<Result<Resource<Port>, CapabilityError>> {
         let span = tracing::debug_span!("limb.serial.open", device = %self.device, %grant);
-        let opened = self.caps.open_serial(&grant, settings).instrument(span).await;
+        let opened = self
+            .caps
+            .open_serial(&grant, settings)
+            .instrument(span)
+            .await;
         self.count("serial", &opened);
         self.push_handle(opened)
     }
@@ -130,7 +158,10 @@ impl wit::HostPort for StoreState {
         }))
     }
 
-    async fn clear_input(&mut self, port: Resource<Port>) -> wasmtime::Result<Result<(), CapabilityError>> {
+    async fn clear_input(
+        &mut self,
+        port: Resource<Port>,
+    ) -> wasmtime::Result<Result<(), CapabilityError>> {
         let p = self.table.get_mut(&port)?;
         Ok(p.io.clear_input().map_err(super::io_error))
     }
@@ -168,7 +199,10 @@ mod tests {
         ) -> std::task::Poll<io::Result<usize>> {
             std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
         }
-        fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
             std::pin::Pin::new(&mut self.0).poll_flush(cx)
         }
         fn poll_shutdown(
@@ -184,7 +218,11 @@ mod tests {
         }
     }
     impl Backend for Loopback {
-        fn open(&self, _: String, _: wit::Settings) -> BoxFuture<'_, io::Result<Box<dyn SerialIo>>> {
+        fn open(
+            &self,
+            _: String,
+            _: wit::Settings,
+        ) -> BoxFuture<'_, io::Result<Box<dyn SerialIo>>> {
             Box::pin(async {
                 let (a, _b) = tokio::io::duplex(64);
                 Ok(Box::new(Mem(a)) as Box<dyn SerialIo>)
@@ -193,17 +231,29 @@ mod tests {
     }
 
     fn settings() -> wit::Settings {
-        wit::Settings { baud_rate: 9600, data_bits: 8, parity: wit::Parity::None, stop_bits: 1 }
+        wit::Settings {
+            baud_rate: 9600,
+            data_bits: 8,
+            parity: wit::Parity::None,
+            stop_bits: 1,
+        }
     }
 
     fn caps(policy: &str) -> Capabilities {
-        let grants = vec![Grant { name: "bus".into(), kind: GrantKind::Serial, target: "/dev/ttyFAKE0".into() }];
+        let grants = vec![Grant {
+            name: "bus".into(),
+            kind: GrantKind::Serial,
+            target: "/dev/ttyFAKE0".into(),
+        }];
         let mut backends = Backends::real(true);
         backends.serial = Arc::new(Loopback);
         Capabilities::new(
             Arc::new(Grants::resolve(&grants, &serde_json::Value::Null, &[]).0),
             Arc::new(Policy::from_yaml(policy).unwrap()),
-            Limits { max_handles: 1, ..Limits::default() },
+            Limits {
+                max_handles: 1,
+                ..Limits::default()
+            },
             backends,
         )
     }
@@ -220,7 +270,10 @@ mod tests {
     async fn policy_refuses_granted_but_disallowed_path() {
         let mut c = caps("serial: ['/dev/ttyUSB*']");
         let err = c.open_serial("bus", settings()).await.err().unwrap();
-        assert!(matches!(&err, CapabilityError::NotPermitted(m) if m.contains("/dev/ttyFAKE0")), "{err}");
+        assert!(
+            matches!(&err, CapabilityError::NotPermitted(m) if m.contains("/dev/ttyFAKE0")),
+            "{err}"
+        );
         assert_eq!(c.open_handles(), 0);
     }
 }

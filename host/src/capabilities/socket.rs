@@ -88,7 +88,11 @@ pub struct UdpSocket {
 impl Capabilities {
     /// Authorizes `grant`, resolves its target and checks every address against the
     /// policy before connecting to the first one that answers.
-    async fn resolve(&mut self, grant: &str, kind: GrantKind) -> Result<Vec<SocketAddr>, CapabilityError> {
+    async fn resolve(
+        &mut self,
+        grant: &str,
+        kind: GrantKind,
+    ) -> Result<Vec<SocketAddr>, CapabilityError> {
         let g = self.authorize(grant, kind)?;
         let resolved = match g.target.parse::<SocketAddr>() {
             Ok(addr) => Ok(vec![addr]),
@@ -118,7 +122,11 @@ impl Capabilities {
         addrs
     }
 
-    pub async fn open_tcp(&mut self, grant: &str, timeout_ms: u32) -> Result<TcpStream, CapabilityError> {
+    pub async fn open_tcp(
+        &mut self,
+        grant: &str,
+        timeout_ms: u32,
+    ) -> Result<TcpStream, CapabilityError> {
         let timeout = self.timeout(timeout_ms);
         let addrs = self.resolve(grant, GrantKind::Tcp).await?;
         let mut last = CapabilityError::Io("no address".into());
@@ -154,12 +162,19 @@ impl wit::Host for StoreState {
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<Resource<TcpStream>, CapabilityError>> {
         let span = tracing::debug_span!("limb.socket.connect_tcp", device = %self.device, %grant);
-        let opened = self.caps.open_tcp(&grant, timeout_ms).instrument(span).await;
+        let opened = self
+            .caps
+            .open_tcp(&grant, timeout_ms)
+            .instrument(span)
+            .await;
         self.count("socket", &opened);
         self.push_handle(opened)
     }
 
-    async fn connect_udp(&mut self, grant: String) -> wasmtime::Result<Result<Resource<UdpSocket>, CapabilityError>> {
+    async fn connect_udp(
+        &mut self,
+        grant: String,
+    ) -> wasmtime::Result<Result<Resource<UdpSocket>, CapabilityError>> {
         let span = tracing::debug_span!("limb.socket.connect_udp", device = %self.device, %grant);
         let opened = self.caps.open_udp(&grant).instrument(span).await;
         self.count("socket", &opened);
@@ -295,14 +310,24 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     fn caps(policy: &str, target: &str) -> (Capabilities, Arc<fake::FakeBackend>) {
-        let fake = Arc::new(fake::FakeBackend { connected: Mutex::new(vec![]), reply: |b| b.to_ascii_uppercase() });
-        let grants = vec![Grant { name: "plc".into(), kind: GrantKind::Tcp, target: target.into() }];
+        let fake = Arc::new(fake::FakeBackend {
+            connected: Mutex::new(vec![]),
+            reply: |b| b.to_ascii_uppercase(),
+        });
+        let grants = vec![Grant {
+            name: "plc".into(),
+            kind: GrantKind::Tcp,
+            target: target.into(),
+        }];
         let mut backends = Backends::real(true);
         backends.socket = fake.clone();
         let caps = Capabilities::new(
             Arc::new(Grants::resolve(&grants, &serde_json::Value::Null, &[]).0),
             Arc::new(Policy::from_yaml(policy).unwrap()),
-            Limits { max_handles: 1, ..Limits::default() },
+            Limits {
+                max_handles: 1,
+                ..Limits::default()
+            },
             backends,
         );
         (caps, fake)
@@ -316,7 +341,10 @@ mod tests {
         let mut buf = [0u8; 4];
         s.io.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"PING");
-        assert_eq!(fake.connected.lock().unwrap().as_slice(), &["127.0.0.1:5020".parse().unwrap()]);
+        assert_eq!(
+            fake.connected.lock().unwrap().as_slice(),
+            &["127.0.0.1:5020".parse().unwrap()]
+        );
     }
 
     #[tokio::test]
@@ -346,7 +374,11 @@ mod tests {
             s.read_exact(&mut buf).await.unwrap();
             s.write_all(b"world").await.unwrap();
         });
-        let grants = vec![Grant { name: "srv".into(), kind: GrantKind::Tcp, target: addr.to_string() }];
+        let grants = vec![Grant {
+            name: "srv".into(),
+            kind: GrantKind::Tcp,
+            target: addr.to_string(),
+        }];
         let mut c = Capabilities::new(
             Arc::new(Grants::resolve(&grants, &serde_json::Value::Null, &[]).0),
             Arc::new(Policy::loopback()),
@@ -373,7 +405,11 @@ mod tests {
                 Box::pin(std::future::pending())
             }
         }
-        let grants = vec![Grant { name: "plc".into(), kind: GrantKind::Tcp, target: "127.0.0.1:1".into() }];
+        let grants = vec![Grant {
+            name: "plc".into(),
+            kind: GrantKind::Tcp,
+            target: "127.0.0.1:1".into(),
+        }];
         let mut backends = Backends::real(true);
         backends.socket = Arc::new(Never);
         let mut c = Capabilities::new(

@@ -71,27 +71,42 @@ pub struct Runtime {
 impl Runtime {
     pub fn new(settings: Settings) -> Result<Self, Error> {
         let (engine, pooling) = match settings.pooling {
-            Pooling::Off => (Engine::new(&base_config(None)).map_err(|e| Error::Engine(e.to_string()))?, false),
+            Pooling::Off => (
+                Engine::new(&base_config(None)).map_err(|e| Error::Engine(e.to_string()))?,
+                false,
+            ),
             Pooling::On => (
-                Engine::new(&base_config(Some(&settings))).map_err(|e| Error::Engine(e.to_string()))?,
+                Engine::new(&base_config(Some(&settings)))
+                    .map_err(|e| Error::Engine(e.to_string()))?,
                 true,
             ),
             Pooling::Auto => match Engine::new(&base_config(Some(&settings))) {
                 Ok(e) => (e, true),
                 Err(err) => {
                     tracing::warn!(error = %err, "pooling allocator unavailable, allocating instances on demand");
-                    (Engine::new(&base_config(None)).map_err(|e| Error::Engine(e.to_string()))?, false)
+                    (
+                        Engine::new(&base_config(None))
+                            .map_err(|e| Error::Engine(e.to_string()))?,
+                        false,
+                    )
                 }
             },
         };
         let mut linker = Linker::<StoreState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| Error::Link(e.to_string()))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| Error::Link(e.to_string()))?;
         Adaptor::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
             .map_err(|e| Error::Link(e.to_string()))?;
         let stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.clone(), settings.epoch_tick, stop.clone());
         tracing::info!(pooling, memory_limit = settings.memory_limit, call_timeout = ?settings.call_timeout, "engine ready");
-        Ok(Self { engine, linker, settings, pooling, stop })
+        Ok(Self {
+            engine,
+            linker,
+            settings,
+            pooling,
+            stop,
+        })
     }
 
     pub fn engine(&self) -> &Engine {

@@ -30,7 +30,10 @@ impl IsTerminal for GuestOutput {
 
 impl StdoutStream for GuestOutput {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(LineWriter { out: self.clone(), buf: Vec::new() })
+        Box::new(LineWriter {
+            out: self.clone(),
+            buf: Vec::new(),
+        })
     }
 }
 
@@ -59,7 +62,11 @@ impl LineWriter {
 }
 
 impl AsyncWrite for LineWriter {
-    fn poll_write(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.buf.extend_from_slice(data);
         self.flush_lines();
         Poll::Ready(Ok(data.len()))

@@ -43,7 +43,12 @@ pub struct Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_limit {
             let why = format!(
                 "memory limit of {} MiB reached (had {} KiB, asked for {} KiB)",
@@ -57,7 +62,12 @@ impl ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.table_limit {
             let why = format!("table limit of {} elements reached", self.table_limit);
             self.refused = Some(why.clone());
@@ -96,7 +106,10 @@ pub struct StoreState {
 
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -125,7 +138,11 @@ impl StoreState {
         let state = StoreState {
             wasi,
             table,
-            limiter: Limiter { memory_limit, table_limit: 100_000, refused: None },
+            limiter: Limiter {
+                memory_limit,
+                table_limit: 100_000,
+                refused: None,
+            },
             caps,
             device,
             outbox: Outbox::default(),
@@ -141,7 +158,11 @@ impl StoreState {
         // devices, and interrupt it once the call's deadline has passed.
         store.epoch_deadline_callback(|ctx| {
             let expired = ctx.data().deadline.is_some_and(|d| Instant::now() >= d);
-            Ok(if expired { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+            Ok(if expired {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
         });
         store.set_epoch_deadline(1);
         store

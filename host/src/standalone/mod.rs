@@ -19,6 +19,9 @@ use crate::supervisor::{self, Command, Context, Handle};
 /// File identity for change detection: modification time and length.
 type Signature = (Option<SystemTime>, u64);
 
+/// Files of one kind with their signatures.
+type Listing = Vec<(PathBuf, Signature)>;
+
 struct AdaptorFile {
     sig: Signature,
     digest: Option<String>,
@@ -49,7 +52,12 @@ pub struct Standalone {
 
 impl Standalone {
     /// `node`: when set, only links whose `spec.adaptor.node` names it are driven.
-    pub fn new(ctx: Arc<Context>, cache: Arc<CompileCache>, dir: PathBuf, node: Option<String>) -> Self {
+    pub fn new(
+        ctx: Arc<Context>,
+        cache: Arc<CompileCache>,
+        dir: PathBuf,
+        node: Option<String>,
+    ) -> Self {
         Self {
             ctx,
             cache,
@@ -91,13 +99,21 @@ impl Standalone {
         self.ctx.metrics.set_devices(self.running.len());
     }
 
-    async fn scan_adaptors(&mut self, files: Vec<(PathBuf, Signature)>) {
+    async fn scan_adaptors(&mut self, files: Listing) {
         let present: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
-        let gone: Vec<PathBuf> = self.adaptor_files.keys().filter(|p| !present.contains(p)).cloned().collect();
+        let gone: Vec<PathBuf> = self
+            .adaptor_files
+            .keys()
+            .filter(|p| !present.contains(p))
+            .cloned()
+            .collect();
         for path in gone {
             if let Some(f) = self.adaptor_files.remove(&path)
                 && let Some(name) = f.name
-                && self.adaptors.get(&name).is_some_and(|a| a.source == path.display().to_string())
+                && self
+                    .adaptors
+                    .get(&name)
+                    .is_some_and(|a| a.source == path.display().to_string())
             {
                 tracing::info!(adaptor = %name, file = %path.display(), "adaptor removed");
                 self.adaptors.remove(&name);
@@ -117,7 +133,14 @@ impl Standalone {
                 }
             };
             let digest = adaptors::digest(&bytes);
-            let entry = self.adaptor_files.entry(path.clone()).or_insert(AdaptorFile { sig, digest: None, name: None });
+            let entry = self
+                .adaptor_files
+                .entry(path.clone())
+                .or_insert(AdaptorFile {
+                    sig,
+                    digest: None,
+                    name: None,
+                });
             entry.sig = sig;
             if entry.digest.as_deref() == Some(digest.as_str()) {
                 continue;
@@ -137,7 +160,10 @@ impl Standalone {
                         name: Some(adaptor.info.name.clone()),
                         version: Some(adaptor.info.version.clone()),
                         digest: Some(adaptor.short_digest().to_owned()),
-                        models: adaptor.models().map(|m| format!("{}/{}", m.api_version, m.kind)).collect(),
+                        models: adaptor
+                            .models()
+                            .map(|m| format!("{}/{}", m.api_version, m.kind))
+                            .collect(),
                         error: None,
                         loaded_at: now(),
                     });
@@ -157,8 +183,16 @@ impl Standalone {
                         loaded_at: now(),
                     });
                     if let Some(name) = &entry.name {
-                        for r in self.running.values().filter(|r| r.handle.adaptor_name == *name) {
-                            let ev = Event::new(EventType::Warning, "AdaptorRefused", &format!("{source}: {msg}"));
+                        for r in self
+                            .running
+                            .values()
+                            .filter(|r| r.handle.adaptor_name == *name)
+                        {
+                            let ev = Event::new(
+                                EventType::Warning,
+                                "AdaptorRefused",
+                                &format!("{source}: {msg}"),
+                            );
                             self.ctx.board.modify(&r.link.key(), |d| d.record(ev));
                         }
                     }
@@ -167,7 +201,7 @@ impl Standalone {
         }
     }
 
-    fn scan_links(&mut self, files: Vec<(PathBuf, Signature)>) {
+    fn scan_links(&mut self, files: Listing) {
         let present: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
         self.link_files.retain(|p, _| present.contains(p));
         for (path, sig) in files {
@@ -180,14 +214,23 @@ impl Standalone {
             match parsed {
                 Ok(links) => {
                     tracing::info!(file = %path.display(), links = links.len(), "read DeviceLinks");
-                    self.link_files
-                        .insert(path, LinkFile { sig, links: links.into_iter().map(Arc::new).collect() });
+                    self.link_files.insert(
+                        path,
+                        LinkFile {
+                            sig,
+                            links: links.into_iter().map(Arc::new).collect(),
+                        },
+                    );
                 }
                 Err(e) => {
                     // Keep the last good links of this file; remember the signature so
                     // the error is reported once per change.
                     tracing::error!(file = %path.display(), error = %e, "invalid DeviceLink file; keeping its last good links");
-                    let links = self.link_files.remove(&path).map(|f| f.links).unwrap_or_default();
+                    let links = self
+                        .link_files
+                        .remove(&path)
+                        .map(|f| f.links)
+                        .unwrap_or_default();
                     self.link_files.insert(path, LinkFile { sig, links });
                 }
             }
@@ -198,7 +241,11 @@ impl Standalone {
         let mut out = BTreeMap::new();
         for (path, f) in &self.link_files {
             for link in &f.links {
-                if self.node.as_ref().is_some_and(|n| *n != link.spec.adaptor.node) {
+                if self
+                    .node
+                    .as_ref()
+                    .is_some_and(|n| *n != link.spec.adaptor.node)
+                {
                     continue;
                 }
                 if out.insert(link.key(), link.clone()).is_some() {
@@ -211,7 +258,12 @@ impl Standalone {
 
     async fn reconcile(&mut self) {
         let desired = self.desired();
-        let gone: Vec<String> = self.running.keys().filter(|k| !desired.contains_key(*k)).cloned().collect();
+        let gone: Vec<String> = self
+            .running
+            .keys()
+            .filter(|k| !desired.contains_key(*k))
+            .cloned()
+            .collect();
         for key in gone {
             if let Some(r) = self.running.remove(&key) {
                 r.handle.stop().await;
@@ -224,32 +276,52 @@ impl Standalone {
         }
         for (key, link) in desired {
             let adaptor = self.adaptors.get(&link.spec.adaptor.name).cloned();
-            let serves = adaptor.as_ref().is_some_and(|a| a.model(&link.spec.model.api_version, &link.spec.model.kind).is_some());
-            let model_known = self
-                .adaptors
-                .values()
-                .any(|a| a.model(&link.spec.model.api_version, &link.spec.model.kind).is_some());
+            let serves = adaptor.as_ref().is_some_and(|a| {
+                a.model(&link.spec.model.api_version, &link.spec.model.kind)
+                    .is_some()
+            });
+            let model_known = self.adaptors.values().any(|a| {
+                a.model(&link.spec.model.api_version, &link.spec.model.kind)
+                    .is_some()
+            });
             let stamp = now();
-            let init = || DeviceReport::new(link.namespace(), &link.metadata.name, &link.spec.model.kind, &link.spec.adaptor.name);
+            let init = || {
+                DeviceReport::new(
+                    link.namespace(),
+                    &link.metadata.name,
+                    &link.spec.model.kind,
+                    &link.spec.adaptor.name,
+                )
+            };
             if !model_known || !serves {
                 if let Some(r) = self.running.remove(&key) {
                     r.handle.stop().await;
                 }
                 let adaptor_msg = if adaptor.is_some() {
-                    format!("the adaptor isn't existed: {} does not serve {}", link.spec.adaptor.name, link.spec.model.kind)
+                    format!(
+                        "the adaptor isn't existed: {} does not serve {}",
+                        link.spec.adaptor.name, link.spec.model.kind
+                    )
                 } else {
-                    format!("the adaptor isn't existed: no adaptor named {} is loaded", link.spec.adaptor.name)
+                    format!(
+                        "the adaptor isn't existed: no adaptor named {} is loaded",
+                        link.spec.adaptor.name
+                    )
                 };
                 self.ctx.board.update(&key, init, |r| {
                     r.phase = Phase::Pending;
                     r.conditions.succeed(ConditionType::NodeExisted, &stamp);
                     if model_known {
                         r.conditions.succeed(ConditionType::ModelExisted, &stamp);
-                        r.conditions.fail(ConditionType::AdaptorExisted, &adaptor_msg, &stamp);
+                        r.conditions
+                            .fail(ConditionType::AdaptorExisted, &adaptor_msg, &stamp);
                     } else {
                         r.conditions.fail(
                             ConditionType::ModelExisted,
-                            &format!("model isn't existed: no loaded adaptor serves {}/{}", link.spec.model.api_version, link.spec.model.kind),
+                            &format!(
+                                "model isn't existed: no loaded adaptor serves {}/{}",
+                                link.spec.model.api_version, link.spec.model.kind
+                            ),
                             &stamp,
                         );
                     }
@@ -274,8 +346,20 @@ impl Standalone {
                         r.conditions.succeed(ConditionType::NodeExisted, &stamp);
                         r.conditions.succeed(ConditionType::ModelExisted, &stamp);
                     });
-                    let handle = supervisor::spawn(self.ctx.clone(), link.clone(), adaptor.clone(), Vec::new());
-                    self.running.insert(key, Running { link, digest: adaptor.digest.clone(), handle });
+                    let handle = supervisor::spawn(
+                        self.ctx.clone(),
+                        link.clone(),
+                        adaptor.clone(),
+                        Vec::new(),
+                    );
+                    self.running.insert(
+                        key,
+                        Running {
+                            link,
+                            digest: adaptor.digest.clone(),
+                            handle,
+                        },
+                    );
                 }
             }
         }
@@ -294,7 +378,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// The folder's `*.wasm` and `*.yaml`/`*.yml` files with their signatures, sorted.
-fn list(dir: &Path) -> std::io::Result<(Vec<(PathBuf, Signature)>, Vec<(PathBuf, Signature)>)> {
+fn list(dir: &Path) -> std::io::Result<(Listing, Listing)> {
     let mut wasm = Vec::new();
     let mut yaml = Vec::new();
     for entry in std::fs::read_dir(dir)? {

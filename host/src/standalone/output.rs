@@ -53,7 +53,9 @@ pub fn render(devices: &[DeviceReport], board: &StatusBoard) -> String {
     s.push_str("ADAPTORS\n");
     for a in board.adaptors() {
         match (&a.error, &a.name) {
-            (Some(err), _) => s.push_str(&format!("  {:<48} REFUSED  {}\n", a.source, cut(err, 100))),
+            (Some(err), _) => {
+                s.push_str(&format!("  {:<48} REFUSED  {}\n", a.source, cut(err, 100)))
+            }
             (None, Some(name)) => s.push_str(&format!(
                 "  {:<40} {:<10} {}  {}\n",
                 name,

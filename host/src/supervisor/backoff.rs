@@ -15,7 +15,11 @@ pub struct RestartPolicy {
 
 impl Default for RestartPolicy {
     fn default() -> Self {
-        Self { base: Duration::from_secs(1), max: Duration::from_secs(60), quarantine_after: 5 }
+        Self {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            quarantine_after: 5,
+        }
     }
 }
 
@@ -53,7 +57,11 @@ mod tests {
 
     #[test]
     fn schedule_table() {
-        let p = RestartPolicy { base: Duration::from_millis(100), max: Duration::from_millis(500), quarantine_after: 5 };
+        let p = RestartPolicy {
+            base: Duration::from_millis(100),
+            max: Duration::from_millis(500),
+            quarantine_after: 5,
+        };
         let cases = [
             (1, 1.0, Decision::RetryAfter(Duration::from_millis(100))),
             (1, 0.0, Decision::RetryAfter(Duration::from_millis(50))),
@@ -65,13 +73,20 @@ mod tests {
             (50, 0.5, Decision::Quarantine),
         ];
         for (failures, jitter, want) in cases {
-            assert_eq!(p.decide(failures, jitter), want, "failures={failures} jitter={jitter}");
+            assert_eq!(
+                p.decide(failures, jitter),
+                want,
+                "failures={failures} jitter={jitter}"
+            );
         }
     }
 
     #[test]
     fn huge_failure_counts_do_not_overflow() {
-        let p = RestartPolicy { quarantine_after: u32::MAX, ..RestartPolicy::default() };
+        let p = RestartPolicy {
+            quarantine_after: u32::MAX,
+            ..RestartPolicy::default()
+        };
         assert_eq!(p.decide(u32::MAX - 1, 1.0), Decision::RetryAfter(p.max));
     }
 }

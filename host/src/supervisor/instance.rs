@@ -39,10 +39,13 @@ pub fn describe_trap(err: &wasmtime::Error, state: &StoreState) -> String {
         return why.to_owned();
     }
     match err.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => "deadline exceeded: the call ran past its time limit".into(),
+        Some(wasmtime::Trap::Interrupt) => {
+            "deadline exceeded: the call ran past its time limit".into()
+        }
         Some(wasmtime::Trap::StackOverflow) => "stack overflow".into(),
         Some(wasmtime::Trap::UnreachableCodeReached) => {
-            "the adaptor panicked (wasm `unreachable` executed); see its stderr in the limb log".into()
+            "the adaptor panicked (wasm `unreachable` executed); see its stderr in the limb log"
+                .into()
         }
         Some(t) => format!("wasm trap: {t}"),
         None => crate::capabilities::log::truncate(&format!("{err:#}"), 512).into_owned(),
@@ -72,17 +75,44 @@ macro_rules! guarded {
 
 impl Instance {
     /// Instantiates `adaptor` in a fresh store holding `grants`.
-    pub async fn new(ctx: &Context, adaptor: Arc<Adaptor>, device: DeviceTag, grants: Arc<Grants>) -> Result<Self, CallError> {
-        let caps = Capabilities::new(grants, ctx.policy.clone(), ctx.limits.clone(), ctx.backends.clone());
-        let mut store = StoreState::new_store(&ctx.runtime, device, &adaptor.info.name, caps, Some(ctx.metrics.clone()));
+    pub async fn new(
+        ctx: &Context,
+        adaptor: Arc<Adaptor>,
+        device: DeviceTag,
+        grants: Arc<Grants>,
+    ) -> Result<Self, CallError> {
+        let caps = Capabilities::new(
+            grants,
+            ctx.policy.clone(),
+            ctx.limits.clone(),
+            ctx.backends.clone(),
+        );
+        let mut store = StoreState::new_store(
+            &ctx.runtime,
+            device,
+            &adaptor.info.name,
+            caps,
+            Some(ctx.metrics.clone()),
+        );
         let timeout = ctx.runtime.settings().call_timeout;
         store.data_mut().arm(timeout);
-        let out = tokio::time::timeout(timeout + GRACE, adaptor.pre.instantiate_async(&mut store)).await;
+        let out =
+            tokio::time::timeout(timeout + GRACE, adaptor.pre.instantiate_async(&mut store)).await;
         store.data_mut().disarm();
         match out {
-            Ok(Ok(bindings)) => Ok(Self { store, bindings, adaptor, timeout }),
-            Ok(Err(e)) => Err(CallError::Trap(format!("instantiation failed: {}", describe_trap(&e, store.data())))),
-            Err(_) => Err(CallError::Trap(format!("instantiation did not finish within {timeout:?}"))),
+            Ok(Ok(bindings)) => Ok(Self {
+                store,
+                bindings,
+                adaptor,
+                timeout,
+            }),
+            Ok(Err(e)) => Err(CallError::Trap(format!(
+                "instantiation failed: {}",
+                describe_trap(&e, store.data())
+            ))),
+            Err(_) => Err(CallError::Trap(format!(
+                "instantiation did not finish within {timeout:?}"
+            ))),
         }
     }
 
@@ -95,12 +125,26 @@ impl Instance {
         let (result, outcome) = match out {
             Ok(Ok(Ok(v))) => (Ok(v), "ok"),
             Ok(Ok(Err(e))) => (Err(CallError::Adaptor(e)), "error"),
-            Ok(Err(trap)) => (Err(CallError::Trap(describe_trap(&trap, self.store.data()))), "trap"),
-            Err(_) => (Err(CallError::Trap(format!("{call} did not return within {:?}", self.timeout + GRACE))), "trap"),
+            Ok(Err(trap)) => (
+                Err(CallError::Trap(describe_trap(&trap, self.store.data()))),
+                "trap",
+            ),
+            Err(_) => (
+                Err(CallError::Trap(format!(
+                    "{call} did not return within {:?}",
+                    self.timeout + GRACE
+                ))),
+                "trap",
+            ),
         };
         let metrics = &self.store.data().metrics_handle();
         if let Some(m) = metrics {
-            m.guest_call(&self.adaptor.info.name, call, outcome, started.elapsed().as_secs_f64());
+            m.guest_call(
+                &self.adaptor.info.name,
+                call,
+                outcome,
+                started.elapsed().as_secs_f64(),
+            );
             if outcome == "trap" {
                 m.trap(&self.adaptor.info.name);
             }
@@ -112,7 +156,10 @@ impl Instance {
         guarded!(self, "configure", |d, s| d.call_configure(s, config))
     }
 
-    pub async fn reconfigure(&mut self, config: &DeviceConfig) -> Result<DeviceSettings, CallError> {
+    pub async fn reconfigure(
+        &mut self,
+        config: &DeviceConfig,
+    ) -> Result<DeviceSettings, CallError> {
         guarded!(self, "reconfigure", |d, s| d.call_reconfigure(s, config))
     }
 
@@ -125,7 +172,11 @@ impl Instance {
     }
 
     pub async fn restore(&mut self, state: &[u8], from_version: &str) -> Result<(), CallError> {
-        guarded!(self, "restore", |d, s| d.call_restore(s, state, from_version))
+        guarded!(self, "restore", |d, s| d.call_restore(
+            s,
+            state,
+            from_version
+        ))
     }
 
     /// Asks the adaptor to disconnect; failures only get logged, the instance is

@@ -70,7 +70,12 @@ impl Handle {
 }
 
 /// Starts supervising `link` with `adaptor`.
-pub fn spawn(ctx: Arc<Context>, link: Arc<DeviceLink>, adaptor: Arc<Adaptor>, references: Vec<ReferenceValue>) -> Handle {
+pub fn spawn(
+    ctx: Arc<Context>,
+    link: Arc<DeviceLink>,
+    adaptor: Arc<Adaptor>,
+    references: Vec<ReferenceValue>,
+) -> Handle {
     let (tx, rx) = mpsc::unbounded_channel();
     let key = link.key();
     let adaptor_name = adaptor.info.name.clone();
@@ -94,7 +99,11 @@ pub fn spawn(ctx: Arc<Context>, link: Arc<DeviceLink>, adaptor: Arc<Adaptor>, re
         refused_digests: HashSet::new(),
     };
     let task = tokio::spawn(sup.run(rx).instrument(span));
-    Handle { tx, task, adaptor_name }
+    Handle {
+        tx,
+        task,
+        adaptor_name,
+    }
 }
 
 /// Why a device is not being started.
@@ -133,7 +142,10 @@ impl Supervisor {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
         self.report(|_| {});
         loop {
-            if self.current.is_none() && self.blocked.is_none() && self.retry_at.is_none_or(|t| t <= Instant::now()) {
+            if self.current.is_none()
+                && self.blocked.is_none()
+                && self.retry_at.is_none_or(|t| t <= Instant::now())
+            {
                 self.retry_at = None;
                 self.start(None).await;
             }
@@ -174,7 +186,14 @@ impl Supervisor {
         let link = &self.link;
         self.ctx.board.update(
             &self.key,
-            || DeviceReport::new(link.namespace(), &link.metadata.name, &link.spec.model.kind, &link.spec.adaptor.name),
+            || {
+                DeviceReport::new(
+                    link.namespace(),
+                    &link.metadata.name,
+                    &link.spec.model.kind,
+                    &link.spec.adaptor.name,
+                )
+            },
             change,
         );
     }
@@ -187,7 +206,10 @@ impl Supervisor {
     fn device_config(&self) -> DeviceConfig {
         let link = &self.link;
         DeviceConfig {
-            model: Model { api_version: link.spec.model.api_version.clone(), kind: link.spec.model.kind.clone() },
+            model: Model {
+                api_version: link.spec.model.api_version.clone(),
+                kind: link.spec.model.kind.clone(),
+            },
             device: DeviceIdentity {
                 namespace: link.namespace().to_owned(),
                 name: link.metadata.name.clone(),
@@ -203,23 +225,33 @@ impl Supervisor {
     fn resolve_grants(&self) -> Result<Arc<Grants>, String> {
         let model = self
             .adaptor
-            .model(&self.link.spec.model.api_version, &self.link.spec.model.kind)
+            .model(
+                &self.link.spec.model.api_version,
+                &self.link.spec.model.kind,
+            )
             .ok_or_else(|| {
                 format!(
                     "adaptor {} does not serve {}/{}",
-                    self.adaptor.info.name, self.link.spec.model.api_version, self.link.spec.model.kind
+                    self.adaptor.info.name,
+                    self.link.spec.model.api_version,
+                    self.link.spec.model.kind
                 )
             })?;
-        let (grants, problems) =
-            Grants::resolve(&self.link.spec.grants, &self.link.spec.template.spec, &model.resource_fields);
+        let (grants, problems) = Grants::resolve(
+            &self.link.spec.grants,
+            &self.link.spec.template.spec,
+            &model.resource_fields,
+        );
         if let Some(p) = problems.first() {
             return Err(p.0.clone());
         }
         for g in grants.iter() {
-            self.ctx
-                .policy
-                .check(g.kind, &g.target)
-                .map_err(|why| format!("node policy refused {} grant {:?} ({}): {why}", g.kind, g.name, g.target))?;
+            self.ctx.policy.check(g.kind, &g.target).map_err(|why| {
+                format!(
+                    "node policy refused {} grant {:?} ({}): {why}",
+                    g.kind, g.name, g.target
+                )
+            })?;
         }
         Ok(Arc::new(grants))
     }
@@ -236,25 +268,37 @@ impl Supervisor {
             Err(why) => {
                 self.block(Blocked::Spec(why.clone()));
                 self.report(|r| {
-                    r.conditions.fail(ConditionType::DeviceCreated, &format!("unable to make device from model: {why}"), &now());
+                    r.conditions.fail(
+                        ConditionType::DeviceCreated,
+                        &format!("unable to make device from model: {why}"),
+                        &now(),
+                    );
                 });
                 self.event(EventType::Warning, "FailedGrant", &why);
                 return;
             }
         };
         self.grants = grants.clone();
-        let names: Vec<String> = grants.iter().map(|g| format!("{} ({} {})", g.name, g.kind, g.target)).collect();
+        let names: Vec<String> = grants
+            .iter()
+            .map(|g| format!("{} ({} {})", g.name, g.kind, g.target))
+            .collect();
         let adaptor = self.adaptor.clone();
-        let mut inst = match Instance::new(&self.ctx, adaptor.clone(), self.tag.clone(), grants).await {
-            Ok(i) => i,
-            Err(e) => {
-                self.report(|r| {
-                    r.conditions.fail(ConditionType::DeviceCreated, &format!("unable to create device from template: {e}"), &now());
-                });
-                self.failed(e).await;
-                return;
-            }
-        };
+        let mut inst =
+            match Instance::new(&self.ctx, adaptor.clone(), self.tag.clone(), grants).await {
+                Ok(i) => i,
+                Err(e) => {
+                    self.report(|r| {
+                        r.conditions.fail(
+                            ConditionType::DeviceCreated,
+                            &format!("unable to create device from template: {e}"),
+                            &now(),
+                        );
+                    });
+                    self.failed(e).await;
+                    return;
+                }
+            };
         self.report(|r| {
             r.adaptor_version = Some(adaptor.info.version.clone());
             r.adaptor_digest = Some(adaptor.short_digest().to_owned());
@@ -264,7 +308,11 @@ impl Supervisor {
         if let Some((bytes, from)) = state
             && let Err(e) = inst.restore(&bytes, &from).await
         {
-            self.event(EventType::Warning, "RestoreFailed", &format!("state from {from} not restored: {e}"));
+            self.event(
+                EventType::Warning,
+                "RestoreFailed",
+                &format!("state from {from} not restored: {e}"),
+            );
         }
         let configured = inst.configure(&self.device_config()).await;
         self.drain(&mut inst);
@@ -273,7 +321,14 @@ impl Supervisor {
                 self.current = Some(inst);
                 self.set_interval(settings.poll_interval_ms);
                 self.next_poll = Instant::now();
-                self.event(EventType::Normal, "Configured", &format!("configured by {} {}", adaptor.info.name, adaptor.info.version));
+                self.event(
+                    EventType::Normal,
+                    "Configured",
+                    &format!(
+                        "configured by {} {}",
+                        adaptor.info.name, adaptor.info.version
+                    ),
+                );
             }
             Err(e) => {
                 if !e.is_trap() {
@@ -304,10 +359,16 @@ impl Supervisor {
     /// Handles a failed start or a dead instance.
     async fn failed(&mut self, err: CallError) {
         let msg = err.to_string();
-        if let CallError::Adaptor(AdaptorError::InvalidSpec(_) | AdaptorError::NotPermitted(_)) = &err {
+        if let CallError::Adaptor(AdaptorError::InvalidSpec(_) | AdaptorError::NotPermitted(_)) =
+            &err
+        {
             // Retrying cannot help until the link changes.
             self.report(|r| {
-                r.conditions.fail(ConditionType::DeviceConnected, &format!("unable to connect to device: {msg}"), &now());
+                r.conditions.fail(
+                    ConditionType::DeviceConnected,
+                    &format!("unable to connect to device: {msg}"),
+                    &now(),
+                );
             });
             self.block(Blocked::Spec(msg.clone()));
             self.event(EventType::Warning, "FailedConnect", &msg);
@@ -333,9 +394,17 @@ impl Supervisor {
                         r.traps += 1;
                     }
                     r.restarts += 1;
-                    r.conditions.fail(ConditionType::DeviceConnected, &format!("unable to connect to device: {msg}"), &now());
+                    r.conditions.fail(
+                        ConditionType::DeviceConnected,
+                        &format!("unable to connect to device: {msg}"),
+                        &now(),
+                    );
                 });
-                self.event(EventType::Warning, "FailedConnect", &format!("{msg}; retrying in {delay:.1?}"));
+                self.event(
+                    EventType::Warning,
+                    "FailedConnect",
+                    &format!("{msg}; retrying in {delay:.1?}"),
+                );
             }
             Decision::Quarantine => {
                 let why = format!(
@@ -346,7 +415,8 @@ impl Supervisor {
                     if trapped {
                         r.traps += 1;
                     }
-                    r.conditions.fail(ConditionType::DeviceConnected, &why, &now());
+                    r.conditions
+                        .fail(ConditionType::DeviceConnected, &why, &now());
                 });
                 self.block(Blocked::Quarantined(why.clone()));
                 self.event(EventType::Warning, "Quarantined", &why);
@@ -355,7 +425,9 @@ impl Supervisor {
     }
 
     async fn poll(&mut self) {
-        let Some(mut inst) = self.current.take() else { return };
+        let Some(mut inst) = self.current.take() else {
+            return;
+        };
         let result = inst.poll().await;
         self.drain(&mut inst);
         if let Some(interval) = self.interval {
@@ -379,7 +451,11 @@ impl Supervisor {
                     r.phase = Phase::Unhealthy;
                     r.failed_polls += 1;
                     r.last_error = Some(msg.clone());
-                    r.conditions.fail(ConditionType::DeviceConnected, &format!("received error from adaptor: {msg}"), &now());
+                    r.conditions.fail(
+                        ConditionType::DeviceConnected,
+                        &format!("received error from adaptor: {msg}"),
+                        &now(),
+                    );
                 });
             }
             Err(trap) => {
@@ -407,7 +483,10 @@ impl Supervisor {
             failed.info.version,
             failed.short_digest()
         );
-        let (version, digest) = (self.adaptor.info.version.clone(), self.adaptor.short_digest().to_owned());
+        let (version, digest) = (
+            self.adaptor.info.version.clone(),
+            self.adaptor.short_digest().to_owned(),
+        );
         self.report(|r| {
             r.adaptor_version = Some(version);
             r.adaptor_digest = Some(digest);
@@ -430,8 +509,13 @@ impl Supervisor {
         } else {
             match serde_json::from_str::<Value>(doc) {
                 Ok(v @ Value::Object(_)) => Ok(v),
-                Ok(other) => Err(format!("adaptor returned a status that is not a JSON object: {}", json_kind(&other))),
-                Err(e) => Err(format!("adaptor returned a status that is not valid JSON: {e}")),
+                Ok(other) => Err(format!(
+                    "adaptor returned a status that is not a JSON object: {}",
+                    json_kind(&other)
+                )),
+                Err(e) => Err(format!(
+                    "adaptor returned a status that is not valid JSON: {e}"
+                )),
             }
         };
         let stamp = now();
@@ -451,7 +535,11 @@ impl Supervisor {
                     r.phase = Phase::Unhealthy;
                     r.failed_polls += u64::from(from_poll);
                     r.last_error = Some(msg.clone());
-                    r.conditions.fail(ConditionType::DeviceConnected, &format!("received error from adaptor: {msg}"), &stamp);
+                    r.conditions.fail(
+                        ConditionType::DeviceConnected,
+                        &format!("received error from adaptor: {msg}"),
+                        &stamp,
+                    );
                 }
             }
         });
@@ -464,7 +552,11 @@ impl Supervisor {
             self.report(|r| r.record(ev));
         }
         if outbox.dropped_events > 0 {
-            self.event(EventType::Warning, "EventsDropped", &format!("{} adaptor events dropped", outbox.dropped_events));
+            self.event(
+                EventType::Warning,
+                "EventsDropped",
+                &format!("{} adaptor events dropped", outbox.dropped_events),
+            );
         }
         if let Some(doc) = outbox.status {
             self.publish(&doc, false);
@@ -478,7 +570,9 @@ impl Supervisor {
         self.traps_in_row = 0;
         self.retry_at = None;
         self.refused_digests.clear();
-        if old.spec.adaptor.name != self.link.spec.adaptor.name || old.spec.model != self.link.spec.model {
+        if old.spec.adaptor.name != self.link.spec.adaptor.name
+            || old.spec.model != self.link.spec.model
+        {
             self.restart_fresh().await;
             return;
         }
@@ -491,14 +585,20 @@ impl Supervisor {
             self.restart_with_state().await;
             return;
         }
-        let Some(mut inst) = self.current.take() else { return };
+        let Some(mut inst) = self.current.take() else {
+            return;
+        };
         let result = inst.reconfigure(&self.device_config()).await;
         self.drain(&mut inst);
         match result {
             Ok(settings) => {
                 self.current = Some(inst);
                 self.set_interval(settings.poll_interval_ms);
-                self.event(EventType::Normal, "Reconfigured", "applied the changed spec");
+                self.event(
+                    EventType::Normal,
+                    "Reconfigured",
+                    "applied the changed spec",
+                );
             }
             Err(e) => {
                 if !e.is_trap() {
@@ -508,7 +608,8 @@ impl Supervisor {
                 self.report(|r| {
                     r.phase = Phase::Unhealthy;
                     r.last_error = Some(msg.clone());
-                    r.conditions.fail(ConditionType::DeviceConnected, &msg, &now());
+                    r.conditions
+                        .fail(ConditionType::DeviceConnected, &msg, &now());
                 });
                 if self.current.is_none() {
                     self.failed(e).await;
@@ -526,7 +627,11 @@ impl Supervisor {
 
     async fn restart_with_state(&mut self) {
         let state = match self.current.as_mut() {
-            Some(inst) => inst.snapshot().await.ok().map(|s| (s, self.adaptor.info.version.clone())),
+            Some(inst) => inst
+                .snapshot()
+                .await
+                .ok()
+                .map(|s| (s, self.adaptor.info.version.clone())),
             None => None,
         };
         if let Some(inst) = self.current.take() {
@@ -543,8 +648,18 @@ impl Supervisor {
             return;
         }
         let started = std::time::Instant::now();
-        let from = format!("{} {} ({})", self.adaptor.info.name, self.adaptor.info.version, self.adaptor.short_digest());
-        let to = format!("{} {} ({})", new.info.name, new.info.version, new.short_digest());
+        let from = format!(
+            "{} {} ({})",
+            self.adaptor.info.name,
+            self.adaptor.info.version,
+            self.adaptor.short_digest()
+        );
+        let to = format!(
+            "{} {} ({})",
+            new.info.name,
+            new.info.version,
+            new.short_digest()
+        );
         if self.current.is_none() {
             // Nothing is running (backoff, quarantine or not started): start on `new`.
             self.adaptor = new;
@@ -552,7 +667,11 @@ impl Supervisor {
             self.failures = 0;
             self.traps_in_row = 0;
             self.retry_at = None;
-            self.event(EventType::Normal, "AdaptorChanged", &format!("will start on {to}"));
+            self.event(
+                EventType::Normal,
+                "AdaptorChanged",
+                &format!("will start on {to}"),
+            );
             return;
         }
         if let Some(old) = self.probation.take() {
@@ -563,7 +682,11 @@ impl Supervisor {
         let refuse = |s: &mut Self, why: String| {
             s.refused_digests.insert(new.digest.clone());
             s.ctx.metrics.swap("refused");
-            s.event(EventType::Warning, "SwapFailed", &format!("{to} did not take over from {from}: {why}; {from} keeps serving"));
+            s.event(
+                EventType::Warning,
+                "SwapFailed",
+                &format!("{to} did not take over from {from}: {why}; {from} keeps serving"),
+            );
         };
         let grants = self.grants.clone();
         let mut next = match Instance::new(&self.ctx, new.clone(), self.tag.clone(), grants).await {
@@ -580,7 +703,11 @@ impl Supervisor {
                 // The old instance died while taking its snapshot; it cannot serve,
                 // so the new version takes over without state.
                 self.current = None;
-                self.event(EventType::Warning, "SnapshotFailed", &format!("{from} trapped in snapshot ({e}); {to} starts without its state"));
+                self.event(
+                    EventType::Warning,
+                    "SnapshotFailed",
+                    &format!("{from} trapped in snapshot ({e}); {to} starts without its state"),
+                );
                 None
             }
             Err(e) => return refuse(self, format!("snapshot failed: {e}")),
@@ -600,7 +727,9 @@ impl Supervisor {
         self.drain(&mut next);
         let settings = match configured {
             Ok(s) => s,
-            Err(e) if self.current.is_some() => return refuse(self, format!("configure failed: {e}")),
+            Err(e) if self.current.is_some() => {
+                return refuse(self, format!("configure failed: {e}"));
+            }
             Err(e) => {
                 self.adaptor = new;
                 self.failed(e).await;
@@ -618,7 +747,11 @@ impl Supervisor {
             r.adaptor_version = Some(new.info.version.clone());
             r.adaptor_digest = Some(new.short_digest().to_owned());
         });
-        self.event(EventType::Normal, "Swapped", &format!("{from} -> {to} in {took:.1?}"));
+        self.event(
+            EventType::Normal,
+            "Swapped",
+            &format!("{from} -> {to} in {took:.1?}"),
+        );
     }
 }
 

@@ -36,7 +36,11 @@ pub struct Harness {
     pub cache: Arc<CompileCache>,
 }
 
-pub fn harness_with(policy: Policy, backends: Backends, tune: impl FnOnce(&mut Settings)) -> Harness {
+pub fn harness_with(
+    policy: Policy,
+    backends: Backends,
+    tune: impl FnOnce(&mut Settings),
+) -> Harness {
     let mut settings = Settings {
         call_timeout: Duration::from_millis(500),
         memory_limit: 32 << 20,
@@ -51,7 +55,11 @@ pub fn harness_with(policy: Policy, backends: Backends, tune: impl FnOnce(&mut S
         board: Arc::new(StatusBoard::default()),
         metrics: Arc::new(Metrics::default()),
         policy: Arc::new(policy),
-        limits: Limits { max_handles: 4, max_timeout: Duration::from_millis(500), ..Limits::default() },
+        limits: Limits {
+            max_handles: 4,
+            max_timeout: Duration::from_millis(500),
+            ..Limits::default()
+        },
         backends,
         restart: RestartPolicy {
             base: Duration::from_millis(50),
@@ -60,7 +68,10 @@ pub fn harness_with(policy: Policy, backends: Backends, tune: impl FnOnce(&mut S
         },
         max_status_bytes: 1 << 20,
     };
-    Harness { ctx: Arc::new(ctx), cache: Arc::new(CompileCache::new(Some(shared_cache_dir()))) }
+    Harness {
+        ctx: Arc::new(ctx),
+        cache: Arc::new(CompileCache::new(Some(shared_cache_dir()))),
+    }
 }
 
 pub fn harness() -> Harness {
@@ -75,9 +86,14 @@ fn shared_cache_dir() -> PathBuf {
 
 impl Harness {
     pub async fn load(&self, name: &str) -> Arc<Adaptor> {
-        adaptors::load(&self.ctx.runtime, &self.cache, component(name), name.to_owned())
-            .await
-            .unwrap_or_else(|e| panic!("loading {name}: {e}"))
+        adaptors::load(
+            &self.ctx.runtime,
+            &self.cache,
+            component(name),
+            name.to_owned(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("loading {name}: {e}"))
     }
 
     /// Starts supervising `link` the way the standalone controller (or, in a cluster,
@@ -86,17 +102,30 @@ impl Harness {
         let now = limb::status::now();
         self.ctx.board.update(
             &link.key(),
-            || DeviceReport::new(link.namespace(), &link.metadata.name, &link.spec.model.kind, &link.spec.adaptor.name),
+            || {
+                DeviceReport::new(
+                    link.namespace(),
+                    &link.metadata.name,
+                    &link.spec.model.kind,
+                    &link.spec.adaptor.name,
+                )
+            },
             |r| {
                 r.conditions.succeed(crds::ConditionType::NodeExisted, &now);
-                r.conditions.succeed(crds::ConditionType::ModelExisted, &now);
+                r.conditions
+                    .succeed(crds::ConditionType::ModelExisted, &now);
             },
         );
         limb::supervisor::spawn(self.ctx.clone(), link, adaptor, vec![])
     }
 
     /// Waits until the device's report satisfies `pred`, or fails with the last report.
-    pub async fn wait(&self, key: &str, within: Duration, pred: impl Fn(&DeviceReport) -> bool) -> DeviceReport {
+    pub async fn wait(
+        &self,
+        key: &str,
+        within: Duration,
+        pred: impl Fn(&DeviceReport) -> bool,
+    ) -> DeviceReport {
         wait_on(&self.ctx.board, key, within, pred).await
     }
 }
@@ -138,7 +167,12 @@ pub fn link(name: &str, adaptor: &str, kind: &str, spec: serde_json::Value) -> A
 }
 
 pub fn hostile(name: &str, mode: &str) -> Arc<DeviceLink> {
-    link(name, "hostile", "HostileDevice", serde_json::json!({"mode": mode, "parameters": {"syncIntervalMs": 50}}))
+    link(
+        name,
+        "hostile",
+        "HostileDevice",
+        serde_json::json!({"mode": mode, "parameters": {"syncIntervalMs": 50}}),
+    )
 }
 
 pub fn fan(name: &str, gear: &str, interval: &str) -> Arc<DeviceLink> {

@@ -24,15 +24,23 @@ async fn beside_healthy(mode: &str, window: Duration) -> limb::status::DeviceRep
         .map(|i| h.spawn(fan(&format!("n{i}"), "slow", "50ms"), dummy.clone()))
         .collect();
     for i in 0..3 {
-        h.wait(&key(&format!("n{i}")), Duration::from_secs(10), |r| r.polls >= 1).await;
+        h.wait(&key(&format!("n{i}")), Duration::from_secs(10), |r| {
+            r.polls >= 1
+        })
+        .await;
     }
-    let start: Vec<u64> = (0..3).map(|i| h.ctx.board.get(&key(&format!("n{i}"))).unwrap().polls).collect();
+    let start: Vec<u64> = (0..3)
+        .map(|i| h.ctx.board.get(&key(&format!("n{i}"))).unwrap().polls)
+        .collect();
     let bad = h.spawn(hostile("bad", mode), hostile_adaptor);
     tokio::time::sleep(window).await;
     for (i, s) in start.iter().enumerate() {
         let r = h.ctx.board.get(&key(&format!("n{i}"))).unwrap();
         let got = r.polls - s;
-        assert!(got >= floor(window, interval), "{mode}: neighbour n{i} polled {got} times in {window:?}");
+        assert!(
+            got >= floor(window, interval),
+            "{mode}: neighbour n{i} polled {got} times in {window:?}"
+        );
         assert_eq!(r.phase, Phase::Healthy, "{mode}: neighbour n{i}");
         assert_eq!(r.traps, 0);
     }
@@ -48,7 +56,13 @@ async fn beside_healthy(mode: &str, window: Duration) -> limb::status::DeviceRep
 async fn an_endless_loop_in_poll_is_interrupted_and_neighbours_keep_their_rate() {
     let r = beside_healthy("loop-poll", Duration::from_secs(3)).await;
     assert!(r.traps >= 1, "{r:#?}");
-    assert!(r.last_error.as_deref().unwrap_or_default().contains("deadline exceeded"), "{r:#?}");
+    assert!(
+        r.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("deadline exceeded"),
+        "{r:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,14 +71,23 @@ async fn an_endless_loop_in_configure_ends_in_quarantine() {
     assert_eq!(r.phase, Phase::Quarantined, "{r:#?}");
     assert_eq!(r.traps, 3);
     let msg = r.last_error.unwrap();
-    assert!(msg.contains("quarantined after 3 traps") && msg.contains("deadline exceeded"), "{msg}");
+    assert!(
+        msg.contains("quarantined after 3 traps") && msg.contains("deadline exceeded"),
+        "{msg}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unbounded_memory_growth_is_stopped_at_the_limit() {
     let r = beside_healthy("grow-memory", Duration::from_secs(2)).await;
     assert!(r.traps >= 1, "{r:#?}");
-    assert!(r.last_error.as_deref().unwrap_or_default().contains("memory limit of 32 MiB"), "{r:#?}");
+    assert!(
+        r.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("memory limit of 32 MiB"),
+        "{r:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,7 +96,10 @@ async fn a_trap_on_every_call_backs_off_then_quarantines() {
     assert_eq!(r.phase, Phase::Quarantined, "{r:#?}");
     assert!(r.restarts >= 2, "backed off before quarantine: {r:#?}");
     assert!(r.events.iter().any(|e| e.reason == "Quarantined"));
-    let cond = r.conditions.get(crds::ConditionType::DeviceConnected).unwrap();
+    let cond = r
+        .conditions
+        .get(crds::ConditionType::DeviceConnected)
+        .unwrap();
     assert!(cond.message.contains("quarantined"), "{}", cond.message);
 }
 
@@ -95,7 +121,9 @@ async fn files_and_environment_are_not_reachable() {
     let h = harness();
     let a = h.load("adaptor_hostile").await;
     let dev = h.spawn(hostile("sneaky", "read-file"), a);
-    let r = h.wait(&key("sneaky"), Duration::from_secs(10), |r| r.polls >= 1).await;
+    let r = h
+        .wait(&key("sneaky"), Duration::from_secs(10), |r| r.polls >= 1)
+        .await;
     let file = r.status["file"].as_str().unwrap();
     assert!(file.starts_with("error"), "read /etc/passwd: {file}");
     assert_eq!(r.status["env"], 0);
@@ -108,10 +136,15 @@ async fn ungranted_capabilities_are_refused_by_name() {
     let h = harness();
     let a = h.load("adaptor_hostile").await;
     let dev = h.spawn(hostile("grabby", "open-ungranted"), a);
-    let r = h.wait(&key("grabby"), Duration::from_secs(10), |r| r.polls >= 1).await;
+    let r = h
+        .wait(&key("grabby"), Duration::from_secs(10), |r| r.polls >= 1)
+        .await;
     for cap in ["socket", "serial", "gpio"] {
         let outcome = r.status[cap].as_str().unwrap();
-        assert!(outcome.contains("not-permitted") && outcome.contains("not granted"), "{cap}: {outcome}");
+        assert!(
+            outcome.contains("not-permitted") && outcome.contains("not granted"),
+            "{cap}: {outcome}"
+        );
     }
     dev.stop().await;
 }
@@ -121,7 +154,11 @@ async fn status_that_is_not_json_is_refused() {
     let h = harness();
     let a = h.load("adaptor_hostile").await;
     let dev = h.spawn(hostile("garbled", "bad-json"), a);
-    let r = h.wait(&key("garbled"), Duration::from_secs(10), |r| r.failed_polls >= 1).await;
+    let r = h
+        .wait(&key("garbled"), Duration::from_secs(10), |r| {
+            r.failed_polls >= 1
+        })
+        .await;
     assert_eq!(r.phase, Phase::Unhealthy);
     assert!(r.last_error.unwrap().contains("not valid JSON"));
     assert!(r.status.is_null(), "no garbage reaches the status");
@@ -133,8 +170,15 @@ async fn an_enormous_status_is_refused_with_its_size() {
     let h = harness();
     let a = h.load("adaptor_hostile").await;
     let dev = h.spawn(hostile("huge", "huge-status"), a);
-    let r = h.wait(&key("huge"), Duration::from_secs(20), |r| r.failed_polls >= 1).await;
+    let r = h
+        .wait(&key("huge"), Duration::from_secs(20), |r| {
+            r.failed_polls >= 1
+        })
+        .await;
     let msg = r.last_error.unwrap();
-    assert!(msg.contains("8388608 bytes") && msg.contains("limit of 1048576"), "{msg}");
+    assert!(
+        msg.contains("8388608 bytes") && msg.contains("limit of 1048576"),
+        "{msg}"
+    );
     dev.stop().await;
 }

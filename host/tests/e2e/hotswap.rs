@@ -34,7 +34,9 @@ impl Watcher {
                 };
                 let now = Instant::now();
                 let guest = r.status["polls"].as_u64().unwrap_or(0);
-                let e = seen.entry(r.key()).or_insert((now, r.polls, Duration::ZERO, false, guest));
+                let e = seen
+                    .entry(r.key())
+                    .or_insert((now, r.polls, Duration::ZERO, false, guest));
                 if r.polls > e.1 {
                     e.2 = e.2.max(now - e.0);
                     e.0 = now;
@@ -45,7 +47,9 @@ impl Watcher {
                     e.4 = guest;
                 }
             }
-            seen.into_iter().map(|(k, v)| (k, (v.2, v.3, v.1))).collect()
+            seen.into_iter()
+                .map(|(k, v)| (k, (v.2, v.3, v.1)))
+                .collect()
         });
         Self { stop, task }
     }
@@ -62,7 +66,10 @@ async fn fleet(h: &Harness, n: usize, interval: &str) -> Vec<Handle> {
         .map(|i| h.spawn(fan(&format!("d{i}"), "middle", interval), dummy.clone()))
         .collect();
     for i in 0..n {
-        h.wait(&key(&format!("d{i}")), Duration::from_secs(20), |r| r.polls >= 2).await;
+        h.wait(&key(&format!("d{i}")), Duration::from_secs(20), |r| {
+            r.polls >= 2
+        })
+        .await;
     }
     devices
 }
@@ -81,7 +88,10 @@ async fn swapping_many_devices_there_and_back_misses_no_poll_and_keeps_state() {
         d.send(Command::Swap(v2.clone()));
     }
     for i in 0..n {
-        h.wait(&key(&format!("d{i}")), Duration::from_secs(20), |r| r.status["variant"] == "v2").await;
+        h.wait(&key(&format!("d{i}")), Duration::from_secs(20), |r| {
+            r.status["variant"] == "v2"
+        })
+        .await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     for d in &devices {
@@ -100,7 +110,10 @@ async fn swapping_many_devices_there_and_back_misses_no_poll_and_keeps_state() {
     }
     assert_eq!(seen.len(), n);
     for (dev, (max_gap, backwards, polls)) in seen {
-        assert!(!backwards, "{dev}: the adaptor's poll counter went backwards (state lost in a swap)");
+        assert!(
+            !backwards,
+            "{dev}: the adaptor's poll counter went backwards (state lost in a swap)"
+        );
         assert!(polls >= 10, "{dev}: only {polls} polls");
         assert!(
             max_gap < interval * 3,
@@ -117,13 +130,23 @@ async fn a_version_whose_restore_refuses_the_state_leaves_the_old_one_serving() 
     let before = h.ctx.board.get(&key("d0")).unwrap();
     devices[0].send(Command::Swap(broken));
     let r = h
-        .wait(&key("d0"), Duration::from_secs(10), |r| r.events.iter().any(|e| e.reason == "SwapFailed"))
+        .wait(&key("d0"), Duration::from_secs(10), |r| {
+            r.events.iter().any(|e| e.reason == "SwapFailed")
+        })
         .await;
     let ev = r.events.iter().find(|e| e.reason == "SwapFailed").unwrap();
-    assert!(ev.message.contains("restore failed") && ev.message.contains("keeps serving"), "{}", ev.message);
+    assert!(
+        ev.message.contains("restore failed") && ev.message.contains("keeps serving"),
+        "{}",
+        ev.message
+    );
     assert_eq!(r.adaptor_version.as_deref(), Some("0.1.0"));
     assert_eq!(r.swaps, 0);
-    let later = h.wait(&key("d0"), Duration::from_secs(10), |x| x.polls >= r.polls + 3).await;
+    let later = h
+        .wait(&key("d0"), Duration::from_secs(10), |x| {
+            x.polls >= r.polls + 3
+        })
+        .await;
     assert_eq!(later.phase, Phase::Healthy);
     assert!(later.status["polls"].as_u64() > before.status["polls"].as_u64());
     for d in devices {
@@ -139,20 +162,36 @@ async fn a_version_that_traps_on_its_first_poll_is_rolled_back_without_losing_a_
     let before = h.ctx.board.get(&key("d0")).unwrap();
     devices[0].send(Command::Swap(broken.clone()));
     let r = h
-        .wait(&key("d0"), Duration::from_secs(10), |r| r.events.iter().any(|e| e.reason == "SwapFailed"))
+        .wait(&key("d0"), Duration::from_secs(10), |r| {
+            r.events.iter().any(|e| e.reason == "SwapFailed")
+        })
         .await;
     let ev = r.events.iter().find(|e| e.reason == "SwapFailed").unwrap();
     assert!(ev.message.contains("rolled back"), "{}", ev.message);
-    let later = h.wait(&key("d0"), Duration::from_secs(10), |x| x.polls >= r.polls + 3).await;
+    let later = h
+        .wait(&key("d0"), Duration::from_secs(10), |x| {
+            x.polls >= r.polls + 3
+        })
+        .await;
     assert_eq!(later.adaptor_version.as_deref(), Some("0.1.0"));
     assert_eq!(later.phase, Phase::Healthy);
     assert_eq!(later.traps, 0, "a rolled-back swap is not a device failure");
-    assert!(later.status["polls"].as_u64() > before.status["polls"].as_u64(), "state kept");
+    assert!(
+        later.status["polls"].as_u64() > before.status["polls"].as_u64(),
+        "state kept"
+    );
     // The same broken version is not retried on this device.
     devices[0].send(Command::Swap(broken));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let again = h.ctx.board.get(&key("d0")).unwrap();
-    assert_eq!(again.events.iter().filter(|e| e.reason == "SwapFailed").count(), 1);
+    assert_eq!(
+        again
+            .events
+            .iter()
+            .filter(|e| e.reason == "SwapFailed")
+            .count(),
+        1
+    );
     for d in devices {
         d.stop().await;
     }

@@ -7,7 +7,10 @@ use crate::common::*;
 
 async fn load_err(bytes: Vec<u8>) -> String {
     let h = harness();
-    adaptors::load(&h.ctx.runtime, &h.cache, bytes, "test".into()).await.unwrap_err().to_string()
+    adaptors::load(&h.ctx.runtime, &h.cache, bytes, "test".into())
+        .await
+        .unwrap_err()
+        .to_string()
 }
 
 #[tokio::test]
@@ -33,7 +36,10 @@ async fn a_component_of_another_world_is_refused_naming_its_imports() {
 #[tokio::test]
 async fn a_component_built_for_an_older_contract_gets_a_version_message() {
     let err = load_err(component("adaptor_legacy")).await;
-    assert!(err.contains("octopus:adaptor@0.0.9") && err.contains("0.1.x"), "{err}");
+    assert!(
+        err.contains("octopus:adaptor@0.0.9") && err.contains("0.1.x"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -42,9 +48,13 @@ async fn the_compile_cache_is_used_and_a_corrupt_entry_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Arc::new(CompileCache::new(Some(dir.path().to_owned())));
     let bytes = component("adaptor_dummy");
-    let first = adaptors::load(&h.ctx.runtime, &cache, bytes.clone(), "a".into()).await.unwrap();
+    let first = adaptors::load(&h.ctx.runtime, &cache, bytes.clone(), "a".into())
+        .await
+        .unwrap();
     assert!(!first.from_cache);
-    let second = adaptors::load(&h.ctx.runtime, &cache, bytes.clone(), "a".into()).await.unwrap();
+    let second = adaptors::load(&h.ctx.runtime, &cache, bytes.clone(), "a".into())
+        .await
+        .unwrap();
     assert!(second.from_cache);
     let artifact = std::fs::read_dir(dir.path())
         .unwrap()
@@ -55,7 +65,12 @@ async fn the_compile_cache_is_used_and_a_corrupt_entry_is_rebuilt() {
     let mid = data.len() / 2;
     data[mid] ^= 0xff;
     std::fs::write(&artifact, data).unwrap();
-    let third = adaptors::load(&h.ctx.runtime, &cache, bytes, "a".into()).await.unwrap();
-    assert!(!third.from_cache, "a corrupt entry must be rebuilt, not loaded");
+    let third = adaptors::load(&h.ctx.runtime, &cache, bytes, "a".into())
+        .await
+        .unwrap();
+    assert!(
+        !third.from_cache,
+        "a corrupt entry must be rebuilt, not loaded"
+    );
     assert_eq!(third.info.name, "adaptors.edge.cattle.io/dummy");
 }

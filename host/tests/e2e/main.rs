@@ -1,6 +1,13 @@
 //! End-to-end tests of the limb with real adaptor components built from
 //! `adaptors-wasm/` (by `scripts/test.sh`, which sets `OCTOPUS_ADAPTORS_DIR`).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
 mod common;
 
 mod capabilities;

@@ -14,15 +14,28 @@ async fn special_device_reports_status_and_speed_follows_the_gear() {
     let h = harness();
     let dummy = h.load("adaptor_dummy").await;
     let dev = h.spawn(fan("fan", "fast", "50ms"), dummy);
-    let r = h.wait(&key("fan"), Duration::from_secs(10), |r| r.polls >= 3).await;
+    let r = h
+        .wait(&key("fan"), Duration::from_secs(10), |r| r.polls >= 3)
+        .await;
     assert_eq!(r.phase, Phase::Healthy);
     assert_eq!(r.status["gear"], "fast");
     let speed = r.status["rotatingSpeed"].as_u64().unwrap();
     assert!((200..=300).contains(&speed), "fast gear speed {speed}");
     assert_eq!(r.poll_interval_ms, Some(50));
     let last = r.conditions.phase().unwrap();
-    assert_eq!((last.type_, last.status, last.reason.as_str()), (ConditionType::DeviceConnected, ConditionStatus::True, "Healthy"));
-    assert!(r.events.iter().any(|e| e.reason == "Configured"), "{:?}", r.events);
+    assert_eq!(
+        (last.type_, last.status, last.reason.as_str()),
+        (
+            ConditionType::DeviceConnected,
+            ConditionStatus::True,
+            "Healthy"
+        )
+    );
+    assert!(
+        r.events.iter().any(|e| e.reason == "Configured"),
+        "{:?}",
+        r.events
+    );
     dev.stop().await;
 }
 
@@ -39,7 +52,9 @@ async fn protocol_device_reports_typed_properties() {
         }
     });
     let dev = h.spawn(link("robot", "dummy", "DummyProtocolDevice", spec), dummy);
-    let r = h.wait(&key("robot"), Duration::from_secs(10), |r| r.polls >= 2).await;
+    let r = h
+        .wait(&key("robot"), Duration::from_secs(10), |r| r.polls >= 2)
+        .await;
     let props = &r.status["properties"];
     assert!(props["i"]["value"].is_i64(), "{props}");
     assert!(props["f"]["value"].is_number(), "{props}");
@@ -47,7 +62,10 @@ async fn protocol_device_reports_typed_properties() {
     assert!(props["s"]["value"].is_string(), "{props}");
     assert!(props["a"]["value"].is_array(), "{props}");
     assert!(props["o"]["value"].is_object(), "{props}");
-    assert!(props["i"]["updatedAt"].as_str().unwrap().starts_with("20"), "{props}");
+    assert!(
+        props["i"]["updatedAt"].as_str().unwrap().starts_with("20"),
+        "{props}"
+    );
     dev.stop().await;
 }
 
@@ -56,14 +74,24 @@ async fn a_spec_change_is_applied_in_place_keeping_state() {
     let h = harness();
     let dummy = h.load("adaptor_dummy").await;
     let dev = h.spawn(fan("fan2", "slow", "50ms"), dummy);
-    let before = h.wait(&key("fan2"), Duration::from_secs(10), |r| r.polls >= 3).await;
+    let before = h
+        .wait(&key("fan2"), Duration::from_secs(10), |r| r.polls >= 3)
+        .await;
     let guest_polls = before.status["polls"].as_u64().unwrap();
     dev.send(Command::Update(fan("fan2", "fast", "80ms")));
     let after = h
-        .wait(&key("fan2"), Duration::from_secs(10), |r| r.status["gear"] == "fast" && r.poll_interval_ms == Some(80))
+        .wait(&key("fan2"), Duration::from_secs(10), |r| {
+            r.status["gear"] == "fast" && r.poll_interval_ms == Some(80)
+        })
         .await;
-    assert!(after.status["polls"].as_u64().unwrap() > guest_polls, "the adaptor's own counter kept counting");
-    assert_eq!(after.restarts, 0, "reconfigure must not restart the instance");
+    assert!(
+        after.status["polls"].as_u64().unwrap() > guest_polls,
+        "the adaptor's own counter kept counting"
+    );
+    assert_eq!(
+        after.restarts, 0,
+        "reconfigure must not restart the instance"
+    );
     assert!(after.events.iter().any(|e| e.reason == "Reconfigured"));
     dev.stop().await;
 }
@@ -72,15 +100,26 @@ async fn a_spec_change_is_applied_in_place_keeping_state() {
 async fn an_invalid_spec_is_reported_and_waits_for_a_fix() {
     let h = harness();
     let dummy = h.load("adaptor_dummy").await;
-    let bad = link("bad", "dummy", "DummySpecialDevice", json!({"protocol": {"location": "x"}, "on": true, "gear": "warp"}));
+    let bad = link(
+        "bad",
+        "dummy",
+        "DummySpecialDevice",
+        json!({"protocol": {"location": "x"}, "on": true, "gear": "warp"}),
+    );
     let dev = h.spawn(bad, dummy);
-    let r = h.wait(&key("bad"), Duration::from_secs(10), |r| r.phase == Phase::Pending && r.last_error.is_some()).await;
+    let r = h
+        .wait(&key("bad"), Duration::from_secs(10), |r| {
+            r.phase == Phase::Pending && r.last_error.is_some()
+        })
+        .await;
     let cond = r.conditions.get(ConditionType::DeviceConnected).unwrap();
     assert_eq!(cond.status, ConditionStatus::False);
     assert!(cond.message.contains("gear"), "{}", cond.message);
     assert_eq!(r.polls, 0);
     dev.send(Command::Update(fan("bad", "middle", "50ms")));
-    let fixed = h.wait(&key("bad"), Duration::from_secs(10), |r| r.polls >= 1).await;
+    let fixed = h
+        .wait(&key("bad"), Duration::from_secs(10), |r| r.polls >= 1)
+        .await;
     assert_eq!(fixed.phase, Phase::Healthy);
     dev.stop().await;
 }
@@ -91,7 +130,11 @@ async fn a_model_the_adaptor_does_not_serve_is_refused_with_a_condition() {
     let dummy = h.load("adaptor_dummy").await;
     let wrong = link("wrong", "dummy", "ModbusDevice", json!({}));
     let dev = h.spawn(wrong, dummy);
-    let r = h.wait(&key("wrong"), Duration::from_secs(10), |r| r.last_error.is_some()).await;
+    let r = h
+        .wait(&key("wrong"), Duration::from_secs(10), |r| {
+            r.last_error.is_some()
+        })
+        .await;
     assert!(r.last_error.unwrap().contains("does not serve"));
     dev.stop().await;
 }

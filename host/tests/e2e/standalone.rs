@@ -25,12 +25,28 @@ impl Drop for Limb {
 
 impl Limb {
     fn start(dir: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let out = std::fs::File::create(dir.join("limb.out")).unwrap();
         let err = std::fs::File::create(dir.join("limb.err")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_limb"))
-            .args(["standalone", &dir.display().to_string(), "--output", "json", "--scan-interval", "200ms"])
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--call-timeout", "1s"])
+            .args([
+                "standalone",
+                &dir.display().to_string(),
+                "--output",
+                "json",
+                "--scan-interval",
+                "200ms",
+            ])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--call-timeout",
+                "1s",
+            ])
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
             .stdin(Stdio::null())
@@ -52,19 +68,28 @@ impl Limb {
 
     fn device(&self, name: &str) -> Option<Value> {
         let (code, body) = self.get(&format!("/devices/default/{name}"))?;
-        (code == 200).then(|| serde_json::from_str(&body).ok()).flatten()
+        (code == 200)
+            .then(|| serde_json::from_str(&body).ok())
+            .flatten()
     }
 
     fn wait_device(&mut self, name: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            assert!(self.child.try_wait().unwrap().is_none(), "the limb exited while waiting for {what}");
+            assert!(
+                self.child.try_wait().unwrap().is_none(),
+                "the limb exited while waiting for {what}"
+            );
             if let Some(d) = self.device(name)
                 && pred(&d)
             {
                 return d;
             }
-            assert!(Instant::now() < deadline, "{name}: {what} not seen; last: {:#?}", self.device(name));
+            assert!(
+                Instant::now() < deadline,
+                "{name}: {what} not seen; last: {:#?}",
+                self.device(name)
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -112,28 +137,44 @@ fn standalone_mode_follows_the_folder_and_hot_swaps_without_restart() {
     std::fs::write(dir.path().join("fan.yaml"), fan_yaml("slow")).unwrap();
     let mut limb = Limb::start(dir.path());
 
-    let d = limb.wait_device("fan", "healthy polls", |d| d["phase"] == "Healthy" && polls(d) >= 2);
+    let d = limb.wait_device("fan", "healthy polls", |d| {
+        d["phase"] == "Healthy" && polls(d) >= 2
+    });
     assert_eq!(d["status"]["gear"], "slow");
     assert_eq!(d["conditions"].as_array().unwrap().len(), 5, "{d:#}");
     assert_eq!(limb.get("/healthz").unwrap().0, 200);
     let metrics = limb.get("/metrics").unwrap().1;
-    assert!(metrics.contains("octopus_limb_guest_calls_total"), "{metrics}");
+    assert!(
+        metrics.contains("octopus_limb_guest_calls_total"),
+        "{metrics}"
+    );
 
     // A spec change in the YAML applies in place.
     replace(&dir.path().join("fan.yaml"), fan_yaml("fast").as_bytes());
     limb.wait_device("fan", "the new gear", |d| d["status"]["gear"] == "fast");
 
     // A broken YAML file is reported and changes nothing.
-    std::fs::write(dir.path().join("broken.yaml"), "apiVersion: edge.cattle.io/v1alpha1\nkind: DeviceLink\nspec: [").unwrap();
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "apiVersion: edge.cattle.io/v1alpha1\nkind: DeviceLink\nspec: [",
+    )
+    .unwrap();
     let before = polls(&limb.device("fan").unwrap());
-    limb.wait_device("fan", "polls after a broken file", |d| polls(d) >= before + 3);
+    limb.wait_device("fan", "polls after a broken file", |d| {
+        polls(d) >= before + 3
+    });
 
     // A new adaptor version replaces the file: every device moves, state carried over.
-    let guest_polls = limb.device("fan").unwrap()["status"]["polls"].as_u64().unwrap();
+    let guest_polls = limb.device("fan").unwrap()["status"]["polls"]
+        .as_u64()
+        .unwrap();
     replace(&wasm, &component("adaptor_dummy_v2"));
     let d = limb.wait_device("fan", "the v2 adaptor", |d| d["status"]["variant"] == "v2");
     assert_eq!(d["adaptorVersion"], "0.1.0+v2");
-    assert!(d["status"]["polls"].as_u64().unwrap() > guest_polls, "state carried across the swap");
+    assert!(
+        d["status"]["polls"].as_u64().unwrap() > guest_polls,
+        "state carried across the swap"
+    );
     assert_eq!(d["swaps"], 1);
 
     // A corrupt replacement is refused; the running version keeps serving.
@@ -144,19 +185,26 @@ fn standalone_mode_follows_the_folder_and_hot_swaps_without_restart() {
         if adaptors[0]["error"].is_string() {
             break;
         }
-        assert!(Instant::now() < deadline, "refusal not reported: {adaptors:#}");
+        assert!(
+            Instant::now() < deadline,
+            "refusal not reported: {adaptors:#}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let before = polls(&limb.device("fan").unwrap());
-    let d = limb.wait_device("fan", "polls on the last good version", |d| polls(d) >= before + 3);
+    let d = limb.wait_device("fan", "polls on the last good version", |d| {
+        polls(d) >= before + 3
+    });
     assert_eq!(d["adaptorVersion"], "0.1.0+v2");
 
     // Removing the adaptor turns AdaptorExisted False.
     std::fs::remove_file(&wasm).unwrap();
     let d = limb.wait_device("fan", "AdaptorExisted False", |d| {
         d["conditions"].as_array().is_some_and(|c| {
-            c.iter().any(|c| c["type"] == "ModelExisted" && c["status"] == "False")
-                || c.iter().any(|c| c["type"] == "AdaptorExisted" && c["status"] == "False")
+            c.iter()
+                .any(|c| c["type"] == "ModelExisted" && c["status"] == "False")
+                || c.iter()
+                    .any(|c| c["type"] == "AdaptorExisted" && c["status"] == "False")
         })
     });
     assert_eq!(d["phase"], "Pending");
