@@ -18,3 +18,16 @@ ensure_toolchain() {
         rustup toolchain install "$tc" --profile minimal --component rustfmt,clippy --target wasm32-wasip2
     fi
 }
+
+# Real peers the end-to-end tests talk to, from Debian's packages.
+ensure_peers() {
+    local missing=()
+    command -v socat >/dev/null || missing+=(socat)
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "installing ${missing[*]}"
+        local sudo=""
+        [ "$(id -u)" -ne 0 ] && sudo="sudo"
+        $sudo apt-get update -qq
+        $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
+}

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs the limb in standalone mode on examples/standalone: builds the adaptors and the
 # limb, copies the dummy adaptor next to the example DeviceLinks, and starts.
-# Extra arguments go to `limb standalone` (e.g. --listen 127.0.0.1:9090).
+# Usage: scripts/standalone.sh [DIR] [limb standalone options, e.g. --listen 127.0.0.1:9090]
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 "$ROOT/scripts/build-adaptors.sh" >/dev/null
 cd "$ROOT"
 cargo build --locked -p limb
-DIR="${1:-$ROOT/examples/standalone}"
-[ $# -gt 0 ] && shift
+DIR="$ROOT/examples/standalone"
+if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
+    DIR="$1"
+    shift
+fi
 cp "$OCTOPUS_ADAPTORS_DIR/adaptor_dummy.wasm" "$DIR/"
 exec "$CARGO_TARGET_DIR/debug/limb" standalone "$DIR" "$@"

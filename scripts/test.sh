@@ -3,6 +3,7 @@
 # host, and the end-to-end tests that run real components in the limb.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 ensure_toolchain
+ensure_peers
 cd "$ROOT"
 started=$SECONDS
 echo "== fmt"

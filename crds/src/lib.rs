@@ -8,6 +8,7 @@ pub mod conditions;
 pub mod grants;
 pub mod parse;
 pub mod v1alpha1;
+pub mod validate;
 
 pub use conditions::{Condition, ConditionStatus, ConditionType, Conditions};
 pub use grants::{Grant, GrantKind};

@@ -269,7 +269,7 @@ mod tests {
     fn handle_cap_is_enforced_and_released() {
         let mut c = caps(
             vec![grant("plc", GrantKind::Tcp, "127.0.0.1:502")],
-            "tcp: ['127.0.0.1/32:502']",
+            "tcp: ['127.0.0.1/32 502']",
             2,
         );
         c.authorize("plc", GrantKind::Tcp).unwrap();

@@ -293,6 +293,19 @@ impl Standalone {
                     &link.spec.adaptor.name,
                 )
             };
+            let problems = crds::validate::device_link(&link);
+            if !problems.is_empty() {
+                if let Some(r) = self.running.remove(&key) {
+                    r.handle.stop().await;
+                }
+                let msg = problems.join("; ");
+                self.ctx.board.update(&key, init, |r| {
+                    r.phase = Phase::Pending;
+                    r.conditions.0.clear();
+                    r.last_error = Some(format!("invalid DeviceLink: {msg}"));
+                });
+                continue;
+            }
             if !model_known || !serves {
                 if let Some(r) = self.running.remove(&key) {
                     r.handle.stop().await;
