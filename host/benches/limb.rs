@@ -4,7 +4,12 @@
 //! Absolute times on shared machines are noisy: every figure is a median with its
 //! spread (p10..p90) over repeated runs in one process.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "bench harness")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "bench harness"
+)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,7 +35,14 @@ struct Stat {
 fn stat(name: &str, unit: &'static str, mut xs: Vec<f64>) -> Stat {
     xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let at = |q: f64| xs[((xs.len() - 1) as f64 * q).round() as usize];
-    Stat { name: name.into(), unit, median: at(0.5), p10: at(0.1), p90: at(0.9), n: xs.len() }
+    Stat {
+        name: name.into(),
+        unit,
+        median: at(0.5),
+        p10: at(0.1),
+        p90: at(0.9),
+        n: xs.len(),
+    }
 }
 
 fn us(d: Duration) -> f64 {
@@ -38,7 +50,9 @@ fn us(d: Duration) -> f64 {
 }
 
 fn adaptors_dir() -> PathBuf {
-    std::env::var_os("OCTOPUS_ADAPTORS_DIR").map(PathBuf::from).expect("set OCTOPUS_ADAPTORS_DIR (scripts/bench.sh does)")
+    std::env::var_os("OCTOPUS_ADAPTORS_DIR")
+        .map(PathBuf::from)
+        .expect("set OCTOPUS_ADAPTORS_DIR (scripts/bench.sh does)")
 }
 
 fn link(name: &str, interval: &str) -> Arc<crds::DeviceLink> {
@@ -55,7 +69,12 @@ fn link(name: &str, interval: &str) -> Arc<crds::DeviceLink> {
 }
 
 fn ctx(pooling: Pooling, max_instances: u32) -> Arc<Context> {
-    let runtime = Runtime::new(Settings { pooling, max_instances, ..Settings::default() }).unwrap();
+    let runtime = Runtime::new(Settings {
+        pooling,
+        max_instances,
+        ..Settings::default()
+    })
+    .unwrap();
     Arc::new(Context {
         runtime: Arc::new(runtime),
         board: Arc::new(StatusBoard::default()),
@@ -77,7 +96,11 @@ async fn main() {
 
     for pooling in [Pooling::Off, Pooling::On] {
         let c = ctx(pooling, 2500);
-        let label = if pooling == Pooling::On { "pooling" } else { "on-demand" };
+        let label = if pooling == Pooling::On {
+            "pooling"
+        } else {
+            "on-demand"
+        };
         let engine = c.runtime.engine();
 
         // Compile from bytes (Cranelift), no cache.
@@ -93,24 +116,45 @@ async fn main() {
         // Load through the on-disk cache: verify + mmap + validate + describe.
         let tmp = tempfile::tempdir().unwrap();
         let cache = Arc::new(CompileCache::new(Some(tmp.path().to_owned())));
-        adaptors::load(&c.runtime, &cache, v1.clone(), "warm".into()).await.unwrap();
+        adaptors::load(&c.runtime, &cache, v1.clone(), "warm".into())
+            .await
+            .unwrap();
         let mut load = Vec::new();
         for _ in 0..30 {
             let t = Instant::now();
-            let a = adaptors::load(&c.runtime, &cache, v1.clone(), "bench".into()).await.unwrap();
+            let a = adaptors::load(&c.runtime, &cache, v1.clone(), "bench".into())
+                .await
+                .unwrap();
             assert!(a.from_cache);
             load.push(us(t.elapsed()) / 1000.0);
         }
-        rows.push(stat(&format!("load from compile cache ({label})"), "ms", load));
+        rows.push(stat(
+            &format!("load from compile cache ({label})"),
+            "ms",
+            load,
+        ));
 
-        let adaptor = adaptors::load(&c.runtime, &cache, v1.clone(), "bench".into()).await.unwrap();
+        let adaptor = adaptors::load(&c.runtime, &cache, v1.clone(), "bench".into())
+            .await
+            .unwrap();
 
         // Instantiate: a fresh store plus instance, as every device start and swap does.
         let mut inst = Vec::new();
         for i in 0..300 {
             let t = Instant::now();
-            let caps = Capabilities::new(Arc::new(Grants::default()), c.policy.clone(), Limits::default(), c.backends.clone());
-            let mut store = StoreState::new_store(&c.runtime, DeviceTag(format!("d{i}").into()), "dummy", caps, None);
+            let caps = Capabilities::new(
+                Arc::new(Grants::default()),
+                c.policy.clone(),
+                Limits::default(),
+                c.backends.clone(),
+            );
+            let mut store = StoreState::new_store(
+                &c.runtime,
+                DeviceTag(format!("d{i}").into()),
+                "dummy",
+                caps,
+                None,
+            );
             store.data_mut().arm(Duration::from_secs(5));
             adaptor.pre.instantiate_async(&mut store).await.unwrap();
             inst.push(us(t.elapsed()));
@@ -118,10 +162,24 @@ async fn main() {
         rows.push(stat(&format!("instantiate ({label})"), "us", inst));
 
         // Per poll: one `poll` call on a configured DummySpecialDevice.
-        let mut device = Instance::new(&c, adaptor.clone(), DeviceTag("poll".into()), Arc::new(Grants::default())).await.unwrap();
+        let mut device = Instance::new(
+            &c,
+            adaptor.clone(),
+            DeviceTag("poll".into()),
+            Arc::new(Grants::default()),
+        )
+        .await
+        .unwrap();
         let cfg = limb::bindings::DeviceConfig {
-            model: limb::bindings::Model { api_version: "devices.edge.cattle.io/v1alpha1".into(), kind: "DummySpecialDevice".into() },
-            device: limb::bindings::DeviceIdentity { namespace: "bench".into(), name: "poll".into(), uid: "u".into() },
+            model: limb::bindings::Model {
+                api_version: "devices.edge.cattle.io/v1alpha1".into(),
+                kind: "DummySpecialDevice".into(),
+            },
+            device: limb::bindings::DeviceIdentity {
+                namespace: "bench".into(),
+                name: "poll".into(),
+                uid: "u".into(),
+            },
             spec: r#"{"protocol":{"location":"x"},"gear":"fast","on":true}"#.into(),
             references: vec![],
         };
@@ -137,17 +195,34 @@ async fn main() {
             }
             polls.push(us(t.elapsed()) / 250.0);
         }
-        rows.push(stat(&format!("poll, guest call incl. status JSON ({label})"), "us", polls));
+        rows.push(stat(
+            &format!("poll, guest call incl. status JSON ({label})"),
+            "us",
+            polls,
+        ));
 
         // Swap one device: the critical path (instantiate new, snapshot, restore,
         // configure), measured on the supervisor's own Instance API.
-        let v2a = adaptors::load(&c.runtime, &cache, v2.clone(), "v2".into()).await.unwrap();
+        let v2a = adaptors::load(&c.runtime, &cache, v2.clone(), "v2".into())
+            .await
+            .unwrap();
         let mut swaps = Vec::new();
         let mut cur = device;
         for i in 0..100 {
-            let next_adaptor = if i % 2 == 0 { v2a.clone() } else { adaptor.clone() };
+            let next_adaptor = if i % 2 == 0 {
+                v2a.clone()
+            } else {
+                adaptor.clone()
+            };
             let t = Instant::now();
-            let mut next = Instance::new(&c, next_adaptor, DeviceTag("poll".into()), Arc::new(Grants::default())).await.unwrap();
+            let mut next = Instance::new(
+                &c,
+                next_adaptor,
+                DeviceTag("poll".into()),
+                Arc::new(Grants::default()),
+            )
+            .await
+            .unwrap();
             let state = cur.snapshot().await.unwrap();
             next.restore(&state, "x").await.unwrap();
             next.configure(&cfg).await.unwrap();
@@ -155,7 +230,11 @@ async fn main() {
             cur.shutdown().await;
             cur = next;
         }
-        rows.push(stat(&format!("hot swap, one device ({label})"), "us", swaps));
+        rows.push(stat(
+            &format!("hot swap, one device ({label})"),
+            "us",
+            swaps,
+        ));
     }
 
     // Swap 1,000 live devices through their supervisors (pooling allocator, 10 s
@@ -164,14 +243,24 @@ async fn main() {
     let c = ctx(Pooling::Auto, 2500);
     let tmp = tempfile::tempdir().unwrap();
     let cache = Arc::new(CompileCache::new(Some(tmp.path().to_owned())));
-    let a1 = adaptors::load(&c.runtime, &cache, v1.clone(), "v1".into()).await.unwrap();
-    let a2 = adaptors::load(&c.runtime, &cache, v2.clone(), "v2".into()).await.unwrap();
+    let a1 = adaptors::load(&c.runtime, &cache, v1.clone(), "v1".into())
+        .await
+        .unwrap();
+    let a2 = adaptors::load(&c.runtime, &cache, v2.clone(), "v2".into())
+        .await
+        .unwrap();
     let n = 1000;
-    let handles: Vec<_> = (0..n).map(|i| supervisor::spawn(c.clone(), link(&format!("d{i}"), "10s"), a1.clone(), vec![])).collect();
+    let handles: Vec<_> = (0..n)
+        .map(|i| supervisor::spawn(c.clone(), link(&format!("d{i}"), "10s"), a1.clone(), vec![]))
+        .collect();
     wait_all(&c, n, |r| r.polls >= 1).await;
     let mut fleet = Vec::new();
     for round in 0..4 {
-        let (to, want) = if round % 2 == 0 { (&a2, "0.1.0+v2") } else { (&a1, "0.1.0") };
+        let (to, want) = if round % 2 == 0 {
+            (&a2, "0.1.0+v2")
+        } else {
+            (&a1, "0.1.0")
+        };
         let t = Instant::now();
         for h in &handles {
             h.send(Command::Swap(to.clone()));
@@ -179,22 +268,36 @@ async fn main() {
         wait_all(&c, n, |r| r.adaptor_version.as_deref() == Some(want)).await;
         fleet.push(us(t.elapsed()) / 1000.0);
     }
-    rows.push(stat("hot swap, 1,000 devices, whole fleet (pooling)", "ms", fleet));
+    rows.push(stat(
+        "hot swap, 1,000 devices, whole fleet (pooling)",
+        "ms",
+        fleet,
+    ));
     for h in handles {
         h.stop().await;
     }
 
-    let mut table = String::from("| measurement | median | p10 .. p90 | runs |\n| --- | --- | --- | --- |\n");
+    let mut table =
+        String::from("| measurement | median | p10 .. p90 | runs |\n| --- | --- | --- | --- |\n");
     for r in &rows {
-        table.push_str(&format!("| {} | {:.2} {} | {:.2} .. {:.2} | {} |\n", r.name, r.median, r.unit, r.p10, r.p90, r.n));
+        table.push_str(&format!(
+            "| {} | {:.2} {} | {:.2} .. {:.2} | {} |\n",
+            r.name, r.median, r.unit, r.p10, r.p90, r.n
+        ));
     }
     println!("{table}");
     if let Some(out) = std::env::var_os("BENCHMARKS_OUT") {
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+            })
             .unwrap_or_default();
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0);
         let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
         let text = format!(
             "# Benchmarks\n\nMeasured by `scripts/bench.sh` (release build, `cargo bench -p limb --bench limb`) on {date}, \
