@@ -165,6 +165,15 @@ impl Capabilities {
         }
     }
 
+    /// The checked size and the timeout of one read.
+    pub fn read_limits(
+        &self,
+        max: u32,
+        timeout_ms: u32,
+    ) -> Result<(usize, Duration), CapabilityError> {
+        Ok((self.read_size(max)?, self.timeout(timeout_ms)))
+    }
+
     /// Checks a read size against the cap.
     pub fn read_size(&self, max: u32) -> Result<usize, CapabilityError> {
         if max > self.limits.max_read {
@@ -175,6 +184,42 @@ impl Capabilities {
         }
         Ok(max as usize)
     }
+}
+
+/// Writes all of `data` and flushes within `timeout`; returns the length written.
+pub(crate) async fn write_all<W>(
+    io: &mut W,
+    data: &[u8],
+    timeout: Duration,
+) -> Result<u32, CapabilityError>
+where
+    W: tokio::io::AsyncWrite + Unpin + ?Sized,
+{
+    use tokio::io::AsyncWriteExt;
+    let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+    with_timeout(timeout, async {
+        io.write_all(data).await?;
+        io.flush().await
+    })
+    .await
+    .map(|()| len)
+}
+
+/// Reads at most `max` bytes within `timeout`.
+pub(crate) async fn read_some<R>(
+    io: &mut R,
+    max: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, CapabilityError>
+where
+    R: tokio::io::AsyncRead + Unpin + ?Sized,
+{
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0; max];
+    with_timeout(timeout, io.read(&mut buf)).await.map(|n| {
+        buf.truncate(n);
+        buf
+    })
 }
 
 /// Maps an I/O error to the guest-facing error.

@@ -3,7 +3,7 @@
 use std::io;
 
 use crds::GrantKind;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use tracing::Instrument;
 use wasmtime::component::Resource;
 
@@ -129,14 +129,8 @@ impl wit::HostPort for StoreState {
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<u32, CapabilityError>> {
         let timeout = self.caps.timeout(timeout_ms);
-        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
         let p = self.table.get_mut(&port)?;
-        Ok(with_timeout(timeout, async {
-            p.io.write_all(&data).await?;
-            p.io.flush().await
-        })
-        .await
-        .map(|()| len))
+        Ok(super::write_all(&mut p.io, &data, timeout).await)
     }
 
     async fn read(
@@ -145,17 +139,12 @@ impl wit::HostPort for StoreState {
         max: u32,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<Vec<u8>, CapabilityError>> {
-        let timeout = self.caps.timeout(timeout_ms);
-        let max = match self.caps.read_size(max) {
-            Ok(m) => m,
+        let (max, timeout) = match self.caps.read_limits(max, timeout_ms) {
+            Ok(l) => l,
             Err(e) => return Ok(Err(e)),
         };
         let p = self.table.get_mut(&port)?;
-        let mut buf = vec![0; max];
-        Ok(with_timeout(timeout, p.io.read(&mut buf)).await.map(|n| {
-            buf.truncate(n);
-            buf
-        }))
+        Ok(super::read_some(&mut p.io, max, timeout).await)
     }
 
     async fn clear_input(

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 
 use crds::GrantKind;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 use wasmtime::component::Resource;
 
@@ -190,15 +190,8 @@ impl wit::HostTcpStream for StoreState {
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<u32, CapabilityError>> {
         let timeout = self.caps.timeout(timeout_ms);
-        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
         let s = self.table.get_mut(&stream)?;
-        let r = with_timeout(timeout, async {
-            s.io.write_all(&data).await?;
-            s.io.flush().await
-        })
-        .await
-        .map(|()| len);
-        Ok(r)
+        Ok(super::write_all(&mut s.io, &data, timeout).await)
     }
 
     async fn receive(
@@ -207,17 +200,12 @@ impl wit::HostTcpStream for StoreState {
         max: u32,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<Vec<u8>, CapabilityError>> {
-        let timeout = self.caps.timeout(timeout_ms);
-        let max = match self.caps.read_size(max) {
-            Ok(m) => m,
+        let (max, timeout) = match self.caps.read_limits(max, timeout_ms) {
+            Ok(l) => l,
             Err(e) => return Ok(Err(e)),
         };
         let s = self.table.get_mut(&stream)?;
-        let mut buf = vec![0; max];
-        Ok(with_timeout(timeout, s.io.read(&mut buf)).await.map(|n| {
-            buf.truncate(n);
-            buf
-        }))
+        Ok(super::read_some(&mut s.io, max, timeout).await)
     }
 
     async fn drop(&mut self, stream: Resource<TcpStream>) -> wasmtime::Result<()> {
@@ -247,9 +235,8 @@ impl wit::HostUdpSocket for StoreState {
         max: u32,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<Vec<u8>, CapabilityError>> {
-        let timeout = self.caps.timeout(timeout_ms);
-        let max = match self.caps.read_size(max) {
-            Ok(m) => m,
+        let (max, timeout) = match self.caps.read_limits(max, timeout_ms) {
+            Ok(l) => l,
             Err(e) => return Ok(Err(e)),
         };
         let s = self.table.get(&socket)?;
@@ -270,6 +257,7 @@ pub mod fake {
 
     use super::*;
     use std::sync::Mutex;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     pub struct FakeBackend {
         pub connected: Mutex<Vec<SocketAddr>>,
@@ -308,6 +296,7 @@ mod tests {
     use crate::capabilities::{Backends, Grants, Limits, Policy};
     use crds::Grant;
     use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn caps(policy: &str, target: &str) -> (Capabilities, Arc<fake::FakeBackend>) {
         let fake = Arc::new(fake::FakeBackend {
