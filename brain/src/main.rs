@@ -1,41 +1,29 @@
-//! `brain`: the cluster-wide DeviceLink validator.
-//!
-//! Its controller (watching DeviceLinks, Nodes and CRDs on the API server) is tracked in
-//! its own issue; what runs today is the offline check the controller builds on.
-
-use std::path::PathBuf;
+//! `brain`: parse the configuration, start tracing, run.
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use brain::config::{Command, Config};
+use clap::Parser;
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "brain",
-    version,
-    about = "The Octopus brain: validates DeviceLinks"
-)]
-struct Config {
-    #[command(subcommand)]
-    command: Command,
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    match config.command {
+        Command::Run(args) => {
+            let filter = tracing_subscriber::EnvFilter::try_from_env("BRAIN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+            if args.log_json { b.json().init() } else { b.init() }
+            brain::run::run(args).await?;
+        }
+        Command::Validate { files } => validate(files)?,
+    }
+    Ok(())
 }
 
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Checks the DeviceLinks in YAML files for structural problems, without a cluster.
-    Validate {
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
-}
-
-fn main() -> anyhow::Result<()> {
-    let Config {
-        command: Command::Validate { files },
-    } = Config::parse();
+fn validate(files: Vec<std::path::PathBuf>) -> anyhow::Result<()> {
     let mut bad = 0;
     for file in files {
-        let text = std::fs::read_to_string(&file)
-            .with_context(|| format!("reading {}", file.display()))?;
+        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
         let links = match crds::parse::device_links(&text) {
             Ok(l) => l,
             Err(e) => {

@@ -5,10 +5,11 @@
 //! every later stage; a stage that is not `True` ends the list. This is the one place
 //! that knows those rules.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The five stages, in pipeline order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 pub enum ConditionType {
     NodeExisted,
     ModelExisted,
@@ -84,7 +85,7 @@ impl std::fmt::Display for ConditionType {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum ConditionStatus {
     True,
     False,
@@ -92,7 +93,7 @@ pub enum ConditionStatus {
 }
 
 /// One condition as it appears in `status.conditions`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     #[serde(rename = "type")]
@@ -109,7 +110,7 @@ pub struct Condition {
 }
 
 /// The ordered condition list of one DeviceLink.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Conditions(pub Vec<Condition>);
 
@@ -163,6 +164,18 @@ impl Conditions {
     ) -> bool {
         let before = self.0.clone();
         let previous = self.get(t).cloned();
+        let reached = self.0.iter().filter(|c| c.type_ < t).count() == t.index()
+            && self.0.iter().filter(|c| c.type_ < t).all(|c| c.status == ConditionStatus::True);
+        if reached
+            && previous
+                .as_ref()
+                .is_some_and(|p| p.status == status && p.reason == reason && p.message == message)
+        {
+            // Nothing changed at this stage: later stages (often another controller's)
+            // stay as they are. Octopus truncated here too, which let the brain erase
+            // the limb's conditions on every re-validation.
+            return false;
+        }
         self.0.retain(|c| c.type_ < t);
         self.0.sort_by_key(|c| c.type_);
         let blocked = self
@@ -288,6 +301,19 @@ mod tests {
                 changed: true,
             },
             Case {
+                name: "re-validating an early stage keeps the later stages",
+                start: all_true_to(DeviceConnected),
+                op: |c| c.succeed(NodeExisted, "t9"),
+                want: vec![
+                    (NodeExisted, True, "Found"),
+                    (ModelExisted, True, "Found"),
+                    (AdaptorExisted, True, "Found"),
+                    (DeviceCreated, True, "Success"),
+                    (DeviceConnected, True, "Healthy"),
+                ],
+                changed: false,
+            },
+            Case {
                 name: "repeating the same success changes nothing",
                 start: all_true_to(DeviceConnected),
                 op: |c| c.succeed(DeviceConnected, "t9"),
@@ -337,4 +363,9 @@ mod tests {
         assert_eq!(json[1]["reason"], "Confirming");
         assert!(json[0].get("lastUpdateTime").is_some());
     }
+}
+
+/// The current time as Kubernetes writes condition times (RFC 3339, seconds).
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }

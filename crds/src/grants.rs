@@ -4,10 +4,11 @@
 //! resolves the name to the target written here (or to the value of a spec field the
 //! adaptor declared as a resource field) and checks it against the node's policy.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// What a grant gives access to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GrantKind {
     /// A TCP endpoint, `host:port`.
@@ -39,7 +40,7 @@ impl std::fmt::Display for GrantKind {
 }
 
 /// One explicit grant: `{name: plc, kind: tcp, target: "127.0.0.1:502"}`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct Grant {
     /// The name the adaptor opens it by.
     pub name: String,

@@ -5,8 +5,11 @@
 //! share one definition of the API.
 
 pub mod conditions;
+pub mod generated;
 pub mod grants;
+pub mod models;
 pub mod parse;
+pub mod schema;
 pub mod v1alpha1;
 pub mod validate;
 

@@ -7,7 +7,7 @@ use crate::v1alpha1::{DEVICES_GROUP, DeviceLink};
 pub fn device_link(link: &DeviceLink) -> Vec<String> {
     let mut problems = Vec::new();
     let spec = &link.spec;
-    if link.metadata.name.is_empty() {
+    if link.name().is_empty() {
         problems.push("metadata.name: required".to_owned());
     }
     if spec.adaptor.node.is_empty() {
@@ -79,7 +79,7 @@ mod tests {
     #[test]
     fn every_problem_is_named() {
         let l = link(
-            "apiVersion: edge.cattle.io/v1alpha1\nkind: DeviceLink\nmetadata: {name: a}\nspec:\n  adaptor: {name: x}\n  model: {apiVersion: v1, kind: K}\n  template: {spec: 3}\n  grants: [{name: g, kind: tcp, target: ''}, {name: g, kind: tcp, target: 'x:1'}]\n  references: [{name: r}]\n",
+            "apiVersion: edge.cattle.io/v1alpha1\nkind: DeviceLink\nmetadata: {name: a}\nspec:\n  adaptor: {node: '', name: x}\n  model: {apiVersion: v1, kind: K}\n  template: {spec: 3}\n  grants: [{name: g, kind: tcp, target: ''}, {name: g, kind: tcp, target: 'x:1'}]\n  references: [{name: r}]\n",
         );
         let p = device_link(&l);
         for needle in [

@@ -287,8 +287,8 @@ impl Standalone {
             let stamp = now();
             let init = || {
                 DeviceReport::new(
-                    link.namespace(),
-                    &link.metadata.name,
+                    link.namespace_or_default(),
+                    link.name(),
                     &link.spec.model.kind,
                     &link.spec.adaptor.name,
                 )

@@ -188,8 +188,8 @@ impl Supervisor {
             &self.key,
             || {
                 DeviceReport::new(
-                    link.namespace(),
-                    &link.metadata.name,
+                    link.namespace_or_default(),
+                    link.name(),
                     &link.spec.model.kind,
                     &link.spec.adaptor.name,
                 )
@@ -211,9 +211,9 @@ impl Supervisor {
                 kind: link.spec.model.kind.clone(),
             },
             device: DeviceIdentity {
-                namespace: link.namespace().to_owned(),
-                name: link.metadata.name.clone(),
-                uid: link.metadata.uid.clone().unwrap_or_else(|| link.key()),
+                namespace: link.namespace_or_default().to_owned(),
+                name: link.name().to_owned(),
+                uid: link.uid().map_or_else(|| link.key(), str::to_owned),
             },
             spec: serde_json::to_string(&link.spec.template.spec).unwrap_or_else(|_| "{}".into()),
             references: self.references.clone(),

@@ -104,8 +104,8 @@ impl Harness {
             &link.key(),
             || {
                 DeviceReport::new(
-                    link.namespace(),
-                    &link.metadata.name,
+                    link.namespace_or_default(),
+                    link.name(),
                     &link.spec.model.kind,
                     &link.spec.adaptor.name,
                 )

@@ -1,0 +1,233 @@
+//! The DeviceLink reconciler: observe the link's node and model, decide (pure, in
+//! [`decide`]), apply the result with optimistic concurrency.
+
+pub mod decide;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crds::v1alpha1::{DeviceLink, NODE_LABEL};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::Instrument;
+
+pub use decide::{ModelState, NodeAddresses, NodeState, Observed, decide};
+
+use crate::metrics::Metrics;
+
+/// The field manager of everything the brain writes.
+pub const MANAGER: &str = "octopus-brain";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API call failed: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("cannot serialise the status: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+impl Error {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Kube(kube::Error::Api(e)) if e.code == 409 => "conflict",
+            Self::Kube(_) => "api",
+            Self::Serialize(_) => "serialize",
+        }
+    }
+}
+
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// Re-validation interval when nothing happens (a safety net, not the mechanism).
+    pub resync: Duration,
+}
+
+impl Context {
+    pub fn new(client: Client, metrics: Arc<Metrics>, instance: Option<String>) -> Self {
+        let reporter = Reporter { controller: MANAGER.into(), instance };
+        Self { recorder: Recorder::new(client.clone(), reporter), client, metrics, resync: Duration::from_secs(300) }
+    }
+}
+
+/// Observes what the link depends on.
+async fn observe(ctx: &Context, link: &DeviceLink) -> Result<Observed, Error> {
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let node = match nodes.get_opt(&link.spec.adaptor.node).await? {
+        None => NodeState::Missing,
+        Some(n) if n.metadata.deletion_timestamp.is_some() => NodeState::Deleting,
+        Some(n) => NodeState::Present(addresses(&n)),
+    };
+    let crds: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
+    // Served from the API server's watch cache (resourceVersion=0): cheap, and the CRD
+    // is found by its group and kind, never by guessing the plural.
+    let list = crds.list(&ListParams::default().match_any()).await?;
+    Ok(Observed { node, model: model_state(&list.items, &link.spec.model) })
+}
+
+fn addresses(node: &Node) -> NodeAddresses {
+    let mut a = NodeAddresses::default();
+    for addr in node.status.as_ref().and_then(|s| s.addresses.as_ref()).into_iter().flatten() {
+        let slot = match addr.type_.as_str() {
+            "Hostname" => &mut a.host_name,
+            "InternalIP" => &mut a.internal_ip,
+            "InternalDNS" => &mut a.internal_dns,
+            "ExternalIP" => &mut a.external_ip,
+            "ExternalDNS" => &mut a.external_dns,
+            _ => continue,
+        };
+        if slot.is_none() {
+            *slot = Some(addr.address.clone());
+        }
+    }
+    a
+}
+
+/// Finds the model's CRD among `crds` by group and kind.
+pub fn model_state(crds: &[CustomResourceDefinition], model: &crds::v1alpha1::TypeMeta) -> ModelState {
+    let (group, version) = model.group_version();
+    let Some(crd) = crds.iter().find(|c| {
+        c.spec.group == group && c.spec.names.kind == model.kind && c.metadata.deletion_timestamp.is_none()
+    }) else {
+        return ModelState::Missing;
+    };
+    let established = crd
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+    if !established {
+        return ModelState::Missing;
+    }
+    let served: Vec<String> = crd.spec.versions.iter().filter(|v| v.served).map(|v| v.name.clone()).collect();
+    if served.iter().any(|v| v == version) { ModelState::Served } else { ModelState::VersionNotServed { served } }
+}
+
+/// Writes the decision: finalizers, then the node label, then status, each only if it
+/// changes something, each guarded by the resourceVersion that was observed.
+async fn apply(ctx: &Context, link: &DeviceLink, d: &decide::Decision) -> Result<(), Error> {
+    let ns = link.namespace_or_default();
+    let api: Api<DeviceLink> = Api::namespaced(ctx.client.clone(), ns);
+    let name = link.name();
+    let pp = PatchParams::apply(MANAGER);
+    let rv = link.resource_version();
+    if let Some(finalizers) = &d.finalizers {
+        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": rv}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        tracing::info!("removed the limb finalizer: the link's node is gone");
+        return Ok(());
+    }
+    let mut rv = rv;
+    if let Some(label) = &d.label {
+        let patch = json!({"metadata": {"labels": {NODE_LABEL: label}, "resourceVersion": rv}});
+        let updated = api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        rv = updated.resource_version();
+    }
+    if let Some(status) = &d.status {
+        let mut value = serde_json::to_value(status)?;
+        // A merge patch only removes what it names as null.
+        for key in [
+            "nodeName",
+            "nodeHostName",
+            "nodeInternalIP",
+            "nodeInternalDNS",
+            "nodeExternalIP",
+            "nodeExternalDNS",
+            "model",
+        ] {
+            if let Some(obj) = value.as_object_mut() {
+                obj.entry(key).or_insert(serde_json::Value::Null);
+            }
+        }
+        let patch = json!({"metadata": {"resourceVersion": rv}, "status": value});
+        api.patch_status(name, &PatchParams { field_manager: pp.field_manager.clone(), ..Default::default() }, &Patch::Merge(&patch))
+            .await?;
+    }
+    let reference = link.object_ref(&());
+    for e in &d.events {
+        let ev = KubeEvent {
+            type_: if e.warning { EventType::Warning } else { EventType::Normal },
+            reason: e.reason.into(),
+            note: Some(e.note.clone()),
+            action: "Validate".into(),
+            secondary: None,
+        };
+        if let Err(err) = ctx.recorder.publish(&ev, &reference).await {
+            tracing::warn!(error = %err, "cannot record event");
+        }
+    }
+    Ok(())
+}
+
+async fn reconcile(link: Arc<DeviceLink>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let span = tracing::info_span!("brain.reconcile", link = %link.key());
+    async move {
+        let _timer = ctx.metrics.reconcile_timer();
+        let observed = observe(&ctx, &link).await?;
+        let d = decide(&link, &observed, &crds::conditions::now());
+        if d != decide::Decision::default() {
+            tracing::debug!(?observed, "applying");
+            apply(&ctx, &link, &d).await?;
+        }
+        ctx.metrics.reconciled("ok");
+        Ok(Action::requeue(ctx.resync))
+    }
+    .instrument(span)
+    .await
+}
+
+fn error_policy(link: Arc<DeviceLink>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconciled(err.kind());
+    if err.kind() == "conflict" {
+        tracing::debug!(link = %link.key(), "conflict; retrying with the newer object");
+        return Action::requeue(Duration::from_millis(200));
+    }
+    tracing::warn!(link = %link.key(), error = %err, "reconcile failed");
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+    let links: Api<DeviceLink> = Api::all(ctx.client.clone());
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let crd_api: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
+    let controller = Controller::new(links, watcher::Config::default());
+    let store = controller.store();
+    let by_node = store.clone();
+    let by_model = store;
+    controller
+        .watches(nodes, watcher::Config::default(), move |node: Node| {
+            let name = node.name_any();
+            by_node
+                .state()
+                .into_iter()
+                .filter(|l| l.spec.adaptor.node == name)
+                .map(|l| ObjectRef::from_obj(&*l))
+                .collect::<Vec<_>>()
+        })
+        .watches(crd_api, watcher::Config::default(), move |crd: CustomResourceDefinition| {
+            by_model
+                .state()
+                .into_iter()
+                .filter(|l| l.spec.model.group_version().0 == crd.spec.group && l.spec.model.kind == crd.spec.names.kind)
+                .map(|l| ObjectRef::from_obj(&*l))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+}

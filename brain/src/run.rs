@@ -1,0 +1,93 @@
+//! Wiring: client, admin endpoint, leadership, controller.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use kube::Client;
+
+use crate::config::RunArgs;
+use crate::leader;
+use crate::metrics::Metrics;
+use crate::reconciler::{self, Context};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot reach the API server")]
+    Client(#[source] kube::Error),
+    #[error("cannot serve the admin endpoint")]
+    Admin(#[source] std::io::Error),
+    #[error("lost the leader lease; exiting so a fresh replica takes over")]
+    LostLease,
+}
+
+pub async fn run(args: RunArgs) -> Result<(), Error> {
+    let client = Client::try_default().await.map_err(Error::Client)?;
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(Error::Admin)?;
+    drop(listener);
+    let admin = tokio::spawn(crate::admin::serve(args.listen, metrics.clone(), ready.clone()));
+    client.apiserver_version().await.map_err(Error::Client)?;
+    ready.store(true, Ordering::Relaxed);
+
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("brain-{}", std::process::id()));
+    let lease = leader::Settings {
+        name: args.lease_name.clone(),
+        namespace: args.lease_namespace.clone(),
+        identity: identity.clone(),
+        duration: args.lease_duration,
+        retry: args.lease_retry,
+    };
+    let mut lost = if args.leader_election {
+        tracing::info!(%identity, lease = %lease.name, "waiting for leadership");
+        let rx = tokio::select! {
+            rx = leader::acquire(client.clone(), lease.clone()) => rx,
+            () = shutdown_signal() => return Ok(()),
+        };
+        Some(rx)
+    } else {
+        None
+    };
+    metrics.set_leader(true);
+
+    let mut ctx = Context::new(client.clone(), metrics.clone(), Some(identity));
+    ctx.resync = args.resync;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(reconciler::run(Arc::new(ctx), async move {
+        let _ = stop_rx.await;
+    }));
+    let result = tokio::select! {
+        () = shutdown_signal() => Ok(()),
+        () = async {
+            match lost.as_mut() {
+                Some(rx) => { let _ = rx.wait_for(|held| !held).await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => Err(Error::LostLease),
+    };
+    let _ = stop_tx.send(());
+    let _ = controller.await;
+    if args.leader_election && result.is_ok() {
+        leader::release(client, &lease).await;
+    }
+    admin.abort();
+    result
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! The dummy adaptor's simulated models: `DummySpecialDevice` and `DummyProtocolDevice`
+//! (Octopus `adaptors/dummy/api/v1alpha1`).
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::extension::DeviceExtension;
+
+/// Poll settings of the dummy models.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DummyParameters {
+    /// How often the simulated device changes (a duration, 2s when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_interval: Option<String>,
+}
+
+impl DummyParameters {
+    pub fn sync_interval(&self) -> &str {
+        self.sync_interval.as_deref().unwrap_or("2s")
+    }
+}
+
+/// A simulated fan.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "devices.edge.cattle.io",
+    version = "v1alpha1",
+    kind = "DummySpecialDevice",
+    namespaced,
+    status = "DummySpecialDeviceStatus",
+    derive = "PartialEq",
+    shortname = "dummyspecial",
+    doc = "DummySpecialDevice is a simulated fan of the dummy adaptor.",
+    annotation("devices.edge.cattle.io/enable", "true"),
+    printcolumn = r#"{"name":"LOCATION","type":"string","jsonPath":".spec.protocol.location"}"#,
+    printcolumn = r#"{"name":"GEAR","type":"string","jsonPath":".status.gear"}"#,
+    printcolumn = r#"{"name":"SPEED","type":"integer","format":"int32","jsonPath":".status.rotatingSpeed"}"#,
+    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DummySpecialDeviceSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<DeviceExtension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<DummyParameters>,
+    pub protocol: DummySpecialDeviceProtocol,
+    /// Turns the device on.
+    pub on: bool,
+    /// How fast the device turns (slow when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gear: Option<DummySpecialDeviceGear>,
+}
+
+impl DummySpecialDeviceSpec {
+    pub fn gear(&self) -> DummySpecialDeviceGear {
+        self.gear.unwrap_or_default()
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DummySpecialDeviceProtocol {
+    /// Where the device is.
+    pub location: String,
+}
+
+/// How fast a dummy special device turns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum DummySpecialDeviceGear {
+    #[default]
+    Slow,
+    Middle,
+    Fast,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DummySpecialDeviceStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gear: Option<DummySpecialDeviceGear>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotating_speed: Option<i32>,
+    /// Polls the adaptor has made (not in Octopus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub polls: Option<u64>,
+}
+
+/// A simulated device with typed properties.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "devices.edge.cattle.io",
+    version = "v1alpha1",
+    kind = "DummyProtocolDevice",
+    namespaced,
+    status = "DummyProtocolDeviceStatus",
+    derive = "PartialEq",
+    shortname = "dummyprotocol",
+    doc = "DummyProtocolDevice is a simulated device with typed properties of the dummy adaptor.",
+    annotation("devices.edge.cattle.io/enable", "true"),
+    printcolumn = r#"{"name":"IP","type":"string","jsonPath":".spec.protocol.ip"}"#,
+    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DummyProtocolDeviceSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<DeviceExtension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<DummyParameters>,
+    pub protocol: DummyProtocolDeviceProtocol,
+    /// The properties of the device, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, DummyProtocolDeviceProperty>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DummyProtocolDeviceProtocol {
+    /// The IP address of the device.
+    pub ip: String,
+}
+
+/// The type of a dummy protocol device property.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum DummyPropertyType {
+    String,
+    Int,
+    Float,
+    Boolean,
+    Array,
+    Object,
+}
+
+/// A declared property. `arrayProperties` and `objectProperties` nest properties
+/// without limit; the CRD validates one level and keeps deeper ones as written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DummyProtocolDeviceProperty {
+    #[serde(rename = "type")]
+    pub r#type: DummyPropertyType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    /// The item of an array property.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "nested_property")]
+    pub array_properties: Option<Box<DummyProtocolDeviceProperty>>,
+    /// The fields of an object property, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "nested_property_map")]
+    pub object_properties: BTreeMap<String, DummyProtocolDeviceProperty>,
+}
+
+impl DummyProtocolDeviceProperty {
+    pub fn read_only(&self) -> bool {
+        self.read_only.unwrap_or(false)
+    }
+}
+
+/// One level of a nested property, for the schema only: a recursive schema would not
+/// be structural, so deeper levels are kept as written (as Octopus did).
+#[derive(JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct NestedProperty {
+    #[serde(rename = "type")]
+    r#type: DummyPropertyType,
+    description: Option<String>,
+    read_only: Option<bool>,
+}
+
+fn nested_property(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<NestedProperty>();
+    schema.insert("x-kubernetes-preserve-unknown-fields".to_owned(), true.into());
+    schema.insert("nullable".to_owned(), true.into());
+    schema
+}
+
+fn nested_property_map(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut item = generator.subschema_for::<NestedProperty>();
+    item.insert("x-kubernetes-preserve-unknown-fields".to_owned(), true.into());
+    schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": item
+    })
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DummyProtocolDeviceStatus {
+    /// The observed properties, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, DummyProtocolDeviceStatusProperty>,
+    /// Polls the adaptor has made (not in Octopus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub polls: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DummyProtocolDeviceStatusProperty {
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<DummyPropertyType>,
+    /// The value, of the property's type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::any_value")]
+    pub value: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub updated_at: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dummy_special_device_parses_with_its_defaults() {
+        let yaml = r#"
+apiVersion: devices.edge.cattle.io/v1alpha1
+kind: DummySpecialDevice
+metadata:
+  name: living-room-fan
+  namespace: default
+spec:
+  extension:
+    mqtt:
+      client:
+        server: tcp://test.mosquitto.org:1883
+      message:
+        topic: "cattle.io/octopus/:namespace/:name"
+  protocol:
+    location: "living-room"
+  on: true
+"#;
+        let device: DummySpecialDevice = serde_yaml::from_str(yaml).unwrap();
+        assert_eq!(device.metadata.name.as_deref(), Some("living-room-fan"));
+        assert_eq!(device.spec.protocol.location, "living-room");
+        assert!(device.spec.on);
+        assert_eq!(device.spec.gear, None);
+        assert_eq!(device.spec.gear(), DummySpecialDeviceGear::Slow);
+        assert_eq!(device.spec.parameters.unwrap_or_default().sync_interval(), "2s");
+        let mqtt = device.spec.extension.and_then(|e| e.mqtt).unwrap();
+        assert_eq!(mqtt.client.server, "tcp://test.mosquitto.org:1883");
+
+        let spec: DummySpecialDeviceSpec =
+            serde_yaml::from_str("{protocol: {location: x}, on: false, gear: fast, parameters: {syncInterval: 5s}}").unwrap();
+        assert_eq!(spec.gear(), DummySpecialDeviceGear::Fast);
+        assert_eq!(spec.parameters.unwrap().sync_interval(), "5s");
+        assert!(serde_yaml::from_str::<DummySpecialDeviceSpec>("{protocol: {location: x}, on: true, gear: turbo}").is_err());
+        assert!(serde_yaml::from_str::<DummySpecialDeviceSpec>("{protocol: {location: x}}").is_err(), "on is required");
+    }
+
+    #[test]
+    fn a_dummy_protocol_device_spec_nests_properties_and_round_trips() {
+        let yaml = r#"
+protocol:
+  ip: 192.168.1.4
+properties:
+  name:
+    type: string
+    description: The name of the device
+    readOnly: true
+  tags:
+    type: array
+    arrayProperties:
+      type: object
+      objectProperties:
+        key: {type: string}
+        weight: {type: float}
+  location:
+    type: object
+    objectProperties:
+      lat: {type: float}
+      floors:
+        type: array
+        arrayProperties: {type: int}
+"#;
+        let spec: DummyProtocolDeviceSpec = serde_yaml::from_str(yaml).unwrap();
+        assert_eq!(spec.protocol.ip, "192.168.1.4");
+        assert!(spec.properties["name"].read_only());
+        assert!(!spec.properties["tags"].read_only());
+        let item = spec.properties["tags"].array_properties.as_deref().unwrap();
+        assert_eq!(item.r#type, DummyPropertyType::Object);
+        assert_eq!(item.object_properties["weight"].r#type, DummyPropertyType::Float);
+        let floors = &spec.properties["location"].object_properties["floors"];
+        assert_eq!(floors.array_properties.as_ref().unwrap().r#type, DummyPropertyType::Int);
+
+        let original: Value = serde_yaml::from_str(yaml).unwrap();
+        assert_eq!(serde_json::to_value(&spec).unwrap(), original);
+    }
+
+    #[test]
+    fn a_dummy_protocol_device_status_keeps_values_of_any_type() {
+        let status: DummyProtocolDeviceStatus = serde_json::from_value(serde_json::json!({
+            "properties": {
+                "n": {"type": "int", "value": 3, "updatedAt": "2024-05-01T10:00:00Z"},
+                "o": {"type": "object", "value": {"a": [1, "x"]}}
+            },
+            "polls": 7
+        }))
+        .unwrap();
+        assert_eq!(status.properties["n"].value, Some(serde_json::json!(3)));
+        assert_eq!(status.properties["o"].value.as_ref().unwrap()["a"][1], "x");
+        assert_eq!(status.polls, Some(7));
+    }
+
+    #[test]
+    fn nested_properties_are_validated_one_level_and_kept_below() {
+        let crd = serde_json::to_value(<DummyProtocolDevice as kube::CustomResourceExt>::crd()).unwrap();
+        let property = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+            ["properties"]["additionalProperties"];
+        let item = &property["properties"]["arrayProperties"];
+        assert_eq!(item["type"], "object");
+        assert_eq!(item["x-kubernetes-preserve-unknown-fields"], true);
+        assert!(item["properties"]["type"]["enum"].as_array().is_some_and(|e| e.len() == 6), "{item}");
+        let field = &property["properties"]["objectProperties"]["additionalProperties"];
+        assert_eq!(field["x-kubernetes-preserve-unknown-fields"], true);
+        assert_eq!(field["required"], serde_json::json!(["type"]));
+    }
+}
