@@ -16,6 +16,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 (cd adaptors-wasm && CARGO_TARGET_DIR="$ADAPTORS_TARGET" cargo clippy --release --target wasm32-wasip2 --locked -- -D warnings)
 echo "== guest unit tests"
 (cd adaptors-wasm && CARGO_TARGET_DIR="$ADAPTORS_TARGET" cargo test --locked -p adaptor-dummy -p adaptor-probe --target "$(rustc -vV | sed -n 's/^host: //p')")
+echo "== test API server"
+"$ROOT/scripts/build-kube.sh"
+echo "== CRD drift"
+cargo run --locked -q -p crds --bin crdgen -- --check
 echo "== workspace tests"
 cargo test --workspace --locked
 echo "== done in $((SECONDS - started)) s"

@@ -43,6 +43,7 @@ impl DummyParameters {
     printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = super::no_null_in_enums)]
 pub struct DummySpecialDeviceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension: Option<DeviceExtension>,
@@ -81,6 +82,7 @@ pub enum DummySpecialDeviceGear {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = super::no_null_in_enums)]
 pub struct DummySpecialDeviceStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gear: Option<DummySpecialDeviceGear>,
@@ -107,6 +109,7 @@ pub struct DummySpecialDeviceStatus {
     printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = super::no_null_in_enums)]
 pub struct DummyProtocolDeviceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension: Option<DeviceExtension>,
@@ -164,8 +167,9 @@ impl DummyProtocolDeviceProperty {
     }
 }
 
-/// One level of a nested property, for the schema only: a recursive schema would not
-/// be structural, so deeper levels are kept as written (as Octopus did).
+// One level of a nested property, for the schema only: a recursive schema would not be
+// structural, so deeper levels are kept as written (as Octopus did).
+/// A nested property; its own nested properties are kept as written.
 #[derive(JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[allow(dead_code)]
@@ -178,14 +182,20 @@ struct NestedProperty {
 
 fn nested_property(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
     let mut schema = generator.subschema_for::<NestedProperty>();
-    schema.insert("x-kubernetes-preserve-unknown-fields".to_owned(), true.into());
+    schema.insert(
+        "x-kubernetes-preserve-unknown-fields".to_owned(),
+        true.into(),
+    );
     schema.insert("nullable".to_owned(), true.into());
     schema
 }
 
 fn nested_property_map(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
     let mut item = generator.subschema_for::<NestedProperty>();
-    item.insert("x-kubernetes-preserve-unknown-fields".to_owned(), true.into());
+    item.insert(
+        "x-kubernetes-preserve-unknown-fields".to_owned(),
+        true.into(),
+    );
     schemars::json_schema!({
         "type": "object",
         "additionalProperties": item
@@ -194,6 +204,7 @@ fn nested_property_map(generator: &mut schemars::SchemaGenerator) -> schemars::S
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = super::no_null_in_enums)]
 pub struct DummyProtocolDeviceStatus {
     /// The observed properties, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -246,16 +257,29 @@ spec:
         assert!(device.spec.on);
         assert_eq!(device.spec.gear, None);
         assert_eq!(device.spec.gear(), DummySpecialDeviceGear::Slow);
-        assert_eq!(device.spec.parameters.unwrap_or_default().sync_interval(), "2s");
+        assert_eq!(
+            device.spec.parameters.unwrap_or_default().sync_interval(),
+            "2s"
+        );
         let mqtt = device.spec.extension.and_then(|e| e.mqtt).unwrap();
         assert_eq!(mqtt.client.server, "tcp://test.mosquitto.org:1883");
 
-        let spec: DummySpecialDeviceSpec =
-            serde_yaml::from_str("{protocol: {location: x}, on: false, gear: fast, parameters: {syncInterval: 5s}}").unwrap();
+        let spec: DummySpecialDeviceSpec = serde_yaml::from_str(
+            "{protocol: {location: x}, on: false, gear: fast, parameters: {syncInterval: 5s}}",
+        )
+        .unwrap();
         assert_eq!(spec.gear(), DummySpecialDeviceGear::Fast);
         assert_eq!(spec.parameters.unwrap().sync_interval(), "5s");
-        assert!(serde_yaml::from_str::<DummySpecialDeviceSpec>("{protocol: {location: x}, on: true, gear: turbo}").is_err());
-        assert!(serde_yaml::from_str::<DummySpecialDeviceSpec>("{protocol: {location: x}}").is_err(), "on is required");
+        assert!(
+            serde_yaml::from_str::<DummySpecialDeviceSpec>(
+                "{protocol: {location: x}, on: true, gear: turbo}"
+            )
+            .is_err()
+        );
+        assert!(
+            serde_yaml::from_str::<DummySpecialDeviceSpec>("{protocol: {location: x}}").is_err(),
+            "on is required"
+        );
     }
 
     #[test]
@@ -289,9 +313,15 @@ properties:
         assert!(!spec.properties["tags"].read_only());
         let item = spec.properties["tags"].array_properties.as_deref().unwrap();
         assert_eq!(item.r#type, DummyPropertyType::Object);
-        assert_eq!(item.object_properties["weight"].r#type, DummyPropertyType::Float);
+        assert_eq!(
+            item.object_properties["weight"].r#type,
+            DummyPropertyType::Float
+        );
         let floors = &spec.properties["location"].object_properties["floors"];
-        assert_eq!(floors.array_properties.as_ref().unwrap().r#type, DummyPropertyType::Int);
+        assert_eq!(
+            floors.array_properties.as_ref().unwrap().r#type,
+            DummyPropertyType::Int
+        );
 
         let original: Value = serde_yaml::from_str(yaml).unwrap();
         assert_eq!(serde_json::to_value(&spec).unwrap(), original);
@@ -314,13 +344,19 @@ properties:
 
     #[test]
     fn nested_properties_are_validated_one_level_and_kept_below() {
-        let crd = serde_json::to_value(<DummyProtocolDevice as kube::CustomResourceExt>::crd()).unwrap();
-        let property = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
-            ["properties"]["additionalProperties"];
+        let crd =
+            serde_json::to_value(<DummyProtocolDevice as kube::CustomResourceExt>::crd()).unwrap();
+        let property = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["properties"]["additionalProperties"];
         let item = &property["properties"]["arrayProperties"];
         assert_eq!(item["type"], "object");
         assert_eq!(item["x-kubernetes-preserve-unknown-fields"], true);
-        assert!(item["properties"]["type"]["enum"].as_array().is_some_and(|e| e.len() == 6), "{item}");
+        assert!(
+            item["properties"]["type"]["enum"]
+                .as_array()
+                .is_some_and(|e| e.len() == 6),
+            "{item}"
+        );
         let field = &property["properties"]["objectProperties"]["additionalProperties"];
         assert_eq!(field["x-kubernetes-preserve-unknown-fields"], true);
         assert_eq!(field["required"], serde_json::json!(["type"]));

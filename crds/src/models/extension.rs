@@ -165,17 +165,37 @@ pub struct MqttClientTls {
     /// CA certificate (PEM) to verify the broker with.
     #[serde(default, rename = "caFilePEM", skip_serializing_if = "Option::is_none")]
     pub ca_file_pem: Option<String>,
-    #[serde(default, rename = "caFilePEMRef", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "caFilePEMRef",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ca_file_pem_ref: Option<ReferenceRelationship>,
     /// Client certificate (PEM).
-    #[serde(default, rename = "certFilePEM", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "certFilePEM",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cert_file_pem: Option<String>,
-    #[serde(default, rename = "certFilePEMRef", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "certFilePEMRef",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cert_file_pem_ref: Option<ReferenceRelationship>,
     /// Client private key (PEM).
-    #[serde(default, rename = "keyFilePEM", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "keyFilePEM",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_file_pem: Option<String>,
-    #[serde(default, rename = "keyFilePEMRef", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "keyFilePEMRef",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_file_pem_ref: Option<ReferenceRelationship>,
     /// Server name to verify (SNI).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -211,7 +231,9 @@ impl MqttClientStore {
         self.r#type.unwrap_or_default()
     }
     pub fn directory_prefix(&self) -> &str {
-        self.directory_prefix.as_deref().unwrap_or("/var/run/octopus/mqtt")
+        self.directory_prefix
+            .as_deref()
+            .unwrap_or("/var/run/octopus/mqtt")
     }
 }
 
@@ -276,7 +298,9 @@ pub struct MqttWillMessage {
 impl MqttWillMessage {
     /// The will topic, derived from the message topic when unset.
     pub fn topic(&self, message_topic: &str) -> String {
-        self.topic.clone().unwrap_or_else(|| format!("{message_topic}/$will"))
+        self.topic
+            .clone()
+            .unwrap_or_else(|| format!("{message_topic}/$will"))
     }
 }
 
@@ -314,14 +338,20 @@ message:
         assert_eq!(auth.username.as_deref(), Some("admin"));
         assert_eq!(
             auth.password_ref,
-            Some(ReferenceRelationship { name: "credentials".into(), item: "password".into() })
+            Some(ReferenceRelationship {
+                name: "credentials".into(),
+                item: "password".into()
+            })
         );
         let tls = client.tls_config.as_ref().unwrap();
         assert_eq!(tls.ca_file_pem_ref.as_ref().unwrap().item, "ca.pem");
         assert_eq!(options.message.qos(), 1);
         assert!(options.message.retained());
         let will = options.message.will.as_ref().unwrap();
-        assert_eq!(will.topic(&options.message.topic), "cattle.io/octopus/:namespace/:name/$will");
+        assert_eq!(
+            will.topic(&options.message.topic),
+            "cattle.io/octopus/:namespace/:name/$will"
+        );
 
         // Round trip: nothing is added or lost.
         let original: serde_json::Value = serde_yaml::from_str(yaml).unwrap();

@@ -18,22 +18,39 @@ pub mod opcua;
 /// The annotation Octopus put on every device model CRD, so UIs can list the models.
 pub const ENABLE_ANNOTATION: &str = "devices.edge.cattle.io/enable";
 
-/// Every device model CRD, annotated as Octopus did.
+/// Every device model CRD, annotated `devices.edge.cattle.io/enable: "true"` as Octopus
+/// did (each model's `#[kube(annotation(..))]`).
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    let mut crds = vec![
+    vec![
         dummy::DummySpecialDevice::crd(),
         dummy::DummyProtocolDevice::crd(),
         modbus::ModbusDevice::crd(),
         mqtt::MQTTDevice::crd(),
         opcua::OPCUADevice::crd(),
-    ];
-    for crd in &mut crds {
-        crd.metadata
-            .annotations
-            .get_or_insert_with(Default::default)
-            .insert(ENABLE_ANNOTATION.to_owned(), "true".to_owned());
+    ]
+}
+
+/// Drops `null` from `enum` lists. schemars adds it for an `Option` of an enum, and
+/// `kubectl apply` refuses the CRD for it; `nullable: true` already admits null.
+pub(crate) fn no_null_in_enums(schema: &mut Schema) {
+    fn walk(map: &mut serde_json::Map<String, serde_json::Value>) {
+        if let Some(serde_json::Value::Array(values)) = map.get_mut("enum") {
+            values.retain(|v| !v.is_null());
+        }
+        for value in map.values_mut() {
+            match value {
+                serde_json::Value::Object(child) => walk(child),
+                serde_json::Value::Array(items) => items
+                    .iter_mut()
+                    .filter_map(serde_json::Value::as_object_mut)
+                    .for_each(walk),
+                _ => {}
+            }
+        }
     }
-    crds
+    if let Some(map) = schema.as_object_mut() {
+        walk(map);
+    }
 }
 
 /// Any JSON value, kept as written (a property value whose type the spec decides).
@@ -64,6 +81,11 @@ pub(crate) mod tests {
             None if preserve || int_or_string => {}
             None => errors.push(format!("{path}: no type")),
         }
+        if let Some(values) = node.get("enum").and_then(Value::as_array)
+            && values.iter().any(Value::is_null)
+        {
+            errors.push(format!("{path}: null in enum (kubectl refuses it)"));
+        }
         for key in ["$ref", "$defs", "definitions", "const", "uniqueItems"] {
             if node.contains_key(key) {
                 errors.push(format!("{path}: {key} is not allowed"));
@@ -79,7 +101,12 @@ pub(crate) mod tests {
                 Some(branch) => vec![branch.clone()],
             };
             for (i, branch) in branches.iter().enumerate() {
-                junctor_errors(&format!("{path}.{junctor}[{i}]"), branch, node.get("properties"), errors);
+                junctor_errors(
+                    &format!("{path}.{junctor}[{i}]"),
+                    branch,
+                    node.get("properties"),
+                    errors,
+                );
             }
         }
         if let Some(properties) = node.get("properties") {
@@ -110,12 +137,19 @@ pub(crate) mod tests {
                 .and_then(Value::as_array)
                 .map(|r| r.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            match node.get("x-kubernetes-list-map-keys").and_then(Value::as_array) {
+            match node
+                .get("x-kubernetes-list-map-keys")
+                .and_then(Value::as_array)
+            {
                 Some(keys) if !keys.is_empty() => {
                     for key in keys.iter().filter_map(Value::as_str) {
-                        let defaulted = items.pointer(&format!("/properties/{key}/default")).is_some();
+                        let defaulted = items
+                            .pointer(&format!("/properties/{key}/default"))
+                            .is_some();
                         if !required.contains(&key) && !defaulted {
-                            errors.push(format!("{path}: list-map key {key} is neither required nor defaulted"));
+                            errors.push(format!(
+                                "{path}: list-map key {key} is neither required nor defaulted"
+                            ));
                         }
                     }
                 }
@@ -126,12 +160,24 @@ pub(crate) mod tests {
 
     /// Inside allOf/anyOf/oneOf/not only value validations are allowed, and only on
     /// properties the node itself declares.
-    fn junctor_errors(path: &str, branch: &Value, declared: Option<&Value>, errors: &mut Vec<String>) {
+    fn junctor_errors(
+        path: &str,
+        branch: &Value,
+        declared: Option<&Value>,
+        errors: &mut Vec<String>,
+    ) {
         let Some(branch) = branch.as_object() else {
             errors.push(format!("{path}: not an object"));
             return;
         };
-        for key in ["type", "description", "default", "nullable", "additionalProperties", "$ref"] {
+        for key in [
+            "type",
+            "description",
+            "default",
+            "nullable",
+            "additionalProperties",
+            "$ref",
+        ] {
             if branch.contains_key(key) {
                 errors.push(format!("{path}: {key} inside a logical junctor"));
             }
@@ -139,14 +185,18 @@ pub(crate) mod tests {
         if let Some(properties) = branch.get("properties").and_then(Value::as_object) {
             for name in properties.keys() {
                 if declared.and_then(|d| d.get(name)).is_none() {
-                    errors.push(format!("{path}: property {name} is not declared outside the junctor"));
+                    errors.push(format!(
+                        "{path}: property {name} is not declared outside the junctor"
+                    ));
                 }
             }
         }
         if let Some(required) = branch.get("required").and_then(Value::as_array) {
             for name in required.iter().filter_map(Value::as_str) {
                 if declared.and_then(|d| d.get(name)).is_none() {
-                    errors.push(format!("{path}: required {name} is not declared outside the junctor"));
+                    errors.push(format!(
+                        "{path}: required {name} is not declared outside the junctor"
+                    ));
                 }
             }
         }
@@ -182,7 +232,11 @@ pub(crate) mod tests {
     fn every_model_crd_is_an_octopus_device_model_with_a_structural_schema() {
         let expected = [
             ("DummySpecialDevice", "dummyspecialdevices", "dummyspecial"),
-            ("DummyProtocolDevice", "dummyprotocoldevices", "dummyprotocol"),
+            (
+                "DummyProtocolDevice",
+                "dummyprotocoldevices",
+                "dummyprotocol",
+            ),
             ("ModbusDevice", "modbusdevices", "modbus"),
             ("MQTTDevice", "mqttdevices", "mqtt"),
             ("OPCUADevice", "opcuadevices", "opcua"),
@@ -193,11 +247,22 @@ pub(crate) mod tests {
             assert_eq!(crd.spec.group, "devices.edge.cattle.io", "{kind}");
             assert_eq!(crd.spec.names.kind, kind);
             assert_eq!(crd.spec.names.plural, plural, "{kind}");
-            assert_eq!(crd.metadata.name.as_deref(), Some(format!("{plural}.devices.edge.cattle.io").as_str()));
-            assert_eq!(crd.spec.scope, "Namespaced", "{kind}");
-            assert_eq!(crd.spec.names.short_names, Some(vec![short.to_owned()]), "{kind}");
             assert_eq!(
-                crd.metadata.annotations.as_ref().and_then(|a| a.get(ENABLE_ANNOTATION)).map(String::as_str),
+                crd.metadata.name.as_deref(),
+                Some(format!("{plural}.devices.edge.cattle.io").as_str())
+            );
+            assert_eq!(crd.spec.scope, "Namespaced", "{kind}");
+            assert_eq!(
+                crd.spec.names.short_names,
+                Some(vec![short.to_owned()]),
+                "{kind}"
+            );
+            assert_eq!(
+                crd.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(ENABLE_ANNOTATION))
+                    .map(String::as_str),
                 Some("true"),
                 "{kind}"
             );
@@ -205,23 +270,48 @@ pub(crate) mod tests {
             let version = &crd.spec.versions[0];
             assert_eq!(version.name, "v1alpha1", "{kind}");
             assert!(version.served && version.storage, "{kind}");
-            assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "{kind}");
-            let columns = version.additional_printer_columns.as_deref().unwrap_or_default();
-            assert_eq!(columns.last().map(|c| c.name.as_str()), Some("AGE"), "{kind}");
+            assert!(
+                version
+                    .subresources
+                    .as_ref()
+                    .and_then(|s| s.status.as_ref())
+                    .is_some(),
+                "{kind}"
+            );
+            let columns = version
+                .additional_printer_columns
+                .as_deref()
+                .unwrap_or_default();
+            assert_eq!(
+                columns.last().map(|c| c.name.as_str()),
+                Some("AGE"),
+                "{kind}"
+            );
             for column in columns {
-                assert!(column.json_path.starts_with('.'), "{kind}: {}", column.json_path);
+                assert!(
+                    column.json_path.starts_with('.'),
+                    "{kind}: {}",
+                    column.json_path
+                );
             }
 
-            let schema = serde_json::to_value(&version.schema.as_ref().unwrap().open_api_v3_schema).unwrap();
+            let schema =
+                serde_json::to_value(&version.schema.as_ref().unwrap().open_api_v3_schema).unwrap();
             let mut errors = Vec::new();
             structural_errors(kind, &schema, &mut errors);
-            assert!(errors.is_empty(), "{kind} schema is not structural:\n{}", errors.join("\n"));
+            assert!(
+                errors.is_empty(),
+                "{kind} schema is not structural:\n{}",
+                errors.join("\n")
+            );
             let spec = &schema["properties"]["spec"];
             let status = &schema["properties"]["status"];
             assert_eq!(spec["type"], "object", "{kind}");
             assert_eq!(status["type"], "object", "{kind}");
             assert!(
-                status.get("required").is_none_or(|r| r.as_array().is_some_and(Vec::is_empty)),
+                status
+                    .get("required")
+                    .is_none_or(|r| r.as_array().is_some_and(Vec::is_empty)),
                 "{kind}: status fields are all optional"
             );
         }
@@ -232,10 +322,15 @@ pub(crate) mod tests {
         for crd in crds() {
             let kind = &crd.spec.names.kind;
             let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
-            let properties = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"]["properties"];
+            let properties =
+                &schema["openAPIV3Schema"]["properties"]["spec"]["properties"]["properties"];
             if properties["type"] == "array" {
                 assert_eq!(properties["x-kubernetes-list-type"], "map", "{kind}");
-                assert_eq!(properties["x-kubernetes-list-map-keys"], serde_json::json!(["name"]), "{kind}");
+                assert_eq!(
+                    properties["x-kubernetes-list-map-keys"],
+                    serde_json::json!(["name"]),
+                    "{kind}"
+                );
             }
         }
     }

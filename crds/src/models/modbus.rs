@@ -23,6 +23,7 @@ use super::extension::DeviceExtension;
     printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = super::no_null_in_enums)]
 pub struct ModbusDeviceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension: Option<DeviceExtension>,
@@ -94,8 +95,14 @@ impl TryFrom<ModbusProtocolFields> for ModbusProtocol {
 impl From<ModbusProtocol> for ModbusProtocolFields {
     fn from(protocol: ModbusProtocol) -> Self {
         match protocol {
-            ModbusProtocol::Tcp(tcp) => ModbusProtocolFields { tcp: Some(tcp), rtu: None },
-            ModbusProtocol::Rtu(rtu) => ModbusProtocolFields { tcp: None, rtu: Some(rtu) },
+            ModbusProtocol::Tcp(tcp) => ModbusProtocolFields {
+                tcp: Some(tcp),
+                rtu: None,
+            },
+            ModbusProtocol::Rtu(rtu) => ModbusProtocolFields {
+                tcp: None,
+                rtu: Some(rtu),
+            },
         }
     }
 }
@@ -266,7 +273,10 @@ pub enum ModbusRegister {
 impl ModbusRegister {
     /// Only coils and holding registers can be written.
     pub fn is_writable(self) -> bool {
-        matches!(self, ModbusRegister::CoilRegister | ModbusRegister::HoldingRegister)
+        matches!(
+            self,
+            ModbusRegister::CoilRegister | ModbusRegister::HoldingRegister
+        )
     }
 }
 
@@ -300,6 +310,7 @@ pub enum ModbusOperationType {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = super::no_null_in_enums)]
 pub struct ModbusDeviceStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub properties: Vec<ModbusDeviceStatusProperty>,
@@ -371,23 +382,37 @@ properties:
         assert_eq!(spec.protocol.endpoint(), "10.0.0.7:5020");
         assert_eq!(spec.protocol.worker_id(), 1);
         let parameters = spec.parameters.clone().unwrap();
-        assert_eq!((parameters.sync_interval(), parameters.timeout()), ("5s", "10s"));
+        assert_eq!(
+            (parameters.sync_interval(), parameters.timeout()),
+            ("5s", "10s")
+        );
         let [temperature, limitation] = spec.properties.as_slice() else {
             panic!("two properties expected: {:?}", spec.properties);
         };
         assert_eq!(temperature.r#type, ModbusPropertyType::Float);
         assert!(temperature.read_only());
         assert_eq!(temperature.visitor.quantity(), 2);
-        assert_eq!(temperature.visitor.endianness(), ModbusEndianness::BigEndian);
+        assert_eq!(
+            temperature.visitor.endianness(),
+            ModbusEndianness::BigEndian
+        );
         assert_eq!(
             temperature.visitor.order_of_operations,
-            [ModbusOperation { r#type: ModbusOperationType::Divide, value: "10".into() }]
+            [ModbusOperation {
+                r#type: ModbusOperationType::Divide,
+                value: "10".into()
+            }]
         );
         assert_eq!(limitation.value.as_deref(), Some("30"));
         assert!(!limitation.read_only());
         assert_eq!(limitation.visitor.quantity(), 1);
         assert!(limitation.visitor.register.is_writable());
-        assert!(spec.extension.as_ref().and_then(|e| e.mqtt.as_ref()).is_some());
+        assert!(
+            spec.extension
+                .as_ref()
+                .and_then(|e| e.mqtt.as_ref())
+                .is_some()
+        );
 
         let original: serde_json::Value = serde_yaml::from_str(THERMOMETER).unwrap();
         assert_eq!(serde_json::to_value(&spec).unwrap(), original);
@@ -397,17 +422,34 @@ properties:
     fn an_rtu_slave_gets_octopus_serial_defaults() {
         let spec: ModbusDeviceSpec =
             serde_yaml::from_str("protocol: {rtu: {endpoint: /dev/ttyUSB0, workerID: 3}}").unwrap();
-        let ModbusProtocol::Rtu(rtu) = &spec.protocol else { panic!("rtu expected") };
+        let ModbusProtocol::Rtu(rtu) = &spec.protocol else {
+            panic!("rtu expected")
+        };
         assert_eq!(
-            (rtu.baud_rate(), rtu.data_bits(), rtu.parity(), rtu.stop_bits()),
+            (
+                rtu.baud_rate(),
+                rtu.data_bits(),
+                rtu.parity(),
+                rtu.stop_bits()
+            ),
             (19200, 8, ModbusParity::Even, 1)
         );
         let spec: ModbusDeviceSpec = serde_yaml::from_str(
             "protocol: {rtu: {endpoint: /dev/ttyS0, workerID: 9, baudRate: 9600, dataBits: 7, parity: N, stopBits: 2}}",
         )
         .unwrap();
-        let ModbusProtocol::Rtu(rtu) = &spec.protocol else { panic!("rtu expected") };
-        assert_eq!((rtu.baud_rate(), rtu.data_bits(), rtu.parity(), rtu.stop_bits()), (9600, 7, ModbusParity::None, 2));
+        let ModbusProtocol::Rtu(rtu) = &spec.protocol else {
+            panic!("rtu expected")
+        };
+        assert_eq!(
+            (
+                rtu.baud_rate(),
+                rtu.data_bits(),
+                rtu.parity(),
+                rtu.stop_bits()
+            ),
+            (9600, 7, ModbusParity::None, 2)
+        );
         assert_eq!(spec.parameters.unwrap_or_default().sync_interval(), "15s");
     }
 
@@ -424,14 +466,31 @@ properties:
         let crd = serde_json::to_value(<ModbusDevice as kube::CustomResourceExt>::crd()).unwrap();
         let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
         let protocol = &spec["properties"]["protocol"];
-        assert_eq!(protocol["oneOf"], serde_json::json!([{"required": ["tcp"]}, {"required": ["rtu"]}]), "{protocol}");
+        assert_eq!(
+            protocol["oneOf"],
+            serde_json::json!([{"required": ["tcp"]}, {"required": ["rtu"]}]),
+            "{protocol}"
+        );
         let tcp = &protocol["properties"]["tcp"]["properties"];
-        assert_eq!((tcp["workerID"]["minimum"].as_f64(), tcp["workerID"]["maximum"].as_f64()), (Some(1.0), Some(247.0)));
+        assert_eq!(
+            (
+                tcp["workerID"]["minimum"].as_f64(),
+                tcp["workerID"]["maximum"].as_f64()
+            ),
+            (Some(1.0), Some(247.0))
+        );
         let rtu = &protocol["properties"]["rtu"]["properties"];
-        assert_eq!((rtu["dataBits"]["minimum"].as_f64(), rtu["dataBits"]["maximum"].as_f64()), (Some(5.0), Some(8.0)));
+        assert_eq!(
+            (
+                rtu["dataBits"]["minimum"].as_f64(),
+                rtu["dataBits"]["maximum"].as_f64()
+            ),
+            (Some(5.0), Some(8.0))
+        );
         assert_eq!(rtu["parity"]["default"], "E");
         assert_eq!(rtu["baudRate"]["default"], 19200);
-        let visitor = &spec["properties"]["properties"]["items"]["properties"]["visitor"]["properties"];
+        let visitor =
+            &spec["properties"]["properties"]["items"]["properties"]["visitor"]["properties"];
         assert_eq!(visitor["quantity"]["minimum"].as_f64(), Some(1.0));
         assert_eq!(visitor["quantity"]["default"], 1);
         assert_eq!(visitor["endianness"]["default"], "BigEndian");
@@ -453,6 +512,9 @@ properties:
         )
         .unwrap();
         assert_eq!(status.properties[0].operated_value.as_deref(), Some("24.5"));
-        assert_eq!(status.properties[1].error.as_deref(), Some("modbus: exception 2 (illegal data address)"));
+        assert_eq!(
+            status.properties[1].error.as_deref(),
+            Some("modbus: exception 2 (illegal data address)")
+        );
     }
 }

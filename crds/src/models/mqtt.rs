@@ -27,6 +27,7 @@ use super::extension::{MqttClientOptions, MqttMessageOptions, MqttOptions, MqttT
     printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = super::no_null_in_enums)]
 pub struct MQTTDeviceSpec {
     pub protocol: MqttDeviceProtocol,
     /// The properties carried by the messages.
@@ -49,7 +50,10 @@ pub struct MqttDeviceProtocol {
 impl MqttDeviceProtocol {
     /// The client and message options, as the MQTT extension takes them.
     pub fn options(&self) -> MqttOptions {
-        MqttOptions { client: self.client.clone(), message: self.message.clone() }
+        MqttOptions {
+            client: self.client.clone(),
+            message: self.message.clone(),
+        }
     }
 }
 
@@ -132,6 +136,7 @@ impl MqttDeviceProperty {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = super::no_null_in_enums)]
 pub struct MQTTDeviceStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub properties: Vec<MqttDeviceStatusProperty>,
@@ -173,7 +178,11 @@ pub struct MqttDeviceStatusProperty {
 
 impl MqttDeviceStatusProperty {
     /// The observed state of `property`: its fields, with `value` received at `updated_at`.
-    pub fn observed(property: &MqttDeviceProperty, value: Option<Value>, updated_at: Option<String>) -> Self {
+    pub fn observed(
+        property: &MqttDeviceProperty,
+        value: Option<Value>,
+        updated_at: Option<String>,
+    ) -> Self {
         MqttDeviceStatusProperty {
             name: Some(property.name.clone()),
             description: property.description.clone(),
@@ -244,17 +253,30 @@ properties:
         assert_eq!(spec.protocol.client.server, "tcp://test.mosquitto.org:1883");
         assert!(spec.protocol.client.clean_session());
         let operator = spec.protocol.message.operator.as_ref().unwrap();
-        assert_eq!((operator.read.as_deref(), operator.write.as_deref()), (Some("status"), Some("set")));
+        assert_eq!(
+            (operator.read.as_deref(), operator.write.as_deref()),
+            (Some("status"), Some("set"))
+        );
         assert_eq!(spec.protocol.options().message.qos(), 1);
 
-        let by_name: BTreeMap<_, _> = spec.properties.iter().map(|p| (p.name.as_str(), p)).collect();
+        let by_name: BTreeMap<_, _> = spec
+            .properties
+            .iter()
+            .map(|p| (p.name.as_str(), p))
+            .collect();
         assert_eq!(by_name["switch"].value, Some(Value::Bool(true)));
         assert_eq!(by_name["switch"].qos(), 2);
         assert!(!by_name["switch"].read_only());
         assert_eq!(by_name["gear"].annotations["format"], "low,mid,high");
-        assert!(by_name["power"].read_only(), "read-only unless told otherwise");
+        assert!(
+            by_name["power"].read_only(),
+            "read-only unless told otherwise"
+        );
         assert!(by_name["power"].retained());
-        assert_eq!(by_name["config"].value.as_ref().unwrap()["scenes"][1], "cooking");
+        assert_eq!(
+            by_name["config"].value.as_ref().unwrap()["scenes"][1],
+            "cooking"
+        );
 
         let original: Value = serde_yaml::from_str(KITCHEN_LIGHT).unwrap();
         assert_eq!(serde_json::to_value(&spec).unwrap(), original);
@@ -282,9 +304,10 @@ properties:
         assert_eq!(json["value"], 3.5);
         assert_eq!(json["updatedAt"], "2024-05-01T10:00:00Z");
 
-        let octopus: MqttDeviceStatusProperty =
-            serde_json::from_value(serde_json::json!({"name": "x", "value": "1", "updateAt": "2020-07-08T13:24:00Z"}))
-                .unwrap();
+        let octopus: MqttDeviceStatusProperty = serde_json::from_value(
+            serde_json::json!({"name": "x", "value": "1", "updateAt": "2020-07-08T13:24:00Z"}),
+        )
+        .unwrap();
         assert_eq!(octopus.updated_at.as_deref(), Some("2020-07-08T13:24:00Z"));
     }
 }

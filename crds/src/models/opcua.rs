@@ -22,6 +22,7 @@ use super::extension::{BasicAuth, DeviceExtension, ReferenceRelationship};
     printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = super::no_null_in_enums)]
 pub struct OPCUADeviceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension: Option<DeviceExtension>,
@@ -108,13 +109,29 @@ pub enum OpcuaSecurityMode {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OpcuaTls {
-    #[serde(default, rename = "certFilePEM", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "certFilePEM",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cert_file_pem: Option<String>,
-    #[serde(default, rename = "certFilePEMRef", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "certFilePEMRef",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cert_file_pem_ref: Option<ReferenceRelationship>,
-    #[serde(default, rename = "keyFilePEM", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "keyFilePEM",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_file_pem: Option<String>,
-    #[serde(default, rename = "keyFilePEMRef", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "keyFilePEMRef",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_file_pem_ref: Option<ReferenceRelationship>,
 }
 
@@ -173,6 +190,7 @@ pub struct OpcuaVisitor {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = super::no_null_in_enums)]
 pub struct OPCUADeviceStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub properties: Vec<OpcuaDeviceStatusProperty>,
@@ -232,7 +250,10 @@ properties:
     fn a_server_parses_with_its_defaults_and_round_trips() {
         let spec: OPCUADeviceSpec = serde_yaml::from_str(SERVER).unwrap();
         assert_eq!(spec.protocol.endpoint, "opc.tcp://10.0.0.9:4840/");
-        assert_eq!(spec.protocol.security_policy(), OpcuaSecurityPolicy::Basic256Sha256);
+        assert_eq!(
+            spec.protocol.security_policy(),
+            OpcuaSecurityPolicy::Basic256Sha256
+        );
         assert_eq!(spec.protocol.security_mode(), OpcuaSecurityMode::None);
         let auth = spec.protocol.basic_auth.as_ref().unwrap();
         assert_eq!(auth.username, None);
@@ -240,11 +261,17 @@ properties:
         let tls = spec.protocol.tls_config.as_ref().unwrap();
         assert_eq!(tls.key_file_pem_ref.as_ref().unwrap().item, "tls.key");
         let parameters = spec.parameters.clone().unwrap();
-        assert_eq!((parameters.sync_interval(), parameters.timeout()), ("5s", "10s"));
+        assert_eq!(
+            (parameters.sync_interval(), parameters.timeout()),
+            ("5s", "10s")
+        );
         assert_eq!(spec.properties[0].r#type, OpcuaPropertyType::Datetime);
         assert!(spec.properties[0].read_only());
         assert_eq!(spec.properties[1].visitor.node_id, "ns=1;s=the.answer");
-        assert_eq!(spec.properties[1].visitor.browse_name.as_deref(), Some("TheAnswer"));
+        assert_eq!(
+            spec.properties[1].visitor.browse_name.as_deref(),
+            Some("TheAnswer")
+        );
         assert!(!spec.properties[1].read_only());
 
         let original: serde_json::Value = serde_yaml::from_str(SERVER).unwrap();
@@ -254,14 +281,21 @@ properties:
     #[test]
     fn the_crd_carries_octopus_enums_defaults_and_endpoint_pattern() {
         let crd = serde_json::to_value(<OPCUADevice as kube::CustomResourceExt>::crd()).unwrap();
-        let protocol =
-            &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["protocol"];
+        let protocol = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["protocol"];
         assert_eq!(protocol["required"], serde_json::json!(["endpoint"]));
-        assert_eq!(protocol["properties"]["endpoint"]["pattern"], r"^opc\.tcp://[^\s]*$");
+        assert_eq!(
+            protocol["properties"]["endpoint"]["pattern"],
+            r"^opc\.tcp://[^\s]*$"
+        );
         let policy = &protocol["properties"]["securityPolicy"];
         assert_eq!(policy["default"], "None");
-        assert_eq!(policy["enum"].as_array().map(Vec::len), Some(7), "six policies and null: {policy}");
+        assert_eq!(policy["nullable"], true);
+        assert_eq!(policy["enum"].as_array().map(Vec::len), Some(6), "{policy}");
         let mode = &protocol["properties"]["securityMode"];
-        assert_eq!(mode["enum"], serde_json::json!(["None", "Sign", "SignAndEncrypt", null]));
+        assert_eq!(
+            mode["enum"],
+            serde_json::json!(["None", "Sign", "SignAndEncrypt"])
+        );
     }
 }
