@@ -12,7 +12,11 @@ use crate::metrics::Metrics;
 
 /// Ready once the API server has answered; standby replicas are ready too, so a
 /// rollout does not wait for leadership.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, ready: Arc<AtomicBool>) -> std::io::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+) -> std::io::Result<()> {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
@@ -28,10 +32,13 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, ready: Arc<AtomicBoo
                 }
             }),
         )
-        .route("/metrics", get(move || {
-            let metrics = metrics.clone();
-            async move { metrics.encode() }
-        }));
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move { metrics.encode() }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app).await
 }

@@ -7,7 +7,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "brain", version, about = "The Octopus brain: validates DeviceLinks")]
+#[command(
+    name = "brain",
+    version,
+    about = "The Octopus brain: validates DeviceLinks"
+)]
 pub struct Config {
     #[command(subcommand)]
     pub command: Command,
@@ -73,8 +77,18 @@ mod tests {
 
     #[test]
     fn defaults_and_overrides_parse() {
-        let c = Config::try_parse_from(["brain", "run", "--lease-duration", "3s", "--leader-election", "false"]).unwrap();
-        let Command::Run(r) = c.command else { panic!("run") };
+        let c = Config::try_parse_from([
+            "brain",
+            "run",
+            "--lease-duration",
+            "3s",
+            "--leader-election",
+            "false",
+        ])
+        .unwrap();
+        let Command::Run(r) = c.command else {
+            panic!("run")
+        };
         assert_eq!(r.lease_duration, Duration::from_secs(3));
         assert!(!r.leader_election);
         assert!(Config::try_parse_from(["brain", "run", "--lease-duration", "soon"]).is_err());

@@ -34,13 +34,24 @@ pub enum Verdict {
 }
 
 /// The pure decision, given the lease's holder, last renewal, duration and now.
-pub fn judge(holder: Option<&str>, renewed: Option<jiff::Timestamp>, duration_s: i32, me: &str, now: jiff::Timestamp) -> Verdict {
+pub fn judge(
+    holder: Option<&str>,
+    renewed: Option<jiff::Timestamp>,
+    duration_s: i32,
+    me: &str,
+    now: jiff::Timestamp,
+) -> Verdict {
     match holder {
         Some(h) if h == me => Verdict::Renew,
         None | Some("") => Verdict::Take,
         Some(_) => {
-            let expires = renewed.map(|r| r + jiff::SignedDuration::from_secs(i64::from(duration_s.max(1))));
-            if expires.is_none_or(|e| e < now) { Verdict::Take } else { Verdict::Wait }
+            let expires =
+                renewed.map(|r| r + jiff::SignedDuration::from_secs(i64::from(duration_s.max(1))));
+            if expires.is_none_or(|e| e < now) {
+                Verdict::Take
+            } else {
+                Verdict::Wait
+            }
         }
     }
 }
@@ -85,11 +96,16 @@ pub async fn acquire(client: Client, s: Settings) -> watch::Receiver<bool> {
 /// One attempt to take or renew. `Ok(true)`: we hold it now.
 async fn try_once(api: &Api<Lease>, s: &Settings) -> Result<bool, kube::Error> {
     let now = jiff::Timestamp::now();
-    let duration_s = i32::try_from(s.duration.as_secs()).unwrap_or(i32::MAX).max(1);
+    let duration_s = i32::try_from(s.duration.as_secs())
+        .unwrap_or(i32::MAX)
+        .max(1);
     match api.get_opt(&s.name).await? {
         None => {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(s.name.clone()), ..Default::default() },
+                metadata: ObjectMeta {
+                    name: Some(s.name.clone()),
+                    ..Default::default()
+                },
                 spec: Some(LeaseSpec {
                     holder_identity: Some(s.identity.clone()),
                     lease_duration_seconds: Some(duration_s),
@@ -128,7 +144,10 @@ async fn try_once(api: &Api<Lease>, s: &Settings) -> Result<bool, kube::Error> {
             next.lease_duration_seconds = Some(duration_s);
             lease.spec = Some(next);
             // replace() carries the resourceVersion we read: a racing replica gets 409.
-            match api.replace(&lease.name_any(), &PostParams::default(), &lease).await {
+            match api
+                .replace(&lease.name_any(), &PostParams::default(), &lease)
+                .await
+            {
                 Ok(_) => Ok(true),
                 Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
                 Err(e) => Err(e),
@@ -169,7 +188,11 @@ mod tests {
             (Some("other"), None, 15, t0, Verdict::Take),
         ];
         for (holder, renewed, d, now, want) in cases {
-            assert_eq!(judge(holder, renewed, d, "me", now), want, "{holder:?} {renewed:?} {now}");
+            assert_eq!(
+                judge(holder, renewed, d, "me", now),
+                want,
+                "{holder:?} {renewed:?} {now}"
+            );
         }
     }
 }

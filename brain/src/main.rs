@@ -11,8 +11,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Run(args) => {
             let filter = tracing_subscriber::EnvFilter::try_from_env("BRAIN_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-            let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-            if args.log_json { b.json().init() } else { b.init() }
+            let b = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr);
+            if args.log_json {
+                b.json().init()
+            } else {
+                b.init()
+            }
             brain::run::run(args).await?;
         }
         Command::Validate { files } => validate(files)?,
@@ -23,7 +29,8 @@ async fn main() -> anyhow::Result<()> {
 fn validate(files: Vec<std::path::PathBuf>) -> anyhow::Result<()> {
     let mut bad = 0;
     for file in files {
-        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
         let links = match crds::parse::device_links(&text) {
             Ok(l) => l,
             Err(e) => {

@@ -25,10 +25,27 @@ impl Default for Metrics {
         let reconciles = Family::<Outcome, Counter>::default();
         let duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         let leader = Gauge::default();
-        registry.register("reconciles", "DeviceLink reconciles by outcome", reconciles.clone());
-        registry.register("reconcile_duration_seconds", "Time per DeviceLink reconcile", duration.clone());
-        registry.register("leader", "1 while this replica holds the lease", leader.clone());
-        Self { registry, reconciles, duration, leader }
+        registry.register(
+            "reconciles",
+            "DeviceLink reconciles by outcome",
+            reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time per DeviceLink reconcile",
+            duration.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the lease",
+            leader.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            duration,
+            leader,
+        }
     }
 }
 
@@ -50,7 +67,10 @@ impl Metrics {
     }
 
     pub fn reconcile_timer(&self) -> Timer<'_> {
-        Timer { hist: &self.duration, start: std::time::Instant::now() }
+        Timer {
+            hist: &self.duration,
+            start: std::time::Instant::now(),
+        }
     }
 
     pub fn set_leader(&self, leader: bool) {

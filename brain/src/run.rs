@@ -24,9 +24,15 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     let client = Client::try_default().await.map_err(Error::Client)?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(Error::Admin)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(Error::Admin)?;
     drop(listener);
-    let admin = tokio::spawn(crate::admin::serve(args.listen, metrics.clone(), ready.clone()));
+    let admin = tokio::spawn(crate::admin::serve(
+        args.listen,
+        metrics.clone(),
+        ready.clone(),
+    ));
     client.apiserver_version().await.map_err(Error::Client)?;
     ready.store(true, Ordering::Relaxed);
 

@@ -9,7 +9,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The five stages, in pipeline order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum ConditionType {
     NodeExisted,
     ModelExisted,
@@ -165,7 +167,11 @@ impl Conditions {
         let before = self.0.clone();
         let previous = self.get(t).cloned();
         let reached = self.0.iter().filter(|c| c.type_ < t).count() == t.index()
-            && self.0.iter().filter(|c| c.type_ < t).all(|c| c.status == ConditionStatus::True);
+            && self
+                .0
+                .iter()
+                .filter(|c| c.type_ < t)
+                .all(|c| c.status == ConditionStatus::True);
         if reached
             && previous
                 .as_ref()
@@ -206,6 +212,11 @@ impl Conditions {
         self.0.push(condition);
         self.0 != before
     }
+}
+
+/// The current time as Kubernetes writes condition times (RFC 3339, seconds).
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
 #[cfg(test)]
@@ -363,9 +374,4 @@ mod tests {
         assert_eq!(json[1]["reason"], "Confirming");
         assert!(json[0].get("lastUpdateTime").is_some());
     }
-}
-
-/// The current time as Kubernetes writes condition times (RFC 3339, seconds).
-pub fn now() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }

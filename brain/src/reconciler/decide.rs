@@ -26,7 +26,9 @@ pub enum ModelState {
     /// No established CRD has this group and kind.
     Missing,
     /// The CRD exists but does not serve the requested version.
-    VersionNotServed { served: Vec<String> },
+    VersionNotServed {
+        served: Vec<String>,
+    },
     Served,
 }
 
@@ -65,7 +67,12 @@ pub fn decide(link: &DeviceLink, observed: &Observed, now: &str) -> Decision {
         // the brain lets it go instead of leaving the deletion hanging.
         let node_gone = !matches!(observed.node, NodeState::Present(_));
         if node_gone && finalizers.iter().any(|f| f == LIMB_FINALIZER) {
-            d.finalizers = Some(finalizers.into_iter().filter(|f| f != LIMB_FINALIZER).collect());
+            d.finalizers = Some(
+                finalizers
+                    .into_iter()
+                    .filter(|f| f != LIMB_FINALIZER)
+                    .collect(),
+            );
         }
         return d;
     }
@@ -73,7 +80,8 @@ pub fn decide(link: &DeviceLink, observed: &Observed, now: &str) -> Decision {
     let current = link.status.clone().unwrap_or_default();
     let mut status = current.clone();
     let mut conditions = Conditions(status.conditions.clone());
-    let before: Vec<(ConditionType, ConditionStatus)> = conditions.0.iter().map(|c| (c.type_, c.status)).collect();
+    let before: Vec<(ConditionType, ConditionStatus)> =
+        conditions.0.iter().map(|c| (c.type_, c.status)).collect();
     let spec = &link.spec;
 
     match &observed.node {
@@ -87,7 +95,11 @@ pub fn decide(link: &DeviceLink, observed: &Observed, now: &str) -> Decision {
             status.node_external_dns = addrs.external_dns.clone();
         }
         NodeState::Missing | NodeState::Deleting => {
-            conditions.fail(ConditionType::NodeExisted, "adaptor node isn't existed", now);
+            conditions.fail(
+                ConditionType::NodeExisted,
+                "adaptor node isn't existed",
+                now,
+            );
             status.node_name = None;
             status.node_host_name = None;
             status.node_internal_ip = None;
@@ -110,7 +122,11 @@ pub fn decide(link: &DeviceLink, observed: &Observed, now: &str) -> Decision {
                 let msg = format!(
                     "model version isn't served: {} serves {}",
                     spec.model.kind,
-                    if served.is_empty() { "no version".to_owned() } else { served.join(", ") }
+                    if served.is_empty() {
+                        "no version".to_owned()
+                    } else {
+                        served.join(", ")
+                    }
                 );
                 conditions.fail(ConditionType::ModelExisted, &msg, now);
                 status.model = None;
@@ -121,14 +137,21 @@ pub fn decide(link: &DeviceLink, observed: &Observed, now: &str) -> Decision {
     if status.adaptor_name.is_some()
         && (current.node_name.as_deref() != Some(spec.adaptor.node.as_str())
             || current.model.as_ref() != Some(&spec.model))
-        && conditions.get(ConditionType::ModelExisted).map(|c| c.status) == Some(ConditionStatus::True)
+        && conditions
+            .get(ConditionType::ModelExisted)
+            .map(|c| c.status)
+            == Some(ConditionStatus::True)
     {
         conditions.to_check(ConditionType::AdaptorExisted, now);
     }
     status.conditions = conditions.0;
     status.observed_generation = link.metadata.generation;
 
-    let after: Vec<(ConditionType, ConditionStatus)> = status.conditions.iter().map(|c| (c.type_, c.status)).collect();
+    let after: Vec<(ConditionType, ConditionStatus)> = status
+        .conditions
+        .iter()
+        .map(|c| (c.type_, c.status))
+        .collect();
     for t in [ConditionType::NodeExisted, ConditionType::ModelExisted] {
         let was = before.iter().find(|(x, _)| *x == t).map(|(_, s)| *s);
         let now_s = after.iter().find(|(x, _)| *x == t).map(|(_, s)| *s);
@@ -141,7 +164,11 @@ pub fn decide(link: &DeviceLink, observed: &Observed, now: &str) -> Decision {
             d.events.push(Event {
                 warning: s == ConditionStatus::False,
                 reason: if s == ConditionStatus::True {
-                    if t == ConditionType::NodeExisted { "NodeFound" } else { "ModelFound" }
+                    if t == ConditionType::NodeExisted {
+                        "NodeFound"
+                    } else {
+                        "ModelFound"
+                    }
                 } else if t == ConditionType::NodeExisted {
                     "NodeNotFound"
                 } else {
@@ -162,8 +189,14 @@ pub fn decide(link: &DeviceLink, observed: &Observed, now: &str) -> Decision {
         d.status = Some(status);
     }
 
-    let want_label = matches!(observed.node, NodeState::Present(_)).then(|| node_label_value(&spec.adaptor.node));
-    let have_label = link.metadata.labels.as_ref().and_then(|l| l.get(NODE_LABEL)).cloned();
+    let want_label = matches!(observed.node, NodeState::Present(_))
+        .then(|| node_label_value(&spec.adaptor.node));
+    let have_label = link
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(NODE_LABEL))
+        .cloned();
     if want_label != have_label {
         d.label = Some(want_label);
     }
@@ -184,18 +217,31 @@ mod tests {
     }
 
     fn present() -> NodeState {
-        NodeState::Present(NodeAddresses { internal_ip: Some("10.0.0.5".into()), host_name: Some("edge".into()), ..Default::default() })
+        NodeState::Present(NodeAddresses {
+            internal_ip: Some("10.0.0.5".into()),
+            host_name: Some("edge".into()),
+            ..Default::default()
+        })
     }
 
     fn summary(d: &Decision) -> Vec<(ConditionType, ConditionStatus, String)> {
         d.status
             .as_ref()
-            .map(|s| s.conditions.iter().map(|c| (c.type_, c.status, c.reason.clone())).collect())
+            .map(|s| {
+                s.conditions
+                    .iter()
+                    .map(|c| (c.type_, c.status, c.reason.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
-    fn s(v: &[(ConditionType, ConditionStatus, &str)]) -> Vec<(ConditionType, ConditionStatus, String)> {
-        v.iter().map(|(a, b, c)| (*a, *b, (*c).to_owned())).collect()
+    fn s(
+        v: &[(ConditionType, ConditionStatus, &str)],
+    ) -> Vec<(ConditionType, ConditionStatus, String)> {
+        v.iter()
+            .map(|(a, b, c)| (*a, *b, (*c).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -203,32 +249,78 @@ mod tests {
         let cases = [
             (
                 "node and model present: both found, adaptor next",
-                Observed { node: present(), model: ModelState::Served },
-                s(&[(NodeExisted, True, "Found"), (ModelExisted, True, "Found"), (AdaptorExisted, Unknown, "Confirming")]),
+                Observed {
+                    node: present(),
+                    model: ModelState::Served,
+                },
+                s(&[
+                    (NodeExisted, True, "Found"),
+                    (ModelExisted, True, "Found"),
+                    (AdaptorExisted, Unknown, "Confirming"),
+                ]),
             ),
-            ("node missing", Observed { node: NodeState::Missing, model: ModelState::Served }, s(&[(NodeExisted, False, "NotFound")])),
-            ("node deleting", Observed { node: NodeState::Deleting, model: ModelState::Served }, s(&[(NodeExisted, False, "NotFound")])),
+            (
+                "node missing",
+                Observed {
+                    node: NodeState::Missing,
+                    model: ModelState::Served,
+                },
+                s(&[(NodeExisted, False, "NotFound")]),
+            ),
+            (
+                "node deleting",
+                Observed {
+                    node: NodeState::Deleting,
+                    model: ModelState::Served,
+                },
+                s(&[(NodeExisted, False, "NotFound")]),
+            ),
             (
                 "model missing",
-                Observed { node: present(), model: ModelState::Missing },
-                s(&[(NodeExisted, True, "Found"), (ModelExisted, False, "NotFound")]),
+                Observed {
+                    node: present(),
+                    model: ModelState::Missing,
+                },
+                s(&[
+                    (NodeExisted, True, "Found"),
+                    (ModelExisted, False, "NotFound"),
+                ]),
             ),
             (
                 "version not served",
-                Observed { node: present(), model: ModelState::VersionNotServed { served: vec!["v1beta1".into()] } },
-                s(&[(NodeExisted, True, "Found"), (ModelExisted, False, "NotFound")]),
+                Observed {
+                    node: present(),
+                    model: ModelState::VersionNotServed {
+                        served: vec!["v1beta1".into()],
+                    },
+                },
+                s(&[
+                    (NodeExisted, True, "Found"),
+                    (ModelExisted, False, "NotFound"),
+                ]),
             ),
         ];
         for (name, obs, want) in cases {
             let d = decide(&link(""), &obs, "t1");
             assert_eq!(summary(&d), want, "{name}");
-            assert_eq!(d.status.as_ref().unwrap().observed_generation, Some(3), "{name}");
+            assert_eq!(
+                d.status.as_ref().unwrap().observed_generation,
+                Some(3),
+                "{name}"
+            );
         }
     }
 
     #[test]
     fn found_node_copies_addresses_and_labels_the_link() {
-        let d = decide(&link(""), &Observed { node: present(), model: ModelState::Served }, "t1");
+        let d = decide(
+            &link(""),
+            &Observed {
+                node: present(),
+                model: ModelState::Served,
+            },
+            "t1",
+        );
         let st = d.status.unwrap();
         assert_eq!(st.node_internal_ip.as_deref(), Some("10.0.0.5"));
         assert_eq!(st.node_name.as_deref(), Some("edge"));
@@ -240,7 +332,14 @@ mod tests {
 
     #[test]
     fn missing_node_removes_the_label_and_says_why() {
-        let d = decide(&link(", labels: {edge.cattle.io/node: edge}"), &Observed { node: NodeState::Missing, model: ModelState::Served }, "t1");
+        let d = decide(
+            &link(", labels: {edge.cattle.io/node: edge}"),
+            &Observed {
+                node: NodeState::Missing,
+                model: ModelState::Served,
+            },
+            "t1",
+        );
         assert_eq!(d.label, Some(None));
         let c = &d.status.unwrap().conditions[0];
         assert_eq!(c.message, "adaptor node isn't existed");
@@ -249,15 +348,37 @@ mod tests {
 
     #[test]
     fn version_not_served_names_what_is() {
-        let d = decide(&link(""), &Observed { node: present(), model: ModelState::VersionNotServed { served: vec!["v1beta1".into()] } }, "t1");
+        let d = decide(
+            &link(""),
+            &Observed {
+                node: present(),
+                model: ModelState::VersionNotServed {
+                    served: vec!["v1beta1".into()],
+                },
+            },
+            "t1",
+        );
         let st = d.status.unwrap();
-        assert!(st.conditions[1].message.contains("serves v1beta1"), "{}", st.conditions[1].message);
+        assert!(
+            st.conditions[1].message.contains("serves v1beta1"),
+            "{}",
+            st.conditions[1].message
+        );
     }
 
     #[test]
     fn revalidation_keeps_the_limbs_conditions_and_changes_nothing() {
         let mut l = link(", labels: {edge.cattle.io/node: edge}");
-        let first = decide(&l, &Observed { node: present(), model: ModelState::Served }, "t1").status.unwrap();
+        let first = decide(
+            &l,
+            &Observed {
+                node: present(),
+                model: ModelState::Served,
+            },
+            "t1",
+        )
+        .status
+        .unwrap();
         let mut c = Conditions(first.conditions.clone());
         c.succeed(AdaptorExisted, "t2");
         c.succeed(DeviceCreated, "t2");
@@ -266,27 +387,72 @@ mod tests {
         st.conditions = c.0;
         st.adaptor_name = Some("adaptors.edge.cattle.io/dummy".into());
         l.status = Some(st);
-        let d = decide(&l, &Observed { node: present(), model: ModelState::Served }, "t3");
+        let d = decide(
+            &l,
+            &Observed {
+                node: present(),
+                model: ModelState::Served,
+            },
+            "t3",
+        );
         assert_eq!(d, Decision::default(), "nothing to write");
     }
 
     #[test]
     fn a_deleted_link_whose_node_is_gone_loses_the_limb_finalizer() {
-        let l = link(", deletionTimestamp: '2026-01-01T00:00:00Z', finalizers: [edge.cattle.io/octopus-limb, other]");
-        let d = decide(&l, &Observed { node: NodeState::Missing, model: ModelState::Served }, "t1");
+        let l = link(
+            ", deletionTimestamp: '2026-01-01T00:00:00Z', finalizers: [edge.cattle.io/octopus-limb, other]",
+        );
+        let d = decide(
+            &l,
+            &Observed {
+                node: NodeState::Missing,
+                model: ModelState::Served,
+            },
+            "t1",
+        );
         assert_eq!(d.finalizers, Some(vec!["other".to_owned()]));
         assert!(d.status.is_none());
-        let d = decide(&l, &Observed { node: NodeState::Deleting, model: ModelState::Served }, "t1");
+        let d = decide(
+            &l,
+            &Observed {
+                node: NodeState::Deleting,
+                model: ModelState::Served,
+            },
+            "t1",
+        );
         assert_eq!(d.finalizers, Some(vec!["other".to_owned()]));
-        let d = decide(&l, &Observed { node: present(), model: ModelState::Served }, "t1");
+        let d = decide(
+            &l,
+            &Observed {
+                node: present(),
+                model: ModelState::Served,
+            },
+            "t1",
+        );
         assert_eq!(d.finalizers, None, "a live limb removes its own finalizer");
     }
 
     #[test]
     fn node_coming_back_flips_the_condition() {
         let mut l = link("");
-        l.status = decide(&l, &Observed { node: NodeState::Missing, model: ModelState::Served }, "t1").status;
-        let d = decide(&l, &Observed { node: present(), model: ModelState::Served }, "t2");
+        l.status = decide(
+            &l,
+            &Observed {
+                node: NodeState::Missing,
+                model: ModelState::Served,
+            },
+            "t1",
+        )
+        .status;
+        let d = decide(
+            &l,
+            &Observed {
+                node: present(),
+                model: ModelState::Served,
+            },
+            "t2",
+        );
         assert_eq!(summary(&d)[0], (NodeExisted, True, "Found".to_owned()));
         assert_eq!(d.events[0].reason, "NodeFound");
     }

@@ -54,8 +54,16 @@ pub struct Context {
 
 impl Context {
     pub fn new(client: Client, metrics: Arc<Metrics>, instance: Option<String>) -> Self {
-        let reporter = Reporter { controller: MANAGER.into(), instance };
-        Self { recorder: Recorder::new(client.clone(), reporter), client, metrics, resync: Duration::from_secs(300) }
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance,
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            resync: Duration::from_secs(300),
+        }
     }
 }
 
@@ -71,12 +79,21 @@ async fn observe(ctx: &Context, link: &DeviceLink) -> Result<Observed, Error> {
     // Served from the API server's watch cache (resourceVersion=0): cheap, and the CRD
     // is found by its group and kind, never by guessing the plural.
     let list = crds.list(&ListParams::default().match_any()).await?;
-    Ok(Observed { node, model: model_state(&list.items, &link.spec.model) })
+    Ok(Observed {
+        node,
+        model: model_state(&list.items, &link.spec.model),
+    })
 }
 
 fn addresses(node: &Node) -> NodeAddresses {
     let mut a = NodeAddresses::default();
-    for addr in node.status.as_ref().and_then(|s| s.addresses.as_ref()).into_iter().flatten() {
+    for addr in node
+        .status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .into_iter()
+        .flatten()
+    {
         let slot = match addr.type_.as_str() {
             "Hostname" => &mut a.host_name,
             "InternalIP" => &mut a.internal_ip,
@@ -93,10 +110,15 @@ fn addresses(node: &Node) -> NodeAddresses {
 }
 
 /// Finds the model's CRD among `crds` by group and kind.
-pub fn model_state(crds: &[CustomResourceDefinition], model: &crds::v1alpha1::TypeMeta) -> ModelState {
+pub fn model_state(
+    crds: &[CustomResourceDefinition],
+    model: &crds::v1alpha1::TypeMeta,
+) -> ModelState {
     let (group, version) = model.group_version();
     let Some(crd) = crds.iter().find(|c| {
-        c.spec.group == group && c.spec.names.kind == model.kind && c.metadata.deletion_timestamp.is_none()
+        c.spec.group == group
+            && c.spec.names.kind == model.kind
+            && c.metadata.deletion_timestamp.is_none()
     }) else {
         return ModelState::Missing;
     };
@@ -104,12 +126,25 @@ pub fn model_state(crds: &[CustomResourceDefinition], model: &crds::v1alpha1::Ty
         .status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        });
     if !established {
         return ModelState::Missing;
     }
-    let served: Vec<String> = crd.spec.versions.iter().filter(|v| v.served).map(|v| v.name.clone()).collect();
-    if served.iter().any(|v| v == version) { ModelState::Served } else { ModelState::VersionNotServed { served } }
+    let served: Vec<String> = crd
+        .spec
+        .versions
+        .iter()
+        .filter(|v| v.served)
+        .map(|v| v.name.clone())
+        .collect();
+    if served.iter().any(|v| v == version) {
+        ModelState::Served
+    } else {
+        ModelState::VersionNotServed { served }
+    }
 }
 
 /// Writes the decision: finalizers, then the node label, then status, each only if it
@@ -122,14 +157,17 @@ async fn apply(ctx: &Context, link: &DeviceLink, d: &decide::Decision) -> Result
     let rv = link.resource_version();
     if let Some(finalizers) = &d.finalizers {
         let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": rv}});
-        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
         tracing::info!("removed the limb finalizer: the link's node is gone");
         return Ok(());
     }
     let mut rv = rv;
     if let Some(label) = &d.label {
         let patch = json!({"metadata": {"labels": {NODE_LABEL: label}, "resourceVersion": rv}});
-        let updated = api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        let updated = api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
         rv = updated.resource_version();
     }
     if let Some(status) = &d.status {
@@ -149,13 +187,24 @@ async fn apply(ctx: &Context, link: &DeviceLink, d: &decide::Decision) -> Result
             }
         }
         let patch = json!({"metadata": {"resourceVersion": rv}, "status": value});
-        api.patch_status(name, &PatchParams { field_manager: pp.field_manager.clone(), ..Default::default() }, &Patch::Merge(&patch))
-            .await?;
+        api.patch_status(
+            name,
+            &PatchParams {
+                field_manager: pp.field_manager.clone(),
+                ..Default::default()
+            },
+            &Patch::Merge(&patch),
+        )
+        .await?;
     }
     let reference = link.object_ref(&());
     for e in &d.events {
         let ev = KubeEvent {
-            type_: if e.warning { EventType::Warning } else { EventType::Normal },
+            type_: if e.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: e.reason.into(),
             note: Some(e.note.clone()),
             action: "Validate".into(),
@@ -196,7 +245,10 @@ fn error_policy(link: Arc<DeviceLink>, err: &Error, ctx: Arc<Context>) -> Action
 }
 
 /// Runs the controller until `shutdown` resolves.
-pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
     let links: Api<DeviceLink> = Api::all(ctx.client.clone());
     let nodes: Api<Node> = Api::all(ctx.client.clone());
     let crd_api: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
@@ -214,14 +266,21 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
                 .map(|l| ObjectRef::from_obj(&*l))
                 .collect::<Vec<_>>()
         })
-        .watches(crd_api, watcher::Config::default(), move |crd: CustomResourceDefinition| {
-            by_model
-                .state()
-                .into_iter()
-                .filter(|l| l.spec.model.group_version().0 == crd.spec.group && l.spec.model.kind == crd.spec.names.kind)
-                .map(|l| ObjectRef::from_obj(&*l))
-                .collect::<Vec<_>>()
-        })
+        .watches(
+            crd_api,
+            watcher::Config::default(),
+            move |crd: CustomResourceDefinition| {
+                by_model
+                    .state()
+                    .into_iter()
+                    .filter(|l| {
+                        l.spec.model.group_version().0 == crd.spec.group
+                            && l.spec.model.kind == crd.spec.names.kind
+                    })
+                    .map(|l| ObjectRef::from_obj(&*l))
+                    .collect::<Vec<_>>()
+            },
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {

@@ -25,23 +25,44 @@ impl Drop for ApiServer {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn apiserver_bin() -> PathBuf {
-    let bin = std::env::var_os("OCTOPUS_KUBE_APISERVER").map(PathBuf::from).unwrap_or_else(|| {
-        let cache = std::env::var_os("OCTOPUS_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/octopus")
+    let bin = std::env::var_os("OCTOPUS_KUBE_APISERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("OCTOPUS_CACHE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                        .join(".cache/octopus")
+                });
+            cache.join("kube/bin/kube-apiserver")
         });
-        cache.join("kube/bin/kube-apiserver")
-    });
-    assert!(bin.exists(), "{} not found; run scripts/build-kube.sh (scripts/test.sh does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} not found; run scripts/build-kube.sh (scripts/test.sh does)",
+        bin.display()
+    );
     bin
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl ApiServer {
@@ -51,43 +72,144 @@ impl ApiServer {
         let d = d.as_path();
         let pki = d.join("pki");
         std::fs::create_dir_all(&pki).unwrap();
-        openssl(&pki, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=test-ca", "-keyout", "ca.key", "-out", "ca.crt"]);
-        openssl(&pki, &["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=kube-apiserver", "-keyout", "server.key", "-out", "server.csr"]);
+        openssl(
+            &pki,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "3650",
+                "-subj",
+                "/CN=test-ca",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+            ],
+        );
+        openssl(
+            &pki,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=kube-apiserver",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+        );
         std::fs::write(
             pki.join("ext.cnf"),
             "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
         )
         .unwrap();
-        openssl(&pki, &["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "3650", "-extfile", "ext.cnf", "-out", "server.crt"]);
+        openssl(
+            &pki,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "3650",
+                "-extfile",
+                "ext.cnf",
+                "-out",
+                "server.crt",
+            ],
+        );
         openssl(&pki, &["genrsa", "-out", "sa.key", "2048"]);
         openssl(&pki, &["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
-        std::fs::write(pki.join("tokens.csv"), "test-admin-token,admin,uid-admin,system:masters\n").unwrap();
+        std::fs::write(pki.join("tokens.csv"), "test-admin-token,admin,uid-admin,system:masters\ntest-brain-token,octopus-brain,uid-brain\n").unwrap();
 
         let (etcd_port, peer_port, api_port) = (free_port(), free_port(), free_port());
         let log = |name: &str| Stdio::from(std::fs::File::create(d.join(name)).unwrap());
         let etcd = Command::new("etcd")
-            .args(["--name", "t", "--data-dir", &d.join("etcd").display().to_string()])
-            .args(["--listen-client-urls", &format!("http://127.0.0.1:{etcd_port}")])
-            .args(["--advertise-client-urls", &format!("http://127.0.0.1:{etcd_port}")])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer_port}")])
-            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer_port}")])
-            .args(["--initial-cluster", &format!("t=http://127.0.0.1:{peer_port}"), "--listen-metrics-urls", ""])
+            .args([
+                "--name",
+                "t",
+                "--data-dir",
+                &d.join("etcd").display().to_string(),
+            ])
+            .args([
+                "--listen-client-urls",
+                &format!("http://127.0.0.1:{etcd_port}"),
+            ])
+            .args([
+                "--advertise-client-urls",
+                &format!("http://127.0.0.1:{etcd_port}"),
+            ])
+            .args([
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{peer_port}"),
+            ])
+            .args([
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{peer_port}"),
+            ])
+            .args([
+                "--initial-cluster",
+                &format!("t=http://127.0.0.1:{peer_port}"),
+                "--listen-metrics-urls",
+                "",
+            ])
             .stdout(log("etcd.log"))
             .stderr(log("etcd.err"))
             .spawn()
             .expect("etcd (scripts/build-kube.sh installs it)");
-        let mut server = ApiServer { kubeconfig: d.join("kubeconfig"), children: vec![etcd], dir };
+        let mut server = ApiServer {
+            kubeconfig: d.join("kubeconfig"),
+            children: vec![etcd],
+            dir,
+        };
         let p = |f: &str| pki.join(f).display().to_string();
         let api = Command::new(apiserver_bin())
             .args(["--etcd-servers", &format!("http://127.0.0.1:{etcd_port}")])
-            .args(["--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1"])
+            .args([
+                "--bind-address",
+                "127.0.0.1",
+                "--advertise-address",
+                "127.0.0.1",
+            ])
             .args(["--secure-port", &api_port.to_string()])
-            .args(["--tls-cert-file", &p("server.crt"), "--tls-private-key-file", &p("server.key")])
+            .args([
+                "--tls-cert-file",
+                &p("server.crt"),
+                "--tls-private-key-file",
+                &p("server.key"),
+            ])
             .args(["--client-ca-file", &p("ca.crt")])
             .args(["--service-account-issuer", "https://kubernetes.default.svc"])
-            .args(["--service-account-key-file", &p("sa.pub"), "--service-account-signing-key-file", &p("sa.key")])
-            .args(["--token-auth-file", &p("tokens.csv"), "--authorization-mode", "RBAC"])
-            .args(["--service-cluster-ip-range", "10.96.0.0/24", "--endpoint-reconciler-type", "none"])
+            .args([
+                "--service-account-key-file",
+                &p("sa.pub"),
+                "--service-account-signing-key-file",
+                &p("sa.key"),
+            ])
+            .args([
+                "--token-auth-file",
+                &p("tokens.csv"),
+                "--authorization-mode",
+                "RBAC",
+            ])
+            .args([
+                "--service-cluster-ip-range",
+                "10.96.0.0/24",
+                "--endpoint-reconciler-type",
+                "none",
+            ])
             .stdout(log("apiserver.log"))
             .stderr(log("apiserver.err"))
             .spawn()
@@ -105,23 +227,41 @@ impl ApiServer {
         loop {
             if let Ok(c) = server.try_client().await
                 && c.apiserver_version().await.is_ok()
-                && kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(c.clone()).get_opt("default").await.ok().flatten().is_some()
+                && kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(c.clone())
+                    .get_opt("default")
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some()
             {
                 break;
             }
             assert!(
                 Instant::now() < deadline,
                 "kube-apiserver not ready: {}",
-                std::fs::read_to_string(server.dir.path().join("apiserver.err")).unwrap_or_default()
+                std::fs::read_to_string(server.dir.path().join("apiserver.err"))
+                    .unwrap_or_default()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         server
     }
 
+    /// A kubeconfig for the user `octopus-brain`, who has no rights until bound.
+    pub fn brain_kubeconfig(&self) -> PathBuf {
+        let text = std::fs::read_to_string(&self.kubeconfig)
+            .unwrap()
+            .replace("test-admin-token", "test-brain-token");
+        let path = self.dir.path().join("kubeconfig-brain");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
     async fn try_client(&self) -> Result<Client, String> {
         let kc = Kubeconfig::read_from(&self.kubeconfig).map_err(|e| e.to_string())?;
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.map_err(|e| e.to_string())?;
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
         Client::try_from(cfg).map_err(|e| e.to_string())
     }
 

@@ -1,7 +1,12 @@
 //! The brain against a real kube-apiserver with etcd: CRDs install, the schema rejects
 //! bad links, and NodeExisted / ModelExisted follow nodes and CRDs as they come and go.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
 
 mod apiserver;
 
@@ -25,22 +30,39 @@ async fn install_crds(client: &Client, crds: Vec<CustomResourceDefinition>) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in crds {
         let name = crd.name_any();
-        api.patch(&name, &PatchParams::apply("test").force(), &Patch::Apply(&crd)).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(30), await_condition(api.clone(), &name, conditions::is_crd_established()))
-            .await
-            .unwrap()
-            .unwrap();
+        api.patch(
+            &name,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(api.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
     }
 }
 
 async fn install_all(client: &Client) {
-    install_crds(client, crds::generated::all().into_iter().map(|(_, c)| c).collect()).await;
+    install_crds(
+        client,
+        crds::generated::all().into_iter().map(|(_, c)| c).collect(),
+    )
+    .await;
 }
 
 /// Runs the brain's controller in this process until the returned sender is dropped.
 fn start_brain(client: &Client) -> tokio::sync::oneshot::Sender<()> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let ctx = Arc::new(Context::new(client.clone(), Arc::new(Metrics::default()), Some("test".into())));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Arc::new(Metrics::default()),
+        Some("test".into()),
+    ));
     tokio::spawn(reconciler::run(ctx, async move {
         let _ = rx.await;
     }));
@@ -68,7 +90,12 @@ fn cond(l: &DeviceLink, t: ConditionType) -> Option<(ConditionStatus, String)> {
 }
 
 /// Waits for `pred` on the link; returns it and how long it took.
-async fn wait_link(api: &Api<DeviceLink>, name: &str, what: &str, pred: impl Fn(&DeviceLink) -> bool) -> (DeviceLink, Duration) {
+async fn wait_link(
+    api: &Api<DeviceLink>,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&DeviceLink) -> bool,
+) -> (DeviceLink, Duration) {
     let start = Instant::now();
     loop {
         if let Some(l) = api.get_opt(name).await.unwrap()
@@ -77,17 +104,27 @@ async fn wait_link(api: &Api<DeviceLink>, name: &str, what: &str, pred: impl Fn(
             eprintln!("converged: {name}: {what} in {:.2?}", start.elapsed());
             return (l, start.elapsed());
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "{name}: {what} not reached; last: {:#?}", api.get_opt(name).await.unwrap().map(|l| l.status));
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{name}: {what} not reached; last: {:#?}",
+            api.get_opt(name).await.unwrap().map(|l| l.status)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 async fn create_node(client: &Client, name: &str) {
     let nodes: Api<Node> = Api::all(client.clone());
-    let node: Node = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})).unwrap();
+    let node: Node = serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}),
+    )
+    .unwrap();
     nodes.create(&PostParams::default(), &node).await.unwrap();
     let status = json!({"status": {"addresses": [{"type": "InternalIP", "address": "10.1.2.3"}, {"type": "Hostname", "address": name}]}});
-    nodes.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,35 +135,64 @@ async fn crds_install_and_the_schema_rejects_what_cannot_work() {
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
 
     // Octopus's own example applies unchanged.
-    let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/standalone/living-room-fan.yaml")).unwrap();
+    let yaml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/standalone/living-room-fan.yaml"
+    ))
+    .unwrap();
     let value: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
-    let dyn_api: Api<kube::api::DynamicObject> =
-        Api::namespaced_with(client.clone(), "default", &kube::api::ApiResource::erase::<DeviceLink>(&()));
+    let dyn_api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &kube::api::ApiResource::erase::<DeviceLink>(&()),
+    );
     let obj: kube::api::DynamicObject = serde_json::from_value(value).unwrap();
     dyn_api.create(&PostParams::default(), &obj).await.unwrap();
     assert!(links.get_opt("living-room-fan").await.unwrap().is_some());
 
     // A link without a node, and one whose model is a string, are refused by the schema.
     for (name, bad) in [
-        ("no-node", json!({"adaptor": {"name": "x"}, "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "K"}, "template": {"spec": {}}})),
-        ("bad-model", json!({"adaptor": {"node": "n", "name": "x"}, "model": "DummySpecialDevice", "template": {"spec": {}}})),
+        (
+            "no-node",
+            json!({"adaptor": {"name": "x"}, "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "K"}, "template": {"spec": {}}}),
+        ),
+        (
+            "bad-model",
+            json!({"adaptor": {"node": "n", "name": "x"}, "model": "DummySpecialDevice", "template": {"spec": {}}}),
+        ),
     ] {
         let obj: kube::api::DynamicObject = serde_json::from_value(json!({
             "apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceLink",
             "metadata": {"name": name, "namespace": "default"}, "spec": bad
         }))
         .unwrap();
-        let err = dyn_api.create(&PostParams::default(), &obj).await.unwrap_err();
-        let kube::Error::Api(e) = err else { panic!("{name}: {err}") };
+        let err = dyn_api
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap_err();
+        let kube::Error::Api(e) = err else {
+            panic!("{name}: {err}")
+        };
         assert_eq!(e.code, 422, "{name}: {}", e.message);
         eprintln!("{name} rejected: {}", e.message);
     }
 
     // Every device model CRD is established.
     let crd_api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for kind in ["DummySpecialDevice", "DummyProtocolDevice", "ModbusDevice", "MQTTDevice", "OPCUADevice"] {
+    for kind in [
+        "DummySpecialDevice",
+        "DummyProtocolDevice",
+        "ModbusDevice",
+        "MQTTDevice",
+        "OPCUADevice",
+    ] {
         let all = crd_api.list(&Default::default()).await.unwrap();
-        assert!(all.items.iter().any(|c| c.spec.names.kind == kind && c.spec.group == "devices.edge.cattle.io"), "{kind}");
+        assert!(
+            all.items
+                .iter()
+                .any(|c| c.spec.names.kind == kind && c.spec.group == "devices.edge.cattle.io"),
+            "{kind}"
+        );
     }
 }
 
@@ -138,25 +204,46 @@ async fn node_existed_follows_the_node() {
     let _brain = start_brain(&client);
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
     links
-        .create(&PostParams::default(), &link_json("fan", "edge-1", "devices.edge.cattle.io/v1alpha1", "DummySpecialDevice"))
+        .create(
+            &PostParams::default(),
+            &link_json(
+                "fan",
+                "edge-1",
+                "devices.edge.cattle.io/v1alpha1",
+                "DummySpecialDevice",
+            ),
+        )
         .await
         .unwrap();
     let (l, _) = wait_link(&links, "fan", "NodeExisted=False/NotFound", |l| {
         cond(l, ConditionType::NodeExisted) == Some((ConditionStatus::False, "NotFound".into()))
     })
     .await;
-    assert_eq!(l.status.as_ref().unwrap().conditions.len(), 1, "a failed node ends the pipeline");
+    assert_eq!(
+        l.status.as_ref().unwrap().conditions.len(),
+        1,
+        "a failed node ends the pipeline"
+    );
 
     create_node(&client, "edge-1").await;
-    let (l, _) = wait_link(&links, "fan", "NodeExisted=True after the node is created", |l| {
-        cond(l, ConditionType::ModelExisted).is_some_and(|c| c.0 == ConditionStatus::True)
-    })
+    let (l, _) = wait_link(
+        &links,
+        "fan",
+        "NodeExisted=True after the node is created",
+        |l| cond(l, ConditionType::ModelExisted).is_some_and(|c| c.0 == ConditionStatus::True),
+    )
     .await;
     let st = l.status.clone().unwrap();
     assert_eq!(st.node_internal_ip.as_deref(), Some("10.1.2.3"));
     assert_eq!(st.node_host_name.as_deref(), Some("edge-1"));
-    assert_eq!(cond(&l, ConditionType::AdaptorExisted), Some((ConditionStatus::Unknown, "Confirming".into())));
-    assert_eq!(l.labels().get(NODE_LABEL).map(String::as_str), Some("edge-1"));
+    assert_eq!(
+        cond(&l, ConditionType::AdaptorExisted),
+        Some((ConditionStatus::Unknown, "Confirming".into()))
+    );
+    assert_eq!(
+        l.labels().get(NODE_LABEL).map(String::as_str),
+        Some("edge-1")
+    );
     assert_eq!(st.observed_generation, l.metadata.generation);
 
     // The limb's conditions survive re-validation.
@@ -166,33 +253,66 @@ async fn node_existed_follows_the_node() {
     c.succeed(ConditionType::DeviceCreated, &crds::conditions::now());
     st2.conditions = c.0;
     links
-        .patch_status("fan", &PatchParams::default(), &Patch::Merge(&json!({"status": {"conditions": st2.conditions}})))
+        .patch_status(
+            "fan",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"conditions": st2.conditions}})),
+        )
         .await
         .unwrap();
     let nodes: Api<Node> = Api::all(client.clone());
-    nodes.patch("edge-1", &PatchParams::default(), &Patch::Merge(&json!({"metadata": {"labels": {"touch": "1"}}}))).await.unwrap();
+    nodes
+        .patch(
+            "edge-1",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"labels": {"touch": "1"}}})),
+        )
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let l = links.get("fan").await.unwrap();
-    assert_eq!(cond(&l, ConditionType::DeviceCreated), Some((ConditionStatus::True, "Success".into())), "limb conditions kept");
+    assert_eq!(
+        cond(&l, ConditionType::DeviceCreated),
+        Some((ConditionStatus::True, "Success".into())),
+        "limb conditions kept"
+    );
 
-    nodes.delete("edge-1", &DeleteParams::default()).await.unwrap();
-    let (l, _) = wait_link(&links, "fan", "NodeExisted=False after the node is deleted", |l| {
-        cond(l, ConditionType::NodeExisted).is_some_and(|c| c.0 == ConditionStatus::False)
-    })
+    nodes
+        .delete("edge-1", &DeleteParams::default())
+        .await
+        .unwrap();
+    let (l, _) = wait_link(
+        &links,
+        "fan",
+        "NodeExisted=False after the node is deleted",
+        |l| cond(l, ConditionType::NodeExisted).is_some_and(|c| c.0 == ConditionStatus::False),
+    )
     .await;
-    assert!(l.labels().get(NODE_LABEL).is_none(), "the node label goes with the node");
+    assert!(
+        l.labels().get(NODE_LABEL).is_none(),
+        "the node label goes with the node"
+    );
     assert!(l.status.unwrap().node_internal_ip.is_none());
 
     // Moving the link to another existing node re-validates it.
     create_node(&client, "edge-2").await;
     links
-        .patch("fan", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"adaptor": {"node": "edge-2"}}})))
+        .patch(
+            "fan",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"adaptor": {"node": "edge-2"}}})),
+        )
         .await
         .unwrap();
-    wait_link(&links, "fan", "NodeExisted=True after moving to another node", |l| {
-        cond(l, ConditionType::NodeExisted).is_some_and(|c| c.0 == ConditionStatus::True)
-            && l.labels().get(NODE_LABEL).map(String::as_str) == Some("edge-2")
-    })
+    wait_link(
+        &links,
+        "fan",
+        "NodeExisted=True after moving to another node",
+        |l| {
+            cond(l, ConditionType::NodeExisted).is_some_and(|c| c.0 == ConditionStatus::True)
+                && l.labels().get(NODE_LABEL).map(String::as_str) == Some("edge-2")
+        },
+    )
     .await;
 }
 
@@ -226,7 +346,15 @@ async fn model_existed_follows_the_crd_and_its_served_versions() {
     // "Thermostat" pluralises to "thermostats" by luck; the point is the lookup by group
     // and kind, which the second CRD below (kind "Box", plural "boxen") proves.
     links
-        .create(&PostParams::default(), &link_json("t", "edge-1", "devices.edge.cattle.io/v1alpha1", "Thermostat"))
+        .create(
+            &PostParams::default(),
+            &link_json(
+                "t",
+                "edge-1",
+                "devices.edge.cattle.io/v1alpha1",
+                "Thermostat",
+            ),
+        )
         .await
         .unwrap();
     wait_link(&links, "t", "ModelExisted=False without the CRD", |l| {
@@ -240,27 +368,50 @@ async fn model_existed_follows_the_crd_and_its_served_versions() {
     .await;
     let crd_api: Api<CustomResourceDefinition> = Api::all(client.clone());
     crd_api
-        .patch("thermostats.devices.edge.cattle.io", &PatchParams::apply("test").force(), &Patch::Apply(&test_crd(false)))
+        .patch(
+            "thermostats.devices.edge.cattle.io",
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&test_crd(false)),
+        )
         .await
         .unwrap();
-    let (l, _) = wait_link(&links, "t", "ModelExisted=False when v1alpha1 is no longer served", |l| {
-        cond(l, ConditionType::ModelExisted).is_some_and(|c| c.0 == ConditionStatus::False)
-    })
+    let (l, _) = wait_link(
+        &links,
+        "t",
+        "ModelExisted=False when v1alpha1 is no longer served",
+        |l| cond(l, ConditionType::ModelExisted).is_some_and(|c| c.0 == ConditionStatus::False),
+    )
     .await;
     let msg = &l.status.unwrap().conditions[1].message;
-    assert!(msg.contains("isn't served") && msg.contains("v1beta1"), "{msg}");
+    assert!(
+        msg.contains("isn't served") && msg.contains("v1beta1"),
+        "{msg}"
+    );
     crd_api
-        .patch("thermostats.devices.edge.cattle.io", &PatchParams::apply("test").force(), &Patch::Apply(&test_crd(true)))
+        .patch(
+            "thermostats.devices.edge.cattle.io",
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&test_crd(true)),
+        )
         .await
         .unwrap();
     wait_link(&links, "t", "ModelExisted=True when served again", |l| {
         cond(l, ConditionType::ModelExisted).is_some_and(|c| c.0 == ConditionStatus::True)
     })
     .await;
-    crd_api.delete("thermostats.devices.edge.cattle.io", &DeleteParams::default()).await.unwrap();
-    wait_link(&links, "t", "ModelExisted=False after the CRD is deleted", |l| {
-        cond(l, ConditionType::ModelExisted).is_some_and(|c| c.0 == ConditionStatus::False)
-    })
+    crd_api
+        .delete(
+            "thermostats.devices.edge.cattle.io",
+            &DeleteParams::default(),
+        )
+        .await
+        .unwrap();
+    wait_link(
+        &links,
+        "t",
+        "ModelExisted=False after the CRD is deleted",
+        |l| cond(l, ConditionType::ModelExisted).is_some_and(|c| c.0 == ConditionStatus::False),
+    )
     .await;
 
     // An irregular plural: found by group and kind, not by kind + "s".
@@ -272,12 +423,18 @@ async fn model_existed_follows_the_crd_and_its_served_versions() {
     boxes.spec.names.list_kind = Some("BoxList".into());
     install_crds(&client, vec![boxes]).await;
     links
-        .create(&PostParams::default(), &link_json("b", "edge-1", "devices.edge.cattle.io/v1alpha1", "Box"))
+        .create(
+            &PostParams::default(),
+            &link_json("b", "edge-1", "devices.edge.cattle.io/v1alpha1", "Box"),
+        )
         .await
         .unwrap();
-    wait_link(&links, "b", "ModelExisted=True for an irregular plural", |l| {
-        cond(l, ConditionType::ModelExisted).is_some_and(|c| c.0 == ConditionStatus::True)
-    })
+    wait_link(
+        &links,
+        "b",
+        "ModelExisted=True for an irregular plural",
+        |l| cond(l, ConditionType::ModelExisted).is_some_and(|c| c.0 == ConditionStatus::True),
+    )
     .await;
 }
 
@@ -288,14 +445,28 @@ async fn deleting_a_link_whose_node_is_gone_does_not_hang() {
     install_all(&client).await;
     let _brain = start_brain(&client);
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
-    let mut l = link_json("orphan", "gone-node", "devices.edge.cattle.io/v1alpha1", "DummySpecialDevice");
+    let mut l = link_json(
+        "orphan",
+        "gone-node",
+        "devices.edge.cattle.io/v1alpha1",
+        "DummySpecialDevice",
+    );
     l.metadata.finalizers = Some(vec![LIMB_FINALIZER.to_owned()]);
     links.create(&PostParams::default(), &l).await.unwrap();
-    wait_link(&links, "orphan", "NodeExisted=False", |l| cond(l, ConditionType::NodeExisted).is_some()).await;
+    wait_link(&links, "orphan", "NodeExisted=False", |l| {
+        cond(l, ConditionType::NodeExisted).is_some()
+    })
+    .await;
     let start = Instant::now();
-    links.delete("orphan", &DeleteParams::default()).await.unwrap();
+    links
+        .delete("orphan", &DeleteParams::default())
+        .await
+        .unwrap();
     while links.get_opt("orphan").await.unwrap().is_some() {
-        assert!(start.elapsed() < Duration::from_secs(30), "deletion hangs on the limb finalizer");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "deletion hangs on the limb finalizer"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eprintln!("converged: orphan link deleted in {:.2?}", start.elapsed());
@@ -311,13 +482,39 @@ impl Drop for Brain {
 }
 
 fn spawn_brain(server: &ApiServer, id: &str) -> Brain {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    spawn_brain_with(&server.kubeconfig, server, id, "default")
+}
+
+fn spawn_brain_with(
+    kubeconfig: &std::path::Path,
+    server: &ApiServer,
+    id: &str,
+    lease_ns: &str,
+) -> Brain {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let log = std::fs::File::create(server.dir.path().join(format!("{id}.log"))).unwrap();
     Brain(
         std::process::Command::new(env!("CARGO_BIN_EXE_brain"))
-            .args(["run", "--listen", &format!("127.0.0.1:{port}"), "--identity", id])
-            .args(["--lease-namespace", "default", "--lease-duration", "3s", "--lease-retry", "500ms"])
-            .env("KUBECONFIG", &server.kubeconfig)
+            .args([
+                "run",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--identity",
+                id,
+            ])
+            .args([
+                "--lease-namespace",
+                lease_ns,
+                "--lease-duration",
+                "3s",
+                "--lease-retry",
+                "500ms",
+            ])
+            .env("KUBECONFIG", kubeconfig)
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
@@ -327,7 +524,12 @@ fn spawn_brain(server: &ApiServer, id: &str) -> Brain {
 
 async fn holder(client: &Client) -> Option<String> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
-    leases.get_opt("octopus-brain").await.unwrap().and_then(|l| l.spec).and_then(|s| s.holder_identity)
+    leases
+        .get_opt("octopus-brain")
+        .await
+        .unwrap()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,29 +541,61 @@ async fn two_brains_elect_one_leader_and_the_second_takes_over() {
     let a = spawn_brain(&server, "brain-a");
     let start = Instant::now();
     while holder(&client).await.as_deref() != Some("brain-a") {
-        assert!(start.elapsed() < Duration::from_secs(30), "brain-a never led");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "brain-a never led"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let b = spawn_brain(&server, "brain-b");
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
     links
-        .create(&PostParams::default(), &link_json("one", "edge-1", "devices.edge.cattle.io/v1alpha1", "DummySpecialDevice"))
+        .create(
+            &PostParams::default(),
+            &link_json(
+                "one",
+                "edge-1",
+                "devices.edge.cattle.io/v1alpha1",
+                "DummySpecialDevice",
+            ),
+        )
         .await
         .unwrap();
-    wait_link(&links, "one", "validated by the leader", |l| cond(l, ConditionType::ModelExisted).is_some()).await;
+    wait_link(&links, "one", "validated by the leader", |l| {
+        cond(l, ConditionType::ModelExisted).is_some()
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(holder(&client).await.as_deref(), Some("brain-a"), "the standby must not steal a live lease");
+    assert_eq!(
+        holder(&client).await.as_deref(),
+        Some("brain-a"),
+        "the standby must not steal a live lease"
+    );
 
     // SIGKILL: no release, so the standby waits out the lease (3 s) and takes over.
     let killed = Instant::now();
     drop(a);
     while holder(&client).await.as_deref() != Some("brain-b") {
-        assert!(killed.elapsed() < Duration::from_secs(20), "brain-b never took over");
+        assert!(
+            killed.elapsed() < Duration::from_secs(20),
+            "brain-b never took over"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    eprintln!("converged: brain-b took over {:.2?} after brain-a was killed", killed.elapsed());
+    eprintln!(
+        "converged: brain-b took over {:.2?} after brain-a was killed",
+        killed.elapsed()
+    );
     links
-        .create(&PostParams::default(), &link_json("two", "edge-1", "devices.edge.cattle.io/v1alpha1", "DummySpecialDevice"))
+        .create(
+            &PostParams::default(),
+            &link_json(
+                "two",
+                "edge-1",
+                "devices.edge.cattle.io/v1alpha1",
+                "DummySpecialDevice",
+            ),
+        )
         .await
         .unwrap();
     wait_link(&links, "two", "validated by the new leader", |l| {
@@ -369,4 +603,102 @@ async fn two_brains_elect_one_leader_and_the_second_takes_over() {
     })
     .await;
     drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_brain_works_with_exactly_the_rbac_it_ships() {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+    let server = ApiServer::start().await;
+    let client = server.client().await;
+    install_all(&client).await;
+    create_node(&client, "edge-1").await;
+    // The manifest's Namespace, roles and bindings, with the bindings' subject swapped
+    // for the test's token user (no service-account tokens without a controller manager).
+    let manifest =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/brain.yaml"))
+            .unwrap();
+    let pp = PostParams::default();
+    let user =
+        json!([{"kind": "User", "name": "octopus-brain", "apiGroup": "rbac.authorization.k8s.io"}]);
+    for doc in serde_yaml::Deserializer::from_str(&manifest) {
+        let mut v: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+        match v["kind"].as_str().unwrap() {
+            "Namespace" => {
+                let ns: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(v).unwrap();
+                Api::all(client.clone()).create(&pp, &ns).await.unwrap();
+            }
+            "ClusterRole" => {
+                let r: ClusterRole = serde_json::from_value(v).unwrap();
+                Api::all(client.clone()).create(&pp, &r).await.unwrap();
+            }
+            "Role" => {
+                let r: Role = serde_json::from_value(v).unwrap();
+                Api::namespaced(client.clone(), "octopus-system")
+                    .create(&pp, &r)
+                    .await
+                    .unwrap();
+            }
+            "ClusterRoleBinding" => {
+                v["subjects"] = user.clone();
+                let b: ClusterRoleBinding = serde_json::from_value(v).unwrap();
+                Api::all(client.clone()).create(&pp, &b).await.unwrap();
+            }
+            "RoleBinding" => {
+                v["subjects"] = user.clone();
+                let b: RoleBinding = serde_json::from_value(v).unwrap();
+                Api::namespaced(client.clone(), "octopus-system")
+                    .create(&pp, &b)
+                    .await
+                    .unwrap();
+            }
+            _ => {}
+        }
+    }
+    let _brain = spawn_brain_with(
+        &server.brain_kubeconfig(),
+        &server,
+        "brain-rbac",
+        "octopus-system",
+    );
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
+    links
+        .create(
+            &PostParams::default(),
+            &link_json(
+                "least",
+                "edge-1",
+                "devices.edge.cattle.io/v1alpha1",
+                "DummySpecialDevice",
+            ),
+        )
+        .await
+        .unwrap();
+    let (l, _) = wait_link(&links, "least", "validated with the shipped RBAC", |l| {
+        cond(l, ConditionType::ModelExisted).is_some_and(|c| c.0 == ConditionStatus::True)
+    })
+    .await;
+    assert_eq!(
+        l.labels().get(NODE_LABEL).map(String::as_str),
+        Some("edge-1")
+    );
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "octopus-system");
+    let lease = leases.get("octopus-brain").await.unwrap();
+    assert_eq!(
+        lease.spec.unwrap().holder_identity.as_deref(),
+        Some("brain-rbac")
+    );
+    // And it cannot read Secrets.
+    let brain_client = {
+        let kc = kube::config::Kubeconfig::read_from(server.brain_kubeconfig()).unwrap();
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        Client::try_from(cfg).unwrap()
+    };
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::all(brain_client);
+    let err = secrets.list(&Default::default()).await.unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref e) if e.code == 403),
+        "{err}"
+    );
 }

@@ -19,15 +19,24 @@ fn main() -> ExitCode {
         let path = dir.join(&file);
         if check {
             if std::fs::read_to_string(&path).ok().as_deref() != Some(yaml.as_str()) {
-                eprintln!("{} is out of date; run `cargo run -p crds --bin crdgen`", path.display());
+                eprintln!(
+                    "{} is out of date; run `cargo run -p crds --bin crdgen`",
+                    path.display()
+                );
                 drift += 1;
             }
-        } else if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, yaml)) {
+        } else if let Err(e) =
+            std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, yaml))
+        {
             eprintln!("cannot write {}: {e}", path.display());
             return ExitCode::FAILURE;
         } else {
             println!("wrote {}", path.display());
         }
     }
-    if drift > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if drift > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

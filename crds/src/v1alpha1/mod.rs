@@ -28,7 +28,9 @@ pub const NODE_LABEL: &str = "edge.cattle.io/node";
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// apiVersion and kind of a device model.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct TypeMeta {
     pub api_version: String,
@@ -38,7 +40,9 @@ pub struct TypeMeta {
 impl TypeMeta {
     /// The group and version of `apiVersion` (`("", "v1")` for the core group).
     pub fn group_version(&self) -> (&str, &str) {
-        self.api_version.split_once('/').unwrap_or(("", &self.api_version))
+        self.api_version
+            .split_once('/')
+            .unwrap_or(("", &self.api_version))
     }
 }
 
@@ -131,7 +135,11 @@ pub struct DeviceLinkReference {
     pub secret: Option<KeysSource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map: Option<KeysSource>,
-    #[serde(default, rename = "downwardAPI", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "downwardAPI",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub downward_api: Option<DownwardApiSource>,
 }
 
@@ -175,13 +183,29 @@ pub struct DeviceLinkStatus {
     pub node_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_host_name: Option<String>,
-    #[serde(default, rename = "nodeInternalIP", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "nodeInternalIP",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub node_internal_ip: Option<String>,
-    #[serde(default, rename = "nodeInternalDNS", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "nodeInternalDNS",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub node_internal_dns: Option<String>,
-    #[serde(default, rename = "nodeExternalIP", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "nodeExternalIP",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub node_external_ip: Option<String>,
-    #[serde(default, rename = "nodeExternalDNS", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "nodeExternalDNS",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub node_external_dns: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<TypeMeta>,
@@ -198,7 +222,9 @@ pub struct DeviceLinkStatus {
 pub fn node_label_value(node: &str) -> String {
     let fits = !node.is_empty()
         && node.len() <= 63
-        && node.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && node
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && node.starts_with(|c: char| c.is_ascii_alphanumeric())
         && node.ends_with(|c: char| c.is_ascii_alphanumeric());
     if fits {
