@@ -29,6 +29,9 @@ use crate::engine::{DeviceTag, Runtime};
 use crate::metrics::Metrics;
 use crate::status::{DeviceReport, Event, EventType, Phase, StatusBoard, now};
 
+/// Successful polls after which an instance's earlier traps are forgiven.
+const STABLE_AFTER_POLLS: u32 = 10;
+
 /// Everything supervisors share.
 pub struct Context {
     pub runtime: Arc<Runtime>,
@@ -94,6 +97,7 @@ pub fn spawn(
         next_poll: Instant::now(),
         failures: 0,
         traps_in_row: 0,
+        good_polls: 0,
         retry_at: None,
         blocked: None,
         refused_digests: HashSet::new(),
@@ -130,8 +134,11 @@ struct Supervisor {
     next_poll: Instant,
     /// Failed starts and dead instances in a row (for the backoff delay).
     failures: u32,
-    /// Traps in a row (for quarantine); an unreachable device is never quarantined.
+    /// Traps without a stable instance in between (for quarantine); an unreachable
+    /// device is never quarantined.
     traps_in_row: u32,
+    /// Successful polls of the current instance.
+    good_polls: u32,
     retry_at: Option<Instant>,
     blocked: Option<Blocked>,
     /// Adaptor versions that failed to take over this device; not retried.
@@ -379,6 +386,7 @@ impl Supervisor {
         if trapped {
             self.traps_in_row += 1;
         }
+        self.good_polls = 0;
         let decision = if trapped {
             self.ctx.restart.decide(self.traps_in_row, fastrand::f64())
         } else {
@@ -437,7 +445,12 @@ impl Supervisor {
             Ok(doc) => {
                 self.current = Some(inst);
                 self.failures = 0;
-                self.traps_in_row = 0;
+                self.good_polls += 1;
+                // An instance must prove itself before its trap record is forgiven, so a
+                // device that traps every few polls still ends in quarantine.
+                if self.good_polls >= STABLE_AFTER_POLLS {
+                    self.traps_in_row = 0;
+                }
                 if let Some(old) = self.probation.take() {
                     self.ctx.metrics.swap("committed");
                     old.shutdown().await;
