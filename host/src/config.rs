@@ -30,6 +30,21 @@ pub struct Config {
 pub enum Command {
     /// Runs adaptors (*.wasm) and DeviceLinks (*.yaml) from a folder, without a cluster.
     Standalone(StandaloneArgs),
+    /// Runs on a node of a Kubernetes cluster (in-cluster config, or KUBECONFIG).
+    #[cfg(feature = "cluster")]
+    Cluster(ClusterArgs),
+    /// Validates an adaptor component and prints the ConfigMap(s) that ship it to a
+    /// cluster (`limb package adaptor.wasm | kubectl apply -f -`).
+    Package {
+        /// The component.
+        file: PathBuf,
+        /// Name of the ConfigMap (default: derived from the adaptor's name).
+        #[arg(long)]
+        configmap: Option<String>,
+        /// Namespace of the limb.
+        #[arg(long, default_value = "octopus-system")]
+        namespace: String,
+    },
     /// Loads adaptor components, validates them and prints what they describe.
     Inspect {
         /// Component files.
@@ -59,6 +74,30 @@ pub struct StandaloneArgs {
     /// Drive only the links whose spec.adaptor.node is this name (default: all).
     #[arg(long, env = "NODE_NAME")]
     pub node: Option<String>,
+}
+
+#[cfg(feature = "cluster")]
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// This node's name (from the downward API in the DaemonSet).
+    #[arg(long, env = "NODE_NAME")]
+    pub node: String,
+
+    /// The limb's namespace, where adaptor ConfigMaps live.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "octopus-system")]
+    pub namespace: String,
+
+    /// Address of /devices, /metrics and /healthz.
+    #[arg(long, env = "LIMB_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: ListenAddr,
+
+    /// How often coalesced status is written to the API.
+    #[arg(long, env = "LIMB_STATUS_FLUSH", default_value = "250ms", value_parser = parse_duration)]
+    pub status_flush: Duration,
+
+    /// Re-check of every link when nothing changes.
+    #[arg(long, env = "LIMB_RESYNC", default_value = "30s", value_parser = parse_duration)]
+    pub resync: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

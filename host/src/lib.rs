@@ -11,6 +11,8 @@ pub mod adaptors;
 pub mod admin;
 pub mod bindings;
 pub mod capabilities;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod metrics;

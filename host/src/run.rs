@@ -32,6 +32,11 @@ pub enum Error {
     NotADir { path: String },
     #[error("cannot serve the admin endpoint")]
     Admin(#[source] std::io::Error),
+    #[cfg(feature = "cluster")]
+    #[error(transparent)]
+    Cluster(crate::cluster::Error),
+    #[error("task failed: {0}")]
+    Join(String),
 }
 
 /// The shared context and compile cache for the given settings.
@@ -126,6 +131,43 @@ pub async fn standalone(runtime: &RuntimeArgs, args: StandaloneArgs) -> Result<(
         let _ = a.await;
     }
     Ok(())
+}
+
+/// Runs cluster mode until Ctrl-C or SIGTERM.
+#[cfg(feature = "cluster")]
+pub async fn cluster(runtime: &RuntimeArgs, args: crate::config::ClusterArgs) -> Result<(), Error> {
+    let (ctx, cache) = context(runtime)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let admin = match args.listen {
+        ListenAddr::Off => None,
+        ListenAddr::At(addr) => {
+            let (board, metrics, rx) = (ctx.board.clone(), ctx.metrics.clone(), stop_rx.clone());
+            drop(std::net::TcpListener::bind(addr).map_err(Error::Admin)?);
+            Some(tokio::spawn(crate::admin::serve(addr, board, metrics, rx)))
+        }
+    };
+    let settings = crate::cluster::Settings {
+        node: args.node,
+        namespace: args.namespace,
+        flush: args.status_flush,
+        resync: args.resync,
+    };
+    let mut main = tokio::spawn(crate::cluster::run(ctx, cache, settings, stop_rx));
+    let finished = tokio::select! {
+        () = shutdown_signal() => None,
+        r = &mut main => Some(r),
+    };
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let result = match finished {
+        Some(r) => r,
+        None => main.await,
+    }
+    .map_err(|e| Error::Join(e.to_string()))?;
+    if let Some(a) = admin {
+        let _ = a.await;
+    }
+    result.map_err(Error::Cluster)
 }
 
 async fn shutdown_signal() {

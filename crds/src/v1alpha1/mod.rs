@@ -102,6 +102,10 @@ pub struct DeviceAdaptor {
     pub node: String,
     /// The adaptor name, e.g. `adaptors.edge.cattle.io/dummy`.
     pub name: String,
+    /// Pins the adaptor's component (`sha256:<hex>`): any other version is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^sha256:[0-9a-f]{64}$"))]
+    pub digest: Option<String>,
     /// Deprecated in Octopus (moved into the model spec); kept so old YAML parses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::preserve_unknown_object")]

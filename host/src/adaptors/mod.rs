@@ -2,6 +2,7 @@
 //! read the adaptor's self-description.
 
 pub mod cache;
+pub mod package;
 pub mod validate;
 
 use std::sync::Arc;

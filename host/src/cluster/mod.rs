@@ -1,0 +1,103 @@
+//! Cluster mode: the limb on one node of a Kubernetes cluster.
+//!
+//! Three tasks share the supervisors' status board:
+//! - [`source`] watches adaptor ConfigMaps in the limb's namespace, loads and hot-swaps;
+//! - [`manager`] watches the DeviceLinks labelled for this node, keeps their finalizer
+//!   and device instances, and runs a supervisor per link;
+//! - [`relay`] writes what the supervisors report to the API: limb-owned conditions on
+//!   the link and the adaptor's status on the device instance, coalesced, latest wins.
+//!
+//! Devices keep running while the API server is away; writes catch up when it returns.
+
+pub mod manager;
+pub mod relay;
+pub mod source;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use kube::Client;
+use tokio::sync::{mpsc, watch};
+
+use crate::adaptors::{Adaptor, CompileCache};
+use crate::supervisor::Context;
+
+/// The field manager of everything the limb writes.
+pub const MANAGER: &str = "octopus-limb";
+/// Annotations the limb puts on device instances.
+pub const NODE_ANNOTATION: &str = "edge.cattle.io/node";
+pub const ADAPTOR_ANNOTATION: &str = "edge.cattle.io/adaptor";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot reach the API server")]
+    Client(#[source] kube::Error),
+}
+
+/// Adaptors loaded from ConfigMaps, by adaptor name; why a name was refused, if it was.
+#[derive(Default)]
+pub struct Registry {
+    loaded: RwLock<HashMap<String, Arc<Adaptor>>>,
+    refused: RwLock<HashMap<String, String>>,
+}
+
+impl Registry {
+    pub fn get(&self, name: &str) -> Option<Arc<Adaptor>> {
+        self.loaded.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    pub fn refusal(&self, name: &str) -> Option<String> {
+        self.refused.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    fn set(&self, adaptor: Arc<Adaptor>) {
+        let name = adaptor.info.name.clone();
+        self.refused.write().unwrap_or_else(|e| e.into_inner()).remove(&name);
+        self.loaded.write().unwrap_or_else(|e| e.into_inner()).insert(name, adaptor);
+    }
+
+    fn refuse(&self, name: &str, why: String) {
+        self.refused.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), why);
+    }
+
+    fn remove(&self, name: &str) {
+        self.loaded.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+        self.refused.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+    }
+}
+
+/// Settings of cluster mode.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub node: String,
+    pub namespace: String,
+    pub flush: std::time::Duration,
+    pub resync: std::time::Duration,
+}
+
+/// Runs until `shutdown` turns true.
+pub async fn run(
+    ctx: Arc<Context>,
+    cache: Arc<CompileCache>,
+    settings: Settings,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let client = Client::try_default().await.map_err(Error::Client)?;
+    let registry = Arc::new(Registry::default());
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let links = manager::link_store(&client, &settings, events_tx.clone(), shutdown.clone());
+    let source = tokio::spawn(source::run(
+        client.clone(),
+        ctx.clone(),
+        cache,
+        registry.clone(),
+        settings.namespace.clone(),
+        events_tx.clone(),
+        shutdown.clone(),
+    ));
+    let relay = tokio::spawn(relay::run(client.clone(), ctx.board.clone(), links.clone(), settings.flush, shutdown.clone()));
+    manager::Manager::new(client, ctx, registry, settings, links, events_tx).run(events_rx, shutdown).await;
+    let _ = source.await;
+    let _ = relay.await;
+    Ok(())
+}

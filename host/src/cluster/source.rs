@@ -1,0 +1,173 @@
+//! Adaptors from ConfigMaps: watched through the API (not a mounted volume, whose
+//! refresh takes a minute), reassembled, digest-checked, compiled in the background and
+//! handed to the manager, which hot-swaps every device using them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::{mpsc, watch};
+
+use super::manager::Trigger;
+use super::{MANAGER, Registry};
+use crate::adaptors::package::{self, COMPONENT_LABEL, Manifest, PART_ANNOTATION, PART_OF_LABEL};
+use crate::adaptors::{self, CompileCache};
+use crate::status::{AdaptorReport, now};
+use crate::supervisor::Context;
+
+/// What was last loaded (or refused) from each manifest ConfigMap.
+struct Seen {
+    adaptor: String,
+    digest: String,
+}
+
+pub async fn run(
+    client: Client,
+    ctx: Arc<Context>,
+    cache: Arc<CompileCache>,
+    registry: Arc<Registry>,
+    namespace: String,
+    trigger: mpsc::UnboundedSender<Trigger>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let (store, writer) = reflector::store();
+    let cfg = watcher::Config::default().labels(&format!("{COMPONENT_LABEL}=true"));
+    let mut stream = watcher(api, cfg).default_backoff().reflect(writer).applied_objects().boxed();
+    let recorder = Recorder::new(client, Reporter { controller: MANAGER.into(), instance: None });
+    let mut seen: HashMap<String, Seen> = HashMap::new();
+    loop {
+        tokio::select! {
+            ev = stream.next() => match ev {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "adaptor ConfigMap watch failed; retrying");
+                    continue;
+                }
+                None => return,
+            },
+            _ = shutdown.changed() => return,
+        }
+        let all = store.state();
+        let manifests: Vec<_> = all.iter().filter(|c| !c.labels().contains_key(PART_OF_LABEL)).cloned().collect();
+        // Removed manifests: their adaptors go away.
+        let names: Vec<String> = manifests.iter().map(|c| c.name_any()).collect();
+        let gone: Vec<String> = seen.keys().filter(|k| !names.contains(k)).cloned().collect();
+        for cm in gone {
+            if let Some(s) = seen.remove(&cm) {
+                tracing::info!(adaptor = %s.adaptor, configmap = %cm, "adaptor removed");
+                registry.remove(&s.adaptor);
+                ctx.board.remove_adaptor(&format!("configmap/{cm}"));
+                let _ = trigger.send(Trigger::Adaptor(s.adaptor));
+            }
+        }
+        for cm in manifests {
+            let name = cm.name_any();
+            let source = format!("configmap/{name}");
+            let manifest = match Manifest::from_annotations(cm.annotations()) {
+                Ok(m) => m,
+                Err(e) => {
+                    refuse(&ctx, &recorder, &cm, &source, None, &e.to_string()).await;
+                    continue;
+                }
+            };
+            if seen.get(&name).is_some_and(|s| s.digest == manifest.digest) {
+                continue;
+            }
+            let parts = collect_parts(&cm, &all, manifest.parts);
+            let refs: Vec<Option<&[u8]>> = parts.iter().map(|p| p.as_deref()).collect();
+            let bytes = match package::assemble(&manifest, &refs) {
+                Ok(b) => b,
+                Err(package::Error::MissingPart(..)) => continue, // the rest is on its way
+                Err(e) => {
+                    seen.insert(name.clone(), Seen { adaptor: manifest.adaptor.clone(), digest: manifest.digest.clone() });
+                    registry.refuse(&manifest.adaptor, e.to_string());
+                    refuse(&ctx, &recorder, &cm, &source, Some(&manifest), &e.to_string()).await;
+                    let _ = trigger.send(Trigger::Adaptor(manifest.adaptor.clone()));
+                    continue;
+                }
+            };
+            seen.insert(name.clone(), Seen { adaptor: manifest.adaptor.clone(), digest: manifest.digest.clone() });
+            match adaptors::load(&ctx.runtime, &cache, bytes, source.clone()).await {
+                Ok(a) if a.info.name != manifest.adaptor => {
+                    let why = format!("the component calls itself {:?}, the ConfigMap says {:?}", a.info.name, manifest.adaptor);
+                    refuse(&ctx, &recorder, &cm, &source, Some(&manifest), &why).await;
+                }
+                Ok(a) => {
+                    ctx.metrics.load("ok");
+                    ctx.board.set_adaptor(AdaptorReport {
+                        source: source.clone(),
+                        name: Some(a.info.name.clone()),
+                        version: Some(a.info.version.clone()),
+                        digest: Some(a.short_digest().to_owned()),
+                        models: a.models().map(|m| format!("{}/{}", m.api_version, m.kind)).collect(),
+                        error: None,
+                        loaded_at: now(),
+                    });
+                    let note = format!("loaded {} {} ({})", a.info.name, a.info.version, manifest.digest);
+                    publish(&recorder, &cm, EventType::Normal, "AdaptorLoaded", &note).await;
+                    registry.set(a);
+                    let _ = trigger.send(Trigger::Adaptor(manifest.adaptor.clone()));
+                }
+                Err(e) => {
+                    ctx.metrics.load(e.kind());
+                    // The previous version, if any, stays in the registry and serving.
+                    refuse(&ctx, &recorder, &cm, &source, Some(&manifest), &e.to_string()).await;
+                }
+            }
+        }
+    }
+}
+
+fn collect_parts(manifest: &ConfigMap, all: &[Arc<ConfigMap>], n: usize) -> Vec<Option<Vec<u8>>> {
+    let payload = |c: &ConfigMap| c.binary_data.as_ref().and_then(|d| d.get(package::DATA_KEY)).map(|b| b.0.clone());
+    let mut parts: Vec<Option<Vec<u8>>> = vec![None; n];
+    if let Some(p) = parts.get_mut(0) {
+        *p = payload(manifest);
+    }
+    let name = manifest.name_any();
+    for c in all.iter().filter(|c| c.labels().get(PART_OF_LABEL) == Some(&name)) {
+        let idx = c.annotations().get(PART_ANNOTATION).and_then(|i| i.parse::<usize>().ok());
+        if let Some(i) = idx
+            && i > 0
+            && let Some(slot) = parts.get_mut(i)
+        {
+            *slot = payload(c);
+        }
+    }
+    parts
+}
+
+async fn refuse(
+    ctx: &Context,
+    recorder: &Recorder,
+    cm: &ConfigMap,
+    source: &str,
+    manifest: Option<&Manifest>,
+    why: &str,
+) {
+    tracing::error!(configmap = %cm.name_any(), error = %why, "adaptor refused; the previous version, if any, keeps serving");
+    ctx.board.set_adaptor(AdaptorReport {
+        source: source.to_owned(),
+        name: manifest.map(|m| m.adaptor.clone()),
+        version: None,
+        digest: manifest.map(|m| m.digest.clone()),
+        models: Vec::new(),
+        error: Some(why.to_owned()),
+        loaded_at: now(),
+    });
+    publish(recorder, cm, EventType::Warning, "AdaptorRefused", why).await;
+}
+
+async fn publish(recorder: &Recorder, cm: &ConfigMap, type_: EventType, reason: &str, note: &str) {
+    let ev = Event { type_, reason: reason.into(), note: Some(note.to_owned()), action: "Load".into(), secondary: None };
+    if let Err(e) = recorder.publish(&ev, &cm.object_ref(&())).await {
+        tracing::debug!(error = %e, "cannot record event");
+    }
+}
+
