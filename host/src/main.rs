@@ -12,14 +12,28 @@ async fn main() -> anyhow::Result<()> {
         Command::Standalone(args) => limb::run::standalone(&config.runtime, args).await?,
         #[cfg(feature = "cluster")]
         Command::Cluster(args) => limb::run::cluster(&config.runtime, args).await?,
-        Command::Package { file, configmap, namespace } => {
+        Command::Package {
+            file,
+            configmap,
+            namespace,
+        } => {
             let (ctx, cache) = limb::run::context(&config.runtime)?;
-            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let adaptor = limb::adaptors::load(&ctx.runtime, &cache, bytes.clone(), file.display().to_string())
-                .await
-                .with_context(|| format!("{} is not a valid adaptor", file.display()))?;
-            let name = configmap.unwrap_or_else(|| limb::adaptors::package::configmap_name(&adaptor.info.name));
-            print!("{}", limb::adaptors::package::render(&name, &namespace, &adaptor.info.name, &bytes));
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let adaptor = limb::adaptors::load(
+                &ctx.runtime,
+                &cache,
+                bytes.clone(),
+                file.display().to_string(),
+            )
+            .await
+            .with_context(|| format!("{} is not a valid adaptor", file.display()))?;
+            let name = configmap
+                .unwrap_or_else(|| limb::adaptors::package::configmap_name(&adaptor.info.name));
+            print!(
+                "{}",
+                limb::adaptors::package::render(&name, &namespace, &adaptor.info.name, &bytes)
+            );
         }
         Command::Inspect { files } => {
             let (ctx, cache) = limb::run::context(&config.runtime)?;

@@ -132,7 +132,7 @@ impl ApiServer {
         );
         openssl(&pki, &["genrsa", "-out", "sa.key", "2048"]);
         openssl(&pki, &["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
-        std::fs::write(pki.join("tokens.csv"), "test-admin-token,admin,uid-admin,system:masters\ntest-brain-token,octopus-brain,uid-brain\n").unwrap();
+        std::fs::write(pki.join("tokens.csv"), "test-admin-token,admin,uid-admin,system:masters\ntest-brain-token,octopus-brain,uid-brain\ntest-limb-token,octopus-limb,uid-limb\n").unwrap();
 
         let (etcd_port, peer_port, api_port) = (free_port(), free_port(), free_port());
         let log = |name: &str| Stdio::from(std::fs::File::create(d.join(name)).unwrap());
@@ -247,14 +247,80 @@ impl ApiServer {
         server
     }
 
-    /// A kubeconfig for the user `octopus-brain`, who has no rights until bound.
-    pub fn brain_kubeconfig(&self) -> PathBuf {
+    /// A kubeconfig for the token user `octopus-<component>` (brain or limb), who has no
+    /// rights until bound.
+    pub fn user_kubeconfig(&self, component: &str) -> PathBuf {
         let text = std::fs::read_to_string(&self.kubeconfig)
             .unwrap()
-            .replace("test-admin-token", "test-brain-token");
-        let path = self.dir.path().join("kubeconfig-brain");
+            .replace("test-admin-token", &format!("test-{component}-token"));
+        let path = self.dir.path().join(format!("kubeconfig-{component}"));
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    /// Applies the Namespace, roles and bindings of a manifest in `deploy/`, with every
+    /// binding's subject swapped for the token user `user` (service-account tokens need
+    /// a controller manager, which these tests do not run).
+    pub async fn apply_rbac(&self, manifest: &Path, user: &str) {
+        use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+        use kube::api::{Api, Patch, PatchParams};
+        let client = self.client().await;
+        let text = std::fs::read_to_string(manifest).unwrap();
+        let subjects = serde_json::json!([{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]);
+        let pp = PatchParams::apply("test").force();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let mut v: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+            let name = v["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let ns = v["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("default")
+                .to_owned();
+            if v["kind"].as_str().is_some_and(|k| k.ends_with("Binding")) {
+                v["subjects"] = subjects.clone();
+            }
+            match v["kind"].as_str().unwrap_or_default() {
+                "Namespace" => {
+                    let o: k8s_openapi::api::core::v1::Namespace =
+                        serde_json::from_value(v).unwrap();
+                    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+                        .patch(&name, &pp, &Patch::Apply(&o))
+                        .await
+                        .unwrap();
+                }
+                "ClusterRole" => {
+                    let o: ClusterRole = serde_json::from_value(v).unwrap();
+                    Api::<ClusterRole>::all(client.clone())
+                        .patch(&name, &pp, &Patch::Apply(&o))
+                        .await
+                        .unwrap();
+                }
+                "ClusterRoleBinding" => {
+                    let o: ClusterRoleBinding = serde_json::from_value(v).unwrap();
+                    Api::<ClusterRoleBinding>::all(client.clone())
+                        .patch(&name, &pp, &Patch::Apply(&o))
+                        .await
+                        .unwrap();
+                }
+                "Role" => {
+                    let o: Role = serde_json::from_value(v).unwrap();
+                    Api::<Role>::namespaced(client.clone(), &ns)
+                        .patch(&name, &pp, &Patch::Apply(&o))
+                        .await
+                        .unwrap();
+                }
+                "RoleBinding" => {
+                    let o: RoleBinding = serde_json::from_value(v).unwrap();
+                    Api::<RoleBinding>::namespaced(client.clone(), &ns)
+                        .patch(&name, &pp, &Patch::Apply(&o))
+                        .await
+                        .unwrap();
+                }
+                _ => {}
+            }
+        }
     }
 
     async fn try_client(&self) -> Result<Client, String> {

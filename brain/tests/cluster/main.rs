@@ -607,55 +607,18 @@ async fn two_brains_elect_one_leader_and_the_second_takes_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_brain_works_with_exactly_the_rbac_it_ships() {
-    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
     let server = ApiServer::start().await;
     let client = server.client().await;
     install_all(&client).await;
     create_node(&client, "edge-1").await;
-    // The manifest's Namespace, roles and bindings, with the bindings' subject swapped
-    // for the test's token user (no service-account tokens without a controller manager).
-    let manifest =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/brain.yaml"))
-            .unwrap();
-    let pp = PostParams::default();
-    let user =
-        json!([{"kind": "User", "name": "octopus-brain", "apiGroup": "rbac.authorization.k8s.io"}]);
-    for doc in serde_yaml::Deserializer::from_str(&manifest) {
-        let mut v: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
-        match v["kind"].as_str().unwrap() {
-            "Namespace" => {
-                let ns: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(v).unwrap();
-                Api::all(client.clone()).create(&pp, &ns).await.unwrap();
-            }
-            "ClusterRole" => {
-                let r: ClusterRole = serde_json::from_value(v).unwrap();
-                Api::all(client.clone()).create(&pp, &r).await.unwrap();
-            }
-            "Role" => {
-                let r: Role = serde_json::from_value(v).unwrap();
-                Api::namespaced(client.clone(), "octopus-system")
-                    .create(&pp, &r)
-                    .await
-                    .unwrap();
-            }
-            "ClusterRoleBinding" => {
-                v["subjects"] = user.clone();
-                let b: ClusterRoleBinding = serde_json::from_value(v).unwrap();
-                Api::all(client.clone()).create(&pp, &b).await.unwrap();
-            }
-            "RoleBinding" => {
-                v["subjects"] = user.clone();
-                let b: RoleBinding = serde_json::from_value(v).unwrap();
-                Api::namespaced(client.clone(), "octopus-system")
-                    .create(&pp, &b)
-                    .await
-                    .unwrap();
-            }
-            _ => {}
-        }
-    }
+    server
+        .apply_rbac(
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/brain.yaml")),
+            "octopus-brain",
+        )
+        .await;
     let _brain = spawn_brain_with(
-        &server.brain_kubeconfig(),
+        &server.user_kubeconfig("brain"),
         &server,
         "brain-rbac",
         "octopus-system",
@@ -689,7 +652,7 @@ async fn the_brain_works_with_exactly_the_rbac_it_ships() {
     );
     // And it cannot read Secrets.
     let brain_client = {
-        let kc = kube::config::Kubeconfig::read_from(server.brain_kubeconfig()).unwrap();
+        let kc = kube::config::Kubeconfig::read_from(server.user_kubeconfig("brain")).unwrap();
         let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
             .await
             .unwrap();

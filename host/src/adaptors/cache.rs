@@ -101,6 +101,39 @@ fn store(artifact: &Path, sum: &Path, serialized: &[u8]) -> std::io::Result<()> 
     std::fs::rename(&tmp, artifact)
 }
 
+impl CompileCache {
+    fn good_path(&self, adaptor: &str) -> Option<PathBuf> {
+        let key = hex::encode(Sha256::digest(adaptor.as_bytes()));
+        Some(self.dir.as_ref()?.join("last-good").join(&key[..32]))
+    }
+
+    /// Remembers `digest` as the last version of `adaptor` that loaded and served.
+    pub fn remember_good(&self, adaptor: &str, digest: &str) {
+        if let Some(p) = self.good_path(adaptor) {
+            let tmp = p.with_extension("tmp");
+            let ok = p.parent().map(std::fs::create_dir_all).transpose().is_ok()
+                && std::fs::write(&tmp, digest).is_ok()
+                && std::fs::rename(&tmp, &p).is_ok();
+            if !ok {
+                tracing::debug!(adaptor, "cannot record the last good version");
+            }
+        }
+    }
+
+    /// The digest of the last version of `adaptor` that loaded here, if known.
+    pub fn last_good(&self, adaptor: &str) -> Option<String> {
+        let d = std::fs::read_to_string(self.good_path(adaptor)?).ok()?;
+        let d = d.trim();
+        (d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit())).then(|| d.to_owned())
+    }
+
+    /// The precompiled artifact for `digest`, if the cache holds a sound one.
+    pub fn load_cached(&self, engine: &Engine, digest: &str) -> Option<Component> {
+        let (artifact, sum) = self.paths(engine, digest)?;
+        load_verified(engine, &artifact, &sum).ok().flatten()
+    }
+}
+
 /// `Ok(None)` when there is no entry; `Err` when there is one and it cannot be trusted.
 fn load_verified(
     engine: &Engine,

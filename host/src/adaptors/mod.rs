@@ -113,6 +113,45 @@ pub async fn load(
         .await
         .map_err(|e| Error::Join(e.to_string()))??
     };
+    finish(runtime, component, digest, source, started, from_cache).await
+}
+
+/// Loads the last version of `adaptor` that loaded successfully here, from the compile
+/// cache alone: what a restarted limb serves while its ConfigMap holds a broken update.
+pub async fn load_last_good(
+    runtime: &Arc<Runtime>,
+    cache: &Arc<CompileCache>,
+    adaptor: &str,
+    source: String,
+) -> Result<Option<Arc<Adaptor>>, Error> {
+    let started = Instant::now();
+    let Some(digest) = cache.last_good(adaptor) else {
+        return Ok(None);
+    };
+    let found = {
+        let runtime = runtime.clone();
+        let cache = cache.clone();
+        let digest = digest.clone();
+        tokio::task::spawn_blocking(move || cache.load_cached(runtime.engine(), &digest))
+            .await
+            .map_err(|e| Error::Join(e.to_string()))?
+    };
+    let Some(component) = found else {
+        return Ok(None);
+    };
+    finish(runtime, component, digest, source, started, true)
+        .await
+        .map(Some)
+}
+
+async fn finish(
+    runtime: &Arc<Runtime>,
+    component: Component,
+    digest: String,
+    source: String,
+    started: Instant,
+    from_cache: bool,
+) -> Result<Arc<Adaptor>, Error> {
     validate::check(runtime.engine(), &component)?;
     let pre = prepare(runtime, &component)?;
     let load_time = started.elapsed();

@@ -65,12 +65,20 @@ impl Manifest {
         let adaptor = get(NAME_ANNOTATION)?.clone();
         let digest = get(DIGEST_ANNOTATION)?.clone();
         if !digest.starts_with("sha256:") || digest.len() != 71 {
-            return Err(Error::Invalid { key: DIGEST_ANNOTATION, value: digest });
+            return Err(Error::Invalid {
+                key: DIGEST_ANNOTATION,
+                value: digest,
+            });
         }
         let gzip = match a.get(ENCODING_ANNOTATION).map(String::as_str) {
             None | Some("identity") => false,
             Some("gzip") => true,
-            Some(other) => return Err(Error::Invalid { key: ENCODING_ANNOTATION, value: other.to_owned() }),
+            Some(other) => {
+                return Err(Error::Invalid {
+                    key: ENCODING_ANNOTATION,
+                    value: other.to_owned(),
+                });
+            }
         };
         let parts = match a.get(PARTS_ANNOTATION) {
             None => 1,
@@ -78,9 +86,17 @@ impl Manifest {
                 .parse()
                 .ok()
                 .filter(|n| (1..=64).contains(n))
-                .ok_or_else(|| Error::Invalid { key: PARTS_ANNOTATION, value: p.clone() })?,
+                .ok_or_else(|| Error::Invalid {
+                    key: PARTS_ANNOTATION,
+                    value: p.clone(),
+                })?,
         };
-        Ok(Self { adaptor, digest, gzip, parts })
+        Ok(Self {
+            adaptor,
+            digest,
+            gzip,
+            parts,
+        })
     }
 }
 
@@ -113,7 +129,10 @@ pub fn assemble(manifest: &Manifest, parts: &[Option<&[u8]>]) -> Result<Vec<u8>,
     };
     let actual = digest(&component);
     if actual != manifest.digest {
-        return Err(Error::Digest { expected: manifest.digest.clone(), actual });
+        return Err(Error::Digest {
+            expected: manifest.digest.clone(),
+            actual,
+        });
     }
     Ok(component)
 }
@@ -135,7 +154,11 @@ pub fn package(name: &str, adaptor: &str, component: &[u8]) -> Vec<Part> {
         Some(c) if c.len() < component.len() => (c, true),
         _ => (component.to_vec(), false),
     };
-    let chunks: Vec<&[u8]> = if payload.is_empty() { vec![&[][..]] } else { payload.chunks(MAX_PART).collect() };
+    let chunks: Vec<&[u8]> = if payload.is_empty() {
+        vec![&[][..]]
+    } else {
+        payload.chunks(MAX_PART).collect()
+    };
     let n = chunks.len();
     chunks
         .into_iter()
@@ -146,7 +169,10 @@ pub fn package(name: &str, adaptor: &str, component: &[u8]) -> Vec<Part> {
             let part_name = if i == 0 {
                 annotations.insert(NAME_ANNOTATION.to_owned(), adaptor.to_owned());
                 annotations.insert(DIGEST_ANNOTATION.to_owned(), digest(component));
-                annotations.insert(ENCODING_ANNOTATION.to_owned(), if gzip { "gzip" } else { "identity" }.to_owned());
+                annotations.insert(
+                    ENCODING_ANNOTATION.to_owned(),
+                    if gzip { "gzip" } else { "identity" }.to_owned(),
+                );
                 annotations.insert(PARTS_ANNOTATION.to_owned(), n.to_string());
                 name.to_owned()
             } else {
@@ -154,7 +180,12 @@ pub fn package(name: &str, adaptor: &str, component: &[u8]) -> Vec<Part> {
                 annotations.insert(PART_ANNOTATION.to_owned(), i.to_string());
                 format!("{name}-part-{i}")
             };
-            Part { name: part_name, labels, annotations, data: data.to_vec() }
+            Part {
+                name: part_name,
+                labels,
+                annotations,
+                data: data.to_vec(),
+            }
         })
         .collect()
 }
@@ -164,7 +195,13 @@ pub fn configmap_name(adaptor: &str) -> String {
     let base = adaptor.rsplit('/').next().unwrap_or(adaptor);
     let clean: String = base
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     format!("adaptor-{}", clean.trim_matches('-'))
 }
@@ -224,24 +261,46 @@ mod tests {
     #[test]
     fn a_missing_part_or_wrong_digest_is_refused() {
         let mut x: u32 = 9;
-        let noise: Vec<u8> = (0..(1 << 20)).map(|_| { x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223); (x >> 24) as u8 }).collect();
+        let noise: Vec<u8> = (0..(1 << 20))
+            .map(|_| {
+                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (x >> 24) as u8
+            })
+            .collect();
         let parts = package("a", "x", &noise);
         let m = Manifest::from_annotations(&parts[0].annotations).unwrap();
-        assert_eq!(assemble(&m, &[Some(&parts[0].data), None]), Err(Error::MissingPart(1, 2)));
+        assert_eq!(
+            assemble(&m, &[Some(&parts[0].data), None]),
+            Err(Error::MissingPart(1, 2))
+        );
         let mut torn = parts[1].data.clone();
         torn[0] ^= 1;
-        assert!(matches!(assemble(&m, &[Some(&parts[0].data), Some(&torn)]), Err(Error::Digest { .. })));
+        assert!(matches!(
+            assemble(&m, &[Some(&parts[0].data), Some(&torn)]),
+            Err(Error::Digest { .. })
+        ));
     }
 
     #[test]
     fn rendered_yaml_round_trips() {
-        let yaml = render("adaptor-dummy", "octopus-system", "adaptors.edge.cattle.io/dummy", &vec![1u8; 1000]);
+        let yaml = render(
+            "adaptor-dummy",
+            "octopus-system",
+            "adaptors.edge.cattle.io/dummy",
+            &vec![1u8; 1000],
+        );
         let docs: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(&yaml)
             .map(|d| serde::Deserialize::deserialize(d).unwrap())
             .collect();
         assert_eq!(docs.len(), 1);
-        assert_eq!(docs[0]["metadata"]["annotations"][NAME_ANNOTATION], "adaptors.edge.cattle.io/dummy");
-        assert_eq!(configmap_name("adaptors.edge.cattle.io/dummy"), "adaptor-dummy");
+        assert_eq!(
+            docs[0]["metadata"]["annotations"][NAME_ANNOTATION],
+            "adaptors.edge.cattle.io/dummy"
+        );
+        assert_eq!(
+            configmap_name("adaptors.edge.cattle.io/dummy"),
+            "adaptor-dummy"
+        );
     }
 
     #[test]
@@ -250,12 +309,18 @@ mod tests {
         assert!(Manifest::from_annotations(&ok).is_ok());
         let mut bad = ok.clone();
         bad.insert(DIGEST_ANNOTATION.into(), "md5:abc".into());
-        assert!(matches!(Manifest::from_annotations(&bad), Err(Error::Invalid { .. })));
+        assert!(matches!(
+            Manifest::from_annotations(&bad),
+            Err(Error::Invalid { .. })
+        ));
         let mut bad = ok.clone();
         bad.insert(PARTS_ANNOTATION.into(), "0".into());
         assert!(Manifest::from_annotations(&bad).is_err());
         let mut bad = ok;
         bad.remove(NAME_ANNOTATION);
-        assert_eq!(Manifest::from_annotations(&bad), Err(Error::Missing(NAME_ANNOTATION)));
+        assert_eq!(
+            Manifest::from_annotations(&bad),
+            Err(Error::Missing(NAME_ANNOTATION))
+        );
     }
 }

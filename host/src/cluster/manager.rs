@@ -8,7 +8,9 @@ use std::time::Duration;
 use crds::conditions::{ConditionStatus, ConditionType};
 use crds::v1alpha1::{DeviceLink, LIMB_FINALIZER, NODE_LABEL, node_label_value};
 use futures::StreamExt;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
+};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -36,13 +38,24 @@ pub fn link_store(
 ) -> Store<DeviceLink> {
     let api: Api<DeviceLink> = Api::all(client.clone());
     let (store, writer) = reflector::store();
-    let cfg = watcher::Config::default().labels(&format!("{NODE_LABEL}={}", node_label_value(&s.node)));
-    let mut stream = watcher(api, cfg).default_backoff().reflect(writer).touched_objects().boxed();
+    let cfg =
+        watcher::Config::default().labels(&format!("{NODE_LABEL}={}", node_label_value(&s.node)));
+    let mut stream = watcher(api, cfg).default_backoff().reflect(writer).boxed();
+    let reader = store.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 ev = stream.next() => match ev {
-                    Some(Ok(link)) => { let _ = trigger.send(Trigger::Link(link.key())); }
+                    // The store holds the initial list only once it is complete.
+                    Some(Ok(watcher::Event::Init | watcher::Event::InitApply(_))) => {}
+                    Some(Ok(watcher::Event::InitDone)) => {
+                        for link in reader.state() {
+                            let _ = trigger.send(Trigger::Link(link.key()));
+                        }
+                    }
+                    Some(Ok(watcher::Event::Apply(link) | watcher::Event::Delete(link))) => {
+                        let _ = trigger.send(Trigger::Link(link.key()));
+                    }
                     Some(Err(e)) => tracing::warn!(error = %e, "DeviceLink watch failed; retrying"),
                     None => return,
                 },
@@ -102,7 +115,11 @@ impl Manager {
         }
     }
 
-    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Trigger>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Trigger>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut resync = tokio::time::interval(self.settings.resync);
         loop {
             let keys: Vec<String> = tokio::select! {
@@ -114,6 +131,7 @@ impl Manager {
                 _ = resync.tick() => self.all_keys(),
                 _ = shutdown.changed() => break,
             };
+            tracing::debug!(?keys, "reconciling");
             for key in keys {
                 let span = tracing::info_span!("limb.reconcile", link = %key);
                 let _e = span.enter();
@@ -139,7 +157,12 @@ impl Manager {
     }
 
     fn keys_using(&self, adaptor: &str) -> Vec<String> {
-        self.links.state().iter().filter(|l| l.spec.adaptor.name == adaptor).map(|l| l.key()).collect()
+        self.links
+            .state()
+            .iter()
+            .filter(|l| l.spec.adaptor.name == adaptor)
+            .map(|l| l.key())
+            .collect()
     }
 
     fn find(&self, key: &str) -> Option<Arc<DeviceLink>> {
@@ -159,7 +182,8 @@ impl Manager {
             self.ctx.board.remove(key);
             return Ok(());
         };
-        let api: Api<DeviceLink> = Api::namespaced(self.client.clone(), link.namespace_or_default());
+        let api: Api<DeviceLink> =
+            Api::namespaced(self.client.clone(), link.namespace_or_default());
         let finalizers = link.metadata.finalizers.clone().unwrap_or_default();
         if link.metadata.deletion_timestamp.is_some() {
             self.stop(key).await;
@@ -167,16 +191,19 @@ impl Manager {
             // The owner reference lets the garbage collector do this too; doing it here
             // means deletion also completes on clusters without one.
             if let Ok(ar) = self.resource(&link).await {
-                let dapi: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), link.namespace_or_default(), &ar);
+                let dapi: Api<DynamicObject> =
+                    Api::namespaced_with(self.client.clone(), link.namespace_or_default(), &ar);
                 match dapi.delete(link.name(), &DeleteParams::background()).await {
                     Ok(_) | Err(kube::Error::Api(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
             if finalizers.iter().any(|f| f == LIMB_FINALIZER) {
-                let keep: Vec<&String> = finalizers.iter().filter(|f| *f != LIMB_FINALIZER).collect();
+                let keep: Vec<&String> =
+                    finalizers.iter().filter(|f| *f != LIMB_FINALIZER).collect();
                 let patch = json!({"metadata": {"finalizers": keep, "resourceVersion": link.resource_version()}});
-                api.patch(link.name(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+                api.patch(link.name(), &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
             }
             return Ok(());
         }
@@ -184,17 +211,29 @@ impl Manager {
             let mut with = finalizers.clone();
             with.push(LIMB_FINALIZER.to_owned());
             let patch = json!({"metadata": {"finalizers": with, "resourceVersion": link.resource_version()}});
-            api.patch(link.name(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            api.patch(link.name(), &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
             return Ok(()); // the watch brings the updated link back
         }
 
-        let brain_ok = [ConditionType::NodeExisted, ConditionType::ModelExisted].iter().all(|t| {
-            link.status
-                .as_ref()
-                .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == *t && c.status == ConditionStatus::True))
-        });
+        let brain_ok = [ConditionType::NodeExisted, ConditionType::ModelExisted]
+            .iter()
+            .all(|t| {
+                link.status.as_ref().is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == *t && c.status == ConditionStatus::True)
+                })
+            });
         let stamp = now();
-        let init = || DeviceReport::new(link.namespace_or_default(), link.name(), &link.spec.model.kind, &link.spec.adaptor.name);
+        let init = || {
+            DeviceReport::new(
+                link.namespace_or_default(),
+                link.name(),
+                &link.spec.model.kind,
+                &link.spec.adaptor.name,
+            )
+        };
         let seed = |r: &mut DeviceReport| {
             r.conditions.succeed(ConditionType::NodeExisted, &stamp);
             r.conditions.succeed(ConditionType::ModelExisted, &stamp);
@@ -209,16 +248,29 @@ impl Manager {
         let adaptor = self.registry.get(&link.spec.adaptor.name);
         let problem = match &adaptor {
             None => Some(match self.registry.refusal(&link.spec.adaptor.name) {
-                Some(why) => format!("the adaptor isn't existed: {} was refused: {why}", link.spec.adaptor.name),
-                None => format!("the adaptor isn't existed: {} is not loaded on this node", link.spec.adaptor.name),
+                Some(why) => format!(
+                    "the adaptor isn't existed: {} was refused: {why}",
+                    link.spec.adaptor.name
+                ),
+                None => format!(
+                    "the adaptor isn't existed: {} is not loaded on this node",
+                    link.spec.adaptor.name
+                ),
             }),
-            Some(a) if a.model(&link.spec.model.api_version, &link.spec.model.kind).is_none() => {
-                Some(format!("the adaptor isn't existed: {} does not serve {}", a.info.name, link.spec.model.kind))
+            Some(a)
+                if a.model(&link.spec.model.api_version, &link.spec.model.kind)
+                    .is_none() =>
+            {
+                Some(format!(
+                    "the adaptor isn't existed: {} does not serve {}",
+                    a.info.name, link.spec.model.kind
+                ))
             }
             Some(a) => match &link.spec.adaptor.digest {
-                Some(pin) if *pin != format!("sha256:{}", a.digest) => {
-                    Some(format!("the adaptor isn't existed: loaded digest sha256:{} does not match the pinned {pin}", a.digest))
-                }
+                Some(pin) if *pin != format!("sha256:{}", a.digest) => Some(format!(
+                    "the adaptor isn't existed: loaded digest sha256:{} does not match the pinned {pin}",
+                    a.digest
+                )),
                 _ => None,
             },
         };
@@ -229,7 +281,8 @@ impl Manager {
                 seed(r);
                 r.phase = Phase::Pending;
                 r.last_error = Some(msg.clone());
-                r.conditions.fail(ConditionType::AdaptorExisted, &msg, &stamp);
+                r.conditions
+                    .fail(ConditionType::AdaptorExisted, &msg, &stamp);
             });
             return Ok(());
         };
@@ -241,7 +294,8 @@ impl Manager {
             self.ctx.board.update(key, init, |r| {
                 seed(r);
                 r.conditions.succeed(ConditionType::AdaptorExisted, &stamp);
-                r.conditions.fail(ConditionType::DeviceCreated, &msg, &stamp);
+                r.conditions
+                    .fail(ConditionType::DeviceCreated, &msg, &stamp);
                 r.last_error = Some(msg.clone());
             });
             return Ok(());
@@ -261,8 +315,16 @@ impl Manager {
             }
             None => {
                 self.ctx.board.update(key, init, seed);
-                let handle = supervisor::spawn(self.ctx.clone(), link.clone(), adaptor.clone(), Vec::new());
-                self.running.insert(key.to_owned(), Running { handle, link, digest: adaptor.digest.clone() });
+                let handle =
+                    supervisor::spawn(self.ctx.clone(), link.clone(), adaptor.clone(), Vec::new());
+                self.running.insert(
+                    key.to_owned(),
+                    Running {
+                        handle,
+                        link,
+                        digest: adaptor.digest.clone(),
+                    },
+                );
             }
         }
         Ok(())
@@ -288,7 +350,10 @@ impl Manager {
     /// at once instead of at the next resync.
     fn watch_instances(&self, ar: ApiResource) {
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
-        let cfg = watcher::Config::default().labels(&format!("{NODE_LABEL}={}", node_label_value(&self.settings.node)));
+        let cfg = watcher::Config::default().labels(&format!(
+            "{NODE_LABEL}={}",
+            node_label_value(&self.settings.node)
+        ));
         let trigger = self.trigger.clone();
         tokio::spawn(async move {
             let mut stream = watcher(api, cfg).default_backoff().boxed();
@@ -306,7 +371,13 @@ impl Manager {
     /// Creates or updates the device instance with server-side apply.
     async fn ensure_instance(&mut self, link: &DeviceLink) -> Result<(), Error> {
         let ar = self.resource(link).await?;
-        let mut labels = link.spec.template.metadata.as_ref().map(|m| m.labels.clone()).unwrap_or_default();
+        let mut labels = link
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .map(|m| m.labels.clone())
+            .unwrap_or_default();
         labels.insert(NODE_LABEL.to_owned(), node_label_value(&self.settings.node));
         let owner = link.controller_owner_ref(&()).map(|mut o| {
             o.block_owner_deletion = Some(true);
@@ -324,8 +395,14 @@ impl Manager {
             },
             "spec": link.spec.template.spec,
         });
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), link.namespace_or_default(), &ar);
-        api.patch(link.name(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&obj)).await?;
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), link.namespace_or_default(), &ar);
+        api.patch(
+            link.name(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&obj),
+        )
+        .await?;
         Ok(())
     }
 }

@@ -43,26 +43,49 @@ pub struct Registry {
 
 impl Registry {
     pub fn get(&self, name: &str) -> Option<Arc<Adaptor>> {
-        self.loaded.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+        self.loaded
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
     }
 
     pub fn refusal(&self, name: &str) -> Option<String> {
-        self.refused.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+        self.refused
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
     }
 
     fn set(&self, adaptor: Arc<Adaptor>) {
         let name = adaptor.info.name.clone();
-        self.refused.write().unwrap_or_else(|e| e.into_inner()).remove(&name);
-        self.loaded.write().unwrap_or_else(|e| e.into_inner()).insert(name, adaptor);
+        self.refused
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&name);
+        self.loaded
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name, adaptor);
     }
 
     fn refuse(&self, name: &str, why: String) {
-        self.refused.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), why);
+        self.refused
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), why);
     }
 
     fn remove(&self, name: &str) {
-        self.loaded.write().unwrap_or_else(|e| e.into_inner()).remove(name);
-        self.refused.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+        self.loaded
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        self.refused
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
     }
 }
 
@@ -95,8 +118,16 @@ pub async fn run(
         events_tx.clone(),
         shutdown.clone(),
     ));
-    let relay = tokio::spawn(relay::run(client.clone(), ctx.board.clone(), links.clone(), settings.flush, shutdown.clone()));
-    manager::Manager::new(client, ctx, registry, settings, links, events_tx).run(events_rx, shutdown).await;
+    let relay = tokio::spawn(relay::run(
+        client.clone(),
+        ctx.board.clone(),
+        links.clone(),
+        settings.flush,
+        shutdown.clone(),
+    ));
+    manager::Manager::new(client, ctx, registry, settings, links, events_tx)
+        .run(events_rx, shutdown)
+        .await;
     let _ = source.await;
     let _ = relay.await;
     Ok(())

@@ -76,7 +76,12 @@ async fn write(
     let status = link.status.clone().unwrap_or_default();
     let mut conditions = Conditions(status.conditions.clone());
     let stamp = now();
-    for c in report.conditions.0.iter().filter(|c| c.type_ >= ConditionType::AdaptorExisted) {
+    for c in report
+        .conditions
+        .0
+        .iter()
+        .filter(|c| c.type_ >= ConditionType::AdaptorExisted)
+    {
         conditions.set(c.type_, c.status, &c.reason, &c.message, &stamp);
     }
     let adaptor_name = conditions
@@ -89,8 +94,12 @@ async fn write(
             "metadata": {"resourceVersion": link.resource_version()},
             "status": {"conditions": conditions.0, "adaptorName": adaptor_name},
         });
-        let pp = PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
-        api.patch_status(link.name(), &pp, &Patch::Merge(&patch)).await?;
+        let pp = PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
+        api.patch_status(link.name(), &pp, &Patch::Merge(&patch))
+            .await?;
     }
     // Instance: the adaptor's last good status.
     if report.status.is_object() && written.get(&key) != Some(&report.status) {
@@ -104,8 +113,16 @@ async fn write(
             }
         };
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
-        let pp = PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
-        api.patch_status(&link.name_any(), &pp, &Patch::Merge(&json!({"status": report.status}))).await?;
+        let pp = PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
+        api.patch_status(
+            &link.name_any(),
+            &pp,
+            &Patch::Merge(&json!({"status": report.status})),
+        )
+        .await?;
         written.insert(key, report.status.clone());
     }
     Ok(())

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::{mpsc, watch};
 
@@ -38,26 +38,48 @@ pub async fn run(
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let (store, writer) = reflector::store();
     let cfg = watcher::Config::default().labels(&format!("{COMPONENT_LABEL}=true"));
-    let mut stream = watcher(api, cfg).default_backoff().reflect(writer).applied_objects().boxed();
-    let recorder = Recorder::new(client, Reporter { controller: MANAGER.into(), instance: None });
+    // Raw events: the store only holds the initial list once `InitDone` has arrived.
+    let mut stream = watcher(api, cfg).default_backoff().reflect(writer).boxed();
+    let recorder = Recorder::new(
+        client,
+        Reporter {
+            controller: MANAGER.into(),
+            instance: None,
+        },
+    );
     let mut seen: HashMap<String, Seen> = HashMap::new();
     loop {
         tokio::select! {
             ev = stream.next() => match ev {
+                Some(Ok(watcher::Event::Init | watcher::Event::InitApply(_))) => continue,
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "adaptor ConfigMap watch failed; retrying");
                     continue;
                 }
-                None => return,
+                None => {
+                    tracing::warn!("adaptor ConfigMap watch ended");
+                    return;
+                }
             },
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {
+                tracing::info!("adaptor source stopped");
+                return;
+            }
         }
         let all = store.state();
-        let manifests: Vec<_> = all.iter().filter(|c| !c.labels().contains_key(PART_OF_LABEL)).cloned().collect();
+        let manifests: Vec<_> = all
+            .iter()
+            .filter(|c| !c.labels().contains_key(PART_OF_LABEL))
+            .cloned()
+            .collect();
         // Removed manifests: their adaptors go away.
         let names: Vec<String> = manifests.iter().map(|c| c.name_any()).collect();
-        let gone: Vec<String> = seen.keys().filter(|k| !names.contains(k)).cloned().collect();
+        let gone: Vec<String> = seen
+            .keys()
+            .filter(|k| !names.contains(k))
+            .cloned()
+            .collect();
         for cm in gone {
             if let Some(s) = seen.remove(&cm) {
                 tracing::info!(adaptor = %s.adaptor, configmap = %cm, "adaptor removed");
@@ -79,23 +101,57 @@ pub async fn run(
             if seen.get(&name).is_some_and(|s| s.digest == manifest.digest) {
                 continue;
             }
+            tracing::info!(configmap = %name, adaptor = %manifest.adaptor, digest = %manifest.digest, "adaptor ConfigMap changed");
             let parts = collect_parts(&cm, &all, manifest.parts);
             let refs: Vec<Option<&[u8]>> = parts.iter().map(|p| p.as_deref()).collect();
             let bytes = match package::assemble(&manifest, &refs) {
                 Ok(b) => b,
                 Err(package::Error::MissingPart(..)) => continue, // the rest is on its way
                 Err(e) => {
-                    seen.insert(name.clone(), Seen { adaptor: manifest.adaptor.clone(), digest: manifest.digest.clone() });
-                    registry.refuse(&manifest.adaptor, e.to_string());
-                    refuse(&ctx, &recorder, &cm, &source, Some(&manifest), &e.to_string()).await;
-                    let _ = trigger.send(Trigger::Adaptor(manifest.adaptor.clone()));
+                    seen.insert(
+                        name.clone(),
+                        Seen {
+                            adaptor: manifest.adaptor.clone(),
+                            digest: manifest.digest.clone(),
+                        },
+                    );
+                    refuse(
+                        &ctx,
+                        &recorder,
+                        &cm,
+                        &source,
+                        Some(&manifest),
+                        &e.to_string(),
+                    )
+                    .await;
+                    if registry.get(&manifest.adaptor).is_none() {
+                        registry.refuse(&manifest.adaptor, e.to_string());
+                    }
+                    fall_back(
+                        &ctx,
+                        &cache,
+                        &registry,
+                        &manifest.adaptor,
+                        &source,
+                        &trigger,
+                    )
+                    .await;
                     continue;
                 }
             };
-            seen.insert(name.clone(), Seen { adaptor: manifest.adaptor.clone(), digest: manifest.digest.clone() });
+            seen.insert(
+                name.clone(),
+                Seen {
+                    adaptor: manifest.adaptor.clone(),
+                    digest: manifest.digest.clone(),
+                },
+            );
             match adaptors::load(&ctx.runtime, &cache, bytes, source.clone()).await {
                 Ok(a) if a.info.name != manifest.adaptor => {
-                    let why = format!("the component calls itself {:?}, the ConfigMap says {:?}", a.info.name, manifest.adaptor);
+                    let why = format!(
+                        "the component calls itself {:?}, the ConfigMap says {:?}",
+                        a.info.name, manifest.adaptor
+                    );
                     refuse(&ctx, &recorder, &cm, &source, Some(&manifest), &why).await;
                 }
                 Ok(a) => {
@@ -105,34 +161,100 @@ pub async fn run(
                         name: Some(a.info.name.clone()),
                         version: Some(a.info.version.clone()),
                         digest: Some(a.short_digest().to_owned()),
-                        models: a.models().map(|m| format!("{}/{}", m.api_version, m.kind)).collect(),
+                        models: a
+                            .models()
+                            .map(|m| format!("{}/{}", m.api_version, m.kind))
+                            .collect(),
                         error: None,
                         loaded_at: now(),
                     });
-                    let note = format!("loaded {} {} ({})", a.info.name, a.info.version, manifest.digest);
+                    let note = format!(
+                        "loaded {} {} ({})",
+                        a.info.name, a.info.version, manifest.digest
+                    );
                     publish(&recorder, &cm, EventType::Normal, "AdaptorLoaded", &note).await;
+                    cache.remember_good(&a.info.name, &a.digest);
                     registry.set(a);
                     let _ = trigger.send(Trigger::Adaptor(manifest.adaptor.clone()));
                 }
                 Err(e) => {
                     ctx.metrics.load(e.kind());
                     // The previous version, if any, stays in the registry and serving.
-                    refuse(&ctx, &recorder, &cm, &source, Some(&manifest), &e.to_string()).await;
+                    refuse(
+                        &ctx,
+                        &recorder,
+                        &cm,
+                        &source,
+                        Some(&manifest),
+                        &e.to_string(),
+                    )
+                    .await;
+                    fall_back(
+                        &ctx,
+                        &cache,
+                        &registry,
+                        &manifest.adaptor,
+                        &source,
+                        &trigger,
+                    )
+                    .await;
                 }
             }
         }
     }
 }
 
+/// When nothing serves `adaptor` (a limb restarted onto a broken ConfigMap), serve the
+/// last version that loaded here, from the compile cache.
+async fn fall_back(
+    ctx: &Context,
+    cache: &Arc<CompileCache>,
+    registry: &Registry,
+    adaptor: &str,
+    source: &str,
+    trigger: &mpsc::UnboundedSender<Trigger>,
+) {
+    if registry.get(adaptor).is_some() {
+        return;
+    }
+    match adaptors::load_last_good(
+        &ctx.runtime,
+        cache,
+        adaptor,
+        format!("{source} (last good, from cache)"),
+    )
+    .await
+    {
+        Ok(Some(a)) if a.info.name == adaptor => {
+            tracing::warn!(adaptor, version = %a.info.version, "serving the last good version from the compile cache");
+            registry.set(a);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(adaptor, error = %e, "the last good version does not load either"),
+    }
+    let _ = trigger.send(Trigger::Adaptor(adaptor.to_owned()));
+}
+
 fn collect_parts(manifest: &ConfigMap, all: &[Arc<ConfigMap>], n: usize) -> Vec<Option<Vec<u8>>> {
-    let payload = |c: &ConfigMap| c.binary_data.as_ref().and_then(|d| d.get(package::DATA_KEY)).map(|b| b.0.clone());
+    let payload = |c: &ConfigMap| {
+        c.binary_data
+            .as_ref()
+            .and_then(|d| d.get(package::DATA_KEY))
+            .map(|b| b.0.clone())
+    };
     let mut parts: Vec<Option<Vec<u8>>> = vec![None; n];
     if let Some(p) = parts.get_mut(0) {
         *p = payload(manifest);
     }
     let name = manifest.name_any();
-    for c in all.iter().filter(|c| c.labels().get(PART_OF_LABEL) == Some(&name)) {
-        let idx = c.annotations().get(PART_ANNOTATION).and_then(|i| i.parse::<usize>().ok());
+    for c in all
+        .iter()
+        .filter(|c| c.labels().get(PART_OF_LABEL) == Some(&name))
+    {
+        let idx = c
+            .annotations()
+            .get(PART_ANNOTATION)
+            .and_then(|i| i.parse::<usize>().ok());
         if let Some(i) = idx
             && i > 0
             && let Some(slot) = parts.get_mut(i)
@@ -165,9 +287,14 @@ async fn refuse(
 }
 
 async fn publish(recorder: &Recorder, cm: &ConfigMap, type_: EventType, reason: &str, note: &str) {
-    let ev = Event { type_, reason: reason.into(), note: Some(note.to_owned()), action: "Load".into(), secondary: None };
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.to_owned()),
+        action: "Load".into(),
+        secondary: None,
+    };
     if let Err(e) = recorder.publish(&ev, &cm.object_ref(&())).await {
         tracing::debug!(error = %e, "cannot record event");
     }
 }
-

@@ -11,6 +11,7 @@
 mod common;
 
 mod capabilities;
+mod cluster;
 mod containment;
 mod hotswap;
 mod loading;

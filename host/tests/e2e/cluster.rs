@@ -1,0 +1,427 @@
+//! The limb as a real process on a real kube-apiserver, with the brain validating links:
+//! adaptors from ConfigMaps, device instances, status relay, hot swap, recovery.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crds::conditions::{ConditionStatus, ConditionType};
+use crds::v1alpha1::{DeviceLink, LIMB_FINALIZER};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+#[path = "../../../brain/tests/cluster/apiserver.rs"]
+#[allow(dead_code, reason = "shared with the brain's tests")]
+mod apiserver;
+
+use apiserver::ApiServer;
+
+use crate::common::component;
+
+struct LimbProcess {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for LimbProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_limb(server: &ApiServer, tag: &str) -> LimbProcess {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = std::fs::File::create(server.dir.path().join(format!("limb-{tag}.log"))).unwrap();
+    let cache = server.dir.path().join("limb-cache");
+    let child = Command::new(env!("CARGO_BIN_EXE_limb"))
+        .args([
+            "--cache-dir",
+            &cache.display().to_string(),
+            "--call-timeout",
+            "1s",
+        ])
+        .args([
+            "cluster",
+            "--node",
+            "edge-1",
+            "--namespace",
+            "octopus-system",
+        ])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--status-flush",
+            "100ms",
+            "--resync",
+            "2s",
+        ])
+        .env("KUBECONFIG", server.user_kubeconfig("limb"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    LimbProcess { child, port }
+}
+
+impl LimbProcess {
+    fn device(&self) -> Option<Value> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET /devices/default/fan HTTP/1.0\r\nHost: l\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        head.contains(" 200 ")
+            .then(|| serde_json::from_str(body).ok())
+            .flatten()
+    }
+}
+
+async fn ship(client: &Client, name: &str, bytes: &[u8]) {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "octopus-system");
+    let yaml = limb::adaptors::package::render(
+        name,
+        "octopus-system",
+        "adaptors.edge.cattle.io/dummy",
+        bytes,
+    );
+    for doc in serde_yaml::Deserializer::from_str(&yaml) {
+        let cm: ConfigMap = serde::Deserialize::deserialize(doc).unwrap();
+        api.patch(
+            &cm.name_any(),
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&cm),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+fn cond(l: &DeviceLink, t: ConditionType) -> Option<(ConditionStatus, String)> {
+    l.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == t)
+        .map(|c| (c.status, c.reason.clone()))
+}
+
+static LOGS: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// The limb's logs, for a failure message.
+fn limb_logs() -> String {
+    let Some(dir) = LOGS.get() else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with("limb-") {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            out.push_str(&format!(
+                "--- {}\n{}\n",
+                e.path().display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+    }
+    out
+}
+
+async fn wait<T>(what: &str, within: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            eprintln!("converged: {what} in {:.2?}", start.elapsed());
+            return v;
+        }
+        assert!(
+            start.elapsed() < within,
+            "{what}: not reached within {within:?}\n{}",
+            limb_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn fan(gear: &str) -> Value {
+    json!({
+        "apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceLink",
+        "metadata": {"name": "fan", "namespace": "default"},
+        "spec": {
+            "adaptor": {"node": "edge-1", "name": "adaptors.edge.cattle.io/dummy"},
+            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "DummySpecialDevice"},
+            "template": {
+                "metadata": {"labels": {"room": "lab"}},
+                "spec": {"protocol": {"location": "lab"}, "gear": gear, "on": true, "parameters": {"syncInterval": "200ms"}}
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_link_runs_end_to_end_on_a_real_api_server() {
+    let server = ApiServer::start().await;
+    let _ = LOGS.set(server.dir.path().to_owned());
+    let client = server.client().await;
+    // CRDs, the limb's namespace, a node, the brain.
+    let crd_api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    for (_, crd) in crds::generated::all() {
+        let name = crd.name_any();
+        crd_api
+            .patch(
+                &name,
+                &PatchParams::apply("test").force(),
+                &Patch::Apply(&crd),
+            )
+            .await
+            .unwrap();
+        kube::runtime::wait::await_condition(
+            crd_api.clone(),
+            &name,
+            kube::runtime::wait::conditions::is_crd_established(),
+        )
+        .await
+        .unwrap();
+    }
+    // The limb runs as a user holding exactly the RBAC that deploy/limb.yaml grants.
+    let ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "octopus-system"}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    server
+        .apply_rbac(
+            Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/limb.yaml")),
+            "octopus-limb",
+        )
+        .await;
+    let node: Node = serde_json::from_value(json!({"metadata": {"name": "edge-1"}})).unwrap();
+    Api::<Node>::all(client.clone())
+        .create(&PostParams::default(), &node)
+        .await
+        .unwrap();
+    let (stop_brain, brain_rx) = tokio::sync::oneshot::channel::<()>();
+    let brain_ctx = brain::reconciler::Context::new(
+        client.clone(),
+        Arc::new(brain::metrics::Metrics::default()),
+        None,
+    );
+    tokio::spawn(brain::reconciler::run(Arc::new(brain_ctx), async move {
+        let _ = brain_rx.await;
+    }));
+
+    ship(&client, "adaptor-dummy", &component("adaptor_dummy")).await;
+    let mut limb = start_limb(&server, "1");
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
+    let link: DeviceLink = serde_json::from_value(fan("slow")).unwrap();
+    links.create(&PostParams::default(), &link).await.unwrap();
+
+    // All five conditions, in Octopus's order, ending Healthy.
+    let l = wait(
+        "DeviceConnected=True/Healthy",
+        Duration::from_secs(60),
+        async || {
+            let l = links.get("fan").await.ok()?;
+            (cond(&l, ConditionType::DeviceConnected)
+                == Some((ConditionStatus::True, "Healthy".into())))
+            .then_some(l)
+        },
+    )
+    .await;
+    let types: Vec<_> = l
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .map(|c| c.type_)
+        .collect();
+    assert_eq!(types, ConditionType::ALL);
+    assert!(l.finalizers().iter().any(|f| f == LIMB_FINALIZER));
+    assert_eq!(
+        l.status.as_ref().unwrap().adaptor_name.as_deref(),
+        Some("adaptors.edge.cattle.io/dummy")
+    );
+
+    // The instance: owned by the link, labelled from the template, with live status.
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "devices.edge.cattle.io",
+        "v1alpha1",
+        "DummySpecialDevice",
+    ));
+    let ar = ApiResource {
+        plural: "dummyspecialdevices".into(),
+        ..ar
+    };
+    let instances: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    let inst = wait("instance status", Duration::from_secs(30), async || {
+        let i = instances.get("fan").await.ok()?;
+        i.data["status"]["rotatingSpeed"].is_number().then_some(i)
+    })
+    .await;
+    assert_eq!(inst.labels().get("room").map(String::as_str), Some("lab"));
+    let owner = &inst.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.controller),
+        ("DeviceLink", Some(true))
+    );
+    assert_eq!(inst.data["status"]["gear"], "slow");
+
+    // Editing the template changes the device.
+    links
+        .patch(
+            "fan",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"template": {"spec": {"gear": "fast"}}}})),
+        )
+        .await
+        .unwrap();
+    wait(
+        "the new gear in the instance status",
+        Duration::from_secs(30),
+        async || {
+            let i = instances.get("fan").await.ok()?;
+            (i.data["spec"]["gear"] == "fast" && i.data["status"]["gear"] == "fast").then_some(())
+        },
+    )
+    .await;
+
+    // Updating the ConfigMap hot-swaps, without a trap or a restart.
+    let before = limb.device().unwrap();
+    ship(&client, "adaptor-dummy", &component("adaptor_dummy_v2")).await;
+    let d = wait(
+        "the v2 adaptor on the device",
+        Duration::from_secs(30),
+        async || limb.device().filter(|d| d["adaptorVersion"] == "0.1.0+v2"),
+    )
+    .await;
+    assert_eq!(d["swaps"], 1);
+    assert_eq!(d["traps"], 0);
+    assert!(
+        d["status"]["polls"].as_u64() > before["status"]["polls"].as_u64(),
+        "state carried over"
+    );
+
+    // A broken update is refused; v2 keeps serving.
+    ship(&client, "adaptor-dummy", b"not a component at all").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let polls = limb.device().unwrap()["polls"].as_u64().unwrap();
+    let d = wait(
+        "polls continuing after a broken update",
+        Duration::from_secs(30),
+        async || {
+            limb.device()
+                .filter(|d| d["polls"].as_u64().unwrap_or(0) >= polls + 3)
+        },
+    )
+    .await;
+    assert_eq!(d["adaptorVersion"], "0.1.0+v2");
+
+    // A deleted instance comes back.
+    let uid = instances.get("fan").await.unwrap().uid();
+    instances
+        .delete("fan", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait(
+        "the instance re-created",
+        Duration::from_secs(30),
+        async || instances.get("fan").await.ok().filter(|i| i.uid() != uid),
+    )
+    .await;
+
+    // A restarted limb reconnects, without duplicates.
+    drop(limb);
+    limb = start_limb(&server, "2");
+    let d = wait(
+        "reconnected after a limb restart",
+        Duration::from_secs(30),
+        async || {
+            limb.device()
+                .filter(|d| d["phase"] == "Healthy" && d["polls"].as_u64().unwrap_or(0) >= 2)
+        },
+    )
+    .await;
+    assert_eq!(
+        d["adaptorVersion"], "0.1.0+v2",
+        "the ConfigMap is broken: the last good version serves, from cache"
+    );
+    assert_eq!(
+        instances
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let l = links.get("fan").await.unwrap();
+    assert_eq!(
+        l.finalizers()
+            .iter()
+            .filter(|f| *f == LIMB_FINALIZER)
+            .count(),
+        1
+    );
+
+    // Deleting the link removes the instance and the link (the limb's finalizer goes).
+    links.delete("fan", &DeleteParams::default()).await.unwrap();
+    wait(
+        "link and instance gone",
+        Duration::from_secs(30),
+        async || {
+            let link_gone = links.get_opt("fan").await.ok()?.is_none();
+            let inst_gone = instances.get_opt("fan").await.ok()?.is_none();
+            (link_gone && inst_gone).then_some(())
+        },
+    )
+    .await;
+
+    // What the limb may not do, with the RBAC it ships.
+    let limb_client = {
+        let kc = kube::config::Kubeconfig::read_from(server.user_kubeconfig("limb")).unwrap();
+        Client::try_from(
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::all(limb_client.clone());
+    assert!(
+        matches!(secrets.list(&Default::default()).await, Err(kube::Error::Api(e)) if e.code == 403)
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(limb_client.clone(), "default");
+    assert!(
+        matches!(cms.list(&Default::default()).await, Err(kube::Error::Api(e)) if e.code == 403),
+        "configmaps only in its namespace"
+    );
+    let own: Api<ConfigMap> = Api::namespaced(limb_client, "octopus-system");
+    let probe = ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some("x".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    assert!(
+        matches!(own.create(&PostParams::default(), &probe).await, Err(kube::Error::Api(e)) if e.code == 403),
+        "adaptors are read only"
+    );
+    drop(stop_brain);
+    drop(limb);
+}
