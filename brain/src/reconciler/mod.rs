@@ -76,9 +76,10 @@ async fn observe(ctx: &Context, link: &DeviceLink) -> Result<Observed, Error> {
         Some(n) => NodeState::Present(addresses(&n)),
     };
     let crds: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
-    // Served from the API server's watch cache (resourceVersion=0): cheap, and the CRD
+    // A consistent read: the watch cache of an API server that just restarted can be
+    // empty, and a model that looks missing would flip ModelExisted for nothing. The CRD
     // is found by its group and kind, never by guessing the plural.
-    let list = crds.list(&ListParams::default().match_any()).await?;
+    let list = crds.list(&ListParams::default()).await?;
     Ok(Observed {
         node,
         model: model_state(&list.items, &link.spec.model),

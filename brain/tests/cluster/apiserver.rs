@@ -12,7 +12,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 pub struct ApiServer {
     pub dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
+    /// etcd first, then the API server (which `stop_api`/`restart_api` replace).
     children: Vec<Child>,
+    api_args: Vec<String>,
 }
 
 impl Drop for ApiServer {
@@ -172,11 +174,12 @@ impl ApiServer {
         let mut server = ApiServer {
             kubeconfig: d.join("kubeconfig"),
             children: vec![etcd],
+            api_args: Vec::new(),
             dir,
         };
         let p = |f: &str| pki.join(f).display().to_string();
-        let api = Command::new(apiserver_bin())
-            .args(["--etcd-servers", &format!("http://127.0.0.1:{etcd_port}")])
+        let mut cmd = Command::new(apiserver_bin());
+        cmd.args(["--etcd-servers", &format!("http://127.0.0.1:{etcd_port}")])
             .args([
                 "--bind-address",
                 "127.0.0.1",
@@ -211,9 +214,12 @@ impl ApiServer {
                 "none",
             ])
             .stdout(log("apiserver.log"))
-            .stderr(log("apiserver.err"))
-            .spawn()
-            .expect("kube-apiserver");
+            .stderr(log("apiserver.err"));
+        server.api_args = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let api = cmd.spawn().expect("kube-apiserver");
         server.children.push(api);
         std::fs::write(
             &server.kubeconfig,
@@ -320,6 +326,42 @@ impl ApiServer {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Stops the API server (etcd keeps the data), as an outage would.
+    pub fn stop_api(&mut self) {
+        if let Some(mut api) = self.children.pop() {
+            let _ = api.kill();
+            let _ = api.wait();
+        }
+    }
+
+    /// Starts the API server again on the same port and data.
+    pub async fn restart_api(&mut self) {
+        let log = |name: &str| {
+            Stdio::from(
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(self.dir.path().join(name))
+                    .unwrap(),
+            )
+        };
+        let api = Command::new(apiserver_bin())
+            .args(&self.api_args)
+            .stdout(log("apiserver.log"))
+            .stderr(log("apiserver.err"))
+            .spawn()
+            .expect("kube-apiserver");
+        self.children.push(api);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while self.client().await.apiserver_version().await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "kube-apiserver did not come back"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 

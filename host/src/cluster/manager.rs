@@ -40,7 +40,10 @@ pub fn link_store(
     let (store, writer) = reflector::store();
     let cfg =
         watcher::Config::default().labels(&format!("{NODE_LABEL}={}", node_label_value(&s.node)));
-    let mut stream = watcher(api, cfg).default_backoff().reflect(writer).boxed();
+    let mut stream = watcher(api, cfg)
+        .backoff(super::WatchBackoff::default())
+        .reflect(writer)
+        .boxed();
     let reader = store.clone();
     tokio::spawn(async move {
         loop {
@@ -288,17 +291,28 @@ impl Manager {
         };
 
         // DeviceCreated: the instance, kept in sync with the template.
-        if let Err(e) = self.ensure_instance(&link).await {
-            self.stop(key).await;
-            let msg = format!("unable to create device from template: {e}");
-            self.ctx.board.update(key, init, |r| {
-                seed(r);
-                r.conditions.succeed(ConditionType::AdaptorExisted, &stamp);
-                r.conditions
-                    .fail(ConditionType::DeviceCreated, &msg, &stamp);
-                r.last_error = Some(msg.clone());
-            });
-            return Ok(());
+        match self.ensure_instance(&link).await {
+            Ok(()) => {}
+            Err(Error::Kube(kube::Error::Api(rejected))) if matches!(rejected.code, 400 | 422) => {
+                // The API refused the instance (a spec the model's schema rejects, say):
+                // that is the link's problem, and the condition says so.
+                self.stop(key).await;
+                let msg = format!(
+                    "unable to create device from template: {}",
+                    rejected.message
+                );
+                self.ctx.board.update(key, init, |r| {
+                    seed(r);
+                    r.conditions.succeed(ConditionType::AdaptorExisted, &stamp);
+                    r.conditions
+                        .fail(ConditionType::DeviceCreated, &msg, &stamp);
+                    r.last_error = Some(msg.clone());
+                });
+                return Ok(());
+            }
+            // Unreachable, not ready (a restarted API server answers 403 until its RBAC
+            // cache fills), or throttling: whatever runs keeps running; retry later.
+            Err(e) => return Err(e),
         }
 
         // DeviceConnected: the supervisor.
@@ -356,7 +370,9 @@ impl Manager {
         ));
         let trigger = self.trigger.clone();
         tokio::spawn(async move {
-            let mut stream = watcher(api, cfg).default_backoff().boxed();
+            let mut stream = watcher(api, cfg)
+                .backoff(super::WatchBackoff::default())
+                .boxed();
             while let Some(ev) = stream.next().await {
                 if let Ok(watcher::Event::Delete(obj)) = ev {
                     let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());

@@ -89,6 +89,37 @@ impl Registry {
     }
 }
 
+/// Backoff of the limb's watches: 250 ms doubling to 5 s, with jitter, so a limb
+/// notices changes within seconds of an API server coming back (kube's default waits
+/// up to 30 s).
+#[derive(Clone, Debug)]
+pub struct WatchBackoff {
+    next: std::time::Duration,
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        Self {
+            next: std::time::Duration::from_millis(250),
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = std::time::Duration;
+    fn next(&mut self) -> Option<Self::Item> {
+        let now = self.next;
+        self.next = (self.next * 2).min(std::time::Duration::from_secs(5));
+        Some(now.mul_f64(0.5 + 0.5 * fastrand::f64()))
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        *self = Self::default();
+    }
+}
+
 /// Settings of cluster mode.
 #[derive(Clone, Debug)]
 pub struct Settings {

@@ -39,7 +39,10 @@ pub async fn run(
     let (store, writer) = reflector::store();
     let cfg = watcher::Config::default().labels(&format!("{COMPONENT_LABEL}=true"));
     // Raw events: the store only holds the initial list once `InitDone` has arrived.
-    let mut stream = watcher(api, cfg).default_backoff().reflect(writer).boxed();
+    let mut stream = watcher(api, cfg)
+        .backoff(super::WatchBackoff::default())
+        .reflect(writer)
+        .boxed();
     let recorder = Recorder::new(
         client,
         Reporter {

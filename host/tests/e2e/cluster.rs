@@ -172,7 +172,7 @@ fn fan(gear: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_link_runs_end_to_end_on_a_real_api_server() {
-    let server = ApiServer::start().await;
+    let mut server = ApiServer::start().await;
     let _ = LOGS.set(server.dir.path().to_owned());
     let client = server.client().await;
     // CRDs, the limb's namespace, a node, the brain.
@@ -376,6 +376,53 @@ async fn a_device_link_runs_end_to_end_on_a_real_api_server() {
             .filter(|f| *f == LIMB_FINALIZER)
             .count(),
         1
+    );
+
+    // The API server goes away for a while: the device keeps polling, and its status
+    // catches up when the server is back.
+    server.stop_api();
+    let outage = Instant::now();
+    let before = limb.device().unwrap()["polls"].as_u64().unwrap();
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let t = Instant::now();
+        let d = limb.device();
+        eprintln!(
+            "outage: polls {:?} lastPoll {:?} (GET took {:.2?})",
+            d.as_ref().map(|d| d["polls"].clone()),
+            d.as_ref().map(|d| d["lastPoll"].clone()),
+            t.elapsed()
+        );
+    }
+    let during = limb.device().unwrap();
+    let polled = during["polls"].as_u64().unwrap() - before;
+    assert!(
+        polled >= 20,
+        "only {polled} polls in 8 s without the API server (200 ms interval)\n{}",
+        limb_logs()
+    );
+    assert_eq!(during["phase"], "Healthy");
+    let guest_polls = during["status"]["polls"].as_u64().unwrap();
+    server.restart_api().await;
+    eprintln!("API server back after {:.2?}", outage.elapsed());
+    let client = server.client().await;
+    let instances: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
+    wait(
+        "status caught up after the outage",
+        Duration::from_secs(60),
+        async || {
+            let i = instances.get("fan").await.ok()?;
+            (i.data["status"]["polls"].as_u64()? > guest_polls).then_some(())
+        },
+    )
+    .await;
+    let l = links.get("fan").await.unwrap();
+    assert_eq!(
+        cond(&l, ConditionType::DeviceConnected),
+        Some((ConditionStatus::True, "Healthy".into())),
+        "no condition lied: {:#?}",
+        l.status
     );
 
     // Deleting the link removes the instance and the link (the limb's finalizer goes).
