@@ -8,6 +8,10 @@
     reason = "test code"
 )]
 
+#[allow(
+    dead_code,
+    reason = "shared with the limb's cluster tests, which use all of it"
+)]
 mod apiserver;
 
 use std::sync::Arc;
