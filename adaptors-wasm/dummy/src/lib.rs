@@ -153,6 +153,9 @@ struct Device {
     name: String,
     uid: String,
     spec: Spec,
+    /// `reference/item` of every resolved reference, reported (never their values) so an
+    /// operator can see what the device was given.
+    references: Vec<String>,
 }
 
 /// Everything one instance (one device) holds.
@@ -176,6 +179,11 @@ impl Instance {
             name: format!("{}/{}", config.device.namespace, config.device.name),
             uid: config.device.uid.clone(),
             spec,
+            references: config
+                .references
+                .iter()
+                .map(|r| format!("{}/{}", r.reference, r.item))
+                .collect(),
         };
         self.state
             .rng
@@ -221,6 +229,9 @@ impl Instance {
         };
         if let Value::Object(fields) = &mut status {
             fields.insert("polls".to_owned(), json!(state.polls));
+            if !device.references.is_empty() {
+                fields.insert("references".to_owned(), json!(device.references));
+            }
             if cfg!(feature = "v2") {
                 fields.insert("variant".to_owned(), json!("v2"));
             }

@@ -17,7 +17,8 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
-use super::{ADAPTOR_ANNOTATION, MANAGER, NODE_ANNOTATION, Registry, Settings};
+use super::{ADAPTOR_ANNOTATION, MANAGER, NODE_ANNOTATION, Registry, Settings, references};
+use crate::bindings::ReferenceValue;
 use crate::status::{DeviceReport, Phase, now};
 use crate::supervisor::{self, Command, Context, Handle};
 
@@ -73,6 +74,7 @@ struct Running {
     handle: Handle,
     link: Arc<DeviceLink>,
     digest: String,
+    references: Vec<ReferenceValue>,
 }
 
 pub struct Manager {
@@ -315,12 +317,37 @@ impl Manager {
             Err(e) => return Err(e),
         }
 
+        // References: resolved on every reconcile (the resync re-reads them), so a
+        // rotated Secret reaches the adaptor without a restart.
+        let references = match references::resolve(&self.client, &link).await {
+            Ok(r) => r,
+            Err(references::Error::Transient(e)) => return Err(Error::Kube(e)),
+            Err(e) => {
+                self.stop(key).await;
+                let msg = format!("unable to fetch the reference parameters: {e}");
+                self.ctx.board.update(key, init, |r| {
+                    seed(r);
+                    r.conditions.succeed(ConditionType::AdaptorExisted, &stamp);
+                    r.conditions.succeed(ConditionType::DeviceCreated, &stamp);
+                    r.conditions
+                        .fail(ConditionType::DeviceConnected, &msg, &stamp);
+                    r.phase = Phase::Pending;
+                    r.last_error = Some(msg.clone());
+                });
+                return Ok(());
+            }
+        };
+
         // DeviceConnected: the supervisor.
         match self.running.get_mut(key) {
             Some(r) => {
-                if r.link.spec != link.spec {
+                if r.link.spec != link.spec
+                    || references::fingerprint(&r.references)
+                        != references::fingerprint(&references)
+                {
                     r.link = link.clone();
-                    r.handle.send(Command::Update(link.clone()));
+                    r.references = references.clone();
+                    r.handle.send(Command::Update(link.clone(), references));
                 }
                 if r.digest != adaptor.digest {
                     r.digest = adaptor.digest.clone();
@@ -329,14 +356,19 @@ impl Manager {
             }
             None => {
                 self.ctx.board.update(key, init, seed);
-                let handle =
-                    supervisor::spawn(self.ctx.clone(), link.clone(), adaptor.clone(), Vec::new());
+                let handle = supervisor::spawn(
+                    self.ctx.clone(),
+                    link.clone(),
+                    adaptor.clone(),
+                    references.clone(),
+                );
                 self.running.insert(
                     key.to_owned(),
                     Running {
                         handle,
                         link,
                         digest: adaptor.digest.clone(),
+                        references,
                     },
                 );
             }

@@ -10,6 +10,7 @@
 //! Devices keep running while the API server is away; writes catch up when it returns.
 
 pub mod manager;
+pub mod references;
 pub mod relay;
 pub mod source;
 

@@ -347,7 +347,7 @@ impl Standalone {
                 Some(r) => {
                     if r.link.spec != link.spec || r.link.metadata.uid != link.metadata.uid {
                         r.link = link.clone();
-                        r.handle.send(Command::Update(link));
+                        r.handle.send(Command::Update(link, vec![]));
                     }
                     if r.digest != adaptor.digest {
                         r.digest = adaptor.digest.clone();

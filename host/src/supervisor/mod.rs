@@ -47,8 +47,8 @@ pub struct Context {
 
 /// What a supervisor can be told.
 pub enum Command {
-    /// The DeviceLink changed.
-    Update(Arc<DeviceLink>),
+    /// The DeviceLink or the values its references resolve to changed.
+    Update(Arc<DeviceLink>, Vec<ReferenceValue>),
     /// A new version of the device's adaptor is loaded.
     Swap(Arc<Adaptor>),
 }
@@ -160,7 +160,7 @@ impl Supervisor {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     None => break,
-                    Some(Command::Update(link)) => self.update(link).await,
+                    Some(Command::Update(link, refs)) => self.update(link, refs).await,
                     Some(Command::Swap(adaptor)) => self.swap(adaptor).await,
                 },
                 () = sleep_until(wake) => {
@@ -576,8 +576,9 @@ impl Supervisor {
         }
     }
 
-    async fn update(&mut self, link: Arc<DeviceLink>) {
+    async fn update(&mut self, link: Arc<DeviceLink>, references: Vec<ReferenceValue>) {
         let old = std::mem::replace(&mut self.link, link);
+        self.references = references;
         self.blocked = None;
         self.failures = 0;
         self.traps_in_row = 0;

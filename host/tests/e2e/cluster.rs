@@ -162,6 +162,10 @@ fn fan(gear: &str) -> Value {
         "spec": {
             "adaptor": {"node": "edge-1", "name": "adaptors.edge.cattle.io/dummy"},
             "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "DummySpecialDevice"},
+            "references": [
+                {"name": "creds", "secret": {"name": "fan-creds", "items": ["password"]}},
+                {"name": "me", "downwardAPI": {"items": [{"name": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}}
+            ],
             "template": {
                 "metadata": {"labels": {"room": "lab"}},
                 "spec": {"protocol": {"location": "lab"}, "gear": gear, "on": true, "parameters": {"syncInterval": "200ms"}}
@@ -230,6 +234,45 @@ async fn a_device_link_runs_end_to_end_on_a_real_api_server() {
     let link: DeviceLink = serde_json::from_value(fan("slow")).unwrap();
     links.create(&PostParams::default(), &link).await.unwrap();
 
+    // References: the limb may not read Secrets until a namespace grants it, and says so.
+    let connected_msg = async |needle: &str| {
+        let l = links.get("fan").await.ok()?;
+        let c = l
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == ConditionType::DeviceConnected)?;
+        (c.status == ConditionStatus::False && c.message.contains(needle)).then_some(())
+    };
+    wait(
+        "a condition naming the missing grant",
+        Duration::from_secs(30),
+        async || connected_msg("may not read Secret default/fan-creds").await,
+    )
+    .await;
+    server
+        .apply_rbac(
+            Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../deploy/limb-references.yaml"
+            )),
+            "octopus-limb",
+        )
+        .await;
+    wait(
+        "a condition naming the missing Secret",
+        Duration::from_secs(30),
+        async || connected_msg("Secret default/fan-creds does not exist").await,
+    )
+    .await;
+    let secret: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(json!({"metadata": {"name": "fan-creds"}, "stringData": {"password": "s3cret", "other": "x"}})).unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+
     // All five conditions, in Octopus's order, ending Healthy.
     let l = wait(
         "DeviceConnected=True/Healthy",
@@ -280,6 +323,12 @@ async fn a_device_link_runs_end_to_end_on_a_real_api_server() {
         ("DeviceLink", Some(true))
     );
     assert_eq!(inst.data["status"]["gear"], "slow");
+    let d = limb.device().unwrap();
+    assert_eq!(
+        d["status"]["references"],
+        json!(["creds/password", "me/name"]),
+        "only the listed key, and the link's name"
+    );
 
     // Editing the template changes the device.
     links

@@ -78,7 +78,7 @@ async fn a_spec_change_is_applied_in_place_keeping_state() {
         .wait(&key("fan2"), Duration::from_secs(10), |r| r.polls >= 3)
         .await;
     let guest_polls = before.status["polls"].as_u64().unwrap();
-    dev.send(Command::Update(fan("fan2", "fast", "80ms")));
+    dev.send(Command::Update(fan("fan2", "fast", "80ms"), vec![]));
     let after = h
         .wait(&key("fan2"), Duration::from_secs(10), |r| {
             r.status["gear"] == "fast" && r.poll_interval_ms == Some(80)
@@ -116,7 +116,7 @@ async fn an_invalid_spec_is_reported_and_waits_for_a_fix() {
     assert_eq!(cond.status, ConditionStatus::False);
     assert!(cond.message.contains("gear"), "{}", cond.message);
     assert_eq!(r.polls, 0);
-    dev.send(Command::Update(fan("bad", "middle", "50ms")));
+    dev.send(Command::Update(fan("bad", "middle", "50ms"), vec![]));
     let fixed = h
         .wait(&key("bad"), Duration::from_secs(10), |r| r.polls >= 1)
         .await;
