@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crds::conditions::{ConditionStatus, ConditionType};
 use crds::v1alpha1::{DeviceLink, LIMB_FINALIZER, NODE_LABEL, node_label_value};
@@ -460,6 +459,3 @@ pub fn model_resource(link: &DeviceLink) -> GroupVersionKind {
     let (group, version) = link.spec.model.group_version();
     GroupVersionKind::gvk(group, version, &link.spec.model.kind)
 }
-
-/// How long the relay waits between flushes.
-pub const DEFAULT_FLUSH: Duration = Duration::from_millis(250);
