@@ -351,6 +351,7 @@ mod tests {
                 name: "default/fan".into(),
                 uid: "uid-1".into(),
                 spec: spec::parse(Kind::Special, spec).unwrap(),
+                references: Vec::new(),
             }),
         }
     }
