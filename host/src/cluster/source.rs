@@ -192,6 +192,9 @@ pub async fn run(
                         &e.to_string(),
                     )
                     .await;
+                    if registry.get(&manifest.adaptor).is_none() {
+                        registry.refuse(&manifest.adaptor, e.to_string());
+                    }
                     fall_back(
                         &ctx,
                         &cache,
