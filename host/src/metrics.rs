@@ -27,6 +27,18 @@ pub struct CapabilityLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeviceLabels {
+    /// `namespace/name` of the DeviceLink.
+    pub device: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeviceOutcomeLabels {
+    pub device: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
@@ -40,6 +52,11 @@ pub struct Metrics {
     loads: Family<OutcomeLabels, Counter>,
     capability_calls: Family<CapabilityLabels, Counter>,
     devices: Gauge,
+    device_polls: Family<DeviceOutcomeLabels, Counter>,
+    device_poll_seconds: Family<DeviceLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    device_traps: Family<DeviceLabels, Counter>,
+    device_swaps: Family<DeviceLabels, Counter>,
+    device_memory: Family<DeviceLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -54,6 +71,29 @@ impl Default for Metrics {
         let loads = Family::<OutcomeLabels, Counter>::default();
         let capability_calls = Family::<CapabilityLabels, Counter>::default();
         let devices = Gauge::default();
+        let device_polls = Family::<DeviceOutcomeLabels, Counter>::default();
+        let device_poll_seconds =
+            Family::<DeviceLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let device_traps = Family::<DeviceLabels, Counter>::default();
+        let device_swaps = Family::<DeviceLabels, Counter>::default();
+        let device_memory = Family::<DeviceLabels, Gauge>::default();
+        registry.register(
+            "device_polls",
+            "Polls per device by outcome",
+            device_polls.clone(),
+        );
+        registry.register(
+            "device_last_poll_seconds",
+            "Duration of each device's last poll",
+            device_poll_seconds.clone(),
+        );
+        registry.register("device_traps", "Traps per device", device_traps.clone());
+        registry.register("device_swaps", "Hot swaps per device", device_swaps.clone());
+        registry.register(
+            "device_memory_bytes",
+            "Linear memory of each device's adaptor instance",
+            device_memory.clone(),
+        );
         registry.register(
             "guest_calls",
             "Adaptor calls by function and outcome",
@@ -90,6 +130,11 @@ impl Default for Metrics {
             loads,
             capability_calls,
             devices,
+            device_polls,
+            device_poll_seconds,
+            device_traps,
+            device_swaps,
+            device_memory,
         }
     }
 }
@@ -116,6 +161,60 @@ impl Metrics {
                 })
                 .observe(seconds);
         }
+    }
+
+    /// One guest call of one device; polls and traps also count per device.
+    pub fn device_call(
+        &self,
+        device: &str,
+        call: &'static str,
+        outcome: &'static str,
+        seconds: f64,
+        memory: usize,
+    ) {
+        let d = DeviceLabels {
+            device: device.to_owned(),
+        };
+        if call == "poll" {
+            self.device_polls
+                .get_or_create(&DeviceOutcomeLabels {
+                    device: device.to_owned(),
+                    outcome,
+                })
+                .inc();
+            self.device_poll_seconds.get_or_create(&d).set(seconds);
+        }
+        if outcome == "trap" {
+            self.device_traps.get_or_create(&d).inc();
+        }
+        self.device_memory
+            .get_or_create(&d)
+            .set(i64::try_from(memory).unwrap_or(i64::MAX));
+    }
+
+    pub fn device_swap(&self, device: &str) {
+        self.device_swaps
+            .get_or_create(&DeviceLabels {
+                device: device.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Drops a stopped device's series, so their number follows the live devices.
+    pub fn forget_device(&self, device: &str) {
+        let d = DeviceLabels {
+            device: device.to_owned(),
+        };
+        for outcome in ["ok", "error", "trap"] {
+            self.device_polls.remove(&DeviceOutcomeLabels {
+                device: device.to_owned(),
+                outcome,
+            });
+        }
+        self.device_poll_seconds.remove(&d);
+        self.device_traps.remove(&d);
+        self.device_swaps.remove(&d);
+        self.device_memory.remove(&d);
     }
 
     pub fn trap(&self, adaptor: &str) {

@@ -40,6 +40,8 @@ pub struct Limiter {
     memory_limit: usize,
     table_limit: usize,
     pub refused: Option<String>,
+    /// Linear memory granted so far, for the per-device memory metric.
+    pub memory: usize,
 }
 
 impl ResourceLimiter for Limiter {
@@ -59,6 +61,7 @@ impl ResourceLimiter for Limiter {
             self.refused = Some(why.clone());
             return Err(wasmtime::format_err!("{why}"));
         }
+        self.memory = self.memory.max(desired);
         Ok(true)
     }
 
@@ -142,6 +145,7 @@ impl StoreState {
                 memory_limit,
                 table_limit: 100_000,
                 refused: None,
+                memory: 0,
             },
             caps,
             device,
@@ -195,6 +199,11 @@ impl StoreState {
     /// The metrics sink, if this store reports to one.
     pub fn metrics_handle(&self) -> Option<Arc<Metrics>> {
         self.metrics.clone()
+    }
+
+    /// Linear memory the instance has grown to.
+    pub fn memory(&self) -> usize {
+        self.limiter.memory
     }
 
     /// Why the limiter refused growth during the last call, if it did.

@@ -139,12 +139,10 @@ impl Instance {
         };
         let metrics = &self.store.data().metrics_handle();
         if let Some(m) = metrics {
-            m.guest_call(
-                &self.adaptor.info.name,
-                call,
-                outcome,
-                started.elapsed().as_secs_f64(),
-            );
+            let secs = started.elapsed().as_secs_f64();
+            m.guest_call(&self.adaptor.info.name, call, outcome, secs);
+            let state = self.store.data();
+            m.device_call(&state.device().0, call, outcome, secs, state.memory());
             if outcome == "trap" {
                 m.trap(&self.adaptor.info.name);
             }

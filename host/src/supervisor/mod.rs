@@ -176,6 +176,7 @@ impl Supervisor {
         if let Some(inst) = self.current.take() {
             inst.shutdown().await;
         }
+        self.ctx.metrics.forget_device(&self.key);
         tracing::info!("device stopped");
     }
 
@@ -755,6 +756,7 @@ impl Supervisor {
         self.adaptor = new.clone();
         self.set_interval(settings.poll_interval_ms);
         self.ctx.metrics.swap("switched");
+        self.ctx.metrics.device_swap(&self.key);
         let took = started.elapsed();
         self.report(|r| {
             r.swaps += 1;

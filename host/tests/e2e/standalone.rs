@@ -148,6 +148,14 @@ fn standalone_mode_follows_the_folder_and_hot_swaps_without_restart() {
         metrics.contains("octopus_limb_guest_calls_total"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains(r#"octopus_limb_device_polls_total{device="default/fan",outcome="ok"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"octopus_limb_device_memory_bytes{device="default/fan"}"#),
+        "{metrics}"
+    );
 
     // A spec change in the YAML applies in place.
     replace(&dir.path().join("fan.yaml"), fan_yaml("fast").as_bytes());
@@ -216,6 +224,11 @@ fn standalone_mode_follows_the_folder_and_hot_swaps_without_restart() {
         assert!(Instant::now() < deadline, "device not removed");
         std::thread::sleep(Duration::from_millis(100));
     }
+    let metrics = limb.get("/metrics").unwrap().1;
+    assert!(
+        !metrics.contains(r#"device="default/fan""#),
+        "a removed device's series go: {metrics}"
+    );
     let out = std::fs::read_to_string(dir.path().join("limb.out")).unwrap();
     let first: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(first["name"], "fan", "stdout carries JSON lines when piped");
