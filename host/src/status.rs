@@ -152,6 +152,26 @@ pub struct AdaptorReport {
     pub loaded_at: String,
 }
 
+impl AdaptorReport {
+    /// A component that could not be loaded from `source`.
+    pub fn refused(
+        source: &str,
+        name: Option<String>,
+        digest: Option<String>,
+        error: &str,
+    ) -> Self {
+        Self {
+            source: source.to_owned(),
+            name,
+            version: None,
+            digest,
+            models: Vec::new(),
+            error: Some(error.to_owned()),
+            loaded_at: now(),
+        }
+    }
+}
+
 /// Shared by every writer and reader of device state.
 pub struct StatusBoard {
     devices: RwLock<BTreeMap<String, DeviceReport>>,

@@ -86,6 +86,22 @@ impl Adaptor {
     pub fn models(&self) -> impl Iterator<Item = &Model> {
         self.info.models.iter().map(|m| &m.model)
     }
+
+    /// How `/adaptors` and the terminal view show this version.
+    pub fn report(&self) -> crate::status::AdaptorReport {
+        crate::status::AdaptorReport {
+            source: self.source.clone(),
+            name: Some(self.info.name.clone()),
+            version: Some(self.info.version.clone()),
+            digest: Some(self.short_digest().to_owned()),
+            models: self
+                .models()
+                .map(|m| format!("{}/{}", m.api_version, m.kind))
+                .collect(),
+            error: None,
+            loaded_at: crate::status::now(),
+        }
+    }
 }
 
 /// sha256 of `bytes`, hex.

@@ -17,7 +17,7 @@ use super::manager::Trigger;
 use super::{MANAGER, Registry};
 use crate::adaptors::package::{self, COMPONENT_LABEL, Manifest, PART_ANNOTATION, PART_OF_LABEL};
 use crate::adaptors::{self, CompileCache};
-use crate::status::{AdaptorReport, now};
+use crate::status::AdaptorReport;
 use crate::supervisor::Context;
 
 /// What was last loaded (or refused) from each manifest ConfigMap.
@@ -107,41 +107,10 @@ pub async fn run(
             tracing::info!(configmap = %name, adaptor = %manifest.adaptor, digest = %manifest.digest, "adaptor ConfigMap changed");
             let parts = collect_parts(&cm, &all, manifest.parts);
             let refs: Vec<Option<&[u8]>> = parts.iter().map(|p| p.as_deref()).collect();
-            let bytes = match package::assemble(&manifest, &refs) {
-                Ok(b) => b,
-                Err(package::Error::MissingPart(..)) => continue, // the rest is on its way
-                Err(e) => {
-                    seen.insert(
-                        name.clone(),
-                        Seen {
-                            adaptor: manifest.adaptor.clone(),
-                            digest: manifest.digest.clone(),
-                        },
-                    );
-                    refuse(
-                        &ctx,
-                        &recorder,
-                        &cm,
-                        &source,
-                        Some(&manifest),
-                        &e.to_string(),
-                    )
-                    .await;
-                    if registry.get(&manifest.adaptor).is_none() {
-                        registry.refuse(&manifest.adaptor, e.to_string());
-                    }
-                    fall_back(
-                        &ctx,
-                        &cache,
-                        &registry,
-                        &manifest.adaptor,
-                        &source,
-                        &trigger,
-                    )
-                    .await;
-                    continue;
-                }
-            };
+            let assembled = package::assemble(&manifest, &refs);
+            if let Err(package::Error::MissingPart(..)) = assembled {
+                continue; // the rest is on its way
+            }
             seen.insert(
                 name.clone(),
                 Seen {
@@ -149,7 +118,14 @@ pub async fn run(
                     digest: manifest.digest.clone(),
                 },
             );
-            match adaptors::load(&ctx.runtime, &cache, bytes, source.clone()).await {
+            let loaded = match assembled {
+                Ok(bytes) => adaptors::load(&ctx.runtime, &cache, bytes, source.clone())
+                    .await
+                    .inspect_err(|e| ctx.metrics.load(e.kind()))
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match loaded {
                 Ok(a) if a.info.name != manifest.adaptor => {
                     let why = format!(
                         "the component calls itself {:?}, the ConfigMap says {:?}",
@@ -159,18 +135,7 @@ pub async fn run(
                 }
                 Ok(a) => {
                     ctx.metrics.load("ok");
-                    ctx.board.set_adaptor(AdaptorReport {
-                        source: source.clone(),
-                        name: Some(a.info.name.clone()),
-                        version: Some(a.info.version.clone()),
-                        digest: Some(a.short_digest().to_owned()),
-                        models: a
-                            .models()
-                            .map(|m| format!("{}/{}", m.api_version, m.kind))
-                            .collect(),
-                        error: None,
-                        loaded_at: now(),
-                    });
+                    ctx.board.set_adaptor(a.report());
                     let note = format!(
                         "loaded {} {} ({})",
                         a.info.name, a.info.version, manifest.digest
@@ -180,20 +145,11 @@ pub async fn run(
                     registry.set(a);
                     let _ = trigger.send(Trigger::Adaptor(manifest.adaptor.clone()));
                 }
-                Err(e) => {
-                    ctx.metrics.load(e.kind());
+                Err(why) => {
                     // The previous version, if any, stays in the registry and serving.
-                    refuse(
-                        &ctx,
-                        &recorder,
-                        &cm,
-                        &source,
-                        Some(&manifest),
-                        &e.to_string(),
-                    )
-                    .await;
+                    refuse(&ctx, &recorder, &cm, &source, Some(&manifest), &why).await;
                     if registry.get(&manifest.adaptor).is_none() {
-                        registry.refuse(&manifest.adaptor, e.to_string());
+                        registry.refuse(&manifest.adaptor, why);
                     }
                     fall_back(
                         &ctx,
@@ -280,15 +236,12 @@ async fn refuse(
     why: &str,
 ) {
     tracing::error!(configmap = %cm.name_any(), error = %why, "adaptor refused; the previous version, if any, keeps serving");
-    ctx.board.set_adaptor(AdaptorReport {
-        source: source.to_owned(),
-        name: manifest.map(|m| m.adaptor.clone()),
-        version: None,
-        digest: manifest.map(|m| m.digest.clone()),
-        models: Vec::new(),
-        error: Some(why.to_owned()),
-        loaded_at: now(),
-    });
+    ctx.board.set_adaptor(AdaptorReport::refused(
+        source,
+        manifest.map(|m| m.adaptor.clone()),
+        manifest.map(|m| m.digest.clone()),
+        why,
+    ));
     publish(recorder, cm, EventType::Warning, "AdaptorRefused", why).await;
 }
 

@@ -155,33 +155,19 @@ impl Standalone {
                     {
                         tracing::warn!(adaptor = %adaptor.info.name, previous = %prev.source, now = %source, "two files provide the same adaptor; the newer load wins");
                     }
-                    self.ctx.board.set_adaptor(AdaptorReport {
-                        source: source.clone(),
-                        name: Some(adaptor.info.name.clone()),
-                        version: Some(adaptor.info.version.clone()),
-                        digest: Some(adaptor.short_digest().to_owned()),
-                        models: adaptor
-                            .models()
-                            .map(|m| format!("{}/{}", m.api_version, m.kind))
-                            .collect(),
-                        error: None,
-                        loaded_at: now(),
-                    });
+                    self.ctx.board.set_adaptor(adaptor.report());
                     self.adaptors.insert(adaptor.info.name.clone(), adaptor);
                 }
                 Err(e) => {
                     self.ctx.metrics.load(e.kind());
                     let msg = format!("{e}");
                     tracing::error!(file = %source, error = %msg, "adaptor refused; the previous version, if any, keeps serving");
-                    self.ctx.board.set_adaptor(AdaptorReport {
-                        source: source.clone(),
-                        name: entry.name.clone(),
-                        version: None,
-                        digest: Some(digest.get(..12).unwrap_or(&digest).to_owned()),
-                        models: Vec::new(),
-                        error: Some(msg.clone()),
-                        loaded_at: now(),
-                    });
+                    self.ctx.board.set_adaptor(AdaptorReport::refused(
+                        &source,
+                        entry.name.clone(),
+                        Some(digest.get(..12).unwrap_or(&digest).to_owned()),
+                        &msg,
+                    ));
                     if let Some(name) = &entry.name {
                         for r in self
                             .running
