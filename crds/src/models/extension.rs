@@ -171,6 +171,28 @@ pub struct MqttClientTls {
         skip_serializing_if = "Option::is_none"
     )]
     pub ca_file_pem_ref: Option<ReferenceRelationship>,
+    #[serde(flatten)]
+    pub client: ClientCertificate,
+    /// Server name to verify (SNI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// Skips verifying the broker certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure_skip_verify: Option<bool>,
+}
+
+/// Where the client persists in-flight messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum MqttStoreType {
+    #[default]
+    Memory,
+    File,
+}
+
+/// A client certificate and key, each given inline (PEM) or through a reference; shared
+/// by MQTT and OPC UA.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ClientCertificate {
     /// Client certificate (PEM).
     #[serde(
         default,
@@ -197,20 +219,6 @@ pub struct MqttClientTls {
         skip_serializing_if = "Option::is_none"
     )]
     pub key_file_pem_ref: Option<ReferenceRelationship>,
-    /// Server name to verify (SNI).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server_name: Option<String>,
-    /// Skips verifying the broker certificate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub insecure_skip_verify: Option<bool>,
-}
-
-/// Where the client persists in-flight messages.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-pub enum MqttStoreType {
-    #[default]
-    Memory,
-    File,
 }
 
 /// Message persistence of the MQTT client.

@@ -4,7 +4,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::extension::{BasicAuth, DeviceExtension, ReferenceRelationship};
+use super::extension::{BasicAuth, DeviceExtension};
 
 /// Nodes of an OPC UA server, read by subscription.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -105,35 +105,8 @@ pub enum OpcuaSecurityMode {
     SignAndEncrypt,
 }
 
-/// The client certificate and key, each given inline (PEM) or through a reference.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct OpcuaTls {
-    #[serde(
-        default,
-        rename = "certFilePEM",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cert_file_pem: Option<String>,
-    #[serde(
-        default,
-        rename = "certFilePEMRef",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cert_file_pem_ref: Option<ReferenceRelationship>,
-    #[serde(
-        default,
-        rename = "keyFilePEM",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub key_file_pem: Option<String>,
-    #[serde(
-        default,
-        rename = "keyFilePEMRef",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub key_file_pem_ref: Option<ReferenceRelationship>,
-}
+/// The client certificate and key of an OPC UA connection.
+pub type OpcuaTls = super::extension::ClientCertificate;
 
 /// One node of the server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
