@@ -10,7 +10,7 @@ use futures::StreamExt;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
 };
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
@@ -27,6 +27,12 @@ pub enum Trigger {
     Link(String),
     /// An adaptor was loaded, changed, refused or removed.
     Adaptor(String),
+}
+
+/// The link `namespace/name` from the store, without scanning it.
+pub fn lookup(links: &Store<DeviceLink>, key: &str) -> Option<Arc<DeviceLink>> {
+    let (ns, name) = key.split_once('/')?;
+    links.get(&ObjectRef::new(name).within(ns))
 }
 
 /// Watches the links labelled for this node into a store, triggering on every change.
@@ -170,7 +176,7 @@ impl Manager {
     }
 
     fn find(&self, key: &str) -> Option<Arc<DeviceLink>> {
-        self.links.state().into_iter().find(|l| l.key() == key)
+        lookup(&self.links, key)
     }
 
     async fn stop(&mut self, key: &str) {

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 
 use super::MANAGER;
-use super::manager::model_resource;
+use super::manager::{lookup, model_resource};
 use crate::status::{DeviceReport, StatusBoard};
 
 pub async fn run(
@@ -64,7 +64,7 @@ async fn write(
     report: &DeviceReport,
 ) -> Result<(), kube::Error> {
     let key = report.key();
-    let Some(link) = links.state().into_iter().find(|l| l.key() == key) else {
+    let Some(link) = lookup(links, &key) else {
         written.remove(&key);
         return Ok(());
     };
