@@ -69,6 +69,19 @@ impl std::fmt::Debug for Adaptor {
     }
 }
 
+impl std::fmt::Display for Adaptor {
+    /// `name version (digest)`, as events and logs name a version.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} ({})",
+            self.info.name,
+            self.info.version,
+            self.short_digest()
+        )
+    }
+}
+
 impl Adaptor {
     /// The model entry for `api_version`/`kind`, if this adaptor serves it.
     pub fn model(&self, api_version: &str, kind: &str) -> Option<&ModelInfo> {

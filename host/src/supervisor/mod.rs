@@ -491,12 +491,7 @@ impl Supervisor {
         self.adaptor = old.adaptor.clone();
         self.current = Some(old);
         self.ctx.metrics.swap("reverted");
-        let msg = format!(
-            "{} {} ({}) failed its first poll and was rolled back: {err}",
-            failed.info.name,
-            failed.info.version,
-            failed.short_digest()
-        );
+        let msg = format!("{failed} failed its first poll and was rolled back: {err}");
         let (version, digest) = (
             self.adaptor.info.version.clone(),
             self.adaptor.short_digest().to_owned(),
@@ -663,18 +658,8 @@ impl Supervisor {
             return;
         }
         let started = std::time::Instant::now();
-        let from = format!(
-            "{} {} ({})",
-            self.adaptor.info.name,
-            self.adaptor.info.version,
-            self.adaptor.short_digest()
-        );
-        let to = format!(
-            "{} {} ({})",
-            new.info.name,
-            new.info.version,
-            new.short_digest()
-        );
+        let from = self.adaptor.to_string();
+        let to = new.to_string();
         if self.current.is_none() {
             // Nothing is running (backoff, quarantine or not started): start on `new`.
             self.adaptor = new;
