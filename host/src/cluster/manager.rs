@@ -15,6 +15,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 use super::{ADAPTOR_ANNOTATION, MANAGER, NODE_ANNOTATION, Registry, Settings, references};
 use crate::bindings::ReferenceValue;
@@ -144,9 +145,7 @@ impl Manager {
             tracing::debug!(?keys, "reconciling");
             for key in keys {
                 let span = tracing::info_span!("limb.reconcile", link = %key);
-                let _e = span.enter();
-                drop(_e);
-                if let Err(e) = self.reconcile(&key).await {
+                if let Err(e) = self.reconcile(&key).instrument(span).await {
                     tracing::warn!(link = %key, error = %e, "reconcile failed; retrying on the next resync");
                 }
             }
