@@ -14,7 +14,7 @@ pub mod serial;
 pub mod socket;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crds::GrantKind;
 
@@ -47,6 +47,8 @@ impl Default for Limits {
 #[derive(Clone)]
 pub struct Backends {
     pub serial: Arc<dyn serial::Backend>,
+    /// The serial lines open on this node; one per process, shared by all devices.
+    pub buses: Arc<serial::bus::Buses>,
     pub socket: Arc<dyn socket::Backend>,
     pub gpio: Arc<dyn gpio::Backend>,
 }
@@ -57,6 +59,7 @@ impl Backends {
     pub fn real(gpio_sim: bool) -> Self {
         Self {
             serial: Arc::new(serial::RealBackend),
+            buses: Arc::default(),
             socket: Arc::new(socket::RealBackend),
             gpio: if gpio_sim {
                 Arc::new(gpio::SimBackend::default())
@@ -74,6 +77,9 @@ pub struct Capabilities {
     limits: Limits,
     backends: Backends,
     open_handles: usize,
+    /// When the guest call in progress must have returned, less a reserve for the guest
+    /// to handle the error: no capability call outlives the call that made it.
+    call_deadline: Option<Instant>,
 }
 
 impl Capabilities {
@@ -89,6 +95,7 @@ impl Capabilities {
             limits,
             backends,
             open_handles: 0,
+            call_deadline: None,
         }
     }
 
@@ -155,14 +162,34 @@ impl Capabilities {
         self.open_handles = self.open_handles.saturating_sub(1);
     }
 
-    /// The timeout for one call: the guest's request, capped; 0 means the cap.
+    /// Bounds capability calls by the guest call that makes them: a guest whose device
+    /// is silent then gets `timeout` in time to report it, instead of being interrupted.
+    pub fn set_call_deadline(&mut self, call: Option<(Instant, Duration)>) {
+        self.call_deadline = call.map(|(deadline, timeout)| {
+            let reserve =
+                (timeout / 10).clamp(Duration::from_millis(10), Duration::from_millis(250));
+            deadline.checked_sub(reserve).unwrap_or(deadline)
+        });
+    }
+
+    /// The timeout for one call: the guest's request, capped by the limit and by what is
+    /// left of the guest call; 0 means the cap.
     pub fn timeout(&self, requested_ms: u32) -> Duration {
         let requested = Duration::from_millis(u64::from(requested_ms));
-        if requested.is_zero() || requested > self.limits.max_timeout {
+        let capped = if requested.is_zero() || requested > self.limits.max_timeout {
             self.limits.max_timeout
         } else {
             requested
+        };
+        match self.call_deadline {
+            Some(deadline) => capped.min(deadline.saturating_duration_since(Instant::now())),
+            None => capped,
         }
+    }
+
+    /// The largest single read a guest may ask for.
+    pub fn max_read(&self) -> usize {
+        self.limits.max_read as usize
     }
 
     /// The checked size and the timeout of one read.
@@ -332,5 +359,20 @@ mod tests {
         assert_eq!(c.timeout(100), Duration::from_millis(100));
         assert_eq!(c.timeout(u32::MAX), Limits::default().max_timeout);
         assert!(c.read_size(Limits::default().max_read + 1).is_err());
+    }
+
+    #[test]
+    fn timeouts_end_before_the_guest_call_does() {
+        let mut c = caps(vec![], "{}", 1);
+        let call = Duration::from_secs(1);
+        c.set_call_deadline(Some((Instant::now() + call, call)));
+        // 10% of the call is kept for the guest to handle the timeout.
+        assert!(c.timeout(0) <= Duration::from_millis(900));
+        assert!(c.timeout(0) > Duration::from_millis(800));
+        assert_eq!(c.timeout(100), Duration::from_millis(100));
+        c.set_call_deadline(Some((Instant::now(), call)));
+        assert_eq!(c.timeout(100), Duration::ZERO);
+        c.set_call_deadline(None);
+        assert_eq!(c.timeout(0), Limits::default().max_timeout);
     }
 }

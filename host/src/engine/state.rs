@@ -174,13 +174,16 @@ impl StoreState {
 
     /// Starts the clock for one guest call.
     pub fn arm(&mut self, timeout: Duration) {
-        self.deadline = Some(Instant::now() + timeout);
+        let deadline = Instant::now() + timeout;
+        self.deadline = Some(deadline);
+        self.caps.set_call_deadline(Some((deadline, timeout)));
         self.limiter.refused = None;
     }
 
     /// Stops the clock after a guest call.
     pub fn disarm(&mut self) {
         self.deadline = None;
+        self.caps.set_call_deadline(None);
     }
 
     pub fn device(&self) -> &DeviceTag {

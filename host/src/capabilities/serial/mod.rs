@@ -1,14 +1,19 @@
-//! `octopus:adaptor/serial`: serial ports at granted device paths.
+//! `octopus:adaptor/serial`: serial ports at granted device paths, each a [`bus::Bus`]
+//! shared by every device that opens it.
+
+pub mod bus;
 
 use std::io;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crds::GrantKind;
 
 use tracing::Instrument;
 use wasmtime::component::Resource;
 
+use super::Capabilities;
 use super::socket::{BoxFuture, Duplex};
-use super::{Capabilities, with_timeout};
 use crate::bindings::CapabilityError;
 use crate::bindings::octopus::adaptor::serial as wit;
 use crate::engine::StoreState;
@@ -76,9 +81,9 @@ impl Backend for RealBackend {
     }
 }
 
-/// The host side of a guest's serial `port`.
+/// The host side of a guest's serial `port`: this device's handle on a shared bus.
 pub struct Port {
-    io: Box<dyn SerialIo>,
+    bus: Arc<bus::Bus>,
 }
 
 impl Capabilities {
@@ -89,13 +94,13 @@ impl Capabilities {
     ) -> Result<Port, CapabilityError> {
         let g = self.authorize(grant, GrantKind::Serial)?;
         let timeout = self.timeout(0);
-        match with_timeout(
-            timeout,
-            self.backends().serial.open(g.target.clone(), settings),
-        )
-        .await
+        let backends = self.backends();
+        match backends
+            .buses
+            .open(&*backends.serial, &g.target, settings, timeout)
+            .await
         {
-            Ok(io) => Ok(Port { io }),
+            Ok(bus) => Ok(Port { bus }),
             Err(e) => {
                 self.release();
                 Err(e)
@@ -122,6 +127,32 @@ impl wit::Host for StoreState {
 }
 
 impl wit::HostPort for StoreState {
+    async fn transact(
+        &mut self,
+        port: Resource<Port>,
+        exchange: wit::Exchange,
+    ) -> wasmtime::Result<Result<Vec<u8>, CapabilityError>> {
+        if let Err(e) = self.caps.read_size(exchange.reply_len) {
+            return Ok(Err(e));
+        }
+        let max_reply = self.caps.max_read();
+        let timeout = self.caps.timeout(exchange.timeout_ms);
+        let idle = Duration::from_millis(u64::from(exchange.idle_ms)).min(timeout);
+        let bus = self.table.get(&port)?.bus.clone();
+        let span =
+            tracing::debug_span!("limb.serial.transact", device = %self.device, path = bus.path());
+        Ok(bus
+            .transact(
+                &exchange.request,
+                timeout,
+                exchange.reply_len as usize,
+                idle,
+                max_reply,
+            )
+            .instrument(span)
+            .await)
+    }
+
     async fn write(
         &mut self,
         port: Resource<Port>,
@@ -129,8 +160,9 @@ impl wit::HostPort for StoreState {
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<u32, CapabilityError>> {
         let timeout = self.caps.timeout(timeout_ms);
-        let p = self.table.get_mut(&port)?;
-        Ok(super::write_all(&mut p.io, &data, timeout).await)
+        let bus = self.table.get(&port)?.bus.clone();
+        let mut io = bus.turn().await;
+        Ok(super::write_all(&mut *io, &data, timeout).await)
     }
 
     async fn read(
@@ -143,16 +175,18 @@ impl wit::HostPort for StoreState {
             Ok(l) => l,
             Err(e) => return Ok(Err(e)),
         };
-        let p = self.table.get_mut(&port)?;
-        Ok(super::read_some(&mut p.io, max, timeout).await)
+        let bus = self.table.get(&port)?.bus.clone();
+        let mut io = bus.turn().await;
+        Ok(super::read_some(&mut *io, max, timeout).await)
     }
 
     async fn clear_input(
         &mut self,
         port: Resource<Port>,
     ) -> wasmtime::Result<Result<(), CapabilityError>> {
-        let p = self.table.get_mut(&port)?;
-        Ok(p.io.clear_input().map_err(super::io_error))
+        let bus = self.table.get(&port)?.bus.clone();
+        let mut io = bus.turn().await;
+        Ok(io.clear_input().map_err(super::io_error))
     }
 
     async fn drop(&mut self, port: Resource<Port>) -> wasmtime::Result<()> {
