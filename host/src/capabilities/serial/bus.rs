@@ -70,7 +70,7 @@ impl Buses {
     }
 
     /// Lines currently open.
-    pub async fn len(&self) -> usize {
+    pub async fn open_lines(&self) -> usize {
         let open = self.open.lock().await;
         open.values().filter(|b| b.strong_count() > 0).count()
     }
@@ -264,7 +264,7 @@ mod tests {
             "{err}"
         );
         drop((a, b));
-        assert_eq!(buses.len().await, 0);
+        assert_eq!(buses.open_lines().await, 0);
     }
 
     #[tokio::test]
