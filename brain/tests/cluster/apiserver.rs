@@ -15,11 +15,17 @@ pub struct ApiServer {
     /// etcd first, then the API server (which `stop_api`/`restart_api` replace).
     children: Vec<Child>,
     api_args: Vec<String>,
+    /// kube-controller-manager, when a test needs garbage collection.
+    controller_manager: Option<Child>,
 }
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
-        for c in self.children.iter_mut().rev() {
+        for c in self
+            .controller_manager
+            .iter_mut()
+            .chain(self.children.iter_mut().rev())
+        {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -35,17 +41,19 @@ fn free_port() -> u16 {
 }
 
 fn apiserver_bin() -> PathBuf {
-    let bin = std::env::var_os("OCTOPUS_KUBE_APISERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("OCTOPUS_CACHE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                        .join(".cache/octopus")
-                });
-            cache.join("kube/bin/kube-apiserver")
-        });
+    kube_bin("OCTOPUS_KUBE_APISERVER", "kube-apiserver")
+}
+
+/// A control-plane binary: `$var` if set, else the one `scripts/build-kube.sh` cached.
+fn kube_bin(var: &str, name: &str) -> PathBuf {
+    let bin = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("OCTOPUS_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/octopus")
+            });
+        cache.join("kube/bin").join(name)
+    });
     assert!(
         bin.exists(),
         "{} not found; run scripts/build-kube.sh (scripts/test.sh does)",
@@ -175,6 +183,7 @@ impl ApiServer {
             kubeconfig: d.join("kubeconfig"),
             children: vec![etcd],
             api_args: Vec::new(),
+            controller_manager: None,
             dir,
         };
         let p = |f: &str| pki.join(f).display().to_string();
@@ -284,6 +293,16 @@ impl ApiServer {
                 .as_str()
                 .unwrap_or("default")
                 .to_owned();
+            if v["metadata"]["namespace"].is_string() {
+                // The manifests leave the namespace to deploy/namespace.yaml (or Helm).
+                let o: k8s_openapi::api::core::v1::Namespace =
+                    serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))
+                        .unwrap();
+                Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+                    .patch(&ns, &pp, &Patch::Apply(&o))
+                    .await
+                    .unwrap();
+            }
             if v["kind"].as_str().is_some_and(|k| k.ends_with("Binding")) {
                 v["subjects"] = subjects.clone();
             }
@@ -327,6 +346,26 @@ impl ApiServer {
                 _ => {}
             }
         }
+    }
+
+    /// Starts kube-controller-manager with the garbage collector, which deletes objects
+    /// whose owner is gone (the API server alone never does).
+    pub fn start_controller_manager(&mut self) {
+        let log = Stdio::from(std::fs::File::create(self.dir.path().join("kcm.log")).unwrap());
+        let kcm = Command::new(kube_bin(
+            "OCTOPUS_KUBE_CONTROLLER_MANAGER",
+            "kube-controller-manager",
+        ))
+        .args(["--kubeconfig", &self.kubeconfig.display().to_string()])
+        .args(["--controllers", "garbagecollector,namespace"])
+        .args(["--leader-elect=false", "--bind-address", "127.0.0.1"])
+        .args(["--secure-port", "0", "--port", "0"])
+        .arg("--use-service-account-credentials=false")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("kube-controller-manager");
+        self.controller_manager = Some(kcm);
     }
 
     /// Stops the API server (etcd keeps the data), as an outage would.
