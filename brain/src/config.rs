@@ -20,7 +20,7 @@ pub struct Config {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Runs the controller against the cluster (in-cluster config, or KUBECONFIG).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Checks the DeviceLinks in YAML files for structural problems, without a cluster.
     Validate {
         #[arg(required = true)]
@@ -62,9 +62,75 @@ pub struct RunArgs {
     #[arg(long, env = "BRAIN_RESYNC", default_value = "5m", value_parser = parse_duration)]
     pub resync: Duration,
 
+    /// Serve the DeviceLink admission webhook (HTTPS) here, on every replica; off if unset.
+    #[arg(long, env = "BRAIN_WEBHOOK_LISTEN")]
+    pub webhook_listen: Option<SocketAddr>,
+
+    /// The webhook's Service: its DNS names go into the serving certificate.
+    #[arg(long, env = "BRAIN_WEBHOOK_SERVICE", default_value = "octopus-brain")]
+    pub webhook_service: String,
+
+    /// More subject alternative names for the serving certificate (DNS names or IPs).
+    #[arg(long, env = "BRAIN_WEBHOOK_EXTRA_SANS", value_delimiter = ',')]
+    pub webhook_extra_sans: Vec<String>,
+
+    /// The Secret, in the brain's namespace, that holds the webhook CA and certificate.
+    #[arg(
+        long,
+        env = "BRAIN_WEBHOOK_SECRET",
+        default_value = "octopus-brain-webhook"
+    )]
+    pub webhook_secret: String,
+
+    /// The ValidatingWebhookConfiguration whose caBundle the brain keeps current.
+    #[arg(
+        long,
+        env = "BRAIN_WEBHOOK_CONFIG_NAME",
+        default_value = "octopus-brain"
+    )]
+    pub webhook_config_name: String,
+
+    /// Lifetime of a serving certificate; renewed with a third left.
+    #[arg(long, env = "BRAIN_WEBHOOK_CERT_VALIDITY", default_value = "30days", value_parser = parse_duration)]
+    pub webhook_cert_validity: Duration,
+
+    /// Lifetime of the webhook CA (the caBundle the API server trusts).
+    #[arg(long, env = "BRAIN_WEBHOOK_CA_VALIDITY", default_value = "3650days", value_parser = parse_duration)]
+    pub webhook_ca_validity: Duration,
+
+    /// Namespace of the adaptor ConfigMaps (the limb's); defaults to the brain's own.
+    #[arg(long, env = "BRAIN_ADAPTOR_NAMESPACE")]
+    pub adaptor_namespace: Option<String>,
+
     /// Log as JSON.
     #[arg(long, env = "BRAIN_LOG_JSON")]
     pub log_json: bool,
+}
+
+impl RunArgs {
+    /// The webhook's settings, when it is on. The brain's own namespace is the Lease's.
+    pub fn admission(&self) -> Option<crate::admission::Settings> {
+        let listen = self.webhook_listen?;
+        let ns = &self.lease_namespace;
+        let svc = &self.webhook_service;
+        let mut sans = vec![
+            format!("{svc}.{ns}.svc"),
+            format!("{svc}.{ns}.svc.cluster.local"),
+        ];
+        sans.extend(self.webhook_extra_sans.iter().cloned());
+        Some(crate::admission::Settings {
+            listen,
+            adaptor_namespace: self.adaptor_namespace.clone().unwrap_or_else(|| ns.clone()),
+            certs: crate::admission::certs::Settings {
+                namespace: ns.clone(),
+                secret_name: self.webhook_secret.clone(),
+                webhook_config_name: self.webhook_config_name.clone(),
+                sans,
+                validity: self.webhook_cert_validity,
+                ca_validity: self.webhook_ca_validity,
+            },
+        })
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -92,5 +158,42 @@ mod tests {
         assert_eq!(r.lease_duration, Duration::from_secs(3));
         assert!(!r.leader_election);
         assert!(Config::try_parse_from(["brain", "run", "--lease-duration", "soon"]).is_err());
+        assert!(
+            r.admission().is_none(),
+            "the webhook is off unless given an address"
+        );
+    }
+
+    #[test]
+    fn webhook_settings_name_the_service_and_extra_sans() {
+        let c = Config::try_parse_from([
+            "brain",
+            "run",
+            "--lease-namespace",
+            "octo",
+            "--webhook-listen",
+            "127.0.0.1:9443",
+            "--webhook-extra-sans",
+            "127.0.0.1,brain.local",
+            "--webhook-cert-validity",
+            "20s",
+        ])
+        .unwrap();
+        let Command::Run(r) = c.command else {
+            panic!("run")
+        };
+        let a = r.admission().unwrap();
+        assert_eq!(
+            a.certs.sans,
+            [
+                "octopus-brain.octo.svc",
+                "octopus-brain.octo.svc.cluster.local",
+                "127.0.0.1",
+                "brain.local"
+            ]
+        );
+        assert_eq!(a.adaptor_namespace, "octo");
+        assert_eq!(a.certs.validity, Duration::from_secs(20));
+        assert_eq!(a.certs.ca_validity, Duration::from_secs(3650 * 86400));
     }
 }

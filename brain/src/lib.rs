@@ -1,8 +1,9 @@
 //! The Octopus brain: validates every DeviceLink's node and model, marks each link with
 //! its node so limbs select their own, and lets deletions of links on vanished nodes
-//! finish.
+//! finish. Every replica also serves the DeviceLink admission webhook ([`admission`]).
 
 pub mod admin;
+pub mod admission;
 pub mod config;
 pub mod leader;
 pub mod metrics;

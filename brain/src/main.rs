@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 b.init()
             }
-            brain::run::run(args).await?;
+            brain::run::run(*args).await?;
         }
         Command::Validate { files } => validate(files)?,
     }

@@ -12,11 +12,20 @@ struct Outcome {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Kind {
+    kind: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     reconciles: Family<Outcome, Counter>,
     duration: Histogram,
     leader: Gauge,
+    admissions: Family<Outcome, Counter>,
+    admission_duration: Histogram,
+    cert_writes: Counter,
+    cert_failures: Family<Kind, Counter>,
 }
 
 impl Default for Metrics {
@@ -40,16 +49,44 @@ impl Default for Metrics {
             "1 while this replica holds the lease",
             leader.clone(),
         );
+        let admissions = Family::<Outcome, Counter>::default();
+        let admission_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        let cert_writes = Counter::default();
+        let cert_failures = Family::<Kind, Counter>::default();
+        registry.register(
+            "admissions",
+            "DeviceLink admission reviews by outcome (allowed, warned, denied)",
+            admissions.clone(),
+        );
+        registry.register(
+            "admission_duration_seconds",
+            "Time to answer one admission review",
+            admission_duration.clone(),
+        );
+        registry.register(
+            "webhook_certificate_writes",
+            "Webhook certificates this replica issued and stored (creation and rotation)",
+            cert_writes.clone(),
+        );
+        registry.register(
+            "webhook_certificate_sync_failures",
+            "Failed checks of the webhook certificate Secret, by kind",
+            cert_failures.clone(),
+        );
         Self {
             registry,
             reconciles,
             duration,
             leader,
+            admissions,
+            admission_duration,
+            cert_writes,
+            cert_failures,
         }
     }
 }
 
-/// Observes the reconcile's duration when dropped.
+/// Observes a duration (a reconcile, an admission) when dropped.
 pub struct Timer<'a> {
     hist: &'a Histogram,
     start: std::time::Instant,
@@ -71,6 +108,25 @@ impl Metrics {
             hist: &self.duration,
             start: std::time::Instant::now(),
         }
+    }
+
+    pub fn admitted(&self, outcome: &'static str) {
+        self.admissions.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    pub fn admission_timer(&self) -> Timer<'_> {
+        Timer {
+            hist: &self.admission_duration,
+            start: std::time::Instant::now(),
+        }
+    }
+
+    pub fn cert_rotated(&self) {
+        self.cert_writes.inc();
+    }
+
+    pub fn cert_sync_failed(&self, kind: &'static str) {
+        self.cert_failures.get_or_create(&Kind { kind }).inc();
     }
 
     pub fn set_leader(&self, leader: bool) {

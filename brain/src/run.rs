@@ -1,4 +1,4 @@
-//! Wiring: client, admin endpoint, leadership, controller.
+//! Wiring: client, admin endpoint, admission webhook, leadership, controller.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +16,8 @@ pub enum Error {
     Client(#[source] kube::Error),
     #[error("cannot serve the admin endpoint")]
     Admin(#[source] std::io::Error),
+    #[error("cannot start the admission webhook")]
+    Admission(#[source] crate::admission::Error),
     #[error("lost the leader lease; exiting so a fresh replica takes over")]
     LostLease,
 }
@@ -34,6 +36,15 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         ready.clone(),
     ));
     client.apiserver_version().await.map_err(Error::Client)?;
+    // Every replica serves admission, leader or not: validation never waits on an election.
+    let _webhook = match args.admission() {
+        Some(settings) => Some(
+            crate::admission::start(client.clone(), settings, metrics.clone())
+                .await
+                .map_err(Error::Admission)?,
+        ),
+        None => None,
+    };
     ready.store(true, Ordering::Relaxed);
 
     let identity = args

@@ -296,8 +296,7 @@ impl ApiServer {
             if v["metadata"]["namespace"].is_string() {
                 // The manifests leave the namespace to deploy/namespace.yaml (or Helm).
                 let o: k8s_openapi::api::core::v1::Namespace =
-                    serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))
-                        .unwrap();
+                    serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap();
                 Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
                     .patch(&ns, &pp, &Patch::Apply(&o))
                     .await

@@ -14,6 +14,8 @@
 )]
 mod apiserver;
 
+mod admission;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,336 @@
+//! What an admission decision needs from the cluster: the model's CRD and the adaptor's
+//! ConfigMap from watch caches (an admission must answer in milliseconds, and listing
+//! every CRD per request would not), and referenced objects by a bounded `get`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crds::v1alpha1::{DeviceLink, TypeMeta};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, ListParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+
+use super::decide::{AdaptorLookup, ModelLookup, Observed, RefOutcome, ReferenceCheck};
+
+/// The label on every adaptor ConfigMap (see the limb's `adaptors::package`).
+pub const COMPONENT_LABEL: &str = "adaptors.edge.cattle.io/component";
+/// The annotation naming the adaptor on an adaptor's manifest ConfigMap.
+pub const NAME_ANNOTATION: &str = "adaptors.edge.cattle.io/name";
+
+/// Bound on each API call made while the API server waits for our answer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct Observer {
+    client: Client,
+    crds: Store<CustomResourceDefinition>,
+    adaptors: Store<ConfigMap>,
+    adaptor_namespace: String,
+}
+
+impl Observer {
+    /// Starts the two watch caches; they live as long as the returned tasks.
+    pub fn start(
+        client: Client,
+        adaptor_namespace: String,
+    ) -> (Arc<Self>, Vec<tokio::task::JoinHandle<()>>) {
+        let (crds, crd_writer) = reflector::store();
+        let crd_stream = watcher(
+            Api::<CustomResourceDefinition>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(crd_writer)
+        .applied_objects();
+        let (adaptors, cm_writer) = reflector::store();
+        let cm_stream = watcher(
+            Api::<ConfigMap>::namespaced(client.clone(), &adaptor_namespace),
+            watcher::Config::default().labels(&format!("{COMPONENT_LABEL}=true")),
+        )
+        .default_backoff()
+        .reflect(cm_writer)
+        .applied_objects();
+        let tasks = vec![
+            tokio::spawn(drain(crd_stream, "customresourcedefinitions")),
+            tokio::spawn(drain(cm_stream, "adaptor configmaps")),
+        ];
+        let observer = Arc::new(Self {
+            client,
+            crds,
+            adaptors,
+            adaptor_namespace,
+        });
+        (observer, tasks)
+    }
+
+    pub async fn observe(&self, link: &DeviceLink) -> Observed {
+        let (model, adaptor, references) =
+            tokio::join!(self.model(link), self.adaptor(link), self.references(link));
+        Observed {
+            model,
+            adaptor,
+            references,
+        }
+    }
+
+    async fn model(&self, link: &DeviceLink) -> ModelLookup {
+        let model = &link.spec.model;
+        if self.crds.wait_until_ready().now_or_never_ready() {
+            let cached: Vec<_> = self.crds.state();
+            let found = model_lookup(cached.iter().map(AsRef::as_ref), model);
+            if found != ModelLookup::Missing {
+                return found;
+            }
+        }
+        // Not in the cache (not ready yet, or a CRD installed a moment ago): one
+        // consistent read before saying it does not exist.
+        let api = Api::<CustomResourceDefinition>::all(self.client.clone());
+        match tokio::time::timeout(CALL_TIMEOUT, api.list(&ListParams::default())).await {
+            Ok(Ok(list)) => model_lookup(list.items.iter(), model),
+            Ok(Err(e)) => ModelLookup::Unknown(format!("cannot list CRDs: {e}")),
+            Err(_) => ModelLookup::Unknown("listing CRDs timed out".to_owned()),
+        }
+    }
+
+    async fn adaptor(&self, link: &DeviceLink) -> AdaptorLookup {
+        let name = &link.spec.adaptor.name;
+        if self.adaptors.wait_until_ready().now_or_never_ready()
+            && adaptor_present(self.adaptors.state().iter().map(AsRef::as_ref), name)
+        {
+            return AdaptorLookup::Present;
+        }
+        let api = Api::<ConfigMap>::namespaced(self.client.clone(), &self.adaptor_namespace);
+        let lp = ListParams::default().labels(&format!("{COMPONENT_LABEL}=true"));
+        match tokio::time::timeout(CALL_TIMEOUT, api.list_metadata(&lp)).await {
+            Ok(Ok(list)) => {
+                let present = list
+                    .items
+                    .iter()
+                    .any(|m| is_manifest_of(&m.metadata.labels, &m.metadata.annotations, name));
+                if present {
+                    AdaptorLookup::Present
+                } else {
+                    AdaptorLookup::Missing {
+                        namespace: self.adaptor_namespace.clone(),
+                    }
+                }
+            }
+            Ok(Err(e)) => AdaptorLookup::Unknown(format!("cannot list adaptor ConfigMaps: {e}")),
+            Err(_) => AdaptorLookup::Unknown("listing adaptor ConfigMaps timed out".to_owned()),
+        }
+    }
+
+    async fn references(&self, link: &DeviceLink) -> Vec<ReferenceCheck> {
+        let ns = link.namespace_or_default();
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        let config_maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
+        let mut out = Vec::new();
+        for r in &link.spec.references {
+            if let Some(s) = &r.secret {
+                let outcome = outcome(secrets.get_metadata_opt(&s.name)).await;
+                out.push(ReferenceCheck {
+                    what: format!("Secret {:?}", s.name),
+                    outcome,
+                });
+            }
+            if let Some(c) = &r.config_map {
+                let outcome = outcome(config_maps.get_metadata_opt(&c.name)).await;
+                out.push(ReferenceCheck {
+                    what: format!("ConfigMap {:?}", c.name),
+                    outcome,
+                });
+            }
+        }
+        out
+    }
+}
+
+async fn outcome<T>(
+    get: impl std::future::Future<Output = Result<Option<T>, kube::Error>>,
+) -> RefOutcome {
+    match tokio::time::timeout(CALL_TIMEOUT, get).await {
+        Ok(Ok(Some(_))) => RefOutcome::Exists,
+        Ok(Ok(None)) => RefOutcome::Missing,
+        Ok(Err(kube::Error::Api(e))) if e.code == 403 => RefOutcome::Forbidden,
+        Ok(Err(e)) => RefOutcome::Failed(e.to_string()),
+        Err(_) => RefOutcome::Failed("timed out".to_owned()),
+    }
+}
+
+async fn drain<S, T>(stream: S, what: &'static str)
+where
+    S: futures::Stream<Item = Result<T, watcher::Error>>,
+{
+    let mut stream = std::pin::pin!(stream);
+    while let Some(item) = stream.next().await {
+        if let Err(e) = item {
+            tracing::warn!(error = %e, what, "admission watch failed; retrying");
+        }
+    }
+}
+
+/// Readiness without waiting: an admission never blocks on a cache that is still filling.
+trait NowOrNever {
+    fn now_or_never_ready(self) -> bool;
+}
+
+impl<F: std::future::Future<Output = Result<(), reflector::store::WriterDropped>>> NowOrNever
+    for F
+{
+    fn now_or_never_ready(self) -> bool {
+        matches!(futures::FutureExt::now_or_never(self), Some(Ok(())))
+    }
+}
+
+/// The model's CRD by group and kind (never by guessing the plural), and what it says
+/// about the requested version.
+pub fn model_lookup<'a>(
+    crds: impl Iterator<Item = &'a CustomResourceDefinition>,
+    model: &TypeMeta,
+) -> ModelLookup {
+    let (group, version) = model.group_version();
+    let mut crds = crds;
+    let Some(crd) = crds.find(|c| {
+        c.spec.group == group
+            && c.spec.names.kind == model.kind
+            && c.metadata.deletion_timestamp.is_none()
+    }) else {
+        return ModelLookup::Missing;
+    };
+    let served: Vec<String> = crd
+        .spec
+        .versions
+        .iter()
+        .filter(|v| v.served)
+        .map(|v| v.name.clone())
+        .collect();
+    let Some(v) = crd
+        .spec
+        .versions
+        .iter()
+        .find(|v| v.served && v.name == version)
+    else {
+        return ModelLookup::NotServed {
+            crd: crd.metadata.name.clone().unwrap_or_default(),
+            served,
+        };
+    };
+    let schema = v
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .and_then(|s| serde_json::to_value(s).ok());
+    ModelLookup::Served(schema)
+}
+
+fn is_manifest_of(
+    labels: &Option<BTreeMap<String, String>>,
+    annotations: &Option<BTreeMap<String, String>>,
+    adaptor: &str,
+) -> bool {
+    labels
+        .as_ref()
+        .and_then(|l| l.get(COMPONENT_LABEL))
+        .is_some_and(|v| v == "true")
+        && annotations
+            .as_ref()
+            .and_then(|a| a.get(NAME_ANNOTATION))
+            .is_some_and(|n| n == adaptor)
+}
+
+/// Whether an adaptor's manifest ConfigMap is among `config_maps`. The package format
+/// does not say which models an adaptor serves (only its component's `describe` does),
+/// so presence is all the brain can check.
+pub fn adaptor_present<'a>(
+    mut config_maps: impl Iterator<Item = &'a ConfigMap>,
+    adaptor: &str,
+) -> bool {
+    config_maps.any(|cm| is_manifest_of(&cm.metadata.labels, &cm.metadata.annotations, adaptor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn crd(served: &[(&str, bool)]) -> CustomResourceDefinition {
+        let versions: Vec<_> = served
+            .iter()
+            .map(|(name, s)| json!({"name": name, "served": s, "storage": *s,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object"}}}}}))
+            .collect();
+        serde_json::from_value(json!({
+            "metadata": {"name": "things.devices.edge.cattle.io"},
+            "spec": {"group": "devices.edge.cattle.io", "scope": "Namespaced",
+                "names": {"kind": "Thing", "plural": "things"}, "versions": versions}
+        }))
+        .unwrap()
+    }
+
+    fn model(v: &str, kind: &str) -> TypeMeta {
+        TypeMeta {
+            api_version: v.into(),
+            kind: kind.into(),
+        }
+    }
+
+    #[test]
+    fn model_lookup_table() {
+        let c = [crd(&[("v1alpha1", true), ("v1", false)])];
+        assert!(matches!(
+            model_lookup(c.iter(), &model("devices.edge.cattle.io/v1alpha1", "Thing")),
+            ModelLookup::Served(Some(s)) if s["properties"]["spec"]["type"] == "object"
+        ));
+        assert_eq!(
+            model_lookup(c.iter(), &model("devices.edge.cattle.io/v1", "Thing")),
+            ModelLookup::NotServed {
+                crd: "things.devices.edge.cattle.io".into(),
+                served: vec!["v1alpha1".into()]
+            }
+        );
+        assert_eq!(
+            model_lookup(c.iter(), &model("devices.edge.cattle.io/v1alpha1", "Other")),
+            ModelLookup::Missing
+        );
+        assert_eq!(
+            model_lookup(c.iter(), &model("other.io/v1alpha1", "Thing")),
+            ModelLookup::Missing
+        );
+    }
+
+    #[test]
+    fn adaptor_present_needs_label_and_name() {
+        let cm = |labels: Value, annotations: Value| -> ConfigMap {
+            serde_json::from_value(
+                json!({"metadata": {"name": "x", "labels": labels, "annotations": annotations}}),
+            )
+            .unwrap()
+        };
+        use serde_json::Value;
+        let good = cm(
+            json!({COMPONENT_LABEL: "true"}),
+            json!({NAME_ANNOTATION: "adaptors.edge.cattle.io/dummy"}),
+        );
+        let unlabelled = cm(
+            json!({}),
+            json!({NAME_ANNOTATION: "adaptors.edge.cattle.io/dummy"}),
+        );
+        let part = cm(json!({COMPONENT_LABEL: "true"}), json!({}));
+        assert!(adaptor_present(
+            [&good].into_iter(),
+            "adaptors.edge.cattle.io/dummy"
+        ));
+        assert!(!adaptor_present(
+            [&good].into_iter(),
+            "adaptors.edge.cattle.io/modbus"
+        ));
+        assert!(!adaptor_present(
+            [&unlabelled, &part].into_iter(),
+            "adaptors.edge.cattle.io/dummy"
+        ));
+    }
+}
