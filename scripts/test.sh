@@ -15,11 +15,14 @@ echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 (cd adaptors-wasm && CARGO_TARGET_DIR="$ADAPTORS_TARGET" cargo clippy --release --target wasm32-wasip2 --locked -- -D warnings)
 echo "== guest unit tests"
-(cd adaptors-wasm && CARGO_TARGET_DIR="$ADAPTORS_TARGET" cargo test --locked -p adaptor-dummy -p adaptor-probe --target "$(rustc -vV | sed -n 's/^host: //p')")
+(cd adaptors-wasm && CARGO_TARGET_DIR="$ADAPTORS_TARGET" cargo test --locked -p adaptor-dummy -p adaptor-probe -p adaptor-modbus --target "$(rustc -vV | sed -n 's/^host: //p')")
 echo "== test API server"
 "$ROOT/scripts/build-kube.sh"
-echo "== CRD drift"
+echo "== CRD and manifest drift"
 cargo run --locked -q -p crds --bin crdgen -- --check
+cargo run --locked -q -p xtask -- manifests --check
+echo "== adaptor ConfigMaps"
+"$ROOT/scripts/render-adaptors.sh" "$CACHE/rendered-adaptors"
 echo "== workspace tests"
 cargo test --workspace --locked
 echo "== done in $((SECONDS - started)) s"
