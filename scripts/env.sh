@@ -19,15 +19,27 @@ ensure_toolchain() {
     fi
 }
 
-# Real peers the end-to-end tests talk to, from Debian's packages.
+# Real peers the end-to-end tests talk to: socat (pty pairs) and mbpoll (an independent
+# Modbus master) from Debian's packages, and pymodbus (the Modbus TCP/RTU slave) in a venv
+# under the cache. Idempotent; exports OCTOPUS_PEERS_PYTHON for the tests.
+PYMODBUS_VERSION=3.16.1
 ensure_peers() {
     local missing=()
     command -v socat >/dev/null || missing+=(socat)
+    command -v mbpoll >/dev/null || missing+=(mbpoll)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "installing ${missing[*]}"
         local sudo=""
         [ "$(id -u)" -ne 0 ] && sudo="sudo"
         $sudo apt-get update -qq
-        $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
     fi
+    local venv="$CACHE/peers/venv"
+    if ! "$venv/bin/python" -c "import importlib.metadata as m, serial, sys; sys.exit(m.version('pymodbus') != '$PYMODBUS_VERSION')" 2>/dev/null; then
+        echo "installing pymodbus $PYMODBUS_VERSION in $venv"
+        mkdir -p "$CACHE/peers"
+        [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check "pymodbus[serial]==$PYMODBUS_VERSION"
+    fi
+    export OCTOPUS_PEERS_PYTHON="$venv/bin/python"
 }

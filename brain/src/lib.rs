@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod backoff;
 pub mod config;
 pub mod leader;
 pub mod metrics;

@@ -43,7 +43,7 @@ impl Observer {
             Api::<CustomResourceDefinition>::all(client.clone()),
             watcher::Config::default(),
         )
-        .default_backoff()
+        .backoff(crate::backoff::WatchBackoff::default())
         .reflect(crd_writer)
         .applied_objects();
         let (adaptors, cm_writer) = reflector::store();
@@ -51,7 +51,7 @@ impl Observer {
             Api::<ConfigMap>::namespaced(client.clone(), &adaptor_namespace),
             watcher::Config::default().labels(&format!("{COMPONENT_LABEL}=true")),
         )
-        .default_backoff()
+        .backoff(crate::backoff::WatchBackoff::default())
         .reflect(cm_writer)
         .applied_objects();
         let tasks = vec![

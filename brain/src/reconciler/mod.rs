@@ -282,6 +282,7 @@ pub async fn run(
                     .collect::<Vec<_>>()
             },
         )
+        .trigger_backoff(crate::backoff::WatchBackoff::default())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {

@@ -521,6 +521,7 @@ fn spawn_brain_with(
                 "500ms",
             ])
             .env("KUBECONFIG", kubeconfig)
+            .env("BRAIN_LOG", "info,brain=debug,kube_runtime=debug")
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
@@ -670,4 +671,88 @@ async fn the_brain_works_with_exactly_the_rbac_it_ships() {
         matches!(err, kube::Error::Api(ref e) if e.code == 403),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_brain_keeps_validating_after_the_api_server_comes_back() {
+    let mut server = ApiServer::start().await;
+    let client = server.client().await;
+    install_all(&client).await;
+    create_node(&client, "edge-1").await;
+    // A Lease that outlives the outage: the leader must keep leading and keep watching.
+    let log = std::fs::File::create(server.dir.path().join("brain-outage.log")).unwrap();
+    let mut brain = Brain(
+        std::process::Command::new(env!("CARGO_BIN_EXE_brain"))
+            .args([
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+                "--identity",
+                "brain-outage",
+            ])
+            .args(["--lease-namespace", "default", "--lease-duration", "30s"])
+            .env("KUBECONFIG", &server.kubeconfig)
+            .env("BRAIN_LOG", "info,brain=debug,kube_runtime=debug")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
+    let validated = |l: &DeviceLink| {
+        cond(l, ConditionType::ModelExisted).is_some_and(|c| c.0 == ConditionStatus::True)
+    };
+    links
+        .create(
+            &PostParams::default(),
+            &link_json(
+                "before",
+                "edge-1",
+                "devices.edge.cattle.io/v1alpha1",
+                "DummySpecialDevice",
+            ),
+        )
+        .await
+        .unwrap();
+    wait_link(&links, "before", "validated", validated).await;
+
+    server.stop_api();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    server.restart_api().await;
+    let client = server.client().await;
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
+    links
+        .create(
+            &PostParams::default(),
+            &link_json(
+                "after",
+                "edge-1",
+                "devices.edge.cattle.io/v1alpha1",
+                "DummySpecialDevice",
+            ),
+        )
+        .await
+        .unwrap();
+    let log = server.dir.path().join("brain-outage.log");
+    let _dump = DumpOnPanic(log);
+    wait_link(&links, "after", "validated after the outage", validated).await;
+    assert!(
+        matches!(brain.0.try_wait(), Ok(None)),
+        "the brain exited during a 10 s outage, shorter than its Lease"
+    );
+}
+
+/// Prints a log file if the test fails while it is alive.
+struct DumpOnPanic(std::path::PathBuf);
+
+impl Drop for DumpOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {}\n{}",
+                self.0.display(),
+                std::fs::read_to_string(&self.0).unwrap_or_default()
+            );
+        }
+    }
 }

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crds::conditions::{ConditionStatus, ConditionType};
@@ -23,19 +22,57 @@ use apiserver::ApiServer;
 
 use crate::common::component;
 
-struct LimbProcess {
+/// A child process (limb or brain), killed when dropped.
+struct Process {
     child: Child,
     port: u16,
 }
 
-impl Drop for LimbProcess {
+impl Process {
+    fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-fn start_limb(server: &ApiServer, tag: &str) -> LimbProcess {
+/// The brain binary, built next to the limb's by `cargo test --workspace`.
+fn start_brain(server: &ApiServer) -> Process {
+    let bin = Path::new(env!("CARGO_BIN_EXE_limb")).with_file_name("brain");
+    assert!(
+        bin.exists(),
+        "{} not found: run the workspace's tests (cargo test --workspace) or cargo build -p brain",
+        bin.display()
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = std::fs::File::create(server.dir.path().join("brain.log")).unwrap();
+    let child = Command::new(bin)
+        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--identity",
+            "brain-0",
+            "--lease-namespace",
+            "octopus-system",
+        ])
+        .env("KUBECONFIG", server.user_kubeconfig("brain"))
+        .env("BRAIN_LOG", "info,brain=debug")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Process { child, port }
+}
+
+fn start_limb(server: &ApiServer, tag: &str) -> Process {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -70,10 +107,10 @@ fn start_limb(server: &ApiServer, tag: &str) -> LimbProcess {
         .stderr(log)
         .spawn()
         .unwrap();
-    LimbProcess { child, port }
+    Process { child, port }
 }
 
-impl LimbProcess {
+impl Process {
     fn device(&self) -> Option<Value> {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
@@ -126,7 +163,8 @@ fn limb_logs() -> String {
     };
     let mut out = String::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.file_name().to_string_lossy().starts_with("limb-") {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("limb-") || name == "brain.log" {
             let text = std::fs::read_to_string(e.path()).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(40).collect();
             out.push_str(&format!(
@@ -177,6 +215,7 @@ fn fan(gear: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_link_runs_end_to_end_on_a_real_api_server() {
     let mut server = ApiServer::start().await;
+    server.start_controller_manager();
     let _ = LOGS.set(server.dir.path().to_owned());
     let client = server.client().await;
     // CRDs, the limb's namespace, a node, the brain.
@@ -218,15 +257,14 @@ async fn a_device_link_runs_end_to_end_on_a_real_api_server() {
         .create(&PostParams::default(), &node)
         .await
         .unwrap();
-    let (stop_brain, brain_rx) = tokio::sync::oneshot::channel::<()>();
-    let brain_ctx = brain::reconciler::Context::new(
-        client.clone(),
-        Arc::new(brain::metrics::Metrics::default()),
-        None,
-    );
-    tokio::spawn(brain::reconciler::run(Arc::new(brain_ctx), async move {
-        let _ = brain_rx.await;
-    }));
+    // The brain, as a process with exactly the RBAC that deploy/brain.yaml grants.
+    server
+        .apply_rbac(
+            Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/brain.yaml")),
+            "octopus-brain",
+        )
+        .await;
+    let mut brain = start_brain(&server);
 
     ship(&client, "adaptor-dummy", &component("adaptor_dummy")).await;
     let mut limb = start_limb(&server, "1");
@@ -518,6 +556,53 @@ async fn a_device_link_runs_end_to_end_on_a_real_api_server() {
         matches!(own.create(&PostParams::default(), &probe).await, Err(kube::Error::Api(e)) if e.code == 403),
         "adaptors are read only"
     );
-    drop(stop_brain);
+
+    // A brain that could not renew its Lease through the outage exits so that a fresh
+    // replica leads; the Deployment would restart it, and so does this test.
+    if brain.exited() {
+        eprintln!("the brain exited after the outage (lease lost); restarting it");
+        brain = start_brain(&server);
+    }
+
+    // The owner reference is one the garbage collector honours: with the limb gone and
+    // its finalizer removed by hand, deleting a link still removes its instance.
+    let link: DeviceLink = serde_json::from_value(fan("slow")).unwrap();
+    let link = DeviceLink {
+        metadata: kube::api::ObjectMeta {
+            name: Some("fan-gc".into()),
+            ..link.metadata
+        },
+        ..link
+    };
+    links.create(&PostParams::default(), &link).await.unwrap();
+    wait("the second instance", Duration::from_secs(30), async || {
+        instances.get_opt("fan-gc").await.ok().flatten()
+    })
+    .await;
     drop(limb);
+    links
+        .patch(
+            "fan-gc",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    links
+        .delete("fan-gc", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait(
+        "the garbage collector removing the orphaned instance",
+        Duration::from_secs(60),
+        async || {
+            instances
+                .get_opt("fan-gc")
+                .await
+                .ok()
+                .filter(Option::is_none)
+        },
+    )
+    .await;
+    drop(brain);
 }

@@ -15,5 +15,7 @@ mod cluster;
 mod containment;
 mod hotswap;
 mod loading;
+mod modbus;
+mod peers;
 mod runtime;
 mod standalone;

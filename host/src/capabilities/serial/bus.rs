@@ -88,17 +88,22 @@ impl Bus {
 
     /// One request and its reply in a single turn: stale input is dropped, the request
     /// written, and the reply read until `reply_len` bytes, a silence of `idle`, or
-    /// `max_reply` bytes. The whole exchange ends by `timeout`.
+    /// `max_reply` bytes. The exchange gets `timeout` from the start of its turn, so
+    /// waiting behind a silent neighbour does not eat this device's reply window; `latest`
+    /// bounds the wait and the exchange together.
     pub async fn transact(
         &self,
         request: &[u8],
         timeout: Duration,
+        latest: Instant,
         reply_len: usize,
         idle: Duration,
         max_reply: usize,
     ) -> Result<Vec<u8>, CapabilityError> {
-        let deadline = Instant::now() + timeout;
-        let mut io = self.turn().await;
+        let mut io = tokio::time::timeout_at(latest, self.turn())
+            .await
+            .map_err(|_| CapabilityError::Timeout)?;
+        let deadline = (Instant::now() + timeout).min(latest);
         // Junk from an earlier garbled exchange must not be taken for this reply.
         io.clear_input().map_err(io_error)?;
         write_all(&mut *io, request, timeout).await?;
@@ -287,12 +292,26 @@ mod tests {
             device
         });
         let full = bus
-            .transact(&[0xa, 0xb], T, 4, Duration::from_millis(50), 64)
+            .transact(
+                &[0xa, 0xb],
+                T,
+                Instant::now() + T,
+                4,
+                Duration::from_millis(50),
+                64,
+            )
             .await
             .unwrap();
         assert_eq!(full, vec![1, 2, 3, 4]);
         let short = bus
-            .transact(&[0xa, 0xb], T, 4, Duration::from_millis(20), 64)
+            .transact(
+                &[0xa, 0xb],
+                T,
+                Instant::now() + T,
+                4,
+                Duration::from_millis(20),
+                64,
+            )
             .await
             .unwrap();
         // The leftover 9 of the first reply would be dropped by a real port's
@@ -310,7 +329,14 @@ mod tests {
             .unwrap();
         let started = Instant::now();
         let err = bus
-            .transact(&[1], Duration::from_millis(50), 4, Duration::ZERO, 64)
+            .transact(
+                &[1],
+                Duration::from_millis(50),
+                Instant::now() + T,
+                4,
+                Duration::ZERO,
+                64,
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, CapabilityError::Timeout));
@@ -346,5 +372,48 @@ mod tests {
             w.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn waiting_for_the_turn_does_not_shorten_the_reply_window() {
+        let (backend, mut device) = pair();
+        let bus = Buses::default()
+            .open(&backend, "/dev/ttyX", line(9600, wit::Parity::None), T)
+            .await
+            .unwrap();
+        let held = bus.turn().await;
+        let waiting = {
+            let bus = bus.clone();
+            tokio::spawn(async move {
+                let t = Duration::from_millis(100);
+                bus.transact(&[1], t, Instant::now() + T * 3, 2, Duration::ZERO, 64)
+                    .await
+            })
+        };
+        // The neighbour holds the bus for longer than this device's own timeout...
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        drop(held);
+        // ...and the device then answers within that timeout of its turn.
+        let mut req = [0u8; 1];
+        device.read_exact(&mut req).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        device.write_all(&[5, 6]).await.unwrap();
+        assert_eq!(waiting.await.unwrap().unwrap(), vec![5, 6]);
+    }
+
+    #[tokio::test]
+    async fn a_turn_that_never_comes_ends_at_the_latest_instant() {
+        let (backend, _device) = pair();
+        let bus = Buses::default()
+            .open(&backend, "/dev/ttyX", line(9600, wit::Parity::None), T)
+            .await
+            .unwrap();
+        let _held = bus.turn().await;
+        let latest = Instant::now() + Duration::from_millis(50);
+        let err = bus
+            .transact(&[1], T, latest, 2, Duration::ZERO, 64)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CapabilityError::Timeout));
     }
 }

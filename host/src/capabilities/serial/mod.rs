@@ -137,6 +137,8 @@ impl wit::HostPort for StoreState {
         }
         let max_reply = self.caps.max_read();
         let timeout = self.caps.timeout(exchange.timeout_ms);
+        // What is left of the guest call bounds the wait for the turn as well.
+        let latest = tokio::time::Instant::now() + self.caps.timeout(0);
         let idle = Duration::from_millis(u64::from(exchange.idle_ms)).min(timeout);
         let bus = self.table.get(&port)?.bus.clone();
         let span =
@@ -145,6 +147,7 @@ impl wit::HostPort for StoreState {
             .transact(
                 &exchange.request,
                 timeout,
+                latest,
                 exchange.reply_len as usize,
                 idle,
                 max_reply,
