@@ -49,12 +49,13 @@ impl Grants {
             match spec.pointer(&pointer) {
                 None | Some(Value::Null) => {}
                 Some(Value::String(target)) if !target.is_empty() => {
+                    let kind = kind_of(field.kind);
                     grants.insert(
                         field.path.clone(),
                         ResolvedGrant {
                             name: field.path.clone(),
-                            kind: kind_of(field.kind),
-                            target: target.clone(),
+                            kind,
+                            target: endpoint(kind, target),
                             source: Source::SpecField,
                         },
                     );
@@ -83,7 +84,7 @@ impl Grants {
                 ResolvedGrant {
                     name: g.name.clone(),
                     kind: g.kind,
-                    target: g.target.clone(),
+                    target: endpoint(g.kind, &g.target),
                     source: Source::Explicit,
                 },
             );
@@ -113,6 +114,18 @@ impl Grants {
             .map(|g| format!("{} ({} {})", g.name, g.kind, g.target))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// The `host:port` of a network target written as a URL (`tcp://broker:1883`,
+/// `ssl://broker:8883/`), as Octopus specs do; other targets are kept as written.
+pub fn endpoint(kind: GrantKind, target: &str) -> String {
+    match kind {
+        GrantKind::Tcp | GrantKind::Udp => {
+            let rest = target.split_once("://").map_or(target, |(_, rest)| rest);
+            rest.split('/').next().unwrap_or(rest).to_owned()
+        }
+        _ => target.to_owned(),
     }
 }
 
@@ -174,6 +187,23 @@ mod tests {
         let (g, problems) = Grants::resolve(&explicit, &json!({}), &[]);
         assert_eq!(g.get("led").unwrap().target, "gpiochip0:17");
         assert_eq!(problems.len(), 1);
+    }
+
+    #[test]
+    fn network_targets_in_url_form_become_host_and_port() {
+        for (kind, target, want) in [
+            (GrantKind::Tcp, "tcp://127.0.0.1:1883", "127.0.0.1:1883"),
+            (
+                GrantKind::Tcp,
+                "ssl://broker.local:8883/",
+                "broker.local:8883",
+            ),
+            (GrantKind::Tcp, "10.0.0.7:502", "10.0.0.7:502"),
+            (GrantKind::Udp, "udp://[::1]:47808", "[::1]:47808"),
+            (GrantKind::Serial, "/dev/ttyUSB0", "/dev/ttyUSB0"),
+        ] {
+            assert_eq!(endpoint(kind, target), want, "{target}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod log;
 pub mod policy;
 pub mod serial;
 pub mod socket;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -150,6 +151,11 @@ impl Capabilities {
         }
         self.open_handles += 1;
         Ok(grant.clone())
+    }
+
+    /// The target of the grant `name`, if this device holds it.
+    pub fn grants_target(&self, name: &str) -> Option<String> {
+        self.grants.get(name).map(|g| g.target.clone())
     }
 
     /// The node policy, for checks on resolved addresses.

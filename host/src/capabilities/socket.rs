@@ -4,6 +4,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::time::Duration;
 
 use crds::GrantKind;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -80,6 +81,22 @@ pub struct TcpStream {
     io: Box<dyn Duplex>,
 }
 
+impl TcpStream {
+    /// Writes all of `data` within `timeout`.
+    pub async fn send(&mut self, data: &[u8], timeout: Duration) -> Result<u32, CapabilityError> {
+        super::write_all(&mut self.io, data, timeout).await
+    }
+
+    /// Reads at most `max` bytes within `timeout`; empty when the peer closed.
+    pub async fn receive(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, CapabilityError> {
+        super::read_some(&mut self.io, max, timeout).await
+    }
+}
+
 /// The host side of a guest's `udp-socket`.
 pub struct UdpSocket {
     io: Box<dyn Datagram>,
@@ -140,6 +157,42 @@ impl Capabilities {
         Err(last)
     }
 
+    /// Like [`Capabilities::open_tcp`], then a TLS handshake verified as `opts` says.
+    pub async fn open_tls(
+        &mut self,
+        grant: &str,
+        opts: &wit::TlsOptions,
+        timeout_ms: u32,
+    ) -> Result<TcpStream, CapabilityError> {
+        let prepared = self
+            .grants_target(grant)
+            .map(|target| super::tls::server_name(opts, &target))
+            .unwrap_or_else(|| {
+                Err(CapabilityError::NotPermitted(format!(
+                    "tcp grant {grant:?} is not granted to this device"
+                )))
+            })
+            .and_then(|name| Ok((name, super::tls::client_config(opts)?)));
+        let (name, config) = prepared?;
+        if opts.insecure_skip_verify {
+            tracing::warn!(%grant, "TLS without verifying the server certificate");
+        }
+        let timeout = self.timeout(timeout_ms);
+        let plain = self.open_tcp(grant, timeout_ms).await?;
+        let connector = tokio_rustls::TlsConnector::from(config);
+        match tokio::time::timeout(timeout, connector.connect(name, plain.io)).await {
+            Ok(Ok(tls)) => Ok(TcpStream { io: Box::new(tls) }),
+            Ok(Err(e)) => {
+                self.release();
+                Err(super::tls::handshake_error(e))
+            }
+            Err(_) => {
+                self.release();
+                Err(CapabilityError::Timeout)
+            }
+        }
+    }
+
     pub async fn open_udp(&mut self, grant: &str) -> Result<UdpSocket, CapabilityError> {
         let addrs = self.resolve(grant, GrantKind::Udp).await?;
         let timeout = self.timeout(0);
@@ -171,6 +224,22 @@ impl wit::Host for StoreState {
         self.push_handle(opened)
     }
 
+    async fn connect_tls(
+        &mut self,
+        grant: String,
+        options: wit::TlsOptions,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<Resource<TcpStream>, CapabilityError>> {
+        let span = tracing::debug_span!("limb.socket.connect_tls", device = %self.device, %grant);
+        let opened = self
+            .caps
+            .open_tls(&grant, &options, timeout_ms)
+            .instrument(span)
+            .await;
+        self.count("socket", &opened);
+        self.push_handle(opened)
+    }
+
     async fn connect_udp(
         &mut self,
         grant: String,
@@ -191,7 +260,7 @@ impl wit::HostTcpStream for StoreState {
     ) -> wasmtime::Result<Result<u32, CapabilityError>> {
         let timeout = self.caps.timeout(timeout_ms);
         let s = self.table.get_mut(&stream)?;
-        Ok(super::write_all(&mut s.io, &data, timeout).await)
+        Ok(s.send(&data, timeout).await)
     }
 
     async fn receive(
@@ -205,7 +274,7 @@ impl wit::HostTcpStream for StoreState {
             Err(e) => return Ok(Err(e)),
         };
         let s = self.table.get_mut(&stream)?;
-        Ok(super::read_some(&mut s.io, max, timeout).await)
+        Ok(s.receive(max, timeout).await)
     }
 
     async fn drop(&mut self, stream: Resource<TcpStream>) -> wasmtime::Result<()> {

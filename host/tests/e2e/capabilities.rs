@@ -261,3 +261,117 @@ async fn explicit_grants_are_honoured_and_other_names_are_not() {
     );
     dev.stop().await;
 }
+
+/// A CA and a certificate it signed for `localhost` and 127.0.0.1, as PEM.
+fn test_pki() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// A TLS server on loopback that upper-cases what it reads.
+async fn tls_upper(cert_pem: &str, key_pem: &str) -> std::net::SocketAddr {
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut s) = acceptor.accept(s).await else {
+                    return;
+                };
+                let mut buf = [0u8; 64];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(&buf[..n].to_ascii_uppercase()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn tls_reaches_only_a_server_whose_certificate_verifies() {
+    use limb::bindings::CapabilityError;
+    use limb::bindings::octopus::adaptor::socket::TlsOptions;
+    use limb::capabilities::{Capabilities, Grants, Limits};
+    let (ca, cert, key) = test_pki();
+    let (other_ca, _, _) = test_pki();
+    let addr = tls_upper(&cert, &key).await;
+    let grants = vec![crds::Grant {
+        name: "broker".into(),
+        kind: crds::GrantKind::Tcp,
+        target: format!("tls://{addr}"),
+    }];
+    let mut caps = Capabilities::new(
+        Arc::new(Grants::resolve(&grants, &Value::Null, &[]).0),
+        Arc::new(Policy::from_yaml(POLICY).unwrap()),
+        Limits::default(),
+        Backends::real(true),
+    );
+    let opts = |ca: &str| TlsOptions {
+        server_name: None,
+        ca_pem: Some(ca.as_bytes().to_vec()),
+        client_cert_pem: None,
+        client_key_pem: None,
+        insecure_skip_verify: false,
+    };
+
+    // The right CA: the stream carries plaintext both ways.
+    let t = Duration::from_secs(2);
+    let mut s = caps.open_tls("broker", &opts(&ca), 2000).await.unwrap();
+    s.send(b"hello", t).await.unwrap();
+    assert_eq!(s.receive(64, t).await.unwrap(), b"HELLO");
+    assert_eq!(caps.open_handles(), 1);
+
+    // Another CA, or a name the certificate does not carry: refused, and no handle kept.
+    let err = caps
+        .open_tls("broker", &opts(&other_ca), 2000)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, CapabilityError::NotPermitted(m) if m.contains("certificate")),
+        "{err}"
+    );
+    let named = TlsOptions {
+        server_name: Some("mqtt.example".into()),
+        ..opts(&ca)
+    };
+    let err = caps.open_tls("broker", &named, 2000).await.err().unwrap();
+    assert!(matches!(&err, CapabilityError::NotPermitted(_)), "{err}");
+    assert_eq!(caps.open_handles(), 1);
+
+    // Skipping verification connects to anything (and says so in the log).
+    let insecure = TlsOptions {
+        insecure_skip_verify: true,
+        ..opts(&other_ca)
+    };
+    let mut s = caps.open_tls("broker", &insecure, 2000).await.unwrap();
+    s.send(b"x", t).await.unwrap();
+    assert_eq!(s.receive(64, t).await.unwrap(), b"X");
+}
