@@ -30,9 +30,19 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("{} is not a valid adaptor", file.display()))?;
             let name = configmap
                 .unwrap_or_else(|| limb::adaptors::package::configmap_name(&adaptor.info.name));
+            let models: Vec<String> = adaptor
+                .models()
+                .map(|m| format!("{}/{}", m.api_version, m.kind))
+                .collect();
             print!(
                 "{}",
-                limb::adaptors::package::render(&name, &namespace, &adaptor.info.name, &bytes)
+                limb::adaptors::package::render(
+                    &name,
+                    &namespace,
+                    &adaptor.info.name,
+                    &models,
+                    &bytes
+                )
             );
         }
         Command::Inspect { files } => {

@@ -28,8 +28,13 @@ pub enum ModelLookup {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum AdaptorLookup {
+    /// Installed by a package that does not say which models it serves.
     Present,
-    Missing { namespace: String },
+    /// Installed, serving these models (`apiVersion/Kind`, from `limb package`).
+    Serves(Vec<String>),
+    Missing {
+        namespace: String,
+    },
     Unknown(String),
 }
 
@@ -177,6 +182,16 @@ pub fn decide(link: &DeviceLink, old: Option<&DeviceLink>, seen: &Observed) -> V
     }
     match &seen.adaptor {
         AdaptorLookup::Present => {}
+        AdaptorLookup::Serves(models) => {
+            let wanted = format!("{}/{}", link.spec.model.api_version, link.spec.model.kind);
+            if !models.contains(&wanted) {
+                v.denials.push(format!(
+                    "spec.adaptor.name: adaptor {:?} serves {}, not {wanted}",
+                    link.spec.adaptor.name,
+                    models.join(", ")
+                ));
+            }
+        }
         AdaptorLookup::Missing { namespace } => v.warnings.push(format!(
             "adaptor {:?} is not installed (no adaptor ConfigMap in {namespace}): the link waits until it is",
             link.spec.adaptor.name
@@ -257,6 +272,33 @@ mod tests {
         ModelLookup::Served(Some(json!({"type": "object", "properties": {"spec": {
             "type": "object", "properties": {"gear": {"type": "string", "enum": ["slow", "fast"]}}
         }}})))
+    }
+
+    #[test]
+    fn an_adaptor_that_does_not_serve_the_model_is_refused() {
+        let link = link(base());
+        let serving = |m: &str| seen(served(), AdaptorLookup::Serves(vec![m.to_owned()]));
+        let ok = decide(
+            &link,
+            None,
+            &serving(&format!(
+                "{}/{}",
+                link.spec.model.api_version, link.spec.model.kind
+            )),
+        );
+        assert!(ok.allowed(), "{ok:?}");
+        let other = decide(
+            &link,
+            None,
+            &serving("devices.edge.cattle.io/v1alpha1/ModbusDevice"),
+        );
+        assert_eq!(
+            other.denials,
+            vec![format!(
+                "spec.adaptor.name: adaptor \"adaptors.edge.cattle.io/dummy\" serves devices.edge.cattle.io/v1alpha1/ModbusDevice, not {}/{}",
+                link.spec.model.api_version, link.spec.model.kind
+            )]
+        );
     }
 
     fn seen(model: ModelLookup, adaptor: AdaptorLookup) -> Observed {

@@ -21,6 +21,8 @@ use super::decide::{AdaptorLookup, ModelLookup, Observed, RefOutcome, ReferenceC
 pub const COMPONENT_LABEL: &str = "adaptors.edge.cattle.io/component";
 /// The annotation naming the adaptor on an adaptor's manifest ConfigMap.
 pub const NAME_ANNOTATION: &str = "adaptors.edge.cattle.io/name";
+/// The models the adaptor serves, `apiVersion/Kind` comma-separated (`limb package`).
+pub const MODELS_ANNOTATION: &str = "adaptors.edge.cattle.io/models";
 
 /// Bound on each API call made while the API server waits for our answer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -99,25 +101,29 @@ impl Observer {
     async fn adaptor(&self, link: &DeviceLink) -> AdaptorLookup {
         let name = &link.spec.adaptor.name;
         if self.adaptors.wait_until_ready().now_or_never_ready()
-            && adaptor_present(self.adaptors.state().iter().map(AsRef::as_ref), name)
+            && let Some(found) = adaptor_lookup(
+                self.adaptors
+                    .state()
+                    .iter()
+                    .map(|cm| (&cm.metadata.labels, &cm.metadata.annotations)),
+                name,
+            )
         {
-            return AdaptorLookup::Present;
+            return found;
         }
         let api = Api::<ConfigMap>::namespaced(self.client.clone(), &self.adaptor_namespace);
         let lp = ListParams::default().labels(&format!("{COMPONENT_LABEL}=true"));
         match tokio::time::timeout(CALL_TIMEOUT, api.list_metadata(&lp)).await {
             Ok(Ok(list)) => {
-                let present = list
-                    .items
-                    .iter()
-                    .any(|m| is_manifest_of(&m.metadata.labels, &m.metadata.annotations, name));
-                if present {
-                    AdaptorLookup::Present
-                } else {
-                    AdaptorLookup::Missing {
-                        namespace: self.adaptor_namespace.clone(),
-                    }
-                }
+                let found = adaptor_lookup(
+                    list.items
+                        .iter()
+                        .map(|m| (&m.metadata.labels, &m.metadata.annotations)),
+                    name,
+                );
+                found.unwrap_or_else(|| AdaptorLookup::Missing {
+                    namespace: self.adaptor_namespace.clone(),
+                })
             }
             Ok(Err(e)) => AdaptorLookup::Unknown(format!("cannot list adaptor ConfigMaps: {e}")),
             Err(_) => AdaptorLookup::Unknown("listing adaptor ConfigMaps timed out".to_owned()),
@@ -242,14 +248,29 @@ fn is_manifest_of(
             .is_some_and(|n| n == adaptor)
 }
 
-/// Whether an adaptor's manifest ConfigMap is among `config_maps`. The package format
-/// does not say which models an adaptor serves (only its component's `describe` does),
-/// so presence is all the brain can check.
-pub fn adaptor_present<'a>(
-    mut config_maps: impl Iterator<Item = &'a ConfigMap>,
+type Meta<'a> = (
+    &'a Option<BTreeMap<String, String>>,
+    &'a Option<BTreeMap<String, String>>,
+);
+
+/// The adaptor's manifest among ConfigMaps (labels, annotations), with the models it
+/// serves when its package says (packages from `limb package` do).
+pub fn adaptor_lookup<'a>(
+    mut config_maps: impl Iterator<Item = Meta<'a>>,
     adaptor: &str,
-) -> bool {
-    config_maps.any(|cm| is_manifest_of(&cm.metadata.labels, &cm.metadata.annotations, adaptor))
+) -> Option<AdaptorLookup> {
+    let (_, annotations) = config_maps.find(|(l, a)| is_manifest_of(l, a, adaptor))?;
+    let models = annotations.as_ref().and_then(|a| a.get(MODELS_ANNOTATION));
+    Some(match models {
+        Some(list) => AdaptorLookup::Serves(
+            list.split(',')
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        ),
+        None => AdaptorLookup::Present,
+    })
 }
 
 #[cfg(test)]
@@ -303,34 +324,41 @@ mod tests {
     }
 
     #[test]
-    fn adaptor_present_needs_label_and_name() {
+    fn an_adaptor_is_its_labelled_manifest_with_the_models_it_declares() {
+        use serde_json::Value;
         let cm = |labels: Value, annotations: Value| -> ConfigMap {
             serde_json::from_value(
                 json!({"metadata": {"name": "x", "labels": labels, "annotations": annotations}}),
             )
             .unwrap()
         };
-        use serde_json::Value;
-        let good = cm(
+        let lookup = |cms: &[&ConfigMap], name: &str| {
+            adaptor_lookup(
+                cms.iter()
+                    .map(|c| (&c.metadata.labels, &c.metadata.annotations)),
+                name,
+            )
+        };
+        let dummy = "adaptors.edge.cattle.io/dummy";
+        let old = cm(
             json!({COMPONENT_LABEL: "true"}),
-            json!({NAME_ANNOTATION: "adaptors.edge.cattle.io/dummy"}),
+            json!({NAME_ANNOTATION: dummy}),
         );
-        let unlabelled = cm(
-            json!({}),
-            json!({NAME_ANNOTATION: "adaptors.edge.cattle.io/dummy"}),
+        let new = cm(
+            json!({COMPONENT_LABEL: "true"}),
+            json!({NAME_ANNOTATION: dummy, MODELS_ANNOTATION: "a/v1/A, a/v1/B"}),
         );
+        let unlabelled = cm(json!({}), json!({NAME_ANNOTATION: dummy}));
         let part = cm(json!({COMPONENT_LABEL: "true"}), json!({}));
-        assert!(adaptor_present(
-            [&good].into_iter(),
-            "adaptors.edge.cattle.io/dummy"
-        ));
-        assert!(!adaptor_present(
-            [&good].into_iter(),
-            "adaptors.edge.cattle.io/modbus"
-        ));
-        assert!(!adaptor_present(
-            [&unlabelled, &part].into_iter(),
-            "adaptors.edge.cattle.io/dummy"
-        ));
+        assert_eq!(lookup(&[&old], dummy), Some(AdaptorLookup::Present));
+        assert_eq!(
+            lookup(&[&new], dummy),
+            Some(AdaptorLookup::Serves(vec![
+                "a/v1/A".into(),
+                "a/v1/B".into()
+            ]))
+        );
+        assert_eq!(lookup(&[&old], "adaptors.edge.cattle.io/modbus"), None);
+        assert_eq!(lookup(&[&unlabelled, &part], dummy), None);
     }
 }

@@ -77,6 +77,20 @@ async fn install(server: &ApiServer, client: &Client) -> u16 {
         .create(&PostParams::default(), &cm)
         .await
         .unwrap();
+    // An adaptor packaged by `limb package`, which says what it serves.
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "adaptor-opcua", "namespace": NS,
+            "labels": {"adaptors.edge.cattle.io/component": "true"},
+            "annotations": {"adaptors.edge.cattle.io/name": "adaptors.edge.cattle.io/opcua",
+                "adaptors.edge.cattle.io/models": "devices.edge.cattle.io/v1alpha1/OPCUADevice",
+                "adaptors.edge.cattle.io/digest": format!("sha256:{}", "0".repeat(64))}},
+        "binaryData": {"component": ""}
+    }))
+    .unwrap();
+    Api::<ConfigMap>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap();
     port
 }
 
@@ -233,6 +247,15 @@ async fn the_webhook_rejects_links_that_cannot_work_and_says_why() {
             "bad-grant",
             grant,
             "spec.grants[0].target: \"plc\" is not `host:port` (grant \"plc\", kind tcp)",
+        ),
+        (
+            "wrong-adaptor",
+            with(
+                modbus_spec(),
+                "/adaptor/name",
+                json!("adaptors.edge.cattle.io/opcua"),
+            ),
+            "spec.adaptor.name: adaptor \"adaptors.edge.cattle.io/opcua\" serves devices.edge.cattle.io/v1alpha1/OPCUADevice, not devices.edge.cattle.io/v1alpha1/ModbusDevice",
         ),
         (
             "unserved-version",

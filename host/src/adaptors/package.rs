@@ -7,7 +7,8 @@
 //! - annotations on the first (the manifest): `adaptors.edge.cattle.io/name` (the
 //!   adaptor's name, e.g. `adaptors.edge.cattle.io/modbus`), `.../digest`
 //!   (`sha256:` and the hex of the *uncompressed* component), `.../encoding` (`gzip` or
-//!   `identity`) and `.../parts` (how many ConfigMaps the payload spans);
+//!   `identity`), `.../parts` (how many ConfigMaps the payload spans) and `.../models`
+//!   (what it serves, `apiVersion/Kind` comma-separated; informational);
 //! - `binaryData["component"]` holds the payload; with several parts, the manifest holds
 //!   part 0 and `<manifest>-part-<i>` hold the rest, each labelled
 //!   `adaptors.edge.cattle.io/part-of: <manifest>` and annotated `.../part: <i>`.
@@ -27,6 +28,9 @@ pub const DIGEST_ANNOTATION: &str = "adaptors.edge.cattle.io/digest";
 pub const ENCODING_ANNOTATION: &str = "adaptors.edge.cattle.io/encoding";
 pub const PARTS_ANNOTATION: &str = "adaptors.edge.cattle.io/parts";
 pub const PART_ANNOTATION: &str = "adaptors.edge.cattle.io/part";
+/// The models the adaptor serves (`apiVersion/Kind`, comma-separated), so admission can
+/// refuse a link whose adaptor cannot drive it without running the component.
+pub const MODELS_ANNOTATION: &str = "adaptors.edge.cattle.io/models";
 pub const DATA_KEY: &str = "component";
 
 /// Largest payload per ConfigMap: the API server's 1 MiB limit minus room for metadata.
@@ -147,7 +151,7 @@ pub struct Part {
 }
 
 /// Splits a component into ConfigMaps named after `name`.
-pub fn package(name: &str, adaptor: &str, component: &[u8]) -> Vec<Part> {
+pub fn package(name: &str, adaptor: &str, models: &[String], component: &[u8]) -> Vec<Part> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     let compressed = gz.write_all(component).and_then(|()| gz.finish()).ok();
     let (payload, gzip) = match compressed {
@@ -174,6 +178,9 @@ pub fn package(name: &str, adaptor: &str, component: &[u8]) -> Vec<Part> {
                     if gzip { "gzip" } else { "identity" }.to_owned(),
                 );
                 annotations.insert(PARTS_ANNOTATION.to_owned(), n.to_string());
+                if !models.is_empty() {
+                    annotations.insert(MODELS_ANNOTATION.to_owned(), models.join(","));
+                }
                 name.to_owned()
             } else {
                 labels.insert(PART_OF_LABEL.to_owned(), name.to_owned());
@@ -207,10 +214,16 @@ pub fn configmap_name(adaptor: &str) -> String {
 }
 
 /// The ConfigMaps of a packaged adaptor as multi-document YAML for `kubectl apply`.
-pub fn render(name: &str, namespace: &str, adaptor: &str, component: &[u8]) -> String {
+pub fn render(
+    name: &str,
+    namespace: &str,
+    adaptor: &str,
+    models: &[String],
+    component: &[u8],
+) -> String {
     use base64::Engine as _;
     let mut out = String::new();
-    for p in package(name, adaptor, component) {
+    for p in package(name, adaptor, models, component) {
         let doc = serde_json::json!({
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -228,7 +241,7 @@ mod tests {
     use super::*;
 
     fn round_trip(component: &[u8]) -> (usize, bool) {
-        let parts = package("modbus", "adaptors.edge.cattle.io/modbus", component);
+        let parts = package("modbus", "adaptors.edge.cattle.io/modbus", &[], component);
         let m = Manifest::from_annotations(&parts[0].annotations).unwrap();
         let datas: Vec<Option<&[u8]>> = parts.iter().map(|p| Some(p.data.as_slice())).collect();
         assert_eq!(assemble(&m, &datas).unwrap(), component);
@@ -267,7 +280,7 @@ mod tests {
                 (x >> 24) as u8
             })
             .collect();
-        let parts = package("a", "x", &noise);
+        let parts = package("a", "x", &[], &noise);
         let m = Manifest::from_annotations(&parts[0].annotations).unwrap();
         assert_eq!(
             assemble(&m, &[Some(&parts[0].data), None]),
@@ -287,6 +300,7 @@ mod tests {
             "adaptor-dummy",
             "octopus-system",
             "adaptors.edge.cattle.io/dummy",
+            &["devices.edge.cattle.io/v1alpha1/DummySpecialDevice".to_owned()],
             &vec![1u8; 1000],
         );
         let docs: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(&yaml)
@@ -298,6 +312,10 @@ mod tests {
             "adaptors.edge.cattle.io/dummy"
         );
         assert_eq!(
+            docs[0]["metadata"]["annotations"][MODELS_ANNOTATION],
+            "devices.edge.cattle.io/v1alpha1/DummySpecialDevice"
+        );
+        assert_eq!(
             configmap_name("adaptors.edge.cattle.io/dummy"),
             "adaptor-dummy"
         );
@@ -305,7 +323,7 @@ mod tests {
 
     #[test]
     fn manifests_are_checked() {
-        let ok = package("a", "x", b"\0asm")[0].annotations.clone();
+        let ok = package("a", "x", &[], b"\0asm")[0].annotations.clone();
         assert!(Manifest::from_annotations(&ok).is_ok());
         let mut bad = ok.clone();
         bad.insert(DIGEST_ANNOTATION.into(), "md5:abc".into());

@@ -125,12 +125,15 @@ impl Process {
     }
 }
 
-async fn ship(client: &Client, name: &str, bytes: &[u8]) {
+/// Ships a component as `limb package` would, as ConfigMap(s) named `adaptor-<short>`
+/// for the adaptor `adaptors.edge.cattle.io/<short>`.
+async fn ship(client: &Client, short: &str, bytes: &[u8]) {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "octopus-system");
     let yaml = limb::adaptors::package::render(
-        name,
+        &format!("adaptor-{short}"),
         "octopus-system",
-        "adaptors.edge.cattle.io/dummy",
+        &format!("adaptors.edge.cattle.io/{short}"),
+        &[],
         bytes,
     );
     for doc in serde_yaml::Deserializer::from_str(&yaml) {
@@ -212,8 +215,9 @@ fn fan(gear: &str) -> Value {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_device_link_runs_end_to_end_on_a_real_api_server() {
+/// A control plane as users install it: API server, garbage collector, the CRDs, the
+/// RBAC in deploy/, a node `edge-1`, and the brain as a process.
+async fn control_plane() -> (ApiServer, Client, Process) {
     let mut server = ApiServer::start().await;
     server.start_controller_manager();
     let _ = LOGS.set(server.dir.path().to_owned());
@@ -264,9 +268,15 @@ async fn a_device_link_runs_end_to_end_on_a_real_api_server() {
             "octopus-brain",
         )
         .await;
-    let mut brain = start_brain(&server);
+    let brain = start_brain(&server);
+    (server, client, brain)
+}
 
-    ship(&client, "adaptor-dummy", &component("adaptor_dummy")).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_link_runs_end_to_end_on_a_real_api_server() {
+    let (mut server, client, mut brain) = control_plane().await;
+
+    ship(&client, "dummy", &component("adaptor_dummy")).await;
     let mut limb = start_limb(&server, "1");
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
     let link: DeviceLink = serde_json::from_value(fan("slow")).unwrap();
@@ -389,7 +399,7 @@ async fn a_device_link_runs_end_to_end_on_a_real_api_server() {
 
     // Updating the ConfigMap hot-swaps, without a trap or a restart.
     let before = limb.device().unwrap();
-    ship(&client, "adaptor-dummy", &component("adaptor_dummy_v2")).await;
+    ship(&client, "dummy", &component("adaptor_dummy_v2")).await;
     let d = wait(
         "the v2 adaptor on the device",
         Duration::from_secs(30),
@@ -404,7 +414,7 @@ async fn a_device_link_runs_end_to_end_on_a_real_api_server() {
     );
 
     // A broken update is refused; v2 keeps serving.
-    ship(&client, "adaptor-dummy", b"not a component at all").await;
+    ship(&client, "dummy", b"not a component at all").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let polls = limb.device().unwrap()["polls"].as_u64().unwrap();
     let d = wait(
@@ -605,4 +615,84 @@ async fn a_device_link_runs_end_to_end_on_a_real_api_server() {
     )
     .await;
     drop(brain);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modbus_link_written_for_octopus_reads_registers_into_its_instance() {
+    let (server, client, _brain) = control_plane().await;
+    let slave = crate::peers::ModbusServer::tcp(server.dir.path());
+    ship(&client, "modbus", &component("adaptor_modbus")).await;
+    let limb = start_limb(&server, "modbus");
+
+    // The example from examples/standalone, pointed at this test's slave and node.
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/standalone/modbus-tcp.yaml"
+    ))
+    .unwrap();
+    let mut link: DeviceLink = serde_yaml::from_str(&text).unwrap();
+    link.spec.adaptor.node = "edge-1".into();
+    let spec = &mut link.spec.template.spec;
+    spec["protocol"]["tcp"]["endpoint"] = json!(slave.endpoint());
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
+    links.create(&PostParams::default(), &link).await.unwrap();
+
+    wait(
+        "DeviceConnected=True/Healthy",
+        Duration::from_secs(60),
+        async || {
+            let l = links.get("modbus-tcp").await.ok()?;
+            (cond(&l, ConditionType::DeviceConnected)
+                == Some((ConditionStatus::True, "Healthy".into())))
+            .then_some(())
+        },
+    )
+    .await;
+    let ar = ApiResource {
+        plural: "modbusdevices".into(),
+        ..ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "devices.edge.cattle.io",
+            "v1alpha1",
+            "ModbusDevice",
+        ))
+    };
+    let instances: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    let inst = wait(
+        "register values in the instance",
+        Duration::from_secs(30),
+        async || {
+            let i = instances.get("modbus-tcp").await.ok()?;
+            let props = i.data["status"]["properties"].as_array()?;
+            (props.len() == 6 && props.iter().all(|p| p["value"].is_string())).then_some(i)
+        },
+    )
+    .await;
+    // Cross-checked with an independent master reading the same slave.
+    let mbpoll = crate::peers::Mbpoll::new(
+        crate::peers::Line::Tcp(
+            slave
+                .endpoint()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap(),
+        ),
+        1,
+    );
+    let raw = mbpoll.read("4", 101, 1, true).unwrap()[0].signed();
+    let props = inst.data["status"]["properties"].as_array().unwrap();
+    let temperature = props.iter().find(|p| p["name"] == "temperature").unwrap();
+    assert_eq!(temperature["value"], json!(raw.to_string()), "{props:#?}");
+    let operated: f64 = temperature["operatedValue"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((operated - raw as f64 / 10.0).abs() < 1e-9, "{temperature}");
+    // The writable property reached the slave.
+    let limit = mbpoll.read("4", 200, 1, true).unwrap()[0].signed();
+    assert_eq!(limit, 30);
+    assert!(props.iter().all(|p| p.get("error").is_none()), "{props:#?}");
+    drop(limb);
 }
