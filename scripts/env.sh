@@ -27,6 +27,9 @@ ensure_peers() {
     local missing=()
     command -v socat >/dev/null || missing+=(socat)
     command -v mbpoll >/dev/null || missing+=(mbpoll)
+    # mosquitto (the MQTT broker, in /usr/sbin) and its clients mosquitto_sub/_pub.
+    command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+    command -v mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "installing ${missing[*]}"
         local sudo=""

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use limb::adaptors::{self, CompileCache};
 use limb::capabilities::{Backends, Capabilities, Grants, Limits, Policy};
 use limb::engine::{DeviceTag, Pooling, Runtime, Settings, StoreState};
+use limb::extension::Extensions;
 use limb::metrics::Metrics;
 use limb::status::StatusBoard;
 use limb::supervisor::{self, Command, Context, Instance, RestartPolicy};
@@ -75,15 +76,19 @@ fn ctx(pooling: Pooling, max_instances: u32) -> Arc<Context> {
         ..Settings::default()
     })
     .unwrap();
+    let board = Arc::new(StatusBoard::default());
+    let metrics = Arc::new(Metrics::default());
+    let policy = Arc::new(Policy::loopback());
     Arc::new(Context {
         runtime: Arc::new(runtime),
-        board: Arc::new(StatusBoard::default()),
-        metrics: Arc::new(Metrics::default()),
-        policy: Arc::new(Policy::loopback()),
+        board: board.clone(),
+        metrics: metrics.clone(),
+        policy: policy.clone(),
         limits: Limits::default(),
         backends: Backends::real(true),
         restart: RestartPolicy::default(),
         max_status_bytes: 1 << 20,
+        extensions: Arc::new(Extensions::new(board, metrics, policy)),
     })
 }
 

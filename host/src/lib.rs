@@ -15,6 +15,7 @@ pub mod capabilities;
 pub mod cluster;
 pub mod config;
 pub mod engine;
+pub mod extension;
 pub mod metrics;
 pub mod run;
 pub mod standalone;

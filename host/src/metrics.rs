@@ -57,6 +57,8 @@ pub struct Metrics {
     device_traps: Family<DeviceLabels, Counter>,
     device_swaps: Family<DeviceLabels, Counter>,
     device_memory: Family<DeviceLabels, Gauge>,
+    mqtt_publishes: Family<OutcomeLabels, Counter>,
+    mqtt_connections: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -77,6 +79,18 @@ impl Default for Metrics {
         let device_traps = Family::<DeviceLabels, Counter>::default();
         let device_swaps = Family::<DeviceLabels, Counter>::default();
         let device_memory = Family::<DeviceLabels, Gauge>::default();
+        let mqtt_publishes = Family::<OutcomeLabels, Counter>::default();
+        let mqtt_connections = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "mqtt_extension_publishes",
+            "Status documents of the MQTT extension by outcome (published, superseded)",
+            mqtt_publishes.clone(),
+        );
+        registry.register(
+            "mqtt_extension_connections",
+            "Broker connections of the MQTT extension by outcome (connected or the failure kind)",
+            mqtt_connections.clone(),
+        );
         registry.register(
             "device_polls",
             "Polls per device by outcome",
@@ -135,6 +149,8 @@ impl Default for Metrics {
             device_traps,
             device_swaps,
             device_memory,
+            mqtt_publishes,
+            mqtt_connections,
         }
     }
 }
@@ -241,6 +257,28 @@ impl Metrics {
                 outcome,
             })
             .inc();
+    }
+
+    /// A status document of the MQTT extension: `published` (written to the broker) or
+    /// `superseded` (replaced by a newer one before it was sent: latest wins).
+    pub fn mqtt_publish(&self, outcome: &'static str) {
+        self.mqtt_publishes
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// A broker connection of the MQTT extension: `connected` or the failure kind.
+    pub fn mqtt_connection(&self, outcome: &'static str) {
+        self.mqtt_connections
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// The count of MQTT extension documents with `outcome`, for tests and benches.
+    pub fn mqtt_publishes(&self, outcome: &'static str) -> u64 {
+        self.mqtt_publishes
+            .get_or_create(&OutcomeLabels { outcome })
+            .get()
     }
 
     pub fn set_devices(&self, n: usize) {

@@ -8,6 +8,7 @@ use crate::adaptors::CompileCache;
 use crate::capabilities::{Backends, Limits, Policy};
 use crate::config::{Gpio, ListenAddr, Output, RuntimeArgs, StandaloneArgs};
 use crate::engine::{Runtime, Settings};
+use crate::extension::Extensions;
 use crate::metrics::Metrics;
 use crate::standalone::{Standalone, output};
 use crate::status::StatusBoard;
@@ -62,11 +63,14 @@ pub fn context(args: &RuntimeArgs) -> Result<(Arc<Context>, Arc<CompileCache>), 
         ..Settings::default()
     })?;
     let cache_dir = (!args.cache_dir.as_os_str().is_empty()).then(|| args.cache_dir.clone());
+    let board = Arc::new(StatusBoard::default());
+    let metrics = Arc::new(Metrics::default());
+    let policy = Arc::new(policy);
     let ctx = Context {
         runtime: Arc::new(runtime),
-        board: Arc::new(StatusBoard::default()),
-        metrics: Arc::new(Metrics::default()),
-        policy: Arc::new(policy),
+        board: board.clone(),
+        metrics: metrics.clone(),
+        policy: policy.clone(),
         limits: Limits {
             max_handles: args.max_handles,
             max_timeout: args.call_timeout,
@@ -79,6 +83,7 @@ pub fn context(args: &RuntimeArgs) -> Result<(Arc<Context>, Arc<CompileCache>), 
             quarantine_after: args.quarantine_after,
         },
         max_status_bytes: args.max_status_kib << 10,
+        extensions: Arc::new(Extensions::new(board, metrics, policy)),
     };
     Ok((Arc::new(ctx), Arc::new(CompileCache::new(cache_dir))))
 }

@@ -61,10 +61,12 @@ enum Mode {
     HugeStatus,
     /// `poll` returns something that is not JSON.
     BadJson,
+    /// `poll` prints 10,000 lines on stdout and stderr.
+    PrintFlood,
 }
 
 impl Mode {
-    const ALL: [(&str, Mode); 13] = [
+    const ALL: [(&str, Mode); 14] = [
         ("loop-configure", Mode::LoopConfigure),
         ("loop-poll", Mode::LoopPoll),
         ("loop-snapshot", Mode::LoopSnapshot),
@@ -78,6 +80,7 @@ impl Mode {
         ("log-flood", Mode::LogFlood),
         ("huge-status", Mode::HugeStatus),
         ("bad-json", Mode::BadJson),
+        ("print-flood", Mode::PrintFlood),
     ];
 
     fn parse(name: &str) -> Option<Mode> {
@@ -253,6 +256,17 @@ fn poll() -> Result<String, AdaptorError> {
             let line = "x".repeat(1024);
             for _ in 0..10_000 {
                 log::log(Level::Info, &line);
+            }
+            json!({ "polls": polls })
+        }
+        Mode::PrintFlood => {
+            let line = "y".repeat(512);
+            for i in 0..10_000 {
+                if i % 2 == 0 {
+                    println!("{line}");
+                } else {
+                    eprintln!("{line}");
+                }
             }
             json!({ "polls": polls })
         }

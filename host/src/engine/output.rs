@@ -1,24 +1,40 @@
-//! Guest stdout and stderr, line-buffered into `tracing` events tagged with the device.
+//! Guest stdout and stderr, line-buffered into `tracing` events tagged with the device,
+//! under the same kind of rate limit as the `log` interface: a guest printing in a loop
+//! must not drown the limb's log.
 
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
 use super::DeviceTag;
-use crate::capabilities::log::{MAX_MESSAGE, truncate};
+use crate::capabilities::log::{Budget, MAX_MESSAGE, truncate};
+
+/// Lines per second one device may print on stdout and stderr together.
+pub const LINES_PER_SECOND: u32 = 100;
 
 /// Writes each line the guest prints as one `tracing` event.
 #[derive(Clone)]
 pub struct GuestOutput {
     device: DeviceTag,
     stream: &'static str,
+    /// Shared by both streams and by every handle the guest opens on them.
+    budget: Arc<Mutex<Budget>>,
 }
 
 impl GuestOutput {
-    pub fn new(device: DeviceTag, stream: &'static str) -> Self {
-        Self { device, stream }
+    /// stdout and stderr of one device, sharing one budget.
+    pub fn pair(device: DeviceTag) -> (Self, Self) {
+        let budget = Arc::new(Mutex::new(Budget::new(LINES_PER_SECOND)));
+        let out = |stream| Self {
+            device: device.clone(),
+            stream,
+            budget: budget.clone(),
+        };
+        (out("stdout"), out("stderr"))
     }
 }
 
@@ -44,6 +60,16 @@ struct LineWriter {
 
 impl LineWriter {
     fn emit(&self, line: &[u8]) {
+        let (allowed, dropped) = match self.out.budget.lock() {
+            Ok(mut b) => b.take(Instant::now()),
+            Err(_) => (false, 0),
+        };
+        if dropped > 0 {
+            tracing::warn!(device = %self.out.device, dropped, "adaptor output lines dropped by the rate limit");
+        }
+        if !allowed {
+            return;
+        }
         let text = String::from_utf8_lossy(line);
         let text = truncate(text.trim_end(), MAX_MESSAGE);
         tracing::info!(target: "adaptor", device = %self.out.device, stream = self.out.stream, "{text}");

@@ -131,10 +131,8 @@ impl StoreState {
         caps: Capabilities,
         metrics: Option<Arc<Metrics>>,
     ) -> Store<StoreState> {
-        let wasi = WasiCtx::builder()
-            .stdout(GuestOutput::new(device.clone(), "stdout"))
-            .stderr(GuestOutput::new(device.clone(), "stderr"))
-            .build();
+        let (stdout, stderr) = GuestOutput::pair(device.clone());
+        let wasi = WasiCtx::builder().stdout(stdout).stderr(stderr).build();
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_TABLE_ENTRIES);
         let Settings { memory_limit, .. } = *runtime.settings();

@@ -26,6 +26,7 @@ use crate::adaptors::Adaptor;
 use crate::bindings::{AdaptorError, DeviceConfig, DeviceIdentity, Model, ReferenceValue};
 use crate::capabilities::{Backends, Grants, Limits, Policy};
 use crate::engine::{DeviceTag, Runtime};
+use crate::extension::{Extensions, Identity};
 use crate::metrics::Metrics;
 use crate::status::{DeviceReport, Event, EventType, Phase, StatusBoard, now};
 
@@ -43,6 +44,8 @@ pub struct Context {
     pub restart: RestartPolicy,
     /// Largest status document accepted from an adaptor.
     pub max_status_bytes: usize,
+    /// Host-side extensions (the MQTT status publisher) of every device.
+    pub extensions: Arc<Extensions>,
 }
 
 /// What a supervisor can be told.
@@ -148,6 +151,7 @@ struct Supervisor {
 impl Supervisor {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
         self.report(|_| {});
+        self.configure_extensions();
         loop {
             if self.current.is_none()
                 && self.blocked.is_none()
@@ -176,6 +180,7 @@ impl Supervisor {
         if let Some(inst) = self.current.take() {
             inst.shutdown().await;
         }
+        self.ctx.extensions.remove(&self.key);
         self.ctx.metrics.forget_device(&self.key);
         tracing::info!("device stopped");
     }
@@ -226,6 +231,22 @@ impl Supervisor {
             spec: serde_json::to_string(&link.spec.template.spec).unwrap_or_else(|_| "{}".into()),
             references: self.references.clone(),
         }
+    }
+
+    /// Tells the extensions who the device is and what its spec asks of them.
+    fn configure_extensions(&self) {
+        let link = &self.link;
+        let identity = Identity {
+            namespace: link.namespace_or_default().to_owned(),
+            name: link.name().to_owned(),
+            uid: link.uid().map_or_else(|| link.key(), str::to_owned),
+        };
+        self.ctx.extensions.configure(
+            &self.key,
+            identity,
+            &link.spec.template.spec,
+            &self.references,
+        );
     }
 
     /// Resolves grants and checks them against the node policy; a refusal blocks the
@@ -527,6 +548,9 @@ impl Supervisor {
                 )),
             }
         };
+        if parsed.is_ok() {
+            self.ctx.extensions.publish(&self.key, doc);
+        }
         let stamp = now();
         self.report(|r| {
             if from_poll {
@@ -575,6 +599,7 @@ impl Supervisor {
     async fn update(&mut self, link: Arc<DeviceLink>, references: Vec<ReferenceValue>) {
         let old = std::mem::replace(&mut self.link, link);
         self.references = references;
+        self.configure_extensions();
         self.blocked = None;
         self.failures = 0;
         self.traps_in_row = 0;

@@ -9,6 +9,7 @@ use crds::DeviceLink;
 use limb::adaptors::{self, Adaptor, CompileCache};
 use limb::capabilities::{Backends, Limits, Policy};
 use limb::engine::{Pooling, Runtime, Settings};
+use limb::extension::Extensions;
 use limb::metrics::Metrics;
 use limb::status::{DeviceReport, StatusBoard};
 use limb::supervisor::{Context, RestartPolicy};
@@ -50,11 +51,14 @@ pub fn harness_with(
     };
     tune(&mut settings);
     let runtime = Runtime::new(settings).expect("engine");
+    let board = Arc::new(StatusBoard::default());
+    let metrics = Arc::new(Metrics::default());
+    let policy = Arc::new(policy);
     let ctx = Context {
         runtime: Arc::new(runtime),
-        board: Arc::new(StatusBoard::default()),
-        metrics: Arc::new(Metrics::default()),
-        policy: Arc::new(policy),
+        board: board.clone(),
+        metrics: metrics.clone(),
+        policy: policy.clone(),
         limits: Limits {
             max_handles: 4,
             max_timeout: Duration::from_millis(500),
@@ -67,6 +71,7 @@ pub fn harness_with(
             quarantine_after: 3,
         },
         max_status_bytes: 1 << 20,
+        extensions: Arc::new(Extensions::new(board, metrics, policy)),
     };
     Harness {
         ctx: Arc::new(ctx),
@@ -99,6 +104,16 @@ impl Harness {
     /// Starts supervising `link` the way the standalone controller (or, in a cluster,
     /// the brain) would: node and model already validated.
     pub fn spawn(&self, link: Arc<DeviceLink>, adaptor: Arc<Adaptor>) -> limb::supervisor::Handle {
+        self.spawn_with(link, adaptor, vec![])
+    }
+
+    /// [`Harness::spawn`] with the values the link's references resolved to.
+    pub fn spawn_with(
+        &self,
+        link: Arc<DeviceLink>,
+        adaptor: Arc<Adaptor>,
+        references: Vec<limb::bindings::ReferenceValue>,
+    ) -> limb::supervisor::Handle {
         let now = limb::status::now();
         self.ctx.board.update(
             &link.key(),
@@ -116,7 +131,7 @@ impl Harness {
                     .succeed(crds::ConditionType::ModelExisted, &now);
             },
         );
-        limb::supervisor::spawn(self.ctx.clone(), link, adaptor, vec![])
+        limb::supervisor::spawn(self.ctx.clone(), link, adaptor, references)
     }
 
     /// Waits until the device's report satisfies `pred`, or fails with the last report.

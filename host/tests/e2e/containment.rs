@@ -116,6 +116,13 @@ async fn a_log_flood_is_rate_limited_and_the_device_keeps_polling() {
     assert_eq!(r.traps, 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdout_flood_is_rate_limited_and_the_device_keeps_polling() {
+    let r = beside_healthy("print-flood", Duration::from_secs(3)).await;
+    assert!(r.polls >= 2, "{r:#?}");
+    assert_eq!(r.traps, 0);
+}
+
 #[tokio::test]
 async fn files_and_environment_are_not_reachable() {
     let h = harness();

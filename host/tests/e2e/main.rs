@@ -16,6 +16,8 @@ mod containment;
 mod hotswap;
 mod loading;
 mod modbus;
+mod mosquitto;
+mod mqtt;
 mod peers;
 mod runtime;
 mod standalone;
