@@ -5,7 +5,7 @@
 # Each component is validated by `limb package` first; a broken one fails the render.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 OUT="${1:-$ROOT/deploy/adaptors}"
-SHIPPED=(adaptor_dummy adaptor_modbus)
+SHIPPED=(adaptor_dummy adaptor_modbus adaptor_mqtt)
 for c in "${SHIPPED[@]}"; do
     [ -f "$OCTOPUS_ADAPTORS_DIR/$c.wasm" ] || "$ROOT/scripts/build-adaptors.sh" >/dev/null
 done

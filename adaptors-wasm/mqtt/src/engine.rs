@@ -160,6 +160,10 @@ pub struct Engine {
     fallback_v31: bool,
     next_attempt_ms: u64,
     backoff_ms: u64,
+    /// This instance lost a connection it had: the broker may have restarted and
+    /// forgotten retained messages, so retained writes go out again on reconnect. (A
+    /// fresh instance after a hot swap trusts its restored memory instead.)
+    lost_since_publish: bool,
     last_failure: Option<Failure>,
     read_errors: BTreeMap<String, String>,
     sub_errors: BTreeMap<String, String>,
@@ -372,6 +376,7 @@ impl Engine {
             fallback_v31: false,
             next_attempt_ms: 0,
             backoff_ms: FIRST_BACKOFF_MS,
+            lost_since_publish: false,
             last_failure: None,
             read_errors: BTreeMap::new(),
             sub_errors: BTreeMap::new(),
@@ -492,6 +497,7 @@ impl Engine {
     /// Drops the session after a failure; the next poll reconnects at once.
     fn lost(&mut self, net: &mut dyn Net, failure: Failure) {
         net.close();
+        self.lost_since_publish |= self.session.is_some();
         self.session = None;
         self.next_attempt_ms = net.now_ms();
         self.last_failure = Some(failure);
@@ -502,10 +508,14 @@ impl Engine {
         if self.session.is_some() {
             return self.publish_pending(memory, net);
         }
+        if self.lost_since_publish {
+            memory.published.retain(|_, p| !p.retain);
+        }
         match self.establish(memory, net) {
             Ok(()) => {
                 self.backoff_ms = FIRST_BACKOFF_MS;
                 self.last_failure = None;
+                self.lost_since_publish = false;
                 Ok(())
             }
             Err(failure) => {

@@ -174,6 +174,10 @@ pub struct MqttDeviceStatusProperty {
     #[serde(default, alias = "updateAt", skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "date-time"))]
     pub updated_at: Option<String>,
+    /// Why the last message for this property could not be used, or its subscription
+    /// or write failed (not in Octopus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl MqttDeviceStatusProperty {
@@ -196,6 +200,7 @@ impl MqttDeviceStatusProperty {
             qos: property.qos,
             retained: property.retained,
             updated_at,
+            error: None,
         }
     }
 }

@@ -118,12 +118,27 @@ impl Grants {
 }
 
 /// The `host:port` of a network target written as a URL (`tcp://broker:1883`,
-/// `ssl://broker:8883/`), as Octopus specs do; other targets are kept as written.
+/// `ssl://broker:8883/`), as Octopus specs do; other targets are kept as written. MQTT
+/// URLs without a port get MQTT's (1883, or 8883 for the TLS schemes).
 pub fn endpoint(kind: GrantKind, target: &str) -> String {
     match kind {
         GrantKind::Tcp | GrantKind::Udp => {
-            let rest = target.split_once("://").map_or(target, |(_, rest)| rest);
-            rest.split('/').next().unwrap_or(rest).to_owned()
+            let Some((scheme, rest)) = target.split_once("://") else {
+                return target.to_owned();
+            };
+            let authority = rest.split('/').next().unwrap_or(rest);
+            let has_port = authority
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && !port.contains(']'));
+            let default_port = match scheme {
+                "tcp" | "mqtt" => Some(1883),
+                "ssl" | "tls" | "tcps" | "mqtts" => Some(8883),
+                _ => None,
+            };
+            match default_port {
+                Some(port) if !has_port => format!("{authority}:{port}"),
+                _ => authority.to_owned(),
+            }
         }
         _ => target.to_owned(),
     }
@@ -200,6 +215,9 @@ mod tests {
             ),
             (GrantKind::Tcp, "10.0.0.7:502", "10.0.0.7:502"),
             (GrantKind::Udp, "udp://[::1]:47808", "[::1]:47808"),
+            (GrantKind::Tcp, "tcp://broker", "broker:1883"),
+            (GrantKind::Tcp, "mqtts://[::1]/", "[::1]:8883"),
+            (GrantKind::Tcp, "tcp://[::1]:1884", "[::1]:1884"),
             (GrantKind::Serial, "/dev/ttyUSB0", "/dev/ttyUSB0"),
         ] {
             assert_eq!(endpoint(kind, target), want, "{target}");

@@ -690,11 +690,12 @@ async fn the_device_reaches_a_tls_broker_with_a_ca_from_references() {
 // ---------------------------------------------------------------------------------------
 // Load.
 
-/// A bounded measurement, printed: how many status documents per second one extension
-/// publisher gets to the broker when a device changes its status as fast as it can.
-/// Newer documents replace unsent ones (latest wins), so the rest are `superseded`.
+/// A device whose status changes as fast as it can does not back the extension up:
+/// newer documents replace unsent ones (latest wins, counted as `superseded`) and what is
+/// published reaches the broker. Bounded in time and count; the rate is printed, not
+/// asserted (rates belong in benchmarks).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_extension_publishes_thousands_of_documents_per_second() {
+async fn a_status_flood_is_coalesced_and_what_is_published_arrives() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path());
     let h = harness_mqtt();
@@ -742,7 +743,7 @@ async fn the_extension_publishes_thousands_of_documents_per_second() {
     let started = Instant::now();
     let before = h.ctx.metrics.mqtt_publishes("published");
     let mut offered = 0u64;
-    while started.elapsed() < run {
+    while started.elapsed() < run && offered < 2_000_000 {
         offered += 1;
         ext.publish(
             &board_key,
@@ -762,6 +763,7 @@ async fn the_extension_publishes_thousands_of_documents_per_second() {
         published as f64 / elapsed
     );
     assert!(published > 100, "{published} published");
+    assert!(superseded > 0, "a flood must be coalesced, not queued");
     assert!(
         received as u64 >= published / 2,
         "{received} of {published} received"
