@@ -284,6 +284,7 @@ async fn main() {
     }
 
     modbus_rows(&mut rows).await;
+    mqtt_rows(&mut rows).await;
 
     let mut table =
         String::from("| measurement | median | p10 .. p90 | runs |\n| --- | --- | --- | --- |\n");
@@ -325,7 +326,10 @@ async fn main() {
              2 cores and is the bottleneck. *poll* is one `poll` of the Modbus adaptor reading 2 holding registers \
              (one request, decode, status JSON) through the limb's socket capability; *native* is the same FC3 request \
              and reply written directly on a tokio socket, in the same run. *sustained* runs 20 supervised devices at a \
-             50 ms interval for 10 s and counts the polls that succeeded per second (the target is 400/s).\n"
+             50 ms interval for 10 s and counts the polls that succeeded per second (the target is 400/s).\n\
+             - *MQTT from the broker*: one MQTT device (AttributedTopic, QoS 1) subscribed to a topic on which \
+             `mosquitto_pub -l` publishes 20,000 numbered readings; from the first publish until the device's \
+             status shows the last one, so every message went through the component (the status keeps the latest).\n"
         );
         std::fs::write(out, text).unwrap();
     }
@@ -529,4 +533,125 @@ async fn modbus_rows(rows: &mut Vec<Stat>) {
     for h in handles {
         h.stop().await;
     }
+}
+
+/// mosquitto on a free loopback port, without its default queue limits (which would
+/// drop messages and make the figure meaningless); killed on drop.
+struct Broker {
+    child: std::process::Child,
+    port: u16,
+    /// Holds the config file for as long as the broker runs.
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_broker() -> Broker {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "persistence false\nmax_queued_messages 0\nmax_inflight_messages 0\nlistener {port} 127.0.0.1\nallow_anonymous true\n"
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("mosquitto (scripts/bench.sh installs it)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "mosquitto did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Broker {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+async fn mqtt_rows(rows: &mut Vec<Stat>) {
+    use std::io::Write;
+    let broker = start_broker();
+    let c = ctx(Pooling::Auto, 16);
+    let bytes = std::fs::read(adaptors_dir().join("adaptor_mqtt.wasm")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Arc::new(CompileCache::new(Some(tmp.path().to_owned())));
+    let adaptor = adaptors::load(&c.runtime, &cache, bytes, "mqtt".into())
+        .await
+        .unwrap();
+    let spec = serde_json::json!({
+        "protocol": {
+            "pattern": "AttributedTopic",
+            "client": {"server": format!("tcp://127.0.0.1:{}", broker.port)},
+            "message": {"topic": "bench/:path", "qos": 1},
+        },
+        "properties": [{"name": "n", "path": "n", "type": "int"}],
+    });
+    let link = serde_json::json!({
+        "apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceLink",
+        "metadata": {"name": "sub", "namespace": "bench"},
+        "spec": {
+            "adaptor": {"node": "n", "name": "adaptors.edge.cattle.io/mqtt"},
+            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "MQTTDevice"},
+            "template": {"spec": spec}
+        }
+    });
+    let h = supervisor::spawn(
+        c.clone(),
+        Arc::new(serde_json::from_value(link).unwrap()),
+        adaptor,
+        vec![],
+    );
+    wait_all(&c, 1, |r| r.phase == limb::status::Phase::Healthy).await;
+    let value = |c: &Context| {
+        c.board
+            .devices()
+            .first()
+            .and_then(|r| r.status["properties"].as_array()?.first()?["value"].as_i64())
+    };
+    let n = 20_000i64;
+    let mut rates = Vec::new();
+    for round in 0..3i64 {
+        let base = round * n;
+        let mut publisher = std::process::Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
+            .args(["-t", "bench/n", "-q", "1", "-l"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("mosquitto_pub");
+        let lines: String = (1..=n).map(|i| format!("{}\n", base + i)).collect();
+        let t = Instant::now();
+        let mut stdin = publisher.stdin.take().unwrap();
+        stdin.write_all(lines.as_bytes()).unwrap();
+        drop(stdin);
+        let deadline = t + Duration::from_secs(120);
+        while value(&c) != Some(base + n) {
+            assert!(Instant::now() < deadline, "the last reading never arrived");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        rates.push(n as f64 / t.elapsed().as_secs_f64());
+        let _ = publisher.wait();
+    }
+    rows.push(stat(
+        "MQTT from the broker, one device, QoS 1 (messages/s)",
+        "/s",
+        rates,
+    ));
+    h.stop().await;
 }

@@ -561,7 +561,7 @@ mod tests {
     fn modbus_example() -> Value {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../examples/standalone/modbus-tcp.yaml"
+            "/../examples/modbus/modbus-tcp.yaml"
         ))
         .unwrap();
         let link: Value = serde_yaml::from_str(&text).unwrap();

@@ -133,7 +133,7 @@ fn link(name: &str, spec: Value) -> DynamicObject {
 fn modbus_spec() -> Value {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../examples/standalone/modbus-tcp.yaml"
+        "/../examples/modbus/modbus-tcp.yaml"
     ))
     .unwrap();
     let mut v: Value = serde_yaml::from_str(&text).unwrap();

@@ -624,10 +624,10 @@ async fn a_modbus_link_written_for_octopus_reads_registers_into_its_instance() {
     ship(&client, "modbus", &component("adaptor_modbus")).await;
     let limb = start_limb(&server, "modbus");
 
-    // The example from examples/standalone, pointed at this test's slave and node.
+    // The example from examples/modbus, pointed at this test's slave and node.
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../examples/standalone/modbus-tcp.yaml"
+        "/../examples/modbus/modbus-tcp.yaml"
     ))
     .unwrap();
     let mut link: DeviceLink = serde_yaml::from_str(&text).unwrap();
@@ -694,5 +694,63 @@ async fn a_modbus_link_written_for_octopus_reads_registers_into_its_instance() {
     let limit = mbpoll.read("4", 200, 1, true).unwrap()[0].signed();
     assert_eq!(limit, 30);
     assert!(props.iter().all(|p| p.get("error").is_none()), "{props:#?}");
+    drop(limb);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt_link_written_for_octopus_gets_pushed_readings_into_its_instance() {
+    let (server, client, _brain) = control_plane().await;
+    let broker = crate::mosquitto::Broker::start(server.dir.path());
+    ship(&client, "mqtt", &component("adaptor_mqtt")).await;
+    let limb = start_limb(&server, "mqtt");
+
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/mqtt/kitchen-light.yaml"
+    ))
+    .unwrap()
+    .replace(
+        "tcp://127.0.0.1:1883",
+        &format!("tcp://127.0.0.1:{}", broker.anonymous),
+    );
+    let mut link: DeviceLink = serde_yaml::from_str(&text).unwrap();
+    link.spec.adaptor.node = "edge-1".into();
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
+    links.create(&PostParams::default(), &link).await.unwrap();
+    wait(
+        "DeviceConnected=True/Healthy",
+        Duration::from_secs(60),
+        async || {
+            let l = links.get("kitchen-light").await.ok()?;
+            (cond(&l, ConditionType::DeviceConnected)
+                == Some((ConditionStatus::True, "Healthy".into())))
+            .then_some(())
+        },
+    )
+    .await;
+
+    crate::mosquitto::publish(&broker, "home/status/kitchen/temperature", "23.25", &[]).await;
+    let ar = ApiResource {
+        plural: "mqttdevices".into(),
+        ..ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "devices.edge.cattle.io",
+            "v1alpha1",
+            "MQTTDevice",
+        ))
+    };
+    let instances: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    wait(
+        "the pushed reading in the instance",
+        Duration::from_secs(30),
+        async || {
+            let i = instances.get("kitchen-light").await.ok()?;
+            let props = i.data["status"]["properties"].as_array()?;
+            props
+                .iter()
+                .any(|p| p["name"] == "temperature" && p["value"].as_f64() == Some(23.25))
+                .then_some(())
+        },
+    )
+    .await;
     drop(limb);
 }

@@ -1593,10 +1593,10 @@ async fn an_address_out_of_range_is_that_propertys_error_and_the_others_keep_val
 }
 
 // ---------------------------------------------------------------------------------------
-// 6. Standalone mode: examples/standalone/modbus-tcp.yaml against the TCP slave.
+// 6. Standalone mode: examples/modbus/modbus-tcp.yaml against the TCP slave.
 
 /// The `limb standalone` binary on a folder, killed by its PID when dropped.
-struct StandaloneLimb {
+pub(crate) struct StandaloneLimb {
     child: std::process::Child,
     port: u16,
 }
@@ -1609,7 +1609,7 @@ impl Drop for StandaloneLimb {
 }
 
 impl StandaloneLimb {
-    fn start(dir: &std::path::Path) -> Self {
+    pub(crate) fn start(dir: &std::path::Path) -> Self {
         let port = crate::peers::free_port();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_limb"))
             .arg("standalone")
@@ -1648,7 +1648,12 @@ impl StandaloneLimb {
             .flatten()
     }
 
-    async fn wait(&mut self, name: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait(
+        &mut self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             assert!(
@@ -1675,8 +1680,7 @@ async fn standalone_runs_the_modbus_tcp_example_against_the_slave() {
     let dir = tempfile::tempdir().unwrap();
     let server = ModbusServer::tcp(dir.path());
     let example = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../examples/standalone/modbus-tcp.yaml"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/modbus/modbus-tcp.yaml"),
     )
     .unwrap();
     assert!(

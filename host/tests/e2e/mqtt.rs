@@ -770,3 +770,63 @@ async fn a_status_flood_is_coalesced_and_what_is_published_arrives() {
     );
     ext.remove(&board_key);
 }
+
+// ---------------------------------------------------------------------------------------
+// The whole stack in standalone mode: the two examples in examples/mqtt, unchanged but
+// for the broker's port.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_runs_the_mqtt_examples_against_mosquitto() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let links = dir.path().join("links");
+    std::fs::create_dir(&links).unwrap();
+    for file in ["kitchen-light.yaml", "fan-with-extension.yaml"] {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../examples/mqtt")
+                .join(file),
+        )
+        .unwrap();
+        assert!(
+            text.contains("tcp://127.0.0.1:1883"),
+            "{file}: the broker moved"
+        );
+        let text = text.replace(
+            "tcp://127.0.0.1:1883",
+            &format!("tcp://127.0.0.1:{}", broker.anonymous),
+        );
+        std::fs::write(links.join(file), text).unwrap();
+    }
+    std::fs::write(links.join("mqtt.wasm"), component("adaptor_mqtt")).unwrap();
+    std::fs::write(links.join("dummy.wasm"), component("adaptor_dummy")).unwrap();
+    let mut limb = crate::modbus::StandaloneLimb::start(&links);
+    let value = |d: &Value, n: &str| {
+        d["status"]["properties"]
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["name"] == n).cloned())
+            .map(|p| p["value"].clone())
+            .unwrap_or(Value::Null)
+    };
+    limb.wait("kitchen-light", "connected to the broker", |d| {
+        d["phase"] == "Healthy"
+    })
+    .await;
+
+    // The writable switch reached the broker; a pushed reading reaches the status.
+    let set = mosquitto::subscribe(&broker, "home/set/kitchen/switch", 1, 10, &[]).await;
+    assert_eq!(
+        set.first().map(|m| m.payload.as_str()),
+        Some("true"),
+        "{set:?}"
+    );
+    mosquitto::publish(&broker, "home/status/kitchen/temperature", "19.5", &[]).await;
+    limb.wait("kitchen-light", "the pushed temperature", |d| {
+        value(d, "temperature").as_f64() == Some(19.5)
+    })
+    .await;
+
+    // The dummy fan, which knows nothing of MQTT, is published by the extension.
+    let doc = retained(&broker, "cattle.io/octopus/default/ceiling-fan", &[]).await;
+    assert_eq!(doc["gear"], "slow", "{doc}");
+}
