@@ -18,12 +18,10 @@
 //! survives polls and hot swaps.
 
 mod codec;
-mod duration;
 mod engine;
 mod plan;
 mod spec;
 mod state;
-mod time;
 mod transport;
 mod value;
 
@@ -41,6 +39,8 @@ use engine::{BusError, Engine, Failure};
 use spec::Link;
 use state::Memory;
 use transport::{RTU_GRANT, TCP_GRANT, Transport};
+
+use octopus_adaptor_sdk::{duration, time};
 
 wit_bindgen::generate!({
     path: "../../wit",

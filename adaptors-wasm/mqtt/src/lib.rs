@@ -19,12 +19,10 @@
 //! `transport` is that `Net` over the host's sockets, `state` survives hot swaps.
 
 mod codec;
-mod duration;
 mod engine;
 mod jsonpath;
 mod spec;
 mod state;
-mod time;
 mod topic;
 mod transport;
 mod value;
@@ -42,6 +40,8 @@ use engine::{Engine, Failure, Identity};
 use spec::{Pattern, Reference};
 use state::Memory;
 use transport::{GRANT, Transport};
+
+use octopus_adaptor_sdk::{duration, time};
 
 wit_bindgen::generate!({
     path: "../../wit",

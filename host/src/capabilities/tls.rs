@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -12,43 +13,80 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use crate::bindings::CapabilityError;
 use crate::bindings::octopus::adaptor::socket::TlsOptions;
 
-/// The client configuration for one connection.
-pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>, CapabilityError> {
+/// What a TLS client needs, whoever asks: the socket capability for an adaptor, or the
+/// MQTT extension for a device. Certificates and keys are PEM.
+pub struct ClientTls<'a> {
+    pub ca_pem: Option<&'a [u8]>,
+    pub cert_pem: Option<&'a [u8]>,
+    pub key_pem: Option<&'a [u8]>,
+    /// Accept any server certificate (handshake signatures are still checked).
+    pub insecure: bool,
+    /// Verify the certificate against this name whatever name the connection used, for
+    /// callers that dial a checked IP address instead of the host name.
+    pub verify_as: Option<ServerName<'static>>,
+}
+
+/// Why a TLS client configuration could not be built; the message names the culprit.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// The rustls client configuration for `c`.
+pub fn build(c: &ClientTls<'_>) -> Result<Arc<ClientConfig>, ConfigError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| CapabilityError::Io(format!("TLS setup: {e}")))?;
-    let builder = if opts.insecure_skip_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
+        .map_err(|e| ConfigError(format!("TLS setup: {e}")))?;
+    let verifier: Arc<dyn ServerCertVerifier> = if c.insecure {
+        Arc::new(AnyServer(provider.clone()))
     } else {
-        let roots = match &opts.ca_pem {
+        let roots = match c.ca_pem {
             Some(pem) => roots_from_pem(pem)?,
             None => native_roots()?,
         };
-        builder.with_root_certificates(roots)
+        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| ConfigError(format!("CA certificates: {e}")))?;
+        match &c.verify_as {
+            Some(name) => Arc::new(Named {
+                inner,
+                name: name.clone(),
+            }),
+            None => inner,
+        }
     };
-    let config = match (&opts.client_cert_pem, &opts.client_key_pem) {
+    let builder = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let config = match (c.cert_pem, c.key_pem) {
         (Some(cert), Some(key)) => {
             let chain = certs(cert, "client certificate")?;
-            let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| {
-                CapabilityError::InvalidArgument(format!(
-                    "client key is not a PEM private key: {e}"
-                ))
-            })?;
-            builder.with_client_auth_cert(chain, key).map_err(|e| {
-                CapabilityError::InvalidArgument(format!("client certificate and key: {e}"))
-            })?
+            let key = PrivateKeyDer::from_pem_slice(key)
+                .map_err(|e| ConfigError(format!("client key is not a PEM private key: {e}")))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| ConfigError(format!("client certificate and key: {e}")))?
         }
         (None, None) => builder.with_no_client_auth(),
         _ => {
-            return Err(CapabilityError::InvalidArgument(
+            return Err(ConfigError(
                 "a client certificate needs its key, and a key its certificate".into(),
             ));
         }
     };
     Ok(Arc::new(config))
+}
+
+/// The client configuration for an adaptor's `connect-tls`.
+pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>, CapabilityError> {
+    build(&ClientTls {
+        ca_pem: opts.ca_pem.as_deref(),
+        cert_pem: opts.client_cert_pem.as_deref(),
+        key_pem: opts.client_key_pem.as_deref(),
+        insecure: opts.insecure_skip_verify,
+        verify_as: None,
+    })
+    .map_err(|e| CapabilityError::InvalidArgument(e.0))
 }
 
 /// The name to verify: the one asked for, else the host of `host:port`.
@@ -94,30 +132,28 @@ pub fn handshake_error(err: std::io::Error) -> CapabilityError {
     }
 }
 
-fn certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, CapabilityError> {
+fn certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| CapabilityError::InvalidArgument(format!("{what} is not PEM: {e}")))?;
+        .map_err(|e| ConfigError(format!("{what} is not PEM: {e}")))?;
     if certs.is_empty() {
-        return Err(CapabilityError::InvalidArgument(format!(
-            "{what} holds no certificate"
-        )));
+        return Err(ConfigError(format!("{what} holds no certificate")));
     }
     Ok(certs)
 }
 
-fn roots_from_pem(pem: &[u8]) -> Result<RootCertStore, CapabilityError> {
+fn roots_from_pem(pem: &[u8]) -> Result<RootCertStore, ConfigError> {
     let mut roots = RootCertStore::empty();
     for cert in certs(pem, "CA")? {
         roots
             .add(cert)
-            .map_err(|e| CapabilityError::InvalidArgument(format!("CA certificate: {e}")))?;
+            .map_err(|e| ConfigError(format!("CA certificate: {e}")))?;
     }
     Ok(roots)
 }
 
 /// The node's trusted roots, loaded once.
-fn native_roots() -> Result<RootCertStore, CapabilityError> {
+fn native_roots() -> Result<RootCertStore, ConfigError> {
     static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
     let roots = ROOTS.get_or_init(|| {
         let mut roots = RootCertStore::empty();
@@ -130,11 +166,54 @@ fn native_roots() -> Result<RootCertStore, CapabilityError> {
         roots
     });
     if roots.is_empty() {
-        return Err(CapabilityError::InvalidArgument(
+        return Err(ConfigError(
             "no CA given and the node has no system CA certificates".into(),
         ));
     }
     Ok(roots.clone())
+}
+
+/// Verifies against a fixed name, whatever name the connection was made with.
+#[derive(Debug)]
+struct Named {
+    inner: Arc<WebPkiServerVerifier>,
+    name: ServerName<'static>,
+}
+
+impl ServerCertVerifier for Named {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// Accepts any certificate but still checks the handshake signatures, for

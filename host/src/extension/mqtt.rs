@@ -19,12 +19,8 @@ use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, LastWill, NetworkOptions, Outgoing,
     Packet, QoS, TlsConfiguration, Transport,
 };
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -327,162 +323,20 @@ fn tls_config(
         references,
         "tlsConfig.keyFilePEMRef",
     )?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier: Arc<dyn ServerCertVerifier> = if tls.insecure_skip_verify == Some(true) {
-        Arc::new(AnyServer(provider.clone()))
-    } else {
-        let mut roots = RootCertStore::empty();
-        match ca {
-            Some(pem) => {
-                for cert in certs(&pem, "CA")? {
-                    roots.add(cert).map_err(|e| fail("CA certificate", &e))?;
-                }
-            }
-            None => {
-                let loaded = rustls_native_certs::load_native_certs();
-                roots.add_parsable_certificates(loaded.certs);
-                if roots.is_empty() {
-                    return Err(Error::Tls(
-                        "no CA given and the node has no system CA certificates".into(),
-                    ));
-                }
-            }
-        }
-        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .map_err(|e| fail("CA certificates", &e))?;
-        // The limb connects to the address it checked against the node policy, so the
-        // certificate is verified against the name the user meant: serverName, else
-        // the host of the server URL.
-        let name = tls.server_name.clone().unwrap_or_else(|| host.to_owned());
-        let name = ServerName::try_from(name.clone())
-            .map_err(|e| fail(&format!("server name {name:?}"), &e))?;
-        Arc::new(Named { inner, name })
-    };
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| fail("setup", &e))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier);
-    let config = match (cert, key) {
-        (Some(cert), Some(key)) => {
-            let chain = certs(&cert, "client certificate")?;
-            let key = PrivateKeyDer::from_pem_slice(&key)
-                .map_err(|e| fail("client key is not a PEM private key", &e))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| fail("client certificate and key", &e))?
-        }
-        (None, None) => builder.with_no_client_auth(),
-        _ => {
-            return Err(Error::Tls(
-                "a client certificate needs its key, and a key its certificate".into(),
-            ));
-        }
-    };
-    Ok(Arc::new(config))
-}
-
-fn certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| Error::Tls(format!("{what} is not PEM: {e}")))?;
-    if certs.is_empty() {
-        return Err(Error::Tls(format!("{what} holds no certificate")));
-    }
-    Ok(certs)
-}
-
-/// Verifies the broker's certificate against a fixed name, whatever address was dialled.
-#[derive(Debug)]
-struct Named {
-    inner: Arc<WebPkiServerVerifier>,
-    name: ServerName<'static>,
-}
-
-impl ServerCertVerifier for Named {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, &self.name, ocsp, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// `insecureSkipVerify`: any certificate, but the handshake signatures are still checked.
-#[derive(Debug)]
-struct AnyServer(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyServer {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+    // The limb connects to the address it checked against the node policy, so the
+    // certificate is verified against the name the user meant: serverName, else the
+    // host of the server URL.
+    let name = tls.server_name.clone().unwrap_or_else(|| host.to_owned());
+    let verify_as = ServerName::try_from(name.clone())
+        .map_err(|e| fail(&format!("server name {name:?}"), &e))?;
+    crate::capabilities::tls::build(&crate::capabilities::tls::ClientTls {
+        ca_pem: ca.as_deref(),
+        cert_pem: cert.as_deref(),
+        key_pem: key.as_deref(),
+        insecure: tls.insecure_skip_verify == Some(true),
+        verify_as: Some(verify_as),
+    })
+    .map_err(|e| Error::Tls(e.0))
 }
 
 /// A one-slot mailbox between the supervisor and the publisher: the newest document
