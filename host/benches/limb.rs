@@ -310,7 +310,7 @@ async fn main() {
         let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
         let text = format!(
             "# Benchmarks\n\nMeasured by `scripts/bench.sh` (release build, `cargo bench -p limb --bench limb`) on {date}, \
-             {cores} cores ({cpu}), wasmtime 48.0.8, the dummy adaptor from `adaptors-wasm/dummy`.\n\
+             {cores} cores ({cpu}), wasmtime 48.0.8, the dummy, Modbus and MQTT adaptors from `adaptors-wasm/`.\n\
              Medians with p10..p90 over the runs shown, all in one process; absolute times on shared machines are noisy, \
              so compare rows of the same run.\n\n{table}\n\
              - *compile*: `Component::new` from the 188 KiB component (Cranelift).\n\
