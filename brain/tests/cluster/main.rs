@@ -15,6 +15,7 @@
 mod apiserver;
 
 mod admission;
+mod rbac;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
