@@ -475,6 +475,43 @@ async fn a_device_link_runs_end_to_end_on_a_real_api_server() {
         1
     );
 
+    // SIGKILL in the middle of a hot swap: the restarted limb serves one version, with
+    // one instance and one finalizer.
+    ship(&client, "dummy", &component("adaptor_dummy")).await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    drop(limb);
+    limb = start_limb(&server, "3");
+    let d = wait(
+        "one version after a kill during a swap",
+        Duration::from_secs(30),
+        async || {
+            limb.device().filter(|d| {
+                d["phase"] == "Healthy"
+                    && d["adaptorVersion"] == "0.1.0"
+                    && d["polls"].as_u64().unwrap_or(0) >= 2
+            })
+        },
+    )
+    .await;
+    assert_eq!(d["traps"], 0);
+    assert_eq!(
+        instances
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let l = links.get("fan").await.unwrap();
+    assert_eq!(
+        l.finalizers()
+            .iter()
+            .filter(|f| *f == LIMB_FINALIZER)
+            .count(),
+        1
+    );
+
     // The API server goes away for a while: the device keeps polling, and its status
     // catches up when the server is back.
     server.stop_api();
