@@ -94,11 +94,18 @@ fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, Error> {
     Component::new(engine, bytes).map_err(|e| Error::Compile(format!("{e:#}")))
 }
 
+/// Writes the artifact beside its final name and renames it into place, so a crash or a
+/// full disk never leaves a half-written entry under the real name.
 fn store(artifact: &Path, sum: &Path, serialized: &[u8]) -> std::io::Result<()> {
     let tmp = artifact.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, serialized)?;
-    std::fs::write(sum, hex::encode(Sha256::digest(serialized)))?;
-    std::fs::rename(&tmp, artifact)
+    let written = std::fs::write(&tmp, serialized)
+        .and_then(|()| std::fs::write(sum, hex::encode(Sha256::digest(serialized))))
+        .and_then(|()| std::fs::rename(&tmp, artifact));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(sum);
+    }
+    written
 }
 
 impl CompileCache {

@@ -74,3 +74,41 @@ async fn the_compile_cache_is_used_and_a_corrupt_entry_is_rebuilt() {
     );
     assert_eq!(third.info.name, "adaptors.edge.cattle.io/dummy");
 }
+
+#[tokio::test]
+async fn a_full_compile_cache_disk_costs_the_cache_not_the_adaptor() {
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Arc::new(CompileCache::new(Some(dir.path().to_owned())));
+    let bytes = component("adaptor_dummy");
+    adaptors::load(&h.ctx.runtime, &cache, bytes.clone(), "a".into())
+        .await
+        .unwrap();
+    let artifact = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .unwrap();
+    std::fs::remove_file(&artifact).unwrap();
+    // The cache writes a temporary file first: make that write hit a full disk.
+    let tmp = artifact.with_extension(format!("tmp{}", std::process::id()));
+    std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+    let loaded = adaptors::load(&h.ctx.runtime, &cache, bytes.clone(), "a".into())
+        .await
+        .unwrap();
+    assert!(!loaded.from_cache);
+    assert_eq!(loaded.info.name, "adaptors.edge.cattle.io/dummy");
+    assert!(!artifact.exists(), "no half-written entry");
+    assert!(
+        std::fs::symlink_metadata(&tmp).is_err(),
+        "the temporary file is cleaned up"
+    );
+    // Space again: the next load fills the cache, the one after hits it.
+    adaptors::load(&h.ctx.runtime, &cache, bytes.clone(), "a".into())
+        .await
+        .unwrap();
+    let hit = adaptors::load(&h.ctx.runtime, &cache, bytes, "a".into())
+        .await
+        .unwrap();
+    assert!(hit.from_cache);
+}
