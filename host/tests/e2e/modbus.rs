@@ -1355,6 +1355,51 @@ async fn rtu_junk_on_the_line_is_a_timeout_then_the_device_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtu_a_serial_line_that_goes_away_and_comes_back_is_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pair, server) = rtu_line(dir.path()).await;
+    let h = harness_modbus();
+    let a = h.load("adaptor_modbus").await;
+    let expected = rtu_props(1);
+    let names: Vec<&str> = expected.iter().map(|e| e.name.as_str()).collect();
+    let dev = h.spawn(
+        modbus(
+            "unplugged",
+            rtu_spec(&pair.b, 1, expected.iter().map(property).collect()),
+        ),
+        a,
+    );
+    h.wait(&key("unplugged"), Duration::from_secs(20), |r| {
+        r.polls >= 2 && all_read(r, &names)
+    })
+    .await;
+
+    // The adapter is unplugged: the pty pair and the slave go away.
+    let path = pair.b.clone();
+    drop(server);
+    drop(pair);
+    let gone = h
+        .wait(&key("unplugged"), Duration::from_secs(20), |r| {
+            r.phase == Phase::Unhealthy
+        })
+        .await;
+    eprintln!("while unplugged: {:?}", gone.last_error);
+
+    // Plugged back in at the same path: the device reads again by itself.
+    let pair = PtyPair::new(dir.path());
+    let _server = ModbusServer::rtu(dir.path(), &pair.a, BAUD);
+    assert_eq!(pair.b, path);
+    let back = h
+        .wait(&key("unplugged"), Duration::from_secs(30), |r| {
+            r.phase == Phase::Healthy && r.polls > gone.polls + 2 && all_read(r, &names)
+        })
+        .await;
+    check(&back, &expected, "after the line came back");
+    assert_eq!(back.traps, 0);
+    dev.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_a_worker_id_the_server_does_not_have_is_an_error_not_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let server = ModbusServer::tcp(dir.path());

@@ -6,6 +6,7 @@
 //! interleave and a silent slave delays the others by at most its own timeout.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -27,6 +28,9 @@ pub struct Bus {
     settings: wit::Settings,
     /// Tokio's mutex queues waiters in arrival order: that is what makes turns fair.
     io: Mutex<Box<dyn SerialIo>>,
+    /// The port failed (unplugged adapter, pty gone): the next open makes a new bus
+    /// instead of handing out this one.
+    broken: AtomicBool,
 }
 
 /// The lines open on this node, by path. Entries are weak: a line closes when the last
@@ -49,7 +53,11 @@ impl Buses {
     ) -> Result<Arc<Bus>, CapabilityError> {
         let mut open = self.open.lock().await;
         open.retain(|_, bus| bus.strong_count() > 0);
-        if let Some(bus) = open.get(path).and_then(Weak::upgrade) {
+        if let Some(bus) = open
+            .get(path)
+            .and_then(Weak::upgrade)
+            .filter(|b| !b.broken.load(Ordering::Relaxed))
+        {
             if !same_line(&bus.settings, &settings) {
                 return Err(CapabilityError::InvalidArgument(format!(
                     "{path} is already open at {} by another device on this bus; this device asks for {}",
@@ -64,6 +72,7 @@ impl Buses {
             path: path.to_owned(),
             settings,
             io: Mutex::new(io),
+            broken: AtomicBool::new(false),
         });
         open.insert(path.to_owned(), Arc::downgrade(&bus));
         Ok(bus)
@@ -86,12 +95,41 @@ impl Bus {
         self.io.lock().await
     }
 
+    /// Passes `result` through, marking the bus broken if the port itself failed (a
+    /// timeout is the slave's silence, not the port's failure).
+    pub fn check<T>(&self, result: Result<T, CapabilityError>) -> Result<T, CapabilityError> {
+        if matches!(
+            result,
+            Err(CapabilityError::Closed | CapabilityError::Io(_))
+        ) {
+            if !self.broken.swap(true, Ordering::Relaxed) {
+                tracing::warn!(path = %self.path, "serial port failed; the next open reopens it");
+            }
+        }
+        result
+    }
+
     /// One request and its reply in a single turn: stale input is dropped, the request
     /// written, and the reply read until `reply_len` bytes, a silence of `idle`, or
     /// `max_reply` bytes. The exchange gets `timeout` from the start of its turn, so
     /// waiting behind a silent neighbour does not eat this device's reply window; `latest`
     /// bounds the wait and the exchange together.
     pub async fn transact(
+        &self,
+        request: &[u8],
+        timeout: Duration,
+        latest: Instant,
+        reply_len: usize,
+        idle: Duration,
+        max_reply: usize,
+    ) -> Result<Vec<u8>, CapabilityError> {
+        let result = self
+            .exchange(request, timeout, latest, reply_len, idle, max_reply)
+            .await;
+        self.check(result)
+    }
+
+    async fn exchange(
         &self,
         request: &[u8],
         timeout: Duration,
@@ -399,6 +437,56 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         device.write_all(&[5, 6]).await.unwrap();
         assert_eq!(waiting.await.unwrap().unwrap(), vec![5, 6]);
+    }
+
+    /// Hands out a fresh in-memory port on every open, keeping the device ends.
+    #[derive(Default)]
+    struct Ports(std::sync::Mutex<Vec<DuplexStream>>);
+    impl Backend for Ports {
+        fn open(
+            &self,
+            _: String,
+            _: wit::Settings,
+        ) -> BoxFuture<'_, io::Result<Box<dyn SerialIo>>> {
+            let (a, b) = tokio::io::duplex(256);
+            if let Ok(mut devices) = self.0.lock() {
+                devices.push(b);
+            }
+            Box::pin(async move { Ok(Box::new(Mem(a)) as Box<dyn SerialIo>) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_port_is_reopened_even_while_others_hold_it() {
+        let backend = Ports::default();
+        let buses = Buses::default();
+        let settings = line(9600, wit::Parity::None);
+        let a = buses
+            .open(&backend, "/dev/ttyUSB0", settings, T)
+            .await
+            .unwrap();
+        let b = buses
+            .open(&backend, "/dev/ttyUSB0", settings, T)
+            .await
+            .unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        // The adapter is unplugged: its far end goes away.
+        backend.0.lock().unwrap().clear();
+        let err = a
+            .transact(&[1], T, Instant::now() + T, 2, Duration::ZERO, 64)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, CapabilityError::Closed | CapabilityError::Io(_)),
+            "{err}"
+        );
+        // `b` still holds the dead bus, but a new open gets a new port.
+        let c = buses
+            .open(&backend, "/dev/ttyUSB0", settings, T)
+            .await
+            .unwrap();
+        assert!(!Arc::ptr_eq(&b, &c));
+        assert_eq!(backend.0.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]

@@ -165,7 +165,7 @@ impl wit::HostPort for StoreState {
         let timeout = self.caps.timeout(timeout_ms);
         let bus = self.table.get(&port)?.bus.clone();
         let mut io = bus.turn().await;
-        Ok(super::write_all(&mut *io, &data, timeout).await)
+        Ok(bus.check(super::write_all(&mut *io, &data, timeout).await))
     }
 
     async fn read(
@@ -180,7 +180,7 @@ impl wit::HostPort for StoreState {
         };
         let bus = self.table.get(&port)?.bus.clone();
         let mut io = bus.turn().await;
-        Ok(super::read_some(&mut *io, max, timeout).await)
+        Ok(bus.check(super::read_some(&mut *io, max, timeout).await))
     }
 
     async fn clear_input(
