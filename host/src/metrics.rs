@@ -1,5 +1,8 @@
 //! Prometheus metrics, held in a struct passed down (no globals).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -59,6 +62,7 @@ pub struct Metrics {
     device_memory: Family<DeviceLabels, Gauge>,
     mqtt_publishes: Family<OutcomeLabels, Counter>,
     mqtt_connections: Family<OutcomeLabels, Counter>,
+    poll_lateness: Lateness,
 }
 
 impl Default for Metrics {
@@ -151,6 +155,7 @@ impl Default for Metrics {
             device_memory,
             mqtt_publishes,
             mqtt_connections,
+            poll_lateness: Lateness::default(),
         }
     }
 }
@@ -281,6 +286,16 @@ impl Metrics {
             .get()
     }
 
+    /// The count of hot swaps with `outcome`, for tests and benches.
+    pub fn swaps(&self, outcome: &'static str) -> u64 {
+        self.swaps.get_or_create(&OutcomeLabels { outcome }).get()
+    }
+
+    /// How late each poll started against its schedule.
+    pub fn poll_lateness(&self) -> &Lateness {
+        &self.poll_lateness
+    }
+
     pub fn set_devices(&self, n: usize) {
         self.devices.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
@@ -292,5 +307,116 @@ impl Metrics {
             tracing::warn!(error = %e, "cannot encode metrics");
         }
         out
+    }
+}
+
+/// Fine buckets: 0.1 ms wide below 10 ms, 1 ms wide up to 1 s, then one overflow bucket.
+const FINE: u64 = 100;
+const COARSE: u64 = 990;
+
+/// A histogram of how late polls start against their schedule, in lock-free buckets
+/// cheap enough for every poll of every device (one atomic add, one atomic max).
+/// Quantiles are bucket upper bounds: exact to 0.1 ms below 10 ms, to 1 ms below 1 s.
+pub struct Lateness {
+    buckets: Vec<AtomicU64>,
+    max_us: AtomicU64,
+}
+
+impl Default for Lateness {
+    fn default() -> Self {
+        Self {
+            buckets: (0..=FINE + COARSE).map(|_| AtomicU64::new(0)).collect(),
+            max_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Lateness {
+    fn bucket(us: u64) -> usize {
+        let i = if us < FINE * 100 {
+            us / 100
+        } else {
+            (FINE + (us - FINE * 100) / 1000).min(FINE + COARSE)
+        };
+        usize::try_from(i).unwrap_or(usize::MAX)
+    }
+
+    fn upper_us(i: usize) -> u64 {
+        let i = i as u64;
+        if i < FINE {
+            (i + 1) * 100
+        } else {
+            FINE * 100 + (i - FINE + 1) * 1000
+        }
+    }
+
+    pub fn record(&self, late: Duration) {
+        let us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
+        if let Some(b) = self.buckets.get(Self::bucket(us)) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        self.max_us.fetch_max(us, Ordering::Relaxed);
+    }
+
+    /// Polls recorded since the last reset.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    /// The upper bound of the bucket holding quantile `q` (0..=1); zero when empty.
+    pub fn quantile(&self, q: f64) -> Duration {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return Duration::ZERO;
+        }
+        let rank = ((total as f64) * q.clamp(0.0, 1.0)).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Duration::from_micros(Self::upper_us(i));
+            }
+        }
+        self.max()
+    }
+
+    /// The latest start seen since the last reset.
+    pub fn max(&self) -> Duration {
+        Duration::from_micros(self.max_us.load(Ordering::Relaxed))
+    }
+
+    pub fn reset(&self) {
+        for b in &self.buckets {
+            b.store(0, Ordering::Relaxed);
+        }
+        self.max_us.store(0, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lateness_quantiles_are_bucket_upper_bounds() {
+        let l = Lateness::default();
+        for ms in 1..=100 {
+            l.record(Duration::from_millis(ms));
+        }
+        assert_eq!(l.count(), 100);
+        assert_eq!(l.quantile(0.5), Duration::from_millis(50));
+        assert_eq!(l.quantile(0.99), Duration::from_millis(99));
+        assert_eq!(l.max(), Duration::from_millis(100));
+        l.record(Duration::from_micros(250));
+        assert_eq!(l.quantile(0.0), Duration::from_micros(300));
+        l.record(Duration::from_secs(5));
+        assert_eq!(l.quantile(1.0), Duration::from_millis(1001));
+        l.reset();
+        assert_eq!((l.count(), l.quantile(0.5)), (0, Duration::ZERO));
     }
 }

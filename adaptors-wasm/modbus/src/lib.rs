@@ -25,6 +25,21 @@ mod state;
 mod transport;
 mod value;
 
+/// The parsers and codecs, public only for the fuzz targets in `fuzz/`; not an API.
+#[cfg(feature = "fuzz")]
+#[doc(hidden)]
+pub mod fuzz {
+    pub mod codec {
+        pub use crate::codec::*;
+    }
+    pub mod value {
+        pub use crate::value::*;
+    }
+    pub mod spec {
+        pub use crate::spec::*;
+    }
+}
+
 use std::cell::RefCell;
 
 use exports::octopus::adaptor::driver::{

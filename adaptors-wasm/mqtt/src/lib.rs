@@ -27,6 +27,27 @@ mod topic;
 mod transport;
 mod value;
 
+/// The parsers and codecs, public only for the fuzz targets in `fuzz/`; not an API.
+#[cfg(feature = "fuzz")]
+#[doc(hidden)]
+pub mod fuzz {
+    pub mod codec {
+        pub use crate::codec::*;
+    }
+    pub mod topic {
+        pub use crate::topic::*;
+    }
+    pub mod jsonpath {
+        pub use crate::jsonpath::*;
+    }
+    pub mod spec {
+        pub use crate::spec::*;
+    }
+    pub mod value {
+        pub use crate::value::*;
+    }
+}
+
 use std::cell::RefCell;
 
 use exports::octopus::adaptor::driver::{

@@ -458,6 +458,10 @@ impl Supervisor {
         let Some(mut inst) = self.current.take() else {
             return;
         };
+        self.ctx
+            .metrics
+            .poll_lateness()
+            .record(Instant::now().saturating_duration_since(self.next_poll));
         let result = inst.poll().await;
         self.drain(&mut inst);
         if let Some(interval) = self.interval {

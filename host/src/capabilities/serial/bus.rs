@@ -98,13 +98,12 @@ impl Bus {
     /// Passes `result` through, marking the bus broken if the port itself failed (a
     /// timeout is the slave's silence, not the port's failure).
     pub fn check<T>(&self, result: Result<T, CapabilityError>) -> Result<T, CapabilityError> {
-        if matches!(
+        let failed = matches!(
             result,
             Err(CapabilityError::Closed | CapabilityError::Io(_))
-        ) {
-            if !self.broken.swap(true, Ordering::Relaxed) {
-                tracing::warn!(path = %self.path, "serial port failed; the next open reopens it");
-            }
+        );
+        if failed && !self.broken.swap(true, Ordering::Relaxed) {
+            tracing::warn!(path = %self.path, "serial port failed; the next open reopens it");
         }
         result
     }
