@@ -28,6 +28,12 @@ wit_bindgen::generate!({
 });
 
 const API_VERSION: &str = "devices.edge.cattle.io/v1alpha1";
+
+/// A second version of the same misbehaviour, for hot-swap tests (feature `v2`).
+#[cfg(not(feature = "v2"))]
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+#[cfg(feature = "v2")]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+v2");
 const KIND: &str = "HostileDevice";
 const DEFAULT_POLL_INTERVAL_MS: u64 = 100;
 const MIB: usize = 1024 * 1024;
@@ -285,7 +291,7 @@ impl Guest for Hostile {
     fn describe() -> AdaptorInfo {
         AdaptorInfo {
             name: "adaptors.edge.cattle.io/hostile".to_owned(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            version: VERSION.to_owned(),
             models: vec![ModelInfo {
                 model: Model {
                     api_version: API_VERSION.to_owned(),

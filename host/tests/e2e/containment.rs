@@ -189,3 +189,41 @@ async fn an_enormous_status_is_refused_with_its_size() {
     );
     dev.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_loop_in_snapshot_during_a_swap_costs_no_neighbour_and_the_device_comes_back() {
+    let h = harness();
+    let hostile_adaptor = h.load("adaptor_hostile").await;
+    let dummy = h.load("adaptor_dummy").await;
+    let neighbour = h.spawn(fan("calm", "slow", "50ms"), dummy);
+    let dev = h.spawn(hostile("hoarder", "loop-snapshot"), hostile_adaptor);
+    let before = h
+        .wait(&key("hoarder"), Duration::from_secs(10), |r| r.polls >= 2)
+        .await;
+    let calm = h.ctx.board.get(&key("calm")).unwrap().polls;
+    // A new version arrives: taking the snapshot never ends.
+    let v2 = h.load("adaptor_hostile_v2").await;
+    dev.send(limb::supervisor::Command::Swap(v2));
+    // The old instance is interrupted in `snapshot`; the new version takes the device
+    // over without the state it could not give, and says so.
+    let after = h
+        .wait(&key("hoarder"), Duration::from_secs(20), |r| {
+            r.adaptor_version.as_deref() == Some("0.1.0+v2") && r.polls >= before.polls + 2
+        })
+        .await;
+    assert!(
+        after
+            .events
+            .iter()
+            .any(|e| e.message.contains("trapped in snapshot")
+                && e.message.contains("without its state")),
+        "the events say the snapshot failed: {:#?}",
+        after.events
+    );
+    assert_eq!(after.phase, Phase::Healthy);
+    let n = h.ctx.board.get(&key("calm")).unwrap();
+    assert!(n.polls >= calm + 10, "the neighbour kept polling");
+    assert_eq!(n.traps, 0);
+    dev.stop().await;
+    neighbour.stop().await;
+}
