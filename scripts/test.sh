@@ -23,6 +23,8 @@ cargo run --locked -q -p crds --bin crdgen -- --check
 cargo run --locked -q -p xtask -- manifests --check
 echo "== adaptor ConfigMaps"
 "$ROOT/scripts/render-adaptors.sh" "$CACHE/rendered-adaptors"
+echo "== fuzz targets (briefly; scripts/fuzz.sh N runs them longer)"
+"$ROOT/scripts/fuzz.sh" 10
 echo "== workspace tests"
 cargo test --workspace --locked
 echo "== done in $((SECONDS - started)) s"

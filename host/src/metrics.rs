@@ -409,8 +409,9 @@ mod tests {
             l.record(Duration::from_millis(ms));
         }
         assert_eq!(l.count(), 100);
-        assert_eq!(l.quantile(0.5), Duration::from_millis(50));
-        assert_eq!(l.quantile(0.99), Duration::from_millis(99));
+        // A value on a bucket's bound counts in the next bucket.
+        assert_eq!(l.quantile(0.5), Duration::from_millis(51));
+        assert_eq!(l.quantile(0.99), Duration::from_millis(100));
         assert_eq!(l.max(), Duration::from_millis(100));
         l.record(Duration::from_micros(250));
         assert_eq!(l.quantile(0.0), Duration::from_micros(300));

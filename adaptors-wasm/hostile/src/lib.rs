@@ -67,7 +67,7 @@ enum Mode {
     HugeStatus,
     /// `poll` returns something that is not JSON.
     BadJson,
-    /// `poll` prints 10,000 lines on stdout and stderr.
+    /// `poll` prints 2,000 lines on stdout and stderr.
     PrintFlood,
 }
 
@@ -267,7 +267,7 @@ fn poll() -> Result<String, AdaptorError> {
         }
         Mode::PrintFlood => {
             let line = "y".repeat(512);
-            for i in 0..10_000 {
+            for i in 0..2_000 {
                 if i % 2 == 0 {
                     println!("{line}");
                 } else {

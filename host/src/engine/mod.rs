@@ -80,6 +80,16 @@ impl Runtime {
                     .map_err(|e| Error::Engine(e.to_string()))?,
                 true,
             ),
+            Pooling::Auto if pool_reservation(&settings) > POOL_RESERVATION_BUDGET => {
+                tracing::warn!(
+                    max_instances = settings.max_instances,
+                    "a pool this large would reserve most of the address space, allocating instances on demand"
+                );
+                (
+                    Engine::new(&base_config(None)).map_err(|e| Error::Engine(e.to_string()))?,
+                    false,
+                )
+            }
             Pooling::Auto => match Engine::new(&base_config(Some(&settings))) {
                 Ok(e) => (e, true),
                 Err(err) => {
@@ -131,6 +141,18 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// Address space the pooling allocator may reserve in `Auto` mode. Each memory slot
+/// reserves the default 4 GiB plus its guard, so a pool sized for 10,000 devices (40,000
+/// memories) would take more than the 128 TiB a process has, and the pool's reservation
+/// then starves `malloc`; above this budget `Auto` allocates on demand instead.
+const POOL_RESERVATION_BUDGET: u64 = 48 << 40;
+
+/// Virtual memory the pool of `settings` reserves for linear memories (approximately).
+fn pool_reservation(settings: &Settings) -> u64 {
+    const SLOT: u64 = (4 << 30) + (32 << 20);
+    u64::from(settings.max_instances.max(1)).saturating_mul(4 * SLOT)
 }
 
 fn base_config(pool: Option<&Settings>) -> Config {
