@@ -312,7 +312,9 @@ async fn main() {
             "# Benchmarks\n\nMeasured by `scripts/bench.sh` (release build, `cargo bench -p limb --bench limb`) on {date}, \
              {cores} cores ({cpu}), wasmtime 48.0.8, the dummy, Modbus and MQTT adaptors from `adaptors-wasm/`.\n\
              Medians with p10..p90 over the runs shown, all in one process; absolute times on shared machines are noisy, \
-             so compare rows of the same run.\n\n{table}\n\
+             so compare rows of the same run. Density, hot swap at scale and cold start: \
+             `scripts/bench-density.sh` (writes `docs/benchmarks/density.md`); status delivery and connect rate on a \
+             real API server: `scripts/bench-cluster.sh` (writes `docs/benchmarks/cluster.md`).\n\n{table}\n\
              - *compile*: `Component::new` from the 188 KiB component (Cranelift).\n\
              - *load from compile cache*: digest check of the precompiled artifact, mmap, import/export validation, \
              `describe` on a scratch instance; what the limb does for an adaptor it has seen before.\n\
