@@ -17,6 +17,12 @@
     reason = "bench harness"
 )]
 
+mod support;
+
+use support::{
+    Stat, ctx, dummy_link, modbus_instance, modbus_link, modbus_spec, stat, table, wait_all,
+};
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,117 +30,19 @@ use std::time::{Duration, Instant};
 
 use cpu_time::{ProcessTime, ThreadTime};
 use limb::adaptors::{self, Adaptor, CompileCache};
-use limb::capabilities::{Backends, Grants, Limits, Policy};
-use limb::engine::{DeviceTag, Pooling, Runtime, Settings};
-use limb::extension::Extensions;
-use limb::metrics::{Lateness, Metrics};
-use limb::status::StatusBoard;
-use limb::supervisor::{self, Command, Context, Instance, RestartPolicy};
-use serde_json::{Value, json};
+use limb::engine::Pooling;
+use limb::metrics::Lateness;
+use limb::supervisor::{self, Command, Context};
 
 /// Steady window over which density scenarios measure CPU and drift.
 const WINDOW: Duration = Duration::from_secs(20);
 /// Settling time after every device polled once, before the window opens.
 const SETTLE: Duration = Duration::from_secs(5);
 
-struct Stat {
-    name: String,
-    unit: &'static str,
-    median: f64,
-    p10: f64,
-    p90: f64,
-    n: usize,
-}
-
-fn stat(name: &str, unit: &'static str, mut xs: Vec<f64>) -> Stat {
-    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let at = |q: f64| xs[((xs.len() - 1) as f64 * q).round() as usize];
-    Stat {
-        name: name.into(),
-        unit,
-        median: at(0.5),
-        p10: at(0.1),
-        p90: at(0.9),
-        n: xs.len(),
-    }
-}
-
-fn table(rows: &[Stat]) -> String {
-    let mut t =
-        String::from("| measurement | median | p10 .. p90 | runs |\n| --- | --- | --- | --- |\n");
-    for r in rows {
-        t.push_str(&format!(
-            "| {} | {:.2} {} | {:.2} .. {:.2} | {} |\n",
-            r.name, r.median, r.unit, r.p10, r.p90, r.n
-        ));
-    }
-    t
-}
-
 fn adaptors_dir() -> PathBuf {
     std::env::var_os("OCTOPUS_ADAPTORS_DIR")
         .map(PathBuf::from)
         .expect("set OCTOPUS_ADAPTORS_DIR (scripts/bench-density.sh does)")
-}
-
-fn ctx(max_instances: u32) -> Arc<Context> {
-    let runtime = Runtime::new(Settings {
-        pooling: Pooling::Auto,
-        max_instances,
-        ..Settings::default()
-    })
-    .unwrap();
-    let board = Arc::new(StatusBoard::default());
-    let metrics = Arc::new(Metrics::default());
-    let policy = Arc::new(Policy::loopback());
-    Arc::new(Context {
-        runtime: Arc::new(runtime),
-        board: board.clone(),
-        metrics: metrics.clone(),
-        policy: policy.clone(),
-        limits: Limits::default(),
-        backends: Backends::real(true),
-        restart: RestartPolicy::default(),
-        max_status_bytes: 1 << 20,
-        extensions: Arc::new(Extensions::new(board, metrics, policy)),
-    })
-}
-
-fn dummy_link(name: &str, interval: &str) -> Arc<crds::DeviceLink> {
-    let v = json!({
-        "apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceLink",
-        "metadata": {"name": name, "namespace": "bench"},
-        "spec": {
-            "adaptor": {"node": "n", "name": "adaptors.edge.cattle.io/dummy"},
-            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "DummySpecialDevice"},
-            "template": {"spec": {"protocol": {"location": "x"}, "gear": "fast", "on": true, "parameters": {"syncInterval": interval}}}
-        }
-    });
-    Arc::new(serde_json::from_value(v).unwrap())
-}
-
-fn modbus_spec(port: u16, interval: &str) -> Value {
-    json!({
-        "protocol": {"tcp": {"endpoint": format!("127.0.0.1:{port}"), "workerID": 1}},
-        "parameters": {"syncInterval": interval, "timeout": "1s"},
-        "properties": [
-            {"name": "a", "type": "int16", "readOnly": true, "visitor": {"register": "HoldingRegister", "offset": 101}},
-            {"name": "b", "type": "uint16", "readOnly": true, "visitor": {"register": "HoldingRegister", "offset": 102}}
-        ]
-    })
-}
-
-fn modbus_link(name: &str, spec: Value) -> Arc<crds::DeviceLink> {
-    let v = json!({
-        "apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceLink",
-        "metadata": {"name": name, "namespace": "bench"},
-        "spec": {
-            "adaptor": {"node": "n", "name": "adaptors.edge.cattle.io/modbus"},
-            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "ModbusDevice"},
-            "template": {"spec": spec}
-        }
-    });
-    Arc::new(serde_json::from_value(v).unwrap())
 }
 
 /// Resident memory of this process, from `/proc/self/status`.
@@ -143,23 +51,6 @@ fn rss_bytes() -> u64 {
     let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     kb * 1024
-}
-
-async fn wait_all(
-    c: &Context,
-    n: usize,
-    every: Duration,
-    pred: impl Fn(&limb::status::DeviceReport) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let devices = c.board.devices();
-        if devices.len() == n && devices.iter().all(&pred) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "fleet did not converge");
-        tokio::time::sleep(every).await;
-    }
 }
 
 async fn load(c: &Context, cache: &Path, bytes: Vec<u8>, source: &str) -> Arc<Adaptor> {
@@ -250,36 +141,10 @@ fn overhead(port: u16, modbus: Vec<u8>, cache: PathBuf) -> Vec<Stat> {
 
 async fn overhead_rounds(port: u16, modbus: Vec<u8>, cache: PathBuf) -> Vec<Stat> {
     use tokio_modbus::client::Reader;
-    let c = ctx(16);
+    let c = ctx(Pooling::Auto, 16);
     let adaptor = load(&c, &cache, modbus, "modbus").await;
     let spec = modbus_spec(port, "1s");
-    let model = adaptor
-        .model("devices.edge.cattle.io/v1alpha1", "ModbusDevice")
-        .unwrap();
-    let (grants, problems) = Grants::resolve(&[], &spec, &model.resource_fields);
-    assert!(problems.is_empty());
-    let mut device = Instance::new(
-        &c,
-        adaptor.clone(),
-        DeviceTag("poll".into()),
-        Arc::new(grants),
-    )
-    .await
-    .unwrap();
-    let cfg = limb::bindings::DeviceConfig {
-        model: limb::bindings::Model {
-            api_version: "devices.edge.cattle.io/v1alpha1".into(),
-            kind: "ModbusDevice".into(),
-        },
-        device: limb::bindings::DeviceIdentity {
-            namespace: "bench".into(),
-            name: "poll".into(),
-            uid: "u".into(),
-        },
-        spec: spec.to_string(),
-        references: vec![],
-    };
-    device.configure(&cfg).await.unwrap();
+    let mut device = modbus_instance(&c, &adaptor, &spec).await;
     let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -431,7 +296,7 @@ async fn scenario(spec: &str) {
 }
 
 async fn limb_fleet(kind: &str, n: usize, port: u16, cache: &Path) -> Density {
-    let c = ctx(u32::try_from(n + n / 4 + 16).unwrap());
+    let c = ctx(Pooling::Auto, u32::try_from(n + n / 4 + 16).unwrap());
     let file = if kind == "modbus" {
         "adaptor_modbus.wasm"
     } else {
@@ -676,7 +541,7 @@ fn counters(c: &Context) -> Vec<(String, u64, u64)> {
 
 async fn hot_swap(v1: Vec<u8>, v2: Vec<u8>) -> Vec<SwapRun> {
     let n = 1000;
-    let c = ctx(2 * n + 16);
+    let c = ctx(Pooling::Auto, 2 * n + 16);
     let warm = tempfile::tempdir().unwrap();
     let a1 = load(&c, warm.path(), v1.clone(), "v1").await;
     load(&c, warm.path(), v2.clone(), "v2").await;
@@ -759,7 +624,7 @@ async fn hot_swap(v1: Vec<u8>, v2: Vec<u8>) -> Vec<SwapRun> {
 /// From an empty runtime to every one of `n` devices polled once; returns seconds.
 async fn cold_start(n: usize, bytes: &[u8], cache: &Path) -> (f64, bool) {
     let t = Instant::now();
-    let c = ctx(u32::try_from(n + n / 4 + 16).unwrap());
+    let c = ctx(Pooling::Auto, u32::try_from(n + n / 4 + 16).unwrap());
     let adaptor = load(&c, cache, bytes.to_vec(), "dummy").await;
     let handles: Vec<_> = (0..n)
         .map(|i| {
@@ -809,7 +674,7 @@ async fn main() {
 
     if want("density") {
         // Compile once into the shared cache so every child loads from it.
-        let c = ctx(16);
+        let c = ctx(Pooling::Auto, 16);
         load(&c, cache.path(), v1.clone(), "dummy").await;
         load(&c, cache.path(), modbus.clone(), "modbus").await;
         drop(c);

@@ -12,40 +12,21 @@
     reason = "bench harness"
 )]
 
+mod support;
+
+use support::{
+    Stat, ctx, dummy_link, modbus_instance, modbus_link, modbus_spec, stat, table, wait_all,
+};
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use limb::adaptors::{self, CompileCache};
-use limb::capabilities::{Backends, Capabilities, Grants, Limits, Policy};
-use limb::engine::{DeviceTag, Pooling, Runtime, Settings, StoreState};
-use limb::extension::Extensions;
-use limb::metrics::Metrics;
-use limb::status::StatusBoard;
-use limb::supervisor::{self, Command, Context, Instance, RestartPolicy};
+use limb::capabilities::{Capabilities, Grants, Limits};
+use limb::engine::{DeviceTag, Pooling, StoreState};
+use limb::supervisor::{self, Command, Context, Instance};
 use wasmtime::component::Component;
-
-struct Stat {
-    name: String,
-    unit: &'static str,
-    median: f64,
-    p10: f64,
-    p90: f64,
-    n: usize,
-}
-
-fn stat(name: &str, unit: &'static str, mut xs: Vec<f64>) -> Stat {
-    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let at = |q: f64| xs[((xs.len() - 1) as f64 * q).round() as usize];
-    Stat {
-        name: name.into(),
-        unit,
-        median: at(0.5),
-        p10: at(0.1),
-        p90: at(0.9),
-        n: xs.len(),
-    }
-}
 
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
@@ -55,42 +36,6 @@ fn adaptors_dir() -> PathBuf {
     std::env::var_os("OCTOPUS_ADAPTORS_DIR")
         .map(PathBuf::from)
         .expect("set OCTOPUS_ADAPTORS_DIR (scripts/bench.sh does)")
-}
-
-fn link(name: &str, interval: &str) -> Arc<crds::DeviceLink> {
-    let v = serde_json::json!({
-        "apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceLink",
-        "metadata": {"name": name, "namespace": "bench"},
-        "spec": {
-            "adaptor": {"node": "n", "name": "adaptors.edge.cattle.io/dummy"},
-            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "DummySpecialDevice"},
-            "template": {"spec": {"protocol": {"location": "x"}, "gear": "fast", "on": true, "parameters": {"syncInterval": interval}}}
-        }
-    });
-    Arc::new(serde_json::from_value(v).unwrap())
-}
-
-fn ctx(pooling: Pooling, max_instances: u32) -> Arc<Context> {
-    let runtime = Runtime::new(Settings {
-        pooling,
-        max_instances,
-        ..Settings::default()
-    })
-    .unwrap();
-    let board = Arc::new(StatusBoard::default());
-    let metrics = Arc::new(Metrics::default());
-    let policy = Arc::new(Policy::loopback());
-    Arc::new(Context {
-        runtime: Arc::new(runtime),
-        board: board.clone(),
-        metrics: metrics.clone(),
-        policy: policy.clone(),
-        limits: Limits::default(),
-        backends: Backends::real(true),
-        restart: RestartPolicy::default(),
-        max_status_bytes: 1 << 20,
-        extensions: Arc::new(Extensions::new(board, metrics, policy)),
-    })
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -257,9 +202,16 @@ async fn main() {
         .unwrap();
     let n = 1000;
     let handles: Vec<_> = (0..n)
-        .map(|i| supervisor::spawn(c.clone(), link(&format!("d{i}"), "10s"), a1.clone(), vec![]))
+        .map(|i| {
+            supervisor::spawn(
+                c.clone(),
+                dummy_link(&format!("d{i}"), "10s"),
+                a1.clone(),
+                vec![],
+            )
+        })
         .collect();
-    wait_all(&c, n, |r| r.polls >= 1).await;
+    wait_all(&c, n, Duration::from_millis(5), |r| r.polls >= 1).await;
     let mut fleet = Vec::new();
     for round in 0..4 {
         let (to, want) = if round % 2 == 0 {
@@ -271,7 +223,10 @@ async fn main() {
         for h in &handles {
             h.send(Command::Swap(to.clone()));
         }
-        wait_all(&c, n, |r| r.adaptor_version.as_deref() == Some(want)).await;
+        wait_all(&c, n, Duration::from_millis(5), |r| {
+            r.adaptor_version.as_deref() == Some(want)
+        })
+        .await;
         fleet.push(us(t.elapsed()) / 1000.0);
     }
     rows.push(stat(
@@ -286,14 +241,7 @@ async fn main() {
     modbus_rows(&mut rows).await;
     mqtt_rows(&mut rows).await;
 
-    let mut table =
-        String::from("| measurement | median | p10 .. p90 | runs |\n| --- | --- | --- | --- |\n");
-    for r in &rows {
-        table.push_str(&format!(
-            "| {} | {:.2} {} | {:.2} .. {:.2} | {} |\n",
-            r.name, r.median, r.unit, r.p10, r.p90, r.n
-        ));
-    }
+    let table = table(&rows);
     println!("{table}");
     if let Some(out) = std::env::var_os("BENCHMARKS_OUT") {
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -337,18 +285,6 @@ async fn main() {
     }
 }
 
-async fn wait_all(c: &Context, n: usize, pred: impl Fn(&limb::status::DeviceReport) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let devices = c.board.devices();
-        if devices.len() == n && devices.iter().all(&pred) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "fleet did not converge");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// The Modbus slave the tests use (pymodbus), on a free loopback port; killed on drop.
 struct Slave(std::process::Child, u16);
 
@@ -383,30 +319,6 @@ fn start_slave() -> Slave {
     Slave(child, port)
 }
 
-fn modbus_spec(port: u16, interval: &str) -> serde_json::Value {
-    serde_json::json!({
-        "protocol": {"tcp": {"endpoint": format!("127.0.0.1:{port}"), "workerID": 1}},
-        "parameters": {"syncInterval": interval, "timeout": "1s"},
-        "properties": [
-            {"name": "a", "type": "int16", "readOnly": true, "visitor": {"register": "HoldingRegister", "offset": 101}},
-            {"name": "b", "type": "uint16", "readOnly": true, "visitor": {"register": "HoldingRegister", "offset": 102}}
-        ]
-    })
-}
-
-fn modbus_link(name: &str, spec: serde_json::Value) -> Arc<crds::DeviceLink> {
-    let v = serde_json::json!({
-        "apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceLink",
-        "metadata": {"name": name, "namespace": "bench"},
-        "spec": {
-            "adaptor": {"node": "n", "name": "adaptors.edge.cattle.io/modbus"},
-            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "ModbusDevice"},
-            "template": {"spec": spec}
-        }
-    });
-    Arc::new(serde_json::from_value(v).unwrap())
-}
-
 /// One FC3 read of 2 registers from unit 1, written directly on a socket: the native
 /// baseline for the same exchange the adaptor does.
 async fn native_read(s: &mut tokio::net::TcpStream, tid: u16) {
@@ -434,33 +346,7 @@ async fn modbus_rows(rows: &mut Vec<Stat>) {
 
     // Per poll, side by side with the native exchange, alternating rounds.
     let spec = modbus_spec(slave.1, "1s");
-    let model = adaptor
-        .model("devices.edge.cattle.io/v1alpha1", "ModbusDevice")
-        .unwrap();
-    let (grants, problems) = Grants::resolve(&[], &spec, &model.resource_fields);
-    assert!(problems.is_empty());
-    let mut device = Instance::new(
-        &c,
-        adaptor.clone(),
-        DeviceTag("poll".into()),
-        Arc::new(grants),
-    )
-    .await
-    .unwrap();
-    let cfg = limb::bindings::DeviceConfig {
-        model: limb::bindings::Model {
-            api_version: "devices.edge.cattle.io/v1alpha1".into(),
-            kind: "ModbusDevice".into(),
-        },
-        device: limb::bindings::DeviceIdentity {
-            namespace: "bench".into(),
-            name: "poll".into(),
-            uid: "u".into(),
-        },
-        spec: spec.to_string(),
-        references: vec![],
-    };
-    device.configure(&cfg).await.unwrap();
+    let mut device = modbus_instance(&c, &adaptor, &spec).await;
     let mut native = tokio::net::TcpStream::connect(("127.0.0.1", slave.1))
         .await
         .unwrap();
@@ -508,7 +394,7 @@ async fn modbus_rows(rows: &mut Vec<Stat>) {
             )
         })
         .collect();
-    wait_all(&c, n, |r| r.polls >= 1).await;
+    wait_all(&c, n, Duration::from_millis(5), |r| r.polls >= 1).await;
     let mut rates = Vec::new();
     for _ in 0..5 {
         let before: u64 = c
@@ -620,7 +506,10 @@ async fn mqtt_rows(rows: &mut Vec<Stat>) {
         adaptor,
         vec![],
     );
-    wait_all(&c, 1, |r| r.phase == limb::status::Phase::Healthy).await;
+    wait_all(&c, 1, Duration::from_millis(5), |r| {
+        r.phase == limb::status::Phase::Healthy
+    })
+    .await;
     let value = |c: &Context| {
         c.board
             .devices()

@@ -1,0 +1,160 @@
+//! What the bench harnesses share: statistics and their table, a supervisor context,
+//! DeviceLinks, waiting on a fleet, and a configured Modbus instance.
+
+#![allow(dead_code, reason = "each bench uses a part")]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use limb::adaptors::Adaptor;
+use limb::capabilities::{Backends, Grants, Limits, Policy};
+use limb::engine::{DeviceTag, Pooling, Runtime, Settings};
+use limb::extension::Extensions;
+use limb::metrics::Metrics;
+use limb::status::StatusBoard;
+use limb::supervisor::{Context, Instance, RestartPolicy};
+use serde_json::{Value, json};
+
+pub struct Stat {
+    pub name: String,
+    pub unit: &'static str,
+    pub median: f64,
+    pub p10: f64,
+    pub p90: f64,
+    pub n: usize,
+}
+
+pub fn stat(name: &str, unit: &'static str, mut xs: Vec<f64>) -> Stat {
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let at = |q: f64| xs[((xs.len() - 1) as f64 * q).round() as usize];
+    Stat {
+        name: name.into(),
+        unit,
+        median: at(0.5),
+        p10: at(0.1),
+        p90: at(0.9),
+        n: xs.len(),
+    }
+}
+
+pub fn table(rows: &[Stat]) -> String {
+    let mut t =
+        String::from("| measurement | median | p10 .. p90 | runs |\n| --- | --- | --- | --- |\n");
+    for r in rows {
+        t.push_str(&format!(
+            "| {} | {:.2} {} | {:.2} .. {:.2} | {} |\n",
+            r.name, r.median, r.unit, r.p10, r.p90, r.n
+        ));
+    }
+    t
+}
+
+pub fn ctx(pooling: Pooling, max_instances: u32) -> Arc<Context> {
+    let runtime = Runtime::new(Settings {
+        pooling,
+        max_instances,
+        ..Settings::default()
+    })
+    .unwrap();
+    let board = Arc::new(StatusBoard::default());
+    let metrics = Arc::new(Metrics::default());
+    let policy = Arc::new(Policy::loopback());
+    Arc::new(Context {
+        runtime: Arc::new(runtime),
+        board: board.clone(),
+        metrics: metrics.clone(),
+        policy: policy.clone(),
+        limits: Limits::default(),
+        backends: Backends::real(true),
+        restart: RestartPolicy::default(),
+        max_status_bytes: 1 << 20,
+        extensions: Arc::new(Extensions::new(board, metrics, policy)),
+    })
+}
+
+pub fn dummy_link(name: &str, interval: &str) -> Arc<crds::DeviceLink> {
+    let v = json!({
+        "apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceLink",
+        "metadata": {"name": name, "namespace": "bench"},
+        "spec": {
+            "adaptor": {"node": "n", "name": "adaptors.edge.cattle.io/dummy"},
+            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "DummySpecialDevice"},
+            "template": {"spec": {"protocol": {"location": "x"}, "gear": "fast", "on": true, "parameters": {"syncInterval": interval}}}
+        }
+    });
+    Arc::new(serde_json::from_value(v).unwrap())
+}
+
+pub fn modbus_spec(port: u16, interval: &str) -> Value {
+    json!({
+        "protocol": {"tcp": {"endpoint": format!("127.0.0.1:{port}"), "workerID": 1}},
+        "parameters": {"syncInterval": interval, "timeout": "1s"},
+        "properties": [
+            {"name": "a", "type": "int16", "readOnly": true, "visitor": {"register": "HoldingRegister", "offset": 101}},
+            {"name": "b", "type": "uint16", "readOnly": true, "visitor": {"register": "HoldingRegister", "offset": 102}}
+        ]
+    })
+}
+
+pub fn modbus_link(name: &str, spec: Value) -> Arc<crds::DeviceLink> {
+    let v = json!({
+        "apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceLink",
+        "metadata": {"name": name, "namespace": "bench"},
+        "spec": {
+            "adaptor": {"node": "n", "name": "adaptors.edge.cattle.io/modbus"},
+            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "ModbusDevice"},
+            "template": {"spec": spec}
+        }
+    });
+    Arc::new(serde_json::from_value(v).unwrap())
+}
+
+/// Waits, checking every `every`, until the board holds `n` devices that all match.
+pub async fn wait_all(
+    c: &Context,
+    n: usize,
+    every: Duration,
+    pred: impl Fn(&limb::status::DeviceReport) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let devices = c.board.devices();
+        if devices.len() == n && devices.iter().all(&pred) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "fleet did not converge");
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// A Modbus device on `spec`, granted what its spec names, configured and ready to poll.
+pub async fn modbus_instance(c: &Arc<Context>, adaptor: &Arc<Adaptor>, spec: &Value) -> Instance {
+    let model = adaptor
+        .model("devices.edge.cattle.io/v1alpha1", "ModbusDevice")
+        .unwrap();
+    let (grants, problems) = Grants::resolve(&[], spec, &model.resource_fields);
+    assert!(problems.is_empty());
+    let mut device = Instance::new(
+        c,
+        adaptor.clone(),
+        DeviceTag("poll".into()),
+        Arc::new(grants),
+    )
+    .await
+    .unwrap();
+    let cfg = limb::bindings::DeviceConfig {
+        model: limb::bindings::Model {
+            api_version: "devices.edge.cattle.io/v1alpha1".into(),
+            kind: "ModbusDevice".into(),
+        },
+        device: limb::bindings::DeviceIdentity {
+            namespace: "bench".into(),
+            name: "poll".into(),
+            uid: "u".into(),
+        },
+        spec: spec.to_string(),
+        references: vec![],
+    };
+    device.configure(&cfg).await.unwrap();
+    device
+}
