@@ -11,6 +11,8 @@ cargo fmt --all --check
 (cd adaptors-wasm && cargo fmt --all --check)
 echo "== adaptors"
 "$ROOT/scripts/build-adaptors.sh"
+echo "== adaptors in every guest language (toolchains installed on first use)"
+"$ROOT/scripts/build-languages.sh"
 echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 (cd adaptors-wasm && CARGO_TARGET_DIR="$ADAPTORS_TARGET" cargo clippy --release --target wasm32-wasip2 --locked -- -D warnings)

@@ -20,7 +20,8 @@
 mod support;
 
 use support::{
-    Stat, ctx, dummy_link, modbus_instance, modbus_link, modbus_spec, stat, table, wait_all,
+    Stat, ctx, dummy_link, modbus_instance, modbus_link, modbus_spec, start_server, stat, table,
+    wait_all,
 };
 
 use std::path::{Path, PathBuf};
@@ -58,68 +59,6 @@ async fn load(c: &Context, cache: &Path, bytes: Vec<u8>, source: &str) -> Arc<Ad
     adaptors::load(&c.runtime, &cache, bytes, source.into())
         .await
         .unwrap()
-}
-
-// ---------------------------------------------------------------------------------
-// The fast Modbus TCP server: a minimal MBAP responder, FC3/FC4 answered with each
-// register's address as its value, on its own thread and runtime so its CPU is not
-// counted against the client under test.
-
-fn start_server() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
-    std::thread::Builder::new()
-        .name("modbus-server".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                while let Ok((s, _)) = listener.accept().await {
-                    s.set_nodelay(true).unwrap();
-                    tokio::spawn(serve(s));
-                }
-            });
-        })
-        .unwrap();
-    port
-}
-
-async fn serve(mut s: tokio::net::TcpStream) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut head = [0u8; 7];
-    let mut body = [0u8; 260];
-    let mut out = Vec::with_capacity(260);
-    loop {
-        if s.read_exact(&mut head).await.is_err() {
-            return;
-        }
-        let len = usize::from(u16::from_be_bytes([head[4], head[5]]));
-        if !(2..=254).contains(&len) || s.read_exact(&mut body[..len - 1]).await.is_err() {
-            return;
-        }
-        let fc = body[0];
-        out.clear();
-        out.extend_from_slice(&head[..4]);
-        if (fc == 3 || fc == 4) && len == 6 {
-            let addr = u16::from_be_bytes([body[1], body[2]]);
-            let count = u16::from_be_bytes([body[3], body[4]]).min(125);
-            out.extend_from_slice(&(3 + 2 * count).to_be_bytes());
-            out.extend_from_slice(&[head[6], fc, (2 * count) as u8]);
-            for i in 0..count {
-                out.extend_from_slice(&addr.wrapping_add(i).to_be_bytes());
-            }
-        } else {
-            out.extend_from_slice(&3u16.to_be_bytes());
-            out.extend_from_slice(&[head[6], fc | 0x80, 1]);
-        }
-        if s.write_all(&out).await.is_err() {
-            return;
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------

@@ -4,6 +4,9 @@
 //! `deploy/helm/octopus`, copies the generated CRDs into the chart, and writes the
 //! kustomization that ties them together; `--check` fails on drift instead (the test
 //! command runs it), so the chart and the plain manifests can never disagree.
+//!
+//! `wasi-adapter` writes the WASI preview1 reactor adapter that the C, Go and Zig adaptor
+//! builds wrap their core modules with.
 
 mod template;
 
@@ -30,6 +33,12 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
+    /// Write the WASI preview1 reactor adapter (from the crate wasmtime ships it in), which
+    /// turns a core module built for wasi_snapshot_preview1 into a component.
+    WasiAdapter {
+        /// Where to write it.
+        out: PathBuf,
+    },
 }
 
 /// The namespace the plain manifests install into.
@@ -42,6 +51,12 @@ fn main() -> ExitCode {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let outcome = match args.task {
         Task::Manifests { check } => manifests(&root, check),
+        Task::WasiAdapter { out } => std::fs::write(
+            &out,
+            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+        )
+        .with_context(|| format!("writing {}", out.display()))
+        .map(|()| 0),
     };
     match outcome {
         Ok(0) => ExitCode::SUCCESS,

@@ -1,5 +1,5 @@
 //! The device models (`devices.edge.cattle.io/v1alpha1`) of the adaptors we ship, as
-//! Rancher Octopus defined them.
+//! Rancher Octopus defined them, plus the two models of the per-language examples.
 //!
 //! Optional fields are `Option`s left out when unset, so a spec written by hand
 //! round-trips unchanged. Octopus's defaults live in the CRD schemas (the apiserver
@@ -10,6 +10,7 @@ use kube::CustomResourceExt;
 use schemars::Schema;
 
 pub mod dummy;
+pub mod examples;
 pub mod extension;
 pub mod modbus;
 pub mod mqtt;
@@ -27,6 +28,8 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         modbus::ModbusDevice::crd(),
         mqtt::MQTTDevice::crd(),
         opcua::OPCUADevice::crd(),
+        examples::CounterDevice::crd(),
+        examples::RegisterDevice::crd(),
     ]
 }
 
@@ -240,6 +243,8 @@ pub(crate) mod tests {
             ("ModbusDevice", "modbusdevices", "modbus"),
             ("MQTTDevice", "mqttdevices", "mqtt"),
             ("OPCUADevice", "opcuadevices", "opcua"),
+            ("CounterDevice", "counterdevices", "counter"),
+            ("RegisterDevice", "registerdevices", "registers"),
         ];
         let crds = crds();
         assert_eq!(crds.len(), expected.len());

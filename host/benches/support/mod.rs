@@ -1,5 +1,5 @@
 //! What the bench harnesses share: statistics and their table, a supervisor context,
-//! DeviceLinks, waiting on a fleet, and a configured Modbus instance.
+//! DeviceLinks, waiting on a fleet, a configured instance, and a fast Modbus TCP server.
 
 #![allow(dead_code, reason = "each bench uses a part")]
 
@@ -129,8 +129,19 @@ pub async fn wait_all(
 
 /// A Modbus device on `spec`, granted what its spec names, configured and ready to poll.
 pub async fn modbus_instance(c: &Arc<Context>, adaptor: &Arc<Adaptor>, spec: &Value) -> Instance {
+    instance(c, adaptor, "ModbusDevice", spec).await
+}
+
+/// A device of model `kind` on `spec`, granted what its spec names, configured and ready
+/// to poll.
+pub async fn instance(
+    c: &Arc<Context>,
+    adaptor: &Arc<Adaptor>,
+    kind: &str,
+    spec: &Value,
+) -> Instance {
     let model = adaptor
-        .model("devices.edge.cattle.io/v1alpha1", "ModbusDevice")
+        .model("devices.edge.cattle.io/v1alpha1", kind)
         .unwrap();
     let (grants, problems) = Grants::resolve(&[], spec, &model.resource_fields);
     assert!(problems.is_empty());
@@ -145,7 +156,7 @@ pub async fn modbus_instance(c: &Arc<Context>, adaptor: &Arc<Adaptor>, spec: &Va
     let cfg = limb::bindings::DeviceConfig {
         model: limb::bindings::Model {
             api_version: "devices.edge.cattle.io/v1alpha1".into(),
-            kind: "ModbusDevice".into(),
+            kind: kind.into(),
         },
         device: limb::bindings::DeviceIdentity {
             namespace: "bench".into(),
@@ -157,4 +168,66 @@ pub async fn modbus_instance(c: &Arc<Context>, adaptor: &Arc<Adaptor>, spec: &Va
     };
     device.configure(&cfg).await.unwrap();
     device
+}
+
+// ---------------------------------------------------------------------------------
+// The fast Modbus TCP server: a minimal MBAP responder, FC3/FC4 answered with each
+// register's address as its value, on its own thread and runtime so its CPU is not
+// counted against the client under test.
+
+pub fn start_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::Builder::new()
+        .name("modbus-server".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                while let Ok((s, _)) = listener.accept().await {
+                    s.set_nodelay(true).unwrap();
+                    tokio::spawn(serve(s));
+                }
+            });
+        })
+        .unwrap();
+    port
+}
+
+async fn serve(mut s: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = [0u8; 7];
+    let mut body = [0u8; 260];
+    let mut out = Vec::with_capacity(260);
+    loop {
+        if s.read_exact(&mut head).await.is_err() {
+            return;
+        }
+        let len = usize::from(u16::from_be_bytes([head[4], head[5]]));
+        if !(2..=254).contains(&len) || s.read_exact(&mut body[..len - 1]).await.is_err() {
+            return;
+        }
+        let fc = body[0];
+        out.clear();
+        out.extend_from_slice(&head[..4]);
+        if (fc == 3 || fc == 4) && len == 6 {
+            let addr = u16::from_be_bytes([body[1], body[2]]);
+            let count = u16::from_be_bytes([body[3], body[4]]).min(125);
+            out.extend_from_slice(&(3 + 2 * count).to_be_bytes());
+            out.extend_from_slice(&[head[6], fc, (2 * count) as u8]);
+            for i in 0..count {
+                out.extend_from_slice(&addr.wrapping_add(i).to_be_bytes());
+            }
+        } else {
+            out.extend_from_slice(&3u16.to_be_bytes());
+            out.extend_from_slice(&[head[6], fc | 0x80, 1]);
+        }
+        if s.write_all(&out).await.is_err() {
+            return;
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crds::conditions::{ConditionStatus, ConditionType};
 use crds::v1alpha1::{DeviceLink, LIMB_FINALIZER, NODE_LABEL, node_label_value};
@@ -90,11 +91,21 @@ pub struct Manager {
     settings: Settings,
     links: Store<DeviceLink>,
     running: HashMap<String, Running>,
-    resources: HashMap<GroupVersionKind, ApiResource>,
-    /// Model kinds whose instances on this node are watched (to re-create deletions).
-    watched: HashMap<GroupVersionKind, ()>,
+    /// API resources of the models seen so far, and whether their instances on this
+    /// node are watched (to re-create deletions). Shared by concurrent reconciles.
+    resources: std::sync::Mutex<HashMap<GroupVersionKind, ApiResource>>,
+    /// Links whose last reconcile failed, with how many times in a row: retried with
+    /// backoff instead of waiting for the next resync.
+    failing: HashMap<String, u32>,
     trigger: mpsc::UnboundedSender<Trigger>,
 }
+
+/// Reconciles whose API calls run at once. Connecting 1,000 links is two API writes
+/// each (finalizer, instance); one at a time that took minutes on a loaded API server.
+const CONCURRENT_RECONCILES: usize = 16;
+
+/// First retry of a failed reconcile; doubles per failure up to the resync interval.
+const RETRY_BASE: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
 enum Error {
@@ -102,6 +113,29 @@ enum Error {
     Kube(#[from] kube::Error),
     #[error("cannot find the model {0:?} in the API: {1}")]
     Discovery(String, String),
+}
+
+/// What the API side of a reconcile found, applied to the running devices afterwards.
+/// Observing runs concurrently across links; applying is sequential and does no I/O
+/// except stopping supervisors.
+enum Outcome {
+    /// The link is gone, being deleted or moved away: nothing runs and nothing is shown.
+    Gone,
+    /// The finalizer was just added; the watch brings the link back.
+    Finalized,
+    /// Not validated by the brain (yet, or any more): nothing runs.
+    NotValidated,
+    /// A stage failed: nothing runs and the condition says why.
+    Blocked {
+        stage: ConditionType,
+        message: String,
+    },
+    /// Everything is in place: run (or update) the device.
+    Run {
+        link: Arc<DeviceLink>,
+        adaptor: Arc<crate::adaptors::Adaptor>,
+        references: Vec<ReferenceValue>,
+    },
 }
 
 impl Manager {
@@ -120,8 +154,8 @@ impl Manager {
             settings,
             links,
             running: HashMap::new(),
-            resources: HashMap::new(),
-            watched: HashMap::new(),
+            resources: std::sync::Mutex::new(HashMap::new()),
+            failing: HashMap::new(),
             trigger,
         }
     }
@@ -133,20 +167,38 @@ impl Manager {
     ) {
         let mut resync = tokio::time::interval(self.settings.resync);
         loop {
-            let keys: Vec<String> = tokio::select! {
+            let mut keys: Vec<String> = tokio::select! {
                 t = rx.recv() => match t {
-                    Some(Trigger::Link(k)) => vec![k],
-                    Some(Trigger::Adaptor(name)) => self.keys_using(&name),
+                    Some(t) => self.keys_for(t),
                     None => break,
                 },
                 _ = resync.tick() => self.all_keys(),
                 _ = shutdown.changed() => break,
             };
-            tracing::debug!(?keys, "reconciling");
-            for key in keys {
-                let span = tracing::info_span!("limb.reconcile", link = %key);
-                if let Err(e) = self.reconcile(&key).instrument(span).await {
-                    tracing::warn!(link = %key, error = %e, "reconcile failed; retrying on the next resync");
+            // Everything already queued joins this batch (a burst of new links).
+            while let Ok(t) = rx.try_recv() {
+                keys.extend(self.keys_for(t));
+            }
+            keys.sort();
+            keys.dedup();
+            tracing::debug!(links = keys.len(), "reconciling");
+            let this = &self;
+            let outcomes: Vec<(String, Result<Outcome, Error>)> = futures::stream::iter(keys)
+                .map(|key| async move {
+                    let span = tracing::info_span!("limb.reconcile", link = %key);
+                    let outcome = this.observe(&key).instrument(span).await;
+                    (key, outcome)
+                })
+                .buffer_unordered(CONCURRENT_RECONCILES)
+                .collect()
+                .await;
+            for (key, outcome) in outcomes {
+                match outcome {
+                    Ok(outcome) => {
+                        self.failing.remove(&key);
+                        self.apply(&key, outcome).await;
+                    }
+                    Err(e) => self.retry_later(key, &e),
                 }
             }
             self.ctx.metrics.set_devices(self.running.len());
@@ -155,6 +207,30 @@ impl Manager {
         for (_, r) in self.running.drain() {
             r.handle.stop().await;
         }
+    }
+
+    fn keys_for(&self, t: Trigger) -> Vec<String> {
+        match t {
+            Trigger::Link(k) => vec![k],
+            Trigger::Adaptor(name) => self.keys_using(&name),
+        }
+    }
+
+    /// Schedules another reconcile of `key` with backoff: a conflict (someone else
+    /// wrote the link first) or an API hiccup is retried in a fraction of a second,
+    /// a lasting outage no more often than the resync.
+    fn retry_later(&mut self, key: String, e: &Error) {
+        let failures = self.failing.entry(key.clone()).or_insert(0);
+        *failures = failures.saturating_add(1);
+        let delay = RETRY_BASE
+            .saturating_mul(1 << (*failures - 1).min(8))
+            .min(self.settings.resync);
+        tracing::warn!(link = %key, error = %e, retry_in = ?delay, "reconcile failed");
+        let trigger = self.trigger.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = trigger.send(Trigger::Link(key));
+        });
     }
 
     fn all_keys(&self) -> Vec<String> {
@@ -184,19 +260,17 @@ impl Manager {
         }
     }
 
-    async fn reconcile(&mut self, key: &str) -> Result<(), Error> {
+    /// The API side of a reconcile: finalizer, deletion, the adaptor, the instance and
+    /// the references. Takes `&self` so that many links are observed at once.
+    async fn observe(&self, key: &str) -> Result<Outcome, Error> {
         let Some(link) = self.find(key) else {
             // Gone from the API (or relabelled to another node).
-            self.stop(key).await;
-            self.ctx.board.remove(key);
-            return Ok(());
+            return Ok(Outcome::Gone);
         };
         let api: Api<DeviceLink> =
             Api::namespaced(self.client.clone(), link.namespace_or_default());
         let finalizers = link.metadata.finalizers.clone().unwrap_or_default();
         if link.metadata.deletion_timestamp.is_some() {
-            self.stop(key).await;
-            self.ctx.board.remove(key);
             // The owner reference lets the garbage collector do this too; doing it here
             // means deletion also completes on clusters without one.
             if let Ok(ar) = self.resource(&link).await {
@@ -214,7 +288,7 @@ impl Manager {
                 api.patch(link.name(), &PatchParams::default(), &Patch::Merge(&patch))
                     .await?;
             }
-            return Ok(());
+            return Ok(Outcome::Gone);
         }
         if !finalizers.iter().any(|f| f == LIMB_FINALIZER) {
             let mut with = finalizers.clone();
@@ -222,7 +296,7 @@ impl Manager {
             let patch = json!({"metadata": {"finalizers": with, "resourceVersion": link.resource_version()}});
             api.patch(link.name(), &PatchParams::default(), &Patch::Merge(&patch))
                 .await?;
-            return Ok(()); // the watch brings the updated link back
+            return Ok(Outcome::Finalized);
         }
 
         let brain_ok = [ConditionType::NodeExisted, ConditionType::ModelExisted]
@@ -234,23 +308,8 @@ impl Manager {
                         .any(|c| c.type_ == *t && c.status == ConditionStatus::True)
                 })
             });
-        let stamp = now();
-        let init = || {
-            DeviceReport::new(
-                link.namespace_or_default(),
-                link.name(),
-                &link.spec.model.kind,
-                &link.spec.adaptor.name,
-            )
-        };
-        let seed = |r: &mut DeviceReport| {
-            r.conditions.succeed(ConditionType::NodeExisted, &stamp);
-            r.conditions.succeed(ConditionType::ModelExisted, &stamp);
-        };
         if !brain_ok {
-            // Not validated (yet, or any more): nothing runs until the brain says so.
-            self.stop(key).await;
-            return Ok(());
+            return Ok(Outcome::NotValidated);
         }
 
         // AdaptorExisted.
@@ -284,16 +343,10 @@ impl Manager {
             },
         };
         let (Some(adaptor), None) = (adaptor, problem.clone()) else {
-            self.stop(key).await;
-            let msg = problem.unwrap_or_default();
-            self.ctx.board.update(key, init, |r| {
-                seed(r);
-                r.phase = Phase::Pending;
-                r.last_error = Some(msg.clone());
-                r.conditions
-                    .fail(ConditionType::AdaptorExisted, &msg, &stamp);
+            return Ok(Outcome::Blocked {
+                stage: ConditionType::AdaptorExisted,
+                message: problem.unwrap_or_default(),
             });
-            return Ok(());
         };
 
         // DeviceCreated: the instance, kept in sync with the template.
@@ -302,19 +355,13 @@ impl Manager {
             Err(Error::Kube(kube::Error::Api(rejected))) if matches!(rejected.code, 400 | 422) => {
                 // The API refused the instance (a spec the model's schema rejects, say):
                 // that is the link's problem, and the condition says so.
-                self.stop(key).await;
-                let msg = format!(
-                    "unable to create device from template: {}",
-                    rejected.message
-                );
-                self.ctx.board.update(key, init, |r| {
-                    seed(r);
-                    r.conditions.succeed(ConditionType::AdaptorExisted, &stamp);
-                    r.conditions
-                        .fail(ConditionType::DeviceCreated, &msg, &stamp);
-                    r.last_error = Some(msg.clone());
+                return Ok(Outcome::Blocked {
+                    stage: ConditionType::DeviceCreated,
+                    message: format!(
+                        "unable to create device from template: {}",
+                        rejected.message
+                    ),
                 });
-                return Ok(());
             }
             // Unreachable, not ready (a restarted API server answers 403 until its RBAC
             // cache fills), or throttling: whatever runs keeps running; retry later.
@@ -327,21 +374,62 @@ impl Manager {
             Ok(r) => r,
             Err(references::Error::Transient(e)) => return Err(Error::Kube(e)),
             Err(e) => {
-                self.stop(key).await;
-                let msg = format!("unable to fetch the reference parameters: {e}");
-                self.ctx.board.update(key, init, |r| {
-                    seed(r);
-                    r.conditions.succeed(ConditionType::AdaptorExisted, &stamp);
-                    r.conditions.succeed(ConditionType::DeviceCreated, &stamp);
-                    r.conditions
-                        .fail(ConditionType::DeviceConnected, &msg, &stamp);
-                    r.phase = Phase::Pending;
-                    r.last_error = Some(msg.clone());
+                return Ok(Outcome::Blocked {
+                    stage: ConditionType::DeviceConnected,
+                    message: format!("unable to fetch the reference parameters: {e}"),
                 });
-                return Ok(());
             }
         };
+        Ok(Outcome::Run {
+            link,
+            adaptor,
+            references,
+        })
+    }
 
+    /// Applies what [`Manager::observe`] found to the running devices and the board.
+    async fn apply(&mut self, key: &str, outcome: Outcome) {
+        let (link, adaptor, references) = match outcome {
+            Outcome::Gone => {
+                self.stop(key).await;
+                self.ctx.board.remove(key);
+                return;
+            }
+            Outcome::Finalized => return,
+            Outcome::NotValidated => {
+                self.stop(key).await;
+                return;
+            }
+            Outcome::Blocked { stage, message } => {
+                self.stop(key).await;
+                if let Some(link) = self.find(key) {
+                    let stamp = now();
+                    self.ctx.board.update(
+                        key,
+                        || report_for(&link),
+                        |r| {
+                            seed(r, &stamp);
+                            for earlier in
+                                [ConditionType::AdaptorExisted, ConditionType::DeviceCreated]
+                            {
+                                if earlier < stage {
+                                    r.conditions.succeed(earlier, &stamp);
+                                }
+                            }
+                            r.conditions.fail(stage, &message, &stamp);
+                            r.phase = Phase::Pending;
+                            r.last_error = Some(message.clone());
+                        },
+                    );
+                }
+                return;
+            }
+            Outcome::Run {
+                link,
+                adaptor,
+                references,
+            } => (link, adaptor, references),
+        };
         // DeviceConnected: the supervisor.
         match self.running.get_mut(key) {
             Some(r) => {
@@ -359,7 +447,10 @@ impl Manager {
                 }
             }
             None => {
-                self.ctx.board.update(key, init, seed);
+                let stamp = now();
+                self.ctx
+                    .board
+                    .update(key, || report_for(&link), |r| seed(r, &stamp));
                 let handle = supervisor::spawn(
                     self.ctx.clone(),
                     link.clone(),
@@ -377,23 +468,33 @@ impl Manager {
                 );
             }
         }
-        Ok(())
     }
 
-    async fn resource(&mut self, link: &DeviceLink) -> Result<ApiResource, Error> {
+    async fn resource(&self, link: &DeviceLink) -> Result<ApiResource, Error> {
         let (group, version) = link.spec.model.group_version();
         let gvk = GroupVersionKind::gvk(group, version, &link.spec.model.kind);
-        if let Some(ar) = self.resources.get(&gvk) {
-            return Ok(ar.clone());
+        if let Some(ar) = self.known_resource(&gvk) {
+            return Ok(ar);
         }
         let (ar, _) = kube::discovery::pinned_kind(&self.client, &gvk)
             .await
             .map_err(|e| Error::Discovery(link.spec.model.kind.clone(), e.to_string()))?;
-        self.resources.insert(gvk.clone(), ar.clone());
-        if self.watched.insert(gvk, ()).is_none() {
+        // Two reconciles may discover the same model at once; the first one in watches.
+        let first = match self.resources.lock() {
+            Ok(mut known) => known.insert(gvk, ar.clone()).is_none(),
+            Err(poisoned) => poisoned.into_inner().insert(gvk, ar.clone()).is_none(),
+        };
+        if first {
             self.watch_instances(ar.clone());
         }
         Ok(ar)
+    }
+
+    fn known_resource(&self, gvk: &GroupVersionKind) -> Option<ApiResource> {
+        match self.resources.lock() {
+            Ok(known) => known.get(gvk).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(gvk).cloned(),
+        }
     }
 
     /// Watches this node's instances of one model, so a deleted instance is re-created
@@ -421,7 +522,7 @@ impl Manager {
     }
 
     /// Creates or updates the device instance with server-side apply.
-    async fn ensure_instance(&mut self, link: &DeviceLink) -> Result<(), Error> {
+    async fn ensure_instance(&self, link: &DeviceLink) -> Result<(), Error> {
         let ar = self.resource(link).await?;
         let mut labels = link
             .spec
@@ -457,6 +558,22 @@ impl Manager {
         .await?;
         Ok(())
     }
+}
+
+/// The board's first report of a link, before anything ran.
+fn report_for(link: &DeviceLink) -> DeviceReport {
+    DeviceReport::new(
+        link.namespace_or_default(),
+        link.name(),
+        &link.spec.model.kind,
+        &link.spec.adaptor.name,
+    )
+}
+
+/// The brain's stages, which the manager only acts on once they are `True`.
+fn seed(r: &mut DeviceReport, stamp: &str) {
+    r.conditions.succeed(ConditionType::NodeExisted, stamp);
+    r.conditions.succeed(ConditionType::ModelExisted, stamp);
 }
 
 /// The API resource of a link's model, for the relay.

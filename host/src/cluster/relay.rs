@@ -209,6 +209,7 @@ impl Relay {
         {
             conditions.set(c.type_, c.status, &c.reason, &c.message, &stamp);
         }
+        name_loaded_adaptor(&mut conditions, &link.spec.adaptor.name, report, &stamp);
         let adaptor_name = conditions
             .get(ConditionType::AdaptorExisted)
             .filter(|c| c.status == crds::ConditionStatus::True)
@@ -310,4 +311,22 @@ async fn write(
             .await?;
     }
     Ok(())
+}
+
+/// Says which build of the adaptor drives the device in `AdaptorExisted`'s message
+/// (`<name> <version> (sha256:<digest prefix>)`), so `kubectl describe` and `octopus list`
+/// show what each node has loaded without reading the limb's logs. Edited in place: a
+/// new message at the same status must not drop the later stages.
+fn name_loaded_adaptor(conditions: &mut Conditions, name: &str, report: &DeviceReport, now: &str) {
+    let (Some(version), Some(digest)) = (&report.adaptor_version, &report.adaptor_digest) else {
+        return;
+    };
+    let message = format!("{name} {version} (sha256:{digest})");
+    if let Some(c) = conditions.0.iter_mut().find(|c| {
+        c.type_ == ConditionType::AdaptorExisted && c.status == crds::ConditionStatus::True
+    }) && c.message != message
+    {
+        c.message = message;
+        c.last_update_time = Some(now.to_owned());
+    }
 }

@@ -791,3 +791,88 @@ async fn an_mqtt_link_written_for_octopus_gets_pushed_readings_into_its_instance
     .await;
     drop(limb);
 }
+
+/// The biggest adaptors (Python's runtime makes ~17 MiB) travel as several ConfigMaps
+/// under the API server's 1 MiB object limit and are reassembled, checked and run by the
+/// limb like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_adaptor_of_over_15_mib_reaches_the_limb_through_config_maps() {
+    let (server, client, _brain) = control_plane().await;
+    let slave = crate::peers::ModbusServer::tcp(server.dir.path());
+    let bytes = component("adaptor_registers_python");
+    assert!(bytes.len() > 15 << 20, "only {} bytes", bytes.len());
+    ship(&client, "registers", &bytes).await;
+    let parts = Api::<ConfigMap>::namespaced(client.clone(), "octopus-system")
+        .list(
+            &kube::api::ListParams::default()
+                .labels("adaptors.edge.cattle.io/part-of=adaptor-registers"),
+        )
+        .await
+        .unwrap();
+    assert!(!parts.items.is_empty(), "the component fit one ConfigMap");
+    let limb = start_limb(&server, "python");
+
+    let link: DeviceLink = serde_json::from_value(json!({
+        "apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceLink",
+        "metadata": {"name": "meter", "namespace": "default"},
+        "spec": {
+            "adaptor": {"node": "edge-1", "name": "adaptors.edge.cattle.io/registers"},
+            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "RegisterDevice"},
+            "template": {"spec": {"endpoint": slave.endpoint(), "count": 2, "syncIntervalMs": 200}}
+        }
+    }))
+    .unwrap();
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
+    links.create(&PostParams::default(), &link).await.unwrap();
+    let l = wait(
+        "DeviceConnected=True/Healthy",
+        Duration::from_secs(180),
+        async || {
+            let l = links.get("meter").await.ok()?;
+            (cond(&l, ConditionType::DeviceConnected)
+                == Some((ConditionStatus::True, "Healthy".into())))
+            .then_some(l)
+        },
+    )
+    .await;
+    // The condition names the build that runs: the digest of the reassembled bytes.
+    let loaded = l
+        .status
+        .as_ref()
+        .and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == ConditionType::AdaptorExisted)
+        })
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    let digest = limb::adaptors::digest(&bytes);
+    assert_eq!(
+        loaded,
+        format!(
+            "adaptors.edge.cattle.io/registers 0.1.0+python (sha256:{})",
+            &digest[..12]
+        )
+    );
+    let ar = ApiResource {
+        plural: "registerdevices".into(),
+        ..ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "devices.edge.cattle.io",
+            "v1alpha1",
+            "RegisterDevice",
+        ))
+    };
+    let instances: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    let status = wait(
+        "registers in the instance",
+        Duration::from_secs(30),
+        async || {
+            let i = instances.get("meter").await.ok()?;
+            (i.data["status"]["polls"].as_u64()? >= 2).then(|| i.data["status"].clone())
+        },
+    )
+    .await;
+    assert_eq!(status["registers"], json!([0xCFC7, 54321]), "{status}");
+    assert_eq!(status["language"], "python");
+    drop(limb);
+}

@@ -13,13 +13,13 @@ use crate::common::*;
 
 /// Records, per device, the largest gap between two consecutive polls and whether the
 /// adaptor's own poll counter ever went backwards.
-struct Watcher {
+pub struct Watcher {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<HashMap<String, (Duration, bool, u64)>>,
 }
 
 impl Watcher {
-    fn start(board: &Arc<StatusBoard>) -> Self {
+    pub fn start(board: &Arc<StatusBoard>) -> Self {
         let mut rx = board.subscribe();
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
@@ -54,7 +54,7 @@ impl Watcher {
         Self { stop, task }
     }
 
-    async fn finish(self) -> HashMap<String, (Duration, bool, u64)> {
+    pub async fn finish(self) -> HashMap<String, (Duration, bool, u64)> {
         let _ = self.stop.send(());
         self.task.await.unwrap()
     }

@@ -14,6 +14,7 @@ mod capabilities;
 mod cluster;
 mod containment;
 mod hotswap;
+mod languages;
 mod loading;
 mod modbus;
 mod mosquitto;
