@@ -1,0 +1,114 @@
+//! Spec parsing: a spec is a `#[derive(Deserialize)]` struct, and every way it can be
+//! wrong becomes `invalid-spec` with a message naming the field, so a DeviceLink author
+//! sees `count must be 1..=16, got 40` in the link's conditions.
+
+use std::fmt::Display;
+use std::ops::RangeInclusive;
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+
+/// Parses a spec (the DeviceLink's `template.spec` as JSON). Unknown fields are
+/// ignored unless `S` says `#[serde(deny_unknown_fields)]`.
+pub fn parse<S: DeserializeOwned>(json: &str) -> Result<S> {
+    crate::json::decode(json.as_bytes(), "spec").map_err(Error::InvalidSpec)
+}
+
+/// `value` if it lies in `range`, else `invalid-spec`: `{field} must be {lo}..={hi}, got {value}`.
+pub fn in_range<T: PartialOrd + Display>(
+    field: &str,
+    value: T,
+    range: RangeInclusive<T>,
+) -> Result<T> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(invalid(
+            field,
+            format!("must be {}..={}, got {value}", range.start(), range.end()),
+        ))
+    }
+}
+
+/// `value` if it is at least `min`, else `invalid-spec`: `{field} must be >= {min}, got {value}`.
+pub fn at_least<T: PartialOrd + Display>(field: &str, value: T, min: T) -> Result<T> {
+    if value >= min {
+        Ok(value)
+    } else {
+        Err(invalid(field, format!("must be >= {min}, got {value}")))
+    }
+}
+
+/// An `invalid-spec` error about one field: `{field} {why}`.
+pub fn invalid(field: &str, why: impl Display) -> Error {
+    Error::InvalidSpec(format!("{field} {why}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(rename_all = "camelCase")]
+    struct Spec {
+        #[serde(default = "one")]
+        step: i64,
+        #[serde(default)]
+        sync_interval_ms: Option<u64>,
+    }
+
+    fn one() -> i64 {
+        1
+    }
+
+    #[test]
+    fn parses_with_defaults() {
+        let spec: Spec = parse("{}").unwrap();
+        assert_eq!(
+            spec,
+            Spec {
+                step: 1,
+                sync_interval_ms: None
+            }
+        );
+    }
+
+    #[test]
+    fn errors_are_invalid_spec_naming_the_field() {
+        assert_eq!(
+            parse::<Spec>(r#"{"syncIntervalMs": -5}"#),
+            Err(Error::InvalidSpec(
+                "syncIntervalMs must be a non-negative integer, got -5".into()
+            ))
+        );
+        assert_eq!(
+            parse::<Spec>(r#"{"step": 1.5}"#),
+            Err(Error::InvalidSpec(
+                "step must be an integer, got 1.5".into()
+            ))
+        );
+        assert_eq!(
+            parse::<Spec>(r#""text""#),
+            Err(Error::InvalidSpec(
+                r#"spec must be an object, got "text""#.into()
+            ))
+        );
+    }
+
+    #[test]
+    fn range_checks() {
+        assert_eq!(in_range("count", 4, 1..=16), Ok(4));
+        assert_eq!(
+            in_range("count", 40, 1..=16),
+            Err(Error::InvalidSpec("count must be 1..=16, got 40".into()))
+        );
+        assert_eq!(
+            at_least("syncIntervalMs", 5, 10),
+            Err(Error::InvalidSpec(
+                "syncIntervalMs must be >= 10, got 5".into()
+            ))
+        );
+    }
+}
