@@ -97,6 +97,11 @@ pub struct Manager {
     /// Links whose last reconcile failed, with how many times in a row: retried with
     /// backoff instead of waiting for the next resync.
     failing: HashMap<String, u32>,
+    /// A fingerprint of the instance last applied per link. Every status write to a
+    /// link brings a reconcile; re-applying an unchanged instance each time doubled the
+    /// API writes while links connect. Forgotten when an instance is deleted and on
+    /// every resync, which re-applies everything (undoing edits made by hand).
+    applied: Arc<std::sync::Mutex<HashMap<String, u64>>>,
     trigger: mpsc::UnboundedSender<Trigger>,
 }
 
@@ -156,6 +161,7 @@ impl Manager {
             running: HashMap::new(),
             resources: std::sync::Mutex::new(HashMap::new()),
             failing: HashMap::new(),
+            applied: Arc::default(),
             trigger,
         }
     }
@@ -172,7 +178,10 @@ impl Manager {
                     Some(t) => self.keys_for(t),
                     None => break,
                 },
-                _ = resync.tick() => self.all_keys(),
+                _ = resync.tick() => {
+                    lock(&self.applied).clear();
+                    self.all_keys()
+                }
                 _ = shutdown.changed() => break,
             };
             // Everything already queued joins this batch (a burst of new links).
@@ -480,10 +489,7 @@ impl Manager {
             .await
             .map_err(|e| Error::Discovery(link.spec.model.kind.clone(), e.to_string()))?;
         // Two reconciles may discover the same model at once; the first one in watches.
-        let first = match self.resources.lock() {
-            Ok(mut known) => known.insert(gvk, ar.clone()).is_none(),
-            Err(poisoned) => poisoned.into_inner().insert(gvk, ar.clone()).is_none(),
-        };
+        let first = lock(&self.resources).insert(gvk, ar.clone()).is_none();
         if first {
             self.watch_instances(ar.clone());
         }
@@ -491,10 +497,7 @@ impl Manager {
     }
 
     fn known_resource(&self, gvk: &GroupVersionKind) -> Option<ApiResource> {
-        match self.resources.lock() {
-            Ok(known) => known.get(gvk).cloned(),
-            Err(poisoned) => poisoned.into_inner().get(gvk).cloned(),
-        }
+        lock(&self.resources).get(gvk).cloned()
     }
 
     /// Watches this node's instances of one model, so a deleted instance is re-created
@@ -506,6 +509,7 @@ impl Manager {
             node_label_value(&self.settings.node)
         ));
         let trigger = self.trigger.clone();
+        let applied = self.applied.clone();
         tokio::spawn(async move {
             let mut stream = watcher(api, cfg)
                 .backoff(super::WatchBackoff::default())
@@ -513,6 +517,7 @@ impl Manager {
             while let Some(ev) = stream.next().await {
                 if let Ok(watcher::Event::Delete(obj)) = ev {
                     let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+                    lock(&applied).remove(&key);
                     if trigger.send(Trigger::Link(key)).is_err() {
                         return;
                     }
@@ -548,6 +553,16 @@ impl Manager {
             },
             "spec": link.spec.template.spec,
         });
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            obj.to_string().hash(&mut h);
+            h.finish()
+        };
+        let key = link.key();
+        if lock(&self.applied).get(&key) == Some(&fingerprint) {
+            return Ok(());
+        }
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), link.namespace_or_default(), &ar);
         api.patch(
@@ -556,8 +571,15 @@ impl Manager {
             &Patch::Apply(&obj),
         )
         .await?;
+        lock(&self.applied).insert(key, fingerprint);
         Ok(())
     }
+}
+
+/// A poisoned lock only means another reconcile panicked mid-update of a cache; the
+/// cache is still usable (at worst an apply is repeated).
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The board's first report of a link, before anything ran.

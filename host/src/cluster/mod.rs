@@ -1,14 +1,16 @@
 //! Cluster mode: the limb on one node of a Kubernetes cluster.
 //!
-//! Three tasks share the supervisors' status board:
+//! Four tasks share the supervisors' status board:
 //! - [`source`] watches adaptor ConfigMaps in the limb's namespace, loads and hot-swaps;
 //! - [`manager`] watches the DeviceLinks labelled for this node, keeps their finalizer
 //!   and device instances, and runs a supervisor per link;
 //! - [`relay`] writes what the supervisors report to the API: limb-owned conditions on
-//!   the link and the adaptor's status on the device instance, coalesced, latest wins.
+//!   the link and the adaptor's status on the device instance, coalesced, latest wins;
+//! - [`events`] turns the devices' events into Kubernetes Events on their links.
 //!
 //! Devices keep running while the API server is away; writes catch up when it returns.
 
+pub mod events;
 pub mod manager;
 pub mod references;
 pub mod relay;
@@ -150,6 +152,12 @@ pub async fn run(
         events_tx.clone(),
         shutdown.clone(),
     ));
+    let events = tokio::spawn(events::run(
+        client.clone(),
+        ctx.board.clone(),
+        links.clone(),
+        shutdown.clone(),
+    ));
     let relay = tokio::spawn(relay::run(
         client.clone(),
         ctx.board.clone(),
@@ -162,5 +170,6 @@ pub async fn run(
         .await;
     let _ = source.await;
     let _ = relay.await;
+    let _ = events.await;
     Ok(())
 }

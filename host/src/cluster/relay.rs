@@ -30,7 +30,7 @@ use tokio::task::JoinSet;
 
 use super::MANAGER;
 use super::manager::{lookup, model_resource};
-use crate::status::{DeviceReport, StatusBoard};
+use crate::status::{DeviceReport, Event, EventType, StatusBoard};
 
 /// Status writes in flight at once; one device never has two. On a loaded 2-core
 /// machine with 1,000 devices, 8 in flight delivered about 230 writes/s and 32 about
@@ -51,7 +51,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut rx = board.subscribe();
-    let mut relay = Relay::new(client, links);
+    let mut relay = Relay::new(client, links, board.clone());
     let mut tick = tokio::time::interval(flush);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -74,12 +74,22 @@ pub async fn run(
 }
 
 /// The outcome of one device's write: its key, and what was written to the instance
-/// (or the report back, to retry).
-type Done = (String, Result<Option<Value>, Arc<DeviceReport>>);
+/// (or why not).
+type Done = (String, Result<Option<Value>, Failed>);
+
+enum Failed {
+    /// The API was unreachable or busy: the report comes back, to retry.
+    Retry(Arc<DeviceReport>),
+    /// The API refused the status itself (it breaks the model's schema): retrying the
+    /// same document cannot help, so it is not retried; the instance keeps its last
+    /// good status and an event says why.
+    Rejected { status: Value, message: String },
+}
 
 struct Relay {
     client: Client,
     links: Store<DeviceLink>,
+    board: Arc<StatusBoard>,
     /// The latest report of each device not written yet.
     pending: HashMap<String, Arc<DeviceReport>>,
     /// Devices with a pending report, in turn; each at most once.
@@ -97,15 +107,18 @@ struct Relay {
     changed: Option<tokio::time::Instant>,
     /// The instance status last written, per device.
     written: HashMap<String, Value>,
+    /// The status the API last refused, per device: not offered again.
+    rejected: HashMap<String, Value>,
     resources: Arc<Mutex<HashMap<GroupVersionKind, ApiResource>>>,
     tasks: JoinSet<Done>,
 }
 
 impl Relay {
-    fn new(client: Client, links: Store<DeviceLink>) -> Self {
+    fn new(client: Client, links: Store<DeviceLink>, board: Arc<StatusBoard>) -> Self {
         Self {
             client,
             links,
+            board,
             pending: HashMap::new(),
             queue: VecDeque::new(),
             queued: HashSet::new(),
@@ -115,6 +128,7 @@ impl Relay {
             urgent: HashSet::new(),
             changed: None,
             written: HashMap::new(),
+            rejected: HashMap::new(),
             resources: Arc::default(),
             tasks: JoinSet::new(),
         }
@@ -176,9 +190,13 @@ impl Relay {
             self.tasks.spawn(async move {
                 match write(&client, &resources, &plan).await {
                     Ok(()) => (key, Ok(plan.instance.map(|(_, status)| status))),
-                    Err(e) => {
+                    Err(Refusal::Status(message)) => {
+                        let status = plan.instance.map(|(_, status)| status).unwrap_or_default();
+                        (key, Err(Failed::Rejected { status, message }))
+                    }
+                    Err(Refusal::Api(e)) => {
                         tracing::debug!(device = %key, error = %e, "status not written yet; retrying");
-                        (key, Err(report))
+                        (key, Err(Failed::Retry(report)))
                     }
                 }
             });
@@ -222,8 +240,10 @@ impl Relay {
                 })
             });
         // Instance: the adaptor's last good status.
-        let instance = (report.status.is_object() && self.written.get(key) != Some(&report.status))
-            .then(|| (model_resource(&link), report.status.clone()));
+        let instance = (report.status.is_object()
+            && self.written.get(key) != Some(&report.status)
+            && self.rejected.get(key) != Some(&report.status))
+        .then(|| (model_resource(&link), report.status.clone()));
         (link_patch.is_some() || instance.is_some()).then(|| Plan {
             namespace: ns.to_owned(),
             name: link.name_any(),
@@ -249,10 +269,32 @@ impl Relay {
                     self.urgent.remove(&key);
                 }
             }
-            Err(report) => {
+            Err(Failed::Retry(report)) => {
                 // A newer report, if one came, supersedes the one that failed.
                 self.pending.entry(key.clone()).or_insert(report);
                 self.waiting.insert(key);
+            }
+            Err(Failed::Rejected { status, message }) => {
+                tracing::warn!(device = %key, %message, "the API refused the device's status");
+                self.rejected.insert(key.clone(), status);
+                if self.board.get(&key).is_some() {
+                    self.board.update(
+                    &key,
+                    || DeviceReport::new("", "", "", ""),
+                    |r| {
+                        r.record(Event::new(
+                            EventType::Warning,
+                            "StatusRejected",
+                            &format!(
+                                "the adaptor's status breaks the model's schema; the instance keeps its last good status: {message}"
+                            ),
+                        ))
+                    },
+                );
+                }
+                if self.pending.contains_key(&key) {
+                    self.enqueue(key);
+                }
             }
         }
     }
@@ -275,11 +317,26 @@ struct Plan {
     instance: Option<(GroupVersionKind, Value)>,
 }
 
+/// Why a write did not happen.
+#[derive(Debug)]
+enum Refusal {
+    /// Unreachable, busy, a conflict: worth retrying.
+    Api(kube::Error),
+    /// The API validated the instance's status and refused it.
+    Status(String),
+}
+
+impl From<kube::Error> for Refusal {
+    fn from(e: kube::Error) -> Self {
+        Self::Api(e)
+    }
+}
+
 async fn write(
     client: &Client,
     resources: &Mutex<HashMap<GroupVersionKind, ApiResource>>,
     plan: &Plan,
-) -> Result<(), kube::Error> {
+) -> Result<(), Refusal> {
     let pp = PatchParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
@@ -307,8 +364,14 @@ async fn write(
             }
         };
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &plan.namespace, &ar);
-        api.patch_status(&plan.name, &pp, &Patch::Merge(&json!({"status": status})))
-            .await?;
+        match api
+            .patch_status(&plan.name, &pp, &Patch::Merge(&json!({"status": status})))
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 422 => return Err(Refusal::Status(e.message)),
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
 }

@@ -112,10 +112,15 @@ fn start_limb(server: &ApiServer, tag: &str) -> Process {
 
 impl Process {
     fn device(&self) -> Option<Value> {
+        self.device_named("fan")
+    }
+
+    /// The limb's report of `default/<name>`, from its admin endpoint.
+    fn device_named(&self, name: &str) -> Option<Value> {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET /devices/default/fan HTTP/1.0\r\nHost: l\r\n\r\n").ok()?;
+        write!(s, "GET /devices/default/{name} HTTP/1.0\r\nHost: l\r\n\r\n").ok()?;
         let mut text = String::new();
         s.read_to_string(&mut text).ok()?;
         let (head, body) = text.split_once("\r\n\r\n")?;
@@ -875,4 +880,118 @@ async fn a_python_adaptor_of_over_15_mib_reaches_the_limb_through_config_maps() 
     assert_eq!(status["registers"], json!([0xCFC7, 54321]), "{status}");
     assert_eq!(status["language"], "python");
     drop(limb);
+}
+
+/// A status the API refuses (it breaks the model's schema) is not retried in a loop and
+/// costs nothing else: the instance keeps the last status that passed, the device keeps
+/// polling and stays connected, and a Warning event on the link says what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_that_breaks_the_model_schema_leaves_the_last_good_one_and_an_event() {
+    let (server, client, _brain) = control_plane().await;
+    // HostileDevice, whose schema allows at most 5 in `status.polls`: the hostile
+    // adaptor's `ok` mode counts its polls there, so its sixth status breaks the schema.
+    let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
+        serde_json::from_value(json!({
+            "metadata": {"name": "hostiledevices.devices.edge.cattle.io"},
+            "spec": {
+                "group": "devices.edge.cattle.io",
+                "names": {"kind": "HostileDevice", "plural": "hostiledevices", "singular": "hostiledevice", "listKind": "HostileDeviceList"},
+                "scope": "Namespaced",
+                "versions": [{
+                    "name": "v1alpha1", "served": true, "storage": true,
+                    "subresources": {"status": {}},
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                        "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                        "status": {"type": "object", "properties": {"polls": {"type": "integer", "maximum": 5}}}
+                    }}}
+                }]
+            }
+        }))
+        .unwrap();
+    let crd_api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    crd_api.create(&PostParams::default(), &crd).await.unwrap();
+    kube::runtime::wait::await_condition(
+        crd_api,
+        "hostiledevices.devices.edge.cattle.io",
+        kube::runtime::wait::conditions::is_crd_established(),
+    )
+    .await
+    .unwrap();
+    ship(&client, "hostile", &component("adaptor_hostile")).await;
+    let mut limb = start_limb(&server, "schema");
+    let link: DeviceLink = serde_json::from_value(json!({
+        "apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceLink",
+        "metadata": {"name": "counter", "namespace": "default"},
+        "spec": {
+            "adaptor": {"node": "edge-1", "name": "adaptors.edge.cattle.io/hostile"},
+            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "HostileDevice"},
+            "template": {"spec": {"mode": "ok", "parameters": {"syncIntervalMs": 200}}}
+        }
+    }))
+    .unwrap();
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
+    links.create(&PostParams::default(), &link).await.unwrap();
+
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    let note = wait(
+        "a StatusRejected event on the link",
+        Duration::from_secs(60),
+        async || {
+            let list = events.list(&Default::default()).await.ok()?;
+            list.items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("StatusRejected")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("counter")
+                })
+                .and_then(|e| e.note)
+        },
+    )
+    .await;
+    assert!(note.contains("polls"), "{note}");
+    // Polling goes on, the link stays connected, the instance keeps the last good status.
+    let before = limb.device_named("counter").unwrap()["polls"]
+        .as_u64()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = limb.device_named("counter").unwrap()["polls"]
+        .as_u64()
+        .unwrap();
+    assert!(after >= before + 5, "polls {before} -> {after}");
+    let l = links.get("counter").await.unwrap();
+    assert_eq!(
+        cond(&l, ConditionType::DeviceConnected),
+        Some((ConditionStatus::True, "Healthy".into()))
+    );
+    let ar = ApiResource {
+        plural: "hostiledevices".into(),
+        ..ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "devices.edge.cattle.io",
+            "v1alpha1",
+            "HostileDevice",
+        ))
+    };
+    let instance = Api::<DynamicObject>::namespaced_with(client.clone(), "default", &ar)
+        .get("counter")
+        .await
+        .unwrap();
+    assert_eq!(
+        instance.data["status"]["polls"],
+        json!(5),
+        "{:?}",
+        instance.data
+    );
+    // One event, folded into a series as it repeats, not one write per poll.
+    let rejected = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("StatusRejected"))
+        .count();
+    assert!(rejected <= 3, "{rejected} StatusRejected events");
+    assert!(!limb.exited());
 }
