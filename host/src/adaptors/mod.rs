@@ -145,6 +145,17 @@ pub async fn load(
     finish(runtime, component, digest, source, started, from_cache).await
 }
 
+/// Validates and describes a component the caller compiled (`octopus inspect` lists its
+/// imports and exports first); `digest` is the sha256 of its bytes, hex.
+pub async fn load_compiled(
+    runtime: &Arc<Runtime>,
+    component: Component,
+    digest: String,
+    source: String,
+) -> Result<Arc<Adaptor>, Error> {
+    finish(runtime, component, digest, source, Instant::now(), false).await
+}
+
 /// Loads the last version of `adaptor` that loaded successfully here, from the compile
 /// cache alone: what a restarted limb serves while its ConfigMap holds a broken update.
 pub async fn load_last_good(

@@ -49,23 +49,61 @@ pub enum Error {
     NoDriver(Vec<String>),
 }
 
+/// What an import is to this limb.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Import {
+    /// One of our interfaces, of a contract version this limb supports.
+    Ours,
+    /// One of our interfaces, of a contract version this limb does not support.
+    OtherVersion,
+    /// A WASI interface the limb links, inert: nothing is granted through it.
+    Wasi,
+    /// Anything else: the limb refuses the component.
+    Unknown,
+}
+
+/// Classifies one import name, as [`check_names`] judges it.
+pub fn classify(name: &str) -> Import {
+    match ours(name) {
+        Some((iface, _)) if !OURS.contains(&iface.as_str()) => Import::Unknown,
+        Some((_, version)) if !compatible(&version) => Import::OtherVersion,
+        Some(_) => Import::Ours,
+        None => {
+            let (iface, version) = name.split_once('@').unwrap_or((name, ""));
+            if WASI_ALLOWED.contains(&iface) && version.starts_with("0.2.") {
+                Import::Wasi
+            } else {
+                Import::Unknown
+            }
+        }
+    }
+}
+
+/// The names of the component's imports and exports, in its own order.
+pub fn names(engine: &Engine, component: &Component) -> (Vec<String>, Vec<String>) {
+    let ty = component.component_type();
+    let imports = ty.imports(engine).map(|(n, _)| n.to_owned()).collect();
+    let exports = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
+    (imports, exports)
+}
+
 /// Checks the component's imports and exports.
 pub fn check(engine: &Engine, component: &Component) -> Result<(), Error> {
-    let ty = component.component_type();
-    let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_owned()).collect();
-    let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
+    let (imports, exports) = names(engine, component);
     check_names(&imports, &exports)
+}
+
+/// Our interface and its version, when `name` is in our package.
+fn ours(name: &str) -> Option<(String, String)> {
+    let (iface, version) = name.split_once('@').unwrap_or((name, ""));
+    iface
+        .strip_prefix(PACKAGE)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .map(|i| (i.to_owned(), version.to_owned()))
 }
 
 /// The pure part of [`check`], on interface names.
 pub fn check_names(imports: &[String], exports: &[String]) -> Result<(), Error> {
-    let ours = |name: &str| {
-        let (iface, version) = name.split_once('@').unwrap_or((name, ""));
-        iface
-            .strip_prefix(PACKAGE)
-            .and_then(|rest| rest.strip_prefix('/'))
-            .map(|i| (i.to_owned(), version.to_owned()))
-    };
     if let Some(found) = imports
         .iter()
         .chain(exports)
@@ -77,14 +115,7 @@ pub fn check_names(imports: &[String], exports: &[String]) -> Result<(), Error> 
     }
     let refused: Vec<String> = imports
         .iter()
-        .filter(|name| match ours(name) {
-            Some((iface, _)) => !OURS.contains(&iface.as_str()),
-            None => {
-                let iface = name.split_once('@').map_or(name.as_str(), |(i, _)| i);
-                let version = name.split_once('@').map_or("", |(_, v)| v);
-                !(WASI_ALLOWED.contains(&iface) && version.starts_with("0.2."))
-            }
-        })
+        .filter(|name| classify(name) == Import::Unknown)
         .cloned()
         .collect();
     if !refused.is_empty() {
@@ -109,6 +140,21 @@ mod tests {
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| (*x).to_owned()).collect()
+    }
+
+    #[test]
+    fn imports_are_classified_as_check_names_judges_them() {
+        for (name, want) in [
+            ("octopus:adaptor/log@0.1.0", Import::Ours),
+            ("octopus:adaptor/log@0.0.9", Import::OtherVersion),
+            ("octopus:adaptor/i2c@0.1.0", Import::Unknown),
+            ("wasi:io/streams@0.2.6", Import::Wasi),
+            ("wasi:io/streams@0.3.0", Import::Unknown),
+            ("wasi:sockets/tcp@0.2.6", Import::Unknown),
+            ("acme:thing/host-stuff@1.0.0", Import::Unknown),
+        ] {
+            assert_eq!(classify(name), want, "{name}");
+        }
     }
 
     #[test]

@@ -1,0 +1,90 @@
+// `octopus`: parse the command line once, run the command, print text or JSON.
+// `src/bin/kubectl-octopus.rs` includes this file, so both binaries are this main
+// (no inner attributes or `mod` items here, for that reason).
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use octopus_cli::config::{Command, Config, Format};
+use octopus_cli::{cluster, inspect, list, push};
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    match config.command {
+        Command::Inspect(args) => {
+            let inspector = inspect::Inspector::new()?;
+            let report = inspector.inspect_file(&args.file).await?.report;
+            match config.output {
+                Format::Text => print!("{}", report.text()),
+                Format::Json => print_json(&report)?,
+            }
+            if !report.accepted {
+                anyhow::bail!("the limb would refuse {}", report.file);
+            }
+        }
+        Command::Push(args) => {
+            let inspector = inspect::Inspector::new()?;
+            let inspection = inspector.inspect_file(&args.file).await?;
+            let prepared = push::prepare(inspection, &args)?;
+            if args.dry_run {
+                for why in &prepared.overridden {
+                    eprintln!("warning: {why} (--force)");
+                }
+                print!(
+                    "{}",
+                    push::render(&prepared, &config.namespace, config.output)?
+                );
+                eprintln!(
+                    "dry run: {} as {}/{}; nothing was written",
+                    prepared.adaptor, config.namespace, prepared.configmap
+                );
+                return Ok(());
+            }
+            let client = cluster::connect(&config.kube).await?;
+            let report = push::apply(client, &config.namespace, &prepared, args.force).await?;
+            match config.output {
+                Format::Text => print!("{}", report.text()),
+                Format::Json => print_json(&report)?,
+            }
+        }
+        Command::List => {
+            let client = cluster::connect(&config.kube).await?;
+            let listing = list::run(client, &config.namespace).await?;
+            if let Some(e) = &listing.links_error {
+                eprintln!("warning: {e}");
+            }
+            match config.output {
+                Format::Text => print!("{}", listing.text()),
+                Format::Json => print_json(&listing)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let config = Config::parse();
+    if config.verbose {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "info,wasmtime=warn,cranelift=warn",
+            ))
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .and_then(|rt| rt.block_on(run(config)));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
