@@ -217,17 +217,8 @@ impl Relay {
         let ns = link.namespace_or_default();
         // Link: the limb's conditions on top of the brain's.
         let status = link.status.clone().unwrap_or_default();
-        let mut conditions = Conditions(status.conditions.clone());
-        let stamp = now();
-        for c in report
-            .conditions
-            .0
-            .iter()
-            .filter(|c| c.type_ >= ConditionType::AdaptorExisted)
-        {
-            conditions.set(c.type_, c.status, &c.reason, &c.message, &stamp);
-        }
-        name_loaded_adaptor(&mut conditions, &link.spec.adaptor.name, report, &stamp);
+        let conditions =
+            merge_conditions(&status.conditions, report, &link.spec.adaptor.name, &now());
         let adaptor_name = conditions
             .get(ConditionType::AdaptorExisted)
             .filter(|c| c.status == crds::ConditionStatus::True)
@@ -376,20 +367,87 @@ async fn write(
     Ok(())
 }
 
-/// Says which build of the adaptor drives the device in `AdaptorExisted`'s message
+/// The link's conditions after the device's report: the brain's stages as they are, the
+/// limb's on top. `AdaptorExisted` names the build that drives the device
 /// (`<name> <version> (sha256:<digest prefix>)`), so `kubectl describe` and `octopus list`
-/// show what each node has loaded without reading the limb's logs. Edited in place: a
-/// new message at the same status must not drop the later stages.
-fn name_loaded_adaptor(conditions: &mut Conditions, name: &str, report: &DeviceReport, now: &str) {
-    let (Some(version), Some(digest)) = (&report.adaptor_version, &report.adaptor_digest) else {
-        return;
-    };
-    let message = format!("{name} {version} (sha256:{digest})");
-    if let Some(c) = conditions.0.iter_mut().find(|c| {
-        c.type_ == ConditionType::AdaptorExisted && c.status == crds::ConditionStatus::True
-    }) && c.message != message
+/// show what each node runs. The name is edited in place: the report carries no message
+/// there, and a new message at the same status must neither count as a change on every
+/// report nor drop (and re-date) the later stages.
+fn merge_conditions(
+    stored: &[crds::Condition],
+    report: &DeviceReport,
+    adaptor: &str,
+    now: &str,
+) -> Conditions {
+    let mut conditions = Conditions(stored.to_vec());
+    for c in report
+        .conditions
+        .0
+        .iter()
+        .filter(|c| c.type_ >= ConditionType::AdaptorExisted)
     {
-        c.message = message;
-        c.last_update_time = Some(now.to_owned());
+        let kept = (c.type_ == ConditionType::AdaptorExisted)
+            .then(|| conditions.get(c.type_))
+            .flatten()
+            .filter(|p| p.status == c.status && p.reason == c.reason)
+            .map(|p| p.message.clone());
+        let message = kept.as_deref().unwrap_or(&c.message);
+        conditions.set(c.type_, c.status, &c.reason, message, now);
+    }
+    if let (Some(version), Some(digest)) = (&report.adaptor_version, &report.adaptor_digest) {
+        let message = format!("{adaptor} {version} (sha256:{digest})");
+        if let Some(c) = conditions.0.iter_mut().find(|c| {
+            c.type_ == ConditionType::AdaptorExisted && c.status == crds::ConditionStatus::True
+        }) && c.message != message
+        {
+            c.message = message;
+            c.last_update_time = Some(now.to_owned());
+        }
+    }
+    conditions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crds::ConditionStatus;
+
+    fn report(version: &str) -> DeviceReport {
+        let mut r = DeviceReport::new("ns", "d", "Kind", "adaptors.edge.cattle.io/x");
+        for t in ConditionType::ALL {
+            r.conditions.succeed(t, "t0");
+        }
+        r.adaptor_version = Some(version.into());
+        r.adaptor_digest = Some("0123456789ab".into());
+        r
+    }
+
+    #[test]
+    fn an_unchanged_report_changes_nothing_and_a_new_build_only_its_message() {
+        let name = "adaptors.edge.cattle.io/x";
+        let mut brain = Conditions::default();
+        brain.succeed(ConditionType::NodeExisted, "t0");
+        brain.succeed(ConditionType::ModelExisted, "t0");
+        let first = merge_conditions(&brain.0, &report("1.0"), name, "t1");
+        let loaded = first.get(ConditionType::AdaptorExisted).unwrap();
+        assert_eq!(loaded.message, format!("{name} 1.0 (sha256:0123456789ab)"));
+        assert_eq!(first.0.len(), 5);
+        // The same report again, later: nothing to write.
+        let again = merge_conditions(&first.0, &report("1.0"), name, "t2");
+        assert_eq!(again.0, first.0);
+        // A hot swap: only the message (and its update time) moves; the later stages
+        // keep their transition times.
+        let swapped = merge_conditions(&first.0, &report("2.0"), name, "t3");
+        let loaded = swapped.get(ConditionType::AdaptorExisted).unwrap();
+        assert_eq!(loaded.message, format!("{name} 2.0 (sha256:0123456789ab)"));
+        assert_eq!(swapped.0.len(), 5);
+        for (a, b) in first.0.iter().zip(&swapped.0) {
+            assert_eq!(
+                a.last_transition_time, b.last_transition_time,
+                "{:?}",
+                a.type_
+            );
+            assert_eq!(a.status, ConditionStatus::True);
+        }
     }
 }
