@@ -8,6 +8,9 @@
 # Per adaptor folder: wit-bindgen's C bindings (generated here from the repo's wit/,
 # never committed), every *.c of the folder compiled by clang-16 for wasm32-wasi as a
 # reactor, then wrapped into a component with the WASI preview1 reactor adapter.
+#
+# The helper, octopus.h + octopus.c, lives in template/ only: each file comes from the
+# adaptor folder when it has its own copy, else from template/ (registers/ has none).
 source "$(dirname "${BASH_SOURCE[0]}")/../../../scripts/env.sh"
 source "$ROOT/scripts/toolchains.sh"
 
@@ -51,16 +54,26 @@ build() {
     local name="$1" src="$2"
     local out="$OUT_DIR/adaptor_${name}_c.wasm" scratch="$WORK/$name"
     [ -n "$(compgen -G "$src/*.c")" ] || { echo "no .c files in $src" >&2; exit 1; }
+    # The helper: the folder's own octopus.h/octopus.c, else the template's (its
+    # octopus.c compiled along, its folder searched last for octopus.h).
+    local srcs=() incs=(-I "$GEN" -I "$src") helper=()
+    if [ ! -f "$src/octopus.c" ]; then
+        srcs+=("$HERE/template/octopus.c") helper+=("$HERE/template/octopus.c")
+    fi
+    srcs+=("$src"/*.c)
+    if [ ! -f "$src/octopus.h" ]; then
+        incs+=(-I "$HERE/template") helper+=("$HERE/template/octopus.h")
+    fi
     local key
-    key="$({ cat "$src"/*.c "$src"/*.h 2>/dev/null; echo "$gen_key ${CFLAGS[*]} ${LDFLAGS[*]}"
+    key="$({ cat "$src"/*.c "$src"/*.h "${helper[@]}" 2>/dev/null; echo "$gen_key ${CFLAGS[*]} ${LDFLAGS[*]}"
         "$CLANG" --version; cat "$WASI_ADAPTER"; "$WASM_TOOLS" --version; } | sha256sum | cut -c1-16)"
     if [ -s "$scratch.wasm" ] && [ "$(cat "$scratch.key" 2>/dev/null)" = "$key" ]; then
         cmp -s "$scratch.wasm" "$out" || cp "$scratch.wasm" "$out"
         return
     fi
     rm -f "$scratch.key"
-    "$CLANG" "${CFLAGS[@]}" -I "$GEN" -I "$src" "${LDFLAGS[@]}" -o "$scratch.core.wasm" \
-        "$src"/*.c "$GEN/bindings.o" "$GEN/adaptor_component_type.o"
+    "$CLANG" "${CFLAGS[@]}" "${incs[@]}" "${LDFLAGS[@]}" -o "$scratch.core.wasm" \
+        "${srcs[@]}" "$GEN/bindings.o" "$GEN/adaptor_component_type.o"
     "$WASM_TOOLS" component new "$scratch.core.wasm" \
         --adapt wasi_snapshot_preview1="$WASI_ADAPTER" -o "$scratch.wasm"
     echo "$key" >"$scratch.key"
@@ -69,11 +82,6 @@ build() {
 }
 
 if [ $# -eq 0 ]; then
-    # The helper file is shared by copy, as an author would: say so when the copies drift.
-    for f in octopus.h octopus.c; do
-        cmp -s "$HERE/template/$f" "$HERE/registers/$f" ||
-            echo "note: registers/$f differs from template/$f" >&2
-    done
     build counter "$HERE/template"
     build registers "$HERE/registers"
 else

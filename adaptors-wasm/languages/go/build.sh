@@ -5,6 +5,8 @@
 #                                           OUT_DIR/adaptor_registers_go.wasm
 #   build.sh --adaptor SRC_DIR OUT.wasm  -> one adaptor from your own copy of template/
 #
+# The helper, export_octopus_adaptor_driver/octopus.go, lives in template/ only: an adaptor
+# folder without its own copy (registers/) gets the template's in the build folder.
 # Bindings are generated from the repo's wit/ on every build, in a scratch folder under
 # the cache (never in the source folder); Go's build cache keeps warm builds fast.
 source "$(dirname "${BASH_SOURCE[0]}")/../../../scripts/env.sh"
@@ -60,8 +62,11 @@ build_one() {
         cat "$work/wit-bindgen.log" >&2
         return 1
     }
-    # 2. The adaptor's own sources over the generated tree, and the runtime module.
+    # 2. The adaptor's own sources over the generated tree, the helper (the folder's own,
+    #    else the template's) and the runtime module.
     cp -R "$src/." "$work/"
+    local helper=export_octopus_adaptor_driver/octopus.go
+    [ -f "$src/$helper" ] || cp "$HERE/template/$helper" "$work/$helper"
     cp -R "$WIT_BINDGEN_GO_PKG" "$work/third_party/pkg"
     # 3. Core module: a wasip1 reactor exporting the driver functions.
     (cd "$work" && GOOS=wasip1 GOARCH=wasm GOFLAGS=-mod=mod \

@@ -7,6 +7,8 @@ source "$ROOT/scripts/toolchains.sh"
 #   build.sh OUT_DIR SRC_DIR NAME    ->  OUT_DIR/adaptor_NAME_javascript.wasm (your own copy)
 # SRC_DIR holds app.js (the entry) and the modules it imports. A folder with app.ts instead
 # is compiled with tsc first (its .js files, such as octopus.js, are carried along).
+# The helper octopus.js lives in template/ only: a folder without its own copy
+# (registers/) is built from a scratch copy of it plus the template's octopus.js.
 
 [ $# -eq 1 ] || [ $# -eq 3 ] || { echo "usage: $0 OUT_DIR [SRC_DIR NAME]" >&2; exit 2; }
 OUT_DIR="$1"
@@ -27,12 +29,20 @@ build() { # SRC_DIR NAME
     local work="$SCRATCH/$name-$(echo "$src" | sha256sum | cut -c1-8)"
     local out="$OUT_DIR/adaptor_${name}_javascript.wasm"
     mkdir -p "$work"
-    # Rebuild only when the sources, the WIT, the toolchain or the flags changed.
+    # The helper: the folder's own octopus.js, else the template's.
+    local helper=()
+    [ -f "$src/octopus.js" ] || helper=("$HERE/template/octopus.js")
+    # Rebuild only when the sources, the helper, the WIT, the toolchain or the flags changed.
     local key
-    key="$( (find "$src" -type f \( -name '*.js' -o -name '*.mjs' -o -name '*.ts' \) -not -path '*/node_modules/*' | LC_ALL=C sort | xargs cat; cat "$WIT_DIR"/*.wit) | sha256sum | cut -c1-16)"
+    key="$( (find "$src" -type f \( -name '*.js' -o -name '*.mjs' -o -name '*.ts' \) -not -path '*/node_modules/*' | LC_ALL=C sort | xargs cat; cat "${helper[@]}" "$WIT_DIR"/*.wit) | sha256sum | cut -c1-16)"
     key="$key-$JCO_VERSION-$(echo "${FLAGS[*]}" | sha256sum | cut -c1-8)"
     local cached="$work/$key.wasm"
     if [ ! -s "$cached" ]; then
+        if [ ${#helper[@]} -gt 0 ]; then # build from a copy that has the helper
+            rm -rf "$work/src" && mkdir -p "$work/src"
+            cp -R "$src/." "${helper[@]}" "$work/src/"
+            src="$work/src"
+        fi
         local entry="$src/app.js" root="$src"
         if [ -f "$src/app.ts" ]; then
             # tsc follows app.ts's imports (.js ones too, with --allowJs); ambient
@@ -60,10 +70,6 @@ build() { # SRC_DIR NAME
 if [ $# -eq 3 ]; then
     build "$(cd "$2" && pwd)" "$3"
     exit 0
-fi
-
-if ! cmp -s "$HERE/template/octopus.js" "$HERE/registers/octopus.js"; then
-    echo "warning: registers/octopus.js differs from template/octopus.js" >&2
 fi
 
 build "$HERE/template" counter

@@ -11,6 +11,8 @@ source "$ROOT/scripts/toolchains.sh"
 # The bindings (`wit_world`, `componentize_py_types`) are generated from $WIT_DIR by
 # componentize-py in every build; nothing generated lives in the repository.
 # `--stub-wasi` makes the component import only octopus:adaptor, no wasi:* at all.
+# The helper octopus.py lives in template/ only: a folder without its own copy
+# (registers/) gets the template's in its build copy.
 
 OUT_DIR="${1:?usage: build.sh OUT_DIR [DIR[=NAME] ...]}"
 shift
@@ -24,12 +26,6 @@ OUT_DIR="$(cd "$OUT_DIR" && pwd)"
 # componentize-py adds $VIRTUAL_ENV's site-packages to the app's path; keep a caller's
 # venv out of the component.
 unset VIRTUAL_ENV
-
-# The registers adaptor reuses the template's helper module by copy; keep them equal.
-if ! cmp -s "$HERE/template/octopus.py" "$HERE/registers/octopus.py"; then
-    echo "registers/octopus.py differs from template/octopus.py; copy the template's over" >&2
-    exit 1
-fi
 
 fingerprint() { # files... -> one hash over their contents and the toolchain version
     cat "$@" <(echo "componentize-py $COMPONENTIZE_PY_VERSION") | sha256sum | cut -d' ' -f1
@@ -63,7 +59,10 @@ build() { # source-dir adaptor-name
     [ -f "$src/app.py" ] || { echo "$src/app.py not found" >&2; exit 1; }
     local out="$OUT_DIR/adaptor_${name}_python.wasm" key
     local cached="$SCRATCH/$name.wasm"
-    key="$(fingerprint "$src"/*.py "$WIT_DIR"/*.wit)"
+    # The helper: the folder's own octopus.py, else the template's.
+    local helper=()
+    [ -f "$src/octopus.py" ] || helper=("$HERE/template/octopus.py")
+    key="$(fingerprint "$src"/*.py "${helper[@]}" "$WIT_DIR"/*.wit)"
     # Warm path: the sources have not changed since the cached component was built.
     if [ -s "$cached" ] && [ "$(cat "$SCRATCH/$name.key" 2>/dev/null)" = "$key" ]; then
         cmp -s "$cached" "$out" || cp "$cached" "$out"
@@ -74,7 +73,7 @@ build() { # source-dir adaptor-name
     # __pycache__, tests or stray files end up in the component.
     local work="$SCRATCH/$name"
     rm -rf "$work" "$SCRATCH/$name.key" && mkdir -p "$work"
-    cp "$src"/*.py "$work/"
+    cp "$src"/*.py "${helper[@]}" "$work/"
     (cd "$work" && "$COMPONENTIZE_PY" -q -d "$WIT_DIR" -w adaptor componentize --stub-wasi app -o out.wasm)
     mv "$work/out.wasm" "$cached"
     echo "$key" >"$SCRATCH/$name.key"

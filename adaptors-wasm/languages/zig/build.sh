@@ -3,6 +3,8 @@
 # template/) and OUT_DIR/adaptor_registers_zig.wasm (from registers/).
 # `build.sh OUT_DIR NAME=DIR...` builds your own adaptors instead: DIR holds adaptor.zig
 # and octopus.zig, the result is OUT_DIR/adaptor_NAME_zig.wasm.
+# The helper octopus.zig lives in template/ only: a folder without its own copy
+# (registers/) is built from a scratch copy of its .zig files plus the template's.
 #
 #   1. `wit-bindgen c` turns ../../../wit into adaptor.h/adaptor.c + the world's type
 #      object; `zig cc` compiles adaptor.c (against wasi-libc's headers only) and
@@ -56,11 +58,20 @@ fi
 build_one() { # NAME SOURCE_DIR
     local name="$1" src
     src="$(cd "$2" && pwd)"
-    [ -f "$src/adaptor.zig" ] && [ -f "$src/octopus.zig" ] || { echo "zig: $src needs adaptor.zig and octopus.zig" >&2; exit 1; }
+    [ -f "$src/adaptor.zig" ] || { echo "zig: $src needs adaptor.zig" >&2; exit 1; }
+    # The helper: the folder's own octopus.zig, else the template's.
+    local helper=()
+    [ -f "$src/octopus.zig" ] || helper=("$HERE/template/octopus.zig")
     local core="$BUILD/$name.core.wasm" comp="$BUILD/$name.wasm" out="$OUT/adaptor_${name}_zig.wasm"
     local sum
-    sum="$( { find "$src" -name '*.zig' | sort | xargs cat; echo "$stamp $OPTIMIZE"; } | sha256sum | cut -c1-16)"
+    sum="$( { find "$src" -name '*.zig' | sort | xargs cat; [ ${#helper[@]} -eq 0 ] || cat "${helper[@]}"; echo "$stamp $OPTIMIZE"; } | sha256sum | cut -c1-16)"
     if [ ! -s "$comp" ] || [ "$(cat "$comp.stamp" 2>/dev/null)" != "$sum" ]; then
+        if [ ${#helper[@]} -gt 0 ]; then
+            # Zig imports files only from below the root module's folder: build a copy.
+            rm -rf "$BUILD/$name.src" && mkdir -p "$BUILD/$name.src"
+            cp -R "$src/." "${helper[@]}" "$BUILD/$name.src/"
+            src="$BUILD/$name.src"
+        fi
         $ZIG build-exe \
             -target wasm32-freestanding -fno-entry -O "$OPTIMIZE" -fstrip \
             --cache-dir "$BUILD/zig-cache" \

@@ -1,5 +1,5 @@
 // The registers adaptor: reads Modbus TCP holding registers through the limb's socket
-// capability. Built from the counter template; octopus.js is the template's, copied.
+// capability. Built from the counter template; build.sh adds the template's octopus.js.
 //
 // Spec: {"endpoint": "host:port", "unitId": 1, "address": 0, "count": 1, "syncIntervalMs": 1000}
 // Status: {"registers": [<u16>, ...], "polls": <n>, "language": "javascript"}.

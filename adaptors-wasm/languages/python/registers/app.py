@@ -1,5 +1,5 @@
 """The registers adaptor: reads Modbus TCP holding registers through the limb's socket
-capability. Built from the template; `octopus.py` is the template's, copied unchanged.
+capability. Built from the template; build.sh adds the template's `octopus.py`.
 
 Every language's build behaves the same and snapshots `{"polls": n}`, so the limb can
 swap a device between them without losing its count.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, sys.argv.pop(1) if len(sys.argv) > 1 else str(HERE / "bindings"))
-sys.path.insert(1, str(HERE / "template"))  # octopus.py (registers/ holds the same file)
+sys.path.insert(1, str(HERE / "template"))  # octopus.py, for both adaptors (as build.sh)
 
 from componentize_py_types import Err  # noqa: E402
 from wit_world.imports import log, socket, types  # noqa: E402

@@ -1,5 +1,5 @@
 //! adaptors.edge.cattle.io/registers: reads Modbus TCP holding registers through the
-//! limb's socket capability. Built from template/ (octopus.zig is a verbatim copy).
+//! limb's socket capability. Built from template/ (build.sh adds its octopus.zig).
 //!
 //! Spec: {"endpoint": "host:port", "unitId": 1, "address": 0, "count": 1,
 //!        "syncIntervalMs": 1000}

@@ -1,5 +1,5 @@
 // The registers adaptor: reads Modbus TCP holding registers through the limb's socket
-// capability. Built from the counter template; octopus.go is the template's, unchanged.
+// capability. Built from the counter template; build.sh adds the template's octopus.go.
 //
 // Its snapshot, {"polls": <n>}, is the one every language's build of this adaptor uses,
 // so the limb can hot-swap a device between languages without losing the poll count.
