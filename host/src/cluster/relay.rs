@@ -32,15 +32,16 @@ use super::MANAGER;
 use super::manager::{lookup, model_resource};
 use crate::status::{DeviceReport, Event, EventType, StatusBoard};
 
-/// Status writes in flight at once; one device never has two. On a loaded 2-core
-/// machine with 1,000 devices, 8 in flight delivered about 230 writes/s and 32 about
-/// 330/s (docs/benchmarks/cluster.md).
-pub const IN_FLIGHT: usize = 32;
+/// Status writes in flight at once; one device never has two. The relay is bound by
+/// in-flight writes times the API server's latency: on a loaded 2-core machine with
+/// 1,000 devices, 8 in flight delivered about 230 writes/s, 32 about 330-510/s and 64
+/// about 620/s (docs/benchmarks/cluster.md).
+pub const IN_FLIGHT: usize = 64;
 
 /// Status writes in flight while links are connecting (a device's conditions changed in
-/// the last [`SETTLE`]): the limb's finalizer and instance requests then share the API
-/// server with fewer of them.
-pub const IN_FLIGHT_CONNECTING: usize = 4;
+/// the last [`SETTLE`]): the link manager's finalizer and instance requests (16 at once)
+/// then get a fair share of the API server.
+pub const IN_FLIGHT_CONNECTING: usize = 16;
 const SETTLE: Duration = Duration::from_secs(2);
 
 pub async fn run(
