@@ -262,7 +262,8 @@ async fn main() {
              Medians with p10..p90 over the runs shown, all in one process; absolute times on shared machines are noisy, \
              so compare rows of the same run. Density, hot swap at scale and cold start: \
              `scripts/bench-density.sh` (writes `docs/benchmarks/density.md`); status delivery and connect rate on a \
-             real API server: `scripts/bench-cluster.sh` (writes `docs/benchmarks/cluster.md`); cost per guest \
+             real API server: `scripts/bench-cluster.sh` (writes `docs/benchmarks/cluster.md`; the ten-minute \
+             memory run is `docs/benchmarks/cluster-ten-minutes.md`); cost per guest \
              language: `scripts/bench-languages.sh` (writes `docs/benchmarks/languages.md`).\n\n{table}\n\
              - *compile*: `Component::new` from the 188 KiB component (Cranelift).\n\
              - *load from compile cache*: digest check of the precompiled artifact, mmap, import/export validation, \
