@@ -47,6 +47,16 @@ fn adaptors_dir() -> PathBuf {
 }
 
 /// Resident memory of this process, from `/proc/self/status`.
+/// Proportional set size of this process, from `/proc/self/smaps_rollup`: pages shared
+/// by several mappings (every instance maps the same copy-on-write memory image of its
+/// component) count once in total, where RSS counts them once per mapping.
+fn pss_bytes() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap();
+    let line = s.lines().find(|l| l.starts_with("Pss:")).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
 fn rss_bytes() -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
@@ -191,6 +201,7 @@ struct Density {
     base_mib: f64,
     rss_mib: f64,
     per_device_kib: f64,
+    pss_per_device_kib: f64,
     start_s: f64,
     cpu_cores: f64,
     polls_per_s: f64,
@@ -245,6 +256,7 @@ async fn limb_fleet(kind: &str, n: usize, port: u16, cache: &Path) -> Density {
     let adaptor = load(&c, cache, bytes, kind).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let base = rss_bytes();
+    let base_pss = pss_bytes();
     let t = Instant::now();
     let handles: Vec<_> = (0..n)
         .map(|i| {
@@ -295,6 +307,7 @@ async fn limb_fleet(kind: &str, n: usize, port: u16, cache: &Path) -> Density {
     );
     let (p1, f1) = count(&c);
     let rss = rss_bytes();
+    let pss = pss_bytes();
     for h in handles {
         h.stop().await;
     }
@@ -302,8 +315,8 @@ async fn limb_fleet(kind: &str, n: usize, port: u16, cache: &Path) -> Density {
         kind,
         n,
         c.runtime.pooling(),
-        base,
-        rss,
+        (base, base_pss),
+        (rss, pss),
         start_s,
         cpu.as_secs_f64() / wall.as_secs_f64(),
         (p1 - p0) as f64 / wall.as_secs_f64(),
@@ -317,8 +330,8 @@ fn density_result(
     kind: &str,
     n: usize,
     pooling: bool,
-    base: u64,
-    rss: u64,
+    (base, base_pss): (u64, u64),
+    (rss, pss): (u64, u64),
     start_s: f64,
     cpu_cores: f64,
     polls_per_s: f64,
@@ -333,6 +346,7 @@ fn density_result(
         base_mib: base as f64 / f64::from(1 << 20),
         rss_mib: rss as f64 / f64::from(1 << 20),
         per_device_kib: rss.saturating_sub(base) as f64 / 1024.0 / n as f64,
+        pss_per_device_kib: pss.saturating_sub(base_pss) as f64 / 1024.0 / n as f64,
         start_s,
         cpu_cores,
         polls_per_s,
@@ -349,6 +363,7 @@ async fn native_fleet(n: usize, port: u16) -> Density {
     use tokio_modbus::client::Reader;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let base = rss_bytes();
+    let base_pss = pss_bytes();
     let lateness = Arc::new(Lateness::default());
     let polls = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -407,6 +422,7 @@ async fn native_fleet(n: usize, port: u16) -> Density {
         failed.load(Ordering::Relaxed),
     );
     let rss = rss_bytes();
+    let pss = pss_bytes();
     stop.notify_waiters();
     for t in tasks {
         t.abort();
@@ -415,8 +431,8 @@ async fn native_fleet(n: usize, port: u16) -> Density {
         "native",
         n,
         false,
-        base,
-        rss,
+        (base, base_pss),
+        (rss, pss),
         start_s,
         cpu.as_secs_f64() / wall.as_secs_f64(),
         (p1 - p0) as f64 / wall.as_secs_f64(),
@@ -427,12 +443,12 @@ async fn native_fleet(n: usize, port: u16) -> Density {
 
 fn density_table(results: &[Density]) -> String {
     let mut t = String::from(
-        "| devices | adaptor | allocator | base RSS | RSS | per device beyond base | all polled once after | CPU (cores) | polls/s | failed | drift p50 | drift p99 | drift max |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| devices | adaptor | allocator | base RSS | RSS | per device beyond base, RSS | per device beyond base, PSS | all polled once after | CPU (cores) | polls/s | failed | drift p50 | drift p99 | drift max |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for d in results {
         t.push_str(&format!(
-            "| {} | {} | {} | {:.1} MiB | {:.1} MiB | {:.1} KiB | {:.2} s | {:.3} | {:.0} | {} | {:.1} ms | {:.1} ms | {:.1} ms |\n",
+            "| {} | {} | {} | {:.1} MiB | {:.1} MiB | {:.1} KiB | {:.1} KiB | {:.2} s | {:.3} | {:.0} | {} | {:.1} ms | {:.1} ms | {:.1} ms |\n",
             d.n,
             d.kind,
             if d.kind == "native" {
@@ -445,6 +461,7 @@ fn density_table(results: &[Density]) -> String {
             d.base_mib,
             d.rss_mib,
             d.per_device_kib,
+            d.pss_per_device_kib,
             d.start_s,
             d.cpu_cores,
             d.polls_per_s,
@@ -756,9 +773,13 @@ CPU is that thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), so the server's share
 supervisor's own work per poll (status JSON parse, board update) is not in this row; it is in the \
 density CPU figures.\n\
 - *Density*: each row is a fresh child process (this bench binary) so memory figures are its own: \
-adaptor loaded from the compile cache, base RSS (`VmRSS`) taken before spawning, then N supervised \
+adaptor loaded from the compile cache, base RSS (`VmRSS`) and PSS (`smaps_rollup`) taken before \
+spawning, then N supervised \
 devices (`supervisor::spawn`, one instance each) at `syncInterval: 1s`; after every device polled once \
 and 5 s of settling, CPU (process CPU time over wall) and poll drift are taken over a 20 s window. \
+RSS counts a page once per mapping, so the component's copy-on-write memory image, mapped by every \
+instance but held once, is counted N times; PSS divides shared pages among their mappings and is \
+the memory the devices really take. \
 *Drift* is how late each poll started against its schedule (`next_poll`), from the supervisor's \
 `poll_lateness` histogram (0.1 ms buckets below 10 ms, 1 ms below 1 s). *native* rows are one \
 tokio-modbus client task per device at 1 Hz (a `tokio::time::interval`), the baseline for the \
