@@ -234,6 +234,22 @@ impl StatusBoard {
             .cloned()
     }
 
+    /// How many devices the board holds, without copying their reports.
+    pub fn len(&self) -> usize {
+        self.devices.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.devices
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(key)
+    }
+
     pub fn devices(&self) -> Vec<DeviceReport> {
         self.devices
             .read()

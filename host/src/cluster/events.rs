@@ -133,10 +133,8 @@ pub async fn run(
             told = Instant::now();
         }
         // Forget devices that are gone, so the map stays as large as the fleet.
-        if published.len() > board.devices().len() * 2 + 64 {
-            let live: std::collections::HashSet<String> =
-                board.devices().iter().map(DeviceReport::key).collect();
-            published.retain(|k, _| live.contains(k));
+        if published.len() > board.len() * 2 + 64 {
+            published.retain(|k, _| board.contains(k));
         }
     }
 }

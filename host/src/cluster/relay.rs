@@ -269,21 +269,15 @@ impl Relay {
             Err(Failed::Rejected { status, message }) => {
                 tracing::warn!(device = %key, %message, "the API refused the device's status");
                 self.rejected.insert(key.clone(), status);
-                if self.board.get(&key).is_some() {
-                    self.board.update(
-                    &key,
-                    || DeviceReport::new("", "", "", ""),
-                    |r| {
-                        r.record(Event::new(
-                            EventType::Warning,
-                            "StatusRejected",
-                            &format!(
-                                "the adaptor's status breaks the model's schema; the instance keeps its last good status: {message}"
-                            ),
-                        ))
-                    },
-                );
-                }
+                self.board.modify(&key, |r| {
+                    r.record(Event::new(
+                        EventType::Warning,
+                        "StatusRejected",
+                        &format!(
+                            "the adaptor's status breaks the model's schema; the instance keeps its last good status: {message}"
+                        ),
+                    ))
+                });
                 if self.pending.contains_key(&key) {
                     self.enqueue(key);
                 }
