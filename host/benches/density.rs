@@ -20,8 +20,8 @@
 mod support;
 
 use support::{
-    Stat, ctx, dummy_link, modbus_instance, modbus_link, modbus_spec, start_server, stat, table,
-    wait_all,
+    Stat, adaptors_dir, ctx, dummy_link, load, modbus_instance, modbus_link, modbus_spec,
+    pss_bytes, rss_bytes, start_server, stat, table, wait_all,
 };
 
 use std::path::{Path, PathBuf};
@@ -30,7 +30,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cpu_time::{ProcessTime, ThreadTime};
-use limb::adaptors::{self, Adaptor, CompileCache};
 use limb::engine::Pooling;
 use limb::metrics::Lateness;
 use limb::supervisor::{self, Command, Context};
@@ -39,37 +38,6 @@ use limb::supervisor::{self, Command, Context};
 const WINDOW: Duration = Duration::from_secs(20);
 /// Settling time after every device polled once, before the window opens.
 const SETTLE: Duration = Duration::from_secs(5);
-
-fn adaptors_dir() -> PathBuf {
-    std::env::var_os("OCTOPUS_ADAPTORS_DIR")
-        .map(PathBuf::from)
-        .expect("set OCTOPUS_ADAPTORS_DIR (scripts/bench-density.sh does)")
-}
-
-/// Resident memory of this process, from `/proc/self/status`.
-/// Proportional set size of this process, from `/proc/self/smaps_rollup`: pages shared
-/// by several mappings (every instance maps the same copy-on-write memory image of its
-/// component) count once in total, where RSS counts them once per mapping.
-fn pss_bytes() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap();
-    let line = s.lines().find(|l| l.starts_with("Pss:")).unwrap();
-    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024
-}
-
-fn rss_bytes() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024
-}
-
-async fn load(c: &Context, cache: &Path, bytes: Vec<u8>, source: &str) -> Arc<Adaptor> {
-    let cache = Arc::new(CompileCache::new(Some(cache.to_owned())));
-    adaptors::load(&c.runtime, &cache, bytes, source.into())
-        .await
-        .unwrap()
-}
 
 // ---------------------------------------------------------------------------------
 // 1. Per-poll overhead against native code.

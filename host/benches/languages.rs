@@ -22,17 +22,16 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use cpu_time::ThreadTime;
-use limb::adaptors::{self, Adaptor, CompileCache};
 use limb::capabilities::Grants;
 use limb::engine::{DeviceTag, Pooling};
-use limb::supervisor::{Context, Instance};
+use limb::supervisor::Instance;
 use serde_json::{Value, json};
-use support::{ctx, instance, start_server};
+use support::{Stat, adaptors_dir, ctx, instance, load, rss_bytes, start_server, stat};
 
 const LANGUAGES: [&str; 6] = ["rust", "c", "go", "python", "javascript", "zig"];
 /// Live instances per language for the memory figure.
@@ -49,44 +48,9 @@ struct Row {
     instantiate_us: f64,
     resident_kib: f64,
     poll_cpu_us: f64,
-    ratio: f64,
-    ratio_spread: (f64, f64),
+    /// Adaptor CPU over native CPU per round: median and spread.
+    ratio: Stat,
     counter_cpu_us: f64,
-}
-
-fn adaptors_dir() -> PathBuf {
-    std::env::var_os("OCTOPUS_ADAPTORS_DIR")
-        .map(PathBuf::from)
-        .expect("set OCTOPUS_ADAPTORS_DIR (scripts/bench-languages.sh does)")
-}
-
-fn rss_bytes() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    xs[xs.len() / 2]
-}
-
-fn quantile(xs: &[f64], q: f64) -> f64 {
-    let mut xs = xs.to_vec();
-    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    xs[((xs.len() - 1) as f64 * q).round() as usize]
-}
-
-async fn load(c: &Context, cache: &Path, bytes: Vec<u8>, source: &str) -> Arc<Adaptor> {
-    let cache = Arc::new(CompileCache::new(Some(cache.to_owned())));
-    adaptors::load(&c.runtime, &cache, bytes, source.into())
-        .await
-        .unwrap()
 }
 
 fn registers_spec(port: u16) -> Value {
@@ -207,13 +171,12 @@ async fn measure(lang: &'static str, port: u16, scratch: &Path) -> Row {
         lang,
         bytes: size,
         compile_ms,
-        load_ms: median(loads),
-        instantiate_us: median(inst),
+        load_ms: stat("load", "ms", loads).median,
+        instantiate_us: stat("instantiate", "us", inst).median,
         resident_kib,
-        poll_cpu_us: median(wasm),
-        ratio: median(ratios.clone()),
-        ratio_spread: (quantile(&ratios, 0.1), quantile(&ratios, 0.9)),
-        counter_cpu_us: median(counter_cpu),
+        poll_cpu_us: stat("poll", "us", wasm).median,
+        ratio: stat("ratio", "x", ratios),
+        counter_cpu_us: stat("counter poll", "us", counter_cpu).median,
     }
 }
 
@@ -232,9 +195,9 @@ fn render(rows: &[Row]) -> String {
             r.instantiate_us,
             r.resident_kib,
             r.poll_cpu_us,
-            r.ratio,
-            r.ratio_spread.0,
-            r.ratio_spread.1,
+            r.ratio.median,
+            r.ratio.p10,
+            r.ratio.p90,
             r.counter_cpu_us,
         ));
     }

@@ -15,7 +15,8 @@
 mod support;
 
 use support::{
-    Stat, ctx, dummy_link, modbus_instance, modbus_link, modbus_spec, stat, table, wait_all,
+    Stat, adaptors_dir, ctx, dummy_link, modbus_instance, modbus_link, modbus_spec, stat, table,
+    wait_all,
 };
 
 use std::path::PathBuf;
@@ -30,12 +31,6 @@ use wasmtime::component::Component;
 
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
-}
-
-fn adaptors_dir() -> PathBuf {
-    std::env::var_os("OCTOPUS_ADAPTORS_DIR")
-        .map(PathBuf::from)
-        .expect("set OCTOPUS_ADAPTORS_DIR (scripts/bench.sh does)")
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -1,12 +1,15 @@
 //! What the bench harnesses share: statistics and their table, a supervisor context,
-//! DeviceLinks, waiting on a fleet, a configured instance, and a fast Modbus TCP server.
+//! DeviceLinks, waiting on a fleet, a configured instance, a fast Modbus TCP server, the
+//! built components, loading one, and this process's memory.
 
 #![allow(dead_code, reason = "each bench uses a part")]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use limb::adaptors::Adaptor;
+use std::path::{Path, PathBuf};
+
+use limb::adaptors::{self, Adaptor, CompileCache};
 use limb::capabilities::{Backends, Grants, Limits, Policy};
 use limb::engine::{DeviceTag, Pooling, Runtime, Settings};
 use limb::extension::Extensions;
@@ -107,6 +110,41 @@ pub fn modbus_link(name: &str, spec: Value) -> Arc<crds::DeviceLink> {
         }
     });
     Arc::new(serde_json::from_value(v).unwrap())
+}
+
+/// Where the scripts put the built components.
+pub fn adaptors_dir() -> PathBuf {
+    std::env::var_os("OCTOPUS_ADAPTORS_DIR")
+        .map(PathBuf::from)
+        .expect("set OCTOPUS_ADAPTORS_DIR (the scripts/bench*.sh scripts do)")
+}
+
+/// Loads a component through a compile cache in `cache`.
+pub async fn load(c: &Context, cache: &Path, bytes: Vec<u8>, source: &str) -> Arc<Adaptor> {
+    let cache = Arc::new(CompileCache::new(Some(cache.to_owned())));
+    adaptors::load(&c.runtime, &cache, bytes, source.into())
+        .await
+        .unwrap()
+}
+
+/// A `kB` field of a `/proc/self` file, in bytes.
+fn proc_self_kib(file: &str, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/self/{file}")).unwrap();
+    let line = s.lines().find(|l| l.starts_with(field)).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+/// Resident memory of this process, from `/proc/self/status`.
+pub fn rss_bytes() -> u64 {
+    proc_self_kib("status", "VmRSS:")
+}
+
+/// Proportional set size of this process, from `/proc/self/smaps_rollup`: pages shared
+/// by several mappings (every instance maps the same copy-on-write memory image of its
+/// component) count once in total, where RSS counts them once per mapping.
+pub fn pss_bytes() -> u64 {
+    proc_self_kib("smaps_rollup", "Pss:")
 }
 
 /// Waits, checking every `every`, until the board holds `n` devices that all match.
