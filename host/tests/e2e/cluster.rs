@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crds::conditions::{ConditionStatus, ConditionType};
 use crds::v1alpha1::{DeviceLink, LIMB_FINALIZER};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
@@ -153,6 +154,19 @@ async fn ship(client: &Client, short: &str, bytes: &[u8]) {
     }
 }
 
+/// The instances of the device model `kind` (resource `plural`) in `default`.
+fn device_instances(client: &Client, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let ar = ApiResource {
+        plural: plural.into(),
+        ..ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "devices.edge.cattle.io",
+            "v1alpha1",
+            kind,
+        ))
+    };
+    Api::namespaced_with(client.clone(), "default", &ar)
+}
+
 fn cond(l: &DeviceLink, t: ConditionType) -> Option<(ConditionStatus, String)> {
     l.status
         .as_ref()?
@@ -220,6 +234,26 @@ fn fan(gear: &str) -> Value {
     })
 }
 
+/// Applies a CRD and waits until the API server serves it.
+async fn install_crd(client: &Client, crd: &CustomResourceDefinition) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd.name_any();
+    api.patch(
+        &name,
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(crd),
+    )
+    .await
+    .unwrap();
+    kube::runtime::wait::await_condition(
+        api,
+        &name,
+        kube::runtime::wait::conditions::is_crd_established(),
+    )
+    .await
+    .unwrap();
+}
+
 /// A control plane as users install it: API server, garbage collector, the CRDs, the
 /// RBAC in deploy/, a node `edge-1`, and the brain as a process.
 async fn control_plane() -> (ApiServer, Client, Process) {
@@ -228,25 +262,8 @@ async fn control_plane() -> (ApiServer, Client, Process) {
     let _ = LOGS.set(server.dir.path().to_owned());
     let client = server.client().await;
     // CRDs, the limb's namespace, a node, the brain.
-    let crd_api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(client.clone());
     for (_, crd) in crds::generated::all() {
-        let name = crd.name_any();
-        crd_api
-            .patch(
-                &name,
-                &PatchParams::apply("test").force(),
-                &Patch::Apply(&crd),
-            )
-            .await
-            .unwrap();
-        kube::runtime::wait::await_condition(
-            crd_api.clone(),
-            &name,
-            kube::runtime::wait::conditions::is_crd_established(),
-        )
-        .await
-        .unwrap();
+        install_crd(&client, &crd).await;
     }
     // The limb runs as a user holding exactly the RBAC that deploy/limb.yaml grants.
     let ns: Namespace =
@@ -696,15 +713,7 @@ async fn a_modbus_link_written_for_octopus_reads_registers_into_its_instance() {
         },
     )
     .await;
-    let ar = ApiResource {
-        plural: "modbusdevices".into(),
-        ..ApiResource::from_gvk(&GroupVersionKind::gvk(
-            "devices.edge.cattle.io",
-            "v1alpha1",
-            "ModbusDevice",
-        ))
-    };
-    let instances: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    let instances = device_instances(&client, "ModbusDevice", "modbusdevices");
     let inst = wait(
         "register values in the instance",
         Duration::from_secs(30),
@@ -778,15 +787,7 @@ async fn an_mqtt_link_written_for_octopus_gets_pushed_readings_into_its_instance
     .await;
 
     crate::mosquitto::publish(&broker, "home/status/kitchen/temperature", "23.25", &[]).await;
-    let ar = ApiResource {
-        plural: "mqttdevices".into(),
-        ..ApiResource::from_gvk(&GroupVersionKind::gvk(
-            "devices.edge.cattle.io",
-            "v1alpha1",
-            "MQTTDevice",
-        ))
-    };
-    let instances: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    let instances = device_instances(&client, "MQTTDevice", "mqttdevices");
     wait(
         "the pushed reading in the instance",
         Duration::from_secs(30),
@@ -865,15 +866,7 @@ async fn a_python_adaptor_of_over_15_mib_reaches_the_limb_through_config_maps() 
             &digest[..12]
         )
     );
-    let ar = ApiResource {
-        plural: "registerdevices".into(),
-        ..ApiResource::from_gvk(&GroupVersionKind::gvk(
-            "devices.edge.cattle.io",
-            "v1alpha1",
-            "RegisterDevice",
-        ))
-    };
-    let instances: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    let instances = device_instances(&client, "RegisterDevice", "registerdevices");
     let status = wait(
         "registers in the instance",
         Duration::from_secs(30),
@@ -896,7 +889,7 @@ async fn a_status_that_breaks_the_model_schema_leaves_the_last_good_one_and_an_e
     let (server, client, _brain) = control_plane().await;
     // HostileDevice, whose schema allows at most 5 in `status.polls`: the hostile
     // adaptor's `ok` mode counts its polls there, so its sixth status breaks the schema.
-    let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
+    let crd: CustomResourceDefinition =
         serde_json::from_value(json!({
             "metadata": {"name": "hostiledevices.devices.edge.cattle.io"},
             "spec": {
@@ -914,16 +907,7 @@ async fn a_status_that_breaks_the_model_schema_leaves_the_last_good_one_and_an_e
             }
         }))
         .unwrap();
-    let crd_api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(client.clone());
-    crd_api.create(&PostParams::default(), &crd).await.unwrap();
-    kube::runtime::wait::await_condition(
-        crd_api,
-        "hostiledevices.devices.edge.cattle.io",
-        kube::runtime::wait::conditions::is_crd_established(),
-    )
-    .await
-    .unwrap();
+    install_crd(&client, &crd).await;
     ship(&client, "hostile", &component("adaptor_hostile")).await;
     let mut limb = start_limb(&server, "schema");
     let link: DeviceLink = serde_json::from_value(json!({
@@ -971,15 +955,7 @@ async fn a_status_that_breaks_the_model_schema_leaves_the_last_good_one_and_an_e
         cond(&l, ConditionType::DeviceConnected),
         Some((ConditionStatus::True, "Healthy".into()))
     );
-    let ar = ApiResource {
-        plural: "hostiledevices".into(),
-        ..ApiResource::from_gvk(&GroupVersionKind::gvk(
-            "devices.edge.cattle.io",
-            "v1alpha1",
-            "HostileDevice",
-        ))
-    };
-    let instance = Api::<DynamicObject>::namespaced_with(client.clone(), "default", &ar)
+    let instance = device_instances(&client, "HostileDevice", "hostiledevices")
         .get("counter")
         .await
         .unwrap();
