@@ -118,11 +118,17 @@ fn same_build(prefix: &str, digest: &str) -> bool {
 
 /// The adaptor ConfigMaps (manifests and parts, as listed), one entry per manifest.
 pub fn stored(configmaps: &[ConfigMap]) -> Vec<AdaptorEntry> {
-    fn payload(c: &ConfigMap) -> Option<&[u8]> {
-        c.binary_data
-            .as_ref()
-            .and_then(|d| d.get(package::DATA_KEY))
-            .map(|b| b.0.as_slice())
+    fn stored(c: &ConfigMap) -> package::Stored<'_> {
+        package::Stored {
+            name: c.metadata.name.as_deref().unwrap_or_default(),
+            labels: c.labels(),
+            annotations: c.annotations(),
+            payload: c
+                .binary_data
+                .as_ref()
+                .and_then(|d| d.get(package::DATA_KEY))
+                .map(|b| b.0.as_slice()),
+        }
     }
     let mut out = Vec::new();
     for cm in configmaps
@@ -146,32 +152,19 @@ pub fn stored(configmaps: &[ConfigMap]) -> Vec<AdaptorEntry> {
             Ok(m) => m,
             Err(e) => {
                 entry.problems.push(e.to_string());
-                entry.stored_bytes = payload(cm).map_or(0, <[u8]>::len);
+                entry.stored_bytes = stored(cm).payload.map_or(0, <[u8]>::len);
                 out.push(entry);
                 continue;
             }
         };
         entry.parts = Some(manifest.parts);
-        let mut parts: Vec<Option<&[u8]>> = vec![None; manifest.parts];
-        if let Some(slot) = parts.get_mut(0) {
-            *slot = payload(cm);
-        }
-        for c in configmaps
-            .iter()
-            .filter(|c| c.labels().get(package::PART_OF_LABEL) == Some(&name))
-        {
-            let index = c
-                .annotations()
-                .get(package::PART_ANNOTATION)
-                .and_then(|i| i.parse::<usize>().ok());
-            match index.filter(|i| *i > 0).and_then(|i| parts.get_mut(i)) {
-                Some(slot) => *slot = payload(c),
-                None => entry.problems.push(format!(
-                    "ConfigMap {} claims to be a part of it but is not one of its {}",
-                    c.name_any(),
-                    plural(manifest.parts, "part", "parts")
-                )),
-            }
+        let (parts, strays) =
+            package::collect_parts(stored(cm), manifest.parts, configmaps.iter().map(stored));
+        for stray in strays {
+            entry.problems.push(format!(
+                "ConfigMap {stray} claims to be a part of it but is not one of its {}",
+                plural(manifest.parts, "part", "parts")
+            ));
         }
         entry.parts_present = parts.iter().filter(|p| p.is_some()).count();
         entry.stored_bytes = parts.iter().flatten().map(|p| p.len()).sum();

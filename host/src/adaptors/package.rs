@@ -141,6 +141,46 @@ pub fn assemble(manifest: &Manifest, parts: &[Option<&[u8]>]) -> Result<Vec<u8>,
     Ok(component)
 }
 
+/// A stored ConfigMap, as far as the part format cares.
+#[derive(Clone, Copy, Debug)]
+pub struct Stored<'a> {
+    pub name: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    pub annotations: &'a BTreeMap<String, String>,
+    /// `binaryData["component"]`.
+    pub payload: Option<&'a [u8]>,
+}
+
+/// The payloads of the parts of the manifest ConfigMap `manifest`, in order, gathered
+/// from `stored` (every ConfigMap of the namespace will do: those that are not parts of
+/// this manifest are skipped), ready for [`assemble`]. Also returns the names of the
+/// ConfigMaps that claim to be a part of it but carry no index it has.
+pub fn collect_parts<'a>(
+    manifest: Stored<'a>,
+    parts: usize,
+    stored: impl IntoIterator<Item = Stored<'a>>,
+) -> (Vec<Option<&'a [u8]>>, Vec<&'a str>) {
+    let mut slots: Vec<Option<&'a [u8]>> = vec![None; parts];
+    if let Some(first) = slots.get_mut(0) {
+        *first = manifest.payload;
+    }
+    let mut strays = Vec::new();
+    for c in stored
+        .into_iter()
+        .filter(|c| c.labels.get(PART_OF_LABEL).map(String::as_str) == Some(manifest.name))
+    {
+        let index = c
+            .annotations
+            .get(PART_ANNOTATION)
+            .and_then(|i| i.parse::<usize>().ok());
+        match index.filter(|i| *i > 0).and_then(|i| slots.get_mut(i)) {
+            Some(slot) => *slot = c.payload,
+            None => strays.push(c.name),
+        }
+    }
+    (slots, strays)
+}
+
 /// One ConfigMap of a packaged adaptor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Part {
@@ -239,6 +279,48 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_are_found_by_label_and_index_and_strays_named() {
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let none = BTreeMap::new();
+        let of_m = map(&[(PART_OF_LABEL, "m")]);
+        let of_other = map(&[(PART_OF_LABEL, "other")]);
+        let (one, two, zero, five, bad) = (
+            map(&[(PART_ANNOTATION, "1")]),
+            map(&[(PART_ANNOTATION, "2")]),
+            map(&[(PART_ANNOTATION, "0")]),
+            map(&[(PART_ANNOTATION, "5")]),
+            map(&[(PART_ANNOTATION, "x")]),
+        );
+        let stored = |name, labels, annotations, payload| Stored {
+            name,
+            labels,
+            annotations,
+            payload,
+        };
+        let all = [
+            stored("m-part-2", &of_m, &two, Some(&b"c"[..])),
+            stored("m-part-1", &of_m, &one, Some(&b"b"[..])),
+            stored("elsewhere", &of_other, &one, Some(&b"x"[..])),
+            stored("unlabelled", &none, &one, Some(&b"y"[..])),
+            stored("zero", &of_m, &zero, Some(&b"z"[..])),
+            stored("five", &of_m, &five, Some(&b"f"[..])),
+            stored("bad", &of_m, &bad, Some(&b"q"[..])),
+        ];
+        let manifest = stored("m", &none, &none, Some(&b"a"[..]));
+        let (parts, strays) = collect_parts(manifest, 3, all);
+        assert_eq!(parts, [Some(&b"a"[..]), Some(&b"b"[..]), Some(&b"c"[..])]);
+        assert_eq!(strays, ["zero", "five", "bad"]);
+        // A part not there yet leaves its slot empty, for `assemble` to report.
+        let (parts, _) = collect_parts(manifest, 3, all.into_iter().skip(1));
+        assert_eq!(parts[2], None);
+    }
 
     fn round_trip(component: &[u8]) -> (usize, bool) {
         let parts = package("modbus", "adaptors.edge.cattle.io/modbus", &[], component);

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::manager::Trigger;
 use super::{MANAGER, Registry};
-use crate::adaptors::package::{self, COMPONENT_LABEL, Manifest, PART_ANNOTATION, PART_OF_LABEL};
+use crate::adaptors::package::{self, COMPONENT_LABEL, Manifest, PART_OF_LABEL};
 use crate::adaptors::{self, CompileCache};
 use crate::status::AdaptorReport;
 use crate::supervisor::Context;
@@ -105,9 +105,9 @@ pub async fn run(
                 continue;
             }
             tracing::info!(configmap = %name, adaptor = %manifest.adaptor, digest = %manifest.digest, "adaptor ConfigMap changed");
-            let parts = collect_parts(&cm, &all, manifest.parts);
-            let refs: Vec<Option<&[u8]>> = parts.iter().map(|p| p.as_deref()).collect();
-            let assembled = package::assemble(&manifest, &refs);
+            let (parts, _) =
+                package::collect_parts(stored(&cm), manifest.parts, all.iter().map(|c| stored(c)));
+            let assembled = package::assemble(&manifest, &parts);
             if let Err(package::Error::MissingPart(..)) = assembled {
                 continue; // the rest is on its way
             }
@@ -197,34 +197,18 @@ async fn fall_back(
     let _ = trigger.send(Trigger::Adaptor(adaptor.to_owned()));
 }
 
-fn collect_parts(manifest: &ConfigMap, all: &[Arc<ConfigMap>], n: usize) -> Vec<Option<Vec<u8>>> {
-    let payload = |c: &ConfigMap| {
-        c.binary_data
+/// A ConfigMap in the terms of the part format.
+fn stored(c: &ConfigMap) -> package::Stored<'_> {
+    package::Stored {
+        name: c.metadata.name.as_deref().unwrap_or_default(),
+        labels: c.labels(),
+        annotations: c.annotations(),
+        payload: c
+            .binary_data
             .as_ref()
             .and_then(|d| d.get(package::DATA_KEY))
-            .map(|b| b.0.clone())
-    };
-    let mut parts: Vec<Option<Vec<u8>>> = vec![None; n];
-    if let Some(p) = parts.get_mut(0) {
-        *p = payload(manifest);
+            .map(|b| b.0.as_slice()),
     }
-    let name = manifest.name_any();
-    for c in all
-        .iter()
-        .filter(|c| c.labels().get(PART_OF_LABEL) == Some(&name))
-    {
-        let idx = c
-            .annotations()
-            .get(PART_ANNOTATION)
-            .and_then(|i| i.parse::<usize>().ok());
-        if let Some(i) = idx
-            && i > 0
-            && let Some(slot) = parts.get_mut(i)
-        {
-            *slot = payload(c);
-        }
-    }
-    parts
 }
 
 async fn refuse(
