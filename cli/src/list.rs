@@ -118,18 +118,6 @@ fn same_build(prefix: &str, digest: &str) -> bool {
 
 /// The adaptor ConfigMaps (manifests and parts, as listed), one entry per manifest.
 pub fn stored(configmaps: &[ConfigMap]) -> Vec<AdaptorEntry> {
-    fn stored(c: &ConfigMap) -> package::Stored<'_> {
-        package::Stored {
-            name: c.metadata.name.as_deref().unwrap_or_default(),
-            labels: c.labels(),
-            annotations: c.annotations(),
-            payload: c
-                .binary_data
-                .as_ref()
-                .and_then(|d| d.get(package::DATA_KEY))
-                .map(|b| b.0.as_slice()),
-        }
-    }
     let mut out = Vec::new();
     for cm in configmaps
         .iter()
@@ -152,14 +140,14 @@ pub fn stored(configmaps: &[ConfigMap]) -> Vec<AdaptorEntry> {
             Ok(m) => m,
             Err(e) => {
                 entry.problems.push(e.to_string());
-                entry.stored_bytes = stored(cm).payload.map_or(0, <[u8]>::len);
+                entry.stored_bytes = package::Stored::from(cm).payload.map_or(0, <[u8]>::len);
                 out.push(entry);
                 continue;
             }
         };
         entry.parts = Some(manifest.parts);
         let (parts, strays) =
-            package::collect_parts(stored(cm), manifest.parts, configmaps.iter().map(stored));
+            package::collect_parts(cm.into(), manifest.parts, configmaps.iter().map(Into::into));
         for stray in strays {
             entry.problems.push(format!(
                 "ConfigMap {stray} claims to be a part of it but is not one of its {}",

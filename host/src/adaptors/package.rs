@@ -151,6 +151,23 @@ pub struct Stored<'a> {
     pub payload: Option<&'a [u8]>,
 }
 
+#[cfg(feature = "configmaps")]
+impl<'a> From<&'a k8s_openapi::api::core::v1::ConfigMap> for Stored<'a> {
+    fn from(c: &'a k8s_openapi::api::core::v1::ConfigMap) -> Self {
+        static NONE: BTreeMap<String, String> = BTreeMap::new();
+        Self {
+            name: c.metadata.name.as_deref().unwrap_or_default(),
+            labels: c.metadata.labels.as_ref().unwrap_or(&NONE),
+            annotations: c.metadata.annotations.as_ref().unwrap_or(&NONE),
+            payload: c
+                .binary_data
+                .as_ref()
+                .and_then(|d| d.get(DATA_KEY))
+                .map(|b| b.0.as_slice()),
+        }
+    }
+}
+
 /// The payloads of the parts of the manifest ConfigMap `manifest`, in order, gathered
 /// from `stored` (every ConfigMap of the namespace will do: those that are not parts of
 /// this manifest are skipped), ready for [`assemble`]. Also returns the names of the

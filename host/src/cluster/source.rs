@@ -105,8 +105,11 @@ pub async fn run(
                 continue;
             }
             tracing::info!(configmap = %name, adaptor = %manifest.adaptor, digest = %manifest.digest, "adaptor ConfigMap changed");
-            let (parts, _) =
-                package::collect_parts(stored(&cm), manifest.parts, all.iter().map(|c| stored(c)));
+            let (parts, _) = package::collect_parts(
+                package::Stored::from(&*cm),
+                manifest.parts,
+                all.iter().map(|c| package::Stored::from(&**c)),
+            );
             let assembled = package::assemble(&manifest, &parts);
             if let Err(package::Error::MissingPart(..)) = assembled {
                 continue; // the rest is on its way
@@ -195,20 +198,6 @@ async fn fall_back(
         Err(e) => tracing::warn!(adaptor, error = %e, "the last good version does not load either"),
     }
     let _ = trigger.send(Trigger::Adaptor(adaptor.to_owned()));
-}
-
-/// A ConfigMap in the terms of the part format.
-fn stored(c: &ConfigMap) -> package::Stored<'_> {
-    package::Stored {
-        name: c.metadata.name.as_deref().unwrap_or_default(),
-        labels: c.labels(),
-        annotations: c.annotations(),
-        payload: c
-            .binary_data
-            .as_ref()
-            .and_then(|d| d.get(package::DATA_KEY))
-            .map(|b| b.0.as_slice()),
-    }
 }
 
 async fn refuse(
