@@ -234,6 +234,30 @@ fn fan(gear: &str) -> Value {
     })
 }
 
+/// After a restart: the link `fan` has exactly one instance and one limb finalizer.
+async fn assert_one_instance_and_finalizer(
+    instances: &Api<DynamicObject>,
+    links: &Api<DeviceLink>,
+) {
+    assert_eq!(
+        instances
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let l = links.get("fan").await.unwrap();
+    assert_eq!(
+        l.finalizers()
+            .iter()
+            .filter(|f| *f == LIMB_FINALIZER)
+            .count(),
+        1
+    );
+}
+
 /// Applies a CRD and waits until the API server serves it.
 async fn install_crd(client: &Client, crd: &CustomResourceDefinition) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -479,23 +503,7 @@ async fn a_device_link_runs_end_to_end_on_a_real_api_server() {
         d["adaptorVersion"], "0.1.0+v2",
         "the ConfigMap is broken: the last good version serves, from cache"
     );
-    assert_eq!(
-        instances
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .len(),
-        1
-    );
-    let l = links.get("fan").await.unwrap();
-    assert_eq!(
-        l.finalizers()
-            .iter()
-            .filter(|f| *f == LIMB_FINALIZER)
-            .count(),
-        1
-    );
+    assert_one_instance_and_finalizer(&instances, &links).await;
 
     // SIGKILL in the middle of a hot swap: the restarted limb serves one version, with
     // one instance and one finalizer.
@@ -516,23 +524,7 @@ async fn a_device_link_runs_end_to_end_on_a_real_api_server() {
     )
     .await;
     assert_eq!(d["traps"], 0);
-    assert_eq!(
-        instances
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .len(),
-        1
-    );
-    let l = links.get("fan").await.unwrap();
-    assert_eq!(
-        l.finalizers()
-            .iter()
-            .filter(|f| *f == LIMB_FINALIZER)
-            .count(),
-        1
-    );
+    assert_one_instance_and_finalizer(&instances, &links).await;
 
     // The API server goes away for a minute: the device keeps polling and stays healthy
     // in the limb's own view the whole time, and its status catches up when the server
