@@ -6,6 +6,7 @@
 //! a slow host call) delays no other device's poll.
 
 mod backoff;
+mod inbox;
 mod instance;
 
 use std::collections::HashSet;
@@ -14,7 +15,6 @@ use std::time::Duration;
 
 use crds::{ConditionType, DeviceLink};
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -58,14 +58,14 @@ pub enum Command {
 
 /// The owner's side of a running supervisor.
 pub struct Handle {
-    tx: mpsc::UnboundedSender<Command>,
+    tx: inbox::Sender<Command>,
     task: JoinHandle<()>,
     pub adaptor_name: String,
 }
 
 impl Handle {
     pub fn send(&self, cmd: Command) {
-        let _ = self.tx.send(cmd);
+        self.tx.send(cmd);
     }
 
     /// Stops the device: the adaptor's `shutdown` runs, then the task ends.
@@ -82,7 +82,7 @@ pub fn spawn(
     adaptor: Arc<Adaptor>,
     references: Vec<ReferenceValue>,
 ) -> Handle {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = inbox::inbox();
     let key = link.key();
     let adaptor_name = adaptor.info.name.clone();
     let span = tracing::info_span!("limb.device", device = %key);
@@ -105,7 +105,7 @@ pub fn spawn(
         blocked: None,
         refused_digests: HashSet::new(),
     };
-    let task = tokio::spawn(sup.run(rx).instrument(span));
+    let task = tokio::spawn(Box::new(sup).run(rx).instrument(span));
     Handle {
         tx,
         task,
@@ -149,7 +149,8 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+    /// Boxed so the task holds a pointer, not a second copy of the supervisor.
+    async fn run(mut self: Box<Self>, mut rx: inbox::Receiver<Command>) {
         self.report(|_| {});
         self.configure_extensions();
         loop {
@@ -158,27 +159,27 @@ impl Supervisor {
                 && self.retry_at.is_none_or(|t| t <= Instant::now())
             {
                 self.retry_at = None;
-                self.start(None).await;
+                Box::pin(self.start(None)).await;
             }
             let wake = self.next_wake();
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     None => break,
-                    Some(Command::Update(link, refs)) => self.update(link, refs).await,
-                    Some(Command::Swap(adaptor)) => self.swap(adaptor).await,
+                    Some(Command::Update(link, refs)) => Box::pin(self.update(link, refs)).await,
+                    Some(Command::Swap(adaptor)) => Box::pin(self.swap(adaptor)).await,
                 },
                 () = sleep_until(wake) => {
                     if self.current.is_some() && Instant::now() >= self.next_poll {
-                        self.poll().await;
+                        Box::pin(self.poll()).await;
                     }
                 }
             }
         }
         if let Some(old) = self.probation.take() {
-            old.shutdown().await;
+            Box::pin(old.shutdown()).await;
         }
         if let Some(inst) = self.current.take() {
-            inst.shutdown().await;
+            Box::pin(inst.shutdown()).await;
         }
         self.ctx.extensions.remove(&self.key);
         self.ctx.metrics.forget_device(&self.key);
@@ -479,7 +480,7 @@ impl Supervisor {
                 }
                 if let Some(old) = self.probation.take() {
                     self.ctx.metrics.swap("committed");
-                    old.shutdown().await;
+                    Box::pin(old.shutdown()).await;
                 }
                 self.publish(&doc, true);
             }
@@ -500,10 +501,10 @@ impl Supervisor {
             Err(trap) => {
                 drop(inst);
                 if let Some(old) = self.probation.take() {
-                    self.revert(old, &trap).await;
+                    Box::pin(self.revert(old, &trap)).await;
                     return;
                 }
-                self.failed(trap).await;
+                Box::pin(self.failed(trap)).await;
             }
         }
     }
