@@ -12,7 +12,7 @@ use super::output::GuestOutput;
 use super::{Runtime, Settings};
 use crate::bindings::CapabilityError;
 use crate::capabilities::{self, Capabilities};
-use crate::metrics::Metrics;
+use crate::metrics::{InstanceMeters, Metrics};
 use crate::status::Event;
 
 /// Names the device in logs and spans: `namespace/name`.
@@ -104,6 +104,8 @@ pub struct StoreState {
     pub(crate) started: Instant,
     deadline: Option<Instant>,
     metrics: Option<Arc<Metrics>>,
+    /// The per-call series of this instance, resolved once.
+    meters: Option<InstanceMeters>,
     adaptor: Arc<str>,
 }
 
@@ -132,6 +134,9 @@ impl StoreState {
         metrics: Option<Arc<Metrics>>,
     ) -> Store<StoreState> {
         let (stdout, stderr) = GuestOutput::pair(device.clone());
+        let meters = metrics
+            .as_ref()
+            .map(|m| InstanceMeters::new(m.clone(), adaptor, &device.0));
         let wasi = WasiCtx::builder().stdout(stdout).stderr(stderr).build();
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_TABLE_ENTRIES);
@@ -151,6 +156,7 @@ impl StoreState {
             log_budget: capabilities::log::Budget::new(200),
             started: Instant::now(),
             deadline: None,
+            meters,
             metrics,
             adaptor: adaptor.into(),
         };
@@ -197,9 +203,12 @@ impl StoreState {
         std::mem::take(&mut self.outbox)
     }
 
-    /// The metrics sink, if this store reports to one.
-    pub fn metrics_handle(&self) -> Option<Arc<Metrics>> {
-        self.metrics.clone()
+    /// Records one finished guest call in the metrics, if this store reports to them.
+    pub fn record_call(&mut self, call: &'static str, outcome: &'static str, seconds: f64) {
+        let memory = self.limiter.memory;
+        if let Some(m) = &mut self.meters {
+            m.call(call, outcome, seconds, memory);
+        }
     }
 
     /// Linear memory the instance has grown to.

@@ -137,16 +137,9 @@ impl Instance {
                 "trap",
             ),
         };
-        let metrics = &self.store.data().metrics_handle();
-        if let Some(m) = metrics {
-            let secs = started.elapsed().as_secs_f64();
-            m.guest_call(&self.adaptor.info.name, call, outcome, secs);
-            let state = self.store.data();
-            m.device_call(&state.device().0, call, outcome, secs, state.memory());
-            if outcome == "trap" {
-                m.trap(&self.adaptor.info.name);
-            }
-        }
+        self.store
+            .data_mut()
+            .record_call(call, outcome, started.elapsed().as_secs_f64());
         result
     }
 
