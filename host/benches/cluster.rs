@@ -421,6 +421,9 @@ struct Delivery {
     devices: usize,
     connect: Duration,
     connected: usize,
+    /// When all N links were created, then when each condition was True on all N.
+    applied: Duration,
+    stages: Vec<(ConditionType, Option<Duration>)>,
     capacity: f64,
     capacity_single: f64,
     window: f64,
@@ -501,21 +504,23 @@ async fn run_size(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // Connect rate: apply N links, wait for every DeviceConnected=True.
-    let connected = |store: &reflector::Store<DeviceLink>| {
+    // Connect rate: apply N links, wait for every DeviceConnected=True, noting when each
+    // stage (the brain's ModelExisted, the limb's DeviceCreated, ...) reached all N.
+    let stage_count = |store: &reflector::Store<DeviceLink>, stage: ConditionType| {
         store
             .state()
             .iter()
             .filter(|l| {
                 l.status.as_ref().is_some_and(|s| {
-                    s.conditions.iter().any(|c| {
-                        c.type_ == ConditionType::DeviceConnected
-                            && c.status == ConditionStatus::True
-                    })
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == stage && c.status == ConditionStatus::True)
                 })
             })
             .count()
     };
+    let connected =
+        |store: &reflector::Store<DeviceLink>| stage_count(store, ConditionType::DeviceConnected);
     let start = Instant::now();
     futures::stream::iter(0..n)
         .map(|i| {
@@ -526,11 +531,19 @@ async fn run_size(
         .buffer_unordered(16)
         .collect::<Vec<_>>()
         .await;
-    eprintln!("applied {n} links in {:.2?}", start.elapsed());
+    let applied = start.elapsed();
+    eprintln!("applied {n} links in {applied:.2?}");
     let limit = Duration::from_secs(30 + n as u64 / 4);
     let mut last_report = Instant::now();
+    let mut stages: Vec<(ConditionType, Option<Duration>)> =
+        ConditionType::ALL.iter().map(|c| (*c, None)).collect();
     while connected(&store) < n && start.elapsed() < limit {
         tokio::time::sleep(Duration::from_millis(50)).await;
+        for (stage, at) in &mut stages {
+            if at.is_none() && stage_count(&store, *stage) >= n {
+                *at = Some(start.elapsed());
+            }
+        }
         if last_report.elapsed() > Duration::from_secs(5) {
             eprintln!(
                 "  {} connected after {:.0?}",
@@ -641,6 +654,8 @@ async fn run_size(
         devices: n,
         connect,
         connected: connected_n,
+        applied,
+        stages,
         capacity: cap,
         capacity_single,
         window,
@@ -700,6 +715,22 @@ fn table(results: &[Delivery]) -> String {
             r.devices
         )
     });
+    row(
+        "connect stages: all N links created, then each condition True on all N",
+        &|r| {
+            let mut s = format!("created {:.1} s", r.applied.as_secs_f64());
+            for (stage, at) in &r.stages {
+                s.push_str(&format!(
+                    ", {stage:?} {}",
+                    at.map_or_else(
+                        || "not reached".to_owned(),
+                        |d| format!("{:.1} s", d.as_secs_f64())
+                    )
+                ));
+            }
+            s
+        },
+    );
     row("demand: guest polls/s", &|r| {
         format!("{:.0}", r.polls_per_s)
     });

@@ -276,6 +276,13 @@ async fn limb_fleet(kind: &str, n: usize, port: u16, cache: &Path) -> Density {
     let (p1, f1) = count(&c);
     let rss = rss_bytes();
     let pss = pss_bytes();
+    if let Some(path) = std::env::var_os("DENSITY_SMAPS") {
+        // For profiling where the memory goes: the mappings as they are at measurement.
+        let _ = std::fs::copy(
+            "/proc/self/smaps",
+            format!("{}.{kind}.{n}", path.to_string_lossy()),
+        );
+    }
     for h in handles {
         h.stop().await;
     }
