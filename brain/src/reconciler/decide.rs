@@ -155,9 +155,13 @@ pub fn decide(link: &DeviceLink, observed: &Observed, now: &str) -> Decision {
     for t in [ConditionType::NodeExisted, ConditionType::ModelExisted] {
         let was = before.iter().find(|(x, _)| *x == t).map(|(_, s)| *s);
         let now_s = after.iter().find(|(x, _)| *x == t).map(|(_, s)| *s);
+        // A link found valid the first time is no news (its conditions say so, and a
+        // thousand new links would mean two thousand event writes); a failure is, and
+        // so is the recovery from one.
         if was != now_s
             && let Some(s) = now_s
             && s != ConditionStatus::Unknown
+            && !(was.is_none() && s == ConditionStatus::True)
         {
             let c = status.conditions.iter().find(|c| c.type_ == t);
             let message = c.map(|c| c.message.clone()).unwrap_or_default();
@@ -326,8 +330,11 @@ mod tests {
         assert_eq!(st.node_name.as_deref(), Some("edge"));
         assert_eq!(st.model.unwrap().kind, "DummySpecialDevice");
         assert_eq!(d.label, Some(Some("edge".into())));
-        let reasons: Vec<_> = d.events.iter().map(|e| e.reason).collect();
-        assert_eq!(reasons, ["NodeFound", "ModelFound"]);
+        assert!(
+            d.events.is_empty(),
+            "a first success is no news: {:?}",
+            d.events
+        );
     }
 
     #[test]
