@@ -44,6 +44,12 @@ pub const IN_FLIGHT: usize = 64;
 pub const IN_FLIGHT_CONNECTING: usize = 32;
 const SETTLE: Duration = Duration::from_secs(2);
 
+/// Of those, writes of devices whose conditions did not change (a new reading only):
+/// while links connect, readings of the devices already connected would otherwise take
+/// most of the API server from the links still connecting. Never zero, so a device whose
+/// conditions keep flapping cannot stop everyone else's readings.
+pub const ROUTINE_WHILE_CONNECTING: usize = 4;
+
 pub async fn run(
     client: Client,
     board: Arc<StatusBoard>,
@@ -98,6 +104,11 @@ struct Relay {
     queued: HashSet<String>,
     /// Devices with a write in flight.
     writing: HashSet<String>,
+    /// Of those, the ones whose conditions had not changed (a reading only).
+    routine: HashSet<String>,
+    /// Devices whose conditions are being written without their reading, which then
+    /// waits as a routine write.
+    deferred: HashSet<String>,
     /// Devices whose last write failed, queued again on the next tick.
     waiting: HashSet<String>,
     /// The conditions of each device's last report, and the devices whose conditions
@@ -124,6 +135,8 @@ impl Relay {
             queue: VecDeque::new(),
             queued: HashSet::new(),
             writing: HashSet::new(),
+            routine: HashSet::new(),
+            deferred: HashSet::new(),
             waiting: HashSet::new(),
             conditions: HashMap::new(),
             urgent: HashSet::new(),
@@ -167,25 +180,43 @@ impl Relay {
     /// Starts writes from the front of the queue while fewer than [`IN_FLIGHT`] run
     /// ([`IN_FLIGHT_CONNECTING`] while links connect).
     fn dispatch(&mut self) {
-        let limit = if self.changed.is_some_and(|t| t.elapsed() < SETTLE) {
-            IN_FLIGHT_CONNECTING
+        let connecting = self.changed.is_some_and(|t| t.elapsed() < SETTLE);
+        let (limit, routine_limit) = if connecting {
+            (IN_FLIGHT_CONNECTING, ROUTINE_WHILE_CONNECTING)
         } else {
-            IN_FLIGHT
+            (IN_FLIGHT, IN_FLIGHT)
         };
         while self.tasks.len() < limit {
             let Some(key) = self.queue.pop_front() else {
                 return;
             };
+            let routine = !self.urgent.contains(&key);
+            if routine && self.routine.len() >= routine_limit {
+                // Urgent devices are at the front, so everything behind is routine too.
+                self.queue.push_front(key);
+                return;
+            }
             self.queued.remove(&key);
             let plan = self
                 .pending
                 .remove(&key)
                 .and_then(|report| Some((self.plan(&key, &report)?, report)));
-            let Some((plan, report)) = plan else {
+            let Some((mut plan, report)) = plan else {
                 self.urgent.remove(&key);
                 continue;
             };
+            if connecting && !routine && plan.link.is_some() && plan.instance.take().is_some() {
+                // While links connect, a changed condition goes out alone; the reading
+                // waits its routine turn, behind the other links' conditions.
+                self.pending
+                    .entry(key.clone())
+                    .or_insert_with(|| report.clone());
+                self.deferred.insert(key.clone());
+            }
             self.writing.insert(key.clone());
+            if routine {
+                self.routine.insert(key.clone());
+            }
             let client = self.client.clone();
             let resources = self.resources.clone();
             self.tasks.spawn(async move {
@@ -250,10 +281,16 @@ impl Relay {
             return;
         };
         self.writing.remove(&key);
+        self.routine.remove(&key);
+        let deferred = self.deferred.remove(&key);
         match outcome {
             Ok(status) => {
                 if let Some(status) = status {
                     self.written.insert(key.clone(), status);
+                }
+                if deferred {
+                    // The conditions are out; the reading is routine now.
+                    self.urgent.remove(&key);
                 }
                 if self.pending.contains_key(&key) {
                     self.enqueue(key);
