@@ -9,7 +9,8 @@ use crds::conditions::{ConditionStatus, ConditionType};
 use crds::v1alpha1::{DeviceLink, LIMB_FINALIZER, NODE_LABEL, node_label_value};
 use futures::StreamExt;
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PartialObjectMeta, Patch,
+    PatchParams,
 };
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -512,7 +513,9 @@ impl Manager {
     /// Watches this node's instances of one model, so a deleted instance is re-created
     /// at once instead of at the next resync.
     fn watch_instances(&self, ar: ApiResource) {
-        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+        // Only deletions matter here, and every status write is an event: metadata only,
+        // so the API server sends (and the limb parses) a fraction of each object.
+        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(self.client.clone(), &ar);
         let cfg = watcher::Config::default().labels(&format!(
             "{NODE_LABEL}={}",
             node_label_value(&self.settings.node)
