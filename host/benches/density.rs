@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cpu_time::{ProcessTime, ThreadTime};
-use limb::engine::Pooling;
+use limb::engine::{Pooling, Settings};
 use limb::metrics::Lateness;
 use limb::supervisor::{self, Command, Context};
 
@@ -179,9 +179,14 @@ struct Density {
     drift_max_ms: f64,
 }
 
-fn run_child(kind: &str, n: usize, port: u16, cache: &Path) -> Result<Density, String> {
+fn run_child(
+    (kind, n, pooling): (&str, usize, Pooling),
+    port: u16,
+    cache: &Path,
+) -> Result<Density, String> {
+    let pool = if pooling == Pooling::On { "pool" } else { "" };
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .env("DENSITY_SCENARIO", format!("{kind}:{n}:{port}"))
+        .env("DENSITY_SCENARIO", format!("{kind}:{n}:{port}:{pool}"))
         .env("DENSITY_CACHE", cache)
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -204,17 +209,23 @@ async fn scenario(spec: &str) {
     let kind = parts.next().unwrap().to_owned();
     let n: usize = parts.next().unwrap().parse().unwrap();
     let port: u16 = parts.next().unwrap().parse().unwrap();
+    // The limb's default allocator, or the pool when asked for.
+    let pooling = if parts.next() == Some("pool") {
+        Pooling::On
+    } else {
+        Settings::default().pooling
+    };
     let cache = PathBuf::from(std::env::var_os("DENSITY_CACHE").unwrap());
     let result = if kind == "native" {
         native_fleet(n, port).await
     } else {
-        limb_fleet(&kind, n, port, &cache).await
+        limb_fleet(&kind, n, port, &cache, pooling).await
     };
     println!("RESULT {}", serde_json::to_string(&result).unwrap());
 }
 
-async fn limb_fleet(kind: &str, n: usize, port: u16, cache: &Path) -> Density {
-    let c = ctx(Pooling::Auto, u32::try_from(n + n / 4 + 16).unwrap());
+async fn limb_fleet(kind: &str, n: usize, port: u16, cache: &Path, pooling: Pooling) -> Density {
+    let c = ctx(pooling, u32::try_from(n + n / 4 + 16).unwrap());
     let file = if kind == "modbus" {
         "adaptor_modbus.wasm"
     } else {
@@ -472,7 +483,7 @@ fn counters(c: &Context) -> Vec<(String, u64, u64)> {
 
 async fn hot_swap(v1: Vec<u8>, v2: Vec<u8>) -> Vec<SwapRun> {
     let n = 1000;
-    let c = ctx(Pooling::Auto, 2 * n + 16);
+    let c = ctx(Settings::default().pooling, 2 * n + 16);
     let warm = tempfile::tempdir().unwrap();
     let a1 = load(&c, warm.path(), v1.clone(), "v1").await;
     load(&c, warm.path(), v2.clone(), "v2").await;
@@ -555,7 +566,10 @@ async fn hot_swap(v1: Vec<u8>, v2: Vec<u8>) -> Vec<SwapRun> {
 /// From an empty runtime to every one of `n` devices polled once; returns seconds.
 async fn cold_start(n: usize, bytes: &[u8], cache: &Path) -> (f64, bool) {
     let t = Instant::now();
-    let c = ctx(Pooling::Auto, u32::try_from(n + n / 4 + 16).unwrap());
+    let c = ctx(
+        Settings::default().pooling,
+        u32::try_from(n + n / 4 + 16).unwrap(),
+    );
     let adaptor = load(&c, cache, bytes.to_vec(), "dummy").await;
     let handles: Vec<_> = (0..n)
         .map(|i| {
@@ -609,19 +623,22 @@ async fn main() {
         load(&c, cache.path(), v1.clone(), "dummy").await;
         load(&c, cache.path(), modbus.clone(), "modbus").await;
         drop(c);
-        let plan: &[(&str, usize)] = &[
-            ("dummy", 100),
-            ("dummy", 1000),
-            ("dummy", 10_000),
-            ("modbus", 100),
-            ("native", 100),
-            ("modbus", 1000),
-            ("native", 1000),
+        let default = Settings::default().pooling;
+        let plan: &[(&str, usize, Pooling)] = &[
+            ("dummy", 100, default),
+            ("dummy", 1000, default),
+            // The pool's cost per device, beside the default's.
+            ("dummy", 1000, Pooling::On),
+            ("dummy", 10_000, default),
+            ("modbus", 100, default),
+            ("native", 100, default),
+            ("modbus", 1000, default),
+            ("native", 1000, default),
         ];
         let (mut results, mut failed) = (Vec::new(), String::new());
-        for (kind, n) in plan {
+        for &(kind, n, pooling) in plan {
             eprintln!("density: {kind} x {n}");
-            match run_child(kind, *n, port, cache.path()) {
+            match run_child((kind, n, pooling), port, cache.path()) {
                 Ok(d) => results.push(d),
                 Err(why) => failed.push_str(&format!("- {kind} x {n}: {why}\n")),
             }
@@ -758,9 +775,10 @@ the memory the devices really take. \
 *Drift* is how late each poll started against its schedule (`next_poll`), from the supervisor's \
 `poll_lateness` histogram (0.1 ms buckets below 10 ms, 1 ms below 1 s). *native* rows are one \
 tokio-modbus client task per device at 1 Hz (a `tokio::time::interval`), the baseline for the \
-Modbus rows. Pooling sizes for N + N/4 instances; above ~3,000 instances the limb allocates on demand \
-(see `POOL_RESERVATION_BUDGET` in `host/src/engine/mod.rs`).\n\
-- *Hot swap*: 1,000 dummy devices at 1 Hz moved between v1 and v2 (`adaptor_dummy_v2.wasm`); from \
+Modbus rows. Rows use the limb's default allocator (on demand); the *pooling* row is the same \
+1,000 devices with the pooling allocator (sized for N + N/4 instances), whose tables take a page each. \
+`DENSITY_SMAPS=<path>` makes each scenario dump its `/proc/self/smaps` at measurement, for profiling.\n\
+- *Hot swap* (default allocator): 1,000 dummy devices at 1 Hz moved between v1 and v2 (`adaptor_dummy_v2.wasm`); from \
 `adaptors::load` of the new bytes (compiling into an empty cache, or from the warm cache) until the \
 `hot_swaps{outcome=switched}` counter shows all 1,000. *Missed polls* compares each device's guest \
 poll counter (the dummy's `status.polls`, carried by snapshot/restore) over a window from the swap \

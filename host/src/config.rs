@@ -154,8 +154,9 @@ pub struct RuntimeArgs {
     )]
     pub memory_limit_mib: usize,
 
-    /// Instance allocation strategy.
-    #[arg(long, env = "LIMB_POOLING", value_enum, default_value_t = Pooling::Auto, global = true)]
+    /// Instance allocation strategy: on demand (`off`, the default) holds less memory
+    /// per device; the pool (`auto`, `on`) instantiates faster.
+    #[arg(long, env = "LIMB_POOLING", value_enum, default_value_t = Pooling::Off, global = true)]
     pub pooling: Pooling,
 
     /// Adaptor instances the pooling allocator is sized for.

@@ -25,6 +25,12 @@ pub enum Error {
 }
 
 /// How to allocate instance memory.
+///
+/// On demand is the default: a device's instance lives for hours, so the pool's faster
+/// instantiation buys nothing measurable (hot swap and cold start of 1,000 devices took
+/// the same time either way), while each pooled instance holds about 7 KiB more: its
+/// tables take a page each in the pool instead of a few hundred bytes of heap
+/// (docs/benchmarks/density.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Pooling {
     /// Use the pooling allocator if the engine can reserve it, else allocate on demand.
@@ -53,7 +59,7 @@ impl Default for Settings {
             call_timeout: Duration::from_secs(5),
             memory_limit: 64 << 20,
             epoch_tick: Duration::from_millis(10),
-            pooling: Pooling::Auto,
+            pooling: Pooling::Off,
             max_instances: 1024,
         }
     }
