@@ -296,9 +296,16 @@ async fn control_plane(nodes: &[String]) -> (ApiServer, Client, Process) {
 
 /// Status merge patches/s that `writers` concurrent requests of one client achieve on
 /// `objects` device objects, round-robin, for `secs` seconds.
-async fn capacity(client: &Client, objects: usize, writers: usize, secs: u64) -> f64 {
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), "capacity", &instance_resource());
+/// Status writes per second the API server takes from `writers` plain clients patching
+/// `objects` objects `<prefix>0000`.. in `ns` round-robin, as the field manager `manager`.
+async fn capacity(
+    client: &Client,
+    (ns, prefix, manager): (&str, &str, &str),
+    objects: usize,
+    writers: usize,
+    secs: u64,
+) -> f64 {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &instance_resource());
     let next = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
     let stop = Instant::now() + Duration::from_secs(secs);
@@ -306,14 +313,15 @@ async fn capacity(client: &Client, objects: usize, writers: usize, secs: u64) ->
     let tasks: Vec<_> = (0..writers)
         .map(|_| {
             let (api, next, done) = (api.clone(), next.clone(), done.clone());
+            let (prefix, manager) = (prefix.to_owned(), manager.to_owned());
             tokio::spawn(async move {
                 let pp = PatchParams {
-                    field_manager: Some("bench".into()),
+                    field_manager: Some(manager),
                     ..Default::default()
                 };
                 while Instant::now() < stop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let name = format!("c-{:04}", i as usize % objects);
+                    let name = format!("{prefix}{:04}", i as usize % objects);
                     let status = json!({"status": {"properties": {"temperature": {
                         "type": "float", "value": fastrand::f64() * 100.0,
                         "updatedAt": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
@@ -426,6 +434,8 @@ struct Delivery {
     stages: Vec<(ConditionType, Option<Duration>)>,
     capacity: f64,
     capacity_single: f64,
+    /// The same, on the limb's instances after the limb stopped.
+    cap_instances: f64,
     window: f64,
     polls_per_s: f64,
     writes_per_s: f64,
@@ -478,8 +488,9 @@ async fn run_size(
         Arc::default(),
         Arc::new(AtomicBool::new(false)),
     );
-    let capacity_single = capacity(&limb_client, n.min(1000), 1, 5).await;
-    let cap = capacity(&limb_client, n.min(1000), 32, capacity_secs).await;
+    let plain = ("capacity", "c-", "bench");
+    let capacity_single = capacity(&limb_client, plain, n.min(1000), 1, 5).await;
+    let cap = capacity(&limb_client, plain, n.min(1000), 32, capacity_secs).await;
     observer.abort();
     eprintln!(
         "capacity: {cap:.0} status writes/s with 32 writers, {capacity_single:.0}/s with one"
@@ -647,6 +658,18 @@ async fn run_size(
     };
 
     drop(limb);
+    // The same measure on the limb's own instances, once the limb has stopped: they are
+    // heavier than the plain objects (owner reference, labels, annotations, two field
+    // managers), so each write costs the API server more.
+    let cap_instances = capacity(
+        &limb_client,
+        (&ns, "d-", "octopus-limb"),
+        n,
+        32,
+        capacity_secs,
+    )
+    .await;
+    eprintln!("capacity on the instances: {cap_instances:.0} status writes/s with 32 writers");
     watch.abort();
     reflect.abort();
     let mut rss_sorted = rss.clone();
@@ -658,6 +681,7 @@ async fn run_size(
         stages,
         capacity: cap,
         capacity_single,
+        cap_instances,
         window,
         polls_per_s: (polls1 - polls0) / window,
         writes_per_s: writes as f64 / window,
@@ -739,6 +763,13 @@ fn table(results: &[Delivery]) -> String {
     });
     row("delivered / capacity", &|r| {
         format!("{:.0}%", r.writes_per_s / r.capacity * 100.0)
+    });
+    row(
+        "API server capacity on the limb's instances, 32 writers, limb stopped (status writes/s)",
+        &|r| format!("{:.0}", r.cap_instances),
+    );
+    row("delivered / capacity on the instances", &|r| {
+        format!("{:.0}%", r.writes_per_s / r.cap_instances * 100.0)
     });
     row("delivered / demand", &|r| {
         format!("{:.0}%", r.writes_per_s / r.polls_per_s * 100.0)
@@ -844,6 +875,13 @@ fn verdicts(results: &[Delivery]) -> String {
                 r.polls_per_s, r.capacity, mark(f >= 0.97), f * 100.0
             ));
         }
+        if r.polls_per_s > r.cap_instances {
+            let f = r.writes_per_s / r.cap_instances;
+            v.push_str(&format!(
+                "- {n} devices, the same against the capacity measured on the limb's own instances ({:.0}/s): **{}** ({:.0}%).\n",
+                r.cap_instances, mark(f >= 0.9), f * 100.0
+            ));
+        }
         let fair = r.never == 0 && r.writes_min as f64 >= 0.8 * r.writes_max as f64;
         v.push_str(&format!(
             "- {n} devices, every device updated in fair turns: **{}** ({} to {} writes per device, {} never).\n",
@@ -880,10 +918,14 @@ const NOTES: &str = "\
 - *API server capacity*: a plain kube-rs client (the limb's user and RBAC) merge-patching the status of \
   `DummyProtocolDevice` objects round-robin, as fast as it can, measured just before the limb of that size starts \
   (the limb is not running then; the links of a previous size sit idle), with the same watch on the objects as \
-  the delivery runs have.
+  the delivery runs have. *On the limb's instances*: the same client and field manager as the limb's relay, \
+  patching the very instances the limb wrote, after the limb has stopped (same watches): those objects carry an \
+  owner reference, labels, annotations and two field managers, so a write costs the API server more than on \
+  the plain objects.
 - *connect*: from the first of N DeviceLinks applied (16 creates in flight) until every one shows \
   `DeviceConnected=True`, seen on a watch; the brain validates them, the limb adds its finalizer, creates the \
-  instance and connects the device.
+  instance and connects the device. *Connect stages* says when all N links were created and when each \
+  condition was True on all N (NodeExisted and ModelExisted are the brain's, the rest the limb's).
 - *demand*: the guests' polls per second (the limb's `octopus_limb_device_polls_total`); every poll of a \
   `DummyProtocolDevice` gives its property a new value and `updatedAt`, so every poll is a status change.
 - *delivered*: distinct readings (`updatedAt`) that reached the instances' status, counted on a watch of the \
