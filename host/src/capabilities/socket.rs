@@ -76,11 +76,11 @@ impl Datagram for RealUdp {
     }
 }
 
-/// Bytes read ahead of the guest on each stream. Protocols read a fixed header and then
-/// the body; served from one `recv` of what arrived, that is one system call instead of
-/// three per exchange (header, body, and the read that finds the socket empty), the
-/// biggest part of the wasm path's cost over a native client.
-const READ_AHEAD: usize = 1024;
+/// Bytes read ahead of the guest on each stream (a Modbus frame is at most 260).
+/// Protocols read a fixed header and then the body; served from one `recv` of what
+/// arrived, that is one system call instead of three per exchange (header, body, and the
+/// read that finds the socket empty).
+const READ_AHEAD: usize = 512;
 
 /// The host side of a guest's `tcp-stream`.
 pub struct TcpStream {
