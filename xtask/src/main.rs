@@ -48,7 +48,11 @@ const TEMPLATES: [&str; 3] = ["brain.yaml", "limb.yaml", "limb-references.yaml"]
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    // The checkout `cargo run` runs for, not the one compiled in: checkouts that share a
+    // target directory share this binary.
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("..");
     let outcome = match args.task {
         Task::Manifests { check } => manifests(&root, check),
         Task::WasiAdapter { out } => std::fs::write(
