@@ -10,6 +10,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 cargo build --release --locked -p limb -p brain
 mkdir -p "$ROOT/docs/benchmarks"
+# The bench runs in host/: a relative output path is taken from the repository root.
+OUT="$(realpath -m "${BENCHMARKS_CLUSTER_OUT:-$ROOT/docs/benchmarks/cluster.md}")"
 LIMB_BIN="$CARGO_TARGET_DIR/release/limb" BRAIN_BIN="$CARGO_TARGET_DIR/release/brain" \
-    BENCHMARKS_CLUSTER_OUT="${BENCHMARKS_CLUSTER_OUT:-$ROOT/docs/benchmarks/cluster.md}" \
+    BENCHMARKS_CLUSTER_OUT="$OUT" \
     cargo bench --locked -p limb --bench cluster

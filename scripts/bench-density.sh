@@ -11,4 +11,4 @@ if [ "$(cat /proc/sys/vm/max_map_count)" -lt 262144 ]; then
     sysctl -qw vm.max_map_count=262144 2>/dev/null || echo "warning: vm.max_map_count is $(cat /proc/sys/vm/max_map_count); the 10,000-device scenario will run out of mappings" >&2
 fi
 mkdir -p docs/benchmarks
-DENSITY_OUT="${DENSITY_OUT:-$ROOT/docs/benchmarks/density.md}" cargo bench --locked -p limb --bench density
+DENSITY_OUT="$(realpath -m "${DENSITY_OUT:-$ROOT/docs/benchmarks/density.md}")" cargo bench --locked -p limb --bench density

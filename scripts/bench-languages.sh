@@ -5,4 +5,4 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 "$ROOT/scripts/build-languages.sh"
 cd "$ROOT"
 mkdir -p docs/benchmarks
-LANGUAGES_OUT="${LANGUAGES_OUT:-$ROOT/docs/benchmarks/languages.md}" cargo bench --locked -p limb --bench languages
+LANGUAGES_OUT="$(realpath -m "${LANGUAGES_OUT:-$ROOT/docs/benchmarks/languages.md}")" cargo bench --locked -p limb --bench languages
