@@ -264,8 +264,8 @@ impl Metrics {
 /// on every poll, that was about a fifth of the limb's own CPU per poll.
 pub struct InstanceMeters {
     metrics: Arc<Metrics>,
-    adaptor: String,
-    device: String,
+    adaptor: Arc<str>,
+    device: Arc<str>,
     calls: Vec<((&'static str, &'static str), Counter)>,
     polls: Vec<(&'static str, Counter)>,
     poll_seconds: Histogram,
@@ -274,14 +274,14 @@ pub struct InstanceMeters {
 }
 
 impl InstanceMeters {
-    pub fn new(metrics: Arc<Metrics>, adaptor: &str, device: &str) -> Self {
+    pub fn new(metrics: Arc<Metrics>, adaptor: Arc<str>, device: Arc<str>) -> Self {
         let d = DeviceLabels {
-            device: device.to_owned(),
+            device: device.to_string(),
         };
         let poll_seconds = metrics
             .guest_call_seconds
             .get_or_create(&AdaptorLabels {
-                adaptor: adaptor.to_owned(),
+                adaptor: adaptor.to_string(),
             })
             .clone();
         let device_poll_seconds = metrics.device_poll_seconds.get_or_create(&d).clone();
@@ -291,8 +291,8 @@ impl InstanceMeters {
             device_poll_seconds,
             device_memory,
             metrics,
-            adaptor: adaptor.to_owned(),
-            device: device.to_owned(),
+            adaptor,
+            device,
             calls: Vec::new(),
             polls: Vec::new(),
         }
@@ -303,7 +303,7 @@ impl InstanceMeters {
         let (metrics, adaptor, device) = (&self.metrics, &self.adaptor, &self.device);
         cached(&mut self.calls, (call, outcome), || {
             metrics.guest_calls.get_or_create(&CallLabels {
-                adaptor: adaptor.clone(),
+                adaptor: adaptor.to_string(),
                 call,
                 outcome,
             })
@@ -313,7 +313,7 @@ impl InstanceMeters {
             self.poll_seconds.observe(seconds);
             cached(&mut self.polls, outcome, || {
                 metrics.device_polls.get_or_create(&DeviceOutcomeLabels {
-                    device: device.clone(),
+                    device: device.to_string(),
                     outcome,
                 })
             })
@@ -326,12 +326,18 @@ impl InstanceMeters {
             metrics
                 .device_traps
                 .get_or_create(&DeviceLabels {
-                    device: device.clone(),
+                    device: device.to_string(),
                 })
                 .inc();
         }
         self.device_memory
             .set(i64::try_from(memory).unwrap_or(i64::MAX));
+    }
+
+    /// A capability open by outcome (rare: looked up each time).
+    pub fn capability_call(&self, capability: &'static str, outcome: &'static str) {
+        self.metrics
+            .capability_call(&self.adaptor, capability, outcome);
     }
 }
 
@@ -465,7 +471,7 @@ mod tests {
     #[test]
     fn instance_meters_write_the_same_series_as_a_lookup_would() {
         let metrics = Arc::new(Metrics::default());
-        let mut m = InstanceMeters::new(metrics.clone(), "dummy", "ns/d1");
+        let mut m = InstanceMeters::new(metrics.clone(), "dummy".into(), "ns/d1".into());
         m.call("configure", "ok", 0.001, 65536);
         m.call("poll", "ok", 0.002, 65536);
         m.call("poll", "ok", 0.003, 131072);

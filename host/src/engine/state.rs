@@ -103,10 +103,8 @@ pub struct StoreState {
     pub(crate) log_budget: capabilities::log::Budget,
     pub(crate) started: Instant,
     deadline: Option<Instant>,
-    metrics: Option<Arc<Metrics>>,
-    /// The per-call series of this instance, resolved once.
+    /// This instance's metric series, if the store reports to a metrics sink.
     meters: Option<InstanceMeters>,
-    adaptor: Arc<str>,
 }
 
 impl WasiView for StoreState {
@@ -134,9 +132,7 @@ impl StoreState {
         metrics: Option<Arc<Metrics>>,
     ) -> Store<StoreState> {
         let (stdout, stderr) = GuestOutput::pair(device.clone());
-        let meters = metrics
-            .as_ref()
-            .map(|m| InstanceMeters::new(m.clone(), adaptor, &device.0));
+        let meters = metrics.map(|m| InstanceMeters::new(m, adaptor.into(), device.0.clone()));
         let wasi = WasiCtx::builder().stdout(stdout).stderr(stderr).build();
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_TABLE_ENTRIES);
@@ -157,8 +153,6 @@ impl StoreState {
             started: Instant::now(),
             deadline: None,
             meters,
-            metrics,
-            adaptor: adaptor.into(),
         };
         let mut store = Store::new(runtime.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -211,11 +205,6 @@ impl StoreState {
         }
     }
 
-    /// Linear memory the instance has grown to.
-    pub fn memory(&self) -> usize {
-        self.limiter.memory
-    }
-
     /// Why the limiter refused growth during the last call, if it did.
     pub fn limit_refusal(&self) -> Option<&str> {
         self.limiter.refused.as_deref()
@@ -233,8 +222,8 @@ impl StoreState {
             Err(CapabilityError::Timeout) => "timeout",
             Err(_) => "error",
         };
-        if let Some(m) = &self.metrics {
-            m.capability_call(&self.adaptor, capability, outcome);
+        if let Some(m) = &self.meters {
+            m.capability_call(capability, outcome);
         }
     }
 
