@@ -308,7 +308,7 @@ impl Manager {
         let link = if finalizers.iter().any(|f| f == LIMB_FINALIZER) {
             link
         } else {
-            let mut with = finalizers.clone();
+            let mut with = finalizers;
             with.push(LIMB_FINALIZER.to_owned());
             let patch = json!({"metadata": {"finalizers": with, "resourceVersion": link.resource_version()}});
             // Carry on with the patched link rather than wait for the watch to bring it

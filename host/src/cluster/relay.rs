@@ -208,9 +208,7 @@ impl Relay {
             if connecting && !routine && plan.link.is_some() && plan.instance.take().is_some() {
                 // While links connect, a changed condition goes out alone; the reading
                 // waits its routine turn, behind the other links' conditions.
-                self.pending
-                    .entry(key.clone())
-                    .or_insert_with(|| report.clone());
+                self.pending.insert(key.clone(), report.clone());
                 self.deferred.insert(key.clone());
             }
             self.writing.insert(key.clone());
