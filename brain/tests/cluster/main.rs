@@ -233,11 +233,18 @@ async fn node_existed_follows_the_node() {
     );
 
     create_node(&client, "edge-1").await;
+    // The node gets its addresses in a second write (as a kubelet's registration does),
+    // so the brain may first see it without any: wait for them to be copied too.
     let (l, _) = wait_link(
         &links,
         "fan",
         "NodeExisted=True after the node is created",
-        |l| cond(l, ConditionType::ModelExisted).is_some_and(|c| c.0 == ConditionStatus::True),
+        |l| {
+            cond(l, ConditionType::ModelExisted).is_some_and(|c| c.0 == ConditionStatus::True)
+                && l.status
+                    .as_ref()
+                    .is_some_and(|s| s.node_internal_ip.is_some())
+        },
     )
     .await;
     let st = l.status.clone().unwrap();
