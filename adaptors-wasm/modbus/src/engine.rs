@@ -7,8 +7,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use serde_json::{Map, Value, json};
-
 use crate::codec::{Exception, Reply, Request};
 use crate::plan::{self, Batch, Span};
 use crate::spec::{Property, Spec};
@@ -49,10 +47,10 @@ pub enum Failure {
     Denied(String),
 }
 
-/// The result of one poll: the status document and, if the poll gave up, why.
+/// The result of one poll: the status document (JSON) and, if the poll gave up, why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
-    pub status: Value,
+    pub status: String,
     pub failure: Option<Failure>,
 }
 
@@ -250,15 +248,26 @@ impl Engine {
                             .as_f64()
                             .map(|x| value::render_f64(value::operate(&property.operations, x)))
                     };
-                    memory.readings.insert(
-                        property.name.clone(),
-                        Reading {
-                            signature: property.read_signature(),
-                            value: decoded.render(),
-                            operated,
-                            updated_at: now.to_owned(),
-                        },
-                    );
+                    let value = decoded.render();
+                    // Updated in place: a poll allocates nothing for a property it read before.
+                    if let Some(reading) = memory.readings.get_mut(&property.name) {
+                        if reading.signature != property.read_signature() {
+                            property.read_signature().clone_into(&mut reading.signature);
+                        }
+                        reading.value = value;
+                        reading.operated = operated;
+                        now.clone_into(&mut reading.updated_at);
+                    } else {
+                        memory.readings.insert(
+                            property.name.clone(),
+                            Reading {
+                                signature: property.read_signature().to_owned(),
+                                value,
+                                operated,
+                                updated_at: now.to_owned(),
+                            },
+                        );
+                    }
                     set(slots, member, Slot::Read);
                 }
                 Err(why) => set(slots, member, Slot::Failed(format!("read failed: {why}"))),
@@ -266,47 +275,84 @@ impl Engine {
         }
     }
 
-    /// The status document, properties in spec order.
-    fn status(&self, memory: &Memory, slots: &[Slot], failure: Option<&Failure>) -> Value {
+    /// The status document, properties in spec order: written straight into one string,
+    /// since building it as a JSON tree was most of a poll's work in the guest.
+    fn status(&self, memory: &Memory, slots: &[Slot], failure: Option<&Failure>) -> String {
         let skipped = match failure {
             Some(Failure::Denied(_)) => "not read: access refused",
             _ => "not read: device unreachable",
         };
-        let properties: Vec<Value> = self
-            .spec
-            .properties
-            .iter()
-            .zip(slots)
-            .map(|(property, slot)| {
-                let mut entry = Map::new();
-                entry.insert("name".into(), json!(property.name));
-                entry.insert("type".into(), json!(property.type_name));
-                if let Some(reading) = memory.readings.get(&property.name) {
-                    entry.insert("value".into(), json!(reading.value));
-                    if let Some(operated) = &reading.operated {
-                        entry.insert("operatedValue".into(), json!(operated));
-                    }
-                    entry.insert("updatedAt".into(), json!(reading.updated_at));
+        let mut out = String::with_capacity(32 + 96 * self.spec.properties.len());
+        out.push_str(r#"{"properties":["#);
+        for (i, (property, slot)) in self.spec.properties.iter().zip(slots).enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('{');
+            field(&mut out, "name", &property.name);
+            out.push(',');
+            field(&mut out, "type", &property.type_name);
+            if let Some(reading) = memory.readings.get(&property.name) {
+                out.push(',');
+                field(&mut out, "value", &reading.value);
+                if let Some(operated) = &reading.operated {
+                    out.push(',');
+                    field(&mut out, "operatedValue", operated);
                 }
-                let mut errors = Vec::new();
-                if let Some(why) = self.write_errors.get(&property.name)
-                    && memory.needs_write(property)
-                {
-                    errors.push(format!("write failed: {why}"));
-                }
-                match slot {
-                    Slot::Read => {}
-                    Slot::Failed(why) => errors.push(why.clone()),
-                    Slot::NotRead => errors.push(skipped.to_owned()),
-                }
-                if !errors.is_empty() {
-                    entry.insert("error".into(), json!(errors.join("; ")));
-                }
-                Value::Object(entry)
-            })
-            .collect();
-        json!({ "properties": properties })
+                out.push(',');
+                field(&mut out, "updatedAt", &reading.updated_at);
+            }
+            let mut errors = Vec::new();
+            if let Some(why) = self.write_errors.get(&property.name)
+                && memory.needs_write(property)
+            {
+                errors.push(format!("write failed: {why}"));
+            }
+            match slot {
+                Slot::Read => {}
+                Slot::Failed(why) => errors.push(why.clone()),
+                Slot::NotRead => errors.push(skipped.to_owned()),
+            }
+            if !errors.is_empty() {
+                out.push(',');
+                field(&mut out, "error", &errors.join("; "));
+            }
+            out.push('}');
+        }
+        out.push_str("]}");
+        out
     }
+}
+
+/// Appends `"key":"value"`.
+fn field(out: &mut String, key: &str, value: &str) {
+    json_string(out, key);
+    out.push(':');
+    json_string(out, value);
+}
+
+/// Appends `s` as a JSON string literal.
+fn json_string(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    let mut rest = s;
+    while let Some(at) = rest.find(|c: char| c == '"' || c == '\\' || c < ' ') {
+        out.push_str(&rest[..at]);
+        let c = rest[at..].chars().next().unwrap_or(' ');
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+        }
+        rest = &rest[at + c.len_utf8()..];
+    }
+    out.push_str(rest);
+    out.push('"');
 }
 
 fn set(slots: &mut [Slot], index: usize, slot: Slot) {
@@ -340,6 +386,8 @@ fn decode(property: &Property, start: u16, reply: &Reply) -> Result<value::Value
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
     use crate::codec::Table;
     use crate::spec;
@@ -462,13 +510,18 @@ mod tests {
         }
     }
 
-    fn property<'a>(outcome: &'a Outcome, name: &str) -> &'a Value {
-        outcome.status["properties"]
+    fn status(outcome: &Outcome) -> Value {
+        serde_json::from_str(&outcome.status).unwrap()
+    }
+
+    fn property(outcome: &Outcome, name: &str) -> Value {
+        status(outcome)["properties"]
             .as_array()
             .unwrap()
             .iter()
             .find(|p| p["name"] == name)
             .unwrap()
+            .clone()
     }
 
     #[test]
@@ -495,7 +548,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            outcome.status["properties"][0],
+            status(&outcome)["properties"][0],
             json!({"name":"temperature","type":"int16","value":"-250","operatedValue":"-25","updatedAt":"T1"})
         );
         assert_eq!(property(&outcome, "limitation")["value"], "30");
@@ -693,5 +746,22 @@ mod tests {
                 true, false, true, true, false, false, false, false, true, true
             ]
         );
+    }
+
+    #[test]
+    fn status_strings_are_escaped_as_json() {
+        for text in [
+            "plain",
+            "",
+            "quote \" and \\ back",
+            "line\nbreak\r\ttab",
+            "\u{1}\u{1f} ctl",
+            "ünï 温度 🌡",
+        ] {
+            let mut out = String::new();
+            field(&mut out, text, text);
+            let parsed: Value = serde_json::from_str(&format!("{{{out}}}")).unwrap();
+            assert_eq!(parsed[text], text, "{out}");
+        }
     }
 }

@@ -162,7 +162,7 @@ impl Instance {
         let outcome = device
             .engine
             .poll(&mut self.memory, &mut device.transport, &now);
-        let status = outcome.status.to_string();
+        let status = outcome.status;
         let Some(failure) = outcome.failure else {
             if device.unreachable {
                 device.unreachable = false;

@@ -95,22 +95,32 @@ pub struct Property {
     pub operations: Vec<Operation>,
     /// The write this property asks for, if it is writable and has a `value`.
     pub write: Option<Write>,
+    /// [`Property::read_signature`], computed once at parse: every read stamps it.
+    signature: String,
 }
 
 impl Property {
     /// Identifies how the property is read: a reading taken under another signature
     /// (the register, type or arithmetic changed) must not be shown as current.
-    pub fn read_signature(&self) -> String {
-        format!(
-            "{}/{}/{}/{}/{}/{:?}",
-            self.table.name(),
-            self.offset,
-            self.quantity,
-            self.kind.name(),
-            self.endianness.name(),
-            self.operations
-        )
+    pub fn read_signature(&self) -> &str {
+        &self.signature
     }
+}
+
+fn signature_of(
+    table: Table,
+    offset: u16,
+    quantity: u16,
+    kind: ValueType,
+    endianness: Endianness,
+    operations: &[Operation],
+) -> String {
+    format!(
+        "{}/{offset}/{quantity}/{}/{}/{operations:?}",
+        table.name(),
+        kind.name(),
+        endianness.name(),
+    )
 }
 
 /// A value to write, already encoded as its request.
@@ -327,6 +337,7 @@ fn parse_property(item: &Value, path: &str) -> Result<Property> {
     };
     let operations = parse_operations(visitor, &visitor_path, kind)?;
 
+    let signature = signature_of(table, offset, quantity, kind, endianness, &operations);
     let mut property = Property {
         name,
         type_name,
@@ -337,6 +348,7 @@ fn parse_property(item: &Value, path: &str) -> Result<Property> {
         endianness,
         operations,
         write: None,
+        signature,
     };
     if let Some(value) = value {
         let value_path = join(path, "value");

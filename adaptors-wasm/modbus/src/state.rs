@@ -210,7 +210,7 @@ mod tests {
         memory.readings.insert(
             "temperature".into(),
             Reading {
-                signature: props[1].read_signature(),
+                signature: props[1].read_signature().to_owned(),
                 value: "245".into(),
                 operated: Some("24.5".into()),
                 updated_at: "2024-05-01T10:00:00Z".into(),
@@ -253,7 +253,7 @@ mod tests {
             memory.readings.insert(
                 p.name.clone(),
                 Reading {
-                    signature: p.read_signature(),
+                    signature: p.read_signature().to_owned(),
                     value: "1".into(),
                     operated: None,
                     updated_at: "t".into(),
