@@ -2,6 +2,7 @@
 //! [`decide`]), apply the result with optimistic concurrency.
 
 pub mod decide;
+mod superseded;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,6 +79,7 @@ pub struct Caches {
 struct Shared {
     ctx: Arc<Context>,
     caches: Caches,
+    superseded: superseded::Superseded,
 }
 
 /// Observes what the link depends on. A node or model found in the watch caches is
@@ -181,29 +183,33 @@ pub fn model_state<'a>(
     }
 }
 
-/// Writes the decision: finalizers, then the node label, then status, each only if it
-/// changes something, each guarded by the resourceVersion that was observed.
-async fn apply(ctx: &Context, link: &DeviceLink, d: &decide::Decision) -> Result<(), Error> {
+/// Writes the decision: finalizers, then status, then the node label, each only if it
+/// changes something, each guarded by the resourceVersion that was observed. The label
+/// goes last because the limb selects its links by it: labelled after the brain's
+/// status, a new link reaches the limb when the brain is done with it, and the limb's
+/// first write (its finalizer) cannot race the brain's status into a conflict.
+///
+/// Returns the versions of the link its own writes replaced.
+async fn apply(
+    ctx: &Context,
+    link: &DeviceLink,
+    d: &decide::Decision,
+) -> Result<Vec<String>, Error> {
     let ns = link.namespace_or_default();
     let api: Api<DeviceLink> = Api::namespaced(ctx.client.clone(), ns);
     let name = link.name();
     let pp = PatchParams::apply(MANAGER);
     let rv = link.resource_version();
+    let mut superseded = Vec::new();
     if let Some(finalizers) = &d.finalizers {
         let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": rv}});
         api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
         tracing::info!("removed the limb finalizer: the link's node is gone");
-        return Ok(());
+        superseded.extend(rv);
+        return Ok(superseded);
     }
     let mut rv = rv;
-    if let Some(label) = &d.label {
-        let patch = json!({"metadata": {"labels": {NODE_LABEL: label}, "resourceVersion": rv}});
-        let updated = api
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-        rv = updated.resource_version();
-    }
     if let Some(status) = &d.status {
         let mut value = serde_json::to_value(status)?;
         // A merge patch only removes what it names as null.
@@ -221,15 +227,23 @@ async fn apply(ctx: &Context, link: &DeviceLink, d: &decide::Decision) -> Result
             }
         }
         let patch = json!({"metadata": {"resourceVersion": rv}, "status": value});
-        api.patch_status(
-            name,
-            &PatchParams {
-                field_manager: pp.field_manager.clone(),
-                ..Default::default()
-            },
-            &Patch::Merge(&patch),
-        )
-        .await?;
+        let updated = api
+            .patch_status(
+                name,
+                &PatchParams {
+                    field_manager: pp.field_manager.clone(),
+                    ..Default::default()
+                },
+                &Patch::Merge(&patch),
+            )
+            .await?;
+        superseded.extend(std::mem::replace(&mut rv, updated.resource_version()));
+    }
+    if let Some(label) = &d.label {
+        let patch = json!({"metadata": {"labels": {NODE_LABEL: label}, "resourceVersion": rv}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        superseded.extend(rv);
     }
     let reference = link.object_ref(&());
     for e in &d.events {
@@ -248,7 +262,7 @@ async fn apply(ctx: &Context, link: &DeviceLink, d: &decide::Decision) -> Result
             tracing::warn!(error = %err, "cannot record event");
         }
     }
-    Ok(())
+    Ok(superseded)
 }
 
 async fn reconcile(link: Arc<DeviceLink>, shared: Arc<Shared>) -> Result<Action, Error> {
@@ -256,11 +270,21 @@ async fn reconcile(link: Arc<DeviceLink>, shared: Arc<Shared>) -> Result<Action,
     async move {
         let ctx = &shared.ctx;
         let _timer = ctx.metrics.reconcile_timer();
+        let key = link.key();
+        if let Some(rv) = link.resource_version()
+            && shared.superseded.is_stale(&key, &rv)
+        {
+            // The cache has not caught up with the brain's own write; its event follows.
+            tracing::debug!(resource_version = %rv, "skipped: the brain already wrote past this version");
+            ctx.metrics.reconciled("stale");
+            return Ok(Action::requeue(ctx.resync));
+        }
         let observed = observe(ctx, &shared.caches, &link).await?;
         let d = decide(&link, &observed, &crds::conditions::now());
         if d != decide::Decision::default() {
             tracing::debug!(?observed, "applying");
-            apply(ctx, &link, &d).await?;
+            let superseded = apply(ctx, &link, &d).await?;
+            shared.superseded.record(&key, superseded);
         }
         ctx.metrics.reconciled("ok");
         Ok(Action::requeue(ctx.resync))
@@ -309,6 +333,7 @@ pub async fn run(
             nodes: node_cache,
             crds: crd_cache,
         },
+        superseded: superseded::Superseded::default(),
     });
     controller
         .watches_stream(node_events, move |node: Node| {

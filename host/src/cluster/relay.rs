@@ -235,7 +235,7 @@ impl Relay {
 
     /// What to write for a device, from its report and the link in the store; `None`
     /// when nothing differs from what the API already holds.
-    fn plan(&mut self, key: &str, report: &DeviceReport) -> Option<Plan> {
+    fn plan(&mut self, key: &str, report: &Arc<DeviceReport>) -> Option<Plan> {
         let Some(link) = lookup(&self.links, key) else {
             self.written.remove(key);
             self.conditions.remove(key);
@@ -245,21 +245,7 @@ impl Relay {
             return None;
         }
         let ns = link.namespace_or_default();
-        // Link: the limb's conditions on top of the brain's.
-        let status = link.status.clone().unwrap_or_default();
-        let conditions =
-            merge_conditions(&status.conditions, report, &link.spec.adaptor.name, &now());
-        let adaptor_name = conditions
-            .get(ConditionType::AdaptorExisted)
-            .filter(|c| c.status == crds::ConditionStatus::True)
-            .map(|_| link.spec.adaptor.name.clone());
-        let link_patch = (conditions.0 != status.conditions || adaptor_name != status.adaptor_name)
-            .then(|| {
-                json!({
-                    "metadata": {"resourceVersion": link.resource_version()},
-                    "status": {"conditions": conditions.0, "adaptorName": adaptor_name},
-                })
-            });
+        let link_patch = link_patch(&link, report, &now());
         // Instance: the adaptor's last good status.
         let instance = (report.status.is_object()
             && self.written.get(key) != Some(&report.status)
@@ -270,6 +256,7 @@ impl Relay {
             name: link.name_any(),
             link: link_patch,
             instance,
+            report: report.clone(),
         })
     }
 
@@ -336,6 +323,25 @@ struct Plan {
     name: String,
     link: Option<Value>,
     instance: Option<(GroupVersionKind, Value)>,
+    /// What the link patch was made from, to make it again on a newer link.
+    report: Arc<DeviceReport>,
+}
+
+/// The link's status patch for a report, guarded by the link's resourceVersion: the
+/// limb's conditions on top of the brain's. `None` when the link already says it all.
+fn link_patch(link: &DeviceLink, report: &DeviceReport, now: &str) -> Option<Value> {
+    let status = link.status.clone().unwrap_or_default();
+    let conditions = merge_conditions(&status.conditions, report, &link.spec.adaptor.name, now);
+    let adaptor_name = conditions
+        .get(ConditionType::AdaptorExisted)
+        .filter(|c| c.status == crds::ConditionStatus::True)
+        .map(|_| link.spec.adaptor.name.clone());
+    (conditions.0 != status.conditions || adaptor_name != status.adaptor_name).then(|| {
+        json!({
+            "metadata": {"resourceVersion": link.resource_version()},
+            "status": {"conditions": conditions.0, "adaptorName": adaptor_name},
+        })
+    })
 }
 
 /// Why a write did not happen.
@@ -364,8 +370,22 @@ async fn write(
     };
     if let Some(patch) = &plan.link {
         let api: Api<DeviceLink> = Api::namespaced(client.clone(), &plan.namespace);
-        api.patch_status(&plan.name, &pp, &Patch::Merge(patch))
-            .await?;
+        match api.patch_status(&plan.name, &pp, &Patch::Merge(patch)).await {
+            Ok(_) => {}
+            // The relay's copy of the link trails the brain's and the manager's writes
+            // while links connect. Waiting for the watch costs a flush per conflict;
+            // one read gets the current link, and the patch is made again on it.
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                let fresh = api.get_status(&plan.name).await?;
+                if fresh.metadata.deletion_timestamp.is_none()
+                    && let Some(patch) = link_patch(&fresh, &plan.report, &now())
+                {
+                    api.patch_status(&plan.name, &pp, &Patch::Merge(&patch))
+                        .await?;
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     if let Some((gvk, status)) = &plan.instance {
         let known = resources
