@@ -30,7 +30,7 @@ use tokio::task::JoinSet;
 
 use super::MANAGER;
 use super::manager::{lookup, model_resource};
-use crate::status::{DeviceReport, Event, EventType, StatusBoard};
+use crate::status::{DeviceReport, Event, EventType, Phase, StatusBoard};
 
 /// Status writes in flight at once; one device never has two. The relay is bound by
 /// in-flight writes times the API server's latency: on a loaded 2-core machine with
@@ -49,6 +49,12 @@ const SETTLE: Duration = Duration::from_secs(2);
 /// most of the API server from the links still connecting. Never zero, so a device whose
 /// conditions keep flapping cannot stop everyone else's readings.
 pub const ROUTINE_WHILE_CONNECTING: usize = 4;
+
+/// How long a starting device's conditions wait for it to connect. Starting takes a
+/// few milliseconds and reports three stages (`AdaptorExisted`, `DeviceCreated`,
+/// `DeviceConnected`); written as they came, that was about 1.5 link writes per new
+/// link. A device that takes longer to connect still shows its early stages after this.
+pub const START_HOLD: Duration = Duration::from_secs(1);
 
 pub async fn run(
     client: Client,
@@ -115,6 +121,10 @@ struct Relay {
     /// changed since their last write (queued at the front).
     conditions: HashMap<String, Conditions>,
     urgent: HashSet<String>,
+    /// Devices starting, since when: their writes wait up to [`START_HOLD`].
+    starting: HashMap<String, tokio::time::Instant>,
+    /// Starting devices whose write waits; queued again by their next report or tick.
+    held: HashSet<String>,
     /// When a device's conditions last changed.
     changed: Option<tokio::time::Instant>,
     /// The instance status last written, per device.
@@ -140,6 +150,8 @@ impl Relay {
             waiting: HashSet::new(),
             conditions: HashMap::new(),
             urgent: HashSet::new(),
+            starting: HashMap::new(),
+            held: HashSet::new(),
             changed: None,
             written: HashMap::new(),
             rejected: HashMap::new(),
@@ -152,6 +164,14 @@ impl Relay {
     /// unless it is in it, being written, or waiting to retry.
     fn offer(&mut self, report: Arc<DeviceReport>) {
         let key = report.key();
+        if report.phase == Phase::Starting {
+            self.starting
+                .entry(key.clone())
+                .or_insert_with(tokio::time::Instant::now);
+        } else {
+            self.starting.remove(&key);
+            self.held.remove(&key);
+        }
         if self.conditions.get(&key) != Some(&report.conditions) {
             self.conditions
                 .insert(key.clone(), report.conditions.clone());
@@ -197,6 +217,16 @@ impl Relay {
                 return;
             }
             self.queued.remove(&key);
+            if self
+                .starting
+                .get(&key)
+                .is_some_and(|since| since.elapsed() < START_HOLD)
+            {
+                // Its next report (connected, or not) supersedes this one; the flush
+                // tick brings it back if none comes.
+                self.held.insert(key);
+                continue;
+            }
             let plan = self
                 .pending
                 .remove(&key)
@@ -239,6 +269,7 @@ impl Relay {
         let Some(link) = lookup(&self.links, key) else {
             self.written.remove(key);
             self.conditions.remove(key);
+            self.starting.remove(key);
             return None;
         };
         if link.metadata.deletion_timestamp.is_some() {
@@ -307,9 +338,10 @@ impl Relay {
         }
     }
 
-    /// Queues again the devices whose write failed.
+    /// Queues again the devices whose write failed, and the starting ones held back.
     fn retry(&mut self) {
-        for key in std::mem::take(&mut self.waiting) {
+        let held = std::mem::take(&mut self.held);
+        for key in std::mem::take(&mut self.waiting).into_iter().chain(held) {
             if self.pending.contains_key(&key) {
                 self.enqueue(key);
             }
@@ -370,7 +402,10 @@ async fn write(
     };
     if let Some(patch) = &plan.link {
         let api: Api<DeviceLink> = Api::namespaced(client.clone(), &plan.namespace);
-        match api.patch_status(&plan.name, &pp, &Patch::Merge(patch)).await {
+        match api
+            .patch_status(&plan.name, &pp, &Patch::Merge(patch))
+            .await
+        {
             Ok(_) => {}
             // The relay's copy of the link trails the brain's and the manager's writes
             // while links connect. Waiting for the watch costs a flush per conflict;
