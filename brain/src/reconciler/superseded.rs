@@ -14,15 +14,23 @@ use std::sync::{Mutex, PoisonError};
 #[derive(Debug, Default)]
 pub struct Superseded(Mutex<HashMap<String, Vec<String>>>);
 
+/// Links tracked at most. A record goes when the link's next version is reconciled, but
+/// a link deleted right after a write is never reconciled again; forgetting everything
+/// at this size bounds that, at the cost of a few conflicts.
+const MAX_TRACKED: usize = 10_000;
+
 impl Superseded {
     /// The link `key` was written past `versions`.
     pub fn record(&self, key: &str, versions: Vec<String>) {
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if versions.is_empty() {
             map.remove(key);
-        } else {
-            map.insert(key.to_owned(), versions);
+            return;
         }
+        if map.len() >= MAX_TRACKED && !map.contains_key(key) {
+            map.clear();
+        }
+        map.insert(key.to_owned(), versions);
     }
 
     /// Whether `version` of `key` is one the brain already wrote past. Any other version
@@ -60,6 +68,19 @@ mod tests {
         assert!(!s.is_stale("ns/a", "3"));
         assert_eq!(s.len(), 0);
         assert!(!s.is_stale("ns/a", "1"), "forgotten once caught up");
+    }
+
+    #[test]
+    fn records_of_deleted_links_cannot_pile_up() {
+        let s = Superseded::default();
+        for i in 0..MAX_TRACKED + 5 {
+            s.record(&format!("ns/{i}"), vec!["1".into()]);
+        }
+        assert!(s.len() <= MAX_TRACKED);
+        assert!(
+            s.is_stale(&format!("ns/{}", MAX_TRACKED + 4), "1"),
+            "the newest is kept"
+        );
     }
 
     #[test]
