@@ -143,8 +143,10 @@ impl Transport {
                 frame.len()
             ))));
         }
+        // The deadline was just set: the first wait needs no clock reading.
+        let mut first_wait = Some(self.timeout_ms);
         loop {
-            let (header, pdu) = next_frame(stream, &mut self.received, &deadline)?;
+            let (header, pdu) = next_frame(stream, &mut self.received, &deadline, &mut first_wait)?;
             // A late reply to an earlier, timed-out request: skip it.
             if header.transaction == transaction {
                 return request.decode_reply(&pdu).map_err(Fault::Reply);
@@ -213,19 +215,24 @@ impl Bus for Transport {
 const MAX_ADU: u32 = 260;
 
 /// Takes the next MBAP frame out of `received`, receiving more before the deadline
-/// until it is whole; bytes past it stay for the next call.
+/// until it is whole; bytes past it stay for the next call. `first_wait`, if set, is
+/// used (once) instead of reading the clock.
 fn next_frame(
     stream: &TcpStream,
     received: &mut Vec<u8>,
     deadline: &Deadline,
+    first_wait: &mut Option<u32>,
 ) -> Result<(codec::MbapHeader, Vec<u8>), Fault> {
     loop {
         if let Some(frame) = take_frame(received)? {
             return Ok(frame);
         }
-        let wait = deadline
-            .remaining_ms()
-            .ok_or(Fault::Stream(CapabilityError::Timeout))?;
+        let wait = match first_wait.take() {
+            Some(ms) => ms,
+            None => deadline
+                .remaining_ms()
+                .ok_or(Fault::Stream(CapabilityError::Timeout))?,
+        };
         let chunk = stream.receive(MAX_ADU, wait).map_err(Fault::Stream)?;
         if chunk.is_empty() {
             return Err(Fault::Stream(CapabilityError::Closed));
