@@ -425,6 +425,62 @@ fn watch_instances(
     })
 }
 
+/// The API server's `apiserver_request_total` write counters for the Octopus resources,
+/// keyed `resource[/subresource] VERB code`.
+async fn write_requests(client: &Client) -> HashMap<String, f64> {
+    let req = axum::http::Request::get("/metrics")
+        .body(Vec::new())
+        .unwrap();
+    let text = client.request_text(req).await.unwrap_or_default();
+    let mut out = HashMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.split_once("} ") else {
+            continue;
+        };
+        let label = |k: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=\"")))
+                .map_or("", |v| v.trim_end_matches('"'))
+        };
+        let (resource, verb) = (label("resource"), label("verb"));
+        if !["devicelinks", "dummyprotocoldevices", "events"].contains(&resource)
+            || ["GET", "LIST", "WATCH"].contains(&verb)
+        {
+            continue;
+        }
+        let sub = label("subresource");
+        let key = if sub.is_empty() {
+            format!("{resource} {verb} {}", label("code"))
+        } else {
+            format!("{resource}/{sub} {verb} {}", label("code"))
+        };
+        *out.entry(key).or_default() += value.trim().parse::<f64>().unwrap_or(0.0);
+    }
+    out
+}
+
+/// Write requests between two counter readings, per link, most first.
+fn requests_per_link(
+    before: &HashMap<String, f64>,
+    after: &HashMap<String, f64>,
+    n: usize,
+) -> String {
+    let mut rows: Vec<(String, f64)> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d > 0.0)
+        .collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    rows.iter()
+        .map(|(k, d)| format!("{k}: {:.2}", d / n as f64))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 struct Delivery {
     devices: usize,
     connect: Duration,
@@ -432,6 +488,8 @@ struct Delivery {
     /// When all N links were created, then when each condition was True on all N.
     applied: Duration,
     stages: Vec<(ConditionType, Option<Duration>)>,
+    /// Write requests per link while connecting, by resource, verb and code.
+    requests: String,
     capacity: f64,
     capacity_single: f64,
     /// The same, on the limb's instances after the limb stopped.
@@ -532,6 +590,7 @@ async fn run_size(
     };
     let connected =
         |store: &reflector::Store<DeviceLink>| stage_count(store, ConditionType::DeviceConnected);
+    let counted = write_requests(client).await;
     let start = Instant::now();
     futures::stream::iter(0..n)
         .map(|i| {
@@ -567,6 +626,8 @@ async fn run_size(
     let connect = start.elapsed();
     let connected_n = connected(&store);
     eprintln!("{connected_n}/{n} connected in {connect:.2?}");
+    let requests = requests_per_link(&counted, &write_requests(client).await, n);
+    eprintln!("write requests per link while connecting: {requests}");
 
     // Settle, then the delivery window.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -679,6 +740,7 @@ async fn run_size(
         connected: connected_n,
         applied,
         stages,
+        requests,
         capacity: cap,
         capacity_single,
         cap_instances,
@@ -754,6 +816,10 @@ fn table(results: &[Delivery]) -> String {
             }
             s
         },
+    );
+    row(
+        "connect: write requests per link, by resource, verb and code",
+        &|r| r.requests.clone(),
     );
     row("demand: guest polls/s", &|r| {
         format!("{:.0}", r.polls_per_s)
@@ -925,7 +991,10 @@ const NOTES: &str = "\
 - *connect*: from the first of N DeviceLinks applied (16 creates in flight) until every one shows \
   `DeviceConnected=True`, seen on a watch; the brain validates them, the limb adds its finalizer, creates the \
   instance and connects the device. *Connect stages* says when all N links were created and when each \
-  condition was True on all N (NodeExisted and ModelExisted are the brain's, the rest the limb's).
+  condition was True on all N (NodeExisted and ModelExisted are the brain's, the rest the limb's). \
+  *Write requests* are the API server's own counters (`apiserver_request_total`) from the first create until all \
+  were connected, divided by N: the bench's creates, the brain's and the limb's writes, the relay's readings of the \
+  devices already connected, and conflicts (code 409).
 - *demand*: the guests' polls per second (the limb's `octopus_limb_device_polls_total`); every poll of a \
   `DummyProtocolDevice` gives its property a new value and `updatedAt`, so every poll is a status change.
 - *delivered*: distinct readings (`updatedAt`) that reached the instances' status, counted on a watch of the \
