@@ -231,27 +231,7 @@ async fn namespace(client: &Client, name: &str) {
 async fn control_plane(nodes: &[String]) -> (ApiServer, Client, Process) {
     let server = ApiServer::start().await;
     let client = server.client().await;
-    let crd_api: Api<
-        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-    > = Api::all(client.clone());
-    for (_, crd) in crds::generated::all() {
-        let name = crd.name_any();
-        crd_api
-            .patch(
-                &name,
-                &PatchParams::apply("bench").force(),
-                &Patch::Apply(&crd),
-            )
-            .await
-            .unwrap();
-        kube::runtime::wait::await_condition(
-            crd_api.clone(),
-            &name,
-            kube::runtime::wait::conditions::is_crd_established(),
-        )
-        .await
-        .unwrap();
-    }
+    apiserver::install_crds(&client, crds::generated::all().into_iter().map(|(_, c)| c)).await;
     namespace(&client, "octopus-system").await;
     let deploy = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy"));
     server

@@ -20,7 +20,7 @@ mod rbac;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use apiserver::ApiServer;
+use apiserver::{ApiServer, install_crds};
 use brain::metrics::Metrics;
 use brain::reconciler::{self, Context};
 use crds::conditions::{ConditionStatus, ConditionType};
@@ -29,37 +29,11 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-async fn install_crds(client: &Client, crds: Vec<CustomResourceDefinition>) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in crds {
-        let name = crd.name_any();
-        api.patch(
-            &name,
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(api.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-    }
-}
-
 async fn install_all(client: &Client) {
-    install_crds(
-        client,
-        crds::generated::all().into_iter().map(|(_, c)| c).collect(),
-    )
-    .await;
+    install_crds(client, crds::generated::all().into_iter().map(|(_, c)| c)).await;
 }
 
 /// Runs the brain's controller in this process until the returned sender is dropped.

@@ -1,41 +1,15 @@
 //! `octopus list` against a real API server, with DeviceLinks whose status the test
 //! writes the way the limb does.
 
-use std::time::{Duration, Instant};
-
 use crds::DeviceLink;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-use crate::apiserver::ApiServer;
+use crate::apiserver::{ApiServer, install_crds};
 use crate::common::{component, component_path, create_namespace, octopus};
 
 const DUMMY: &str = "adaptors.edge.cattle.io/dummy";
-
-async fn install_crds(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for (_, crd) in crds::generated::all() {
-        let name = crd.metadata.name.clone().unwrap();
-        api.patch(
-            &name,
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-    }
-    let links: Api<DeviceLink> = Api::all(client.clone());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while links.list(&ListParams::default()).await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the DeviceLink CRD is not served"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Creates a link and writes its status as a limb that loaded `loaded` would.
 async fn link(
@@ -90,7 +64,7 @@ async fn list_shows_each_adaptor_with_its_nodes_versions_and_health() {
     let client = server.client().await;
     create_namespace(&client, "octopus-system").await;
     create_namespace(&client, "factory").await;
-    install_crds(&client).await;
+    install_crds(&client, crds::generated::all().into_iter().map(|(_, c)| c)).await;
     let kc = server.kubeconfig.clone();
     octopus(
         &kc,
