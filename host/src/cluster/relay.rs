@@ -121,10 +121,9 @@ struct Relay {
     /// changed since their last write (queued at the front).
     conditions: HashMap<String, Conditions>,
     urgent: HashSet<String>,
-    /// Devices starting, since when: their writes wait up to [`START_HOLD`].
+    /// Devices starting, since when: their writes wait up to [`START_HOLD`], queued
+    /// again by their next report or the flush tick.
     starting: HashMap<String, tokio::time::Instant>,
-    /// Starting devices whose write waits; queued again by their next report or tick.
-    held: HashSet<String>,
     /// When a device's conditions last changed.
     changed: Option<tokio::time::Instant>,
     /// The instance status last written, per device.
@@ -151,7 +150,6 @@ impl Relay {
             conditions: HashMap::new(),
             urgent: HashSet::new(),
             starting: HashMap::new(),
-            held: HashSet::new(),
             changed: None,
             written: HashMap::new(),
             rejected: HashMap::new(),
@@ -170,7 +168,6 @@ impl Relay {
                 .or_insert_with(tokio::time::Instant::now);
         } else {
             self.starting.remove(&key);
-            self.held.remove(&key);
         }
         if self.conditions.get(&key) != Some(&report.conditions) {
             self.conditions
@@ -224,7 +221,6 @@ impl Relay {
             {
                 // Its next report (connected, or not) supersedes this one; the flush
                 // tick brings it back if none comes.
-                self.held.insert(key);
                 continue;
             }
             let plan = self
@@ -340,7 +336,7 @@ impl Relay {
 
     /// Queues again the devices whose write failed, and the starting ones held back.
     fn retry(&mut self) {
-        let held = std::mem::take(&mut self.held);
+        let held: Vec<String> = self.starting.keys().cloned().collect();
         for key in std::mem::take(&mut self.waiting).into_iter().chain(held) {
             if self.pending.contains_key(&key) {
                 self.enqueue(key);
