@@ -266,9 +266,7 @@ impl Engine {
                     let value = decoded.render();
                     // Updated in place: a poll allocates nothing for a property it read before.
                     if let Some(reading) = memory.readings.get_mut(&property.name) {
-                        if reading.signature != property.read_signature() {
-                            property.read_signature().clone_into(&mut reading.signature);
-                        }
+                        property.read_signature().clone_into(&mut reading.signature);
                         reading.value = value;
                         reading.operated = operated;
                         now.clone_into(&mut reading.updated_at);

@@ -107,19 +107,15 @@ impl Property {
     }
 }
 
-fn signature_of(
-    table: Table,
-    offset: u16,
-    quantity: u16,
-    kind: ValueType,
-    endianness: Endianness,
-    operations: &[Operation],
-) -> String {
+fn signature_of(p: &Property) -> String {
     format!(
-        "{}/{offset}/{quantity}/{}/{}/{operations:?}",
-        table.name(),
-        kind.name(),
-        endianness.name(),
+        "{}/{}/{}/{}/{}/{:?}",
+        p.table.name(),
+        p.offset,
+        p.quantity,
+        p.kind.name(),
+        p.endianness.name(),
+        p.operations
     )
 }
 
@@ -337,7 +333,6 @@ fn parse_property(item: &Value, path: &str) -> Result<Property> {
     };
     let operations = parse_operations(visitor, &visitor_path, kind)?;
 
-    let signature = signature_of(table, offset, quantity, kind, endianness, &operations);
     let mut property = Property {
         name,
         type_name,
@@ -348,8 +343,9 @@ fn parse_property(item: &Value, path: &str) -> Result<Property> {
         endianness,
         operations,
         write: None,
-        signature,
+        signature: String::new(),
     };
+    property.signature = signature_of(&property);
     if let Some(value) = value {
         let value_path = join(path, "value");
         if read_only {
