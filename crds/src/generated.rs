@@ -75,18 +75,25 @@ pub fn render_all() -> Result<Vec<(String, String)>, serde_yaml::Error> {
         .collect()
 }
 
+/// Where the committed CRD YAML lives: `crds/generated/` of the checkout that cargo
+/// runs for. Cargo says so at run time; the path compiled in can be another checkout's
+/// when several share one target directory.
+pub fn dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            std::path::PathBuf::from,
+        )
+        .join("generated")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn committed_crd_yaml_matches_the_types() {
-        let dir = std::env::var_os("CARGO_MANIFEST_DIR")
-            .map_or_else(
-                || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
-                std::path::PathBuf::from,
-            )
-            .join("generated");
+        let dir = dir();
         for (file, yaml) in render_all().unwrap() {
             let committed = std::fs::read_to_string(dir.join(&file)).unwrap_or_default();
             assert!(

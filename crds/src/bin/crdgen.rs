@@ -1,16 +1,11 @@
 //! Writes the CRD YAML generated from the Rust types into `crds/generated/`, or checks
 //! that the committed files match (`--check`, which the tests also do).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let check = std::env::args().any(|a| a == "--check");
-    // `cargo run` says at run time which checkout it runs for; the path compiled in can
-    // be another checkout's when several share one target directory.
-    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
-    let dir = crate_dir.join("generated");
+    let dir = crds::generated::dir();
     let rendered = match crds::generated::render_all() {
         Ok(r) => r,
         Err(e) => {
