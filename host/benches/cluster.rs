@@ -274,8 +274,6 @@ async fn control_plane(nodes: &[String]) -> (ApiServer, Client, Process) {
     (server, client, brain)
 }
 
-/// Status merge patches/s that `writers` concurrent requests of one client achieve on
-/// `objects` device objects, round-robin, for `secs` seconds.
 /// Status writes per second the API server takes from `writers` plain clients patching
 /// `objects` objects `<prefix>0000`.. in `ns` round-robin, as the field manager `manager`.
 async fn capacity(
