@@ -187,7 +187,14 @@ impl Request {
 
     /// The request PDU: function code and data.
     pub fn encode(&self) -> Vec<u8> {
-        let mut pdu = vec![self.function()];
+        let mut pdu = Vec::new();
+        self.encode_into(&mut pdu);
+        pdu
+    }
+
+    /// Appends the PDU to `pdu`.
+    pub fn encode_into(&self, pdu: &mut Vec<u8>) {
+        pdu.push(self.function());
         match self {
             Request::Read { address, count, .. } => {
                 pdu.extend(address.to_be_bytes());
@@ -215,7 +222,6 @@ impl Request {
                 pdu.extend(values.iter().flat_map(|v| v.to_be_bytes()));
             }
         }
-        pdu
     }
 
     /// Length of the PDU of a successful reply, which RTU needs to know when a reply
@@ -296,15 +302,36 @@ pub struct MbapHeader {
     pub pdu_len: usize,
 }
 
-/// Frames a PDU for Modbus TCP.
+/// Frames a PDU for Modbus TCP (the tests and the fuzz target frame raw bytes).
+#[cfg(any(test, feature = "fuzz"))]
 pub fn mbap_frame(transaction: u16, unit: u8, pdu: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(MBAP_HEADER_LEN + pdu.len());
-    frame.extend(transaction.to_be_bytes());
-    frame.extend([0, 0]);
-    frame.extend(count16(pdu.len() + 1).to_be_bytes());
-    frame.push(unit);
-    frame.extend_from_slice(pdu);
+    mbap_frame_with(&mut frame, transaction, unit, |f| f.extend_from_slice(pdu));
     frame
+}
+
+/// Replaces `frame` with the Modbus TCP frame of `request`, reusing its buffer.
+pub fn write_mbap_frame(frame: &mut Vec<u8>, transaction: u16, unit: u8, request: &Request) {
+    frame.clear();
+    mbap_frame_with(frame, transaction, unit, |f| request.encode_into(f));
+}
+
+/// Appends a header, the PDU that `pdu` appends, and sets the header's length field.
+fn mbap_frame_with(
+    frame: &mut Vec<u8>,
+    transaction: u16,
+    unit: u8,
+    pdu: impl FnOnce(&mut Vec<u8>),
+) {
+    let start = frame.len();
+    frame.extend(transaction.to_be_bytes());
+    frame.extend([0, 0, 0, 0]);
+    frame.push(unit);
+    pdu(frame);
+    let length = count16(frame.len() - start - MBAP_HEADER_LEN + 1).to_be_bytes();
+    if let Some(field) = frame.get_mut(start + 4..start + 6) {
+        field.copy_from_slice(&length);
+    }
 }
 
 /// Parses the seven header bytes of a Modbus TCP frame.
@@ -572,6 +599,9 @@ mod tests {
     #[test]
     fn mbap_frames_and_headers() {
         let frame = mbap_frame(0x1234, 7, &read(Table::Holding, 0x6b, 3).encode());
+        let mut reused = vec![0xaa; 40];
+        write_mbap_frame(&mut reused, 0x1234, 7, &read(Table::Holding, 0x6b, 3));
+        assert_eq!(reused, frame);
         assert_eq!(
             frame,
             [

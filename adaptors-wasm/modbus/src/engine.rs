@@ -97,6 +97,8 @@ pub struct Engine {
     /// Per property, the start of its status entry (`{"name":…,"type":…`), which only
     /// the spec decides: escaped once here rather than on every poll.
     heads: Vec<String>,
+    /// How each property fared in the current poll; kept to reuse its allocation.
+    slots: Vec<Slot>,
 }
 
 fn span_of(property: &Property) -> Span {
@@ -135,6 +137,7 @@ impl Engine {
             split: BTreeSet::new(),
             write_errors: BTreeMap::new(),
             heads,
+            slots: Vec::new(),
         }
     }
 
@@ -181,15 +184,16 @@ impl Engine {
 
     /// Writes what is pending, reads every property and builds the status.
     pub fn poll(&mut self, memory: &mut Memory, bus: &mut dyn Bus, now: &str) -> Outcome {
-        let mut slots = vec![Slot::NotRead; self.spec.properties.len()];
+        let mut slots = std::mem::take(&mut self.slots);
+        slots.clear();
+        slots.resize(self.spec.properties.len(), Slot::NotRead);
         let failure = match self.write_pending(memory, bus) {
             Some(failure) => Some(failure),
             None => self.read_all(memory, bus, now, &mut slots),
         };
-        Outcome {
-            status: self.status(memory, &slots, failure.as_ref()),
-            failure,
-        }
+        let status = self.status(memory, &slots, failure.as_ref());
+        self.slots = slots;
+        Outcome { status, failure }
     }
 
     fn read_all(
@@ -199,10 +203,7 @@ impl Engine {
         now: &str,
         slots: &mut [Slot],
     ) -> Option<Failure> {
-        for index in 0..self.batches.len() {
-            let Some(batch) = self.batches.get(index).cloned() else {
-                break;
-            };
+        for (index, batch) in self.batches.iter().enumerate() {
             let merged = batch.members.len() > 1;
             if !(merged && self.split.contains(&index)) {
                 let result = bus.request(&read_request(batch.span));
@@ -210,7 +211,7 @@ impl Engine {
                     self.split.insert(index);
                 } else {
                     match judge(result) {
-                        Verdict::Done(reply) => self.store(memory, &batch, &reply, now, slots),
+                        Verdict::Done(reply) => self.store(memory, batch, &reply, now, slots),
                         Verdict::Local(why) => fail(&batch.members, &why, slots),
                         Verdict::Stop(failure, why) => {
                             fail(&batch.members, &why, slots);
@@ -263,11 +264,10 @@ impl Engine {
                             .as_f64()
                             .map(|x| value::render_f64(value::operate(&property.operations, x)))
                     };
-                    let value = decoded.render();
                     // Updated in place: a poll allocates nothing for a property it read before.
                     if let Some(reading) = memory.readings.get_mut(&property.name) {
                         property.read_signature().clone_into(&mut reading.signature);
-                        reading.value = value;
+                        decoded.render_into(&mut reading.value);
                         reading.operated = operated;
                         now.clone_into(&mut reading.updated_at);
                     } else {
@@ -275,7 +275,7 @@ impl Engine {
                             property.name.clone(),
                             Reading {
                                 signature: property.read_signature().to_owned(),
-                                value,
+                                value: decoded.render(),
                                 operated,
                                 updated_at: now.to_owned(),
                             },

@@ -83,6 +83,8 @@ struct Device {
 struct Instance {
     memory: Memory,
     device: Option<Device>,
+    /// This poll's `updatedAt`, kept to reuse its allocation.
+    now: String,
 }
 
 impl Instance {
@@ -158,10 +160,11 @@ impl Instance {
             .device
             .as_mut()
             .ok_or_else(|| AdaptorError::Internal("the device is not configured yet".to_owned()))?;
-        let now = time::rfc3339(clock::now_ms());
+        self.now.clear();
+        time::write_rfc3339(&mut self.now, clock::now_ms());
         let outcome = device
             .engine
-            .poll(&mut self.memory, &mut device.transport, &now);
+            .poll(&mut self.memory, &mut device.transport, &self.now);
         let status = outcome.status;
         let Some(failure) = outcome.failure else {
             if device.unreachable {

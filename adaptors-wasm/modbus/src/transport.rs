@@ -34,6 +34,8 @@ pub struct Transport {
     /// TCP bytes received but not yet taken as a frame. Receiving a whole ADU's worth
     /// at a time gets most replies in one host call instead of two.
     received: Vec<u8>,
+    /// The TCP request being sent, kept to reuse its allocation.
+    frame: Vec<u8>,
 }
 
 /// How one TCP attempt failed, which decides whether the connection survives.
@@ -73,6 +75,7 @@ impl Transport {
             connection: None,
             transaction: 0,
             received: Vec::new(),
+            frame: Vec::new(),
         }
     }
 
@@ -133,23 +136,27 @@ impl Transport {
             return Err(Fault::Desync("no TCP connection".to_owned()));
         };
         let deadline = Deadline::after(self.timeout_ms);
-        let frame = codec::mbap_frame(transaction, self.unit, &request.encode());
+        codec::write_mbap_frame(&mut self.frame, transaction, self.unit, request);
         let sent = stream
-            .send(&frame, self.timeout_ms)
+            .send(&self.frame, self.timeout_ms)
             .map_err(Fault::Stream)?;
-        if usize::try_from(sent).ok() != Some(frame.len()) {
+        if usize::try_from(sent).ok() != Some(self.frame.len()) {
             return Err(Fault::Stream(CapabilityError::Io(format!(
                 "sent {sent} of {} bytes",
-                frame.len()
+                self.frame.len()
             ))));
         }
         // The deadline was just set: the first wait needs no clock reading.
         let mut first_wait = Some(self.timeout_ms);
         loop {
-            let (header, pdu) = next_frame(stream, &mut self.received, &deadline, &mut first_wait)?;
-            // A late reply to an earlier, timed-out request: skip it.
-            if header.transaction == transaction {
-                return request.decode_reply(&pdu).map_err(Fault::Reply);
+            let (header, end) = next_frame(stream, &mut self.received, &deadline, &mut first_wait)?;
+            // A late reply to an earlier, timed-out request is skipped.
+            let reply = (header.transaction == transaction).then(|| {
+                request.decode_reply(self.received.get(MBAP_HEADER_LEN..end).unwrap_or_default())
+            });
+            self.received.drain(..end);
+            if let Some(reply) = reply {
+                return reply.map_err(Fault::Reply);
             }
         }
     }
@@ -214,17 +221,17 @@ impl Bus for Transport {
 /// The largest Modbus TCP ADU: what one receive asks for.
 const MAX_ADU: u32 = 260;
 
-/// Takes the next MBAP frame out of `received`, receiving more before the deadline
-/// until it is whole; bytes past it stay for the next call. `first_wait`, if set, is
-/// used (once) instead of reading the clock.
+/// Receives until `received` starts with a whole MBAP frame, before the deadline, and
+/// returns its header and where it ends; the caller takes it out. `first_wait`, if set,
+/// is used (once) instead of reading the clock.
 fn next_frame(
     stream: &TcpStream,
     received: &mut Vec<u8>,
     deadline: &Deadline,
     first_wait: &mut Option<u32>,
-) -> Result<(codec::MbapHeader, Vec<u8>), Fault> {
+) -> Result<(codec::MbapHeader, usize), Fault> {
     loop {
-        if let Some(frame) = take_frame(received)? {
+        if let Some(frame) = whole_frame(received)? {
             return Ok(frame);
         }
         let wait = match first_wait.take() {
@@ -241,19 +248,15 @@ fn next_frame(
     }
 }
 
-/// The first whole frame in `received` (removed from it), or `None` while it is partial.
-fn take_frame(received: &mut Vec<u8>) -> Result<Option<(codec::MbapHeader, Vec<u8>)>, Fault> {
+/// The header of the frame at the start of `received` and where the frame ends, or
+/// `None` while it is partial. The PDU is decoded in place, not copied out.
+fn whole_frame(received: &[u8]) -> Result<Option<(codec::MbapHeader, usize)>, Fault> {
     let Some(bytes) = received.first_chunk::<MBAP_HEADER_LEN>() else {
         return Ok(None);
     };
     let header = codec::mbap_header(bytes).map_err(|e| Fault::Desync(e.to_string()))?;
     let end = MBAP_HEADER_LEN + header.pdu_len;
-    let Some(pdu) = received.get(MBAP_HEADER_LEN..end) else {
-        return Ok(None);
-    };
-    let pdu = pdu.to_vec();
-    received.drain(..end);
-    Ok(Some((header, pdu)))
+    Ok((received.len() >= end).then_some((header, end)))
 }
 
 fn settings(line: Line) -> Settings {
@@ -307,6 +310,18 @@ mod tests {
 
     fn frame(transaction: u16, pdu: &[u8]) -> Vec<u8> {
         codec::mbap_frame(transaction, 1, pdu)
+    }
+
+    /// Takes the first whole frame out of `received`, as `tcp_once` does.
+    fn take_frame(received: &mut Vec<u8>) -> Result<Option<(codec::MbapHeader, Vec<u8>)>, Fault> {
+        Ok(whole_frame(received)?.map(|(header, end)| {
+            let pdu = received
+                .get(MBAP_HEADER_LEN..end)
+                .unwrap_or_default()
+                .to_vec();
+            received.drain(..end);
+            (header, pdu)
+        }))
     }
 
     #[test]

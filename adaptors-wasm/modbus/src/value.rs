@@ -5,6 +5,8 @@
 
 use std::fmt::Write as _;
 
+use octopus_adaptor_sdk::text;
+
 /// The type of a property value, as the spec's `type` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ValueType {
@@ -168,13 +170,31 @@ pub enum Value {
 impl Value {
     /// The status form: integers exactly, floats in their shortest round-trip form.
     pub fn render(&self) -> String {
+        let mut out = String::new();
+        self.render_into(&mut out);
+        out
+    }
+
+    /// Replaces `out` with [`Value::render`], reusing its buffer. Integers, what most
+    /// registers hold, skip `core::fmt`.
+    pub fn render_into(&self, out: &mut String) {
+        out.clear();
         match self {
-            Value::Int(v) => v.to_string(),
-            Value::Uint(v) => v.to_string(),
-            Value::Float(v) => v.to_string(),
-            Value::Double(v) => v.to_string(),
-            Value::Bool(v) => v.to_string(),
-            Value::Text(v) => v.clone(),
+            Value::Int(v) => {
+                if *v < 0 {
+                    out.push('-');
+                }
+                text::push_decimal(out, v.unsigned_abs());
+            }
+            Value::Uint(v) => text::push_decimal(out, *v),
+            Value::Float(v) => {
+                let _ = write!(out, "{v}");
+            }
+            Value::Double(v) => {
+                let _ = write!(out, "{v}");
+            }
+            Value::Bool(v) => out.push_str(if *v { "true" } else { "false" }),
+            Value::Text(v) => out.push_str(v),
         }
     }
 
@@ -430,6 +450,33 @@ mod tests {
             wire,
             "{kind:?} {order:?} encode {expected}"
         );
+    }
+
+    #[test]
+    fn renders_integers_as_display_does_and_reuses_the_buffer() {
+        let mut out = std::string::String::from("left over from the last poll");
+        for v in [
+            0,
+            1,
+            -1,
+            9,
+            -10,
+            65_535,
+            i64::from(i32::MIN),
+            i64::MIN,
+            i64::MAX,
+        ] {
+            Value::Int(v).render_into(&mut out);
+            assert_eq!(out, v.to_string());
+        }
+        for v in [0, 10, 4_294_967_295, u64::MAX] {
+            Value::Uint(v).render_into(&mut out);
+            assert_eq!(out, v.to_string());
+        }
+        Value::Float(0.1).render_into(&mut out);
+        assert_eq!(out, "0.1");
+        Value::Bool(false).render_into(&mut out);
+        assert_eq!(out, "false");
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub mod socket;
 pub mod spec;
 pub mod state;
 pub mod status;
+pub mod text;
 pub mod time;
 
 #[doc(hidden)]

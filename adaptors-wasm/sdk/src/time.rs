@@ -3,15 +3,34 @@
 
 /// Formats milliseconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn rfc3339(epoch_ms: u64) -> String {
+    let mut out = String::with_capacity(LEN);
+    write_rfc3339(&mut out, epoch_ms);
+    out
+}
+
+/// Length of a timestamp from [`rfc3339`] for years up to 9999.
+const LEN: usize = 20;
+
+/// Appends the [`rfc3339`] form of `epoch_ms` to `out`. Digits are written by hand
+/// into a stack buffer: `format!` cost more than the rest of a Modbus poll in the guest.
+pub fn write_rfc3339(out: &mut String, epoch_ms: u64) {
     let secs = epoch_ms / 1_000;
     let (year, month, day) = civil_date(secs / 86_400);
     let of_day = secs % 86_400;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        of_day / 3_600,
-        of_day / 60 % 60,
-        of_day % 60
-    )
+    // Years past 9999 only come from a broken clock; they still get all their digits.
+    crate::text::push_padded(out, year, 4);
+    let mut rest = *b"-MM-DDTHH:MM:SSZ";
+    for (at, n) in [
+        (1, month),
+        (4, day),
+        (7, of_day / 3_600),
+        (10, of_day / 60 % 60),
+        (13, of_day % 60),
+    ] {
+        rest[at] = b'0' + (n / 10 % 10) as u8;
+        rest[at + 1] = b'0' + (n % 10) as u8;
+    }
+    out.push_str(std::str::from_utf8(&rest).unwrap_or_default());
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01, computed over
@@ -45,5 +64,15 @@ mod tests {
         assert_eq!(rfc3339(951_868_799_000), "2000-02-29T23:59:59Z");
         assert_eq!(rfc3339(951_868_800_000), "2000-03-01T00:00:00Z");
         assert_eq!(rfc3339(4_102_444_800_000), "2100-01-01T00:00:00Z");
+        assert_eq!(rfc3339(253_402_300_799_000), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(253_402_300_800_000), "10000-01-01T00:00:00Z");
+        assert!(rfc3339(u64::MAX).ends_with('Z'));
+    }
+
+    #[test]
+    fn appends_to_what_is_there() {
+        let mut out = String::from("at ");
+        write_rfc3339(&mut out, 1_714_557_600_999);
+        assert_eq!(out, "at 2024-05-01T10:00:00Z");
     }
 }
