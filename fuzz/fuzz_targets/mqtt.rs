@@ -1,13 +1,12 @@
 //! MQTT: the guest's packet decoder and encoder (`adaptors-wasm/mqtt/src/codec.rs`), its
-//! topic templates and filters (`topic.rs`), JSON paths (`jsonpath.rs`), spec parser and
-//! value conversions, and the limb's extension topic renderer
-//! (`host/src/extension/topic.rs`).
+//! topic filters (`topic.rs`), JSON paths (`jsonpath.rs`), spec parser and value
+//! conversions, and the topic templates both it and the limb's extension render
+//! (`mqtt-topic/`).
 //!
 //! Input, by its first byte modulo 7; `\0` separates the strings of a case:
 //! - 0, a byte stream from a broker: `[chunk size]` then bytes, pushed into a `Decoder`
 //!   in chunks; every packet decoded must encode back to itself;
-//! - 1, a topic template: `template\0namespace\0name\0uid[\0path[\0operator]]`, rendered
-//!   by the guest and by the limb;
+//! - 1, a topic template: `template\0namespace\0name\0uid[\0path[\0operator]]`, rendered;
 //! - 2, `filter\0topic`, checked and matched;
 //! - 3, `path\0json document\0json value`: get, set, then get what was set;
 //! - 4, `spec\0` then `name\0item\0value` triples: an `MQTTDevice` spec and its
@@ -20,10 +19,9 @@
 use adaptor_mqtt::fuzz::codec::{self, Connect, Decoder, Packet, Publish, Version, Will};
 use adaptor_mqtt::fuzz::jsonpath::Path;
 use adaptor_mqtt::fuzz::spec::{self, Reference};
-use adaptor_mqtt::fuzz::topic::{self, Keywords};
+use adaptor_mqtt::fuzz::topic;
 use adaptor_mqtt::fuzz::value::{self, Kind};
 use libfuzzer_sys::fuzz_target;
-use limb::extension::topic as host_topic;
 
 fn decode_one(bytes: &[u8]) -> Result<Option<Packet>, codec::CodecError> {
     let mut d = Decoder::default();
@@ -60,25 +58,14 @@ fn templates(parts: &[&str]) {
         return;
     };
     let (path, operator) = (rest.first().copied(), rest.get(1).copied());
-    let keywords = Keywords {
+    let values = mqtt_topic::Values {
         namespace,
         name,
         uid,
         path,
         operator,
     };
-    if let Some(t) = topic::render(template, &keywords) {
-        assert!(!t.is_empty() && !t.starts_with('/') && !t.ends_with('/'));
-        assert!(!t.contains("//"), "{t:?}");
-    }
-    let values = host_topic::Values {
-        namespace,
-        name,
-        uid,
-        path,
-        operator,
-    };
-    let t = host_topic::render(template, &values);
+    let t = mqtt_topic::render(template, &values);
     assert!(
         !t.starts_with('/') && !t.ends_with('/') && !t.contains("//"),
         "{t:?}"

@@ -13,7 +13,8 @@ use crate::codec::{self, Connect, Decoder, Packet, Publish, SUBACK_FAILURE, Vers
 use crate::spec::{Pattern, Property, Spec, SpecError, Tls, VersionChoice};
 use crate::state::{Memory, Published, Reading};
 use crate::time;
-use crate::topic::{self, Keywords};
+use crate::topic;
+use mqtt_topic::Values;
 use crate::value;
 
 /// The longest a poll waits for messages. Pushed data is returned as soon as it arrives;
@@ -189,16 +190,17 @@ fn render(
     path: Option<&str>,
     operator: Option<&str>,
 ) -> Option<String> {
-    topic::render(
+    let topic = mqtt_topic::render(
         spec_topic,
-        &Keywords {
+        &Values {
             namespace: &identity.namespace,
             name: &identity.name,
             uid: &identity.uid,
             path,
             operator,
         },
-    )
+    );
+    (!topic.is_empty()).then_some(topic)
 }
 
 fn plan(spec: &Spec, identity: &Identity) -> Result<(Vec<Sub>, Vec<Write>), SpecError> {

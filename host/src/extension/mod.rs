@@ -9,7 +9,6 @@
 //! Problems of an extension become events on the device, never device failures.
 
 pub mod mqtt;
-pub mod topic;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

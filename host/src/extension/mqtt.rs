@@ -25,7 +25,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::Env;
-use super::topic::{self, Values};
+use mqtt_topic::{self as topic, Values};
 use crate::bindings::ReferenceValue;
 use crate::status::{Event as DeviceEvent, EventType};
 

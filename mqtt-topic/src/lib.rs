@@ -1,4 +1,6 @@
-//! Octopus's topic templates (`pkg/mqtt/topic.go`), as a pure function.
+//! Octopus's MQTT topic templates (`pkg/mqtt/topic.go`), as a pure function with no
+//! dependencies: the limb's MQTT extension (native) and the MQTT adaptor (wasm) both
+//! render topics with it, so one template names the same topic in either.
 //!
 //! A template is split on `/`; a segment `:namespace`, `:name` or `:uid` becomes the
 //! DeviceLink's value, `:path` the message's path and `:operator` the operator for the
