@@ -15,6 +15,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use crds::GrantKind;
 use crds::models::extension::{MqttClientTls, MqttOptions, ReferenceRelationship};
+use mqtt_topic::{self as topic, Values};
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, LastWill, NetworkOptions, Outgoing,
     Packet, QoS, TlsConfiguration, Transport,
@@ -25,7 +26,6 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::Env;
-use mqtt_topic::{self as topic, Values};
 use crate::bindings::ReferenceValue;
 use crate::status::{Event as DeviceEvent, EventType};
 
