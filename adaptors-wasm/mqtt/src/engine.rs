@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use mqtt_topic::Values;
 use serde_json::{Map, Value, json};
 
 use crate::codec::{self, Connect, Decoder, Packet, Publish, SUBACK_FAILURE, Version};
@@ -14,7 +15,6 @@ use crate::spec::{Pattern, Property, Spec, SpecError, Tls, VersionChoice};
 use crate::state::{Memory, Published, Reading};
 use crate::time;
 use crate::topic;
-use mqtt_topic::Values;
 use crate::value;
 
 /// The longest a poll waits for messages. Pushed data is returned as soon as it arrives;
