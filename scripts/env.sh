@@ -3,6 +3,10 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${OCTOPUS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/octopus}"
+# One target dir serves every checkout. Cargo judges freshness by file times, with paths
+# relative to the workspace, so a checkout whose files are older than another checkout's
+# last build reuses that build: tests find repository files at run time for that reason
+# (brain/tests/cluster/repo.rs). A fresh clone's files are all new, so it rebuilds.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 # Incremental artifacts grow by gigabytes per source path and help only edit loops.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"

@@ -30,9 +30,11 @@
 #[path = "../../brain/tests/cluster/apiserver.rs"]
 #[allow(dead_code, reason = "shared with the brain's tests")]
 mod apiserver;
+#[path = "../../brain/tests/cluster/repo.rs"]
+mod repo;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -48,6 +50,7 @@ use kube::api::{
 };
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
+use repo::repo_file;
 use serde_json::json;
 
 /// A child process, killed when dropped.
@@ -233,7 +236,7 @@ async fn control_plane(nodes: &[String]) -> (ApiServer, Client, Process) {
     let client = server.client().await;
     apiserver::install_crds(&client, crds::generated::all().into_iter().map(|(_, c)| c)).await;
     namespace(&client, "octopus-system").await;
-    let deploy = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy"));
+    let deploy = &repo_file("deploy");
     server
         .apply_rbac(&deploy.join("limb.yaml"), "octopus-limb")
         .await;

@@ -19,7 +19,6 @@ use support::{
     wait_all,
 };
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +26,7 @@ use limb::adaptors::{self, CompileCache};
 use limb::capabilities::{Capabilities, Grants, Limits};
 use limb::engine::{DeviceTag, Pooling, StoreState};
 use limb::supervisor::{self, Command, Context, Instance};
+use support::repo::repo_file;
 use wasmtime::component::Component;
 
 fn us(d: Duration) -> f64 {
@@ -301,7 +301,7 @@ fn start_slave() -> Slave {
         .local_addr()
         .unwrap()
         .port();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/modbus_server.py");
+    let script = repo_file("host/tests/peers/modbus_server.py");
     let mut child = std::process::Command::new(python)
         .arg(script)
         .args(["tcp", "127.0.0.1", &port.to_string()])

@@ -559,11 +559,10 @@ mod tests {
     }
 
     fn modbus_example() -> Value {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../examples/modbus/modbus-tcp.yaml"
-        ))
-        .unwrap();
+        // Found at run time, not with `env!`: see `repo_file` in the cluster tests.
+        let manifest = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default();
+        let path = std::path::Path::new(&manifest).join("../examples/modbus/modbus-tcp.yaml");
+        let text = std::fs::read_to_string(path).unwrap();
         let link: Value = serde_yaml::from_str(&text).unwrap();
         link["spec"]["template"]["spec"].clone()
     }

@@ -7,7 +7,6 @@
 //! serving certificate rotates under a stream of admissions without one being skipped;
 //! with the brain stopped, links are admitted unchecked (failure policy Ignore).
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crds::v1alpha1::DeviceLink;
@@ -18,6 +17,7 @@ use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParam
 use serde_json::{Value, json};
 
 use crate::apiserver::ApiServer;
+use crate::repo::repo_file;
 
 const WEBHOOK: &str = "octopus-brain";
 const NS: &str = "octopus-system";
@@ -31,7 +31,7 @@ fn free_port() -> u16 {
 }
 
 fn deploy_brain_yaml() -> std::path::PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/brain.yaml")).to_owned()
+    repo_file("deploy/brain.yaml")
 }
 
 struct Brain(std::process::Child);
@@ -131,11 +131,7 @@ fn link(name: &str, spec: Value) -> DynamicObject {
 /// The shipped Modbus TCP example's spec, on node edge-1 with the dummy adaptor
 /// installed (the adaptor is only checked for presence).
 fn modbus_spec() -> Value {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/modbus/modbus-tcp.yaml"
-    ))
-    .unwrap();
+    let text = std::fs::read_to_string(repo_file("examples/modbus/modbus-tcp.yaml")).unwrap();
     let mut v: Value = serde_yaml::from_str(&text).unwrap();
     let mut spec = v["spec"].take();
     spec["adaptor"] = json!({"node": "edge-1", "name": "adaptors.edge.cattle.io/dummy"});

@@ -16,6 +16,7 @@ mod apiserver;
 
 mod admission;
 mod rbac;
+mod repo;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +32,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+
+use repo::repo_file;
 
 async fn install_all(client: &Client) {
     install_crds(client, crds::generated::all().into_iter().map(|(_, c)| c)).await;
@@ -116,11 +119,8 @@ async fn crds_install_and_the_schema_rejects_what_cannot_work() {
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
 
     // Octopus's own example applies unchanged.
-    let yaml = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/standalone/living-room-fan.yaml"
-    ))
-    .unwrap();
+    let yaml =
+        std::fs::read_to_string(repo_file("examples/standalone/living-room-fan.yaml")).unwrap();
     let value: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
     let dyn_api: Api<kube::api::DynamicObject> = Api::namespaced_with(
         client.clone(),
@@ -601,10 +601,7 @@ async fn the_brain_works_with_exactly_the_rbac_it_ships() {
     install_all(&client).await;
     create_node(&client, "edge-1").await;
     server
-        .apply_rbac(
-            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/brain.yaml")),
-            "octopus-brain",
-        )
+        .apply_rbac(&repo_file("deploy/brain.yaml"), "octopus-brain")
         .await;
     let _brain = spawn_brain_with(
         &server.user_kubeconfig("brain"),

@@ -9,6 +9,7 @@ use kube::Api;
 use kube::api::PostParams;
 
 use crate::apiserver::ApiServer;
+use crate::repo::repo_file;
 
 /// (verb, group, resource, subresource, namespace, name, allowed)
 type Row = (
@@ -233,7 +234,7 @@ async fn can_i(api: &Api<SubjectAccessReview>, user: &str, row: &Row) -> bool {
 async fn each_component_may_do_exactly_what_its_manifest_says() {
     let server = ApiServer::start().await;
     let client = server.client().await;
-    let deploy = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy"));
+    let deploy = &repo_file("deploy");
     server
         .apply_rbac(&deploy.join("limb.yaml"), "octopus-limb")
         .await;

@@ -4,6 +4,9 @@
 
 #![allow(dead_code, reason = "each bench uses a part")]
 
+#[path = "../../../brain/tests/cluster/repo.rs"]
+pub mod repo;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -22,6 +22,7 @@ mod apiserver;
 use apiserver::ApiServer;
 
 use crate::common::component;
+use crate::repo::repo_file;
 
 /// A child process (limb or brain), killed when dropped.
 struct Process {
@@ -297,10 +298,7 @@ async fn control_plane() -> (ApiServer, Client, Process) {
         .await
         .unwrap();
     server
-        .apply_rbac(
-            Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/limb.yaml")),
-            "octopus-limb",
-        )
+        .apply_rbac(&repo_file("deploy/limb.yaml"), "octopus-limb")
         .await;
     let node: Node = serde_json::from_value(json!({"metadata": {"name": "edge-1"}})).unwrap();
     Api::<Node>::all(client.clone())
@@ -309,10 +307,7 @@ async fn control_plane() -> (ApiServer, Client, Process) {
         .unwrap();
     // The brain, as a process with exactly the RBAC that deploy/brain.yaml grants.
     server
-        .apply_rbac(
-            Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/brain.yaml")),
-            "octopus-brain",
-        )
+        .apply_rbac(&repo_file("deploy/brain.yaml"), "octopus-brain")
         .await;
     let brain = start_brain(&server);
     (server, client, brain)
@@ -346,13 +341,7 @@ async fn a_device_link_runs_end_to_end_on_a_real_api_server() {
     )
     .await;
     server
-        .apply_rbac(
-            Path::new(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../deploy/limb-references.yaml"
-            )),
-            "octopus-limb",
-        )
+        .apply_rbac(&repo_file("deploy/limb-references.yaml"), "octopus-limb")
         .await;
     wait(
         "a condition naming the missing Secret",
@@ -682,11 +671,7 @@ async fn a_modbus_link_written_for_octopus_reads_registers_into_its_instance() {
     let limb = start_limb(&server, "modbus");
 
     // The example from examples/modbus, pointed at this test's slave and node.
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/modbus/modbus-tcp.yaml"
-    ))
-    .unwrap();
+    let text = std::fs::read_to_string(repo_file("examples/modbus/modbus-tcp.yaml")).unwrap();
     let mut link: DeviceLink = serde_yaml::from_str(&text).unwrap();
     link.spec.adaptor.node = "edge-1".into();
     let spec = &mut link.spec.template.spec;
@@ -753,15 +738,12 @@ async fn an_mqtt_link_written_for_octopus_gets_pushed_readings_into_its_instance
     ship(&client, "mqtt", &component("adaptor_mqtt")).await;
     let limb = start_limb(&server, "mqtt");
 
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/mqtt/kitchen-light.yaml"
-    ))
-    .unwrap()
-    .replace(
-        "tcp://127.0.0.1:1883",
-        &format!("tcp://127.0.0.1:{}", broker.anonymous),
-    );
+    let text = std::fs::read_to_string(repo_file("examples/mqtt/kitchen-light.yaml"))
+        .unwrap()
+        .replace(
+            "tcp://127.0.0.1:1883",
+            &format!("tcp://127.0.0.1:{}", broker.anonymous),
+        );
     let mut link: DeviceLink = serde_yaml::from_str(&text).unwrap();
     link.spec.adaptor.node = "edge-1".into();
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");

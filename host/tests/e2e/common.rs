@@ -18,7 +18,7 @@ use limb::supervisor::{Context, RestartPolicy};
 pub fn adaptors_dir() -> PathBuf {
     let dir = std::env::var_os("OCTOPUS_ADAPTORS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/adaptors"));
+        .unwrap_or_else(|| crate::repo::repo_file("target/adaptors"));
     assert!(
         dir.join("adaptor_dummy.wasm").exists(),
         "adaptor components not found in {}; run scripts/test.sh (or scripts/build-adaptors.sh and set OCTOPUS_ADAPTORS_DIR)",

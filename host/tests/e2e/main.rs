@@ -9,6 +9,8 @@
 )]
 
 mod common;
+#[path = "../../../brain/tests/cluster/repo.rs"]
+mod repo;
 
 mod capabilities;
 mod cluster;

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 use crate::peers::{Line, Mbpoll, ModbusServer, PtyPair, spray_junk};
+use crate::repo::repo_file;
 
 const POLICY: &str = r#"
 tcp: ["127.0.0.0/8"]
@@ -1724,10 +1725,7 @@ impl StandaloneLimb {
 async fn standalone_runs_the_modbus_tcp_example_against_the_slave() {
     let dir = tempfile::tempdir().unwrap();
     let server = ModbusServer::tcp(dir.path());
-    let example = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/modbus/modbus-tcp.yaml"),
-    )
-    .unwrap();
+    let example = std::fs::read_to_string(repo_file("examples/modbus/modbus-tcp.yaml")).unwrap();
     assert!(
         example.contains("127.0.0.1:15020"),
         "the example's endpoint moved"

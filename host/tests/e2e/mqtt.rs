@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use crate::common::*;
 use crate::mosquitto::{self, Broker, PASSWORD, USER};
 use crate::peers::ModbusServer;
+use crate::repo::repo_file;
 
 const POLICY: &str = r#"
 tcp: ["127.0.0.0/8", "::1/128"]
@@ -782,12 +783,7 @@ async fn standalone_runs_the_mqtt_examples_against_mosquitto() {
     let links = dir.path().join("links");
     std::fs::create_dir(&links).unwrap();
     for file in ["kitchen-light.yaml", "fan-with-extension.yaml"] {
-        let text = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../examples/mqtt")
-                .join(file),
-        )
-        .unwrap();
+        let text = std::fs::read_to_string(repo_file("examples/mqtt").join(file)).unwrap();
         assert!(
             text.contains("tcp://127.0.0.1:1883"),
             "{file}: the broker moved"

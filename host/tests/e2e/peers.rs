@@ -10,6 +10,7 @@
 //! `scripts/env.sh`'s `ensure_peers` installs them (scripts/test.sh calls it). A missing
 //! peer fails the test with that command; nothing is skipped.
 
+use crate::repo::repo_file;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -114,7 +115,7 @@ pub struct ModbusServer {
 }
 
 fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/modbus_server.py")
+    repo_file("host/tests/peers/modbus_server.py")
 }
 
 impl ModbusServer {
