@@ -86,24 +86,18 @@ struct Running {
 }
 
 pub struct Manager {
-    observer: Arc<Observer>,
-    ctx: Arc<Context>,
-    running: HashMap<String, Running>,
-    /// Links whose last reconcile failed, with how many times in a row: retried with
-    /// backoff instead of waiting for the next resync.
-    failing: HashMap<String, u32>,
-}
-
-/// The API side of reconciles, shared by all of them in flight (through an `Arc`, so the
-/// manager can apply each outcome while the others are still being observed).
-struct Observer {
     client: Client,
+    ctx: Arc<Context>,
     registry: Arc<Registry>,
     settings: Settings,
     links: Store<DeviceLink>,
+    running: HashMap<String, Running>,
     /// API resources of the models seen so far, and whether their instances on this
-    /// node are watched (to re-create deletions).
+    /// node are watched (to re-create deletions). Shared by concurrent reconciles.
     resources: std::sync::Mutex<HashMap<GroupVersionKind, ApiResource>>,
+    /// Links whose last reconcile failed, with how many times in a row: retried with
+    /// backoff instead of waiting for the next resync.
+    failing: HashMap<String, u32>,
     /// A fingerprint of the instance last applied per link. Every status write to a
     /// link brings a reconcile; re-applying an unchanged instance each time doubled the
     /// API writes while links connect. Forgotten when an instance is deleted and on
@@ -115,6 +109,10 @@ struct Observer {
 /// Reconciles whose API calls run at once. Connecting 1,000 links is two API writes
 /// each (finalizer, instance); one at a time that took minutes on a loaded API server.
 const CONCURRENT_RECONCILES: usize = 32;
+
+/// A batch is observed and applied this many links at a time, so the first devices of
+/// a burst of new links start (and report) while the rest are still being observed.
+const APPLY_EVERY: usize = 64;
 
 /// First retry of a failed reconcile; doubles per failure up to the resync interval.
 const RETRY_BASE: Duration = Duration::from_millis(250);
@@ -158,18 +156,16 @@ impl Manager {
         trigger: mpsc::UnboundedSender<Trigger>,
     ) -> Self {
         Self {
-            observer: Arc::new(Observer {
-                client,
-                registry,
-                settings,
-                links,
-                resources: std::sync::Mutex::new(HashMap::new()),
-                applied: Arc::default(),
-                trigger,
-            }),
+            client,
             ctx,
+            registry,
+            settings,
+            links,
             running: HashMap::new(),
+            resources: std::sync::Mutex::new(HashMap::new()),
             failing: HashMap::new(),
+            applied: Arc::default(),
+            trigger,
         }
     }
 
@@ -178,7 +174,7 @@ impl Manager {
         mut rx: mpsc::UnboundedReceiver<Trigger>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let mut resync = tokio::time::interval(self.observer.settings.resync);
+        let mut resync = tokio::time::interval(self.settings.resync);
         loop {
             let mut keys: Vec<String> = tokio::select! {
                 t = rx.recv() => match t {
@@ -186,7 +182,7 @@ impl Manager {
                     None => break,
                 },
                 _ = resync.tick() => {
-                    lock(&self.observer.applied).clear();
+                    lock(&self.applied).clear();
                     self.all_keys()
                 }
                 _ = shutdown.changed() => break,
@@ -198,27 +194,26 @@ impl Manager {
             keys.sort();
             keys.dedup();
             tracing::debug!(links = keys.len(), "reconciling");
-            // Each link is applied as soon as it is observed, so the first devices of a
-            // burst of new links start (and report) while the rest are still being
-            // observed, and no link waits for the slowest of a chunk.
-            let observer = self.observer.clone();
-            let mut outcomes = futures::stream::iter(keys)
-                .map(move |key| {
-                    let observer = observer.clone();
-                    async move {
-                        let span = tracing::info_span!("limb.reconcile", link = %key);
-                        let outcome = observer.observe(&key).instrument(span).await;
-                        (key, outcome)
+            for chunk in keys.chunks(APPLY_EVERY) {
+                let this = &self;
+                let outcomes: Vec<(String, Result<Outcome, Error>)> =
+                    futures::stream::iter(chunk.iter().cloned())
+                        .map(|key| async move {
+                            let span = tracing::info_span!("limb.reconcile", link = %key);
+                            let outcome = this.observe(&key).instrument(span).await;
+                            (key, outcome)
+                        })
+                        .buffer_unordered(CONCURRENT_RECONCILES)
+                        .collect()
+                        .await;
+                for (key, outcome) in outcomes {
+                    match outcome {
+                        Ok(outcome) => {
+                            self.failing.remove(&key);
+                            self.apply(&key, outcome).await;
+                        }
+                        Err(e) => self.retry_later(key, &e),
                     }
-                })
-                .buffer_unordered(CONCURRENT_RECONCILES);
-            while let Some((key, outcome)) = outcomes.next().await {
-                match outcome {
-                    Ok(outcome) => {
-                        self.failing.remove(&key);
-                        self.apply(&key, outcome).await;
-                    }
-                    Err(e) => self.retry_later(key, &e),
                 }
                 self.ctx.metrics.set_devices(self.running.len());
             }
@@ -244,9 +239,9 @@ impl Manager {
         *failures = failures.saturating_add(1);
         let delay = RETRY_BASE
             .saturating_mul(1 << (*failures - 1).min(8))
-            .min(self.observer.settings.resync);
+            .min(self.settings.resync);
         tracing::warn!(link = %key, error = %e, retry_in = ?delay, "reconcile failed");
-        let trigger = self.observer.trigger.clone();
+        let trigger = self.trigger.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let _ = trigger.send(Trigger::Link(key));
@@ -254,13 +249,7 @@ impl Manager {
     }
 
     fn all_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .observer
-            .links
-            .state()
-            .iter()
-            .map(|l| l.key())
-            .collect();
+        let mut keys: Vec<String> = self.links.state().iter().map(|l| l.key()).collect();
         keys.extend(self.running.keys().cloned());
         keys.sort();
         keys.dedup();
@@ -268,8 +257,7 @@ impl Manager {
     }
 
     fn keys_using(&self, adaptor: &str) -> Vec<String> {
-        self.observer
-            .links
+        self.links
             .state()
             .iter()
             .filter(|l| l.spec.adaptor.name == adaptor)
@@ -277,98 +265,14 @@ impl Manager {
             .collect()
     }
 
+    fn find(&self, key: &str) -> Option<Arc<DeviceLink>> {
+        lookup(&self.links, key)
+    }
+
     async fn stop(&mut self, key: &str) {
         if let Some(r) = self.running.remove(key) {
             r.handle.stop().await;
         }
-    }
-
-    /// Applies what [`Observer::observe`] found to the running devices and the board.
-    async fn apply(&mut self, key: &str, outcome: Outcome) {
-        let (link, adaptor, references) = match outcome {
-            Outcome::Gone => {
-                self.stop(key).await;
-                self.ctx.board.remove(key);
-                return;
-            }
-            Outcome::NotValidated => {
-                self.stop(key).await;
-                return;
-            }
-            Outcome::Blocked { stage, message } => {
-                self.stop(key).await;
-                if let Some(link) = self.observer.find(key) {
-                    let stamp = now();
-                    self.ctx.board.update(
-                        key,
-                        || report_for(&link),
-                        |r| {
-                            seed(r, &stamp);
-                            for earlier in
-                                [ConditionType::AdaptorExisted, ConditionType::DeviceCreated]
-                            {
-                                if earlier < stage {
-                                    r.conditions.succeed(earlier, &stamp);
-                                }
-                            }
-                            r.conditions.fail(stage, &message, &stamp);
-                            r.phase = Phase::Pending;
-                            r.last_error = Some(message.clone());
-                        },
-                    );
-                }
-                return;
-            }
-            Outcome::Run {
-                link,
-                adaptor,
-                references,
-            } => (link, adaptor, references),
-        };
-        // DeviceConnected: the supervisor.
-        match self.running.get_mut(key) {
-            Some(r) => {
-                if r.link.spec != link.spec
-                    || references::fingerprint(&r.references)
-                        != references::fingerprint(&references)
-                {
-                    r.link = link.clone();
-                    r.references = references.clone();
-                    r.handle.send(Command::Update(link.clone(), references));
-                }
-                if r.digest != adaptor.digest {
-                    r.digest = adaptor.digest.clone();
-                    r.handle.send(Command::Swap(adaptor));
-                }
-            }
-            None => {
-                let stamp = now();
-                self.ctx
-                    .board
-                    .update(key, || report_for(&link), |r| seed(r, &stamp));
-                let handle = supervisor::spawn(
-                    self.ctx.clone(),
-                    link.clone(),
-                    adaptor.clone(),
-                    references.clone(),
-                );
-                self.running.insert(
-                    key.to_owned(),
-                    Running {
-                        handle,
-                        link,
-                        digest: adaptor.digest.clone(),
-                        references,
-                    },
-                );
-            }
-        }
-    }
-}
-
-impl Observer {
-    fn find(&self, key: &str) -> Option<Arc<DeviceLink>> {
-        lookup(&self.links, key)
     }
 
     /// The API side of a reconcile: finalizer, deletion, the adaptor, the instance and
@@ -501,6 +405,88 @@ impl Observer {
             adaptor,
             references,
         })
+    }
+
+    /// Applies what [`Manager::observe`] found to the running devices and the board.
+    async fn apply(&mut self, key: &str, outcome: Outcome) {
+        let (link, adaptor, references) = match outcome {
+            Outcome::Gone => {
+                self.stop(key).await;
+                self.ctx.board.remove(key);
+                return;
+            }
+            Outcome::NotValidated => {
+                self.stop(key).await;
+                return;
+            }
+            Outcome::Blocked { stage, message } => {
+                self.stop(key).await;
+                if let Some(link) = self.find(key) {
+                    let stamp = now();
+                    self.ctx.board.update(
+                        key,
+                        || report_for(&link),
+                        |r| {
+                            seed(r, &stamp);
+                            for earlier in
+                                [ConditionType::AdaptorExisted, ConditionType::DeviceCreated]
+                            {
+                                if earlier < stage {
+                                    r.conditions.succeed(earlier, &stamp);
+                                }
+                            }
+                            r.conditions.fail(stage, &message, &stamp);
+                            r.phase = Phase::Pending;
+                            r.last_error = Some(message.clone());
+                        },
+                    );
+                }
+                return;
+            }
+            Outcome::Run {
+                link,
+                adaptor,
+                references,
+            } => (link, adaptor, references),
+        };
+        // DeviceConnected: the supervisor.
+        match self.running.get_mut(key) {
+            Some(r) => {
+                if r.link.spec != link.spec
+                    || references::fingerprint(&r.references)
+                        != references::fingerprint(&references)
+                {
+                    r.link = link.clone();
+                    r.references = references.clone();
+                    r.handle.send(Command::Update(link.clone(), references));
+                }
+                if r.digest != adaptor.digest {
+                    r.digest = adaptor.digest.clone();
+                    r.handle.send(Command::Swap(adaptor));
+                }
+            }
+            None => {
+                let stamp = now();
+                self.ctx
+                    .board
+                    .update(key, || report_for(&link), |r| seed(r, &stamp));
+                let handle = supervisor::spawn(
+                    self.ctx.clone(),
+                    link.clone(),
+                    adaptor.clone(),
+                    references.clone(),
+                );
+                self.running.insert(
+                    key.to_owned(),
+                    Running {
+                        handle,
+                        link,
+                        digest: adaptor.digest.clone(),
+                        references,
+                    },
+                );
+            }
+        }
     }
 
     async fn resource(&self, link: &DeviceLink) -> Result<ApiResource, Error> {
