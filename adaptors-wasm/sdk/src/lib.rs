@@ -41,7 +41,9 @@
 //! ```
 //!
 //! [`duration`] and [`time`] parse Octopus's Go-style durations (`syncInterval: 1m30s`)
-//! and format `updatedAt` timestamps; [`status::Property`] is the shared property shape.
+//! and format `updatedAt` timestamps; [`text`] writes numbers into a status string
+//! without `core::fmt`, for adaptors that build their status by hand;
+//! [`status::Property`] is the shared property shape.
 //!
 //! Everything but the export builds natively too, so adaptors unit-test their logic
 //! with `cargo test` (drive a device through [`Instance`]); capabilities are then
