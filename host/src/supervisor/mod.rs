@@ -8,6 +8,7 @@
 mod backoff;
 mod inbox;
 mod instance;
+mod schedule;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -369,8 +370,15 @@ impl Supervisor {
         }
     }
 
+    /// Sets the poll interval; a changed one counts from the last poll at once.
     fn set_interval(&mut self, ms: Option<u64>) {
-        self.interval = ms.map(|ms| Duration::from_millis(ms.max(10)));
+        let interval = ms.map(|ms| Duration::from_millis(ms.max(10)));
+        if let (Some(old), Some(new)) = (self.interval, interval)
+            && old != new
+        {
+            self.next_poll = schedule::after_change(self.next_poll, old, new, Instant::now());
+        }
+        self.interval = interval;
         self.report(|r| r.poll_interval_ms = ms);
     }
 
@@ -466,7 +474,7 @@ impl Supervisor {
         let result = inst.poll().await;
         self.drain(&mut inst);
         if let Some(interval) = self.interval {
-            self.next_poll = (self.next_poll + interval).max(Instant::now());
+            self.next_poll = schedule::after_poll(self.next_poll, interval, Instant::now());
         }
         match result {
             Ok(doc) => {

@@ -97,6 +97,27 @@ async fn a_spec_change_is_applied_in_place_keeping_state() {
 }
 
 #[tokio::test]
+async fn a_shorter_sync_interval_counts_from_the_last_poll_not_after_the_old_one() {
+    let h = harness();
+    let dummy = h.load("adaptor_dummy").await;
+    // An hour: after the first poll, the next one is an hour away.
+    let dev = h.spawn(fan("slow", "slow", "1h"), dummy);
+    let first = h
+        .wait(&key("slow"), Duration::from_secs(10), |r| r.polls >= 1)
+        .await;
+    let changed = std::time::Instant::now();
+    dev.send(Command::Update(fan("slow", "slow", "50ms"), vec![]));
+    // The new spacing starts now (the last poll was more than 50 ms ago), so a few polls
+    // come within seconds instead of after the hour.
+    h.wait(&key("slow"), Duration::from_secs(10), |r| {
+        r.polls >= first.polls + 3
+    })
+    .await;
+    assert!(changed.elapsed() < Duration::from_secs(10));
+    dev.stop().await;
+}
+
+#[tokio::test]
 async fn an_invalid_spec_is_reported_and_waits_for_a_fix() {
     let h = harness();
     let dummy = h.load("adaptor_dummy").await;
