@@ -213,11 +213,13 @@ async fn node_existed_follows_the_node() {
         &links,
         "fan",
         "NodeExisted=True after the node is created",
+        // The brain labels a link after writing its status: wait for both.
         |l| {
             cond(l, ConditionType::ModelExisted).is_some_and(|c| c.0 == ConditionStatus::True)
                 && l.status
                     .as_ref()
                     .is_some_and(|s| s.node_internal_ip.is_some())
+                && l.labels().get(NODE_LABEL).map(String::as_str) == Some("edge-1")
         },
     )
     .await;
@@ -272,8 +274,11 @@ async fn node_existed_follows_the_node() {
     let (l, _) = wait_link(
         &links,
         "fan",
-        "NodeExisted=False after the node is deleted",
-        |l| cond(l, ConditionType::NodeExisted).is_some_and(|c| c.0 == ConditionStatus::False),
+        "NodeExisted=False and no node label after the node is deleted",
+        |l| {
+            cond(l, ConditionType::NodeExisted).is_some_and(|c| c.0 == ConditionStatus::False)
+                && l.labels().get(NODE_LABEL).is_none()
+        },
     )
     .await;
     assert!(
@@ -624,6 +629,7 @@ async fn the_brain_works_with_exactly_the_rbac_it_ships() {
         .unwrap();
     let (l, _) = wait_link(&links, "least", "validated with the shipped RBAC", |l| {
         cond(l, ConditionType::ModelExisted).is_some_and(|c| c.0 == ConditionStatus::True)
+            && l.labels().get(NODE_LABEL).is_some()
     })
     .await;
     assert_eq!(
