@@ -355,6 +355,10 @@ fn check_junctors(s: &Map<String, Value>, value: &Value, path: &str, out: &mut V
 }
 
 #[cfg(test)]
+#[path = "../../tests/cluster/repo.rs"]
+mod repo;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -559,10 +563,9 @@ mod tests {
     }
 
     fn modbus_example() -> Value {
-        // Found at run time, not with `env!`: see `repo_file` in the cluster tests.
-        let manifest = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default();
-        let path = std::path::Path::new(&manifest).join("../examples/modbus/modbus-tcp.yaml");
-        let text = std::fs::read_to_string(path).unwrap();
+        let text =
+            std::fs::read_to_string(super::repo::repo_file("examples/modbus/modbus-tcp.yaml"))
+                .unwrap();
         let link: Value = serde_yaml::from_str(&text).unwrap();
         link["spec"]["template"]["spec"].clone()
     }
