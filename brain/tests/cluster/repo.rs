@@ -1,5 +1,6 @@
 //! Paths into the repository for tests and benches of every package (each sits one
-//! folder below the root); shared with the brain's unit tests and the limb's tests and benches.
+//! folder below the root); shared with the brain's unit tests and the limb's tests
+//! and benches.
 
 /// A file of this repository, found when the test runs. `env!("CARGO_MANIFEST_DIR")`
 /// would keep the directory the binary was built in, and the target dir that
