@@ -107,8 +107,8 @@ async fn a_shorter_sync_interval_counts_from_the_last_poll_not_after_the_old_one
         .await;
     let changed = std::time::Instant::now();
     dev.send(Command::Update(fan("slow", "slow", "50ms"), vec![]));
-    // The new spacing starts now (the last poll was more than 50 ms ago), so a few polls
-    // come within seconds instead of after the hour.
+    // The new spacing counts from the last poll, so the next poll is due at most 50 ms
+    // from now and a few come within seconds instead of after the hour.
     h.wait(&key("slow"), Duration::from_secs(10), |r| {
         r.polls >= first.polls + 3
     })
