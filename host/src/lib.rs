@@ -10,6 +10,7 @@
 pub mod adaptors;
 pub mod admin;
 pub mod bindings;
+pub mod bounds;
 pub mod capabilities;
 #[cfg(feature = "cluster")]
 pub mod cluster;
