@@ -202,6 +202,28 @@ pub struct RuntimeArgs {
     )]
     pub quarantine_after: u32,
 
+    /// CPU time one device may use per second, sustained (guest code and the host
+    /// calls it makes); past it the device waits.
+    #[arg(long, env = "LIMB_CPU_BUDGET", default_value = "250ms", value_parser = parse_duration, global = true)]
+    pub cpu_budget: Duration,
+
+    /// CPU time a device may save up and spend at once.
+    #[arg(long, env = "LIMB_CPU_BURST", default_value = "1s", value_parser = parse_duration, global = true)]
+    pub cpu_burst: Duration,
+
+    /// Seconds in a row with the CPU budget spent after which the device's call is
+    /// ended and counted as a trap (backoff, then quarantine).
+    #[arg(long, env = "LIMB_CPU_STRIKES", default_value_t = 5, global = true)]
+    pub cpu_strikes: u32,
+
+    /// Long adaptor calls (past 20 ms of CPU) running at once; 0 means half the CPUs.
+    #[arg(long, env = "LIMB_CPU_LANES", default_value_t = 0, global = true)]
+    pub cpu_lanes: usize,
+
+    /// Longest an adaptor's `shutdown` may run when its device is removed.
+    #[arg(long, env = "LIMB_SHUTDOWN_TIMEOUT", default_value = "1s", value_parser = parse_duration, global = true)]
+    pub shutdown_timeout: Duration,
+
     /// Largest status document accepted from an adaptor, in KiB.
     #[arg(
         long,

@@ -7,7 +7,7 @@ use tokio::sync::watch;
 use crate::adaptors::CompileCache;
 use crate::capabilities::{Backends, Limits, Policy};
 use crate::config::{Gpio, ListenAddr, Output, RuntimeArgs, StandaloneArgs};
-use crate::engine::{Runtime, Settings};
+use crate::engine::{CpuSettings, Runtime, Settings};
 use crate::extension::Extensions;
 use crate::metrics::Metrics;
 use crate::standalone::{Standalone, output};
@@ -60,6 +60,17 @@ pub fn context(args: &RuntimeArgs) -> Result<(Arc<Context>, Arc<CompileCache>), 
         memory_limit: args.memory_limit_mib << 20,
         pooling: args.pooling,
         max_instances: args.max_instances,
+        cpu: CpuSettings {
+            budget: args.cpu_budget,
+            burst: args.cpu_burst,
+            strikes: args.cpu_strikes,
+            lanes: match args.cpu_lanes {
+                0 => crate::engine::budget::default_lanes(),
+                n => n,
+            },
+            ..CpuSettings::default()
+        },
+        shutdown_timeout: args.shutdown_timeout,
         ..Settings::default()
     })?;
     let cache_dir = (!args.cache_dir.as_os_str().is_empty()).then(|| args.cache_dir.clone());
@@ -119,6 +130,7 @@ pub async fn standalone(runtime: &RuntimeArgs, args: StandaloneArgs) -> Result<(
         ))),
         Output::Json => Some(tokio::spawn(output::json_lines(
             ctx.board.clone(),
+            ctx.metrics.clone(),
             stop_rx.clone(),
         ))),
         _ => None,

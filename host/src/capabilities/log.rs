@@ -4,10 +4,11 @@
 use std::time::{Duration, Instant};
 
 use crate::bindings::octopus::adaptor::log as wit;
+use crate::bounds::escape;
 use crate::engine::StoreState;
 
-/// Longest message kept, in bytes.
-pub const MAX_MESSAGE: usize = 2048;
+/// Longest message kept, in bytes; longer ones are cut and say how much was cut.
+pub const MAX_MESSAGE: usize = crate::bounds::MAX_LOG_MESSAGE;
 
 /// A token bucket for one device's log lines.
 #[derive(Debug)]
@@ -74,7 +75,9 @@ impl StoreState {
         if !allowed {
             return;
         }
-        let message = truncate(message, MAX_MESSAGE);
+        // Escaped so that no guest text can start a line of its own in the limb's log;
+        // the `adaptor` target marks the line as the guest's.
+        let message = escape(&truncate(message, MAX_MESSAGE)).into_owned();
         match level {
             wit::Level::Trace => tracing::trace!(target: "adaptor", %device, "{message}"),
             wit::Level::Debug => tracing::debug!(target: "adaptor", %device, "{message}"),

@@ -222,8 +222,14 @@ impl Manager {
             }
         }
         // Devices keep their instances on shutdown: a restarted limb picks them up.
-        for (_, r) in self.running.drain() {
-            r.handle.stop().await;
+        // Every device at once: a slow `shutdown` delays no other.
+        let stopping: Vec<_> = self
+            .running
+            .drain()
+            .map(|(_, r)| tokio::spawn(r.handle.stop()))
+            .collect();
+        for s in stopping {
+            let _ = s.await;
         }
     }
 
@@ -274,7 +280,7 @@ impl Manager {
 
     async fn stop(&mut self, key: &str) {
         if let Some(r) = self.running.remove(key) {
-            r.handle.stop().await;
+            r.handle.retire();
         }
     }
 

@@ -2,8 +2,10 @@
 //! per-call deadlines, memory limits per store, and the pooling allocator when the
 //! machine's address space allows it.
 
+pub mod budget;
 mod output;
 mod state;
+mod stop;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +14,9 @@ use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+pub use budget::{CpuAccount, CpuSettings, Exhausted, Scheduler};
 pub use state::{DeviceTag, Outbox, StoreState};
+pub use stop::Stop;
 
 use crate::bindings::Adaptor;
 
@@ -51,6 +55,11 @@ pub struct Settings {
     pub pooling: Pooling,
     /// Instances the pool is sized for (devices plus swaps in flight).
     pub max_instances: u32,
+    /// How the CPU is shared between devices.
+    pub cpu: CpuSettings,
+    /// Longest an adaptor's `shutdown` may run; it has its own deadline so a device
+    /// being removed never holds up anything else for long.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -61,6 +70,8 @@ impl Default for Settings {
             epoch_tick: Duration::from_millis(10),
             pooling: Pooling::Off,
             max_instances: 1024,
+            cpu: CpuSettings::default(),
+            shutdown_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -70,6 +81,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<StoreState>,
     settings: Settings,
+    scheduler: Scheduler,
     pooling: bool,
     stop: Arc<AtomicBool>,
 }
@@ -120,6 +132,7 @@ impl Runtime {
         Ok(Self {
             engine,
             linker,
+            scheduler: Scheduler::new(settings.cpu.clone()),
             settings,
             pooling,
             stop,
@@ -136,6 +149,11 @@ impl Runtime {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The CPU sharing every guest call goes through.
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
     }
 
     /// Whether the pooling allocator is in use.

@@ -71,7 +71,9 @@ impl LineWriter {
             return;
         }
         let text = String::from_utf8_lossy(line);
-        let text = truncate(text.trim_end(), MAX_MESSAGE);
+        // Escaped: guest text never starts a line of its own in the limb's log.
+        let text = truncate(text.trim_end_matches(['\n', '\r']), MAX_MESSAGE);
+        let text = crate::bounds::escape(&text);
         tracing::info!(target: "adaptor", device = %self.out.device, stream = self.out.stream, "{text}");
     }
 

@@ -9,7 +9,7 @@ use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::output::GuestOutput;
-use super::{Runtime, Settings};
+use super::{Runtime, Settings, Stop};
 use crate::bindings::CapabilityError;
 use crate::capabilities::{self, Capabilities};
 use crate::metrics::{InstanceMeters, Metrics};
@@ -35,13 +35,38 @@ pub struct Outbox {
 
 /// Refuses memory and table growth past the store's limits, and remembers that it did
 /// so the supervisor can say "memory limit" instead of a bare trap.
+///
+/// The limits hold for the whole instance, not for each memory or table: a component
+/// may hold many core instances with a memory each, and every one of them counts.
 #[derive(Debug)]
 pub struct Limiter {
     memory_limit: usize,
     table_limit: usize,
     pub refused: Option<String>,
-    /// Linear memory granted so far, for the per-device memory metric.
+    /// Linear memory of every memory of the instance together.
     pub memory: usize,
+    /// Table elements of every table of the instance together.
+    pub table_elements: usize,
+}
+
+/// Core instances, memories and tables one adaptor instance may create. Language
+/// runtimes need several (Python about 14 core instances); nothing needs more.
+pub const MAX_CORE_INSTANCES: usize = 64;
+pub const MAX_MEMORIES: usize = 16;
+pub const MAX_TABLES: usize = 64;
+/// Table elements of one adaptor instance, all tables together.
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl Limiter {
+    pub fn new(memory_limit: usize) -> Self {
+        Self {
+            memory_limit,
+            table_limit: MAX_TABLE_ELEMENTS,
+            refused: None,
+            memory: 0,
+            table_elements: 0,
+        }
+    }
 }
 
 impl ResourceLimiter for Limiter {
@@ -51,44 +76,53 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_limit {
+        let total = self.memory.saturating_add(desired.saturating_sub(current));
+        if total > self.memory_limit {
             let why = format!(
-                "memory limit of {} MiB reached (had {} KiB, asked for {} KiB)",
+                "memory limit of {} MiB reached (the instance had {} KiB in all its memories, a memory asked to grow from {} KiB to {} KiB)",
                 self.memory_limit >> 20,
+                self.memory >> 10,
                 current >> 10,
                 desired >> 10
             );
             self.refused = Some(why.clone());
             return Err(wasmtime::format_err!("{why}"));
         }
-        self.memory = self.memory.max(desired);
+        self.memory = total;
         Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.table_limit {
-            let why = format!("table limit of {} elements reached", self.table_limit);
+        let total = self
+            .table_elements
+            .saturating_add(desired.saturating_sub(current));
+        if total > self.table_limit {
+            let why = format!(
+                "table limit of {} elements reached (all tables of the instance together)",
+                self.table_limit
+            );
             self.refused = Some(why.clone());
             return Err(wasmtime::format_err!("{why}"));
         }
+        self.table_elements = total;
         Ok(true)
     }
 
     fn instances(&self) -> usize {
-        64
+        MAX_CORE_INSTANCES
     }
 
     fn tables(&self) -> usize {
-        64
+        MAX_TABLES
     }
 
     fn memories(&self) -> usize {
-        16
+        MAX_MEMORIES
     }
 }
 
@@ -103,6 +137,11 @@ pub struct StoreState {
     pub(crate) log_budget: capabilities::log::Budget,
     pub(crate) started: Instant,
     deadline: Option<Instant>,
+    /// Set when the device is removed: the running call ends at the next tick.
+    stop: Arc<Stop>,
+    /// While set, `stop` does not interrupt (the adaptor's own `shutdown` call, which
+    /// has its own short deadline).
+    shielded: bool,
     /// This instance's metric series, if the store reports to a metrics sink.
     meters: Option<InstanceMeters>,
 }
@@ -131,35 +170,53 @@ impl StoreState {
         caps: Capabilities,
         metrics: Option<Arc<Metrics>>,
     ) -> Store<StoreState> {
+        Self::new_stoppable_store(runtime, device, adaptor, caps, metrics, Arc::default())
+    }
+
+    /// Like [`StoreState::new_store`]; setting `stop` interrupts the running call.
+    pub fn new_stoppable_store(
+        runtime: &Runtime,
+        device: DeviceTag,
+        adaptor: &str,
+        caps: Capabilities,
+        metrics: Option<Arc<Metrics>>,
+        stop: Arc<Stop>,
+    ) -> Store<StoreState> {
         let (stdout, stderr) = GuestOutput::pair(device.clone());
         let meters = metrics.map(|m| InstanceMeters::new(m, adaptor.into(), device.0.clone()));
-        let wasi = WasiCtx::builder().stdout(stdout).stderr(stderr).build();
+        let wasi = WasiCtx::builder()
+            .stdout(stdout)
+            .stderr(stderr)
+            // A call asking for more traps with the size and the limit; the time any
+            // call takes is charged to the device's CPU budget.
+            .max_random_size(crate::bounds::MAX_RANDOM_BYTES)
+            .build();
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_TABLE_ENTRIES);
         let Settings { memory_limit, .. } = *runtime.settings();
         let state = StoreState {
             wasi,
             table,
-            limiter: Limiter {
-                memory_limit,
-                table_limit: 100_000,
-                refused: None,
-                memory: 0,
-            },
+            limiter: Limiter::new(memory_limit),
             caps,
             device,
             outbox: Outbox::default(),
             log_budget: capabilities::log::Budget::new(200),
             started: Instant::now(),
             deadline: None,
+            stop,
+            shielded: false,
             meters,
         };
         let mut store = Store::new(runtime.engine(), state);
         store.limiter(|s| &mut s.limiter);
         // Yield to the executor every tick so a busy guest never starves other
-        // devices, and interrupt it once the call's deadline has passed.
+        // devices (and its CPU time is charged), and interrupt it once the call's
+        // deadline has passed or its device was removed.
         store.epoch_deadline_callback(|ctx| {
-            let expired = ctx.data().deadline.is_some_and(|d| Instant::now() >= d);
+            let data = ctx.data();
+            let expired = data.deadline.is_some_and(|d| Instant::now() >= d)
+                || (!data.shielded && data.stop.is_set());
             Ok(if expired {
                 UpdateDeadline::Interrupt
             } else {
@@ -184,6 +241,15 @@ impl StoreState {
         self.caps.set_call_deadline(None);
     }
 
+    /// Lets the next calls run although the device is being removed.
+    pub fn shield(&mut self) {
+        self.shielded = true;
+    }
+
+    pub fn stop(&self) -> &Arc<Stop> {
+        &self.stop
+    }
+
     pub fn device(&self) -> &DeviceTag {
         &self.device
     }
@@ -197,11 +263,19 @@ impl StoreState {
         std::mem::take(&mut self.outbox)
     }
 
-    /// Records one finished guest call in the metrics, if this store reports to them.
-    pub fn record_call(&mut self, call: &'static str, outcome: &'static str, seconds: f64) {
+    /// Records one finished guest call in the metrics, if this store reports to them:
+    /// its outcome and wall time, and the device's CPU time and throttled steps so far.
+    pub fn record_call(
+        &mut self,
+        call: &'static str,
+        outcome: &'static str,
+        seconds: f64,
+        cpu: &super::CpuAccount,
+    ) {
         let memory = self.limiter.memory;
         if let Some(m) = &mut self.meters {
             m.call(call, outcome, seconds, memory);
+            m.cpu(cpu.used(), cpu.throttled());
         }
     }
 
@@ -243,5 +317,60 @@ impl StoreState {
             },
             Err(e) => Ok(Err(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::{Config, Engine, Instance, Module, Store};
+
+    use super::Limiter;
+
+    /// A core module with `n` memories of `pages` 64 KiB pages each.
+    fn memories(n: usize, pages: u32) -> String {
+        let mems: String = (0..n)
+            .map(|i| format!("(memory $m{i} {pages})\n"))
+            .collect();
+        format!("(module {mems})")
+    }
+
+    #[test]
+    fn the_memory_limit_counts_every_memory_of_the_instance() {
+        let engine = Engine::new(Config::new().wasm_multi_memory(true)).unwrap();
+        // Eight memories of 8 MiB each, every one under the 32 MiB limit.
+        let wasm = wat::parse_str(memories(8, 128)).unwrap();
+        let module = Module::new(&engine, wasm).unwrap();
+        let mut store = Store::new(&engine, Limiter::new(32 << 20));
+        store.limiter(|l| l);
+        let err = Instance::new(&mut store, &module, &[]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("memory limit of 32 MiB"),
+            "{err:#}"
+        );
+        let refused = store.data().refused.clone().unwrap();
+        assert!(refused.contains("all its memories"), "{refused}");
+        assert!(store.data().memory <= 32 << 20);
+
+        // Four of them fit exactly.
+        let wasm = wat::parse_str(memories(4, 128)).unwrap();
+        let module = Module::new(&engine, wasm).unwrap();
+        let mut store = Store::new(&engine, Limiter::new(32 << 20));
+        store.limiter(|l| l);
+        Instance::new(&mut store, &module, &[]).unwrap();
+        assert_eq!(store.data().memory, 32 << 20);
+    }
+
+    #[test]
+    fn the_table_limit_counts_every_table_of_the_instance() {
+        let engine = Engine::default();
+        let tables: String = (0..4)
+            .map(|i| format!("(table $t{i} 40000 funcref)\n"))
+            .collect();
+        let wasm = wat::parse_str(format!("(module {tables})")).unwrap();
+        let module = Module::new(&engine, wasm).unwrap();
+        let mut store = Store::new(&engine, Limiter::new(32 << 20));
+        store.limiter(|l| l);
+        let err = Instance::new(&mut store, &module, &[]).unwrap_err();
+        assert!(format!("{err:#}").contains("table limit"), "{err:#}");
     }
 }

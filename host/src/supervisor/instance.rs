@@ -9,11 +9,37 @@ use super::Context;
 use crate::adaptors::Adaptor;
 use crate::bindings::{self, AdaptorError, DeviceConfig, DeviceSettings};
 use crate::capabilities::{Capabilities, Grants};
-use crate::engine::{DeviceTag, StoreState};
+use crate::engine::{CpuAccount, DeviceTag, Scheduler, Stop, StoreState};
 
 /// Extra time past the epoch deadline before the call's future is abandoned; only a
 /// host import that ignores its own timeout could need it.
 const GRACE: Duration = Duration::from_secs(2);
+
+/// An adaptor error whose message is over [`crate::bounds::MAX_EVENT_MESSAGE`] is
+/// replaced by one that says so: the message would be repeated into conditions, events
+/// and every status output.
+fn bounded(err: AdaptorError) -> AdaptorError {
+    use AdaptorError as E;
+    let message = match &err {
+        E::InvalidSpec(m)
+        | E::NotPermitted(m)
+        | E::Unreachable(m)
+        | E::Protocol(m)
+        | E::IncompatibleState(m)
+        | E::Internal(m) => m,
+    };
+    match crate::bounds::check(
+        "the adaptor's error message",
+        message,
+        crate::bounds::MAX_EVENT_MESSAGE,
+    ) {
+        Ok(()) => err,
+        Err(too_long) => E::Internal(too_long.to_string()),
+    }
+}
+
+/// Why a call ended when its device was removed.
+const STOPPED: &str = "stopped: the device was removed";
 
 /// Why a guest call did not produce a value.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -57,9 +83,51 @@ pub struct Instance {
     bindings: bindings::Adaptor,
     pub adaptor: Arc<Adaptor>,
     timeout: Duration,
+    shutdown_timeout: Duration,
+    runtime: Arc<crate::engine::Runtime>,
+    cpu: CpuAccount,
+    stop: Arc<Stop>,
 }
 
-/// Runs one export under the store's deadline and maps every way it can fail.
+/// How a guarded call ended, before it is mapped to a [`CallError`].
+enum Ended<T> {
+    Returned(wasmtime::Result<Result<T, AdaptorError>>),
+    /// Past the deadline and the grace period: the future was abandoned.
+    Abandoned,
+    /// The device kept spending its whole CPU budget.
+    Exhausted(crate::engine::Exhausted),
+    /// The device was removed.
+    Stopped,
+}
+
+/// Runs `call` charged to `cpu`, under `timeout` plus grace, until `stop` is set.
+async fn run_guarded<T>(
+    scheduler: &Scheduler,
+    cpu: &mut CpuAccount,
+    stop: Option<&Stop>,
+    timeout: Duration,
+    call: impl Future<Output = wasmtime::Result<Result<T, AdaptorError>>>,
+) -> Ended<T> {
+    let metered = crate::engine::budget::metered(scheduler, cpu, call);
+    let guarded = async {
+        match tokio::time::timeout(timeout + GRACE, metered).await {
+            Ok(Ok(out)) => Ended::Returned(out),
+            Ok(Err(exhausted)) => Ended::Exhausted(exhausted),
+            Err(_) => Ended::Abandoned,
+        }
+    };
+    match stop {
+        Some(stop) => tokio::select! {
+            biased;
+            () = stop.wait() => Ended::Stopped,
+            ended = guarded => ended,
+        },
+        None => guarded.await,
+    }
+}
+
+/// Runs one export under the store's deadline, the device's CPU budget and its stop
+/// switch, and maps every way it can fail.
 macro_rules! guarded {
     ($self:ident, $name:literal, |$driver:ident, $store:ident| $call:expr) => {{
         let started = Instant::now();
@@ -67,9 +135,16 @@ macro_rules! guarded {
         $self.store.data_mut().arm(timeout);
         let $driver = $self.bindings.octopus_adaptor_driver();
         let $store = &mut $self.store;
-        let out = tokio::time::timeout(timeout + GRACE, $call).await;
+        let out = run_guarded(
+            $self.runtime.scheduler(),
+            &mut $self.cpu,
+            Some(&$self.stop),
+            timeout,
+            $call,
+        )
+        .await;
         $self.store.data_mut().disarm();
-        $self.finish($name, started, out)
+        $self.finish($name, started, timeout, out)
     }};
 }
 
@@ -81,38 +156,65 @@ impl Instance {
         device: DeviceTag,
         grants: Arc<Grants>,
     ) -> Result<Self, CallError> {
+        Self::stoppable(ctx, adaptor, device, grants, Arc::default()).await
+    }
+
+    /// Like [`Instance::new`]; setting `stop` ends any call of this instance at once.
+    pub async fn stoppable(
+        ctx: &Context,
+        adaptor: Arc<Adaptor>,
+        device: DeviceTag,
+        grants: Arc<Grants>,
+        stop: Arc<Stop>,
+    ) -> Result<Self, CallError> {
         let caps = Capabilities::new(
             grants,
             ctx.policy.clone(),
             ctx.limits.clone(),
             ctx.backends.clone(),
         );
-        let mut store = StoreState::new_store(
+        let mut store = StoreState::new_stoppable_store(
             &ctx.runtime,
             device,
             &adaptor.info.name,
             caps,
             Some(ctx.metrics.clone()),
+            stop.clone(),
         );
-        let timeout = ctx.runtime.settings().call_timeout;
+        let settings = ctx.runtime.settings();
+        let (timeout, shutdown_timeout) = (settings.call_timeout, settings.shutdown_timeout);
+        let mut cpu = ctx.runtime.scheduler().account(Instant::now());
         store.data_mut().arm(timeout);
-        let out =
-            tokio::time::timeout(timeout + GRACE, adaptor.pre.instantiate_async(&mut store)).await;
+        let out = run_guarded(
+            ctx.runtime.scheduler(),
+            &mut cpu,
+            Some(&stop),
+            timeout,
+            async { adaptor.pre.instantiate_async(&mut store).await.map(Ok) },
+        )
+        .await;
         store.data_mut().disarm();
         match out {
-            Ok(Ok(bindings)) => Ok(Self {
+            Ended::Returned(Ok(Ok(bindings))) => Ok(Self {
                 store,
                 bindings,
                 adaptor,
                 timeout,
+                shutdown_timeout,
+                runtime: ctx.runtime.clone(),
+                cpu,
+                stop,
             }),
-            Ok(Err(e)) => Err(CallError::Trap(format!(
+            Ended::Returned(Ok(Err(never))) => Err(CallError::Adaptor(never)),
+            Ended::Returned(Err(e)) => Err(CallError::Trap(format!(
                 "instantiation failed: {}",
                 describe_trap(&e, store.data())
             ))),
-            Err(_) => Err(CallError::Trap(format!(
+            Ended::Abandoned => Err(CallError::Trap(format!(
                 "instantiation did not finish within {timeout:?}"
             ))),
+            Ended::Exhausted(e) => Err(CallError::Trap(format!("instantiation stopped: {e}"))),
+            Ended::Stopped => Err(CallError::Trap(STOPPED.into())),
         }
     }
 
@@ -120,26 +222,32 @@ impl Instance {
         &mut self,
         call: &'static str,
         started: Instant,
-        out: Result<wasmtime::Result<Result<T, AdaptorError>>, tokio::time::error::Elapsed>,
+        timeout: Duration,
+        out: Ended<T>,
     ) -> Result<T, CallError> {
         let (result, outcome) = match out {
-            Ok(Ok(Ok(v))) => (Ok(v), "ok"),
-            Ok(Ok(Err(e))) => (Err(CallError::Adaptor(e)), "error"),
-            Ok(Err(trap)) => (
+            Ended::Returned(Ok(Ok(v))) => (Ok(v), "ok"),
+            Ended::Returned(Ok(Err(e))) => (Err(CallError::Adaptor(bounded(e))), "error"),
+            Ended::Returned(Err(trap)) => (
                 Err(CallError::Trap(describe_trap(&trap, self.store.data()))),
                 "trap",
             ),
-            Err(_) => (
+            Ended::Abandoned => (
                 Err(CallError::Trap(format!(
                     "{call} did not return within {:?}",
-                    self.timeout + GRACE
+                    timeout + GRACE
                 ))),
                 "trap",
             ),
+            Ended::Exhausted(e) => (Err(CallError::Trap(e.to_string())), "trap"),
+            Ended::Stopped => (Err(CallError::Trap(STOPPED.into())), "stopped"),
         };
-        self.store
-            .data_mut()
-            .record_call(call, outcome, started.elapsed().as_secs_f64());
+        self.store.data_mut().record_call(
+            call,
+            outcome,
+            started.elapsed().as_secs_f64(),
+            &self.cpu,
+        );
         result
     }
 
@@ -158,8 +266,13 @@ impl Instance {
         guarded!(self, "poll", |d, s| d.call_poll(s))
     }
 
+    /// The adaptor's state for a new version; larger than
+    /// [`crate::bounds::MAX_SNAPSHOT`] is refused (the limb would hold it during the swap).
     pub async fn snapshot(&mut self) -> Result<Vec<u8>, CallError> {
-        guarded!(self, "snapshot", |d, s| d.call_snapshot(s))
+        let state = guarded!(self, "snapshot", |d, s| d.call_snapshot(s))?;
+        crate::bounds::check_len("the snapshot", state.len(), crate::bounds::MAX_SNAPSHOT)
+            .map_err(|e| CallError::Adaptor(AdaptorError::Internal(e.to_string())))?;
+        Ok(state)
     }
 
     pub async fn restore(&mut self, state: &[u8], from_version: &str) -> Result<(), CallError> {
@@ -170,14 +283,34 @@ impl Instance {
         ))
     }
 
-    /// Asks the adaptor to disconnect; failures only get logged, the instance is
+    /// Asks the adaptor to disconnect, under its own short deadline (`shutdown_timeout`)
+    /// and not interrupted by the stop switch; failures only get logged, the instance is
     /// dropped either way.
     pub async fn shutdown(mut self) {
-        let r: Result<(), CallError> = guarded!(self, "shutdown", |d, s| async {
-            d.call_shutdown(s).await.map(Ok::<(), AdaptorError>)
-        });
-        if let Err(e) = r {
-            tracing::debug!(device = %self.store.data().device(), error = %e, "shutdown failed");
+        let started = Instant::now();
+        let timeout = self.shutdown_timeout;
+        let data = self.store.data_mut();
+        data.shield();
+        data.arm(timeout);
+        let driver = self.bindings.octopus_adaptor_driver();
+        let store = &mut self.store;
+        let out = run_guarded(
+            self.runtime.scheduler(),
+            &mut self.cpu,
+            None,
+            timeout,
+            async {
+                driver
+                    .call_shutdown(store)
+                    .await
+                    .map(Ok::<(), AdaptorError>)
+            },
+        )
+        .await;
+        self.store.data_mut().disarm();
+        if let Err(e) = self.finish("shutdown", started, timeout, out) {
+            let error = crate::bounds::escape(&e.to_string()).into_owned();
+            tracing::info!(device = %self.store.data().device(), %error, "shutdown did not finish cleanly");
         }
     }
 
@@ -188,5 +321,27 @@ impl Instance {
 
     pub fn open_handles(&self) -> usize {
         self.store.data().capabilities().open_handles()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_over_long_error_message_is_replaced_by_one_that_says_so() {
+        let short = AdaptorError::Unreachable("no answer".into());
+        assert_eq!(
+            bindings::Explain(&bounded(short)).to_string(),
+            bindings::Explain(&AdaptorError::Unreachable("no answer".into())).to_string()
+        );
+        let long = AdaptorError::Protocol("x".repeat(5 << 20));
+        let AdaptorError::Internal(m) = bounded(long) else {
+            panic!("replaced")
+        };
+        assert_eq!(
+            m,
+            "the adaptor's error message is 5242880 bytes long, over the limit of 1024"
+        );
     }
 }

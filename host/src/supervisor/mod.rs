@@ -26,7 +26,7 @@ pub use instance::{CallError, Instance, describe_trap};
 use crate::adaptors::Adaptor;
 use crate::bindings::{AdaptorError, DeviceConfig, DeviceIdentity, Model, ReferenceValue};
 use crate::capabilities::{Backends, Grants, Limits, Policy};
-use crate::engine::{DeviceTag, Runtime};
+use crate::engine::{DeviceTag, Runtime, Stop};
 use crate::extension::{Extensions, Identity};
 use crate::metrics::Metrics;
 use crate::status::{DeviceReport, Event, EventType, Phase, StatusBoard, now};
@@ -61,6 +61,9 @@ pub enum Command {
 pub struct Handle {
     tx: inbox::Sender<Command>,
     task: JoinHandle<()>,
+    stop: Arc<Stop>,
+    key: String,
+    ctx: Arc<Context>,
     pub adaptor_name: String,
 }
 
@@ -69,10 +72,26 @@ impl Handle {
         self.tx.send(cmd);
     }
 
-    /// Stops the device: the adaptor's `shutdown` runs, then the task ends.
+    /// Stops the device and waits until it has: a running call is interrupted at once,
+    /// then the adaptor's `shutdown` runs under its own deadline.
     pub async fn stop(self) {
+        let task = self.retire_inner();
+        let _ = task.await;
+    }
+
+    /// Stops the device without waiting for it: what a fleet does when a link goes, so
+    /// that no change waits behind one device's `shutdown`. The device's outputs
+    /// (extensions, metrics) are gone when this returns.
+    pub fn retire(self) {
+        drop(self.retire_inner());
+    }
+
+    fn retire_inner(self) -> JoinHandle<()> {
+        self.stop.set();
         drop(self.tx);
-        let _ = self.task.await;
+        self.ctx.extensions.remove(&self.key);
+        self.ctx.metrics.forget_device(&self.key);
+        self.task
     }
 }
 
@@ -86,11 +105,13 @@ pub fn spawn(
     let (tx, rx) = inbox::inbox();
     let key = link.key();
     let adaptor_name = adaptor.info.name.clone();
+    let stop = Arc::new(Stop::default());
     let span = tracing::info_span!("limb.device", device = %key);
     let sup = Supervisor {
         tag: DeviceTag(key.as_str().into()),
-        key,
-        ctx,
+        key: key.clone(),
+        ctx: ctx.clone(),
+        stop: stop.clone(),
         link,
         adaptor,
         references,
@@ -110,6 +131,9 @@ pub fn spawn(
     Handle {
         tx,
         task,
+        stop,
+        key,
+        ctx,
         adaptor_name,
     }
 }
@@ -127,6 +151,8 @@ struct Supervisor {
     ctx: Arc<Context>,
     key: String,
     tag: DeviceTag,
+    /// Set when the device is removed: running calls end, nothing more is reported.
+    stop: Arc<Stop>,
     link: Arc<DeviceLink>,
     adaptor: Arc<Adaptor>,
     references: Vec<ReferenceValue>,
@@ -182,8 +208,6 @@ impl Supervisor {
         if let Some(inst) = self.current.take() {
             Box::pin(inst.shutdown()).await;
         }
-        self.ctx.extensions.remove(&self.key);
-        self.ctx.metrics.forget_device(&self.key);
         tracing::info!("device stopped");
     }
 
@@ -198,6 +222,10 @@ impl Supervisor {
     }
 
     fn report(&self, change: impl FnOnce(&mut DeviceReport)) {
+        if self.stop.is_set() {
+            // The device is gone; its owner may already have removed its report.
+            return;
+        }
         let link = &self.link;
         self.ctx.board.update(
             &self.key,
@@ -315,21 +343,28 @@ impl Supervisor {
             .map(|g| format!("{} ({} {})", g.name, g.kind, g.target))
             .collect();
         let adaptor = self.adaptor.clone();
-        let mut inst =
-            match Instance::new(&self.ctx, adaptor.clone(), self.tag.clone(), grants).await {
-                Ok(i) => i,
-                Err(e) => {
-                    self.report(|r| {
-                        r.conditions.fail(
-                            ConditionType::DeviceCreated,
-                            &format!("unable to create device from template: {e}"),
-                            &now(),
-                        );
-                    });
-                    self.failed(e).await;
-                    return;
-                }
-            };
+        let mut inst = match Instance::stoppable(
+            &self.ctx,
+            adaptor.clone(),
+            self.tag.clone(),
+            grants,
+            self.stop.clone(),
+        )
+        .await
+        {
+            Ok(i) => i,
+            Err(e) => {
+                self.report(|r| {
+                    r.conditions.fail(
+                        ConditionType::DeviceCreated,
+                        &format!("unable to create device from template: {e}"),
+                        &now(),
+                    );
+                });
+                self.failed(e).await;
+                return;
+            }
+        };
         self.report(|r| {
             r.adaptor_version = Some(adaptor.info.version.clone());
             r.adaptor_digest = Some(adaptor.short_digest().to_owned());
@@ -561,7 +596,7 @@ impl Supervisor {
                 )),
             }
         };
-        if parsed.is_ok() {
+        if parsed.is_ok() && !self.stop.is_set() {
             self.ctx.extensions.publish(&self.key, doc);
         }
         let stamp = now();
@@ -727,7 +762,15 @@ impl Supervisor {
             );
         };
         let grants = self.grants.clone();
-        let mut next = match Instance::new(&self.ctx, new.clone(), self.tag.clone(), grants).await {
+        let mut next = match Instance::stoppable(
+            &self.ctx,
+            new.clone(),
+            self.tag.clone(),
+            grants,
+            self.stop.clone(),
+        )
+        .await
+        {
             Ok(i) => i,
             Err(e) => return refuse(self, e.to_string()),
         };
