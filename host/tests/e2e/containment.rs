@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use limb::capabilities::{Backends, Policy};
 use limb::status::Phase;
 
 use crate::common::*;
@@ -16,6 +17,18 @@ fn floor(window: Duration, interval: Duration) -> u64 {
 /// Runs `mode` next to three healthy fans for `window`, returns the hostile report
 /// and asserts the fans kept their rate.
 async fn beside_healthy(mode: &str, window: Duration) -> limb::status::DeviceReport {
+    beside_healthy_with(hostile("bad", mode), window).await
+}
+
+/// [`beside_healthy`] with any hostile link (named `bad`).
+async fn beside_healthy_with(
+    bad_link: std::sync::Arc<crds::DeviceLink>,
+    window: Duration,
+) -> limb::status::DeviceReport {
+    let mode = bad_link.spec.template.spec["mode"]
+        .as_str()
+        .unwrap_or("?")
+        .to_owned();
     let h = harness();
     let dummy = h.load("adaptor_dummy").await;
     let hostile_adaptor = h.load("adaptor_hostile").await;
@@ -32,7 +45,7 @@ async fn beside_healthy(mode: &str, window: Duration) -> limb::status::DeviceRep
     let start: Vec<u64> = (0..3)
         .map(|i| h.ctx.board.get(&key(&format!("n{i}"))).unwrap().polls)
         .collect();
-    let bad = h.spawn(hostile("bad", mode), hostile_adaptor);
+    let bad = h.spawn(bad_link, hostile_adaptor);
     tokio::time::sleep(window).await;
     for (i, s) in start.iter().enumerate() {
         let r = h.ctx.board.get(&key(&format!("n{i}"))).unwrap();
@@ -226,4 +239,230 @@ async fn an_endless_loop_in_snapshot_during_a_swap_costs_no_neighbour_and_the_de
     assert_eq!(n.traps, 0);
     dev.stop().await;
     neighbour.stop().await;
+}
+
+/// A hostile link with extra `parameters` (`spinMs`, `randomMiB`, ...).
+fn hostile_with(
+    name: &str,
+    mode: &str,
+    parameters: serde_json::Value,
+) -> std::sync::Arc<crds::DeviceLink> {
+    link(
+        name,
+        "hostile",
+        "HostileDevice",
+        serde_json::json!({"mode": mode, "parameters": parameters}),
+    )
+}
+
+/// Polls of the fans `n0..n{count}` so far.
+fn fan_polls(h: &Harness, count: usize) -> Vec<u64> {
+    (0..count)
+        .map(|i| {
+            h.ctx
+                .board
+                .get(&key(&format!("n{i}")))
+                .map_or(0, |r| r.polls)
+        })
+        .collect()
+}
+
+/// Devices spinning in pure wasm, each call under its deadline, take no neighbour's
+/// rate: long calls share one lane, and each spinner is held to its CPU budget. Before
+/// the budget and the lanes, two spinners cut a neighbour to a third of its rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_spinning_under_their_deadline_do_not_starve_a_neighbour() {
+    let h = harness_with(Policy::loopback(), Backends::real(true), |s| {
+        s.call_timeout = Duration::from_secs(5);
+    });
+    let dummy = h.load("adaptor_dummy").await;
+    let hostile_adaptor = h.load("adaptor_hostile").await;
+    let interval = Duration::from_millis(50);
+    let fans: Vec<_> = (0..2)
+        .map(|i| h.spawn(fan(&format!("n{i}"), "slow", "50ms"), dummy.clone()))
+        .collect();
+    for i in 0..2 {
+        h.wait(&key(&format!("n{i}")), Duration::from_secs(10), |r| {
+            r.polls >= 1
+        })
+        .await;
+    }
+    let window = Duration::from_secs(4);
+    let spinners: Vec<_> = (0..4)
+        .map(|i| {
+            h.spawn(
+                hostile_with(
+                    &format!("spin{i}"),
+                    "spin-poll",
+                    serde_json::json!({"syncIntervalMs": 10, "spinMs": 400}),
+                ),
+                hostile_adaptor.clone(),
+            )
+        })
+        .collect();
+    let start = fan_polls(&h, 2);
+    tokio::time::sleep(window).await;
+    let end = fan_polls(&h, 2);
+    for (i, (s, e)) in start.iter().zip(&end).enumerate() {
+        assert!(
+            e - s >= floor(window, interval),
+            "neighbour n{i} polled {} times in {window:?} next to four spinners",
+            e - s
+        );
+    }
+    let text = h.ctx.metrics.encode();
+    assert!(
+        text.contains("octopus_limb_device_cpu_seconds_total{device=\"default/spin0\"}"),
+        "the spinners' CPU time is a metric"
+    );
+    for s in spinners {
+        s.stop().await;
+    }
+    for f in fans {
+        f.stop().await;
+    }
+}
+
+/// A device that keeps spending its whole CPU budget, in calls that each stay under
+/// the deadline, is stopped, backed off, and quarantined like one that traps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_keeps_spending_its_cpu_budget_ends_in_quarantine() {
+    let h = harness_with(Policy::loopback(), Backends::real(true), |s| {
+        s.call_timeout = Duration::from_secs(5);
+        s.cpu = limb::engine::CpuSettings {
+            budget: Duration::from_millis(50),
+            burst: Duration::from_millis(100),
+            strikes: 2,
+            ..limb::engine::CpuSettings::default()
+        };
+    });
+    let a = h.load("adaptor_hostile").await;
+    let dev = h.spawn(
+        hostile_with(
+            "hog",
+            "spin-poll",
+            serde_json::json!({"syncIntervalMs": 10, "spinMs": 100}),
+        ),
+        a,
+    );
+    let r = h
+        .wait(&key("hog"), Duration::from_secs(40), |r| {
+            r.phase == Phase::Quarantined
+        })
+        .await;
+    let msg = r.last_error.clone().unwrap_or_default();
+    assert!(
+        msg.contains("CPU budget exhausted") && msg.contains("quarantined after 3"),
+        "{msg}"
+    );
+    assert!(r.polls >= 1, "each call stayed under its deadline: {r:#?}");
+    dev.stop().await;
+}
+
+/// Removing a device interrupts its running call at once instead of waiting for the
+/// call's deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_device_interrupts_its_running_call() {
+    let call_timeout = Duration::from_secs(10);
+    let h = harness_with(Policy::loopback(), Backends::real(true), |s| {
+        s.call_timeout = call_timeout;
+    });
+    let a = h.load("adaptor_hostile").await;
+    let dev = h.spawn(hostile("stuck", "loop-poll"), a);
+    h.wait(&key("stuck"), Duration::from_secs(10), |r| {
+        r.phase == Phase::Healthy || r.last_poll.is_none() && r.phase == Phase::Starting
+    })
+    .await;
+    // Let the first poll start spinning.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    dev.stop().await;
+    let took = started.elapsed();
+    assert!(
+        took < call_timeout / 4,
+        "stopping took {took:?}; the call's deadline was {call_timeout:?}"
+    );
+}
+
+/// A guest stalling in `shutdown` is held to the shutdown deadline, and a fleet that
+/// retires it does not wait at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalling_shutdown_holds_up_nothing() {
+    let h = harness_with(Policy::loopback(), Backends::real(true), |s| {
+        s.call_timeout = Duration::from_secs(10);
+        s.shutdown_timeout = Duration::from_millis(300);
+    });
+    let a = h.load("adaptor_hostile").await;
+    let devs: Vec<_> = (0..3)
+        .map(|i| h.spawn(hostile(&format!("stall{i}"), "stall-shutdown"), a.clone()))
+        .collect();
+    for i in 0..3 {
+        h.wait(&key(&format!("stall{i}")), Duration::from_secs(10), |r| {
+            r.polls >= 1
+        })
+        .await;
+    }
+    let started = std::time::Instant::now();
+    let mut devs = devs.into_iter();
+    for d in devs.by_ref().take(2) {
+        d.retire();
+    }
+    let retired = started.elapsed();
+    assert!(
+        retired < Duration::from_millis(100),
+        "retiring took {retired:?}"
+    );
+    let started = std::time::Instant::now();
+    if let Some(d) = devs.next() {
+        d.stop().await;
+    }
+    let stopped = started.elapsed();
+    assert!(
+        stopped < Duration::from_secs(3),
+        "stop took {stopped:?}, with a shutdown deadline of 300ms and a call deadline of 10s"
+    );
+}
+
+/// `wasi:random` is capped per call: asking for tens of MiB traps with the size and
+/// the limit instead of making the host produce them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_random_request_is_refused_with_its_size() {
+    let r = beside_healthy_with(
+        hostile_with(
+            "bad",
+            "random-flood",
+            serde_json::json!({"syncIntervalMs": 10, "randomMiB": 32}),
+        ),
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(r.traps >= 1, "{r:#?}");
+    let msg = r.last_error.unwrap_or_default();
+    assert!(
+        msg.contains("33554432") && msg.contains("65536"),
+        "the trap names the size and the limit: {msg}"
+    );
+}
+
+/// An adaptor's events are checked before they are kept: one with a forged reason is
+/// replaced by the limb's own event saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_events_are_refused_and_said_so() {
+    let h = harness();
+    let a = h.load("adaptor_hostile").await;
+    let dev = h.spawn(hostile("forger", "forge"), a);
+    let r = h
+        .wait(&key("forger"), Duration::from_secs(10), |r| {
+            r.events.iter().any(|e| e.reason == "EventRefused")
+        })
+        .await;
+    for e in &r.events {
+        assert!(
+            e.reason.chars().all(|c| c.is_ascii_alphanumeric()),
+            "reason {:?}",
+            e.reason
+        );
+        assert!(!e.message.contains('\n'), "message {:?}", e.message);
+    }
+    dev.stop().await;
 }
