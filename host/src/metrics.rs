@@ -47,6 +47,12 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutputLabels {
+    /// Where device changes go: `json`, `relay`, `events`, `mqtt`.
+    pub output: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     guest_calls: Family<CallLabels, Counter>,
@@ -64,6 +70,8 @@ pub struct Metrics {
     mqtt_publishes: Family<OutcomeLabels, Counter>,
     mqtt_connections: Family<OutcomeLabels, Counter>,
     poll_lateness: Lateness,
+    output_coalesced: Family<OutputLabels, Counter>,
+    output_dropped: Family<OutputLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -140,6 +148,18 @@ impl Default for Metrics {
             capability_calls.clone(),
         );
         registry.register("devices", "Devices supervised", devices.clone());
+        let output_coalesced = Family::<OutputLabels, Counter>::default();
+        let output_dropped = Family::<OutputLabels, Counter>::default();
+        registry.register(
+            "output_coalesced",
+            "Device changes an output folded into a newer one it had not sent yet (latest wins)",
+            output_coalesced.clone(),
+        );
+        registry.register(
+            "output_dropped",
+            "Device events an output did not send: over its rate, or gone from the device's history first",
+            output_dropped.clone(),
+        );
         Self {
             registry,
             guest_calls,
@@ -157,6 +177,8 @@ impl Default for Metrics {
             mqtt_publishes,
             mqtt_connections,
             poll_lateness: Lateness::default(),
+            output_coalesced,
+            output_dropped,
         }
     }
 }
@@ -247,6 +269,21 @@ impl Metrics {
 
     pub fn set_devices(&self, n: usize) {
         self.devices.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// The counter of changes `output` coalesced: handed to the output's change feed,
+    /// which counts without a lookup per change.
+    pub fn output_coalesced(&self, output: &'static str) -> Counter {
+        self.output_coalesced
+            .get_or_create(&OutputLabels { output })
+            .clone()
+    }
+
+    /// The counter of device events `output` dropped.
+    pub fn output_dropped(&self, output: &'static str) -> Counter {
+        self.output_dropped
+            .get_or_create(&OutputLabels { output })
+            .clone()
     }
 
     /// The text exposition format.

@@ -155,12 +155,14 @@ pub async fn run(
     let events = tokio::spawn(events::run(
         client.clone(),
         ctx.board.clone(),
+        ctx.metrics.clone(),
         links.clone(),
         shutdown.clone(),
     ));
     let relay = tokio::spawn(relay::run(
         client.clone(),
         ctx.board.clone(),
+        ctx.metrics.clone(),
         links.clone(),
         settings.flush,
         shutdown.clone(),

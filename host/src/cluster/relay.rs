@@ -1,8 +1,11 @@
 //! Status relay: what the supervisors report reaches the API, with its own field manager.
 //!
-//! - Coalesced per device: a newer report replaces an older one not yet written (latest
-//!   wins), so nothing queues without bound: the relay holds at most one report per
-//!   device, whatever the devices' rates and however slow the API server is.
+//! - Coalesced per device: the board's change feed says which devices changed, and a
+//!   device's write reads its report from the board when it starts (latest wins), so
+//!   nothing queues without bound: the relay holds a key per device with something to
+//!   write and a report per write in flight, whatever the devices' rates and however
+//!   slow the API server is. A change folded into one not written yet is counted
+//!   (`output_coalesced{output="relay"}`).
 //! - Written only when it changed: the instance's status is not patched again with what
 //!   was last written, the link's conditions only when they differ from the link's.
 //! - Concurrent, in fair turns: up to [`IN_FLIGHT`] writes at once (one API round trip
@@ -24,12 +27,15 @@ use crds::v1alpha1::DeviceLink;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
+use prometheus_client::metrics::counter::Counter;
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::MANAGER;
 use super::manager::{lookup, model_resource};
+use crate::bounds::escape;
+use crate::metrics::Metrics;
 use crate::status::{DeviceReport, Event, EventType, Phase, StatusBoard};
 
 /// Status writes in flight at once; one device never has two. The relay is bound by
@@ -59,26 +65,20 @@ pub const START_HOLD: Duration = Duration::from_secs(1);
 pub async fn run(
     client: Client,
     board: Arc<StatusBoard>,
+    metrics: Arc<Metrics>,
     links: Store<DeviceLink>,
     flush: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut rx = board.subscribe();
-    let mut relay = Relay::new(client, links, board.clone());
+    let coalesced = metrics.output_coalesced("relay");
+    let mut feed = board.feed(coalesced.clone());
+    let mut relay = Relay::new(client, links, board, coalesced);
     let mut tick = tokio::time::interval(flush);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         relay.dispatch();
         tokio::select! {
-            msg = rx.recv() => match msg {
-                Ok(r) => relay.offer(r),
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    for r in board.devices() {
-                        relay.offer(Arc::new(r));
-                    }
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
+            key = feed.next() => relay.offer(&key),
             Some(done) = relay.tasks.join_next(), if !relay.tasks.is_empty() => relay.finish(done),
             _ = tick.tick() => relay.retry(),
             _ = shutdown.changed() => return,
@@ -91,8 +91,8 @@ pub async fn run(
 type Done = (String, Result<Option<Value>, Failed>);
 
 enum Failed {
-    /// The API was unreachable or busy: the report comes back, to retry.
-    Retry(Arc<DeviceReport>),
+    /// The API was unreachable or busy: the device's latest report is written later.
+    Retry,
     /// The API refused the status itself (it breaks the model's schema): retrying the
     /// same document cannot help, so it is not retried; the instance keeps its last
     /// good status and an event says why.
@@ -103,8 +103,11 @@ struct Relay {
     client: Client,
     links: Store<DeviceLink>,
     board: Arc<StatusBoard>,
-    /// The latest report of each device not written yet.
-    pending: HashMap<String, Arc<DeviceReport>>,
+    /// Devices changed since their last write began: their report is read from the
+    /// board when their write starts.
+    pending: HashSet<String>,
+    /// Changes folded into a pending one.
+    coalesced: Counter,
     /// Devices with a pending report, in turn; each at most once.
     queue: VecDeque<String>,
     queued: HashSet<String>,
@@ -135,12 +138,18 @@ struct Relay {
 }
 
 impl Relay {
-    fn new(client: Client, links: Store<DeviceLink>, board: Arc<StatusBoard>) -> Self {
+    fn new(
+        client: Client,
+        links: Store<DeviceLink>,
+        board: Arc<StatusBoard>,
+        coalesced: Counter,
+    ) -> Self {
         Self {
             client,
             links,
             board,
-            pending: HashMap::new(),
+            pending: HashSet::new(),
+            coalesced,
             queue: VecDeque::new(),
             queued: HashSet::new(),
             writing: HashSet::new(),
@@ -158,27 +167,48 @@ impl Relay {
         }
     }
 
-    /// A new report: it replaces the device's pending one; the device joins the queue
-    /// unless it is in it, being written, or waiting to retry.
-    fn offer(&mut self, report: Arc<DeviceReport>) {
-        let key = report.key();
-        if report.phase == Phase::Starting {
+    /// A device changed: it has something to write (folded into what it had); it joins
+    /// the queue unless it is in it, being written, or waiting to retry.
+    fn offer(&mut self, key: &str) {
+        let board = self.board.clone();
+        let seen = board.read(key, |r| {
+            let changed = self.conditions.get(key) != Some(&r.conditions);
+            if changed {
+                self.conditions.insert(key.to_owned(), r.conditions.clone());
+            }
+            (r.phase, changed)
+        });
+        let Some((phase, changed)) = seen else {
+            self.forget(key);
+            return;
+        };
+        let key = key.to_owned();
+        if phase == Phase::Starting {
             self.starting
                 .entry(key.clone())
                 .or_insert_with(tokio::time::Instant::now);
         } else {
             self.starting.remove(&key);
         }
-        if self.conditions.get(&key) != Some(&report.conditions) {
-            self.conditions
-                .insert(key.clone(), report.conditions.clone());
+        if changed {
             self.changed = Some(tokio::time::Instant::now());
             if self.urgent.insert(key.clone()) && self.queued.remove(&key) {
                 self.queue.retain(|k| *k != key);
             }
         }
-        self.pending.insert(key.clone(), report);
+        if !self.pending.insert(key.clone()) {
+            self.coalesced.inc();
+        }
         self.enqueue(key);
+    }
+
+    /// A device gone from the board: nothing is left to write for it.
+    fn forget(&mut self, key: &str) {
+        self.pending.remove(key);
+        self.starting.remove(key);
+        self.conditions.remove(key);
+        self.written.remove(key);
+        self.rejected.remove(key);
     }
 
     fn enqueue(&mut self, key: String) {
@@ -223,18 +253,26 @@ impl Relay {
                 // tick brings it back if none comes.
                 continue;
             }
-            let plan = self
-                .pending
-                .remove(&key)
-                .and_then(|report| Some((self.plan(&key, &report)?, report)));
-            let Some((mut plan, report)) = plan else {
+            if !self.pending.remove(&key) {
+                self.urgent.remove(&key);
+                continue;
+            }
+            // The device's latest report, read now: whatever changed since it was queued
+            // goes out in this write.
+            let board = self.board.clone();
+            let Some(plan) = board.read(&key, |report| self.plan(&key, report)) else {
+                self.urgent.remove(&key);
+                self.forget(&key);
+                continue;
+            };
+            let Some(mut plan) = plan else {
                 self.urgent.remove(&key);
                 continue;
             };
             if connecting && !routine && plan.link.is_some() && plan.instance.take().is_some() {
                 // While links connect, a changed condition goes out alone; the reading
                 // waits its routine turn, behind the other links' conditions.
-                self.pending.insert(key.clone(), report.clone());
+                self.pending.insert(key.clone());
                 self.deferred.insert(key.clone());
             }
             self.writing.insert(key.clone());
@@ -252,7 +290,7 @@ impl Relay {
                     }
                     Err(Refusal::Api(e)) => {
                         tracing::debug!(device = %key, error = %e, "status not written yet; retrying");
-                        (key, Err(Failed::Retry(report)))
+                        (key, Err(Failed::Retry))
                     }
                 }
             });
@@ -261,7 +299,7 @@ impl Relay {
 
     /// What to write for a device, from its report and the link in the store; `None`
     /// when nothing differs from what the API already holds.
-    fn plan(&mut self, key: &str, report: &Arc<DeviceReport>) -> Option<Plan> {
+    fn plan(&mut self, key: &str, report: &DeviceReport) -> Option<Plan> {
         let Some(link) = lookup(&self.links, key) else {
             self.written.remove(key);
             self.conditions.remove(key);
@@ -283,7 +321,7 @@ impl Relay {
             name: link.name_any(),
             link: link_patch,
             instance,
-            report: report.clone(),
+            report: stages(report),
         })
     }
 
@@ -304,19 +342,19 @@ impl Relay {
                     // The conditions are out; the reading is routine now.
                     self.urgent.remove(&key);
                 }
-                if self.pending.contains_key(&key) {
+                if self.pending.contains(&key) {
                     self.enqueue(key);
                 } else {
                     self.urgent.remove(&key);
                 }
             }
-            Err(Failed::Retry(report)) => {
-                // A newer report, if one came, supersedes the one that failed.
-                self.pending.entry(key.clone()).or_insert(report);
+            Err(Failed::Retry) => {
+                // Its latest report, whatever it is by then, is written on the next tick.
+                self.pending.insert(key.clone());
                 self.waiting.insert(key);
             }
             Err(Failed::Rejected { status, message }) => {
-                tracing::warn!(device = %key, %message, "the API refused the device's status");
+                tracing::warn!(device = %key, message = %escape(&message), "the API refused the device's status");
                 self.rejected.insert(key.clone(), status);
                 self.board.modify(&key, |r| {
                     r.record(Event::new(
@@ -327,7 +365,7 @@ impl Relay {
                         ),
                     ))
                 });
-                if self.pending.contains_key(&key) {
+                if self.pending.contains(&key) {
                     self.enqueue(key);
                 }
             }
@@ -338,9 +376,17 @@ impl Relay {
     fn retry(&mut self) {
         let held: Vec<String> = self.starting.keys().cloned().collect();
         for key in std::mem::take(&mut self.waiting).into_iter().chain(held) {
-            if self.pending.contains_key(&key) {
+            if self.pending.contains(&key) {
                 self.enqueue(key);
             }
+        }
+        // Forget devices that went while nothing was left to write for them.
+        let live = self.board.len() * 2 + 64;
+        if self.written.len() + self.conditions.len() + self.rejected.len() > live * 3 {
+            let board = &self.board;
+            self.written.retain(|k, _| board.contains(k));
+            self.conditions.retain(|k, _| board.contains(k));
+            self.rejected.retain(|k, _| board.contains(k));
         }
     }
 }
@@ -352,7 +398,18 @@ struct Plan {
     link: Option<Value>,
     instance: Option<(GroupVersionKind, Value)>,
     /// What the link patch was made from, to make it again on a newer link.
-    report: Arc<DeviceReport>,
+    report: DeviceReport,
+}
+
+/// What a link patch is made from: the report without its status and events, so a
+/// write in flight holds one copy of the status (the one it writes).
+fn stages(r: &DeviceReport) -> DeviceReport {
+    let mut s = DeviceReport::new(&r.namespace, &r.name, &r.model, &r.adaptor);
+    s.phase = r.phase;
+    s.conditions = r.conditions.clone();
+    s.adaptor_version = r.adaptor_version.clone();
+    s.adaptor_digest = r.adaptor_digest.clone();
+    s
 }
 
 /// The link's status patch for a report, guarded by the link's resourceVersion: the

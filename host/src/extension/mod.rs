@@ -7,6 +7,11 @@
 //! for ([`Extensions::configure`]), hand it each accepted status document
 //! ([`Extensions::publish`], which never waits), and remove the device when it stops.
 //! Problems of an extension become events on the device, never device failures.
+//!
+//! Bounded per device: a document waits in a one-slot mailbox where a newer one
+//! replaces it (counted as `mqtt_extension_publishes{outcome="superseded"}` and
+//! `output_coalesced{output="mqtt"}`), and the connection holds a few more at most
+//! (see [`mqtt`]).
 
 pub mod mqtt;
 
@@ -14,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crds::models::extension::MqttOptions;
+use prometheus_client::metrics::counter::Counter;
 use serde_json::Value;
 
 use crate::bindings::ReferenceValue;
@@ -30,6 +36,8 @@ pub struct Env {
     pub board: Arc<StatusBoard>,
     pub metrics: Arc<Metrics>,
     pub policy: Arc<Policy>,
+    /// `output_coalesced{output="mqtt"}`, looked up once.
+    coalesced: Counter,
 }
 
 /// The extensions of every device on this limb.
@@ -58,6 +66,7 @@ impl Extensions {
         Self {
             env: Env {
                 board,
+                coalesced: metrics.output_coalesced("mqtt"),
                 metrics,
                 policy,
             },
@@ -135,6 +144,7 @@ impl Extensions {
         };
         if publisher.mailbox.offer(doc) == mqtt::Offer::Superseded {
             self.env.metrics.mqtt_publish("superseded");
+            self.env.coalesced.inc();
         }
     }
 

@@ -2,8 +2,11 @@
 //! one broker connection and publishing the device's status document on every change.
 //!
 //! The supervisor only drops documents into a one-slot mailbox (latest wins), so a slow
-//! or absent broker never delays a poll. The task connects on the device's behalf, so
-//! the broker's address must pass the node policy for tcp like any capability target.
+//! or absent broker never delays a poll, and a slow broker never makes a queue: besides
+//! the mailbox, a device holds at most `REQUEST_QUEUE` documents handed to the
+//! connection and `IN_FLIGHT` awaiting the broker's acknowledgement. The task connects
+//! on the device's behalf, so the broker's address must pass the node policy for tcp
+//! like any capability target.
 //! Broker trouble (refused credentials, a certificate that does not verify, a broker
 //! that is down) is retried with capped backoff and reported as one Warning event per
 //! kind of failure, never as a device failure.
@@ -31,8 +34,13 @@ use crate::status::{Event as DeviceEvent, EventType};
 
 /// MQTT 3.1 limits client IDs to 23 characters; Octopus truncates `octopus-<uid>` to that.
 const CLIENT_ID_MAX: usize = 23;
-/// Requests queued towards the connection; when full, documents wait in the mailbox.
-const REQUEST_QUEUE: usize = 16;
+/// Requests queued towards the connection; when full, documents wait in the mailbox
+/// (where a newer one replaces them). Small: a queued document can no longer be replaced.
+const REQUEST_QUEUE: usize = 2;
+/// QoS 1 and 2 documents sent and not acknowledged yet; the client's default of 100
+/// would let a broker that reads but never acknowledges hold 100 status documents per
+/// device.
+const IN_FLIGHT: u16 = 2;
 /// Largest status document sent; the supervisor's own limit is normally far below.
 const MAX_OUTGOING: usize = 16 << 20;
 /// The extension subscribes to nothing, so incoming packets are small.
@@ -567,6 +575,7 @@ async fn session(
     options
         .set_keep_alive(config.keep_alive)
         .set_clean_session(config.clean_session)
+        .set_inflight(IN_FLIGHT)
         .set_max_packet_size(MAX_INCOMING, MAX_OUTGOING);
     if let Some((user, password)) = &config.credentials {
         options.set_credentials(user.clone(), password.clone());
