@@ -67,6 +67,8 @@ pub struct Metrics {
     device_traps: Family<DeviceLabels, Counter>,
     device_swaps: Family<DeviceLabels, Counter>,
     device_memory: Family<DeviceLabels, Gauge>,
+    device_cpu: Family<DeviceLabels, Counter<f64, AtomicU64>>,
+    device_throttled: Family<DeviceLabels, Counter>,
     mqtt_publishes: Family<OutcomeLabels, Counter>,
     mqtt_connections: Family<OutcomeLabels, Counter>,
     poll_lateness: Lateness,
@@ -92,6 +94,18 @@ impl Default for Metrics {
         let device_traps = Family::<DeviceLabels, Counter>::default();
         let device_swaps = Family::<DeviceLabels, Counter>::default();
         let device_memory = Family::<DeviceLabels, Gauge>::default();
+        let device_cpu = Family::<DeviceLabels, Counter<f64, AtomicU64>>::default();
+        let device_throttled = Family::<DeviceLabels, Counter>::default();
+        registry.register(
+            "device_cpu_seconds",
+            "CPU time each device's adaptor calls used (guest code and the host calls it made)",
+            device_cpu.clone(),
+        );
+        registry.register(
+            "device_cpu_throttled",
+            "Steps of each device's adaptor calls that waited because its CPU budget was spent",
+            device_throttled.clone(),
+        );
         let mqtt_publishes = Family::<OutcomeLabels, Counter>::default();
         let mqtt_connections = Family::<OutcomeLabels, Counter>::default();
         registry.register(
@@ -174,6 +188,8 @@ impl Default for Metrics {
             device_traps,
             device_swaps,
             device_memory,
+            device_cpu,
+            device_throttled,
             mqtt_publishes,
             mqtt_connections,
             poll_lateness: Lateness::default(),
@@ -207,6 +223,8 @@ impl Metrics {
         self.device_traps.remove(&d);
         self.device_swaps.remove(&d);
         self.device_memory.remove(&d);
+        self.device_cpu.remove(&d);
+        self.device_throttled.remove(&d);
     }
 
     pub fn trap(&self, adaptor: &str) {
@@ -308,6 +326,10 @@ pub struct InstanceMeters {
     poll_seconds: Histogram,
     device_poll_seconds: Gauge<f64, AtomicU64>,
     device_memory: Gauge,
+    device_cpu: Counter<f64, AtomicU64>,
+    device_throttled: Counter,
+    /// What this instance reported so far, to add only the difference.
+    cpu_reported: (Duration, u64),
 }
 
 impl InstanceMeters {
@@ -323,7 +345,12 @@ impl InstanceMeters {
             .clone();
         let device_poll_seconds = metrics.device_poll_seconds.get_or_create(&d).clone();
         let device_memory = metrics.device_memory.get_or_create(&d).clone();
+        let device_cpu = metrics.device_cpu.get_or_create(&d).clone();
+        let device_throttled = metrics.device_throttled.get_or_create(&d).clone();
         Self {
+            device_cpu,
+            device_throttled,
+            cpu_reported: (Duration::ZERO, 0),
             poll_seconds,
             device_poll_seconds,
             device_memory,
@@ -369,6 +396,17 @@ impl InstanceMeters {
         }
         self.device_memory
             .set(i64::try_from(memory).unwrap_or(i64::MAX));
+    }
+
+    /// The instance's CPU time and throttled steps so far (totals; the difference since
+    /// the last report is added to the device's counters).
+    pub fn cpu(&mut self, used: Duration, throttled: u64) {
+        let (was_used, was_throttled) = self.cpu_reported;
+        self.device_cpu
+            .inc_by(used.saturating_sub(was_used).as_secs_f64());
+        self.device_throttled
+            .inc_by(throttled.saturating_sub(was_throttled));
+        self.cpu_reported = (used, throttled);
     }
 
     /// A capability open by outcome (rare: looked up each time).
