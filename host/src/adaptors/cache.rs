@@ -9,9 +9,13 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::Error;
+use super::compile::Pool;
 
+/// Compiled components on disk, and the compile pool every compile in the process takes
+/// a slot from (one cache serves a whole limb).
 pub struct CompileCache {
     dir: Option<PathBuf>,
+    pool: Pool,
 }
 
 /// Feeds `Hash` output into sha256, so the key is stable for one engine build.
@@ -29,6 +33,7 @@ impl Hasher for ShaHasher {
 
 impl CompileCache {
     /// A cache in `dir` (created if needed); `None` compiles in memory every time.
+    /// Compiles run one at a time ([`super::compile::DEFAULT_SLOTS`]).
     pub fn new(dir: Option<PathBuf>) -> Self {
         let dir = dir.and_then(|d| match std::fs::create_dir_all(&d) {
             Ok(()) => Some(d),
@@ -37,7 +42,20 @@ impl CompileCache {
                 None
             }
         });
-        Self { dir }
+        Self {
+            dir,
+            pool: Pool::default(),
+        }
+    }
+
+    /// This cache with `slots` concurrent compiles (plus the small lane) instead of one.
+    pub fn with_compile_slots(mut self, slots: usize) -> Self {
+        self.pool = Pool::new(slots);
+        self
+    }
+
+    pub(super) fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     pub fn dir(&self) -> Option<&Path> {
@@ -57,41 +75,79 @@ impl CompileCache {
 
     /// Loads the precompiled artifact for `digest`, or compiles `bytes` and stores it.
     /// A missing, corrupt or unreadable entry is rebuilt; a cache that cannot be written
-    /// still returns a compiled component. Returns whether the cache was hit.
+    /// still returns a compiled component. Returns whether the cache was hit. Takes no
+    /// compile slot and has no time bound: [`super::load`] is the way that does.
     pub fn load_or_compile(
         &self,
         engine: &Engine,
         digest: &str,
         bytes: &[u8],
     ) -> Result<(Component, bool), Error> {
-        let Some((artifact, sum)) = self.paths(engine, digest) else {
-            return compile(engine, bytes).map(|c| (c, false));
-        };
+        if let Some(component) = self.lookup(engine, digest) {
+            return Ok((component, true));
+        }
+        let compiled = self.compile(engine, digest, bytes, &|| true)?;
+        compiled
+            .map(|c| (c, false))
+            .ok_or_else(|| Error::Join("the compile was abandoned".into()))
+    }
+
+    /// The sound artifact for `digest`, if the cache holds one; an entry that cannot be
+    /// trusted is removed, so the next compile rebuilds it.
+    pub fn lookup(&self, engine: &Engine, digest: &str) -> Option<Component> {
+        let (artifact, sum) = self.paths(engine, digest)?;
         match load_verified(engine, &artifact, &sum) {
-            Ok(Some(component)) => return Ok((component, true)),
-            Ok(None) => {}
+            Ok(found) => found,
             Err(why) => {
                 tracing::warn!(artifact = %artifact.display(), %why, "compile cache entry is corrupt; rebuilding");
                 let _ = std::fs::remove_file(&artifact);
                 let _ = std::fs::remove_file(&sum);
+                None
             }
         }
+    }
+
+    /// Compiles `bytes` and stores the artifact. `keep` is asked once the compile is
+    /// done: when it says the result is no longer wanted (its load was abandoned), the
+    /// result is neither stored nor returned, so a later load compiles it again under
+    /// the same bounds. A cache that cannot be written still returns the component.
+    pub fn compile(
+        &self,
+        engine: &Engine,
+        digest: &str,
+        bytes: &[u8],
+        keep: &dyn Fn() -> bool,
+    ) -> Result<Option<Component>, Error> {
+        let Some((artifact, sum)) = self.paths(engine, digest) else {
+            let component =
+                Component::new(engine, bytes).map_err(|e| Error::Compile(format!("{e:#}")))?;
+            return Ok(keep().then_some(component));
+        };
         let serialized = engine
             .precompile_component(bytes)
             .map_err(|e| Error::Compile(format!("{e:#}")))?;
+        if !keep() {
+            return Ok(None);
+        }
         if let Err(e) = store(&artifact, &sum, &serialized) {
             tracing::warn!(artifact = %artifact.display(), error = %e, "cannot write the compile cache; continuing without it");
-            return compile(engine, bytes).map(|c| (c, false));
+            return deserialize_fresh(engine, &serialized).map(Some);
         }
         match load_verified(engine, &artifact, &sum) {
-            Ok(Some(component)) => Ok((component, false)),
-            _ => compile(engine, bytes).map(|c| (c, false)),
+            Ok(Some(component)) => Ok(Some(component)),
+            _ => deserialize_fresh(engine, &serialized).map(Some),
         }
     }
 }
 
-fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, Error> {
-    Component::new(engine, bytes).map_err(|e| Error::Compile(format!("{e:#}")))
+/// Loads an artifact this process's engine produced a moment ago, without compiling it
+/// a second time.
+#[allow(unsafe_code)]
+fn deserialize_fresh(engine: &Engine, serialized: &[u8]) -> Result<Component, Error> {
+    // SAFETY: `serialized` is the output of `Engine::precompile_component` of this very
+    // engine, and it never left this process's memory.
+    unsafe { Component::deserialize(engine, serialized) }
+        .map_err(|e| Error::Compile(format!("{e:#}")))
 }
 
 /// Writes the artifact beside its final name and renames it into place, so a crash or a
@@ -168,4 +224,42 @@ fn deserialize(engine: &Engine, artifact: &Path) -> Result<Component, String> {
     // process's engine configuration (its compatibility hash is part of the file name),
     // written by us, and its sha256 was verified against our sidecar just now.
     unsafe { Component::deserialize_file(engine, artifact) }.map_err(|e| format!("{e:#}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &Path) -> usize {
+        std::fs::read_dir(dir).map_or(0, |d| d.count())
+    }
+
+    #[test]
+    fn an_abandoned_compile_is_not_cached_and_a_kept_one_is() {
+        let engine = Engine::default();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompileCache::new(Some(dir.path().to_owned()));
+        let bytes = wat::parse_str("(component (core module (func (export \"f\"))))").unwrap();
+        let digest = super::super::digest(&bytes);
+        let dropped = cache.compile(&engine, &digest, &bytes, &|| false).unwrap();
+        assert!(dropped.is_none());
+        assert_eq!(files(dir.path()), 0, "nothing of it is stored");
+        assert!(cache.lookup(&engine, &digest).is_none());
+        let kept = cache.compile(&engine, &digest, &bytes, &|| true).unwrap();
+        assert!(kept.is_some());
+        assert!(cache.lookup(&engine, &digest).is_some());
+        let in_memory = CompileCache::new(None);
+        assert!(
+            in_memory
+                .compile(&engine, &digest, &bytes, &|| false)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            in_memory
+                .compile(&engine, &digest, &bytes, &|| true)
+                .unwrap()
+                .is_some()
+        );
+    }
 }

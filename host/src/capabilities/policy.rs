@@ -8,10 +8,13 @@
 //! udp: ["127.0.0.1/32 47808"]
 //! serial: ["/dev/ttyUSB*", "/dev/ttyS0"]                      # exact path or prefix*
 //! gpio: ["gpiochip0 17-27", "gpiochip1"]                       # chip, optional line range
+//! maxComponentBytes: 67108864   # largest adaptor component loaded (default 64 MiB)
+//! compileTimeout: 60s           # longest one component may take to compile (default 60s)
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::time::Duration;
 
 use crds::GrantKind;
 use serde::Deserialize;
@@ -26,6 +29,8 @@ pub enum Error {
         rule: String,
         why: String,
     },
+    #[error("policy {key}: {why}")]
+    Setting { key: &'static str, why: String },
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -39,6 +44,37 @@ struct RawPolicy {
     serial: Vec<String>,
     #[serde(default)]
     gpio: Vec<String>,
+    #[serde(default, rename = "maxComponentBytes")]
+    max_component_bytes: Option<u64>,
+    #[serde(default, rename = "compileTimeout")]
+    compile_timeout: Option<String>,
+}
+
+/// Largest adaptor component loaded unless the policy says otherwise: four times the
+/// largest shipped language runtime (a 17 MiB Python adaptor).
+pub const DEFAULT_MAX_COMPONENT_BYTES: usize = 64 << 20;
+/// Longest one compile may run unless the policy says otherwise; that Python adaptor
+/// compiles in seconds.
+pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What compiling one adaptor component may cost this node: a component is code the node
+/// runs a compiler on, before any sandbox applies to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompileLimits {
+    /// Components larger than this are refused before anything else is done with them.
+    pub max_component_bytes: usize,
+    /// A compile still running after this long is abandoned and the component refused
+    /// (the wait for a compile slot does not count).
+    pub compile_timeout: Duration,
+}
+
+impl Default for CompileLimits {
+    fn default() -> Self {
+        Self {
+            max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
+            compile_timeout: DEFAULT_COMPILE_TIMEOUT,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +97,7 @@ pub struct Policy {
     udp: Vec<NetRule>,
     serial: Vec<String>,
     gpio: Vec<GpioRule>,
+    compile: CompileLimits,
 }
 
 impl Policy {
@@ -129,6 +166,7 @@ impl Policy {
                     .ok()
             })
             .collect();
+        let compile = compile_limits(&raw, &mut errors);
         for r in &raw.serial {
             if !r.starts_with('/') {
                 errors.push(Error::Rule {
@@ -144,6 +182,7 @@ impl Policy {
                 udp,
                 serial: raw.serial,
                 gpio,
+                compile,
             })
         } else {
             Err(errors)
@@ -204,6 +243,17 @@ impl Policy {
         }
     }
 
+    /// The bounds on compiling an adaptor component on this node.
+    pub fn compile(&self) -> &CompileLimits {
+        &self.compile
+    }
+
+    /// This policy with other compile bounds.
+    pub fn with_compile(mut self, compile: CompileLimits) -> Self {
+        self.compile = compile;
+        self
+    }
+
     /// Checks one resolved address for a network grant.
     pub fn check_addr(&self, kind: GrantKind, addr: SocketAddr) -> Result<(), String> {
         check_net(self.net_rules(kind), addr)
@@ -215,6 +265,33 @@ impl Policy {
             _ => &self.tcp,
         }
     }
+}
+
+/// The compile bounds of `raw`, defaults where it says nothing; bad values go to `errors`.
+fn compile_limits(raw: &RawPolicy, errors: &mut Vec<Error>) -> CompileLimits {
+    let mut limits = CompileLimits::default();
+    match raw.max_component_bytes.map(usize::try_from) {
+        None => {}
+        Some(Ok(0)) | Some(Err(_)) => errors.push(Error::Setting {
+            key: "maxComponentBytes",
+            why: "must be a positive number of bytes".into(),
+        }),
+        Some(Ok(n)) => limits.max_component_bytes = n,
+    }
+    if let Some(text) = &raw.compile_timeout {
+        match humantime::parse_duration(text) {
+            Ok(d) if !d.is_zero() => limits.compile_timeout = d,
+            Ok(_) => errors.push(Error::Setting {
+                key: "compileTimeout",
+                why: "must be longer than zero".into(),
+            }),
+            Err(e) => errors.push(Error::Setting {
+                key: "compileTimeout",
+                why: format!("{text:?} is not a duration such as 60s: {e}"),
+            }),
+        }
+    }
+    limits
 }
 
 fn check_net(rules: &[NetRule], addr: SocketAddr) -> Result<(), String> {
@@ -397,6 +474,48 @@ gpio: ["gpiochip0 17-27", "gpiochip1"]
     #[test]
     fn unknown_keys_are_refused() {
         assert!(Policy::from_yaml("tpc: []").is_err());
+    }
+
+    #[test]
+    fn compile_limits_default_and_parse() {
+        for p in [
+            Policy::deny_all(),
+            Policy::loopback(),
+            Policy::from_yaml(POLICY).unwrap(),
+        ] {
+            assert_eq!(p.compile(), &CompileLimits::default());
+        }
+        assert_eq!(CompileLimits::default().max_component_bytes, 64 << 20);
+        assert_eq!(
+            CompileLimits::default().compile_timeout,
+            Duration::from_secs(60)
+        );
+        let p = Policy::from_yaml("maxComponentBytes: 1048576\ncompileTimeout: 1m 30s").unwrap();
+        assert_eq!(
+            p.compile(),
+            &CompileLimits {
+                max_component_bytes: 1 << 20,
+                compile_timeout: Duration::from_secs(90),
+            }
+        );
+    }
+
+    #[test]
+    fn bad_compile_limits_are_reported() {
+        for (yaml, needle) in [
+            ("maxComponentBytes: 0", "maxComponentBytes"),
+            ("maxComponentBytes: -1", "not valid YAML"),
+            ("compileTimeout: soon", "compileTimeout"),
+            ("compileTimeout: 0s", "compileTimeout"),
+        ] {
+            let errors = Policy::from_yaml(yaml).unwrap_err();
+            let msg = errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
+            assert!(msg.contains(needle), "{yaml}: {msg}");
+        }
     }
 
     #[test]

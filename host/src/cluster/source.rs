@@ -1,6 +1,7 @@
 //! Adaptors from ConfigMaps: watched through the API (not a mounted volume, whose
-//! refresh takes a minute), reassembled, digest-checked, compiled in the background and
-//! handed to the manager, which hot-swaps every device using them.
+//! refresh takes a minute), reassembled, digest-checked, compiled in the background (each
+//! on its own, so a small adaptor is not held up by a big one compiling) and handed to
+//! the manager, which hot-swaps every device using them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,11 +13,12 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 
 use super::manager::Trigger;
 use super::{MANAGER, Registry};
 use crate::adaptors::package::{self, COMPONENT_LABEL, Manifest, PART_OF_LABEL};
-use crate::adaptors::{self, CompileCache};
+use crate::adaptors::{self, Adaptor, CompileCache};
 use crate::status::AdaptorReport;
 use crate::supervisor::Context;
 
@@ -24,6 +26,14 @@ use crate::supervisor::Context;
 struct Seen {
     adaptor: String,
     digest: String,
+}
+
+/// A load started from a manifest ConfigMap, finished in the background.
+struct Loaded {
+    cm: Arc<ConfigMap>,
+    source: String,
+    manifest: Manifest,
+    result: Result<Arc<Adaptor>, String>,
 }
 
 pub async fn run(
@@ -51,8 +61,25 @@ pub async fn run(
         },
     );
     let mut seen: HashMap<String, Seen> = HashMap::new();
+    let mut loading: JoinSet<Loaded> = JoinSet::new();
     loop {
         tokio::select! {
+            Some(done) = loading.join_next() => {
+                match done {
+                    Ok(loaded) => {
+                        let current = seen
+                            .get(&loaded.cm.name_any())
+                            .is_some_and(|s| s.digest == loaded.manifest.digest);
+                        if current {
+                            loaded_one(&ctx, &cache, &registry, &recorder, &trigger, loaded).await;
+                        } else {
+                            tracing::debug!(configmap = %loaded.cm.name_any(), "a load of a ConfigMap that has changed since is discarded");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "an adaptor load failed"),
+                }
+                continue;
+            }
             ev = stream.next() => match ev {
                 Some(Ok(watcher::Event::Init | watcher::Event::InitApply(_))) => continue,
                 Some(Ok(_)) => {}
@@ -67,6 +94,7 @@ pub async fn run(
             },
             _ = shutdown.changed() => {
                 tracing::info!("adaptor source stopped");
+                loading.abort_all();
                 return;
             }
         }
@@ -121,50 +149,85 @@ pub async fn run(
                     digest: manifest.digest.clone(),
                 },
             );
-            let loaded = match assembled {
-                Ok(bytes) => adaptors::load(&ctx.runtime, &cache, bytes, source.clone())
-                    .await
-                    .inspect_err(|e| ctx.metrics.load(e.kind()))
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            match loaded {
-                Ok(a) if a.info.name != manifest.adaptor => {
-                    let why = format!(
-                        "the component calls itself {:?}, the ConfigMap says {:?}",
-                        a.info.name, manifest.adaptor
-                    );
-                    refuse(&ctx, &recorder, &cm, &source, Some(&manifest), &why).await;
+            match assembled {
+                Ok(bytes) => {
+                    let (ctx, cache) = (ctx.clone(), cache.clone());
+                    loading.spawn(async move {
+                        let limits = ctx.policy.compile();
+                        let result = adaptors::load_with(
+                            &ctx.runtime,
+                            &cache,
+                            limits,
+                            bytes,
+                            source.clone(),
+                        )
+                        .await
+                        .inspect_err(|e| ctx.metrics.load(e.kind()))
+                        .map_err(|e| e.to_string());
+                        Loaded {
+                            cm,
+                            source,
+                            manifest,
+                            result,
+                        }
+                    });
                 }
-                Ok(a) => {
-                    ctx.metrics.load("ok");
-                    ctx.board.set_adaptor(a.report());
-                    let note = format!(
-                        "loaded {} {} ({})",
-                        a.info.name, a.info.version, manifest.digest
-                    );
-                    publish(&recorder, &cm, EventType::Normal, "AdaptorLoaded", &note).await;
-                    cache.remember_good(&a.info.name, &a.digest);
-                    registry.set(a);
-                    let _ = trigger.send(Trigger::Adaptor(manifest.adaptor.clone()));
-                }
-                Err(why) => {
-                    // The previous version, if any, stays in the registry and serving.
-                    refuse(&ctx, &recorder, &cm, &source, Some(&manifest), &why).await;
-                    if registry.get(&manifest.adaptor).is_none() {
-                        registry.refuse(&manifest.adaptor, why);
-                    }
-                    fall_back(
-                        &ctx,
-                        &cache,
-                        &registry,
-                        &manifest.adaptor,
-                        &source,
-                        &trigger,
-                    )
-                    .await;
+                Err(e) => {
+                    let loaded = Loaded {
+                        cm,
+                        source,
+                        manifest,
+                        result: Err(e.to_string()),
+                    };
+                    loaded_one(&ctx, &cache, &registry, &recorder, &trigger, loaded).await;
                 }
             }
+        }
+    }
+}
+
+/// Serves (or refuses) what a manifest ConfigMap loaded to.
+async fn loaded_one(
+    ctx: &Context,
+    cache: &Arc<CompileCache>,
+    registry: &Registry,
+    recorder: &Recorder,
+    trigger: &mpsc::UnboundedSender<Trigger>,
+    loaded: Loaded,
+) {
+    let Loaded {
+        cm,
+        source,
+        manifest,
+        result,
+    } = loaded;
+    match result {
+        Ok(a) if a.info.name != manifest.adaptor => {
+            let why = format!(
+                "the component calls itself {:?}, the ConfigMap says {:?}",
+                a.info.name, manifest.adaptor
+            );
+            refuse(ctx, recorder, &cm, &source, Some(&manifest), &why).await;
+        }
+        Ok(a) => {
+            ctx.metrics.load("ok");
+            ctx.board.set_adaptor(a.report());
+            let note = format!(
+                "loaded {} {} ({})",
+                a.info.name, a.info.version, manifest.digest
+            );
+            publish(recorder, &cm, EventType::Normal, "AdaptorLoaded", &note).await;
+            cache.remember_good(&a.info.name, &a.digest);
+            registry.set(a);
+            let _ = trigger.send(Trigger::Adaptor(manifest.adaptor.clone()));
+        }
+        Err(why) => {
+            // The previous version, if any, stays in the registry and serving.
+            refuse(ctx, recorder, &cm, &source, Some(&manifest), &why).await;
+            if registry.get(&manifest.adaptor).is_none() {
+                registry.refuse(&manifest.adaptor, why);
+            }
+            fall_back(ctx, cache, registry, &manifest.adaptor, &source, trigger).await;
         }
     }
 }

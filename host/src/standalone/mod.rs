@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use crds::{ConditionType, DeviceLink};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::adaptors::{self, Adaptor, CompileCache};
 use crate::status::{AdaptorReport, DeviceReport, Event, EventType, Phase, now};
@@ -26,6 +27,13 @@ struct AdaptorFile {
     sig: Signature,
     digest: Option<String>,
     name: Option<String>,
+}
+
+/// An adaptor load a scan started, finished in the background.
+struct Loaded {
+    path: PathBuf,
+    digest: String,
+    result: Result<Arc<Adaptor>, adaptors::Error>,
 }
 
 struct LinkFile {
@@ -48,6 +56,9 @@ pub struct Standalone {
     adaptors: HashMap<String, Arc<Adaptor>>,
     link_files: BTreeMap<PathBuf, LinkFile>,
     running: HashMap<String, Running>,
+    /// Adaptor files compiling: each loads on its own, so a small adaptor dropped beside
+    /// a big one serves as soon as its own compile is done.
+    loading: JoinSet<Loaded>,
 }
 
 impl Standalone {
@@ -67,24 +78,32 @@ impl Standalone {
             adaptors: HashMap::new(),
             link_files: BTreeMap::new(),
             running: HashMap::new(),
+            loading: JoinSet::new(),
         }
     }
 
-    /// Scans until `shutdown` turns true, then stops every device.
+    /// Scans until `shutdown` turns true, then stops every device. A finished adaptor
+    /// load is applied at once, with a scan.
     pub async fn run(mut self, interval: Duration, mut shutdown: watch::Receiver<bool>) {
         loop {
             self.scan().await;
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}
+                Some(done) = self.loading.join_next() => match done {
+                    Ok(loaded) => self.loaded(loaded),
+                    Err(e) => tracing::error!(error = %e, "an adaptor load failed"),
+                },
                 _ = shutdown.changed() => break,
             }
         }
+        self.loading.abort_all();
         for (_, r) in self.running.drain() {
             r.handle.stop().await;
         }
     }
 
-    /// One pass: load changed adaptors, read changed link files, reconcile devices.
+    /// One pass: start loading changed adaptors (in the background, see [`Self::run`]),
+    /// read changed link files, reconcile devices.
     pub async fn scan(&mut self) {
         let (wasm, yaml) = match list(&self.dir) {
             Ok(files) => files,
@@ -93,13 +112,13 @@ impl Standalone {
                 return;
             }
         };
-        self.scan_adaptors(wasm).await;
+        self.scan_adaptors(wasm);
         self.scan_links(yaml);
         self.reconcile().await;
         self.ctx.metrics.set_devices(self.running.len());
     }
 
-    async fn scan_adaptors(&mut self, files: Listing) {
+    fn scan_adaptors(&mut self, files: Listing) {
         let present: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
         let gone: Vec<PathBuf> = self
             .adaptor_files
@@ -120,19 +139,12 @@ impl Standalone {
             }
             self.ctx.board.remove_adaptor(&path.display().to_string());
         }
+        let limits = self.ctx.policy.compile().clone();
         for (path, sig) in files {
             if self.adaptor_files.get(&path).is_some_and(|f| f.sig == sig) {
                 continue;
             }
             let source = path.display().to_string();
-            let bytes = match std::fs::read(&path) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(file = %source, error = %e, "cannot read adaptor");
-                    continue;
-                }
-            };
-            let digest = adaptors::digest(&bytes);
             let entry = self
                 .adaptor_files
                 .entry(path.clone())
@@ -142,45 +154,104 @@ impl Standalone {
                     name: None,
                 });
             entry.sig = sig;
+            // Over the size bound: refused without reading it.
+            let len = usize::try_from(sig.1).unwrap_or(usize::MAX);
+            if len > limits.max_component_bytes {
+                entry.digest = None;
+                let refused = Err(adaptors::Error::TooLarge {
+                    len,
+                    max: limits.max_component_bytes,
+                });
+                self.apply(&path, None, refused);
+                continue;
+            }
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(file = %source, error = %e, "cannot read adaptor");
+                    continue;
+                }
+            };
+            let digest = adaptors::digest(&bytes);
             if entry.digest.as_deref() == Some(digest.as_str()) {
                 continue;
             }
             entry.digest = Some(digest.clone());
-            match adaptors::load(&self.ctx.runtime, &self.cache, bytes, source.clone()).await {
-                Ok(adaptor) => {
-                    self.ctx.metrics.load("ok");
-                    entry.name = Some(adaptor.info.name.clone());
-                    if let Some(prev) = self.adaptors.get(&adaptor.info.name)
-                        && prev.source != source
-                    {
-                        tracing::warn!(adaptor = %adaptor.info.name, previous = %prev.source, now = %source, "two files provide the same adaptor; the newer load wins");
-                    }
-                    self.ctx.board.set_adaptor(adaptor.report());
-                    self.adaptors.insert(adaptor.info.name.clone(), adaptor);
+            let (ctx, cache, limits) = (self.ctx.clone(), self.cache.clone(), limits.clone());
+            self.loading.spawn(async move {
+                let result =
+                    adaptors::load_with(&ctx.runtime, &cache, &limits, bytes, source).await;
+                Loaded {
+                    path,
+                    digest,
+                    result,
                 }
-                Err(e) => {
-                    self.ctx.metrics.load(e.kind());
-                    let msg = format!("{e}");
-                    tracing::error!(file = %source, error = %msg, "adaptor refused; the previous version, if any, keeps serving");
-                    self.ctx.board.set_adaptor(AdaptorReport::refused(
-                        &source,
-                        entry.name.clone(),
-                        Some(digest.get(..12).unwrap_or(&digest).to_owned()),
-                        &msg,
-                    ));
-                    if let Some(name) = &entry.name {
-                        for r in self
-                            .running
-                            .values()
-                            .filter(|r| r.handle.adaptor_name == *name)
-                        {
-                            let ev = Event::new(
-                                EventType::Warning,
-                                "AdaptorRefused",
-                                &format!("{source}: {msg}"),
-                            );
-                            self.ctx.board.modify(&r.link.key(), |d| d.record(ev));
-                        }
+            });
+        }
+    }
+
+    /// Applies a finished load, unless its file has changed or gone since.
+    fn loaded(&mut self, loaded: Loaded) {
+        let Loaded {
+            path,
+            digest,
+            result,
+        } = loaded;
+        if self
+            .adaptor_files
+            .get(&path)
+            .is_none_or(|f| f.digest.as_deref() != Some(digest.as_str()))
+        {
+            tracing::debug!(file = %path.display(), "a load of a file that has changed since is discarded");
+            return;
+        }
+        self.apply(&path, Some(digest), result);
+    }
+
+    fn apply(
+        &mut self,
+        path: &Path,
+        digest: Option<String>,
+        result: Result<Arc<Adaptor>, adaptors::Error>,
+    ) {
+        let source = path.display().to_string();
+        let Some(entry) = self.adaptor_files.get_mut(path) else {
+            return;
+        };
+        match result {
+            Ok(adaptor) => {
+                self.ctx.metrics.load("ok");
+                entry.name = Some(adaptor.info.name.clone());
+                if let Some(prev) = self.adaptors.get(&adaptor.info.name)
+                    && prev.source != source
+                {
+                    tracing::warn!(adaptor = %adaptor.info.name, previous = %prev.source, now = %source, "two files provide the same adaptor; the newer load wins");
+                }
+                self.ctx.board.set_adaptor(adaptor.report());
+                self.adaptors.insert(adaptor.info.name.clone(), adaptor);
+            }
+            Err(e) => {
+                self.ctx.metrics.load(e.kind());
+                let msg = format!("{e}");
+                tracing::error!(file = %source, error = %msg, "adaptor refused; the previous version, if any, keeps serving");
+                self.ctx.board.set_adaptor(AdaptorReport::refused(
+                    &source,
+                    entry.name.clone(),
+                    digest.map(|d| d.get(..12).unwrap_or(&d).to_owned()),
+                    &msg,
+                ));
+                if let Some(name) = &entry.name {
+                    for r in self
+                        .running
+                        .values()
+                        .filter(|r| r.handle.adaptor_name == *name)
+                    {
+                        let ev = Event::new(
+                            EventType::Warning,
+                            "AdaptorRefused",
+                            &format!("{source}: {msg}"),
+                        );
+                        self.ctx.board.modify(&r.link.key(), |d| d.record(ev));
                     }
                 }
             }
@@ -289,6 +360,22 @@ impl Standalone {
                     r.phase = Phase::Pending;
                     r.conditions.0.clear();
                     r.last_error = Some(format!("invalid DeviceLink: {msg}"));
+                });
+                continue;
+            }
+            if (!model_known || !serves)
+                && !self.loading.is_empty()
+                && !self.running.contains_key(&key)
+            {
+                // Its adaptor may be among the files still compiling: say so, rather
+                // than that it does not exist.
+                let n = self.loading.len();
+                self.ctx.board.update(&key, init, |r| {
+                    r.phase = Phase::Pending;
+                    r.last_error = Some(format!(
+                        "waiting for {n} adaptor file(s) still loading; none loaded so far serves {}/{} as {}",
+                        link.spec.model.api_version, link.spec.model.kind, link.spec.adaptor.name
+                    ));
                 });
                 continue;
             }
