@@ -29,4 +29,6 @@ echo "== fuzz targets (briefly; scripts/fuzz.sh N runs them longer)"
 "$ROOT/scripts/fuzz.sh" 10
 echo "== workspace tests"
 cargo test --workspace --locked
+echo "== containment suite (release build of the limb, run as a process beside a healthy neighbour)"
+cargo test --release --locked -p limb --no-default-features --test containment
 echo "== done in $((SECONDS - started)) s"

@@ -20,9 +20,10 @@ async fn main() -> anyhow::Result<()> {
             let (ctx, cache) = limb::run::context(&config.runtime)?;
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let adaptor = limb::adaptors::load(
+            let adaptor = limb::adaptors::load_with(
                 &ctx.runtime,
                 &cache,
+                ctx.policy.compile(),
                 bytes.clone(),
                 file.display().to_string(),
             )
@@ -51,8 +52,14 @@ async fn main() -> anyhow::Result<()> {
             for file in files {
                 let bytes =
                     std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-                match limb::adaptors::load(&ctx.runtime, &cache, bytes, file.display().to_string())
-                    .await
+                match limb::adaptors::load_with(
+                    &ctx.runtime,
+                    &cache,
+                    ctx.policy.compile(),
+                    bytes,
+                    file.display().to_string(),
+                )
+                .await
                 {
                     Ok(a) => {
                         println!(

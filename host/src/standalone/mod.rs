@@ -97,8 +97,14 @@ impl Standalone {
             }
         }
         self.loading.abort_all();
-        for (_, r) in self.running.drain() {
-            r.handle.stop().await;
+        // Every device at once: a slow `shutdown` delays no other.
+        let stopping: Vec<_> = self
+            .running
+            .drain()
+            .map(|(_, r)| tokio::spawn(r.handle.stop()))
+            .collect();
+        for s in stopping {
+            let _ = s.await;
         }
     }
 
@@ -323,7 +329,7 @@ impl Standalone {
             .collect();
         for key in gone {
             if let Some(r) = self.running.remove(&key) {
-                r.handle.stop().await;
+                r.handle.retire();
             }
         }
         for key in self.ctx.board.devices().iter().map(DeviceReport::key) {
@@ -353,7 +359,7 @@ impl Standalone {
             let problems = crds::validate::device_link(&link);
             if !problems.is_empty() {
                 if let Some(r) = self.running.remove(&key) {
-                    r.handle.stop().await;
+                    r.handle.retire();
                 }
                 let msg = problems.join("; ");
                 self.ctx.board.update(&key, init, |r| {
@@ -381,7 +387,7 @@ impl Standalone {
             }
             if !model_known || !serves {
                 if let Some(r) = self.running.remove(&key) {
-                    r.handle.stop().await;
+                    r.handle.retire();
                 }
                 let adaptor_msg = if adaptor.is_some() {
                     format!(

@@ -175,7 +175,6 @@ async fn timed_load(
 }
 
 #[tokio::test]
-#[ignore = "needs Config::parallel_compilation(false) in engine/mod.rs: with it on, the small compile's work queues behind the big one's in rayon's global pool"]
 async fn a_small_adaptor_is_not_held_behind_a_big_compile() {
     let h = Arc::new(harness());
     // No cache: both compile, in every run.
@@ -275,7 +274,6 @@ async fn a_compile_past_the_policy_timeout_is_abandoned() {
 }
 
 #[tokio::test]
-#[ignore = "needs Config::parallel_compilation(false) in engine/mod.rs: with it on, the small compile's work queues behind the big one's in rayon's global pool"]
 async fn standalone_serves_a_small_adaptor_while_a_big_one_compiles() {
     let h = harness();
     let dir = tempfile::tempdir().unwrap();
