@@ -222,15 +222,7 @@ impl Manager {
             }
         }
         // Devices keep their instances on shutdown: a restarted limb picks them up.
-        // Every device at once: a slow `shutdown` delays no other.
-        let stopping: Vec<_> = self
-            .running
-            .drain()
-            .map(|(_, r)| tokio::spawn(r.handle.stop()))
-            .collect();
-        for s in stopping {
-            let _ = s.await;
-        }
+        crate::supervisor::stop_all(self.running.drain().map(|(_, r)| r.handle)).await;
     }
 
     fn keys_for(&self, t: Trigger) -> Vec<String> {

@@ -97,15 +97,7 @@ impl Standalone {
             }
         }
         self.loading.abort_all();
-        // Every device at once: a slow `shutdown` delays no other.
-        let stopping: Vec<_> = self
-            .running
-            .drain()
-            .map(|(_, r)| tokio::spawn(r.handle.stop()))
-            .collect();
-        for s in stopping {
-            let _ = s.await;
-        }
+        crate::supervisor::stop_all(self.running.drain().map(|(_, r)| r.handle)).await;
     }
 
     /// One pass: start loading changed adaptors (in the background, see [`Self::run`]),

@@ -95,6 +95,17 @@ impl Handle {
     }
 }
 
+/// Stops every device at once and waits for all: a slow `shutdown` delays no other.
+pub async fn stop_all(handles: impl IntoIterator<Item = Handle>) {
+    let stopping: Vec<_> = handles
+        .into_iter()
+        .map(|h| tokio::spawn(h.stop()))
+        .collect();
+    for s in stopping {
+        let _ = s.await;
+    }
+}
+
 /// Starts supervising `link` with `adaptor`.
 pub fn spawn(
     ctx: Arc<Context>,
