@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds every adaptor component under adaptors-wasm/ and collects them, plus the dummy
-# and hostile adaptors' variants (for hot-swap tests), in $OCTOPUS_ADAPTORS_DIR.
+# and hostile adaptors' variants (for hot-swap and containment tests), in
+# $OCTOPUS_ADAPTORS_DIR.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 ensure_toolchain
 cd "$ROOT/adaptors-wasm"
@@ -12,6 +13,10 @@ for variant in v2 broken-restore broken-poll; do
     CARGO_TARGET_DIR="$ADAPTORS_TARGET-variants" cargo build --release --target wasm32-wasip2 --locked -p adaptor-dummy --features "$variant"
     cp "$ADAPTORS_TARGET-variants/wasm32-wasip2/release/adaptor_dummy.wasm" "$OCTOPUS_ADAPTORS_DIR/adaptor_dummy_${variant//-/_}.wasm"
 done
-CARGO_TARGET_DIR="$ADAPTORS_TARGET-variants" cargo build --release --target wasm32-wasip2 --locked -p adaptor-hostile --features v2
-cp "$ADAPTORS_TARGET-variants/wasm32-wasip2/release/adaptor_hostile.wasm" "$OCTOPUS_ADAPTORS_DIR/adaptor_hostile_v2.wasm"
+# The hostile adaptor's variants: v2 (hot swaps of a hostile device) and huge-describe
+# (a 4 MiB version string, for the release containment suite, host/tests/containment).
+for variant in v2 huge-describe; do
+    CARGO_TARGET_DIR="$ADAPTORS_TARGET-variants" cargo build --release --target wasm32-wasip2 --locked -p adaptor-hostile --features "$variant"
+    cp "$ADAPTORS_TARGET-variants/wasm32-wasip2/release/adaptor_hostile.wasm" "$OCTOPUS_ADAPTORS_DIR/adaptor_hostile_${variant//-/_}.wasm"
+done
 ls -l "$OCTOPUS_ADAPTORS_DIR"

@@ -1,8 +1,9 @@
 //! A deliberately misbehaving adaptor for the limb's containment tests.
 //!
 //! The spec `{"mode": "<mode>"}` picks the misbehaviour (see [`Mode`]); the poll
-//! interval comes from `parameters.syncIntervalMs` (default 100 ms). Panics, endless
-//! loops and unbounded growth are the point here, so the usual lints are relaxed.
+//! interval comes from `parameters.syncIntervalMs` (default 100 ms, 10 ms for the
+//! flooding modes), and sizes and durations from `parameters` (see [`Params`]). Panics,
+//! endless loops and unbounded growth are the point here, so the usual lints are relaxed.
 #![allow(
     clippy::panic,
     reason = "trapping on purpose is what this adaptor is for"
@@ -16,6 +17,8 @@ use serde_json::{Value, json};
 use exports::octopus::adaptor::driver::{
     AdaptorError, AdaptorInfo, DeviceConfig, DeviceSettings, Guest,
 };
+use octopus::adaptor::clock;
+use octopus::adaptor::events::{self, EventType};
 use octopus::adaptor::gpio::{self, Direction};
 use octopus::adaptor::log::{self, Level};
 use octopus::adaptor::serial::{self, Parity, Settings};
@@ -27,6 +30,25 @@ wit_bindgen::generate!({
     world: "adaptor",
 });
 
+/// `wasi:random/random`, called directly (the standard library only asks it for seeds):
+/// `random-flood` asks it for many MiB in one call. The limb links the WASI 0.2 version
+/// it has; any 0.2.x import is accepted.
+mod wasi_random {
+    wit_bindgen::generate!({
+        inline: "
+            package wasi:random@0.2.0;
+            interface random {
+                get-random-bytes: func(len: u64) -> list<u8>;
+                get-random-u64: func() -> u64;
+            }
+            world random-only {
+                import random;
+            }
+        ",
+        world: "random-only",
+    });
+}
+
 const API_VERSION: &str = "devices.edge.cattle.io/v1alpha1";
 
 /// A second version of the same misbehaviour, for hot-swap tests (feature `v2`).
@@ -36,7 +58,13 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+v2");
 const KIND: &str = "HostileDevice";
 const DEFAULT_POLL_INTERVAL_MS: u64 = 100;
+/// The poll interval of the modes that flood the host on every poll.
+const FLOOD_POLL_INTERVAL_MS: u64 = 10;
 const MIB: usize = 1024 * 1024;
+/// Size of the version string `describe` returns with the feature `huge-describe`.
+const HUGE_VERSION_BYTES: usize = 4 * MIB;
+/// A line of the limb's own log, as `forge` tries to fake it.
+const FORGED_LINE: &str = "2026-12-06T00:00:00.000000Z  INFO limb: forged line";
 
 /// What the adaptor does wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,10 +97,28 @@ enum Mode {
     BadJson,
     /// `poll` prints 2,000 lines on stdout and stderr.
     PrintFlood,
+    /// Every poll spins in pure wasm for `parameters.spinMs` (default 400 ms, below the
+    /// call deadline): CPU-bound but never past a deadline. Interval 10 ms.
+    SpinPoll,
+    /// Every poll loops for `parameters.spinMs` on cheap host calls (`clock.now-ms` and
+    /// `log.log` at trace level). Interval 10 ms.
+    ClockLoop,
+    /// Every poll asks `wasi:random` for `parameters.randomMiB` MiB (default 32) in one
+    /// call; the status says whether the call returned. Interval 10 ms.
+    RandomFlood,
+    /// Every poll records `parameters.events` events (default 1,000), pushes a status of
+    /// `parameters.statusKiB` KiB (default 1023, just under the 1 MiB default limit)
+    /// through `events.report-status` three times and returns it. Interval 10 ms.
+    StatusFlood,
+    /// Behaves, but `shutdown` spins forever.
+    StallShutdown,
+    /// Tries to forge the limb's output: log lines, printed lines, events and status
+    /// strings carrying newlines, a fake log line, ANSI escapes and carriage returns.
+    Forge,
 }
 
 impl Mode {
-    const ALL: [(&str, Mode); 14] = [
+    const ALL: [(&str, Mode); 20] = [
         ("loop-configure", Mode::LoopConfigure),
         ("loop-poll", Mode::LoopPoll),
         ("loop-snapshot", Mode::LoopSnapshot),
@@ -87,6 +133,12 @@ impl Mode {
         ("huge-status", Mode::HugeStatus),
         ("bad-json", Mode::BadJson),
         ("print-flood", Mode::PrintFlood),
+        ("spin-poll", Mode::SpinPoll),
+        ("clock-loop", Mode::ClockLoop),
+        ("random-flood", Mode::RandomFlood),
+        ("status-flood", Mode::StatusFlood),
+        ("stall-shutdown", Mode::StallShutdown),
+        ("forge", Mode::Forge),
     ];
 
     fn parse(name: &str) -> Option<Mode> {
@@ -95,11 +147,55 @@ impl Mode {
             .find(|(n, _)| *n == name)
             .map(|(_, mode)| *mode)
     }
+
+    fn default_poll_interval_ms(self) -> u64 {
+        match self {
+            Mode::SpinPoll | Mode::ClockLoop | Mode::RandomFlood | Mode::StatusFlood => {
+                FLOOD_POLL_INTERVAL_MS
+            }
+            _ => DEFAULT_POLL_INTERVAL_MS,
+        }
+    }
+}
+
+/// Sizes and durations from `parameters`, each with its default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Params {
+    /// `spinMs`: how long `spin-poll` and `clock-loop` keep each poll busy.
+    spin_ms: u64,
+    /// `randomMiB`: what `random-flood` asks `wasi:random` for in one call.
+    random_mib: u64,
+    /// `statusKiB`: the size of `status-flood`'s status.
+    status_kib: u64,
+    /// `events`: events `status-flood` records per poll.
+    events: u64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            spin_ms: 400,
+            random_mib: 32,
+            status_kib: 1023,
+            events: 1000,
+        }
+    }
 }
 
 struct Config {
     mode: Mode,
     poll_interval_ms: u64,
+    params: Params,
+}
+
+/// `parameters.<name>` as a non-negative integer, or `default` when absent.
+fn parameter(value: &Value, name: &str, default: u64) -> Result<u64, AdaptorError> {
+    match value.get("parameters").and_then(|p| p.get(name)) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v.as_u64().ok_or_else(|| {
+            AdaptorError::InvalidSpec(format!("parameters.{name} must be a non-negative integer"))
+        }),
+    }
 }
 
 fn parse_spec(spec: &str) -> Result<Config, AdaptorError> {
@@ -118,20 +214,29 @@ fn parse_spec(spec: &str) -> Result<Config, AdaptorError> {
         Some(_) => return Err(invalid("mode must be a string".to_owned())),
     };
     let poll_interval_ms = match value.pointer("/parameters/syncIntervalMs") {
-        None | Some(Value::Null) => DEFAULT_POLL_INTERVAL_MS,
+        None | Some(Value::Null) => mode.default_poll_interval_ms(),
         Some(v) => v.as_u64().filter(|ms| *ms > 0).ok_or_else(|| {
             invalid("parameters.syncIntervalMs must be a positive integer".to_owned())
         })?,
     };
+    let defaults = Params::default();
+    let params = Params {
+        spin_ms: parameter(&value, "spinMs", defaults.spin_ms)?,
+        random_mib: parameter(&value, "randomMiB", defaults.random_mib)?,
+        status_kib: parameter(&value, "statusKiB", defaults.status_kib)?,
+        events: parameter(&value, "events", defaults.events)?,
+    };
     Ok(Config {
         mode,
         poll_interval_ms,
+        params,
     })
 }
 
 #[derive(Default)]
 struct Instance {
     mode: Option<Mode>,
+    params: Params,
     polls: u64,
     /// What `grow-memory` has taken so far; never freed.
     hoard: Vec<Vec<u8>>,
@@ -151,6 +256,106 @@ fn spin() -> ! {
     loop {
         n = black_box(n.wrapping_add(1));
     }
+}
+
+/// Spins in wasm for `ms` milliseconds of wall time, looking at the clock only every
+/// 100,000 iterations; returns the iterations done.
+fn spin_for(ms: u64) -> u64 {
+    let start = clock::monotonic_ns();
+    let budget = ms.saturating_mul(1_000_000);
+    let mut n = 0u64;
+    loop {
+        for _ in 0..100_000 {
+            n = black_box(n.wrapping_add(1));
+        }
+        if clock::monotonic_ns().saturating_sub(start) >= budget {
+            return n;
+        }
+    }
+}
+
+/// Calls cheap host functions in a loop for `ms` milliseconds; returns the calls made.
+fn clock_loop(ms: u64) -> u64 {
+    let start = clock::now_ms();
+    let mut calls = 0u64;
+    loop {
+        let now = clock::now_ms();
+        log::log(Level::Trace, "clock-loop tick");
+        calls += 2;
+        if now.saturating_sub(start) >= ms {
+            return calls;
+        }
+    }
+}
+
+/// Asks `wasi:random` for `mib` MiB in one call. Returning at all is the success the
+/// status reports; a limb that refuses the size traps the call instead.
+fn random_flood(mib: u64, polls: u64) -> Value {
+    let len = mib.saturating_mul(MIB as u64);
+    let bytes = wasi_random::wasi::random::random::get_random_bytes(len);
+    let got = bytes.len();
+    let ok = u64::try_from(got).is_ok_and(|got| got == len);
+    json!({ "polls": polls, "asked": len, "got": got, "randomOk": ok })
+}
+
+/// A JSON object of exactly `size` bytes (at least the bare object).
+fn padded_status(polls: u64, size: usize) -> String {
+    let mut status = format!("{{\"polls\":{polls},\"padding\":\"");
+    let fill = size.saturating_sub(status.len() + "\"}".len());
+    status.extend(std::iter::repeat_n('x', fill));
+    status.push_str("\"}");
+    status
+}
+
+/// Records many events, pushes a large status a few times and returns it.
+fn status_flood(params: Params, polls: u64) -> String {
+    for i in 0..params.events {
+        events::record_event(
+            EventType::Normal,
+            "StatusFlood",
+            &format!("event {i} of poll {polls}"),
+        );
+    }
+    let size = usize::try_from(params.status_kib)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(1024);
+    let status = padded_status(polls, size);
+    for _ in 0..3 {
+        events::report_status(&status);
+    }
+    status
+}
+
+/// Text that, printed raw, would fake a line of the limb's log, clear the screen and
+/// overwrite the line it is on. It starts with `forge CHANNEL POLL`, so a test can tell
+/// which channel carried it into the limb's output.
+fn forged_text(channel: &str, polls: u64) -> String {
+    format!("forge {channel} {polls}\n{FORGED_LINE}\x1b[2J\rhidden\r\n{FORGED_LINE} again")
+}
+
+/// Tries every channel into the limb's output with control characters: the log, stdout
+/// and stderr, events (reason and message) and the status.
+fn forge(polls: u64) -> Value {
+    log::log(Level::Info, &forged_text("log", polls));
+    log::log(Level::Warn, &forged_text("log", polls));
+    println!("{}", forged_text("print", polls));
+    eprintln!("{}", forged_text("print", polls));
+    events::record_event(
+        EventType::Warning,
+        &format!("Forged\n{FORGED_LINE}"),
+        &forged_text("event", polls),
+    );
+    events::record_event(
+        EventType::Normal,
+        "Forged\r\x1b[2J",
+        &forged_text("event", polls),
+    );
+    json!({
+        "polls": polls,
+        "text": forged_text("status", polls),
+        "bell": "\u{7}\u{8}\u{0}\u{1b}[31mred",
+        "nested": { "line": format!("\n{FORGED_LINE}") },
+    })
 }
 
 /// Recurses without bound. Not a tail call: the result is used after the call returns,
@@ -207,12 +412,7 @@ fn read_file() -> Value {
 
 /// A JSON object of exactly 8 MiB.
 fn huge_status(polls: u64) -> String {
-    const SIZE: usize = 8 * MIB;
-    let mut status = format!("{{\"polls\":{polls},\"padding\":\"");
-    let fill = SIZE - status.len() - "\"}".len();
-    status.extend(std::iter::repeat_n('x', fill));
-    status.push_str("\"}");
-    status
+    padded_status(polls, 8 * MIB)
 }
 
 fn configure(config: &DeviceConfig) -> Result<DeviceSettings, AdaptorError> {
@@ -225,6 +425,7 @@ fn configure(config: &DeviceConfig) -> Result<DeviceSettings, AdaptorError> {
     let Config {
         mode,
         poll_interval_ms,
+        params,
     } = parse_spec(&config.spec)?;
     log::log(Level::Info, &format!("hostile mode {mode:?}"));
     match mode {
@@ -232,16 +433,19 @@ fn configure(config: &DeviceConfig) -> Result<DeviceSettings, AdaptorError> {
         Mode::Trap => panic!("hostile: trap on purpose"),
         _ => {}
     }
-    with_instance(|instance| instance.mode = Some(mode));
+    with_instance(|instance| {
+        instance.mode = Some(mode);
+        instance.params = params;
+    });
     Ok(DeviceSettings {
         poll_interval_ms: Some(poll_interval_ms),
     })
 }
 
 fn poll() -> Result<String, AdaptorError> {
-    let (mode, polls) = with_instance(|instance| {
+    let (mode, params, polls) = with_instance(|instance| {
         instance.polls += 1;
-        (instance.mode, instance.polls)
+        (instance.mode, instance.params, instance.polls)
     });
     let mode = mode.ok_or_else(|| AdaptorError::Internal("not configured".to_owned()))?;
     let status = match mode {
@@ -278,11 +482,29 @@ fn poll() -> Result<String, AdaptorError> {
         }
         Mode::HugeStatus => return Ok(huge_status(polls)),
         Mode::BadJson => return Ok("not json {".to_owned()),
-        Mode::Ok | Mode::LoopConfigure | Mode::LoopSnapshot | Mode::Trap => {
+        Mode::SpinPoll => json!({ "polls": polls, "spins": spin_for(params.spin_ms) }),
+        Mode::ClockLoop => json!({ "polls": polls, "hostCalls": clock_loop(params.spin_ms) }),
+        Mode::RandomFlood => random_flood(params.random_mib, polls),
+        Mode::StatusFlood => return Ok(status_flood(params, polls)),
+        Mode::Forge => forge(polls),
+        Mode::Ok | Mode::LoopConfigure | Mode::LoopSnapshot | Mode::Trap | Mode::StallShutdown => {
             json!({ "polls": polls })
         }
     };
     Ok(status.to_string())
+}
+
+/// The version `describe` reports: 4 MiB of it with the feature `huge-describe`.
+fn version() -> String {
+    if cfg!(feature = "huge-describe") {
+        let mut v = String::with_capacity(HUGE_VERSION_BYTES);
+        v.push_str(VERSION);
+        v.push('+');
+        v.extend(std::iter::repeat_n('x', HUGE_VERSION_BYTES - v.len()));
+        v
+    } else {
+        VERSION.to_owned()
+    }
 }
 
 struct Hostile;
@@ -291,7 +513,7 @@ impl Guest for Hostile {
     fn describe() -> AdaptorInfo {
         AdaptorInfo {
             name: "adaptors.edge.cattle.io/hostile".to_owned(),
-            version: VERSION.to_owned(),
+            version: version(),
             models: vec![ModelInfo {
                 model: Model {
                     api_version: API_VERSION.to_owned(),
@@ -334,8 +556,91 @@ impl Guest for Hostile {
     }
 
     fn shutdown() {
-        with_instance(|instance| instance.mode = None);
+        let mode = with_instance(|instance| instance.mode.take());
+        if mode == Some(Mode::StallShutdown) {
+            spin();
+        }
     }
 }
 
 export!(Hostile);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(spec: &str) -> Config {
+        match parse_spec(spec) {
+            Ok(c) => c,
+            Err(e) => panic!("{spec}: {e:?}"),
+        }
+    }
+
+    #[test]
+    fn every_mode_parses_with_its_default_interval() {
+        for (name, mode) in Mode::ALL {
+            let c = config(&format!(r#"{{"mode": "{name}"}}"#));
+            assert_eq!(c.mode, mode);
+            assert_eq!(c.params, Params::default());
+            let flood = matches!(
+                mode,
+                Mode::SpinPoll | Mode::ClockLoop | Mode::RandomFlood | Mode::StatusFlood
+            );
+            assert_eq!(c.poll_interval_ms, if flood { 10 } else { 100 }, "{name}");
+        }
+    }
+
+    #[test]
+    fn parameters_set_sizes_durations_and_the_interval() {
+        let c = config(
+            r#"{"mode": "spin-poll", "parameters": {"syncIntervalMs": 50, "spinMs": 5,
+                "randomMiB": 1, "statusKiB": 2, "events": 3}}"#,
+        );
+        assert_eq!(c.poll_interval_ms, 50);
+        assert_eq!(
+            c.params,
+            Params {
+                spin_ms: 5,
+                random_mib: 1,
+                status_kib: 2,
+                events: 3
+            }
+        );
+        for bad in [
+            r#"{"mode": "spin-poll", "parameters": {"spinMs": -1}}"#,
+            r#"{"mode": "spin-poll", "parameters": {"randomMiB": "32"}}"#,
+            r#"{"mode": "nope"}"#,
+            r#"{}"#,
+        ] {
+            assert!(parse_spec(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn padded_status_is_a_json_object_of_the_size_asked() {
+        let s = padded_status(7, 1023 * 1024);
+        assert_eq!(s.len(), 1023 * 1024);
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["polls"], 7);
+        assert_eq!(huge_status(1).len(), 8 * MIB);
+    }
+
+    #[test]
+    fn forged_text_carries_the_control_characters() {
+        let t = forged_text("log", 1);
+        assert!(t.starts_with("forge log 1\n"));
+        assert!(t.contains(&format!("\n{FORGED_LINE}")));
+        assert!(t.contains("\x1b[2J") && t.contains('\r'));
+    }
+
+    #[test]
+    fn version_is_huge_only_with_the_feature() {
+        let v = version();
+        if cfg!(feature = "huge-describe") {
+            assert_eq!(v.len(), HUGE_VERSION_BYTES);
+            assert!(v.starts_with(VERSION));
+        } else {
+            assert_eq!(v, VERSION);
+        }
+    }
+}
