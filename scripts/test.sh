@@ -17,7 +17,7 @@ echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 (cd adaptors-wasm && CARGO_TARGET_DIR="$ADAPTORS_TARGET" cargo clippy --release --target wasm32-wasip2 --locked -- -D warnings)
 echo "== guest unit tests"
-(cd adaptors-wasm && CARGO_TARGET_DIR="$ADAPTORS_TARGET" cargo test --locked -p adaptor-dummy -p adaptor-probe -p adaptor-modbus -p adaptor-mqtt -p octopus-adaptor-sdk -p adaptor-counter-rust -p adaptor-registers-rust --target "$(rustc -vV | sed -n 's/^host: //p')")
+(cd adaptors-wasm && CARGO_TARGET_DIR="$ADAPTORS_TARGET" cargo test --locked -p adaptor-dummy -p adaptor-hostile -p adaptor-probe -p adaptor-modbus -p adaptor-mqtt -p octopus-adaptor-sdk -p adaptor-counter-rust -p adaptor-registers-rust --target "$(rustc -vV | sed -n 's/^host: //p')")
 echo "== test API server"
 "$ROOT/scripts/build-kube.sh"
 echo "== CRD and manifest drift"

@@ -216,7 +216,7 @@ pub struct RuntimeArgs {
     #[arg(long, env = "LIMB_CPU_STRIKES", default_value_t = 5, global = true)]
     pub cpu_strikes: u32,
 
-    /// Long adaptor calls (past 20 ms of CPU) running at once; 0 means half the CPUs.
+    /// Long adaptor calls (past 5 ms of CPU) running at once; 0 means half the CPUs.
     #[arg(long, env = "LIMB_CPU_LANES", default_value_t = 0, global = true)]
     pub cpu_lanes: usize,
 

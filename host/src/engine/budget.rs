@@ -11,10 +11,11 @@
 //! - **Strikes**: a device that empties its bucket in `strikes` one-second windows in a
 //!   row is not having a busy moment; its call is ended with [`Exhausted`] and the
 //!   supervisor treats that as a trap (backoff, then quarantine).
-//! - **Lanes**: a call that has run longer than `slice` on the CPU is a long call; long
-//!   calls take turns on `lanes` lanes (fewer than the executor's threads), one epoch
-//!   tick at a time, so however many devices spin, short calls (a healthy poll, the
-//!   API watches, `/healthz`) always find a free thread.
+//! - **Lanes**: a call that has run longer than `slice` on the CPU is a long call, and so
+//!   is every call of an instance whose last call was long; long calls take turns on
+//!   `lanes` lanes (fewer than the executor's threads), one epoch tick at a time, so
+//!   however many devices spin, short calls (a healthy poll, the API watches,
+//!   `/healthz`) always find a free thread.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -45,7 +46,7 @@ impl Default for CpuSettings {
             budget: Duration::from_millis(250),
             burst: Duration::from_secs(1),
             strikes: 5,
-            slice: Duration::from_millis(20),
+            slice: Duration::from_millis(5),
             lanes: default_lanes(),
         }
     }
@@ -115,6 +116,8 @@ pub struct CpuAccount {
     strikes: u32,
     used: Duration,
     throttled: u64,
+    /// The last call ran past the slice: the next one starts in a lane.
+    long: bool,
 }
 
 const WINDOW: Duration = Duration::from_secs(1);
@@ -132,6 +135,7 @@ impl CpuAccount {
             strikes: 0,
             used: Duration::ZERO,
             throttled: 0,
+            long: false,
         }
     }
 
@@ -256,8 +260,9 @@ impl<F: Future> Future for Metered<'_, F> {
                 Verdict::Wait(d) => this.wait = Some(Box::pin(tokio::time::sleep(d))),
             }
         }
+        let slice = this.scheduler.settings.slice;
         let mut _lane = None;
-        if this.on_cpu >= this.scheduler.settings.slice {
+        if this.on_cpu >= slice || this.account.long {
             let acquire = this
                 .acquire
                 .get_or_insert_with(|| Box::pin(this.scheduler.lanes.clone().acquire_owned()));
@@ -270,6 +275,9 @@ impl<F: Future> Future for Metered<'_, F> {
         let spent = started.elapsed();
         this.on_cpu += spent;
         this.account.charge(spent);
+        if out.is_ready() {
+            this.account.long = this.on_cpu >= slice;
+        }
         out.map(Ok)
     }
 }

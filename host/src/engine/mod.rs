@@ -67,7 +67,9 @@ impl Default for Settings {
         Self {
             call_timeout: Duration::from_secs(5),
             memory_limit: 64 << 20,
-            epoch_tick: Duration::from_millis(10),
+            // Short, so a spinning guest's first step (before it is known to be long
+            // and queued for a lane) costs its neighbours little.
+            epoch_tick: Duration::from_millis(2),
             pooling: Pooling::Off,
             max_instances: 1024,
             cpu: CpuSettings::default(),
