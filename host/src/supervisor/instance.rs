@@ -74,7 +74,18 @@ pub fn describe_trap(err: &wasmtime::Error, state: &StoreState) -> String {
                 .into()
         }
         Some(t) => format!("wasm trap: {t}"),
-        None => crate::capabilities::log::truncate(&format!("{err:#}"), 512).into_owned(),
+        // A host call's refusal: its own words first, the wasm backtrace wasmtime wraps
+        // around it after them, so a short display still shows why.
+        None => {
+            let root = err.root_cause().to_string();
+            let full = format!("{err:#}");
+            let text = if full.starts_with(&root) {
+                full
+            } else {
+                format!("{root} ({full})")
+            };
+            crate::capabilities::log::truncate(&text, 512).into_owned()
+        }
     }
 }
 
