@@ -50,12 +50,16 @@ pub enum CallError {
     /// The instance trapped (or was interrupted); it must be dropped.
     #[error("trapped: {0}")]
     Trap(String),
+    /// The device kept spending its whole CPU budget; the instance was stopped and
+    /// must be dropped, like after a trap.
+    #[error("stopped: {0}")]
+    CpuExhausted(String),
 }
 
 impl CallError {
     /// Whether the instance is dead after this error.
     pub fn is_trap(&self) -> bool {
-        matches!(self, Self::Trap(_))
+        matches!(self, Self::Trap(_) | Self::CpuExhausted(_))
     }
 }
 
@@ -224,7 +228,7 @@ impl Instance {
             Ended::Abandoned => Err(CallError::Trap(format!(
                 "instantiation did not finish within {timeout:?}"
             ))),
-            Ended::Exhausted(e) => Err(CallError::Trap(format!("instantiation stopped: {e}"))),
+            Ended::Exhausted(e) => Err(CallError::CpuExhausted(format!("in instantiation: {e}"))),
             Ended::Stopped => Err(CallError::Trap(STOPPED.into())),
         }
     }
@@ -250,7 +254,7 @@ impl Instance {
                 ))),
                 "trap",
             ),
-            Ended::Exhausted(e) => (Err(CallError::Trap(e.to_string())), "trap"),
+            Ended::Exhausted(e) => (Err(CallError::CpuExhausted(e.to_string())), "trap"),
             Ended::Stopped => (Err(CallError::Trap(STOPPED.into())), "stopped"),
         };
         self.store.data_mut().record_call(

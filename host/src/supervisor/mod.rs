@@ -34,6 +34,11 @@ use crate::status::{DeviceReport, Event, EventType, Phase, StatusBoard, now};
 /// Successful polls after which an instance's earlier traps are forgiven.
 const STABLE_AFTER_POLLS: u32 = 10;
 
+/// How long a device must go without spending its whole CPU budget before earlier
+/// exhaustions are forgiven. Good polls do not forgive them: a throttled device still
+/// completes polls, slowly, while it takes its whole budget.
+const EXHAUSTION_FORGIVEN_AFTER: Duration = Duration::from_secs(300);
+
 /// Everything supervisors share.
 pub struct Context {
     pub runtime: Arc<Runtime>,
@@ -134,6 +139,8 @@ pub fn spawn(
         failures: 0,
         traps_in_row: 0,
         good_polls: 0,
+        exhaustions: 0,
+        last_exhaustion: None,
         retry_at: None,
         blocked: None,
         refused_digests: HashSet::new(),
@@ -180,6 +187,9 @@ struct Supervisor {
     traps_in_row: u32,
     /// Successful polls of the current instance.
     good_polls: u32,
+    /// Instances stopped for spending their CPU budget, and when the last one was.
+    exhaustions: u32,
+    last_exhaustion: Option<Instant>,
     retry_at: Option<Instant>,
     blocked: Option<Blocked>,
     /// Adaptor versions that failed to take over this device; not retried.
@@ -464,8 +474,20 @@ impl Supervisor {
             self.traps_in_row += 1;
         }
         self.good_polls = 0;
+        if matches!(err, CallError::CpuExhausted(_)) {
+            let now = Instant::now();
+            if self
+                .last_exhaustion
+                .is_some_and(|t| now.duration_since(t) > EXHAUSTION_FORGIVEN_AFTER)
+            {
+                self.exhaustions = 0;
+            }
+            self.exhaustions += 1;
+            self.last_exhaustion = Some(now);
+        }
         let decision = if trapped {
-            self.ctx.restart.decide(self.traps_in_row, fastrand::f64())
+            let strikes = self.traps_in_row.max(self.exhaustions);
+            self.ctx.restart.decide(strikes, fastrand::f64())
         } else {
             Decision::RetryAfter(self.ctx.restart.delay(self.failures, fastrand::f64()))
         };
@@ -494,7 +516,7 @@ impl Supervisor {
             Decision::Quarantine => {
                 let why = format!(
                     "quarantined after {} traps in a row (last: {msg}); change the DeviceLink or the adaptor to retry",
-                    self.traps_in_row
+                    self.traps_in_row.max(self.exhaustions)
                 );
                 self.report(|r| {
                     if trapped {
@@ -662,6 +684,7 @@ impl Supervisor {
         self.blocked = None;
         self.failures = 0;
         self.traps_in_row = 0;
+        self.exhaustions = 0;
         self.retry_at = None;
         self.refused_digests.clear();
         if old.spec.adaptor.name != self.link.spec.adaptor.name
@@ -750,6 +773,7 @@ impl Supervisor {
             self.blocked = None;
             self.failures = 0;
             self.traps_in_row = 0;
+            self.exhaustions = 0;
             self.retry_at = None;
             self.event(
                 EventType::Normal,
