@@ -298,195 +298,76 @@ mod tests {
 
     const MS: fn(u64) -> Duration = Duration::from_millis;
 
-    /// One step of a scripted device: at `at` ms it spends `spend` ms if allowed.
-    struct Step {
-        at: u64,
-        spend: u64,
-        expect: &'static str,
-    }
-
-    fn run(steps: &[Step]) {
+    /// A scripted device, one step a row: at `.0` ms it spends `.1` ms if allowed, and
+    /// the account's verdict must be `.2`.
+    fn run(steps: &[(u64, u64, &str)]) {
         let t0 = Instant::now();
         let mut a = Scheduler::new(settings()).account(t0);
-        for (i, s) in steps.iter().enumerate() {
-            let v = a.verdict(t0 + MS(s.at));
+        for (i, &(at, spend, expect)) in steps.iter().enumerate() {
+            let v = a.verdict(t0 + MS(at));
             let got = match v {
                 Verdict::Run => {
-                    a.charge(MS(s.spend));
+                    a.charge(MS(spend));
                     "run"
                 }
                 Verdict::Wait(_) => "wait",
                 Verdict::Exhausted => "exhausted",
             };
-            assert_eq!(got, s.expect, "step {i} at {} ms: {v:?} {a:?}", s.at);
+            assert_eq!(got, expect, "step {i} at {at} ms: {v:?} {a:?}");
         }
     }
 
     #[test]
     fn a_light_device_always_runs() {
-        let steps: Vec<Step> = (0..50)
-            .map(|i| Step {
-                at: i * 100,
-                spend: 2,
-                expect: "run",
-            })
-            .collect();
+        let steps: Vec<(u64, u64, &str)> = (0..50).map(|i| (i * 100, 2, "run")).collect();
         run(&steps);
     }
 
     #[test]
     fn one_heavy_start_is_paid_from_the_burst_and_forgiven() {
         run(&[
-            Step {
-                at: 0,
-                spend: 190,
-                expect: "run",
-            },
-            Step {
-                at: 200,
-                spend: 5,
-                expect: "run",
-            },
-            Step {
-                at: 1200,
-                spend: 5,
-                expect: "run",
-            },
-            Step {
-                at: 2200,
-                spend: 5,
-                expect: "run",
-            },
-            Step {
-                at: 3200,
-                spend: 5,
-                expect: "run",
-            },
-            Step {
-                at: 4200,
-                spend: 5,
-                expect: "run",
-            },
+            (0, 190, "run"),
+            (200, 5, "run"),
+            (1200, 5, "run"),
+            (2200, 5, "run"),
+            (3200, 5, "run"),
+            (4200, 5, "run"),
         ]);
     }
 
     #[test]
     fn an_empty_bucket_waits_for_the_refill() {
-        run(&[
-            Step {
-                at: 0,
-                spend: 250,
-                expect: "run",
-            },
-            Step {
-                at: 10,
-                spend: 10,
-                expect: "wait",
-            },
-            Step {
-                at: 600,
-                spend: 10,
-                expect: "run",
-            },
-        ]);
+        run(&[(0, 250, "run"), (10, 10, "wait"), (600, 10, "run")]);
     }
 
     #[test]
     fn emptying_the_bucket_window_after_window_ends_in_exhaustion() {
         // Spends everything it gets: every window sees an empty bucket.
         run(&[
-            Step {
-                at: 0,
-                spend: 250,
-                expect: "run",
-            },
-            Step {
-                at: 5,
-                spend: 0,
-                expect: "wait",
-            },
-            Step {
-                at: 1001,
-                spend: 100,
-                expect: "run",
-            },
-            Step {
-                at: 1005,
-                spend: 0,
-                expect: "wait",
-            },
-            Step {
-                at: 2001,
-                spend: 100,
-                expect: "run",
-            },
-            Step {
-                at: 2005,
-                spend: 0,
-                expect: "wait",
-            },
-            Step {
-                at: 3001,
-                spend: 0,
-                expect: "exhausted",
-            },
+            (0, 250, "run"),
+            (5, 0, "wait"),
+            (1001, 100, "run"),
+            (1005, 0, "wait"),
+            (2001, 100, "run"),
+            (2005, 0, "wait"),
+            (3001, 0, "exhausted"),
         ]);
     }
 
     #[test]
     fn an_idle_second_forgives_strikes() {
         run(&[
-            Step {
-                at: 0,
-                spend: 250,
-                expect: "run",
-            },
-            Step {
-                at: 5,
-                spend: 0,
-                expect: "wait",
-            },
-            Step {
-                at: 1001,
-                spend: 100,
-                expect: "run",
-            },
-            Step {
-                at: 1005,
-                spend: 0,
-                expect: "wait",
-            },
+            (0, 250, "run"),
+            (5, 0, "wait"),
+            (1001, 100, "run"),
+            (1005, 0, "wait"),
             // One strike so far; then nothing runs for over a second.
-            Step {
-                at: 4000,
-                spend: 10,
-                expect: "run",
-            },
-            Step {
-                at: 5001,
-                spend: 250,
-                expect: "run",
-            },
-            Step {
-                at: 5005,
-                spend: 0,
-                expect: "wait",
-            },
-            Step {
-                at: 6001,
-                spend: 100,
-                expect: "run",
-            },
-            Step {
-                at: 6005,
-                spend: 0,
-                expect: "wait",
-            },
-            Step {
-                at: 7001,
-                spend: 100,
-                expect: "run",
-            },
+            (4000, 10, "run"),
+            (5001, 250, "run"),
+            (5005, 0, "wait"),
+            (6001, 100, "run"),
+            (6005, 0, "wait"),
+            (7001, 100, "run"),
         ]);
     }
 
