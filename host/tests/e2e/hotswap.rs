@@ -26,10 +26,7 @@ impl Watcher {
             let mut seen: HashMap<String, (Instant, u64, Duration, bool, u64)> = HashMap::new();
             loop {
                 let r = tokio::select! {
-                    msg = rx.recv() => match msg {
-                        Ok(r) => r,
-                        Err(e) => panic!("watcher lost updates: {e}"),
-                    },
+                    r = rx.recv() => r,
                     _ = &mut stopped => break,
                 };
                 let now = Instant::now();

@@ -1477,16 +1477,7 @@ impl ErrorLog {
             let seen = seen.clone();
             async move {
                 loop {
-                    let r = match rx.recv().await {
-                        Ok(r) => r,
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                            seen.lock()
-                                .unwrap()
-                                .push(("?".into(), format!("error log lagged by {n} reports")));
-                            continue;
-                        }
-                        Err(_) => break,
-                    };
+                    let r = rx.recv().await;
                     let mut seen = seen.lock().unwrap();
                     for e in errors(&r) {
                         if seen.last() != Some(&(r.name.clone(), e.clone())) {
