@@ -42,10 +42,31 @@ pub fn check(what: impl Into<String>, value: &str, max: usize) -> Result<(), Too
     check_len(what, value.len(), max)
 }
 
-/// Refuses a length over `max` (bytes or items).
+/// Refuses a length in bytes over `max`.
 pub fn check_len(what: impl Into<String>, len: usize, max: usize) -> Result<(), TooLong> {
     if len > max {
         return Err(TooLong {
+            what: what.into(),
+            len,
+            max,
+        });
+    }
+    Ok(())
+}
+
+/// A list with more entries than its bound.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{what} has {len} entries, over the limit of {max}")]
+pub struct TooMany {
+    pub what: String,
+    pub len: usize,
+    pub max: usize,
+}
+
+/// Refuses a list of more than `max` entries.
+pub fn check_count(what: impl Into<String>, len: usize, max: usize) -> Result<(), TooMany> {
+    if len > max {
+        return Err(TooMany {
             what: what.into(),
             len,
             max,

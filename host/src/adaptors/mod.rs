@@ -53,25 +53,10 @@ pub enum Error {
 pub enum DescriptionError {
     #[error(transparent)]
     TooLong(#[from] bounds::TooLong),
-    #[error("{what} has {len} entries, over the limit of {max}")]
-    TooMany {
-        what: String,
-        len: usize,
-        max: usize,
-    },
+    #[error(transparent)]
+    TooMany(#[from] bounds::TooMany),
     #[error("{what} \"{escaped}\" contains control characters")]
     Control { what: String, escaped: String },
-}
-
-impl DescriptionError {
-    /// A list over its bound ([`bounds::TooLong`] counts bytes).
-    fn too_many(e: bounds::TooLong) -> Self {
-        Self::TooMany {
-            what: e.what,
-            len: e.len,
-            max: e.max,
-        }
-    }
 }
 
 impl Error {
@@ -335,38 +320,34 @@ pub fn check_description(info: &AdaptorInfo) -> Result<(), Error> {
     if info.name.trim().is_empty() {
         return Err(Error::NoName);
     }
-    let text =
-        |what: &dyn Fn() -> String, value: &str, max: usize| -> Result<(), DescriptionError> {
-            bounds::check(what(), value, max)?;
-            match bounds::escape(value) {
-                Cow::Borrowed(_) => Ok(()),
-                Cow::Owned(escaped) => Err(DescriptionError::Control {
-                    what: what(),
-                    escaped,
-                }),
-            }
-        };
-    text(&|| "name".into(), &info.name, bounds::MAX_NAME)?;
-    text(&|| "version".into(), &info.version, bounds::MAX_VERSION)?;
-    bounds::check_len("models", info.models.len(), bounds::MAX_MODELS)
-        .map_err(DescriptionError::too_many)?;
+    let text = |what: String, value: &str, max: usize| -> Result<(), DescriptionError> {
+        bounds::check(what.as_str(), value, max)?;
+        match bounds::escape(value) {
+            Cow::Borrowed(_) => Ok(()),
+            Cow::Owned(escaped) => Err(DescriptionError::Control { what, escaped }),
+        }
+    };
+    text("name".into(), &info.name, bounds::MAX_NAME)?;
+    text("version".into(), &info.version, bounds::MAX_VERSION)?;
+    bounds::check_count("models", info.models.len(), bounds::MAX_MODELS)
+        .map_err(DescriptionError::from)?;
     for (i, m) in info.models.iter().enumerate() {
         let at = |field: &str| format!("models[{i}].{field}");
         text(
-            &|| at("model.api-version"),
+            at("model.api-version"),
             &m.model.api_version,
             bounds::MAX_MODEL_FIELD,
         )?;
-        text(&|| at("model.kind"), &m.model.kind, bounds::MAX_MODEL_FIELD)?;
-        bounds::check_len(
+        text(at("model.kind"), &m.model.kind, bounds::MAX_MODEL_FIELD)?;
+        bounds::check_count(
             at("resource-fields"),
             m.resource_fields.len(),
             bounds::MAX_RESOURCE_FIELDS,
         )
-        .map_err(DescriptionError::too_many)?;
+        .map_err(DescriptionError::from)?;
         for (j, f) in m.resource_fields.iter().enumerate() {
             text(
-                &|| at(&format!("resource-fields[{j}].path")),
+                at(&format!("resource-fields[{j}].path")),
                 &f.path,
                 bounds::MAX_FIELD_PATH,
             )?;
