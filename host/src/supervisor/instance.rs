@@ -142,18 +142,28 @@ async fn run_guarded<T>(
 }
 
 /// Runs one export under the store's deadline, the device's CPU budget and its stop
-/// switch, and maps every way it can fail.
+/// switch, and maps every way it can fail. The second form names the deadline and the
+/// stop switch (`shutdown` has its own deadline and is not stopped).
 macro_rules! guarded {
-    ($self:ident, $name:literal, |$driver:ident, $store:ident| $call:expr) => {{
+    ($self:ident, $name:literal, |$driver:ident, $store:ident| $call:expr) => {
+        guarded!(
+            $self,
+            $name,
+            $self.timeout,
+            Some(&$self.stop),
+            |$driver, $store| $call
+        )
+    };
+    ($self:ident, $name:literal, $timeout:expr, $stop:expr, |$driver:ident, $store:ident| $call:expr) => {{
         let started = Instant::now();
-        let timeout = $self.timeout;
+        let timeout = $timeout;
         $self.store.data_mut().arm(timeout);
         let $driver = $self.bindings.octopus_adaptor_driver();
         let $store = &mut $self.store;
         let out = run_guarded(
             $self.runtime.scheduler(),
             &mut $self.cpu,
-            Some(&$self.stop),
+            $stop,
             timeout,
             $call,
         )
@@ -302,28 +312,15 @@ impl Instance {
     /// and not interrupted by the stop switch; failures only get logged, the instance is
     /// dropped either way.
     pub async fn shutdown(mut self) {
-        let started = Instant::now();
-        let timeout = self.shutdown_timeout;
-        let data = self.store.data_mut();
-        data.shield();
-        data.arm(timeout);
-        let driver = self.bindings.octopus_adaptor_driver();
-        let store = &mut self.store;
-        let out = run_guarded(
-            self.runtime.scheduler(),
-            &mut self.cpu,
+        self.store.data_mut().shield();
+        let r: Result<(), CallError> = guarded!(
+            self,
+            "shutdown",
+            self.shutdown_timeout,
             None,
-            timeout,
-            async {
-                driver
-                    .call_shutdown(store)
-                    .await
-                    .map(Ok::<(), AdaptorError>)
-            },
-        )
-        .await;
-        self.store.data_mut().disarm();
-        if let Err(e) = self.finish("shutdown", started, timeout, out) {
+            |d, s| async { d.call_shutdown(s).await.map(Ok::<(), AdaptorError>) }
+        );
+        if let Err(e) = r {
             let error = crate::bounds::escape(&e.to_string()).into_owned();
             tracing::info!(device = %self.store.data().device(), %error, "shutdown did not finish cleanly");
         }
