@@ -33,15 +33,7 @@ async fn beside_healthy_with(
     let dummy = h.load("adaptor_dummy").await;
     let hostile_adaptor = h.load("adaptor_hostile").await;
     let interval = Duration::from_millis(50);
-    let fans: Vec<_> = (0..3)
-        .map(|i| h.spawn(fan(&format!("n{i}"), "slow", "50ms"), dummy.clone()))
-        .collect();
-    for i in 0..3 {
-        h.wait(&key(&format!("n{i}")), Duration::from_secs(10), |r| {
-            r.polls >= 1
-        })
-        .await;
-    }
+    let fans = start_fans(&h, &dummy, 3).await;
     let start: Vec<u64> = (0..3)
         .map(|i| h.ctx.board.get(&key(&format!("n{i}"))).unwrap().polls)
         .collect();
@@ -255,6 +247,25 @@ fn hostile_with(
     )
 }
 
+/// Starts healthy fans `n0..n{count}` polling every 50 ms and waits for each one's
+/// first poll.
+async fn start_fans(
+    h: &Harness,
+    dummy: &std::sync::Arc<limb::adaptors::Adaptor>,
+    count: usize,
+) -> Vec<limb::supervisor::Handle> {
+    let fans: Vec<_> = (0..count)
+        .map(|i| h.spawn(fan(&format!("n{i}"), "slow", "50ms"), dummy.clone()))
+        .collect();
+    for i in 0..count {
+        h.wait(&key(&format!("n{i}")), Duration::from_secs(10), |r| {
+            r.polls >= 1
+        })
+        .await;
+    }
+    fans
+}
+
 /// Polls of the fans `n0..n{count}` so far.
 fn fan_polls(h: &Harness, count: usize) -> Vec<u64> {
     (0..count)
@@ -278,15 +289,7 @@ async fn devices_spinning_under_their_deadline_do_not_starve_a_neighbour() {
     let dummy = h.load("adaptor_dummy").await;
     let hostile_adaptor = h.load("adaptor_hostile").await;
     let interval = Duration::from_millis(50);
-    let fans: Vec<_> = (0..2)
-        .map(|i| h.spawn(fan(&format!("n{i}"), "slow", "50ms"), dummy.clone()))
-        .collect();
-    for i in 0..2 {
-        h.wait(&key(&format!("n{i}")), Duration::from_secs(10), |r| {
-            r.polls >= 1
-        })
-        .await;
-    }
+    let fans = start_fans(&h, &dummy, 2).await;
     let window = Duration::from_secs(4);
     let spinners: Vec<_> = (0..4)
         .map(|i| {
