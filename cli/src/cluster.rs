@@ -1,4 +1,6 @@
-//! Talking to the API server: the client, and errors people can act on.
+//! Talking to the API server: the client, and errors people can act on. Owns the
+//! kubeconfig rules and how a refused request is worded; must not know what any
+//! command reads or writes.
 
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};

@@ -1,4 +1,5 @@
-//! The command line: one clap struct, parsed once in `main`.
+//! The command line: one clap struct, parsed once in `main`. Owns every flag and
+//! environment variable `octopus` reads; must not act on any of them.
 
 use std::path::PathBuf;
 
@@ -31,6 +32,11 @@ pub struct Config {
     #[command(flatten)]
     pub kube: KubeArgs,
 
+    /// Judge components by this node policy (the limb's LIMB_POLICY YAML): its compile
+    /// bounds, maxComponentBytes and compileTimeout (default: a limb's defaults).
+    #[arg(long, env = "OCTOPUS_POLICY", global = true)]
+    pub policy: Option<PathBuf>,
+
     /// Log what the limb library does (compiling, describing) to stderr.
     #[arg(long, short = 'v', env = "OCTOPUS_VERBOSE", global = true)]
     pub verbose: bool,
@@ -53,10 +59,11 @@ pub struct KubeArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Shows a component's world, imports and exports, size and digest, and whether
+    /// Shows each component's world, imports and exports, size and digest, and whether
     /// this limb would accept it (and why not). Needs no cluster.
     Inspect(InspectArgs),
-    /// Validates a component and writes it as the ConfigMap(s) the limb reads.
+    /// Validates a component and writes it as the ConfigMap(s) the limb reads; with
+    /// --dry-run, prints them for `kubectl apply -f -` instead.
     Push(PushArgs),
     /// Lists the adaptors in the cluster and where DeviceLinks run them.
     List,
@@ -64,8 +71,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The component (.wasm).
-    pub file: PathBuf,
+    /// The components (.wasm).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +139,25 @@ mod tests {
         };
         assert!(p.dry_run && !p.force);
         assert_eq!(p.name.as_deref(), Some("adaptors.edge.cattle.io/a"));
+    }
+
+    #[test]
+    fn inspect_takes_one_file_or_more_and_a_policy() {
+        assert!(Config::try_parse_from(["octopus", "inspect"]).is_err());
+        let c = Config::try_parse_from([
+            "octopus",
+            "inspect",
+            "a.wasm",
+            "b.wasm",
+            "--policy",
+            "node.yaml",
+        ])
+        .unwrap();
+        let Command::Inspect(i) = c.command else {
+            panic!("not inspect")
+        };
+        assert_eq!(i.files, [PathBuf::from("a.wasm"), PathBuf::from("b.wasm")]);
+        assert_eq!(c.policy, Some(PathBuf::from("node.yaml")));
     }
 
     #[test]

@@ -1,18 +1,24 @@
 //! `octopus inspect`: what a component is, and whether this limb would accept it.
+//! `push` judges through the same [`Inspector`] before it writes anything.
 //!
-//! The verdict is the limb's own: the component is compiled, validated and described
-//! by `limb::adaptors` exactly as a limb loading it from a ConfigMap would. The listing
-//! of imports and exports comes from wasmtime's component type, each import classified
-//! by `limb::adaptors::validate`.
+//! Owns the report (text and JSON) and the facts it shows about the limb and its engine
+//! ([`LimbInfo`]). The verdict is the limb's own: the component is compiled within a
+//! node policy's compile bounds, validated and described by `limb::adaptors` exactly as
+//! a limb loading it from a ConfigMap would. The listing of imports and exports comes
+//! from wasmtime's component type, each import classified by
+//! `limb::adaptors::validate`. Must not know the cluster: inspecting needs none.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use limb::adaptors::validate::{self, Import};
-use limb::adaptors::{self, Adaptor, CompileCache, package};
+use limb::adaptors::{self, Adaptor, CompileCache, compile, package};
 use limb::bindings::ResourceKind;
+use limb::capabilities::policy::{CompileLimits, Policy};
 use limb::engine::{Pooling, Runtime, Settings};
 use serde::Serialize;
+use tokio::sync::Semaphore;
+use wasmtime::component::Component;
 
 use crate::output::{bytes, percent, plural};
 
@@ -26,6 +32,19 @@ pub enum Error {
     },
     #[error("cannot start the WebAssembly engine")]
     Engine(#[source] limb::engine::Error),
+    #[error("cannot read the node policy {path}")]
+    PolicyFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid node policy {path}: {}", .errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Policy {
+        path: String,
+        errors: Vec<limb::capabilities::policy::Error>,
+    },
+    #[error("the limb would refuse {}", .0.join(", "))]
+    Refused(Vec<String>),
 }
 
 /// Everything `inspect` says about a component (`-o json` prints this).
@@ -54,6 +73,8 @@ pub struct Report {
     pub package: Packaged,
 }
 
+/// The limb that judged: what it accepts and the engine it runs components on. Facts
+/// about the engine belong in [`EngineInfo`].
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LimbInfo {
@@ -61,6 +82,18 @@ pub struct LimbInfo {
     pub version: String,
     /// The contract versions it accepts, e.g. `octopus:adaptor@0.1.x`.
     pub contract: String,
+    pub engine: EngineInfo,
+}
+
+/// The WebAssembly engine as a limb built for this machine runs it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineInfo {
+    /// The machine architecture, e.g. `x86_64`, `aarch64`, `arm`.
+    pub arch: &'static str,
+    /// How guest code runs here: `cranelift (x86_64)`, or `pulley32 interpreter` where
+    /// Cranelift has no backend (armv7).
+    pub execution: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -165,14 +198,35 @@ pub struct Inspection {
     pub adaptor: Option<Arc<Adaptor>>,
 }
 
+/// The compile bounds of the node policy at `path` (`--policy`), or a limb's defaults.
+pub fn compile_limits(path: Option<&Path>) -> Result<CompileLimits, Error> {
+    let Some(path) = path else {
+        return Ok(CompileLimits::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| Error::PolicyFile {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Policy::from_yaml(&text)
+        .map(|p| p.compile().clone())
+        .map_err(|errors| Error::Policy {
+            path: path.display().to_string(),
+            errors,
+        })
+}
+
 /// The engine and linker of a limb, for judging components.
 pub struct Inspector {
     runtime: Arc<Runtime>,
-    cache: CompileCache,
+    cache: Arc<CompileCache>,
+    limits: CompileLimits,
+    /// One compile at a time, as on a limb.
+    slot: Arc<Semaphore>,
 }
 
 impl Inspector {
-    pub fn new() -> Result<Self, Error> {
+    /// An inspector that judges as a limb under a node policy with these compile bounds.
+    pub fn new(limits: CompileLimits) -> Result<Self, Error> {
         let runtime = Runtime::new(Settings {
             // One scratch instance for describe(); reserving a pool is wasted here.
             pooling: Pooling::Off,
@@ -181,8 +235,41 @@ impl Inspector {
         .map_err(Error::Engine)?;
         Ok(Self {
             runtime: Arc::new(runtime),
-            cache: CompileCache::new(None),
+            cache: Arc::new(CompileCache::new(None)),
+            limits,
+            slot: Arc::new(Semaphore::new(1)),
         })
+    }
+
+    /// Compiles within the policy's bounds, as a limb's load does: the size is checked
+    /// first, and a compile that runs past the timeout is abandoned and refused.
+    async fn compile(&self, hex: &str, component: &[u8]) -> Result<Component, adaptors::Error> {
+        let max = self.limits.max_component_bytes;
+        if component.len() > max {
+            return Err(adaptors::Error::TooLarge {
+                len: component.len(),
+                max,
+            });
+        }
+        let permit = self
+            .slot
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| adaptors::Error::Join(e.to_string()))?;
+        let work = {
+            let (runtime, cache) = (self.runtime.clone(), self.cache.clone());
+            let (digest, bytes) = (hex.to_owned(), component.to_vec());
+            move |keep: &dyn Fn() -> bool| cache.compile(runtime.engine(), &digest, &bytes, keep)
+        };
+        let timeout = self.limits.compile_timeout;
+        match compile::run(permit, timeout, work).await {
+            Ok((compiled, _)) => {
+                compiled?.ok_or_else(|| adaptors::Error::Join("the compile was abandoned".into()))
+            }
+            Err(compile::Failed::Overrun) => Err(adaptors::Error::CompileTimeout(timeout)),
+            Err(compile::Failed::Internal(why)) => Err(adaptors::Error::Join(why)),
+        }
     }
 
     /// Reads and inspects a file; a refused component is a report, not an error.
@@ -210,11 +297,8 @@ impl Inspector {
             interfaces: Vec::new(),
             package: packaged(&component),
         };
-        let compiled = self
-            .cache
-            .load_or_compile(self.runtime.engine(), &hex, &component);
-        let compiled = match compiled {
-            Ok((c, _)) => c,
+        let compiled = match self.compile(&hex, &component).await {
+            Ok(c) => c,
             Err(e) => {
                 report.reasons.push(e.to_string());
                 return Inspection {
@@ -252,6 +336,35 @@ fn limb_info() -> LimbInfo {
     LimbInfo {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         contract: format!("{}@{minor}.x", validate::PACKAGE),
+        engine: EngineInfo {
+            arch: std::env::consts::ARCH,
+            execution: limb::engine::execution_mode()
+                .map_or_else(|| "unavailable".to_owned(), |m| m.to_string()),
+        },
+    }
+}
+
+/// What `-o json` prints for the reports of one run: the report itself for one file (so
+/// `octopus inspect FILE -o json` is one object), an array for several.
+pub fn json_document(reports: &[Report]) -> serde_json::Value {
+    match reports {
+        [one] => serde_json::to_value(one),
+        many => serde_json::to_value(many),
+    }
+    .unwrap_or(serde_json::Value::Null)
+}
+
+/// Fails, naming them, when the limb would refuse any of the files.
+pub fn verdict(reports: &[Report]) -> Result<(), Error> {
+    let refused: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.accepted)
+        .map(|r| r.file.clone())
+        .collect();
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Refused(refused))
     }
 }
 
@@ -421,6 +534,11 @@ impl Report {
             plural(self.package.parts, "ConfigMap", "ConfigMaps"),
             percent(self.package.stored_bytes, self.size)
         );
+        let _ = writeln!(
+            s,
+            "  {:<10} wasmtime on {}, {}",
+            "engine", self.limb.engine.arch, self.limb.engine.execution
+        );
         if let Some(w) = &self.world {
             let name = w.name.clone().unwrap_or_else(|| {
                 format!(
@@ -582,6 +700,78 @@ mod tests {
     }
 
     #[test]
+    fn one_file_is_one_json_object_and_several_an_array() {
+        let report = |file: &str, accepted: bool| Report {
+            file: file.into(),
+            accepted,
+            ..empty_report()
+        };
+        let (good, bad, worse) = (
+            report("good.wasm", true),
+            report("bad.wasm", false),
+            report("worse.wasm", false),
+        );
+        let one = json_document(std::slice::from_ref(&good));
+        assert_eq!(one["file"], "good.wasm");
+        let two = json_document(&[good.clone(), bad.clone()]);
+        assert_eq!(two.as_array().map(Vec::len), Some(2));
+        assert_eq!(two[1]["file"], "bad.wasm");
+        assert_eq!(json_document(&[]), serde_json::json!([]));
+
+        let cases: [(Vec<Report>, Option<&str>); 4] = [
+            (vec![], None),
+            (vec![good.clone()], None),
+            (
+                vec![good.clone(), bad.clone()],
+                Some("the limb would refuse bad.wasm"),
+            ),
+            (
+                vec![bad, good, worse],
+                Some("the limb would refuse bad.wasm, worse.wasm"),
+            ),
+        ];
+        for (reports, want) in cases {
+            let got = verdict(&reports).err().map(|e| e.to_string());
+            assert_eq!(got.as_deref(), want);
+        }
+    }
+
+    #[test]
+    fn the_node_policy_sets_the_compile_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(&path, "maxComponentBytes: 1000\ncompileTimeout: 3s\n").unwrap();
+        let limits = compile_limits(Some(&path)).unwrap();
+        assert_eq!(limits.max_component_bytes, 1000);
+        assert_eq!(limits.compile_timeout, std::time::Duration::from_secs(3));
+        assert_eq!(compile_limits(None).unwrap(), CompileLimits::default());
+
+        std::fs::write(&path, "maxComponentBytes: 0\n").unwrap();
+        let e = compile_limits(Some(&path)).unwrap_err().to_string();
+        assert!(e.contains("maxComponentBytes"), "{e}");
+        let e = compile_limits(Some(&dir.path().join("missing.yaml"))).unwrap_err();
+        assert!(matches!(e, Error::PolicyFile { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_component_over_the_policy_size_is_refused_before_compiling() {
+        let limits = CompileLimits {
+            max_component_bytes: 3,
+            ..CompileLimits::default()
+        };
+        let inspector = Inspector::new(limits).unwrap();
+        let r = inspector
+            .inspect("big.wasm".into(), b"\0asm".to_vec())
+            .await;
+        assert!(!r.report.accepted);
+        assert_eq!(
+            r.report.reasons,
+            ["component is 4 bytes, over the node policy's maxComponentBytes of 3"]
+        );
+        assert!(r.report.world.is_none());
+    }
+
+    #[test]
     fn json_field_names_are_stable() {
         let mut r = empty_report();
         describe_type(&mut r, &s(&["wasi:io/poll@0.2.6"]), &s(&[]));
@@ -609,6 +799,7 @@ mod tests {
         assert_eq!(v["package"]["storedBytes"], 4);
         assert_eq!(v["package"]["encoding"], "identity");
         assert_eq!(v["limb"]["contract"], "octopus:adaptor@0.1.x");
+        assert_eq!(v["limb"]["engine"]["arch"], std::env::consts::ARCH);
         assert!(v["world"]["name"].is_null());
     }
 }

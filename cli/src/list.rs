@@ -3,6 +3,9 @@
 //! The cluster does not record which limb loaded what; DeviceLinks do, per link: the
 //! limb writes `AdaptorExisted`'s message as `<adaptor> <version> (sha256:<12 hex>)`.
 //! So a node appears under an adaptor only when some DeviceLink on it uses that adaptor.
+//!
+//! Owns reading and grouping what the cluster holds; must not run components (it never
+//! compiles anything) nor write to the cluster.
 
 use std::collections::BTreeMap;
 

@@ -13,20 +13,25 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    let limits = inspect::compile_limits(config.policy.as_deref())?;
     match config.command {
         Command::Inspect(args) => {
-            let inspector = inspect::Inspector::new()?;
-            let report = inspector.inspect_file(&args.file).await?.report;
+            let inspector = inspect::Inspector::new(limits)?;
+            let mut reports = Vec::with_capacity(args.files.len());
+            for file in &args.files {
+                reports.push(inspector.inspect_file(file).await?.report);
+            }
             match config.output {
-                Format::Text => print!("{}", report.text()),
-                Format::Json => print_json(&report)?,
+                Format::Text => {
+                    let texts: Vec<String> = reports.iter().map(inspect::Report::text).collect();
+                    print!("{}", texts.join("\n"));
+                }
+                Format::Json => print_json(&inspect::json_document(&reports))?,
             }
-            if !report.accepted {
-                anyhow::bail!("the limb would refuse {}", report.file);
-            }
+            inspect::verdict(&reports)?;
         }
         Command::Push(args) => {
-            let inspector = inspect::Inspector::new()?;
+            let inspector = inspect::Inspector::new(limits)?;
             let inspection = inspector.inspect_file(&args.file).await?;
             let prepared = push::prepare(inspection, &args)?;
             if args.dry_run {
@@ -79,7 +84,13 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
-        .and_then(|rt| rt.block_on(run(config)));
+        .and_then(|rt| {
+            let result = rt.block_on(run(config));
+            // A compile abandoned past the policy's compileTimeout still runs on the
+            // blocking pool; the verdict is given, so it must not hold the exit.
+            rt.shutdown_background();
+            result
+        });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -1,4 +1,5 @@
-//! Small formatting helpers shared by the commands' text output.
+//! Small formatting helpers shared by the commands' text output; they know numbers and
+//! digests, never a command's report.
 
 /// A byte count for people: `812 B`, `184.5 KiB`, `2.1 MiB`.
 pub fn bytes(n: usize) -> String {

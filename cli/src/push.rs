@@ -1,6 +1,9 @@
 //! `octopus push`: a component, checked as the limb checks it, written as the
-//! ConfigMap(s) the limb reads (`limb::adaptors::package`, the format `limb package`
-//! renders).
+//! ConfigMap(s) the limb reads (the format of `limb::adaptors::package`), or with
+//! `--dry-run` printed for `kubectl apply -f -`, which needs no cluster.
+//!
+//! Owns the order of the writes and the checks made before them; must not know the
+//! format itself (that is the limb's, so a limb reads exactly what was pushed).
 //!
 //! Order matters because the limb reassembles the parts when the manifest changes and
 //! verifies the digest afterwards: the extra parts are written first, the manifest (part
@@ -65,7 +68,7 @@ pub struct Prepared {
     pub adaptor: String,
     /// From `describe()`; absent when a refused component was forced.
     pub version: Option<String>,
-    /// `apiVersion/Kind`, as `limb package` writes the models annotation.
+    /// `apiVersion/Kind`, as the models annotation holds them.
     pub models: Vec<String>,
     pub configmap: String,
     pub component: Vec<u8>,
@@ -209,7 +212,7 @@ pub fn to_configmap(part: &Part, namespace: &str) -> ConfigMap {
     }
 }
 
-/// `--dry-run`: the ConfigMaps exactly as `limb package` renders them, as YAML or as a
+/// `--dry-run`: the ConfigMaps exactly as `package::render` renders them, as YAML or as a
 /// JSON `v1 List`; both can be piped to `kubectl apply -f -`.
 pub fn render(prepared: &Prepared, namespace: &str, format: Format) -> Result<String, Error> {
     let yaml = package::render(
@@ -500,7 +503,7 @@ mod tests {
     }
 
     #[test]
-    fn configmaps_are_exactly_what_limb_package_renders() {
+    fn configmaps_are_exactly_what_the_limb_format_renders() {
         let p = prepared(noise(1 << 20));
         let rendered: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(
             &render(&p, "octopus-system", Format::Text).unwrap(),

@@ -3,7 +3,7 @@
 //! digest check, plus `package`/`configmap_name` on arbitrary components and names.
 //!
 //! Input, by its first byte:
-//! - even: the rest is YAML, ConfigMaps as `kubectl get -o yaml` or `limb package`
+//! - even: the rest is YAML, ConfigMaps as `kubectl get -o yaml` or `octopus push`
 //!   prints them; parts are ordered by their `part` annotation as cluster mode does;
 //! - odd: the rest is an `arbitrary` [`Structured`] manifest and parts, with the digest
 //!   made to match when asked, so reassembly and decompression are reached.
@@ -118,7 +118,7 @@ fn structured(s: Structured) {
     }
     check(&annotations, &parts);
 
-    // What `limb package` writes, cluster mode must read back.
+    // What `octopus push` writes, cluster mode must read back.
     let packaged = package::package(&s.name, &s.adaptor, &s.models, &s.component);
     let manifest = Manifest::from_annotations(&packaged[0].annotations)
         .expect("a packaged manifest reads back");

@@ -18,10 +18,10 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use crds::{Grant, GrantKind};
 use libfuzzer_sys::fuzz_target;
-use limb::bindings::octopus::adaptor::serial as wit;
-use limb::bindings::{CapabilityError, ResourceField, ResourceKind};
+use limb::bindings::{ResourceField, ResourceKind};
+use limb::capabilities::CapabilityError;
 use limb::capabilities::serial::bus::Buses;
-use limb::capabilities::serial::{Backend, SerialIo};
+use limb::capabilities::serial::{Backend, Parity, SerialIo, Settings};
 use limb::capabilities::socket::BoxFuture;
 use limb::capabilities::{Backends, Capabilities, Grants, Limits, Policy, grants, policy};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -210,7 +210,7 @@ impl SerialIo for Scripted {
 struct OnePort(Mutex<Option<Scripted>>);
 
 impl Backend for OnePort {
-    fn open(&self, _: String, _: wit::Settings) -> BoxFuture<'_, io::Result<Box<dyn SerialIo>>> {
+    fn open(&self, _: String, _: Settings) -> BoxFuture<'_, io::Result<Box<dyn SerialIo>>> {
         let port = self.0.lock().expect("not poisoned").take();
         Box::pin(async move {
             port.map(|p| Box::new(p) as Box<dyn SerialIo>)
@@ -317,10 +317,10 @@ async fn exchange(caps: &Capabilities, x: &Exchange) {
         written: written.clone(),
     };
     let backend = OnePort(Mutex::new(Some(port)));
-    let settings = wit::Settings {
+    let settings = Settings {
         baud_rate: 9600,
         data_bits: 8,
-        parity: wit::Parity::None,
+        parity: Parity::None,
         stop_bits: 1,
     };
     let Ok(bus) = Buses::default()

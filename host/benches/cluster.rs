@@ -27,12 +27,18 @@
     reason = "bench harness"
 )]
 
-#[path = "../../brain/tests/cluster/apiserver.rs"]
-#[allow(dead_code, reason = "shared with the brain's tests")]
+// The end-to-end harness's API server and paths (`tests/src/`), by path rather than as a
+// dev-dependency: a dev-dependency of the limb is built for every test target too, and
+// would bring kube's client into the release build of the containment suite.
+#[path = "../../tests/src/apiserver.rs"]
+#[allow(dead_code, reason = "shared with the end-to-end suites")]
 mod apiserver;
-#[path = "../../brain/tests/cluster/repo.rs"]
-mod repo;
+#[path = "../../tests/src/paths.rs"]
+#[allow(dead_code, reason = "shared with the end-to-end suites")]
+mod paths;
 
+use apiserver::ApiServer;
+use paths::repo_file;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -40,7 +46,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use apiserver::ApiServer;
 use crds::conditions::{ConditionStatus, ConditionType};
 use crds::v1alpha1::DeviceLink;
 use futures::{StreamExt, TryStreamExt};
@@ -50,7 +55,6 @@ use kube::api::{
 };
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
-use repo::repo_file;
 use serde_json::json;
 
 /// A child process, killed when dropped.
@@ -251,7 +255,7 @@ async fn control_plane(nodes: &[String]) -> (ApiServer, Client, Process) {
             .unwrap();
     }
     let brain = start_brain(&server);
-    // The dummy adaptor, shipped as `limb package` would.
+    // The dummy adaptor, shipped as `octopus push` would.
     let dir = std::env::var_os("OCTOPUS_ADAPTORS_DIR")
         .map(PathBuf::from)
         .expect("set OCTOPUS_ADAPTORS_DIR (scripts/bench-cluster.sh does)");

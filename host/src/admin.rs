@@ -12,7 +12,7 @@ use axum::routing::get;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
-use crate::status::StatusBoard;
+use crate::status::{AdaptorReport, StatusBoard};
 
 #[derive(Clone)]
 struct AppState {
@@ -72,6 +72,41 @@ async fn device(
     }
 }
 
+/// The adaptor reports, each with the execution mode its code runs in (one per process:
+/// "cranelift (aarch64)", "pulley32 interpreter"), so a fleet's `/adaptors` show which
+/// nodes interpret.
 async fn adaptors(State(s): State<AppState>) -> Response {
-    Json(s.board.adaptors()).into_response()
+    let execution = crate::engine::execution_mode().map(|m| m.to_string());
+    Json(with_execution(s.board.adaptors(), execution.as_deref())).into_response()
+}
+
+fn with_execution(reports: Vec<AdaptorReport>, execution: Option<&str>) -> Vec<serde_json::Value> {
+    reports
+        .into_iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(r).unwrap_or_default();
+            if let serde_json::Value::Object(o) = &mut v {
+                o.insert("execution".into(), execution.into());
+            }
+            v
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_adaptor_report_names_the_execution_mode() {
+        let refused = AdaptorReport::refused("a.wasm", None, None, "bad");
+        let out = with_execution(vec![refused.clone(), refused], Some("pulley32 interpreter"));
+        assert_eq!(out.len(), 2);
+        for v in &out {
+            assert_eq!(v["execution"], "pulley32 interpreter", "{v}");
+            assert_eq!(v["source"], "a.wasm", "{v}");
+        }
+        let unknown = with_execution(vec![AdaptorReport::refused("b", None, None, "x")], None);
+        assert!(unknown[0]["execution"].is_null());
+    }
 }

@@ -97,6 +97,18 @@ fn needs_escape(c: char) -> bool {
     c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}')
 }
 
+/// Cuts `s` to at most `max` bytes on a character boundary, saying how much was cut.
+pub fn truncate(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... [truncated {} bytes]", &s[..end], s.len() - end).into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +132,14 @@ mod tests {
             e.to_string(),
             "version is 200 bytes long, over the limit of 128"
         );
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        let s = "é".repeat(10);
+        let t = truncate(&s, 5);
+        assert!(t.starts_with("éé"));
+        assert!(t.contains("truncated"));
+        assert_eq!(truncate("short", 10), "short");
     }
 }

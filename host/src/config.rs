@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::engine::Pooling;
+use crate::supervisor::RestartPolicy;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,24 +34,6 @@ pub enum Command {
     /// Runs on a node of a Kubernetes cluster (in-cluster config, or KUBECONFIG).
     #[cfg(feature = "cluster")]
     Cluster(ClusterArgs),
-    /// Validates an adaptor component and prints the ConfigMap(s) that ship it to a
-    /// cluster (`limb package adaptor.wasm | kubectl apply -f -`).
-    Package {
-        /// The component.
-        file: PathBuf,
-        /// Name of the ConfigMap (default: derived from the adaptor's name).
-        #[arg(long)]
-        configmap: Option<String>,
-        /// Namespace of the limb.
-        #[arg(long, default_value = "octopus-system")]
-        namespace: String,
-    },
-    /// Loads adaptor components, validates them and prints what they describe.
-    Inspect {
-        /// Component files.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
 }
 
 #[derive(Debug, Args)]
@@ -234,6 +217,18 @@ pub struct RuntimeArgs {
     pub max_status_kib: usize,
 }
 
+impl RuntimeArgs {
+    /// The restart policy these settings ask for: the shared backoff from
+    /// `--backoff-base` to `--backoff-max`, then quarantine.
+    pub fn restart(&self) -> RestartPolicy {
+        RestartPolicy {
+            base: self.backoff_base,
+            max: self.backoff_max,
+            quarantine_after: self.quarantine_after,
+        }
+    }
+}
+
 fn default_cache_dir() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
@@ -258,6 +253,33 @@ mod tests {
             panic!("wrong command")
         };
         assert_eq!(s.listen, ListenAddr::At("127.0.0.1:8080".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_default_restart_policy_is_the_supervisors() {
+        let c = Config::try_parse_from(["limb", "standalone", "/tmp/x"]).unwrap();
+        assert_eq!(c.runtime.restart(), RestartPolicy::default());
+        let c = Config::try_parse_from([
+            "limb",
+            "--backoff-base",
+            "2s",
+            "--backoff-max",
+            "10s",
+            "--quarantine-after",
+            "3",
+            "standalone",
+            "/tmp/x",
+        ])
+        .unwrap();
+        let p = c.runtime.restart();
+        assert_eq!(
+            (
+                p.backoff().delay(1, 1.0),
+                p.backoff().delay(9, 1.0),
+                p.quarantine_after
+            ),
+            (Duration::from_secs(2), Duration::from_secs(10), 3)
+        );
     }
 
     #[test]

@@ -29,6 +29,20 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T,
     Ok(value)
 }
 
+/// Decodes an already parsed JSON `value` as `T`, with the same messages as [`decode`].
+pub(crate) fn decode_value<T: DeserializeOwned>(
+    value: &serde_json::Value,
+    what: &str,
+) -> Result<T, String> {
+    if !value.is_object() {
+        return Err(format!("{what} must be an object, got {value:.40}"));
+    }
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        describe(what, &path, err.inner())
+    })
+}
+
 /// One message for one serde_json error found at `path` (`.` for the root).
 fn describe(what: &str, path: &str, err: &serde_json::Error) -> String {
     let text = err.to_string();
@@ -56,6 +70,12 @@ fn describe(what: &str, path: &str, err: &serde_json::Error) -> String {
         return format!("{} is required", field(name));
     }
     let subject = if path == "." { what } else { path };
+    if let Some((got, expected)) = text
+        .strip_prefix("unknown variant `")
+        .and_then(|rest| rest.split_once("`, expected "))
+    {
+        return format!("{subject} must be {}, got {got:?}", choices(expected));
+    }
     for prefix in ["invalid type: ", "invalid value: "] {
         if let Some((got, expected)) = text
             .strip_prefix(prefix)
@@ -69,6 +89,18 @@ fn describe(what: &str, path: &str, err: &serde_json::Error) -> String {
         }
     }
     format!("{subject}: {text}")
+}
+
+/// serde's list of variants (`` one of `a`, `b`, `c` ``, `` `a` or `b` ``, `` `a` ``) as
+/// `one of a, b or c`.
+fn choices(expected: &str) -> String {
+    // The names are every other piece between backticks.
+    let names: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    match names.as_slice() {
+        [] => "nothing".to_owned(),
+        [one] => (*one).to_owned(),
+        [init @ .., last] => format!("one of {} or {last}", init.join(", ")),
+    }
 }
 
 /// serde's `expected` for primitives is the Rust type; say the range instead.
@@ -172,6 +204,35 @@ mod tests {
         );
         assert!(err(r#"{"endpoint": "a"} x"#).starts_with("spec is not valid JSON"));
         assert!(err("nope").starts_with("spec is not valid JSON"));
+    }
+
+    #[test]
+    fn unknown_variants_list_the_choices() {
+        #[derive(Debug, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        #[allow(dead_code, reason = "only the errors matter here")]
+        enum Gear {
+            Slow,
+            Fast,
+        }
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code, reason = "only the errors matter here")]
+        struct Fan {
+            gear: Gear,
+        }
+        assert_eq!(
+            decode::<Fan>(br#"{"gear": "warp"}"#, "spec").unwrap_err(),
+            r#"gear must be one of slow or fast, got "warp""#
+        );
+        let value = serde_json::json!({"gear": "x"});
+        assert_eq!(
+            decode_value::<Fan>(&value, "spec").unwrap_err(),
+            r#"gear must be one of slow or fast, got "x""#
+        );
+        assert_eq!(
+            decode_value::<Fan>(&serde_json::json!([1]), "spec").unwrap_err(),
+            "spec must be an object, got [1]"
+        );
     }
 
     #[test]

@@ -15,6 +15,12 @@ pub fn parse<S: DeserializeOwned>(json: &str) -> Result<S> {
     crate::json::decode(json.as_bytes(), "spec").map_err(Error::InvalidSpec)
 }
 
+/// Decodes a spec already parsed to JSON, e.g. once the model picked its type (an
+/// adaptor serving several models takes `serde_json::Value` as its `Device::Spec`).
+pub fn from_value<S: DeserializeOwned>(value: &serde_json::Value) -> Result<S> {
+    crate::json::decode_value(value, "spec").map_err(Error::InvalidSpec)
+}
+
 /// `value` if it lies in `range`, else `invalid-spec`: `{field} must be {lo}..={hi}, got {value}`.
 pub fn in_range<T: PartialOrd + Display>(
     field: &str,

@@ -3,9 +3,17 @@
 //! certificate; the serving certificate is renewed with the same CA well before it
 //! expires, so the `caBundle` the API server holds stays valid across a rotation.
 //!
+//! A new CA overlaps the old one, so no admission call fails while it rolls out: it is
+//! first *staged* (published in the `caBundle` beside the current CA while every replica
+//! keeps serving the old certificate), *promoted* an [`Settings::overlap`] later (the
+//! serving certificate is issued by it, and the old CA stays in the bundle as the
+//! previous one), and the previous CA leaves the bundle one more overlap later, when
+//! every replica serves the new certificate. [`ca_bundle`] is what is published.
+//!
 //! Every replica runs [`run`]: read the Secret, create or renew it when [`plan`] says so
-//! (optimistic concurrency decides which replica's write wins), load what it holds into
-//! the TLS [`Resolver`], and keep the webhook configuration's `caBundle` equal to the CA.
+//! (optimistic concurrency decides which replica's write wins), publish [`ca_bundle`] in
+//! the webhook configuration, and only then load the serving certificate into the TLS
+//! [`Resolver`], so a replica never serves a certificate whose CA is not published.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -37,6 +45,18 @@ pub const NOT_AFTER: &str = "octopus.edge.cattle.io/not-after";
 pub const CA_NOT_AFTER: &str = "octopus.edge.cattle.io/ca-not-after";
 /// The serving certificate's SANs, comma-separated: a changed list re-issues it.
 pub const SANS: &str = "octopus.edge.cattle.io/sans";
+/// The staged next CA, published in the `caBundle` before it signs anything.
+pub const NEXT_CA_CERT: &str = "next-ca.crt";
+pub const NEXT_CA_KEY: &str = "next-ca.key";
+/// Unix seconds at which the staged CA expires.
+pub const NEXT_CA_NOT_AFTER: &str = "octopus.edge.cattle.io/next-ca-not-after";
+/// Unix seconds at which the next CA was staged (published).
+pub const NEXT_CA_SINCE: &str = "octopus.edge.cattle.io/next-ca-since";
+/// The CA before the last promotion, still published until every replica serves the new
+/// certificate.
+pub const PREVIOUS_CA_CERT: &str = "previous-ca.crt";
+/// Unix seconds until which the previous CA stays in the `caBundle`.
+pub const PREVIOUS_CA_UNTIL: &str = "octopus.edge.cattle.io/previous-ca-until";
 const CA_NAME: &str = "octopus-brain webhook CA";
 const MANAGER: &str = "octopus-brain";
 
@@ -84,6 +104,32 @@ impl Settings {
     pub fn check_every(&self) -> Duration {
         (self.validity / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
     }
+
+    /// How long both CAs are published around a CA change: before the new one signs the
+    /// serving certificate, and again after, before the old one leaves the bundle. Every
+    /// replica re-reads the Secret within [`Settings::check_every`] and the API server
+    /// picks up a webhook configuration within a second; three rounds also cover a failed
+    /// read and its retry.
+    pub fn overlap(&self) -> Duration {
+        self.check_every() * 3
+    }
+}
+
+/// A CA staged to sign the next serving certificates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NextCa {
+    pub cert: String,
+    pub key: String,
+    pub not_after: i64,
+    /// When it was published: it may sign once an overlap has passed since.
+    pub since: i64,
+}
+
+/// The CA the last promotion replaced, published until `until`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreviousCa {
+    pub cert: String,
+    pub until: i64,
 }
 
 /// What the Secret holds, when it holds all of it.
@@ -96,6 +142,8 @@ pub struct Bundle {
     pub not_after: i64,
     pub ca_not_after: i64,
     pub sans: Vec<String>,
+    pub next_ca: Option<NextCa>,
+    pub previous_ca: Option<PreviousCa>,
 }
 
 impl Bundle {
@@ -118,11 +166,46 @@ impl Bundle {
                 .get(SANS)
                 .map(|s| s.split(',').map(str::to_owned).collect())
                 .unwrap_or_default(),
+            next_ca: (|| {
+                Some(NextCa {
+                    cert: text(NEXT_CA_CERT)?,
+                    key: text(NEXT_CA_KEY)?,
+                    not_after: num(NEXT_CA_NOT_AFTER)?,
+                    since: num(NEXT_CA_SINCE)?,
+                })
+            })(),
+            previous_ca: (|| {
+                Some(PreviousCa {
+                    cert: text(PREVIOUS_CA_CERT)?,
+                    until: num(PREVIOUS_CA_UNTIL)?,
+                })
+            })(),
         })
     }
 
     fn to_secret(&self, s: &Settings, resource_version: Option<String>) -> Secret {
         let bytes = |t: &str| ByteString(t.as_bytes().to_vec());
+        let mut annotations = BTreeMap::from([
+            (NOT_AFTER.to_owned(), self.not_after.to_string()),
+            (CA_NOT_AFTER.to_owned(), self.ca_not_after.to_string()),
+            (SANS.to_owned(), self.sans.join(",")),
+        ]);
+        let mut data = BTreeMap::from([
+            (CA_CERT.to_owned(), bytes(&self.ca_cert)),
+            (CA_KEY.to_owned(), bytes(&self.ca_key)),
+            (TLS_CERT.to_owned(), bytes(&self.cert)),
+            (TLS_KEY.to_owned(), bytes(&self.key)),
+        ]);
+        if let Some(n) = &self.next_ca {
+            data.insert(NEXT_CA_CERT.to_owned(), bytes(&n.cert));
+            data.insert(NEXT_CA_KEY.to_owned(), bytes(&n.key));
+            annotations.insert(NEXT_CA_NOT_AFTER.to_owned(), n.not_after.to_string());
+            annotations.insert(NEXT_CA_SINCE.to_owned(), n.since.to_string());
+        }
+        if let Some(p) = &self.previous_ca {
+            data.insert(PREVIOUS_CA_CERT.to_owned(), bytes(&p.cert));
+            annotations.insert(PREVIOUS_CA_UNTIL.to_owned(), p.until.to_string());
+        }
         Secret {
             metadata: kube::api::ObjectMeta {
                 name: Some(s.secret_name.clone()),
@@ -132,20 +215,11 @@ impl Bundle {
                     "app.kubernetes.io/name".to_owned(),
                     "octopus-brain".to_owned(),
                 )])),
-                annotations: Some(BTreeMap::from([
-                    (NOT_AFTER.to_owned(), self.not_after.to_string()),
-                    (CA_NOT_AFTER.to_owned(), self.ca_not_after.to_string()),
-                    (SANS.to_owned(), self.sans.join(",")),
-                ])),
+                annotations: Some(annotations),
                 ..Default::default()
             },
             type_: Some("Opaque".to_owned()),
-            data: Some(BTreeMap::from([
-                (CA_CERT.to_owned(), bytes(&self.ca_cert)),
-                (CA_KEY.to_owned(), bytes(&self.ca_key)),
-                (TLS_CERT.to_owned(), bytes(&self.cert)),
-                (TLS_KEY.to_owned(), bytes(&self.key)),
-            ])),
+            data: Some(data),
             ..Default::default()
         }
     }
@@ -156,8 +230,34 @@ pub enum Plan {
     Keep,
     /// A new serving certificate from the same CA: `caBundle` stays valid.
     Renew,
-    /// A new CA and serving certificate (first start, or the CA is unusable or ending).
+    /// The CA is ending: a next CA is generated and published beside it; nothing served
+    /// changes yet.
+    StageCa,
+    /// The staged CA has been published for an overlap: it signs a new serving
+    /// certificate, and the old CA stays published as the previous one for an overlap.
+    PromoteCa,
+    /// A new CA and serving certificate at once (first start, or the CA key is unusable,
+    /// so nothing could be signed during an overlap); an old CA stays published as the
+    /// previous one.
     NewCa,
+}
+
+/// Pure: the PEM the webhook configuration's `caBundle` holds at `now`: the current CA,
+/// a staged next one, and the previous one until its overlap ends.
+pub fn ca_bundle(b: &Bundle, now: i64) -> String {
+    let mut pems = vec![b.ca_cert.as_str()];
+    pems.extend(b.next_ca.as_ref().map(|n| n.cert.as_str()));
+    pems.extend(
+        b.previous_ca
+            .as_ref()
+            .filter(|p| now < p.until)
+            .map(|p| p.cert.as_str()),
+    );
+    pems.iter()
+        .map(|p| p.trim_end())
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
 }
 
 /// Pure: what to do with what the Secret holds at `now` (unix seconds).
@@ -166,8 +266,19 @@ pub fn plan(current: Option<&Bundle>, sans: &[String], now: i64, s: &Settings) -
         return Plan::NewCa;
     };
     let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-    if KeyPair::from_pem(&b.ca_key).is_err() || b.ca_not_after - now < secs(s.validity) {
+    if KeyPair::from_pem(&b.ca_key).is_err() {
         return Plan::NewCa;
+    }
+    match &b.next_ca {
+        Some(n) if KeyPair::from_pem(&n.key).is_err() => return Plan::StageCa,
+        Some(n) if now - n.since >= secs(s.overlap()) => return Plan::PromoteCa,
+        Some(_) => {}
+        // Staged early enough that the promotion, an overlap later, still comes a whole
+        // serving lifetime before the CA ends.
+        None if b.ca_not_after - now < secs(s.validity).saturating_add(secs(s.overlap())) => {
+            return Plan::StageCa;
+        }
+        None => {}
     }
     // Renew with a third of the lifetime left: replicas polling every tenth of it see the
     // new certificate long before the old one ends.
@@ -212,14 +323,62 @@ pub fn issue(
     // Backdated a minute: a replica or API server whose clock is slightly behind must not
     // see a certificate from the future.
     let not_before = now - 60;
-    let (ca_cert, ca_key, ca_not_after) = match (plan, current) {
+    let new_ca = || -> Result<(String, String, i64), Error> {
+        let key = KeyPair::generate()?;
+        let ca_not_after = now.saturating_add(secs(s.ca_validity));
+        let cert = ca_params(not_before, ca_not_after)?.self_signed(&key)?;
+        Ok((cert.pem(), key.serialize_pem(), ca_not_after))
+    };
+    // The old CA, published for an overlap after a change of CA.
+    let retiring = |b: &Bundle| PreviousCa {
+        cert: b.ca_cert.clone(),
+        until: now.saturating_add(secs(s.overlap())),
+    };
+    // A previous CA whose overlap ended is dropped at the next write.
+    let kept_previous = |b: &Bundle| b.previous_ca.clone().filter(|p| now < p.until);
+    let (ca_cert, ca_key, ca_not_after, next_ca, previous_ca) = match (plan, current) {
         (Plan::Keep, _) => return Ok(current.cloned()),
-        (Plan::Renew, Some(b)) => (b.ca_cert.clone(), b.ca_key.clone(), b.ca_not_after),
-        (Plan::Renew | Plan::NewCa, _) => {
-            let key = KeyPair::generate()?;
-            let ca_not_after = now.saturating_add(secs(s.ca_validity));
-            let cert = ca_params(not_before, ca_not_after)?.self_signed(&key)?;
-            (cert.pem(), key.serialize_pem(), ca_not_after)
+        (Plan::StageCa, Some(b)) => {
+            let (cert, key, not_after) = new_ca()?;
+            return Ok(Some(Bundle {
+                next_ca: Some(NextCa {
+                    cert,
+                    key,
+                    not_after,
+                    since: now,
+                }),
+                previous_ca: kept_previous(b),
+                ..b.clone()
+            }));
+        }
+        (Plan::Renew, Some(b)) => (
+            b.ca_cert.clone(),
+            b.ca_key.clone(),
+            b.ca_not_after,
+            b.next_ca.clone(),
+            kept_previous(b),
+        ),
+        (
+            Plan::PromoteCa,
+            Some(
+                b @ Bundle {
+                    next_ca: Some(n), ..
+                },
+            ),
+        ) => (
+            n.cert.clone(),
+            n.key.clone(),
+            n.not_after,
+            None,
+            Some(retiring(b)),
+        ),
+        (Plan::NewCa, Some(b)) => {
+            let (cert, key, not_after) = new_ca()?;
+            (cert, key, not_after, None, Some(retiring(b)))
+        }
+        (Plan::Renew | Plan::StageCa | Plan::PromoteCa | Plan::NewCa, _) => {
+            let (cert, key, not_after) = new_ca()?;
+            (cert, key, not_after, None, None)
         }
     };
     let ca_key_pair = KeyPair::from_pem(&ca_key)?;
@@ -249,6 +408,8 @@ pub fn issue(
         not_after,
         ca_not_after,
         sans: sans.to_vec(),
+        next_ca,
+        previous_ca,
     }))
 }
 
@@ -372,16 +533,23 @@ async fn sync(
     let Some(bundle) = bundle else {
         return Ok(());
     };
+    // Published first: the certificate loaded next chains to a CA the API server trusts
+    // (a staged CA was published an overlap before it signed anything).
+    // When publishing fails the certificate is loaded all the same, as before there was
+    // an overlap: a replica that serves nothing helps no one, and a promoted CA was
+    // already published while it was staged.
+    let published =
+        ensure_ca_bundle(client, &s.webhook_config_name, &ca_bundle(&bundle, now)).await;
     if resolver.load(&bundle.cert, &bundle.key)? {
         tracing::info!(
             not_after = bundle.not_after,
             "serving the renewed certificate"
         );
     }
-    ensure_ca_bundle(client, &s.webhook_config_name, &bundle.ca_cert).await
+    published
 }
 
-/// Sets every webhook's `caBundle` in our configuration to the CA, if it differs.
+/// Sets every webhook's `caBundle` in our configuration to `ca_pem`, if it differs.
 async fn ensure_ca_bundle(client: &Client, name: &str, ca_pem: &str) -> Result<(), Error> {
     let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
     let Some(cfg) = api.get_opt(name).await? else {
@@ -436,6 +604,11 @@ mod tests {
         let s = settings(300);
         let now = 1_000_000;
         let b = issue(Plan::NewCa, None, &s.sans, now, &s).unwrap().unwrap();
+        // Staged at `now`; the overlap is 3 checks of 30 s.
+        assert_eq!(s.overlap(), Duration::from_secs(90));
+        let staged = issue(Plan::StageCa, Some(&b), &s.sans, now, &s)
+            .unwrap()
+            .unwrap();
         let cases = [
             ("nothing yet", None, now, s.sans.clone(), Plan::NewCa),
             (
@@ -467,11 +640,45 @@ mod tests {
                 Plan::Renew,
             ),
             (
-                "ca ending",
+                "ca ending: staged first",
                 Some(b.clone()),
-                b.ca_not_after - 100,
+                b.ca_not_after - 300 - 5,
                 s.sans.clone(),
-                Plan::NewCa,
+                Plan::StageCa,
+            ),
+            (
+                "ca ending, staged, overlap not over",
+                Some(staged.clone()),
+                now + 29,
+                s.sans.clone(),
+                Plan::Keep,
+            ),
+            (
+                "staged, sans changed: renewed from the current ca",
+                Some(staged.clone()),
+                now + 60,
+                vec!["other".into()],
+                Plan::Renew,
+            ),
+            (
+                "staged, overlap over",
+                Some(staged.clone()),
+                now + 90,
+                s.sans.clone(),
+                Plan::PromoteCa,
+            ),
+            (
+                "staged ca key garbage: staged again",
+                Some(Bundle {
+                    next_ca: staged.next_ca.clone().map(|n| NextCa {
+                        key: "x".into(),
+                        ..n
+                    }),
+                    ..staged.clone()
+                }),
+                now + 90,
+                s.sans.clone(),
+                Plan::StageCa,
             ),
             (
                 "ca key garbage",
@@ -545,5 +752,101 @@ mod tests {
                 .verify_server_cert(&leaf, &[], &other, &[], rustls::pki_types::UnixTime::now())
                 .is_err()
         );
+    }
+
+    /// The verifier a client trusting exactly `bundle` (a `caBundle`) would use.
+    fn trusting(bundle: &str) -> Arc<rustls::client::WebPkiServerVerifier> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(bundle.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .unwrap()
+    }
+
+    fn verifies(bundle: &str, b: &Bundle) -> bool {
+        use rustls::client::danger::ServerCertVerifier as _;
+        let leaf = CertificateDer::from_pem_slice(b.cert.as_bytes()).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        trusting(bundle)
+            .verify_server_cert(&leaf, &[], &name, &[], rustls::pki_types::UnixTime::now())
+            .is_ok()
+    }
+
+    #[test]
+    fn the_bundle_holds_both_cas_through_the_overlap_and_only_the_new_one_after() {
+        let s = settings(300);
+        let overlap = 90;
+        // Started two overlaps ago, so every certificate is valid by the real clock.
+        let now = unix_now() - 2 * overlap;
+        let old = issue(Plan::NewCa, None, &s.sans, now, &s).unwrap().unwrap();
+        let staged = issue(Plan::StageCa, Some(&old), &s.sans, now, &s)
+            .unwrap()
+            .unwrap();
+        let promoted = issue(Plan::PromoteCa, Some(&staged), &s.sans, now + overlap, &s)
+            .unwrap()
+            .unwrap();
+        let next = staged.next_ca.clone().unwrap();
+        let count = |pem: &str| pem.matches("BEGIN CERTIFICATE").count();
+
+        // Staging changes nothing served; the bundle gains the next CA.
+        assert_eq!(
+            (staged.cert.as_str(), staged.ca_cert.as_str()),
+            (old.cert.as_str(), old.ca_cert.as_str())
+        );
+        assert_eq!(count(&ca_bundle(&old, now)), 1);
+        let during = ca_bundle(&staged, now);
+        assert_eq!(count(&during), 2);
+        assert!(during.contains(old.ca_cert.trim_end()) && during.contains(next.cert.trim_end()));
+        assert!(
+            verifies(&during, &staged),
+            "the certificate served while staged"
+        );
+
+        // Promoted: the new CA signs, the old one is still published for an overlap.
+        assert_eq!(promoted.ca_cert, next.cert);
+        assert!(promoted.next_ca.is_none());
+        let after = ca_bundle(&promoted, now + overlap);
+        assert_eq!(count(&after), 2);
+        assert!(after.contains(old.ca_cert.trim_end()));
+        assert!(verifies(&after, &promoted), "the new certificate");
+        assert!(
+            verifies(&after, &staged),
+            "a replica still serving the old one"
+        );
+        assert!(
+            verifies(&during, &promoted),
+            "the bundle published while staged trusts the promoted certificate"
+        );
+
+        // After the overlap: only the new CA, and a write drops the old one.
+        let later = now + 2 * overlap;
+        let alone = ca_bundle(&promoted, later);
+        assert_eq!(count(&alone), 1);
+        assert!(verifies(&alone, &promoted) && !verifies(&alone, &staged));
+        let renewed = issue(Plan::Renew, Some(&promoted), &s.sans, later, &s)
+            .unwrap()
+            .unwrap();
+        assert_eq!(renewed.previous_ca, None);
+    }
+
+    #[test]
+    fn a_new_ca_at_once_keeps_the_old_one_published_for_an_overlap() {
+        let s = settings(300);
+        let now = unix_now();
+        let old = issue(Plan::NewCa, None, &s.sans, now, &s).unwrap().unwrap();
+        assert_eq!(old.previous_ca, None, "first start: nothing to keep");
+        let broken = Bundle {
+            ca_key: "x".into(),
+            ..old.clone()
+        };
+        let fresh = issue(Plan::NewCa, Some(&broken), &s.sans, now, &s)
+            .unwrap()
+            .unwrap();
+        let bundle = ca_bundle(&fresh, now + 1);
+        assert!(verifies(&bundle, &fresh) && verifies(&bundle, &old));
+        assert!(!verifies(&ca_bundle(&fresh, now + 90), &old));
     }
 }

@@ -30,7 +30,7 @@ pub enum ModelLookup {
 pub enum AdaptorLookup {
     /// Installed by a package that does not say which models it serves.
     Present,
-    /// Installed, serving these models (`apiVersion/Kind`, from `limb package`).
+    /// Installed, serving these models (`apiVersion/Kind`, from `octopus push`).
     Serves(Vec<String>),
     Missing {
         namespace: String,

@@ -21,7 +21,7 @@ use super::decide::{AdaptorLookup, ModelLookup, Observed, RefOutcome, ReferenceC
 pub const COMPONENT_LABEL: &str = "adaptors.edge.cattle.io/component";
 /// The annotation naming the adaptor on an adaptor's manifest ConfigMap.
 pub const NAME_ANNOTATION: &str = "adaptors.edge.cattle.io/name";
-/// The models the adaptor serves, `apiVersion/Kind` comma-separated (`limb package`).
+/// The models the adaptor serves, `apiVersion/Kind` comma-separated (`octopus push`).
 pub const MODELS_ANNOTATION: &str = "adaptors.edge.cattle.io/models";
 
 /// Bound on each API call made while the API server waits for our answer.
@@ -45,7 +45,7 @@ impl Observer {
             Api::<CustomResourceDefinition>::all(client.clone()),
             watcher::Config::default(),
         )
-        .backoff(crate::backoff::WatchBackoff::default())
+        .backoff(octopus_backoff::WatchBackoff::default())
         .reflect(crd_writer)
         .applied_objects();
         let (adaptors, cm_writer) = reflector::store();
@@ -53,7 +53,7 @@ impl Observer {
             Api::<ConfigMap>::namespaced(client.clone(), &adaptor_namespace),
             watcher::Config::default().labels(&format!("{COMPONENT_LABEL}=true")),
         )
-        .backoff(crate::backoff::WatchBackoff::default())
+        .backoff(octopus_backoff::WatchBackoff::default())
         .reflect(cm_writer)
         .applied_objects();
         let tasks = vec![
@@ -254,7 +254,7 @@ type Meta<'a> = (
 );
 
 /// The adaptor's manifest among ConfigMaps (labels, annotations), with the models it
-/// serves when its package says (packages from `limb package` do).
+/// serves when its package says (packages from `octopus push` do).
 pub fn adaptor_lookup<'a>(
     mut config_maps: impl Iterator<Item = Meta<'a>>,
     adaptor: &str,

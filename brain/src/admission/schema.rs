@@ -355,10 +355,6 @@ fn check_junctors(s: &Map<String, Value>, value: &Value, path: &str, out: &mut V
 }
 
 #[cfg(test)]
-#[path = "../../tests/cluster/repo.rs"]
-mod repo;
-
-#[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -563,9 +559,10 @@ mod tests {
     }
 
     fn modbus_example() -> Value {
-        let text =
-            std::fs::read_to_string(super::repo::repo_file("examples/modbus/modbus-tcp.yaml"))
-                .unwrap();
+        let text = std::fs::read_to_string(octopus_tests::paths::repo_file(
+            "examples/modbus/modbus-tcp.yaml",
+        ))
+        .unwrap();
         let link: Value = serde_yaml::from_str(&text).unwrap();
         link["spec"]["template"]["spec"].clone()
     }

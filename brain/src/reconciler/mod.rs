@@ -1,5 +1,5 @@
 //! The DeviceLink reconciler: observe the link's node and model, decide (pure, in
-//! [`decide`]), apply the result with optimistic concurrency.
+//! [`decide()`]), apply the result with optimistic concurrency.
 
 pub mod decide;
 mod superseded;
@@ -320,11 +320,11 @@ pub async fn run(
     let (node_cache, node_writer) = reflector::store();
     let (crd_cache, crd_writer) = reflector::store();
     let node_events = watcher(nodes, watcher::Config::default())
-        .backoff(crate::backoff::WatchBackoff::default())
+        .backoff(octopus_backoff::WatchBackoff::default())
         .reflect(node_writer)
         .touched_objects();
     let crd_events = watcher(crd_api, watcher::Config::default())
-        .backoff(crate::backoff::WatchBackoff::default())
+        .backoff(octopus_backoff::WatchBackoff::default())
         .reflect(crd_writer)
         .touched_objects();
     let shared = Arc::new(Shared {
@@ -356,7 +356,7 @@ pub async fn run(
                 .map(|l| ObjectRef::from_obj(&*l))
                 .collect::<Vec<_>>()
         })
-        .trigger_backoff(crate::backoff::WatchBackoff::default())
+        .trigger_backoff(octopus_backoff::WatchBackoff::default())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, shared)
         .for_each(|res| async move {

@@ -176,3 +176,100 @@ fn the_kubectl_plugin_is_the_same_command() {
     .success();
     assert_eq!(r.json()["adaptor"]["name"], "adaptors.edge.cattle.io/dummy");
 }
+
+#[test]
+fn several_files_are_judged_in_one_run_and_any_refusal_fails_it() {
+    let (dummy, modbus, other) = (
+        component_path("adaptor_dummy"),
+        component_path("adaptor_modbus"),
+        component_path("adaptor_other_world"),
+    );
+    let octopus = Path::new(env!("CARGO_BIN_EXE_octopus"));
+    let nowhere = Path::new("/nonexistent");
+    let v = run(
+        octopus,
+        nowhere,
+        &[
+            "inspect",
+            dummy.to_str().unwrap(),
+            modbus.to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+    )
+    .success()
+    .json();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["adaptor"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "adaptors.edge.cattle.io/dummy",
+            "adaptors.edge.cattle.io/modbus"
+        ]
+    );
+
+    let r = run(
+        octopus,
+        nowhere,
+        &["inspect", dummy.to_str().unwrap(), other.to_str().unwrap()],
+    )
+    .failure();
+    let dummy_at = r.stdout.find("adaptor_dummy.wasm: accepted").unwrap();
+    let other_at = r.stdout.find("adaptor_other_world.wasm: REFUSED").unwrap();
+    assert!(dummy_at < other_at, "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains(&format!("the limb would refuse {}", other.display())),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("adaptor_dummy"), "{}", r.stderr);
+}
+
+#[test]
+fn a_node_policy_bounds_the_component_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, "maxComponentBytes: 1000\n").unwrap();
+    let dummy = component_path("adaptor_dummy");
+    let octopus = Path::new(env!("CARGO_BIN_EXE_octopus"));
+    let args = |p: &Path| {
+        vec![
+            "inspect".to_owned(),
+            dummy.display().to_string(),
+            "--policy".to_owned(),
+            p.display().to_string(),
+            "-o".to_owned(),
+            "json".to_owned(),
+        ]
+    };
+    let refused = args(&policy);
+    let refused: Vec<&str> = refused.iter().map(String::as_str).collect();
+    let v = run(octopus, Path::new("/nonexistent"), &refused)
+        .failure()
+        .json();
+    assert_eq!(v["accepted"], false);
+    let reason = v["reasons"][0].as_str().unwrap();
+    assert!(
+        reason.contains("over the node policy's maxComponentBytes of 1000"),
+        "{reason}"
+    );
+
+    std::fs::write(&policy, "maxComponentBytes: 1000000\n").unwrap();
+    let accepted = args(&policy);
+    let accepted: Vec<&str> = accepted.iter().map(String::as_str).collect();
+    let v = run(octopus, Path::new("/nonexistent"), &accepted)
+        .success()
+        .json();
+    assert_eq!(v["accepted"], true);
+
+    std::fs::write(&policy, "bogus: 1\n").unwrap();
+    let r = run(octopus, Path::new("/nonexistent"), &refused).failure();
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+    assert!(r.stderr.contains("invalid node policy"), "{}", r.stderr);
+}

@@ -8,9 +8,7 @@
     reason = "test code"
 )]
 
-#[path = "../../../brain/tests/cluster/apiserver.rs"]
-#[allow(dead_code, reason = "shared with the brain's tests")]
-mod apiserver;
+use octopus_tests::apiserver;
 
 mod common;
 

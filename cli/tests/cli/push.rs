@@ -77,7 +77,7 @@ async fn push_writes_the_limb_format_and_removes_parts_a_smaller_version_no_long
             .collect();
         assert_eq!(managers, ["octopus-cli"], "{}", cm.name_any());
     }
-    // Exactly what `limb package` renders for the same component.
+    // Exactly what the limb's `package::render` gives for the same component.
     let rendered = package::render(
         "adaptor-dummy",
         NS,
@@ -268,7 +268,7 @@ async fn push_writes_the_limb_format_and_removes_parts_a_smaller_version_no_long
 }
 
 #[tokio::test]
-async fn a_dry_run_prints_what_limb_package_renders_and_touches_nothing() {
+async fn a_dry_run_prints_the_limb_format_and_touches_nothing() {
     let server = ApiServer::start().await;
     let client = server.client().await;
     create_namespace(&client, NS).await;

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
+#[cfg(feature = "kube")]
 use kube::CustomResource;
+#[cfg(feature = "kube")]
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -11,11 +13,18 @@ use serde_json::Value;
 use super::extension::DeviceExtension;
 
 /// Poll settings of the dummy models.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DummyParameters {
     /// How often the simulated device changes (a duration, 2s when unset).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // A bare whole number (`5`) is read as its digits, which the adaptor takes as
+    // seconds. (A `//` comment: doc comments become the CRD's descriptions.)
+    #[serde(
+        default,
+        deserialize_with = "super::string_or_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sync_interval: Option<String>,
 }
 
@@ -26,24 +35,28 @@ impl DummyParameters {
 }
 
 /// A simulated fan.
-#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[kube(
-    group = "devices.edge.cattle.io",
-    version = "v1alpha1",
-    kind = "DummySpecialDevice",
-    namespaced,
-    status = "DummySpecialDeviceStatus",
-    derive = "PartialEq",
-    shortname = "dummyspecial",
-    doc = "DummySpecialDevice is a simulated fan of the dummy adaptor.",
-    annotation("devices.edge.cattle.io/enable", "true"),
-    printcolumn = r#"{"name":"LOCATION","type":"string","jsonPath":".spec.protocol.location"}"#,
-    printcolumn = r#"{"name":"GEAR","type":"string","jsonPath":".status.gear"}"#,
-    printcolumn = r#"{"name":"SPEED","type":"integer","format":"int32","jsonPath":".status.rotatingSpeed"}"#,
-    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(CustomResource, JsonSchema))]
+#[cfg_attr(
+    feature = "kube",
+    kube(
+        group = "devices.edge.cattle.io",
+        version = "v1alpha1",
+        kind = "DummySpecialDevice",
+        namespaced,
+        status = "DummySpecialDeviceStatus",
+        derive = "PartialEq",
+        shortname = "dummyspecial",
+        doc = "DummySpecialDevice is a simulated fan of the dummy adaptor.",
+        annotation("devices.edge.cattle.io/enable", "true"),
+        printcolumn = r#"{"name":"LOCATION","type":"string","jsonPath":".spec.protocol.location"}"#,
+        printcolumn = r#"{"name":"GEAR","type":"string","jsonPath":".status.gear"}"#,
+        printcolumn = r#"{"name":"SPEED","type":"integer","format":"int32","jsonPath":".status.rotatingSpeed"}"#,
+        printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    )
 )]
 #[serde(rename_all = "camelCase")]
-#[schemars(transform = super::no_null_in_enums)]
+#[cfg_attr(feature = "kube", schemars(transform = super::no_null_in_enums))]
 pub struct DummySpecialDeviceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension: Option<DeviceExtension>,
@@ -63,7 +76,8 @@ impl DummySpecialDeviceSpec {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DummySpecialDeviceProtocol {
     /// Where the device is.
@@ -71,18 +85,33 @@ pub struct DummySpecialDeviceProtocol {
 }
 
 /// How fast a dummy special device turns.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum DummySpecialDeviceGear {
+    // Also `""`, Go's unset string, as Octopus read it.
     #[default]
+    #[serde(alias = "")]
     Slow,
     Middle,
     Fast,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+impl DummySpecialDeviceGear {
+    /// The name as written in a spec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DummySpecialDeviceGear::Slow => "slow",
+            DummySpecialDeviceGear::Middle => "middle",
+            DummySpecialDeviceGear::Fast => "fast",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
-#[schemars(transform = super::no_null_in_enums)]
+#[cfg_attr(feature = "kube", schemars(transform = super::no_null_in_enums))]
 pub struct DummySpecialDeviceStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gear: Option<DummySpecialDeviceGear>,
@@ -94,22 +123,26 @@ pub struct DummySpecialDeviceStatus {
 }
 
 /// A simulated device with typed properties.
-#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[kube(
-    group = "devices.edge.cattle.io",
-    version = "v1alpha1",
-    kind = "DummyProtocolDevice",
-    namespaced,
-    status = "DummyProtocolDeviceStatus",
-    derive = "PartialEq",
-    shortname = "dummyprotocol",
-    doc = "DummyProtocolDevice is a simulated device with typed properties of the dummy adaptor.",
-    annotation("devices.edge.cattle.io/enable", "true"),
-    printcolumn = r#"{"name":"IP","type":"string","jsonPath":".spec.protocol.ip"}"#,
-    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(CustomResource, JsonSchema))]
+#[cfg_attr(
+    feature = "kube",
+    kube(
+        group = "devices.edge.cattle.io",
+        version = "v1alpha1",
+        kind = "DummyProtocolDevice",
+        namespaced,
+        status = "DummyProtocolDeviceStatus",
+        derive = "PartialEq",
+        shortname = "dummyprotocol",
+        doc = "DummyProtocolDevice is a simulated device with typed properties of the dummy adaptor.",
+        annotation("devices.edge.cattle.io/enable", "true"),
+        printcolumn = r#"{"name":"IP","type":"string","jsonPath":".spec.protocol.ip"}"#,
+        printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    )
 )]
 #[serde(rename_all = "camelCase")]
-#[schemars(transform = super::no_null_in_enums)]
+#[cfg_attr(feature = "kube", schemars(transform = super::no_null_in_enums))]
 pub struct DummyProtocolDeviceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension: Option<DeviceExtension>,
@@ -117,11 +150,17 @@ pub struct DummyProtocolDeviceSpec {
     pub parameters: Option<DummyParameters>,
     pub protocol: DummyProtocolDeviceProtocol,
     /// The properties of the device, by name.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    // `null` is none, as a hand-written spec means it.
+    #[serde(
+        default,
+        deserialize_with = "super::null_as_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub properties: BTreeMap<String, DummyProtocolDeviceProperty>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DummyProtocolDeviceProtocol {
     /// The IP address of the device.
@@ -129,7 +168,8 @@ pub struct DummyProtocolDeviceProtocol {
 }
 
 /// The type of a dummy protocol device property.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum DummyPropertyType {
     String,
@@ -140,9 +180,40 @@ pub enum DummyPropertyType {
     Object,
 }
 
+impl DummyPropertyType {
+    pub const ALL: [DummyPropertyType; 6] = [
+        DummyPropertyType::String,
+        DummyPropertyType::Int,
+        DummyPropertyType::Float,
+        DummyPropertyType::Boolean,
+        DummyPropertyType::Array,
+        DummyPropertyType::Object,
+    ];
+
+    /// The name as written in a spec or status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DummyPropertyType::String => "string",
+            DummyPropertyType::Int => "int",
+            DummyPropertyType::Float => "float",
+            DummyPropertyType::Boolean => "boolean",
+            DummyPropertyType::Array => "array",
+            DummyPropertyType::Object => "object",
+        }
+    }
+
+    /// The type named `name` (as [`DummyPropertyType::as_str`] writes it).
+    pub fn parse(name: &str) -> Option<DummyPropertyType> {
+        DummyPropertyType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == name)
+    }
+}
+
 /// A declared property. `arrayProperties` and `objectProperties` nest properties
 /// without limit; the CRD validates one level and keeps deeper ones as written.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DummyProtocolDeviceProperty {
     #[serde(rename = "type")]
@@ -153,11 +224,16 @@ pub struct DummyProtocolDeviceProperty {
     pub read_only: Option<bool>,
     /// The item of an array property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "nested_property")]
+    #[cfg_attr(feature = "kube", schemars(schema_with = "nested_property"))]
     pub array_properties: Option<Box<DummyProtocolDeviceProperty>>,
     /// The fields of an object property, by name.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(schema_with = "nested_property_map")]
+    // `null` is none, as a hand-written spec means it.
+    #[serde(
+        default,
+        deserialize_with = "super::null_as_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    #[cfg_attr(feature = "kube", schemars(schema_with = "nested_property_map"))]
     pub object_properties: BTreeMap<String, DummyProtocolDeviceProperty>,
 }
 
@@ -170,6 +246,7 @@ impl DummyProtocolDeviceProperty {
 // One level of a nested property, for the schema only: a recursive schema would not be
 // structural, so deeper levels are kept as written (as Octopus did).
 /// A nested property; its own nested properties are kept as written.
+#[cfg(feature = "kube")]
 #[derive(JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[allow(dead_code)]
@@ -180,6 +257,7 @@ struct NestedProperty {
     read_only: Option<bool>,
 }
 
+#[cfg(feature = "kube")]
 fn nested_property(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
     let mut schema = generator.subschema_for::<NestedProperty>();
     schema.insert(
@@ -190,6 +268,7 @@ fn nested_property(generator: &mut schemars::SchemaGenerator) -> schemars::Schem
     schema
 }
 
+#[cfg(feature = "kube")]
 fn nested_property_map(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
     let mut item = generator.subschema_for::<NestedProperty>();
     item.insert(
@@ -202,9 +281,10 @@ fn nested_property_map(generator: &mut schemars::SchemaGenerator) -> schemars::S
     })
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
-#[schemars(transform = super::no_null_in_enums)]
+#[cfg_attr(feature = "kube", schemars(transform = super::no_null_in_enums))]
 pub struct DummyProtocolDeviceStatus {
     /// The observed properties, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -214,21 +294,22 @@ pub struct DummyProtocolDeviceStatus {
     pub polls: Option<u64>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DummyProtocolDeviceStatusProperty {
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub r#type: Option<DummyPropertyType>,
     /// The value, of the property's type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::any_value")]
+    #[cfg_attr(feature = "kube", schemars(schema_with = "super::any_value"))]
     pub value: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("format" = "date-time"))]
+    #[cfg_attr(feature = "kube", schemars(extend("format" = "date-time")))]
     pub updated_at: Option<String>,
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "kube"))]
 mod tests {
     use super::*;
 

@@ -6,11 +6,13 @@
 
 use std::collections::BTreeMap;
 
+#[cfg(feature = "kube")]
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// `spec.extension` of a device model.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceExtension {
     /// Publishes the device status to an MQTT broker on every sync.
@@ -19,7 +21,8 @@ pub struct DeviceExtension {
 }
 
 /// Points at one item of one of the DeviceLink's `references`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ReferenceRelationship {
     /// The name of the reference.
@@ -29,7 +32,8 @@ pub struct ReferenceRelationship {
 }
 
 /// Username and password, each given inline or through a reference.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct BasicAuth {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -43,7 +47,8 @@ pub struct BasicAuth {
 }
 
 /// The MQTT client and the message it publishes or subscribes.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MqttOptions {
     pub client: MqttClientOptions,
@@ -51,15 +56,19 @@ pub struct MqttOptions {
 }
 
 /// Connection settings of the MQTT client.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MqttClientOptions {
     /// Broker URI, `scheme://host:port` with scheme ws, wss, tcp, unix, ssl, tls or tcps.
-    #[schemars(regex(pattern = r"^(ws|wss|tcp|unix|ssl|tls|tcps)://[^\s]*$"))]
+    #[cfg_attr(
+        feature = "kube",
+        schemars(regex(pattern = r"^(ws|wss|tcp|unix|ssl|tls|tcps)://[^\s]*$"))
+    )]
     pub server: String,
     /// 3 (MQTT 3.1), 4 (MQTT 3.1.1) or 0 (3.1.1, falling back to 3.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("enum" = [0, 3, 4], "default" = 0))]
+    #[cfg_attr(feature = "kube", schemars(extend("enum" = [0, 3, 4], "default" = 0)))]
     pub protocol_version: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuth>,
@@ -67,34 +76,34 @@ pub struct MqttClientOptions {
     pub tls_config: Option<MqttClientTls>,
     /// Asks the broker not to keep the session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = true))]
+    #[cfg_attr(feature = "kube", schemars(extend("default" = true)))]
     pub clean_session: Option<bool>,
     /// Persistence of QoS 1 and 2 messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<MqttClientStore>,
     /// Resumes stored (un)subscriptions on connect; needs `cleanSession: false`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = false))]
+    #[cfg_attr(feature = "kube", schemars(extend("default" = false)))]
     pub resume_subs: Option<bool>,
     /// How long to try to connect; 0 never times out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = "30s"))]
+    #[cfg_attr(feature = "kube", schemars(extend("default" = "30s")))]
     pub connect_timeout: Option<String>,
     /// Interval between PINGs; 0 disables keep-alive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = "30s"))]
+    #[cfg_attr(feature = "kube", schemars(extend("default" = "30s")))]
     pub keep_alive: Option<String>,
     /// How long to wait for a PING response.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = "10s"))]
+    #[cfg_attr(feature = "kube", schemars(extend("default" = "10s")))]
     pub ping_timeout: Option<String>,
     /// Delivers messages in order within each QoS level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = true))]
+    #[cfg_attr(feature = "kube", schemars(extend("default" = true)))]
     pub order: Option<bool>,
     /// How long a publish may take; 0 never times out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = "30s"))]
+    #[cfg_attr(feature = "kube", schemars(extend("default" = "30s")))]
     pub write_timeout: Option<String>,
     /// How long to wait after subscribing or publishing; 0 never times out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,15 +113,15 @@ pub struct MqttClientOptions {
     pub disconnect_quiesce: Option<String>,
     /// Reconnects automatically after a lost connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = true))]
+    #[cfg_attr(feature = "kube", schemars(extend("default" = true)))]
     pub auto_reconnect: Option<bool>,
     /// Upper bound of the doubling reconnect interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = "10m"))]
+    #[cfg_attr(feature = "kube", schemars(extend("default" = "10m")))]
     pub max_reconnect_interval: Option<String>,
     /// Messages queued while offline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = 100))]
+    #[cfg_attr(feature = "kube", schemars(extend("default" = 100)))]
     pub message_channel_depth: Option<u32>,
     /// Extra HTTP headers of the WebSocket handshake.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -159,7 +168,8 @@ impl MqttClientOptions {
 }
 
 /// TLS settings of the MQTT client; each PEM is given inline or through a reference.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MqttClientTls {
     /// CA certificate (PEM) to verify the broker with.
@@ -182,7 +192,8 @@ pub struct MqttClientTls {
 }
 
 /// Where the client persists in-flight messages.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 pub enum MqttStoreType {
     #[default]
     Memory,
@@ -191,7 +202,8 @@ pub enum MqttStoreType {
 
 /// A client certificate and key, each given inline (PEM) or through a reference; shared
 /// by MQTT and OPC UA.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 pub struct ClientCertificate {
     /// Client certificate (PEM).
     #[serde(
@@ -222,15 +234,16 @@ pub struct ClientCertificate {
 }
 
 /// Message persistence of the MQTT client.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MqttClientStore {
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = "Memory"))]
+    #[cfg_attr(feature = "kube", schemars(extend("default" = "Memory")))]
     pub r#type: Option<MqttStoreType>,
     /// Directory of the file store (/var/run/octopus/mqtt when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^/.*[^/]$"))]
+    #[cfg_attr(feature = "kube", schemars(regex(pattern = r"^/.*[^/]$")))]
     pub directory_prefix: Option<String>,
 }
 
@@ -246,7 +259,8 @@ impl MqttClientStore {
 }
 
 /// Values of the `:operator` topic keyword.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MqttTopicOperator {
     /// Rendered when subscribing.
@@ -258,19 +272,20 @@ pub struct MqttTopicOperator {
 }
 
 /// The message the client publishes (and, for MQTTDevice, subscribes).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MqttMessageOptions {
     /// Topic, may hold `:namespace`, `:name`, `:uid`, `:path` and `:operator`.
-    #[schemars(regex(pattern = r".*[^/]$"))]
+    #[cfg_attr(feature = "kube", schemars(regex(pattern = r".*[^/]$")))]
     pub topic: String,
     /// QoS 0, 1 or 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(max = 2), extend("default" = 1))]
+    #[cfg_attr(feature = "kube", schemars(range(max = 2), extend("default" = 1)))]
     pub qos: Option<u8>,
     /// Retains the last published message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = true))]
+    #[cfg_attr(feature = "kube", schemars(extend("default" = true)))]
     pub retained: Option<bool>,
     /// Value of the `:path` topic keyword.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -292,12 +307,13 @@ impl MqttMessageOptions {
 }
 
 /// The will message of the client.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MqttWillMessage {
     /// Topic of the will (`<topic>/$will` when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r".*[^/]$"))]
+    #[cfg_attr(feature = "kube", schemars(regex(pattern = r".*[^/]$")))]
     pub topic: Option<String>,
     /// Content, base64 encoded.
     pub content: String,
@@ -312,7 +328,7 @@ impl MqttWillMessage {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "kube"))]
 mod tests {
     use super::*;
 

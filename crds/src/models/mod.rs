@@ -5,8 +5,11 @@
 //! round-trips unchanged. Octopus's defaults live in the CRD schemas (the apiserver
 //! applies them) and in getters of the same name (for specs that never met one).
 
+#[cfg(feature = "kube")]
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+#[cfg(feature = "kube")]
 use kube::CustomResourceExt;
+#[cfg(feature = "kube")]
 use schemars::Schema;
 
 pub mod dummy;
@@ -16,11 +19,15 @@ pub mod modbus;
 pub mod mqtt;
 pub mod opcua;
 
+/// The API version of every device model.
+pub const API_VERSION: &str = "devices.edge.cattle.io/v1alpha1";
+
 /// The annotation Octopus put on every device model CRD, so UIs can list the models.
 pub const ENABLE_ANNOTATION: &str = "devices.edge.cattle.io/enable";
 
 /// Every device model CRD, annotated `devices.edge.cattle.io/enable: "true"` as Octopus
 /// did (each model's `#[kube(annotation(..))]`).
+#[cfg(feature = "kube")]
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![
         dummy::DummySpecialDevice::crd(),
@@ -33,8 +40,46 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     ]
 }
 
+/// `null` as the type's default: an empty map or list, as a hand-written spec means it.
+pub(crate) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + serde::Deserialize<'de>,
+{
+    Ok(<Option<T> as serde::Deserialize>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// A string, or a non-negative whole number kept as its digits: Octopus's durations
+/// were also written as bare seconds (`syncInterval: 5`).
+pub(crate) fn string_or_count<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a duration string or a whole number of seconds")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_owned()))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    deserializer.deserialize_any(Visitor)
+}
+
 /// Drops `null` from `enum` lists. schemars adds it for an `Option` of an enum, and
 /// `kubectl apply` refuses the CRD for it; `nullable: true` already admits null.
+#[cfg(feature = "kube")]
 pub(crate) fn no_null_in_enums(schema: &mut Schema) {
     fn walk(map: &mut serde_json::Map<String, serde_json::Value>) {
         if let Some(serde_json::Value::Array(values)) = map.get_mut("enum") {
@@ -57,6 +102,7 @@ pub(crate) fn no_null_in_enums(schema: &mut Schema) {
 }
 
 /// Any JSON value, kept as written (a property value whose type the spec decides).
+#[cfg(feature = "kube")]
 pub(crate) fn any_value(_: &mut schemars::SchemaGenerator) -> Schema {
     schemars::json_schema!({
         "nullable": true,
@@ -64,7 +110,7 @@ pub(crate) fn any_value(_: &mut schemars::SchemaGenerator) -> Schema {
     })
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "kube"))]
 pub(crate) mod tests {
     use super::*;
     use serde_json::Value;

@@ -1,29 +1,35 @@
 //! `ModbusDevice`: a Modbus TCP or RTU slave (Octopus `adaptors/modbus`).
 
+#[cfg(feature = "kube")]
 use kube::CustomResource;
+#[cfg(feature = "kube")]
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::extension::DeviceExtension;
 
 /// A Modbus TCP or RTU slave whose registers are the device properties.
-#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[kube(
-    group = "devices.edge.cattle.io",
-    version = "v1alpha1",
-    kind = "ModbusDevice",
-    namespaced,
-    status = "ModbusDeviceStatus",
-    derive = "PartialEq",
-    shortname = "modbus",
-    doc = "ModbusDevice is a Modbus TCP or RTU slave.",
-    annotation("devices.edge.cattle.io/enable", "true"),
-    printcolumn = r#"{"name":"ENDPOINT","type":"string","jsonPath":".spec.protocol..endpoint"}"#,
-    printcolumn = r#"{"name":"WORKER ID","type":"string","jsonPath":".spec.protocol..workerID"}"#,
-    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(CustomResource, JsonSchema))]
+#[cfg_attr(
+    feature = "kube",
+    kube(
+        group = "devices.edge.cattle.io",
+        version = "v1alpha1",
+        kind = "ModbusDevice",
+        namespaced,
+        status = "ModbusDeviceStatus",
+        derive = "PartialEq",
+        shortname = "modbus",
+        doc = "ModbusDevice is a Modbus TCP or RTU slave.",
+        annotation("devices.edge.cattle.io/enable", "true"),
+        printcolumn = r#"{"name":"ENDPOINT","type":"string","jsonPath":".spec.protocol..endpoint"}"#,
+        printcolumn = r#"{"name":"WORKER ID","type":"string","jsonPath":".spec.protocol..workerID"}"#,
+        printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    )
 )]
 #[serde(rename_all = "camelCase")]
-#[schemars(transform = super::no_null_in_enums)]
+#[cfg_attr(feature = "kube", schemars(transform = super::no_null_in_enums))]
 pub struct ModbusDeviceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension: Option<DeviceExtension>,
@@ -32,21 +38,22 @@ pub struct ModbusDeviceSpec {
     pub protocol: ModbusProtocol,
     /// The registers to read and write.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[cfg_attr(feature = "kube", schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"])))]
     pub properties: Vec<ModbusDeviceProperty>,
 }
 
 /// Poll settings (durations).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ModbusParameters {
     /// How often the registers are read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = "15s"))]
+    #[cfg_attr(feature = "kube", schemars(extend("default" = "15s")))]
     pub sync_interval: Option<String>,
     /// Timeout of one request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = "10s"))]
+    #[cfg_attr(feature = "kube", schemars(extend("default" = "10s")))]
     pub timeout: Option<String>,
 }
 
@@ -60,7 +67,8 @@ impl ModbusParameters {
 }
 
 /// How to reach the slave: `tcp` or `rtu`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(try_from = "ModbusProtocolFields", into = "ModbusProtocolFields")]
 pub enum ModbusProtocol {
     Tcp(ModbusTcp),
@@ -69,9 +77,10 @@ pub enum ModbusProtocol {
 
 /// The wire form of [`ModbusProtocol`]: a map with exactly one of `tcp` or `rtu`
 /// (an externally tagged enum would need YAML tags with serde_yaml).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("oneOf" = [{"required": ["tcp"]}, {"required": ["rtu"]}]))]
+#[cfg_attr(feature = "kube", schemars(extend("oneOf" = [{"required": ["tcp"]}, {"required": ["rtu"]}])))]
 struct ModbusProtocolFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tcp: Option<ModbusTcp>,
@@ -124,40 +133,42 @@ impl ModbusProtocol {
 }
 
 /// Modbus TCP.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ModbusTcp {
     /// `ip:port` of the slave.
     pub endpoint: String,
     /// Slave (unit) ID.
     #[serde(rename = "workerID")]
-    #[schemars(range(min = 1, max = 247))]
+    #[cfg_attr(feature = "kube", schemars(range(min = 1, max = 247)))]
     pub worker_id: u8,
 }
 
 /// Modbus RTU over a serial line.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ModbusRtu {
     /// Serial device, e.g. /dev/ttyS0.
-    #[schemars(regex(pattern = r"^/.*[^/]$"))]
+    #[cfg_attr(feature = "kube", schemars(regex(pattern = r"^/.*[^/]$")))]
     pub endpoint: String,
     /// Slave ID.
     #[serde(rename = "workerID")]
-    #[schemars(range(min = 1, max = 247))]
+    #[cfg_attr(feature = "kube", schemars(range(min = 1, max = 247)))]
     pub worker_id: u8,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1), extend("default" = 19200))]
+    #[cfg_attr(feature = "kube", schemars(range(min = 1), extend("default" = 19200)))]
     pub baud_rate: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 5, max = 8), extend("default" = 8))]
+    #[cfg_attr(feature = "kube", schemars(range(min = 5, max = 8), extend("default" = 8)))]
     pub data_bits: Option<u8>,
     /// N (none, needs 2 stop bits), E (even) or O (odd).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = "E"))]
+    #[cfg_attr(feature = "kube", schemars(extend("default" = "E")))]
     pub parity: Option<ModbusParity>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 2), extend("default" = 1))]
+    #[cfg_attr(feature = "kube", schemars(range(min = 1, max = 2), extend("default" = 1)))]
     pub stop_bits: Option<u8>,
 }
 
@@ -177,7 +188,8 @@ impl ModbusRtu {
 }
 
 /// Parity of a serial line.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 pub enum ModbusParity {
     #[serde(rename = "N")]
     None,
@@ -189,7 +201,8 @@ pub enum ModbusParity {
 }
 
 /// One value held in one or more registers.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ModbusDeviceProperty {
     pub name: String,
@@ -214,7 +227,8 @@ impl ModbusDeviceProperty {
 
 /// The type of a property value. `int` means int32, `uint` uint32, `float` float32
 /// and `double` float64; `string` is Octopus's first API (ASCII over the registers).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum ModbusPropertyType {
     Int16,
@@ -233,7 +247,8 @@ pub enum ModbusPropertyType {
 }
 
 /// Where a property lives.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ModbusVisitor {
     pub register: ModbusRegister,
@@ -241,11 +256,11 @@ pub struct ModbusVisitor {
     pub offset: u16,
     /// Number of registers (coils for the 1-bit registers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1), extend("default" = 1))]
+    #[cfg_attr(feature = "kube", schemars(range(min = 1), extend("default" = 1)))]
     pub quantity: Option<u16>,
     /// Byte and word order of multi-register values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = "BigEndian"))]
+    #[cfg_attr(feature = "kube", schemars(extend("default" = "BigEndian")))]
     pub endianness: Option<ModbusEndianness>,
     /// Arithmetic applied in order to the value read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -262,7 +277,8 @@ impl ModbusVisitor {
 }
 
 /// The four Modbus data tables.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 pub enum ModbusRegister {
     CoilRegister,
     DiscreteInputRegister,
@@ -281,7 +297,8 @@ impl ModbusRegister {
 }
 
 /// Byte order: BigEndian ABCD, BigEndianSwap BADC, LittleEndian CDAB, LittleEndianSwap DCBA.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 pub enum ModbusEndianness {
     #[default]
     BigEndian,
@@ -291,7 +308,8 @@ pub enum ModbusEndianness {
 }
 
 /// One arithmetic step.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ModbusOperation {
     #[serde(rename = "type")]
@@ -300,7 +318,8 @@ pub struct ModbusOperation {
     pub value: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 pub enum ModbusOperationType {
     Add,
     Subtract,
@@ -308,15 +327,17 @@ pub enum ModbusOperationType {
     Divide,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
-#[schemars(transform = super::no_null_in_enums)]
+#[cfg_attr(feature = "kube", schemars(transform = super::no_null_in_enums))]
 pub struct ModbusDeviceStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub properties: Vec<ModbusDeviceStatusProperty>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ModbusDeviceStatusProperty {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -330,14 +351,14 @@ pub struct ModbusDeviceStatusProperty {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operated_value: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("format" = "date-time"))]
+    #[cfg_attr(feature = "kube", schemars(extend("format" = "date-time")))]
     pub updated_at: Option<String>,
     /// Why the last read or write of this property failed (not in Octopus).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "kube"))]
 mod tests {
     use super::*;
 

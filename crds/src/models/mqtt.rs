@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
+#[cfg(feature = "kube")]
 use kube::CustomResource;
+#[cfg(feature = "kube")]
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -10,34 +12,39 @@ use serde_json::Value;
 use super::extension::{MqttClientOptions, MqttMessageOptions, MqttOptions, MqttTopicOperator};
 
 /// A device reached through an MQTT broker.
-#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[kube(
-    group = "devices.edge.cattle.io",
-    version = "v1alpha1",
-    kind = "MQTTDevice",
-    namespaced,
-    status = "MQTTDeviceStatus",
-    derive = "PartialEq",
-    shortname = "mqtt",
-    doc = "MQTTDevice is a device reached through an MQTT broker.",
-    annotation("devices.edge.cattle.io/enable", "true"),
-    printcolumn = r#"{"name":"PATTERN","type":"string","jsonPath":".spec.protocol.pattern"}"#,
-    printcolumn = r#"{"name":"SERVER","type":"string","jsonPath":".spec.protocol.client.server"}"#,
-    printcolumn = r#"{"name":"TOPIC","type":"string","jsonPath":".spec.protocol.message.topic"}"#,
-    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(CustomResource, JsonSchema))]
+#[cfg_attr(
+    feature = "kube",
+    kube(
+        group = "devices.edge.cattle.io",
+        version = "v1alpha1",
+        kind = "MQTTDevice",
+        namespaced,
+        status = "MQTTDeviceStatus",
+        derive = "PartialEq",
+        shortname = "mqtt",
+        doc = "MQTTDevice is a device reached through an MQTT broker.",
+        annotation("devices.edge.cattle.io/enable", "true"),
+        printcolumn = r#"{"name":"PATTERN","type":"string","jsonPath":".spec.protocol.pattern"}"#,
+        printcolumn = r#"{"name":"SERVER","type":"string","jsonPath":".spec.protocol.client.server"}"#,
+        printcolumn = r#"{"name":"TOPIC","type":"string","jsonPath":".spec.protocol.message.topic"}"#,
+        printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    )
 )]
 #[serde(rename_all = "camelCase")]
-#[schemars(transform = super::no_null_in_enums)]
+#[cfg_attr(feature = "kube", schemars(transform = super::no_null_in_enums))]
 pub struct MQTTDeviceSpec {
     pub protocol: MqttDeviceProtocol,
     /// The properties carried by the messages.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[cfg_attr(feature = "kube", schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"])))]
     pub properties: Vec<MqttDeviceProperty>,
 }
 
 /// The MQTT options (`client`, `message`) plus how properties map to messages.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MqttDeviceProtocol {
     pub client: MqttClientOptions,
@@ -59,14 +66,16 @@ impl MqttDeviceProtocol {
 
 /// AttributedMessage: one JSON message holds every property (found by `path`).
 /// AttributedTopic: one topic per property (rendered with `:path` and `:operator`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 pub enum MqttDevicePattern {
     AttributedMessage,
     AttributedTopic,
 }
 
 /// A schema the messages follow.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MqttDeviceSchema {
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
@@ -76,7 +85,8 @@ pub struct MqttDeviceSchema {
 }
 
 /// The type of an MQTT property value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum MqttPropertyType {
     Int,
@@ -88,7 +98,8 @@ pub enum MqttPropertyType {
 }
 
 /// One property of the device.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MqttDeviceProperty {
     pub name: String,
@@ -98,11 +109,11 @@ pub struct MqttDeviceProperty {
     pub r#type: MqttPropertyType,
     /// The value to publish (writable properties), any JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::any_value")]
+    #[cfg_attr(feature = "kube", schemars(schema_with = "super::any_value"))]
     pub value: Option<Value>,
     /// Read-only properties are only subscribed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = true))]
+    #[cfg_attr(feature = "kube", schemars(extend("default" = true)))]
     pub read_only: Option<bool>,
     /// MIME type of the value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -115,10 +126,10 @@ pub struct MqttDeviceProperty {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator: Option<MqttTopicOperator>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(max = 2), extend("default" = 1))]
+    #[cfg_attr(feature = "kube", schemars(range(max = 2), extend("default" = 1)))]
     pub qos: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = true))]
+    #[cfg_attr(feature = "kube", schemars(extend("default" = true)))]
     pub retained: Option<bool>,
 }
 
@@ -134,16 +145,18 @@ impl MqttDeviceProperty {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
-#[schemars(transform = super::no_null_in_enums)]
+#[cfg_attr(feature = "kube", schemars(transform = super::no_null_in_enums))]
 pub struct MQTTDeviceStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub properties: Vec<MqttDeviceStatusProperty>,
 }
 
 /// A property as observed: the spec's fields echoed, with the value received.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MqttDeviceStatusProperty {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,7 +167,7 @@ pub struct MqttDeviceStatusProperty {
     pub r#type: Option<MqttPropertyType>,
     /// The value received, any JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::any_value")]
+    #[cfg_attr(feature = "kube", schemars(schema_with = "super::any_value"))]
     pub value: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_only: Option<bool>,
@@ -172,7 +185,7 @@ pub struct MqttDeviceStatusProperty {
     pub retained: Option<bool>,
     /// When the value was received (Octopus wrote `updateAt`, which is still read).
     #[serde(default, alias = "updateAt", skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("format" = "date-time"))]
+    #[cfg_attr(feature = "kube", schemars(extend("format" = "date-time")))]
     pub updated_at: Option<String>,
     /// Why the last message for this property could not be used, or its subscription
     /// or write failed (not in Octopus).
@@ -205,7 +218,7 @@ impl MqttDeviceStatusProperty {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "kube"))]
 mod tests {
     use super::*;
 

@@ -1,28 +1,34 @@
 //! `OPCUADevice`: nodes of an OPC UA server (Octopus `adaptors/opcua`).
 
+#[cfg(feature = "kube")]
 use kube::CustomResource;
+#[cfg(feature = "kube")]
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::extension::{BasicAuth, DeviceExtension};
 
 /// Nodes of an OPC UA server, read by subscription.
-#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[kube(
-    group = "devices.edge.cattle.io",
-    version = "v1alpha1",
-    kind = "OPCUADevice",
-    namespaced,
-    status = "OPCUADeviceStatus",
-    derive = "PartialEq",
-    shortname = "opcua",
-    doc = "OPCUADevice is a set of nodes of an OPC UA server.",
-    annotation("devices.edge.cattle.io/enable", "true"),
-    printcolumn = r#"{"name":"ENDPOINT","type":"string","jsonPath":".spec.protocol.endpoint"}"#,
-    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(CustomResource, JsonSchema))]
+#[cfg_attr(
+    feature = "kube",
+    kube(
+        group = "devices.edge.cattle.io",
+        version = "v1alpha1",
+        kind = "OPCUADevice",
+        namespaced,
+        status = "OPCUADeviceStatus",
+        derive = "PartialEq",
+        shortname = "opcua",
+        doc = "OPCUADevice is a set of nodes of an OPC UA server.",
+        annotation("devices.edge.cattle.io/enable", "true"),
+        printcolumn = r#"{"name":"ENDPOINT","type":"string","jsonPath":".spec.protocol.endpoint"}"#,
+        printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    )
 )]
 #[serde(rename_all = "camelCase")]
-#[schemars(transform = super::no_null_in_enums)]
+#[cfg_attr(feature = "kube", schemars(transform = super::no_null_in_enums))]
 pub struct OPCUADeviceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension: Option<DeviceExtension>,
@@ -31,21 +37,22 @@ pub struct OPCUADeviceSpec {
     pub protocol: OpcuaProtocol,
     /// The nodes to read and write.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[cfg_attr(feature = "kube", schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"])))]
     pub properties: Vec<OpcuaDeviceProperty>,
 }
 
 /// Subscription settings (durations).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct OpcuaParameters {
     /// Publishing interval of the subscription.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = "15s"))]
+    #[cfg_attr(feature = "kube", schemars(extend("default" = "15s")))]
     pub sync_interval: Option<String>,
     /// Timeout of one request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = "10s"))]
+    #[cfg_attr(feature = "kube", schemars(extend("default" = "10s")))]
     pub timeout: Option<String>,
 }
 
@@ -59,17 +66,18 @@ impl OpcuaParameters {
 }
 
 /// How to reach the server.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct OpcuaProtocol {
     /// The server URL, `opc.tcp://host:port[/path]`.
-    #[schemars(regex(pattern = r"^opc\.tcp://[^\s]*$"))]
+    #[cfg_attr(feature = "kube", schemars(regex(pattern = r"^opc\.tcp://[^\s]*$")))]
     pub endpoint: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = "None"))]
+    #[cfg_attr(feature = "kube", schemars(extend("default" = "None")))]
     pub security_policy: Option<OpcuaSecurityPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = "None"))]
+    #[cfg_attr(feature = "kube", schemars(extend("default" = "None")))]
     pub security_mode: Option<OpcuaSecurityMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuth>,
@@ -86,7 +94,8 @@ impl OpcuaProtocol {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 pub enum OpcuaSecurityPolicy {
     #[default]
     None,
@@ -97,7 +106,8 @@ pub enum OpcuaSecurityPolicy {
     Aes256Sha256RsaPss,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 pub enum OpcuaSecurityMode {
     #[default]
     None,
@@ -109,7 +119,8 @@ pub enum OpcuaSecurityMode {
 pub type OpcuaTls = super::extension::ClientCertificate;
 
 /// One node of the server.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct OpcuaDeviceProperty {
     pub name: String,
@@ -132,7 +143,8 @@ impl OpcuaDeviceProperty {
 }
 
 /// The type of a node value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum OpcuaPropertyType {
     Float,
@@ -150,7 +162,8 @@ pub enum OpcuaPropertyType {
 }
 
 /// Where a property lives.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct OpcuaVisitor {
     /// The node ID, e.g. `ns=1;s=Temperature` or `ns=1;i=1005`.
@@ -161,16 +174,18 @@ pub struct OpcuaVisitor {
     pub browse_name: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
-#[schemars(transform = super::no_null_in_enums)]
+#[cfg_attr(feature = "kube", schemars(transform = super::no_null_in_enums))]
 pub struct OPCUADeviceStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub properties: Vec<OpcuaDeviceStatusProperty>,
 }
 
 /// A node as the server reported it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct OpcuaDeviceStatusProperty {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -180,11 +195,11 @@ pub struct OpcuaDeviceStatusProperty {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("format" = "date-time"))]
+    #[cfg_attr(feature = "kube", schemars(extend("format" = "date-time")))]
     pub updated_at: Option<String>,
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "kube"))]
 mod tests {
     use super::*;
 

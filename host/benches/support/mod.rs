@@ -4,7 +4,8 @@
 
 #![allow(dead_code, reason = "each bench uses a part")]
 
-#[path = "../../../brain/tests/cluster/repo.rs"]
+// The end-to-end harness's paths, by path: see `cluster.rs`.
+#[path = "../../../tests/src/paths.rs"]
 pub mod repo;
 
 use std::sync::Arc;

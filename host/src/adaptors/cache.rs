@@ -1,5 +1,8 @@
-//! The compile cache: precompiled components on disk, keyed by the component's sha256
-//! and the engine's compatibility hash, checked against a digest before every load.
+//! The compile cache: precompiled components on disk, keyed by the component's sha256,
+//! the engine's execution mode and its compatibility hash (target triple, CPU flags,
+//! settings, wasmtime version), checked against a digest before every load. A cache
+//! directory shared by limbs of different architectures, or by native code and Pulley,
+//! keeps their artifacts apart.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -29,6 +32,18 @@ impl Hasher for ShaHasher {
     fn write(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
     }
+}
+
+/// The file name (without extension) of `digest`'s artifact for `engine`. The
+/// compatibility hash alone already differs between targets (it covers the compiler's
+/// triple); the execution mode is spelled out as well so an entry says what it is, and
+/// so that native code and Pulley bytecode never meet even if the hash changed shape.
+fn entry_name(engine: &Engine, digest: &str) -> String {
+    let mut h = ShaHasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut h);
+    let compat = hex::encode(h.0.finalize());
+    let mode = crate::engine::execution_mode_of(engine).tag();
+    format!("{digest}-{mode}-{}", &compat[..16])
 }
 
 impl CompileCache {
@@ -63,13 +78,7 @@ impl CompileCache {
     }
 
     fn paths(&self, engine: &Engine, digest: &str) -> Option<(PathBuf, PathBuf)> {
-        let mut h = ShaHasher(Sha256::new());
-        engine.precompile_compatibility_hash().hash(&mut h);
-        let compat = hex::encode(h.0.finalize());
-        let base = self
-            .dir
-            .as_ref()?
-            .join(format!("{digest}-{}", &compat[..16]));
+        let base = self.dir.as_ref()?.join(entry_name(engine, digest));
         Some((base.with_extension("cwasm"), base.with_extension("sha256")))
     }
 
@@ -203,10 +212,22 @@ fn load_verified(
     artifact: &Path,
     sum: &Path,
 ) -> Result<Option<Component>, String> {
+    load_verified_with(engine, artifact, sum, &|p| std::fs::read(p))
+}
+
+/// [`load_verified`] reading the artifact through `read`. The bytes whose digest was
+/// checked are the bytes deserialized: the file is read once, never opened again by
+/// path, so one swapped in after the check is not loaded unverified.
+fn load_verified_with(
+    engine: &Engine,
+    artifact: &Path,
+    sum: &Path,
+    read: &dyn Fn(&Path) -> std::io::Result<Vec<u8>>,
+) -> Result<Option<Component>, String> {
     let Ok(expected) = std::fs::read_to_string(sum) else {
         return Ok(None);
     };
-    let data = match std::fs::read(artifact) {
+    let data = match read(artifact) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
@@ -214,16 +235,16 @@ fn load_verified(
     if hex::encode(Sha256::digest(&data)) != expected.trim() {
         return Err("digest mismatch".into());
     }
-    deserialize(engine, artifact).map(Some)
+    deserialize_verified(engine, &data).map(Some)
 }
 
-/// Maps a verified artifact.
+/// Loads an artifact whose bytes were just verified.
 #[allow(unsafe_code)]
-fn deserialize(engine: &Engine, artifact: &Path) -> Result<Component, String> {
-    // SAFETY: the artifact was produced by `Engine::precompile_component` of this
-    // process's engine configuration (its compatibility hash is part of the file name),
-    // written by us, and its sha256 was verified against our sidecar just now.
-    unsafe { Component::deserialize_file(engine, artifact) }.map_err(|e| format!("{e:#}"))
+fn deserialize_verified(engine: &Engine, verified: &[u8]) -> Result<Component, String> {
+    // SAFETY: these bytes are the ones whose sha256 matched our sidecar, written by us
+    // from `Engine::precompile_component` of this engine configuration (its execution
+    // mode and compatibility hash are part of the file name).
+    unsafe { Component::deserialize(engine, verified) }.map_err(|e| format!("{e:#}"))
 }
 
 #[cfg(test)]
@@ -261,5 +282,106 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+    }
+
+    fn component_exporting(name: &str) -> Vec<u8> {
+        wat::parse_str(format!(
+            "(component (core module $m (func (export \"run\"))) (export \"{name}\" (core module $m)))"
+        ))
+        .unwrap()
+    }
+
+    fn exports(engine: &Engine, c: &Component) -> Vec<String> {
+        c.component_type()
+            .exports(engine)
+            .map(|(n, _)| n.to_owned())
+            .collect()
+    }
+
+    fn engine_for(target: Option<&str>) -> Engine {
+        let mut config = wasmtime::Config::new();
+        if let Some(t) = target {
+            config.target(t).unwrap();
+        }
+        Engine::new(&config).unwrap()
+    }
+
+    #[test]
+    fn entries_of_different_targets_and_execution_modes_never_share_a_name() {
+        let digest = "ab".repeat(32);
+        let engines = [
+            ("native", engine_for(None)),
+            ("pulley32", engine_for(Some("pulley32"))),
+            ("pulley64", engine_for(Some("pulley64"))),
+        ];
+        let names: Vec<(&str, String)> = engines
+            .iter()
+            .map(|(what, e)| (*what, entry_name(e, &digest)))
+            .collect();
+        for (i, (a, na)) in names.iter().enumerate() {
+            for (b, nb) in &names[i + 1..] {
+                assert_ne!(na, nb, "{a} and {b} would share a cache entry");
+            }
+        }
+        assert!(
+            names[0]
+                .1
+                .contains(&format!("-{}-", std::env::consts::ARCH)),
+            "{names:?}"
+        );
+        // Pulley bytecode of either width is apart from native code by name, and the
+        // two widths by the compatibility hash (it covers the engine's target).
+        assert!(names[1].1.contains("-pulley-"), "{names:?}");
+        assert!(names[2].1.contains("-pulley-"), "{names:?}");
+    }
+
+    #[test]
+    fn an_entry_compiled_for_one_mode_is_not_found_by_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompileCache::new(Some(dir.path().to_owned()));
+        let bytes = component_exporting("f");
+        let digest = super::super::digest(&bytes);
+        let native = engine_for(None);
+        let pulley = engine_for(Some("pulley64"));
+        let (_, hit) = cache.load_or_compile(&native, &digest, &bytes).unwrap();
+        assert!(!hit);
+        assert!(cache.lookup(&native, &digest).is_some());
+        assert!(cache.load_cached(&pulley, &digest).is_none());
+        let (c, hit) = cache.load_or_compile(&pulley, &digest, &bytes).unwrap();
+        assert!(!hit, "the native entry must not serve the interpreter");
+        assert!(pulley.is_pulley());
+        assert_eq!(
+            exports(&pulley, &c),
+            exports(&native, &cache.lookup(&native, &digest).unwrap())
+        );
+    }
+
+    #[test]
+    fn the_verified_bytes_are_the_ones_loaded_even_if_the_file_is_swapped_after_the_check() {
+        let engine = engine_for(None);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompileCache::new(Some(dir.path().to_owned()));
+        let f = component_exporting("f");
+        let g = component_exporting("g");
+        let digest = super::super::digest(&f);
+        cache
+            .compile(&engine, &digest, &f, &|| true)
+            .unwrap()
+            .unwrap();
+        let (artifact, sum) = cache.paths(&engine, &digest).unwrap();
+        let other = engine.precompile_component(&g).unwrap();
+        // Reads the entry, then swaps another sound artifact in under its name, as a
+        // writer racing the load would.
+        let read_then_swap = |p: &Path| {
+            let bytes = std::fs::read(p)?;
+            std::fs::write(p, &other)?;
+            Ok(bytes)
+        };
+        let loaded = load_verified_with(&engine, &artifact, &sum, &read_then_swap)
+            .unwrap()
+            .unwrap();
+        assert_eq!(exports(&engine, &loaded), ["f"]);
+        // The swapped file itself no longer matches its digest, and is refused.
+        assert!(load_verified(&engine, &artifact, &sum).is_err());
     }
 }

@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod compile;
 pub mod package;
+mod trap;
 pub mod validate;
 
 use std::borrow::Cow;
@@ -15,6 +16,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 pub use cache::CompileCache;
+pub use trap::describe_trap;
 
 use crate::bindings::{AdaptorInfo, AdaptorPre, Model, ModelInfo};
 use crate::bounds;
@@ -154,8 +156,8 @@ pub fn digest(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// [`load_with`] under the default compile bounds (`limb package` and `limb inspect`,
-/// which run no devices).
+/// [`load_with`] under the default compile bounds (benches, which run under no node
+/// policy).
 pub async fn load(
     runtime: &Arc<Runtime>,
     cache: &Arc<CompileCache>,
@@ -386,10 +388,7 @@ async fn describe(runtime: &Runtime, pre: &AdaptorPre<StoreState>) -> Result<Ada
     let out = tokio::time::timeout(timeout * 2, result).await;
     match out {
         Ok(Ok(info)) => Ok(info),
-        Ok(Err(e)) => Err(Error::Describe(crate::supervisor::describe_trap(
-            &e,
-            store.data(),
-        ))),
+        Ok(Err(e)) => Err(Error::Describe(describe_trap(&e, store.data()))),
         Err(_) => Err(Error::Describe(format!(
             "did not return within {timeout:?}"
         ))),

@@ -1,4 +1,4 @@
-//! The ConfigMap format of an adaptor, shared by `limb package` (which writes it) and
+//! The ConfigMap format of an adaptor, shared by `octopus push` (which writes it) and
 //! cluster mode (which reads it).
 //!
 //! An adaptor is one ConfigMap, or several when it does not fit in one:

@@ -6,13 +6,16 @@ use std::io;
 use std::sync::{Arc, Mutex};
 
 use crds::GrantKind;
-use wasmtime::component::Resource;
 
-use super::Capabilities;
 use super::policy::parse_gpio_target;
-use crate::bindings::CapabilityError;
-use crate::bindings::octopus::adaptor::gpio as wit;
-use crate::engine::StoreState;
+use super::{Capabilities, CapabilityError};
+
+/// Which way a requested line goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Input,
+    Output,
+}
 
 /// A requested line.
 pub trait LineIo: Send + Sync {
@@ -22,12 +25,7 @@ pub trait LineIo: Send + Sync {
 
 /// Requests lines. The calls are short ioctls, so the trait is synchronous.
 pub trait Backend: Send + Sync {
-    fn request(
-        &self,
-        chip: &str,
-        line: u32,
-        direction: wit::Direction,
-    ) -> io::Result<Box<dyn LineIo>>;
+    fn request(&self, chip: &str, line: u32, direction: Direction) -> io::Result<Box<dyn LineIo>>;
 }
 
 /// The Linux GPIO character device (`/dev/gpiochipN`).
@@ -67,12 +65,7 @@ impl LineIo for CdevLine {
 }
 
 impl Backend for CdevBackend {
-    fn request(
-        &self,
-        chip: &str,
-        line: u32,
-        direction: wit::Direction,
-    ) -> io::Result<Box<dyn LineIo>> {
+    fn request(&self, chip: &str, line: u32, direction: Direction) -> io::Result<Box<dyn LineIo>> {
         let path = if chip.starts_with('/') {
             chip.to_owned()
         } else {
@@ -83,7 +76,7 @@ impl Backend for CdevBackend {
             .on_chip(path)
             .with_consumer("octopus-limb")
             .with_line(line);
-        let output = matches!(direction, wit::Direction::Output);
+        let output = matches!(direction, Direction::Output);
         if output {
             builder.as_output(gpiocdev::line::Value::Inactive);
         } else {
@@ -146,16 +139,11 @@ impl LineIo for SimLine {
 }
 
 impl Backend for SimBackend {
-    fn request(
-        &self,
-        chip: &str,
-        line: u32,
-        direction: wit::Direction,
-    ) -> io::Result<Box<dyn LineIo>> {
+    fn request(&self, chip: &str, line: u32, direction: Direction) -> io::Result<Box<dyn LineIo>> {
         Ok(Box::new(SimLine {
             sim: self.clone(),
             key: (chip.to_owned(), line),
-            output: matches!(direction, wit::Direction::Output),
+            output: matches!(direction, Direction::Output),
         }))
     }
 }
@@ -169,7 +157,7 @@ impl Capabilities {
     pub fn open_gpio(
         &mut self,
         grant: &str,
-        direction: wit::Direction,
+        direction: Direction,
     ) -> Result<Line, CapabilityError> {
         let g = self.authorize(grant, GrantKind::Gpio)?;
         let opened = parse_gpio_target(&g.target)
@@ -190,44 +178,15 @@ impl Capabilities {
     }
 }
 
-impl wit::Host for StoreState {
-    async fn open(
-        &mut self,
-        grant: String,
-        direction: wit::Direction,
-    ) -> wasmtime::Result<Result<Resource<Line>, CapabilityError>> {
-        let span = tracing::debug_span!("limb.gpio.open", device = %self.device, %grant);
-        let opened = span.in_scope(|| self.caps.open_gpio(&grant, direction));
-        self.count("gpio", &opened);
-        self.push_handle(opened)
-    }
-}
-
-impl wit::HostLine for StoreState {
-    async fn get(
-        &mut self,
-        line: Resource<Line>,
-    ) -> wasmtime::Result<Result<bool, CapabilityError>> {
-        Ok(self.table.get(&line)?.io.get().map_err(super::io_error))
+impl Line {
+    /// The line's level (active or not, after any active-low inversion).
+    pub fn get(&self) -> Result<bool, CapabilityError> {
+        self.io.get().map_err(super::io_error)
     }
 
-    async fn set(
-        &mut self,
-        line: Resource<Line>,
-        active: bool,
-    ) -> wasmtime::Result<Result<(), CapabilityError>> {
-        Ok(self
-            .table
-            .get(&line)?
-            .io
-            .set(active)
-            .map_err(super::io_error))
-    }
-
-    async fn drop(&mut self, line: Resource<Line>) -> wasmtime::Result<()> {
-        self.table.delete(line)?;
-        self.caps.release();
-        Ok(())
+    /// Drives an output line.
+    pub fn set(&self, active: bool) -> Result<(), CapabilityError> {
+        self.io.set(active).map_err(super::io_error)
     }
 }
 
@@ -253,7 +212,14 @@ mod tests {
         let mut backends = Backends::real(true);
         backends.gpio = Arc::new(sim);
         Capabilities::new(
-            Arc::new(Grants::resolve(&grants, &serde_json::Value::Null, &[]).0),
+            Arc::new(
+                Grants::resolve(
+                    &grants,
+                    &serde_json::Value::Null,
+                    crate::capabilities::grants::NO_FIELDS,
+                )
+                .0,
+            ),
             Arc::new(Policy::from_yaml("gpio: ['gpiochip0 10-20']").unwrap()),
             Limits::default(),
             backends,
@@ -264,10 +230,10 @@ mod tests {
     fn granted_line_drives_the_simulated_chip() {
         let sim = SimBackend::default();
         let mut c = caps(sim.clone());
-        let led = c.open_gpio("led", wit::Direction::Output).unwrap();
+        let led = c.open_gpio("led", Direction::Output).unwrap();
         led.io.set(true).unwrap();
         assert!(sim.level("gpiochip0", 17));
-        let input = c.open_gpio("led", wit::Direction::Input).unwrap();
+        let input = c.open_gpio("led", Direction::Input).unwrap();
         assert!(input.io.get().unwrap());
         assert!(input.io.set(false).is_err(), "inputs cannot be driven");
     }
@@ -275,7 +241,7 @@ mod tests {
     #[test]
     fn line_outside_policy_is_refused_even_when_granted() {
         let mut c = caps(SimBackend::default());
-        let err = c.open_gpio("button", wit::Direction::Input).err().unwrap();
+        let err = c.open_gpio("button", Direction::Input).err().unwrap();
         assert!(
             matches!(&err, CapabilityError::NotPermitted(m) if m.contains("gpiochip0:4")),
             "{err}"

@@ -6,7 +6,26 @@ use std::collections::BTreeMap;
 use crds::{Grant, GrantKind};
 use serde_json::Value;
 
-use crate::bindings::{ResourceField, ResourceKind};
+/// A spec field that an adaptor declared as naming a resource (from its self-description).
+pub trait DeclaredResource {
+    /// Dotted path into the spec, e.g. `protocol.tcp.endpoint`.
+    fn path(&self) -> &str;
+    /// What kind of resource the field names.
+    fn kind(&self) -> GrantKind;
+}
+
+/// No declared resource fields: links whose grants are all explicit.
+pub const NO_FIELDS: &[(&str, GrantKind)] = &[];
+
+impl DeclaredResource for (&str, GrantKind) {
+    fn path(&self) -> &str {
+        self.0
+    }
+
+    fn kind(&self) -> GrantKind {
+        self.1
+    }
+}
 
 /// Where a grant came from, for messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,20 +59,21 @@ impl Grants {
     pub fn resolve(
         explicit: &[Grant],
         spec: &Value,
-        fields: &[ResourceField],
+        fields: &[impl DeclaredResource],
     ) -> (Self, Vec<Problem>) {
         let mut grants = BTreeMap::new();
         let mut problems = Vec::new();
         for field in fields {
-            let pointer = format!("/{}", field.path.replace('.', "/"));
+            let path = field.path();
+            let pointer = format!("/{}", path.replace('.', "/"));
             match spec.pointer(&pointer) {
                 None | Some(Value::Null) => {}
                 Some(Value::String(target)) if !target.is_empty() => {
-                    let kind = kind_of(field.kind);
+                    let kind = field.kind();
                     grants.insert(
-                        field.path.clone(),
+                        path.to_owned(),
                         ResolvedGrant {
-                            name: field.path.clone(),
+                            name: path.to_owned(),
                             kind,
                             target: endpoint(kind, target),
                             source: Source::SpecField,
@@ -61,9 +81,8 @@ impl Grants {
                     );
                 }
                 Some(other) => problems.push(Problem(format!(
-                    "spec field {} names a {} resource but holds {other}",
-                    field.path,
-                    kind_of(field.kind)
+                    "spec field {path} names a {} resource but holds {other}",
+                    field.kind()
                 ))),
             }
         }
@@ -144,33 +163,17 @@ pub fn endpoint(kind: GrantKind, target: &str) -> String {
     }
 }
 
-pub fn kind_of(kind: ResourceKind) -> GrantKind {
-    match kind {
-        ResourceKind::Tcp => GrantKind::Tcp,
-        ResourceKind::Udp => GrantKind::Udp,
-        ResourceKind::Serial => GrantKind::Serial,
-        ResourceKind::Gpio => GrantKind::Gpio,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
-    fn field(path: &str, kind: ResourceKind) -> ResourceField {
-        ResourceField {
-            path: path.into(),
-            kind,
-        }
-    }
-
     #[test]
     fn spec_fields_become_grants_named_by_path() {
         let spec = json!({"protocol": {"tcp": {"endpoint": "127.0.0.1:5020"}}});
         let fields = [
-            field("protocol.tcp.endpoint", ResourceKind::Tcp),
-            field("protocol.rtu.endpoint", ResourceKind::Serial),
+            ("protocol.tcp.endpoint", GrantKind::Tcp),
+            ("protocol.rtu.endpoint", GrantKind::Serial),
         ];
         let (g, problems) = Grants::resolve(&[], &spec, &fields);
         assert!(problems.is_empty());
@@ -199,7 +202,7 @@ mod tests {
                 target: "gpiochip0:18".into(),
             },
         ];
-        let (g, problems) = Grants::resolve(&explicit, &json!({}), &[]);
+        let (g, problems) = Grants::resolve(&explicit, &json!({}), NO_FIELDS);
         assert_eq!(g.get("led").unwrap().target, "gpiochip0:17");
         assert_eq!(problems.len(), 1);
     }
@@ -227,11 +230,8 @@ mod tests {
     #[test]
     fn non_string_resource_field_is_a_problem() {
         let spec = json!({"protocol": {"tcp": {"endpoint": 502}}});
-        let (_, problems) = Grants::resolve(
-            &[],
-            &spec,
-            &[field("protocol.tcp.endpoint", ResourceKind::Tcp)],
-        );
+        let (_, problems) =
+            Grants::resolve(&[], &spec, &[("protocol.tcp.endpoint", GrantKind::Tcp)]);
         assert!(problems[0].0.contains("protocol.tcp.endpoint"));
     }
 }

@@ -3,12 +3,13 @@
 //! Every open goes through the same three checks before any I/O: the grant exists for
 //! this device and is of the right kind, the node's policy allows its target, and the
 //! device is under its handle cap. Each capability has a real backend and a fake one.
+//!
+//! Owns grants, policy, limits and the handles. Knows nothing of wasmtime, the WIT
+//! bindings or the engine: `engine::host_calls` adapts these types to the guest's
+//! interfaces, so a capability can be tested (and fuzzed) without an engine.
 
-pub mod clock;
-pub mod events;
 pub mod gpio;
 pub mod grants;
-pub mod log;
 pub mod policy;
 pub mod serial;
 pub mod socket;
@@ -19,9 +20,26 @@ use std::time::{Duration, Instant};
 
 use crds::GrantKind;
 
-use crate::bindings::CapabilityError;
-pub use grants::{Grants, ResolvedGrant};
+pub use grants::{DeclaredResource, Grants, ResolvedGrant};
 pub use policy::Policy;
+
+/// Why a capability call failed. Mirrors the WIT `capability-error`, which the host-call
+/// layer converts it into; the texts are what the guest and the operator read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CapabilityError {
+    #[error("not permitted: {0}")]
+    NotPermitted(String),
+    #[error("timed out")]
+    Timeout,
+    #[error("limit reached: {0}")]
+    LimitReached(String),
+    #[error("closed")]
+    Closed,
+    #[error("i/o error: {0}")]
+    Io(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
 
 /// Bounds on what one device may hold and ask for.
 #[derive(Clone, Debug)]
@@ -285,7 +303,7 @@ mod tests {
     use crds::Grant;
 
     fn caps(grants: Vec<Grant>, policy: &str, max_handles: usize) -> Capabilities {
-        let grants = Grants::resolve(&grants, &serde_json::json!({}), &[]).0;
+        let grants = Grants::resolve(&grants, &serde_json::json!({}), grants::NO_FIELDS).0;
         Capabilities::new(
             Arc::new(grants),
             Arc::new(Policy::from_yaml(policy).unwrap()),

@@ -8,13 +8,9 @@ use std::time::Duration;
 
 use crds::GrantKind;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tracing::Instrument;
-use wasmtime::component::Resource;
 
-use super::{Capabilities, with_timeout};
-use crate::bindings::CapabilityError;
-use crate::bindings::octopus::adaptor::socket as wit;
-use crate::engine::StoreState;
+use super::tls::TlsOptions;
+use super::{Capabilities, CapabilityError, with_timeout};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -173,7 +169,7 @@ impl Capabilities {
     pub async fn open_tls(
         &mut self,
         grant: &str,
-        opts: &wit::TlsOptions,
+        opts: &TlsOptions,
         timeout_ms: u32,
     ) -> Result<TcpStream, CapabilityError> {
         let prepared = self
@@ -220,114 +216,17 @@ impl Capabilities {
     }
 }
 
-impl wit::Host for StoreState {
-    async fn connect_tcp(
-        &mut self,
-        grant: String,
-        timeout_ms: u32,
-    ) -> wasmtime::Result<Result<Resource<TcpStream>, CapabilityError>> {
-        let span = tracing::debug_span!("limb.socket.connect_tcp", device = %self.device, %grant);
-        let opened = self
-            .caps
-            .open_tcp(&grant, timeout_ms)
-            .instrument(span)
-            .await;
-        self.count("socket", &opened);
-        self.push_handle(opened)
-    }
-
-    async fn connect_tls(
-        &mut self,
-        grant: String,
-        options: wit::TlsOptions,
-        timeout_ms: u32,
-    ) -> wasmtime::Result<Result<Resource<TcpStream>, CapabilityError>> {
-        let span = tracing::debug_span!("limb.socket.connect_tls", device = %self.device, %grant);
-        let opened = self
-            .caps
-            .open_tls(&grant, &options, timeout_ms)
-            .instrument(span)
-            .await;
-        self.count("socket", &opened);
-        self.push_handle(opened)
-    }
-
-    async fn connect_udp(
-        &mut self,
-        grant: String,
-    ) -> wasmtime::Result<Result<Resource<UdpSocket>, CapabilityError>> {
-        let span = tracing::debug_span!("limb.socket.connect_udp", device = %self.device, %grant);
-        let opened = self.caps.open_udp(&grant).instrument(span).await;
-        self.count("socket", &opened);
-        self.push_handle(opened)
-    }
-}
-
-impl wit::HostTcpStream for StoreState {
-    async fn send(
-        &mut self,
-        stream: Resource<TcpStream>,
-        data: Vec<u8>,
-        timeout_ms: u32,
-    ) -> wasmtime::Result<Result<u32, CapabilityError>> {
-        let timeout = self.caps.timeout(timeout_ms);
-        let s = self.table.get_mut(&stream)?;
-        Ok(s.send(&data, timeout).await)
-    }
-
-    async fn receive(
-        &mut self,
-        stream: Resource<TcpStream>,
-        max: u32,
-        timeout_ms: u32,
-    ) -> wasmtime::Result<Result<Vec<u8>, CapabilityError>> {
-        let (max, timeout) = match self.caps.read_limits(max, timeout_ms) {
-            Ok(l) => l,
-            Err(e) => return Ok(Err(e)),
-        };
-        let s = self.table.get_mut(&stream)?;
-        Ok(s.receive(max, timeout).await)
-    }
-
-    async fn drop(&mut self, stream: Resource<TcpStream>) -> wasmtime::Result<()> {
-        self.table.delete(stream)?;
-        self.caps.release();
-        Ok(())
-    }
-}
-
-impl wit::HostUdpSocket for StoreState {
-    async fn send(
-        &mut self,
-        socket: Resource<UdpSocket>,
-        data: Vec<u8>,
-        timeout_ms: u32,
-    ) -> wasmtime::Result<Result<u32, CapabilityError>> {
-        let timeout = self.caps.timeout(timeout_ms);
-        let s = self.table.get(&socket)?;
-        Ok(with_timeout(timeout, s.io.send(&data))
+impl UdpSocket {
+    /// Sends one datagram within `timeout`.
+    pub async fn send(&self, data: &[u8], timeout: Duration) -> Result<u32, CapabilityError> {
+        with_timeout(timeout, self.io.send(data))
             .await
-            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
     }
 
-    async fn receive(
-        &mut self,
-        socket: Resource<UdpSocket>,
-        max: u32,
-        timeout_ms: u32,
-    ) -> wasmtime::Result<Result<Vec<u8>, CapabilityError>> {
-        let (max, timeout) = match self.caps.read_limits(max, timeout_ms) {
-            Ok(l) => l,
-            Err(e) => return Ok(Err(e)),
-        };
-        let s = self.table.get(&socket)?;
-        Ok(with_timeout(timeout, s.io.recv(max)).await)
-    }
-
-    async fn drop(&mut self, socket: Resource<UdpSocket>) -> wasmtime::Result<()> {
-        self.table.delete(socket)?;
-        self.caps.release();
-        Ok(())
+    /// Receives one datagram of at most `max` bytes within `timeout`.
+    pub async fn receive(&self, max: usize, timeout: Duration) -> Result<Vec<u8>, CapabilityError> {
+        with_timeout(timeout, self.io.recv(max)).await
     }
 }
 
@@ -392,7 +291,14 @@ mod tests {
         let mut backends = Backends::real(true);
         backends.socket = fake.clone();
         let caps = Capabilities::new(
-            Arc::new(Grants::resolve(&grants, &serde_json::Value::Null, &[]).0),
+            Arc::new(
+                Grants::resolve(
+                    &grants,
+                    &serde_json::Value::Null,
+                    crate::capabilities::grants::NO_FIELDS,
+                )
+                .0,
+            ),
             Arc::new(Policy::from_yaml(policy).unwrap()),
             Limits {
                 max_handles: 1,
@@ -480,7 +386,14 @@ mod tests {
             target: addr.to_string(),
         }];
         let mut c = Capabilities::new(
-            Arc::new(Grants::resolve(&grants, &serde_json::Value::Null, &[]).0),
+            Arc::new(
+                Grants::resolve(
+                    &grants,
+                    &serde_json::Value::Null,
+                    crate::capabilities::grants::NO_FIELDS,
+                )
+                .0,
+            ),
             Arc::new(Policy::loopback()),
             Limits::default(),
             Backends::real(true),
@@ -513,7 +426,14 @@ mod tests {
         let mut backends = Backends::real(true);
         backends.socket = Arc::new(Never);
         let mut c = Capabilities::new(
-            Arc::new(Grants::resolve(&grants, &serde_json::Value::Null, &[]).0),
+            Arc::new(
+                Grants::resolve(
+                    &grants,
+                    &serde_json::Value::Null,
+                    crate::capabilities::grants::NO_FIELDS,
+                )
+                .0,
+            ),
             Arc::new(Policy::loopback()),
             Limits::default(),
             backends,

@@ -10,8 +10,21 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::bindings::CapabilityError;
-use crate::bindings::octopus::adaptor::socket::TlsOptions;
+use super::CapabilityError;
+
+/// How an adaptor asks its TLS connection to be verified (the WIT `tls-options`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// The name to verify; the host of the grant's target when absent.
+    pub server_name: Option<String>,
+    /// CA certificates (PEM) to trust instead of the system's.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Client certificate and key (PEM), for servers that ask for one.
+    pub client_cert_pem: Option<Vec<u8>>,
+    pub client_key_pem: Option<Vec<u8>>,
+    /// Accept any server certificate (handshake signatures are still checked).
+    pub insecure_skip_verify: bool,
+}
 
 /// What a TLS client needs, whoever asks: the socket capability for an adaptor, or the
 /// MQTT extension for a device. Certificates and keys are PEM.

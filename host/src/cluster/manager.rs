@@ -1,17 +1,26 @@
-//! DeviceLinks on this node: finalizer, AdaptorExisted, the device instance
-//! (DeviceCreated), and a supervisor per link (DeviceConnected).
+//! DeviceLinks on this node, on kube-runtime's controller: the finalizer (kube's
+//! helper), AdaptorExisted, the device instance (DeviceCreated), and the fleet's
+//! supervisor per link (DeviceConnected).
+//!
+//! The controller reconciles a link when its watch, an adaptor change or a deleted
+//! instance says so, and again every resync. References are re-read on each reconcile:
+//! the limb may only `get` Secrets and ConfigMaps (`deploy/limb-references.yaml`), so it
+//! cannot watch them.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crds::conditions::{ConditionStatus, ConditionType};
 use crds::v1alpha1::{DeviceLink, LIMB_FINALIZER, NODE_LABEL, node_label_value};
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PartialObjectMeta, Patch,
     PatchParams,
 };
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -20,11 +29,11 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use super::{ADAPTOR_ANNOTATION, MANAGER, NODE_ANNOTATION, Registry, Settings, references};
-use crate::bindings::ReferenceValue;
-use crate::status::{DeviceReport, Phase, now};
-use crate::supervisor::{self, Command, Context, Handle};
+use crate::adaptors::Adaptor;
+use crate::fleet::{self, Block, Choice, Fleet, Observed, Offer};
+use crate::supervisor::Context;
 
-/// Why the manager should look at something again.
+/// Why the manager should look at something again, besides the link's own watch.
 #[derive(Debug)]
 pub enum Trigger {
     Link(String),
@@ -38,288 +47,241 @@ pub fn lookup(links: &Store<DeviceLink>, key: &str) -> Option<Arc<DeviceLink>> {
     links.get(&ObjectRef::new(name).within(ns))
 }
 
-/// Watches the links labelled for this node into a store, triggering on every change.
-pub fn link_store(
-    client: &Client,
-    s: &Settings,
-    trigger: mpsc::UnboundedSender<Trigger>,
-    mut shutdown: watch::Receiver<bool>,
-) -> Store<DeviceLink> {
+/// The controller's input: the links labelled for this node.
+pub type LinkEvents = BoxStream<'static, Result<DeviceLink, watcher::Error>>;
+
+/// Watches the links labelled for this node into a store, which every cluster task
+/// reads; the events drive the controller ([`run`]).
+pub fn link_store(client: &Client, s: &Settings) -> (Store<DeviceLink>, LinkEvents) {
     let api: Api<DeviceLink> = Api::all(client.clone());
     let (store, writer) = reflector::store();
     let cfg =
         watcher::Config::default().labels(&format!("{NODE_LABEL}={}", node_label_value(&s.node)));
-    let mut stream = watcher(api, cfg)
-        .backoff(super::WatchBackoff::default())
-        .reflect(writer)
-        .boxed();
-    let reader = store.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                ev = stream.next() => match ev {
-                    // The store holds the initial list only once it is complete.
-                    Some(Ok(watcher::Event::Init | watcher::Event::InitApply(_))) => {}
-                    Some(Ok(watcher::Event::InitDone)) => {
-                        for link in reader.state() {
-                            let _ = trigger.send(Trigger::Link(link.key()));
-                        }
-                    }
-                    Some(Ok(watcher::Event::Apply(link) | watcher::Event::Delete(link))) => {
-                        let _ = trigger.send(Trigger::Link(link.key()));
-                    }
-                    Some(Err(e)) => tracing::warn!(error = %e, "DeviceLink watch failed; retrying"),
-                    None => return,
-                },
-                _ = shutdown.changed() => return,
-            }
-        }
-    });
-    store
-}
-
-struct Running {
-    handle: Handle,
-    link: Arc<DeviceLink>,
-    digest: String,
-    references: Vec<ReferenceValue>,
-}
-
-pub struct Manager {
-    client: Client,
-    ctx: Arc<Context>,
-    registry: Arc<Registry>,
-    settings: Settings,
-    links: Store<DeviceLink>,
-    running: HashMap<String, Running>,
-    /// API resources of the models seen so far, and whether their instances on this
-    /// node are watched (to re-create deletions). Shared by concurrent reconciles.
-    resources: std::sync::Mutex<HashMap<GroupVersionKind, ApiResource>>,
-    /// Links whose last reconcile failed, with how many times in a row: retried with
-    /// backoff instead of waiting for the next resync.
-    failing: HashMap<String, u32>,
-    /// A fingerprint of the instance last applied per link. Every status write to a
-    /// link brings a reconcile; re-applying an unchanged instance each time doubled the
-    /// API writes while links connect. Forgotten when an instance is deleted and on
-    /// every resync, which re-applies everything (undoing edits made by hand).
-    applied: Arc<std::sync::Mutex<HashMap<String, u64>>>,
-    trigger: mpsc::UnboundedSender<Trigger>,
+    // No backoff here: the controller's trigger backoff ([`run`]) covers this watch.
+    let events = watcher(api, cfg).reflect(writer).touched_objects().boxed();
+    (store, events)
 }
 
 /// Reconciles whose API calls run at once. Connecting 1,000 links is two API writes
 /// each (finalizer, instance); one at a time that took minutes on a loaded API server.
-const CONCURRENT_RECONCILES: usize = 32;
-
-/// A batch is observed and applied this many links at a time, so the first devices of
-/// a burst of new links start (and report) while the rest are still being observed.
-/// Applying each link the moment it was observed, with no chunks, was tried: on the same
-/// loaded machine 1,000 links connected in 10.5-11.3 s against 10.1-10.9 s with chunks
-/// (docs/benchmarks/cluster.md), so the chunks stayed.
-const APPLY_EVERY: usize = 64;
+const CONCURRENT_RECONCILES: u16 = 32;
 
 /// First retry of a failed reconcile; doubles per failure up to the resync interval.
 const RETRY_BASE: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
-enum Error {
+pub enum Error {
     #[error("{0}")]
     Kube(#[from] kube::Error),
     #[error("cannot find the model {0:?} in the API: {1}")]
     Discovery(String, String),
 }
 
-/// What the API side of a reconcile found, applied to the running devices afterwards.
-/// Observing runs concurrently across links; applying is sequential and does no I/O
-/// except stopping supervisors.
-enum Outcome {
-    /// The link is gone, being deleted or moved away: nothing runs and nothing is shown.
-    Gone,
-    /// Not validated by the brain (yet, or any more): nothing runs.
-    NotValidated,
-    /// A stage failed: nothing runs and the condition says why.
-    Blocked {
-        stage: ConditionType,
-        message: String,
-    },
-    /// Everything is in place: run (or update) the device.
-    Run {
-        link: Arc<DeviceLink>,
-        adaptor: Arc<crate::adaptors::Adaptor>,
-        references: Vec<ReferenceValue>,
-    },
+type ReconcileError = finalizer::Error<Error>;
+
+/// What every reconcile shares.
+struct Shared {
+    client: Client,
+    ctx: Arc<Context>,
+    registry: Arc<Registry>,
+    settings: Settings,
+    links: Store<DeviceLink>,
+    fleet: Mutex<Fleet>,
+    /// API resources of the models seen so far, and whether their instances on this
+    /// node are watched (to re-create deletions).
+    resources: Mutex<HashMap<GroupVersionKind, ApiResource>>,
+    /// Links whose last reconcile failed, with how many times in a row: retried with
+    /// backoff instead of waiting for the next resync.
+    failing: Mutex<HashMap<String, u32>>,
+    /// A fingerprint of the instance last applied per link, and when. Every status write
+    /// to a link brings a reconcile; re-applying an unchanged instance each time doubled
+    /// the API writes while links connect. Forgotten when an instance is deleted, and
+    /// older than a resync it is applied again (undoing edits made by hand).
+    applied: Arc<Mutex<HashMap<String, (u64, Instant)>>>,
+    trigger: mpsc::UnboundedSender<Trigger>,
 }
 
-impl Manager {
-    pub fn new(
-        client: Client,
-        ctx: Arc<Context>,
-        registry: Arc<Registry>,
-        settings: Settings,
-        links: Store<DeviceLink>,
-        trigger: mpsc::UnboundedSender<Trigger>,
-    ) -> Self {
-        Self {
-            client,
-            ctx,
-            registry,
-            settings,
-            links,
-            running: HashMap::new(),
-            resources: std::sync::Mutex::new(HashMap::new()),
-            failing: HashMap::new(),
-            applied: Arc::default(),
-            trigger,
-        }
-    }
-
-    pub async fn run(
-        mut self,
-        mut rx: mpsc::UnboundedReceiver<Trigger>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        let mut resync = tokio::time::interval(self.settings.resync);
-        loop {
-            let mut keys: Vec<String> = tokio::select! {
-                t = rx.recv() => match t {
-                    Some(t) => self.keys_for(t),
-                    None => break,
-                },
-                _ = resync.tick() => {
-                    lock(&self.applied).clear();
-                    self.all_keys()
-                }
-                _ = shutdown.changed() => break,
-            };
-            // Everything already queued joins this batch (a burst of new links).
-            while let Ok(t) = rx.try_recv() {
-                keys.extend(self.keys_for(t));
-            }
-            keys.sort();
-            keys.dedup();
-            tracing::debug!(links = keys.len(), "reconciling");
-            for chunk in keys.chunks(APPLY_EVERY) {
-                let this = &self;
-                let outcomes: Vec<(String, Result<Outcome, Error>)> =
-                    futures::stream::iter(chunk.iter().cloned())
-                        .map(|key| async move {
-                            let span = tracing::info_span!("limb.reconcile", link = %key);
-                            let outcome = this.observe(&key).instrument(span).await;
-                            (key, outcome)
-                        })
-                        .buffer_unordered(CONCURRENT_RECONCILES)
-                        .collect()
-                        .await;
-                for (key, outcome) in outcomes {
-                    match outcome {
-                        Ok(outcome) => {
-                            self.failing.remove(&key);
-                            self.apply(&key, outcome).await;
-                        }
-                        Err(e) => self.retry_later(key, &e),
-                    }
-                }
-                self.ctx.metrics.set_devices(self.running.len());
-            }
-        }
-        // Devices keep their instances on shutdown: a restarted limb picks them up.
-        crate::supervisor::stop_all(self.running.drain().map(|(_, r)| r.handle)).await;
-    }
-
-    fn keys_for(&self, t: Trigger) -> Vec<String> {
-        match t {
-            Trigger::Link(k) => vec![k],
-            Trigger::Adaptor(name) => self.keys_using(&name),
-        }
-    }
-
-    /// Schedules another reconcile of `key` with backoff: a conflict (someone else
-    /// wrote the link first) or an API hiccup is retried in a fraction of a second,
-    /// a lasting outage no more often than the resync.
-    fn retry_later(&mut self, key: String, e: &Error) {
-        let failures = self.failing.entry(key.clone()).or_insert(0);
-        *failures = failures.saturating_add(1);
-        let delay = RETRY_BASE
-            .saturating_mul(1 << (*failures - 1).min(8))
-            .min(self.settings.resync);
-        tracing::warn!(link = %key, error = %e, retry_in = ?delay, "reconcile failed");
-        let trigger = self.trigger.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let _ = trigger.send(Trigger::Link(key));
-        });
-    }
-
-    fn all_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.links.state().iter().map(|l| l.key()).collect();
-        keys.extend(self.running.keys().cloned());
-        keys.sort();
-        keys.dedup();
-        keys
-    }
-
-    fn keys_using(&self, adaptor: &str) -> Vec<String> {
-        self.links
-            .state()
-            .iter()
-            .filter(|l| l.spec.adaptor.name == adaptor)
-            .map(|l| l.key())
-            .collect()
-    }
-
-    fn find(&self, key: &str) -> Option<Arc<DeviceLink>> {
-        lookup(&self.links, key)
-    }
-
-    async fn stop(&mut self, key: &str) {
-        if let Some(r) = self.running.remove(key) {
-            r.handle.retire();
-        }
-    }
-
-    /// The API side of a reconcile: finalizer, deletion, the adaptor, the instance and
-    /// the references. Takes `&self` so that many links are observed at once.
-    async fn observe(&self, key: &str) -> Result<Outcome, Error> {
-        let Some(link) = self.find(key) else {
-            // Gone from the API (or relabelled to another node).
-            return Ok(Outcome::Gone);
+/// Runs the controller until `shutdown` turns true, then stops every device (their
+/// instances stay: a restarted limb picks them up).
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    client: Client,
+    ctx: Arc<Context>,
+    registry: Arc<Registry>,
+    settings: Settings,
+    (links, events): (Store<DeviceLink>, LinkEvents),
+    trigger: mpsc::UnboundedSender<Trigger>,
+    triggers: mpsc::UnboundedReceiver<Trigger>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let shared = Arc::new(Shared {
+        client,
+        fleet: Mutex::new(Fleet::new(ctx.clone())),
+        ctx,
+        registry,
+        settings,
+        links: links.clone(),
+        resources: Mutex::default(),
+        failing: Mutex::default(),
+        applied: Arc::default(),
+        trigger,
+    });
+    let by_adaptor = links.clone();
+    let wakes = futures::stream::unfold(triggers, |mut rx| async move {
+        rx.recv().await.map(|t| (t, rx))
+    })
+    .flat_map(move |t| {
+        let refs: Vec<ObjectRef<DeviceLink>> = match t {
+            Trigger::Link(key) => key
+                .split_once('/')
+                .map(|(ns, name)| ObjectRef::new(name).within(ns))
+                .into_iter()
+                .collect(),
+            Trigger::Adaptor(name) => by_adaptor
+                .state()
+                .iter()
+                .filter(|l| l.spec.adaptor.name == name)
+                .map(|l| ObjectRef::from_obj(&**l))
+                .collect(),
         };
+        futures::stream::iter(refs)
+    });
+    let sweeper = tokio::spawn(sweep(shared.clone(), shutdown.clone()));
+    let mut stop = shutdown.clone();
+    let on_result = shared.clone();
+    Controller::for_stream(events, links)
+        .with_config(controller::Config::default().concurrency(CONCURRENT_RECONCILES))
+        .reconcile_on(wakes)
+        // kube's default backoff grows to minutes: after an API server outage the links'
+        // watch (and so deletions) would wait up to that long.
+        .trigger_backoff(super::WatchBackoff::default())
+        .graceful_shutdown_on(async move {
+            let _ = stop.changed().await;
+        })
+        .run(reconcile, error_policy, shared.clone())
+        .for_each(|res| {
+            match res {
+                // Gone from the API, or relabelled to another node: no reconcile runs
+                // for an object the store does not hold, so the fleet hears it here.
+                Err(controller::Error::ObjectNotFound(obj)) => {
+                    let key = format!("{}/{}", obj.namespace.clone().unwrap_or_default(), obj.name);
+                    on_result.gone(&key);
+                }
+                Err(controller::Error::QueueError(e)) => {
+                    tracing::warn!(error = %e, "DeviceLink watch failed; retrying");
+                }
+                Err(e) => tracing::debug!(error = %e, "controller event"),
+                Ok(_) => {}
+            }
+            std::future::ready(())
+        })
+        .await;
+    let _ = shutdown.changed().await;
+    sweeper.abort();
+    let mut fleet = std::mem::replace(&mut *lock(&shared.fleet), Fleet::new(shared.ctx.clone()));
+    fleet.stop_all().await;
+}
+
+/// Every resync, stops devices whose link the store no longer holds: a watch that
+/// re-lists after an outage reports no deletions for what went meanwhile.
+async fn sweep(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(shared.settings.resync);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let stale: Vec<String> = lock(&shared.fleet)
+            .keys()
+            .filter(|k| lookup(&shared.links, k).is_none())
+            .cloned()
+            .collect();
+        for key in stale {
+            shared.gone(&key);
+        }
+    }
+}
+
+async fn reconcile(link: Arc<DeviceLink>, shared: Arc<Shared>) -> Result<Action, ReconcileError> {
+    let key = link.key();
+    let span = tracing::info_span!("limb.reconcile", link = %key);
+    async {
+        let has_finalizer = link.finalizers().iter().any(|f| f == LIMB_FINALIZER);
+        if link.metadata.deletion_timestamp.is_some() && !has_finalizer {
+            // Being deleted, and the brain released it (its node is gone): nothing to
+            // clean up here.
+            shared.gone(&key);
+            return Ok(Action::await_change());
+        }
         let api: Api<DeviceLink> =
-            Api::namespaced(self.client.clone(), link.namespace_or_default());
-        let finalizers = link.metadata.finalizers.clone().unwrap_or_default();
-        if link.metadata.deletion_timestamp.is_some() {
-            // The owner reference lets the garbage collector do this too; doing it here
-            // means deletion also completes on clusters without one.
-            if let Ok(ar) = self.resource(&link).await {
-                let dapi: Api<DynamicObject> =
-                    Api::namespaced_with(self.client.clone(), link.namespace_or_default(), &ar);
-                match dapi.delete(link.name(), &DeleteParams::background()).await {
-                    Ok(_) | Err(kube::Error::Api(_)) => {}
-                    Err(e) => return Err(e.into()),
+            Api::namespaced(shared.client.clone(), link.namespace_or_default());
+        let action = finalizer(&api, LIMB_FINALIZER, link, |event| async {
+            match event {
+                finalizer::Event::Apply(link) => {
+                    let observed = shared.observe(&key, link).await?;
+                    shared.apply(&key, observed);
+                    Ok(Action::requeue(shared.settings.resync))
+                }
+                finalizer::Event::Cleanup(link) => {
+                    shared.clean_up(&link).await?;
+                    shared.gone(&key);
+                    Ok(Action::await_change())
                 }
             }
-            if finalizers.iter().any(|f| f == LIMB_FINALIZER) {
-                let keep: Vec<&String> =
-                    finalizers.iter().filter(|f| *f != LIMB_FINALIZER).collect();
-                let patch = json!({"metadata": {"finalizers": keep, "resourceVersion": link.resource_version()}});
-                api.patch(link.name(), &PatchParams::default(), &Patch::Merge(&patch))
-                    .await?;
-            }
-            return Ok(Outcome::Gone);
-        }
-        let link = if finalizers.iter().any(|f| f == LIMB_FINALIZER) {
-            link
-        } else {
-            let mut with = finalizers;
-            with.push(LIMB_FINALIZER.to_owned());
-            let patch = json!({"metadata": {"finalizers": with, "resourceVersion": link.resource_version()}});
-            // Carry on with the patched link rather than wait for the watch to bring it
-            // back: one reconcile fewer per new link.
-            Arc::new(
-                api.patch(link.name(), &PatchParams::default(), &Patch::Merge(&patch))
-                    .await?,
-            )
-        };
+        })
+        .await?;
+        lock(&shared.failing).remove(&key);
+        Ok(action)
+    }
+    .instrument(span)
+    .await
+}
 
+/// Retries a failed reconcile with backoff: a conflict (someone else wrote the link
+/// first) or an API hiccup is retried in a fraction of a second, a lasting outage no
+/// more often than the resync.
+fn error_policy(link: Arc<DeviceLink>, e: &ReconcileError, shared: Arc<Shared>) -> Action {
+    let key = link.key();
+    let mut failing = lock(&shared.failing);
+    let failures = failing.entry(key.clone()).or_insert(0);
+    *failures = failures.saturating_add(1);
+    let delay = RETRY_BASE
+        .saturating_mul(1 << (*failures - 1).min(8))
+        .min(shared.settings.resync);
+    tracing::warn!(link = %key, error = %e, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+impl Shared {
+    fn apply(&self, key: &str, observed: Observed<Adaptor>) {
+        let mut fleet = lock(&self.fleet);
+        fleet.apply(key, observed);
+        self.ctx.metrics.set_devices(fleet.len());
+    }
+
+    fn gone(&self, key: &str) {
+        lock(&self.applied).remove(key);
+        self.apply(key, Observed::Gone);
+    }
+
+    /// Deletes the device instance of a link being deleted. The owner reference lets
+    /// the garbage collector do this too; doing it here means deletion also completes
+    /// on clusters without one.
+    async fn clean_up(&self, link: &DeviceLink) -> Result<(), Error> {
+        if let Ok(ar) = self.resource(link).await {
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(self.client.clone(), link.namespace_or_default(), &ar);
+            match api.delete(link.name(), &DeleteParams::background()).await {
+                Ok(_) | Err(kube::Error::Api(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The API side of a reconcile of a link that holds the finalizer: the brain's
+    /// verdict, the adaptor, the instance and the references.
+    async fn observe(&self, key: &str, link: Arc<DeviceLink>) -> Result<Observed<Adaptor>, Error> {
         let brain_ok = [ConditionType::NodeExisted, ConditionType::ModelExisted]
             .iter()
             .all(|t| {
@@ -330,45 +292,21 @@ impl Manager {
                 })
             });
         if !brain_ok {
-            return Ok(Outcome::NotValidated);
+            return Ok(Observed::Held);
         }
 
-        // AdaptorExisted.
-        let adaptor = self.registry.get(&link.spec.adaptor.name);
-        let problem = match &adaptor {
-            None => Some(match self.registry.refusal(&link.spec.adaptor.name) {
-                Some(why) => format!(
-                    "the adaptor isn't existed: {} was refused: {why}",
-                    link.spec.adaptor.name
-                ),
-                None => format!(
-                    "the adaptor isn't existed: {} is not loaded on this node",
-                    link.spec.adaptor.name
-                ),
-            }),
-            Some(a)
-                if a.model(&link.spec.model.api_version, &link.spec.model.kind)
-                    .is_none() =>
-            {
-                Some(format!(
-                    "the adaptor isn't existed: {} does not serve {}",
-                    a.info.name, link.spec.model.kind
-                ))
-            }
-            Some(a) => match &link.spec.adaptor.digest {
-                Some(pin) if *pin != format!("sha256:{}", a.digest) => Some(format!(
-                    "the adaptor isn't existed: loaded digest sha256:{} does not match the pinned {pin}",
-                    a.digest
-                )),
-                _ => None,
-            },
+        // AdaptorExisted: decided by the fleet; checked here first so that a link
+        // without its adaptor gets no instance.
+        let offer = Offer {
+            named: self.registry.get(&link.spec.adaptor.name),
+            model_known: true,
+            refusal: self.registry.refusal(&link.spec.adaptor.name),
+            loading: 0,
         };
-        let (Some(adaptor), None) = (adaptor, problem.clone()) else {
-            return Ok(Outcome::Blocked {
-                stage: ConditionType::AdaptorExisted,
-                message: problem.unwrap_or_default(),
-            });
-        };
+        let running = lock(&self.fleet).is_running(key);
+        if let Choice::Refuse(block) = fleet::choose(&link, &offer, running) {
+            return Ok(Observed::Blocked { link, block });
+        }
 
         // DeviceCreated: the instance, kept in sync with the template.
         match self.ensure_instance(&link).await {
@@ -376,12 +314,15 @@ impl Manager {
             Err(Error::Kube(kube::Error::Api(rejected))) if matches!(rejected.code, 400 | 422) => {
                 // The API refused the instance (a spec the model's schema rejects, say):
                 // that is the link's problem, and the condition says so.
-                return Ok(Outcome::Blocked {
-                    stage: ConditionType::DeviceCreated,
-                    message: format!(
-                        "unable to create device from template: {}",
-                        rejected.message
-                    ),
+                return Ok(Observed::Blocked {
+                    link,
+                    block: Block {
+                        stage: Some(ConditionType::DeviceCreated),
+                        message: format!(
+                            "unable to create device from template: {}",
+                            rejected.message
+                        ),
+                    },
                 });
             }
             // Unreachable, not ready (a restarted API server answers 403 until its RBAC
@@ -395,99 +336,20 @@ impl Manager {
             Ok(r) => r,
             Err(references::Error::Transient(e)) => return Err(Error::Kube(e)),
             Err(e) => {
-                return Ok(Outcome::Blocked {
-                    stage: ConditionType::DeviceConnected,
-                    message: format!("unable to fetch the reference parameters: {e}"),
+                return Ok(Observed::Blocked {
+                    link,
+                    block: Block {
+                        stage: Some(ConditionType::DeviceConnected),
+                        message: format!("unable to fetch the reference parameters: {e}"),
+                    },
                 });
             }
         };
-        Ok(Outcome::Run {
+        Ok(Observed::Wanted {
             link,
-            adaptor,
             references,
+            offer,
         })
-    }
-
-    /// Applies what [`Manager::observe`] found to the running devices and the board.
-    async fn apply(&mut self, key: &str, outcome: Outcome) {
-        let (link, adaptor, references) = match outcome {
-            Outcome::Gone => {
-                self.stop(key).await;
-                self.ctx.board.remove(key);
-                return;
-            }
-            Outcome::NotValidated => {
-                self.stop(key).await;
-                return;
-            }
-            Outcome::Blocked { stage, message } => {
-                self.stop(key).await;
-                if let Some(link) = self.find(key) {
-                    let stamp = now();
-                    self.ctx.board.update(
-                        key,
-                        || report_for(&link),
-                        |r| {
-                            seed(r, &stamp);
-                            for earlier in
-                                [ConditionType::AdaptorExisted, ConditionType::DeviceCreated]
-                            {
-                                if earlier < stage {
-                                    r.conditions.succeed(earlier, &stamp);
-                                }
-                            }
-                            r.conditions.fail(stage, &message, &stamp);
-                            r.phase = Phase::Pending;
-                            r.last_error = Some(message.clone());
-                        },
-                    );
-                }
-                return;
-            }
-            Outcome::Run {
-                link,
-                adaptor,
-                references,
-            } => (link, adaptor, references),
-        };
-        // DeviceConnected: the supervisor.
-        match self.running.get_mut(key) {
-            Some(r) => {
-                if r.link.spec != link.spec
-                    || references::fingerprint(&r.references)
-                        != references::fingerprint(&references)
-                {
-                    r.link = link.clone();
-                    r.references = references.clone();
-                    r.handle.send(Command::Update(link.clone(), references));
-                }
-                if r.digest != adaptor.digest {
-                    r.digest = adaptor.digest.clone();
-                    r.handle.send(Command::Swap(adaptor));
-                }
-            }
-            None => {
-                let stamp = now();
-                self.ctx
-                    .board
-                    .update(key, || report_for(&link), |r| seed(r, &stamp));
-                let handle = supervisor::spawn(
-                    self.ctx.clone(),
-                    link.clone(),
-                    adaptor.clone(),
-                    references.clone(),
-                );
-                self.running.insert(
-                    key.to_owned(),
-                    Running {
-                        handle,
-                        link,
-                        digest: adaptor.digest.clone(),
-                        references,
-                    },
-                );
-            }
-        }
     }
 
     async fn resource(&self, link: &DeviceLink) -> Result<ApiResource, Error> {
@@ -573,7 +435,9 @@ impl Manager {
             h.finish()
         };
         let key = link.key();
-        if lock(&self.applied).get(&key) == Some(&fingerprint) {
+        let fresh =
+            |(f, at): &(u64, Instant)| *f == fingerprint && at.elapsed() < self.settings.resync;
+        if lock(&self.applied).get(&key).is_some_and(fresh) {
             return Ok(());
         }
         let api: Api<DynamicObject> =
@@ -584,31 +448,15 @@ impl Manager {
             &Patch::Apply(&obj),
         )
         .await?;
-        lock(&self.applied).insert(key, fingerprint);
+        lock(&self.applied).insert(key, (fingerprint, Instant::now()));
         Ok(())
     }
 }
 
 /// A poisoned lock only means another reconcile panicked mid-update of a cache; the
 /// cache is still usable (at worst an apply is repeated).
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The board's first report of a link, before anything ran.
-fn report_for(link: &DeviceLink) -> DeviceReport {
-    DeviceReport::new(
-        link.namespace_or_default(),
-        link.name(),
-        &link.spec.model.kind,
-        &link.spec.adaptor.name,
-    )
-}
-
-/// The brain's stages, which the manager only acts on once they are `True`.
-fn seed(r: &mut DeviceReport, stamp: &str) {
-    r.conditions.succeed(ConditionType::NodeExisted, stamp);
-    r.conditions.succeed(ConditionType::ModelExisted, stamp);
 }
 
 /// The API resource of a link's model, for the relay.

@@ -2,8 +2,9 @@
 //!
 //! Four tasks share the supervisors' status board:
 //! - [`source`] watches adaptor ConfigMaps in the limb's namespace, loads and hot-swaps;
-//! - [`manager`] watches the DeviceLinks labelled for this node, keeps their finalizer
-//!   and device instances, and runs a supervisor per link;
+//! - [`manager`] runs kube-runtime's controller over the DeviceLinks labelled for this
+//!   node: their finalizer and device instances, and a supervisor per link (through the
+//!   [`fleet`](crate::fleet));
 //! - [`relay`] writes what the supervisors report to the API: limb-owned conditions on
 //!   the link and the adaptor's status on the device instance, coalesced, latest wins;
 //! - [`events`] turns the devices' events into Kubernetes Events on their links.
@@ -141,15 +142,15 @@ pub async fn run(
 ) -> Result<(), Error> {
     let client = Client::try_default().await.map_err(Error::Client)?;
     let registry = Arc::new(Registry::default());
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let links = manager::link_store(&client, &settings, events_tx.clone(), shutdown.clone());
+    let (trigger, triggers) = mpsc::unbounded_channel();
+    let (links, link_events) = manager::link_store(&client, &settings);
     let source = tokio::spawn(source::run(
         client.clone(),
         ctx.clone(),
         cache,
         registry.clone(),
         settings.namespace.clone(),
-        events_tx.clone(),
+        trigger.clone(),
         shutdown.clone(),
     ));
     let events = tokio::spawn(events::run(
@@ -167,9 +168,17 @@ pub async fn run(
         settings.flush,
         shutdown.clone(),
     ));
-    manager::Manager::new(client, ctx, registry, settings, links, events_tx)
-        .run(events_rx, shutdown)
-        .await;
+    manager::run(
+        client,
+        ctx,
+        registry,
+        settings,
+        (links, link_events),
+        trigger,
+        triggers,
+        shutdown,
+    )
+    .await;
     let _ = source.await;
     let _ = relay.await;
     let _ = events.await;

@@ -179,14 +179,6 @@ fn field(link: &DeviceLink, path: &str) -> Result<String, Error> {
     value.ok_or_else(|| Error::Field(path.to_owned()))
 }
 
-/// Comparable form of a resolution (the generated WIT type has no `PartialEq`).
-pub fn fingerprint(values: &[ReferenceValue]) -> Vec<(String, String, Vec<u8>)> {
-    values
-        .iter()
-        .map(|v| (v.reference.clone(), v.item.clone(), v.value.clone()))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

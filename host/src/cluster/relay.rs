@@ -45,7 +45,7 @@ use crate::status::{DeviceReport, Event, EventType, Phase, StatusBoard};
 pub const IN_FLIGHT: usize = 64;
 
 /// Status writes in flight while links are connecting (a device's conditions changed in
-/// the last [`SETTLE`]): the link manager's finalizer and instance requests (32 at once)
+/// the last `SETTLE`): the link manager's finalizer and instance requests (32 at once)
 /// then get a fair share of the API server.
 pub const IN_FLIGHT_CONNECTING: usize = 32;
 const SETTLE: Duration = Duration::from_secs(2);

@@ -1,14 +1,18 @@
 //! The wasmtime engine shared by every adaptor in the process: epoch interruption for
 //! per-call deadlines, memory limits per store, and the pooling allocator when the
-//! machine's address space allows it.
+//! machine's address space allows it. Guest code runs as Cranelift's native code where
+//! Cranelift has a backend for the host (x86_64, aarch64, ...) and in wasmtime's Pulley
+//! interpreter elsewhere (32-bit ARM): [`execution_mode`] says which.
 
 pub mod budget;
+pub mod host_calls;
 mod output;
 mod state;
 mod stop;
 
-use std::sync::Arc;
+use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker};
@@ -26,6 +30,64 @@ pub enum Error {
     Engine(String),
     #[error("cannot link the host interfaces: {0}")]
     Link(String),
+}
+
+/// How an engine runs guest code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecutionMode {
+    /// Cranelift's native code for this CPU architecture.
+    Cranelift { arch: &'static str },
+    /// wasmtime's Pulley interpreter, for a host Cranelift has no backend for; `bits`
+    /// is the pointer width of its bytecode (the host's).
+    Pulley { bits: u32 },
+}
+
+impl ExecutionMode {
+    /// A short name of what a compiled artifact is: native code for one CPU
+    /// architecture, or Pulley bytecode. (Pulley's pointer width, like the CPU flags, is
+    /// covered by the engine's compatibility hash, which knows the engine's real target
+    /// even for an engine that compiles for another host.)
+    pub fn tag(self) -> &'static str {
+        match self {
+            Self::Cranelift { arch } => arch,
+            Self::Pulley { .. } => "pulley",
+        }
+    }
+}
+
+impl fmt::Display for ExecutionMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cranelift { arch } => write!(f, "cranelift ({arch})"),
+            Self::Pulley { bits } => write!(f, "pulley{bits} interpreter"),
+        }
+    }
+}
+
+/// How `engine` runs guest code. Engines here always compile for the host they run on,
+/// so the architecture is this process's.
+pub fn execution_mode_of(engine: &Engine) -> ExecutionMode {
+    mode_for(engine.is_pulley(), std::env::consts::ARCH, usize::BITS)
+}
+
+fn mode_for(pulley: bool, arch: &'static str, bits: u32) -> ExecutionMode {
+    if pulley {
+        ExecutionMode::Pulley { bits }
+    } else {
+        ExecutionMode::Cranelift { arch }
+    }
+}
+
+/// How this build of the limb runs guest code on this host (what [`Runtime::new`]'s
+/// engine uses): asked of an engine with the limb's configuration, since wasmtime picks
+/// Pulley by itself where Cranelift has no backend. `None` if no engine can be made here.
+pub fn execution_mode() -> Option<ExecutionMode> {
+    static MODE: OnceLock<Option<ExecutionMode>> = OnceLock::new();
+    *MODE.get_or_init(|| {
+        Engine::new(&base_config(None))
+            .ok()
+            .map(|e| execution_mode_of(&e))
+    })
 }
 
 /// How to allocate instance memory.
@@ -129,7 +191,8 @@ impl Runtime {
             .map_err(|e| Error::Link(e.to_string()))?;
         let stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.clone(), settings.epoch_tick, stop.clone());
-        tracing::info!(pooling, memory_limit = settings.memory_limit, call_timeout = ?settings.call_timeout, "engine ready");
+        let execution = execution_mode_of(&engine);
+        tracing::info!(%execution, pooling, memory_limit = settings.memory_limit, call_timeout = ?settings.call_timeout, "engine ready");
         warn_if_mappings_run_out(settings.max_instances);
         Ok(Self {
             engine,
@@ -251,5 +314,37 @@ fn spawn_ticker(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) {
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the epoch ticker; adaptor calls will not be interrupted");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_modes_name_the_architecture_or_the_interpreter() {
+        let cases = [
+            (false, "x86_64", 64, "cranelift (x86_64)", "x86_64"),
+            (false, "aarch64", 64, "cranelift (aarch64)", "aarch64"),
+            (true, "arm", 32, "pulley32 interpreter", "pulley"),
+            (true, "x86_64", 64, "pulley64 interpreter", "pulley"),
+        ];
+        for (pulley, arch, bits, shown, tag) in cases {
+            let m = mode_for(pulley, arch, bits);
+            assert_eq!(m.to_string(), shown);
+            assert_eq!(m.tag(), tag);
+        }
+    }
+
+    #[test]
+    fn the_limb_reports_the_mode_of_the_engine_it_makes() {
+        let runtime = Runtime::new(Settings::default()).unwrap();
+        assert_eq!(execution_mode(), Some(execution_mode_of(runtime.engine())));
+        // wasmtime interprets only where Cranelift has no backend for the host.
+        let interpreted = !matches!(
+            std::env::consts::ARCH,
+            "x86_64" | "aarch64" | "s390x" | "riscv64"
+        );
+        assert_eq!(runtime.engine().is_pulley(), interpreted);
     }
 }

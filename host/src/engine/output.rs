@@ -11,7 +11,8 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
 use super::DeviceTag;
-use crate::capabilities::log::{Budget, MAX_MESSAGE, truncate};
+use super::host_calls::log::{Budget, MAX_MESSAGE};
+use crate::bounds::truncate;
 
 /// Lines per second one device may print on stdout and stderr together.
 pub const LINES_PER_SECOND: u32 = 100;

@@ -10,8 +10,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::output::GuestOutput;
 use super::{Runtime, Settings, Stop};
-use crate::bindings::CapabilityError;
-use crate::capabilities::{self, Capabilities};
+use crate::capabilities::Capabilities;
+use crate::capabilities::CapabilityError;
 use crate::metrics::{InstanceMeters, Metrics};
 use crate::status::Event;
 
@@ -134,7 +134,7 @@ pub struct StoreState {
     pub(crate) caps: Capabilities,
     pub(crate) device: DeviceTag,
     pub(crate) outbox: Outbox,
-    pub(crate) log_budget: capabilities::log::Budget,
+    pub(crate) log_budget: super::host_calls::log::Budget,
     pub(crate) started: Instant,
     deadline: Option<Instant>,
     /// Set when the device is removed: the running call ends at the next tick.
@@ -201,7 +201,7 @@ impl StoreState {
             caps,
             device,
             outbox: Outbox::default(),
-            log_budget: capabilities::log::Budget::new(200),
+            log_budget: super::host_calls::log::Budget::new(200),
             started: Instant::now(),
             deadline: None,
             stop,
@@ -306,7 +306,7 @@ impl StoreState {
     pub(crate) fn push_handle<T: Send + 'static>(
         &mut self,
         opened: Result<T, CapabilityError>,
-    ) -> wasmtime::Result<Result<Resource<T>, CapabilityError>> {
+    ) -> wasmtime::Result<Result<Resource<T>, crate::bindings::CapabilityError>> {
         match opened {
             Ok(handle) => match self.table.push(handle) {
                 Ok(r) => Ok(Ok(r)),
@@ -315,7 +315,7 @@ impl StoreState {
                     Err(e.into())
                 }
             },
-            Err(e) => Ok(Err(e)),
+            Err(e) => Ok(Err(e.into())),
         }
     }
 }

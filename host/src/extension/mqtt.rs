@@ -529,11 +529,10 @@ async fn run(
     tracing::debug!(device = %key, "mqtt extension stopped");
 }
 
-/// Capped exponential backoff with jitter (half to full step).
+/// The reconnect delay after `failures` in a row: the shared backoff from
+/// [`BASE_BACKOFF`] to the spec's `max`.
 fn backoff(failures: u32, max: Duration, jitter: f64) -> Duration {
-    let exp = failures.saturating_sub(1).min(20);
-    let step = BASE_BACKOFF.saturating_mul(1u32 << exp).min(max);
-    step.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+    octopus_backoff::Backoff::new(BASE_BACKOFF, max).delay(failures, jitter)
 }
 
 /// Picks an address of the broker that the node policy allows.

@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crds::{ConditionType, DeviceLink};
+use crds::DeviceLink;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::adaptors::{self, Adaptor, CompileCache};
-use crate::status::{AdaptorReport, DeviceReport, Event, EventType, Phase, now};
-use crate::supervisor::{self, Command, Context, Handle};
+use crate::fleet::{Block, Fleet, Observed, Offer, Version};
+use crate::status::{AdaptorReport, DeviceReport, Event, EventType};
+use crate::supervisor::Context;
 
 /// File identity for change detection: modification time and length.
 type Signature = (Option<SystemTime>, u64);
@@ -41,12 +42,6 @@ struct LinkFile {
     links: Vec<Arc<DeviceLink>>,
 }
 
-struct Running {
-    link: Arc<DeviceLink>,
-    digest: String,
-    handle: Handle,
-}
-
 pub struct Standalone {
     ctx: Arc<Context>,
     cache: Arc<CompileCache>,
@@ -55,7 +50,7 @@ pub struct Standalone {
     adaptor_files: HashMap<PathBuf, AdaptorFile>,
     adaptors: HashMap<String, Arc<Adaptor>>,
     link_files: BTreeMap<PathBuf, LinkFile>,
-    running: HashMap<String, Running>,
+    fleet: Fleet,
     /// Adaptor files compiling: each loads on its own, so a small adaptor dropped beside
     /// a big one serves as soon as its own compile is done.
     loading: JoinSet<Loaded>,
@@ -70,6 +65,7 @@ impl Standalone {
         node: Option<String>,
     ) -> Self {
         Self {
+            fleet: Fleet::new(ctx.clone()),
             ctx,
             cache,
             dir,
@@ -77,7 +73,6 @@ impl Standalone {
             adaptor_files: HashMap::new(),
             adaptors: HashMap::new(),
             link_files: BTreeMap::new(),
-            running: HashMap::new(),
             loading: JoinSet::new(),
         }
     }
@@ -97,7 +92,7 @@ impl Standalone {
             }
         }
         self.loading.abort_all();
-        crate::supervisor::stop_all(self.running.drain().map(|(_, r)| r.handle)).await;
+        self.fleet.stop_all().await;
     }
 
     /// One pass: start loading changed adaptors (in the background, see [`Self::run`]),
@@ -113,7 +108,7 @@ impl Standalone {
         self.scan_adaptors(wasm);
         self.scan_links(yaml);
         self.reconcile().await;
-        self.ctx.metrics.set_devices(self.running.len());
+        self.ctx.metrics.set_devices(self.fleet.len());
     }
 
     fn scan_adaptors(&mut self, files: Listing) {
@@ -239,17 +234,13 @@ impl Standalone {
                     &msg,
                 ));
                 if let Some(name) = &entry.name {
-                    for r in self
-                        .running
-                        .values()
-                        .filter(|r| r.handle.adaptor_name == *name)
-                    {
+                    for key in self.fleet.using(name) {
                         let ev = Event::new(
                             EventType::Warning,
                             "AdaptorRefused",
                             &format!("{source}: {msg}"),
                         );
-                        self.ctx.board.modify(&r.link.key(), |d| d.record(ev));
+                        self.ctx.board.modify(key, |d| d.record(ev));
                     }
                 }
             }
@@ -311,142 +302,55 @@ impl Standalone {
         out
     }
 
+    /// Observes every link of the folder and hands it to the fleet; links no file
+    /// holds any more are gone.
     async fn reconcile(&mut self) {
         let desired = self.desired();
-        let gone: Vec<String> = self
-            .running
+        let stale: Vec<String> = self
+            .fleet
             .keys()
-            .filter(|k| !desired.contains_key(*k))
             .cloned()
+            .chain(self.ctx.board.devices().iter().map(DeviceReport::key))
+            .filter(|k| !desired.contains_key(k))
             .collect();
-        for key in gone {
-            if let Some(r) = self.running.remove(&key) {
-                r.handle.retire();
-            }
-        }
-        for key in self.ctx.board.devices().iter().map(DeviceReport::key) {
-            if !desired.contains_key(&key) {
-                self.ctx.board.remove(&key);
-            }
+        for key in stale {
+            self.fleet.apply(&key, Observed::Gone);
         }
         for (key, link) in desired {
-            let adaptor = self.adaptors.get(&link.spec.adaptor.name).cloned();
-            let serves = adaptor.as_ref().is_some_and(|a| {
-                a.model(&link.spec.model.api_version, &link.spec.model.kind)
-                    .is_some()
-            });
-            let model_known = self.adaptors.values().any(|a| {
-                a.model(&link.spec.model.api_version, &link.spec.model.kind)
-                    .is_some()
-            });
-            let stamp = now();
-            let init = || {
-                DeviceReport::new(
-                    link.namespace_or_default(),
-                    link.name(),
-                    &link.spec.model.kind,
-                    &link.spec.adaptor.name,
-                )
-            };
-            let problems = crds::validate::device_link(&link);
-            if !problems.is_empty() {
-                if let Some(r) = self.running.remove(&key) {
-                    r.handle.retire();
-                }
-                let msg = problems.join("; ");
-                self.ctx.board.update(&key, init, |r| {
-                    r.phase = Phase::Pending;
-                    r.conditions.0.clear();
-                    r.last_error = Some(format!("invalid DeviceLink: {msg}"));
-                });
-                continue;
-            }
-            if (!model_known || !serves)
-                && !self.loading.is_empty()
-                && !self.running.contains_key(&key)
-            {
-                // Its adaptor may be among the files still compiling: say so, rather
-                // than that it does not exist.
-                let n = self.loading.len();
-                self.ctx.board.update(&key, init, |r| {
-                    r.phase = Phase::Pending;
-                    r.last_error = Some(format!(
-                        "waiting for {n} adaptor file(s) still loading; none loaded so far serves {}/{} as {}",
-                        link.spec.model.api_version, link.spec.model.kind, link.spec.adaptor.name
-                    ));
-                });
-                continue;
-            }
-            if !model_known || !serves {
-                if let Some(r) = self.running.remove(&key) {
-                    r.handle.retire();
-                }
-                let adaptor_msg = if adaptor.is_some() {
-                    format!(
-                        "the adaptor isn't existed: {} does not serve {}",
-                        link.spec.adaptor.name, link.spec.model.kind
-                    )
-                } else {
-                    format!(
-                        "the adaptor isn't existed: no adaptor named {} is loaded",
-                        link.spec.adaptor.name
-                    )
-                };
-                self.ctx.board.update(&key, init, |r| {
-                    r.phase = Phase::Pending;
-                    r.conditions.succeed(ConditionType::NodeExisted, &stamp);
-                    if model_known {
-                        r.conditions.succeed(ConditionType::ModelExisted, &stamp);
-                        r.conditions
-                            .fail(ConditionType::AdaptorExisted, &adaptor_msg, &stamp);
-                    } else {
-                        r.conditions.fail(
-                            ConditionType::ModelExisted,
-                            &format!(
-                                "model isn't existed: no loaded adaptor serves {}/{}",
-                                link.spec.model.api_version, link.spec.model.kind
-                            ),
-                            &stamp,
-                        );
-                    }
-                    r.last_error = Some(adaptor_msg.clone());
-                });
-                continue;
-            }
-            let Some(adaptor) = adaptor else { continue };
-            match self.running.get_mut(&key) {
-                Some(r) => {
-                    if r.link.spec != link.spec || r.link.metadata.uid != link.metadata.uid {
-                        r.link = link.clone();
-                        r.handle.send(Command::Update(link, vec![]));
-                    }
-                    if r.digest != adaptor.digest {
-                        r.digest = adaptor.digest.clone();
-                        r.handle.send(Command::Swap(adaptor));
-                    }
-                }
-                None => {
-                    self.ctx.board.update(&key, init, |r| {
-                        r.conditions.succeed(ConditionType::NodeExisted, &stamp);
-                        r.conditions.succeed(ConditionType::ModelExisted, &stamp);
-                    });
-                    let handle = supervisor::spawn(
-                        self.ctx.clone(),
-                        link.clone(),
-                        adaptor.clone(),
-                        Vec::new(),
-                    );
-                    self.running.insert(
-                        key,
-                        Running {
-                            link,
-                            digest: adaptor.digest.clone(),
-                            handle,
-                        },
-                    );
-                }
-            }
+            let observed = observe(link, &self.adaptors, self.loading.len());
+            self.fleet.apply(&key, observed);
         }
+    }
+}
+
+/// What the folder says of one link: invalid, or wanted with the adaptors loaded (by
+/// name) and `loading` loads still running.
+fn observe<A: Version>(
+    link: Arc<DeviceLink>,
+    adaptors: &HashMap<String, Arc<A>>,
+    loading: usize,
+) -> Observed<A> {
+    let problems = crds::validate::device_link(&link);
+    if !problems.is_empty() {
+        return Observed::Blocked {
+            link,
+            block: Block {
+                stage: None,
+                message: problems.join("; "),
+            },
+        };
+    }
+    let (api_version, kind) = (&link.spec.model.api_version, &link.spec.model.kind);
+    let offer = Offer {
+        named: adaptors.get(&link.spec.adaptor.name).cloned(),
+        model_known: adaptors.values().any(|a| a.serves(api_version, kind)),
+        refusal: None,
+        loading,
+    };
+    Observed::Wanted {
+        link,
+        references: Vec::new(),
+        offer,
     }
 }
 
@@ -482,4 +386,55 @@ fn list(dir: &Path) -> std::io::Result<(Listing, Listing)> {
     wasm.sort();
     yaml.sort();
     Ok((wasm, yaml))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::testing::{DUMMY, fake, link};
+    use crate::fleet::{Action, decide};
+    use crds::ConditionType;
+
+    /// Standalone mode honours `spec.adaptor.digest` as cluster mode does: a pinned
+    /// link runs only on the version with that digest.
+    #[test]
+    fn a_pinned_digest_picks_the_version() {
+        let adaptors = HashMap::from([(DUMMY.to_owned(), fake("d1"))]);
+        let cases = [
+            (None, 0, "start"),
+            (Some("sha256:d1"), 0, "start"),
+            (Some("sha256:d0"), 0, "refused at AdaptorExisted"),
+            (Some("sha256:d0"), 1, "wait"),
+        ];
+        for (pin, loading, want) in cases {
+            let observed = observe(
+                Arc::new(link("DummySpecialDevice", "slow", pin, "u1")),
+                &adaptors,
+                loading,
+            );
+            let got = match decide(&observed, None) {
+                Action::Start(a) if a.digest == "d1" => "start",
+                Action::Refuse(b) if b.stage == Some(ConditionType::AdaptorExisted) => {
+                    "refused at AdaptorExisted"
+                }
+                Action::Wait(_) => "wait",
+                other => panic!("{pin:?}: unexpected {other:?}"),
+            };
+            assert_eq!(got, want, "pin {pin:?} with {loading} load(s) running");
+        }
+    }
+
+    #[test]
+    fn a_model_no_adaptor_serves_is_refused_at_model_existed() {
+        let adaptors = HashMap::from([(DUMMY.to_owned(), fake("d1"))]);
+        let observed = observe(
+            Arc::new(link("RegisterDevice", "slow", None, "u1")),
+            &adaptors,
+            0,
+        );
+        let Action::Refuse(b) = decide(&observed, None) else {
+            panic!("not refused");
+        };
+        assert_eq!(b.stage, Some(ConditionType::ModelExisted));
+    }
 }

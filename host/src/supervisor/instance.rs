@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 use wasmtime::Store;
 
 use super::Context;
-use crate::adaptors::Adaptor;
+use super::driver::{CallError, Connect, Driver, STOPPED};
+use crate::adaptors::{Adaptor, describe_trap};
 use crate::bindings::{self, AdaptorError, DeviceConfig, DeviceSettings};
 use crate::capabilities::{Capabilities, Grants};
-use crate::engine::{CpuAccount, DeviceTag, Scheduler, Stop, StoreState};
+use crate::engine::{CpuAccount, DeviceTag, Outbox, Scheduler, Stop, StoreState};
 
 /// Extra time past the epoch deadline before the call's future is abandoned; only a
 /// host import that ignores its own timeout could need it.
@@ -38,58 +39,60 @@ fn bounded(err: AdaptorError) -> AdaptorError {
     }
 }
 
-/// Why a call ended when its device was removed.
-const STOPPED: &str = "stopped: the device was removed";
-
-/// Why a guest call did not produce a value.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum CallError {
-    /// The adaptor returned an error; the instance is still usable.
-    #[error("{}", bindings::Explain(.0))]
-    Adaptor(AdaptorError),
-    /// The instance trapped (or was interrupted); it must be dropped.
-    #[error("trapped: {0}")]
-    Trap(String),
-    /// The device kept spending its whole CPU budget; the instance was stopped and
-    /// must be dropped, like after a trap.
-    #[error("stopped: {0}")]
-    CpuExhausted(String),
+/// The wasm implementation of [`Connect`] for one device: instances share the
+/// runtime, and every call ends when the device's `stop` is set.
+pub struct Wasm {
+    pub ctx: Arc<Context>,
+    pub tag: DeviceTag,
+    pub stop: Arc<Stop>,
 }
 
-impl CallError {
-    /// Whether the instance is dead after this error.
-    pub fn is_trap(&self) -> bool {
-        matches!(self, Self::Trap(_) | Self::CpuExhausted(_))
+impl Connect for Wasm {
+    type Version = Adaptor;
+    type Driver = Instance;
+
+    async fn connect(
+        &self,
+        version: Arc<Adaptor>,
+        grants: Arc<Grants>,
+    ) -> Result<Instance, CallError> {
+        Instance::stoppable(
+            &self.ctx,
+            version,
+            self.tag.clone(),
+            grants,
+            self.stop.clone(),
+        )
+        .await
     }
 }
 
-/// Words a trap the way an operator needs to read it.
-pub fn describe_trap(err: &wasmtime::Error, state: &StoreState) -> String {
-    if let Some(why) = state.limit_refusal() {
-        return why.to_owned();
+impl Driver for Instance {
+    type Version = Adaptor;
+
+    fn version(&self) -> &Arc<Adaptor> {
+        &self.adaptor
     }
-    match err.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => {
-            "deadline exceeded: the call ran past its time limit".into()
-        }
-        Some(wasmtime::Trap::StackOverflow) => "stack overflow".into(),
-        Some(wasmtime::Trap::UnreachableCodeReached) => {
-            "the adaptor panicked (wasm `unreachable` executed); see its stderr in the limb log"
-                .into()
-        }
-        Some(t) => format!("wasm trap: {t}"),
-        // A host call's refusal: its own words first, the wasm backtrace wasmtime wraps
-        // around it after them, so a short display still shows why.
-        None => {
-            let root = err.root_cause().to_string();
-            let full = format!("{err:#}");
-            let text = if full.starts_with(&root) {
-                full
-            } else {
-                format!("{root} ({full})")
-            };
-            crate::capabilities::log::truncate(&text, 512).into_owned()
-        }
+    async fn configure(&mut self, config: &DeviceConfig) -> Result<DeviceSettings, CallError> {
+        Instance::configure(self, config).await
+    }
+    async fn reconfigure(&mut self, config: &DeviceConfig) -> Result<DeviceSettings, CallError> {
+        Instance::reconfigure(self, config).await
+    }
+    async fn poll(&mut self) -> Result<String, CallError> {
+        Instance::poll(self).await
+    }
+    async fn snapshot(&mut self) -> Result<Vec<u8>, CallError> {
+        Instance::snapshot(self).await
+    }
+    async fn restore(&mut self, state: &[u8], from_version: &str) -> Result<(), CallError> {
+        Instance::restore(self, state, from_version).await
+    }
+    async fn shutdown(self) {
+        Instance::shutdown(self).await;
+    }
+    fn take_outbox(&mut self) -> Outbox {
+        Instance::take_outbox(self)
     }
 }
 
@@ -327,7 +330,7 @@ impl Instance {
     }
 
     /// Takes what the guest pushed during the last call.
-    pub fn take_outbox(&mut self) -> crate::engine::Outbox {
+    pub fn take_outbox(&mut self) -> Outbox {
         self.store.data_mut().take_outbox()
     }
 

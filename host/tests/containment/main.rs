@@ -9,11 +9,13 @@
 //! cargo test --release -p limb --test containment
 //! ```
 //!
-//! (`env!("CARGO_BIN_EXE_limb")` is then the release binary; `scripts/test.sh` adds
-//! `--locked --no-default-features`, standalone needs no cluster.) A plain `cargo test`
-//! leaves this target out (`test = false` in `host/Cargo.toml`); a debug build of it
-//! still runs when named, and says it is not the build it is meant for. The cases share
-//! a lock, so libtest may report them as running long while they wait their turn.
+//! (`env!("CARGO_BIN_EXE_limb")` is then the release binary.) `OCTOPUS_LIMB_BIN` names
+//! another limb binary to attack instead: `scripts/test.sh` points it at the static
+//! release binary that goes into the image, so the suite proves the shipped artifact and
+//! the harness itself can stay a debug build. A plain `cargo test` leaves this target out
+//! (`test = false` in `host/Cargo.toml`); a debug build of the limb still runs when named,
+//! and says it is not the build it is meant for. The cases share a lock, so libtest may
+//! report them as running long while they wait their turn.
 //!
 //! The adaptor components come from `$OCTOPUS_ADAPTORS_DIR` (default
 //! `~/.cache/octopus/adaptors`, filled by `scripts/build-adaptors.sh`, which also builds
@@ -70,6 +72,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+// The one lookup of components (and of the cache they sit in), shared with the
+// end-to-end suites. Included by path rather than as a dev-dependency: this suite is
+// built in release with `--no-default-features`, and the `octopus-tests` crate would
+// bring its kube and k8s-openapi half into that build for one function.
+#[path = "../../../tests/src/paths.rs"]
+#[allow(dead_code, reason = "this suite needs only the component lookup")]
+mod paths;
+use paths::component;
+
 /// The healthy neighbour's poll interval; the unit of the time bounds.
 const INTERVAL: Duration = Duration::from_millis(100);
 /// How often the limb rescans its folder.
@@ -119,33 +130,6 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
 
 // ---------------------------------------------------------------------------------------
 // Components, links and files
-
-fn cache_home() -> PathBuf {
-    if let Some(c) = std::env::var_os("OCTOPUS_CACHE") {
-        return PathBuf::from(c);
-    }
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("/tmp"))
-        .join("octopus")
-}
-
-fn adaptors_dir() -> PathBuf {
-    std::env::var_os("OCTOPUS_ADAPTORS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache_home().join("adaptors"))
-}
-
-fn component(name: &str) -> Vec<u8> {
-    let path = adaptors_dir().join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "reading {}: {e}; run scripts/build-adaptors.sh (or set OCTOPUS_ADAPTORS_DIR)",
-            path.display()
-        )
-    })
-}
 
 fn link_yaml(name: &str, adaptor: &str, kind: &str, spec: &Value) -> String {
     // YAML is a superset of JSON: the spec goes in as one flow mapping.
@@ -392,7 +376,7 @@ impl Limb {
         let cache = std::env::var_os("LIMB_CACHE_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("containment-cache"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_limb"));
+        let mut cmd = Command::new(limb_binary());
         // Only what this suite says: no LIMB_* setting of the caller's changes the limb
         // (LIMB_LOG, the log filter, still applies).
         for (k, _) in std::env::vars_os() {
@@ -840,7 +824,7 @@ impl Case {
     /// Runs the case; panics with every failed claim and the numbers.
     fn run(self) {
         let _one = one_at_a_time();
-        if cfg!(debug_assertions) {
+        if cfg!(debug_assertions) && std::env::var_os("OCTOPUS_LIMB_BIN").is_none() {
             say(&format!(
                 "containment {}: WARNING: built without --release; this suite is meant for the release limb (cargo test --release -p limb --test containment)",
                 self.name
@@ -1456,4 +1440,11 @@ fn colours_are_stripped_and_other_escapes_kept() {
         "time  INFO"
     );
     assert_eq!(strip_colours("a\x1b[2Jb"), "a\x1b[2Jb");
+}
+
+/// The limb under attack: `OCTOPUS_LIMB_BIN` if set (the shipped static binary), else the
+/// one cargo built with this suite.
+fn limb_binary() -> PathBuf {
+    std::env::var_os("OCTOPUS_LIMB_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_limb")), PathBuf::from)
 }

@@ -14,10 +14,8 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{Mutex, MutexGuard};
 use tokio::time::Instant;
 
-use super::{Backend, SerialIo};
-use crate::bindings::CapabilityError;
-use crate::bindings::octopus::adaptor::serial as wit;
-use crate::capabilities::{io_error, with_timeout, write_all};
+use super::{Backend, Parity, SerialIo, Settings};
+use crate::capabilities::{CapabilityError, io_error, with_timeout, write_all};
 
 /// Silence that ends a reply when the guest does not say.
 const DEFAULT_IDLE: Duration = Duration::from_millis(20);
@@ -25,7 +23,7 @@ const DEFAULT_IDLE: Duration = Duration::from_millis(20);
 /// One open serial line and the settings it was opened with.
 pub struct Bus {
     path: String,
-    settings: wit::Settings,
+    settings: Settings,
     /// Tokio's mutex queues waiters in arrival order: that is what makes turns fair.
     io: Mutex<Box<dyn SerialIo>>,
     /// The port failed (unplugged adapter, pty gone): the next open makes a new bus
@@ -48,7 +46,7 @@ impl Buses {
         &self,
         backend: &dyn Backend,
         path: &str,
-        settings: wit::Settings,
+        settings: Settings,
         timeout: Duration,
     ) -> Result<Arc<Bus>, CapabilityError> {
         let mut open = self.open.lock().await;
@@ -58,7 +56,7 @@ impl Buses {
             .and_then(Weak::upgrade)
             .filter(|b| !b.broken.load(Ordering::Relaxed))
         {
-            if !same_line(&bus.settings, &settings) {
+            if bus.settings != settings {
                 return Err(CapabilityError::InvalidArgument(format!(
                     "{path} is already open at {} by another device on this bus; this device asks for {}",
                     describe(&bus.settings),
@@ -184,23 +182,16 @@ impl Bus {
     }
 }
 
-fn same_line(a: &wit::Settings, b: &wit::Settings) -> bool {
-    a.baud_rate == b.baud_rate
-        && a.data_bits == b.data_bits
-        && a.stop_bits == b.stop_bits
-        && parity_letter(a.parity) == parity_letter(b.parity)
-}
-
-fn parity_letter(p: wit::Parity) -> char {
+fn parity_letter(p: Parity) -> char {
     match p {
-        wit::Parity::None => 'N',
-        wit::Parity::Even => 'E',
-        wit::Parity::Odd => 'O',
+        Parity::None => 'N',
+        Parity::Even => 'E',
+        Parity::Odd => 'O',
     }
 }
 
 /// `19200 8E1`, the way line settings are written on the devices themselves.
-fn describe(s: &wit::Settings) -> String {
+fn describe(s: &Settings) -> String {
     format!(
         "{} {}{}{}",
         s.baud_rate,
@@ -254,11 +245,7 @@ mod tests {
     /// Hands out one prepared port, then refuses: a second open would be a bug.
     struct OnePort(std::sync::Mutex<Option<DuplexStream>>);
     impl Backend for OnePort {
-        fn open(
-            &self,
-            _: String,
-            _: wit::Settings,
-        ) -> BoxFuture<'_, io::Result<Box<dyn SerialIo>>> {
+        fn open(&self, _: String, _: Settings) -> BoxFuture<'_, io::Result<Box<dyn SerialIo>>> {
             let port = self.0.lock().ok().and_then(|mut p| p.take());
             Box::pin(async move {
                 port.map(|p| Box::new(Mem(p)) as Box<dyn SerialIo>)
@@ -267,8 +254,8 @@ mod tests {
         }
     }
 
-    fn line(baud_rate: u32, parity: wit::Parity) -> wit::Settings {
-        wit::Settings {
+    fn line(baud_rate: u32, parity: Parity) -> Settings {
+        Settings {
             baud_rate,
             data_bits: 8,
             parity,
@@ -288,16 +275,16 @@ mod tests {
         let (backend, _device) = pair();
         let buses = Buses::default();
         let a = buses
-            .open(&backend, "/dev/ttyRS485", line(19200, wit::Parity::Even), T)
+            .open(&backend, "/dev/ttyRS485", line(19200, Parity::Even), T)
             .await
             .unwrap();
         let b = buses
-            .open(&backend, "/dev/ttyRS485", line(19200, wit::Parity::Even), T)
+            .open(&backend, "/dev/ttyRS485", line(19200, Parity::Even), T)
             .await
             .unwrap();
         assert!(Arc::ptr_eq(&a, &b));
         let err = buses
-            .open(&backend, "/dev/ttyRS485", line(9600, wit::Parity::None), T)
+            .open(&backend, "/dev/ttyRS485", line(9600, Parity::None), T)
             .await
             .err()
             .unwrap();
@@ -313,7 +300,7 @@ mod tests {
     async fn a_reply_ends_at_its_length_or_after_silence() {
         let (backend, mut device) = pair();
         let bus = Buses::default()
-            .open(&backend, "/dev/ttyX", line(9600, wit::Parity::None), T)
+            .open(&backend, "/dev/ttyX", line(9600, Parity::None), T)
             .await
             .unwrap();
         let echo = tokio::spawn(async move {
@@ -361,7 +348,7 @@ mod tests {
     async fn a_silent_device_times_out_without_holding_the_bus() {
         let (backend, _device) = pair();
         let bus = Buses::default()
-            .open(&backend, "/dev/ttyX", line(9600, wit::Parity::None), T)
+            .open(&backend, "/dev/ttyX", line(9600, Parity::None), T)
             .await
             .unwrap();
         let started = Instant::now();
@@ -388,7 +375,7 @@ mod tests {
     async fn turns_are_taken_in_arrival_order() {
         let (backend, _device) = pair();
         let bus = Buses::default()
-            .open(&backend, "/dev/ttyX", line(9600, wit::Parity::None), T)
+            .open(&backend, "/dev/ttyX", line(9600, Parity::None), T)
             .await
             .unwrap();
         let first = bus.turn().await;
@@ -415,7 +402,7 @@ mod tests {
     async fn waiting_for_the_turn_does_not_shorten_the_reply_window() {
         let (backend, mut device) = pair();
         let bus = Buses::default()
-            .open(&backend, "/dev/ttyX", line(9600, wit::Parity::None), T)
+            .open(&backend, "/dev/ttyX", line(9600, Parity::None), T)
             .await
             .unwrap();
         let held = bus.turn().await;
@@ -442,11 +429,7 @@ mod tests {
     #[derive(Default)]
     struct Ports(std::sync::Mutex<Vec<DuplexStream>>);
     impl Backend for Ports {
-        fn open(
-            &self,
-            _: String,
-            _: wit::Settings,
-        ) -> BoxFuture<'_, io::Result<Box<dyn SerialIo>>> {
+        fn open(&self, _: String, _: Settings) -> BoxFuture<'_, io::Result<Box<dyn SerialIo>>> {
             let (a, b) = tokio::io::duplex(256);
             if let Ok(mut devices) = self.0.lock() {
                 devices.push(b);
@@ -459,7 +442,7 @@ mod tests {
     async fn a_failed_port_is_reopened_even_while_others_hold_it() {
         let backend = Ports::default();
         let buses = Buses::default();
-        let settings = line(9600, wit::Parity::None);
+        let settings = line(9600, Parity::None);
         let a = buses
             .open(&backend, "/dev/ttyUSB0", settings, T)
             .await
@@ -492,7 +475,7 @@ mod tests {
     async fn a_turn_that_never_comes_ends_at_the_latest_instant() {
         let (backend, _device) = pair();
         let bus = Buses::default()
-            .open(&backend, "/dev/ttyX", line(9600, wit::Parity::None), T)
+            .open(&backend, "/dev/ttyX", line(9600, Parity::None), T)
             .await
             .unwrap();
         let _held = bus.turn().await;

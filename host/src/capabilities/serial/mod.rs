@@ -9,14 +9,27 @@ use std::time::Duration;
 
 use crds::GrantKind;
 
-use tracing::Instrument;
-use wasmtime::component::Resource;
-
-use super::Capabilities;
 use super::socket::{BoxFuture, Duplex};
-use crate::bindings::CapabilityError;
-use crate::bindings::octopus::adaptor::serial as wit;
-use crate::engine::StoreState;
+use super::{Capabilities, CapabilityError};
+
+/// Parity of a serial line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parity {
+    None,
+    Even,
+    Odd,
+}
+
+/// Line settings applied when a port is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub baud_rate: u32,
+    /// 5 to 8.
+    pub data_bits: u8,
+    pub parity: Parity,
+    /// 1 or 2.
+    pub stop_bits: u8,
+}
 
 /// An open port: a byte stream that can also drop its input buffer.
 pub trait SerialIo: Duplex {
@@ -28,7 +41,7 @@ pub trait Backend: Send + Sync {
     fn open(
         &self,
         path: String,
-        settings: wit::Settings,
+        settings: Settings,
     ) -> BoxFuture<'_, io::Result<Box<dyn SerialIo>>>;
 }
 
@@ -42,7 +55,7 @@ impl SerialIo for tokio_serial::SerialStream {
 }
 
 impl Backend for RealBackend {
-    fn open(&self, path: String, s: wit::Settings) -> BoxFuture<'_, io::Result<Box<dyn SerialIo>>> {
+    fn open(&self, path: String, s: Settings) -> BoxFuture<'_, io::Result<Box<dyn SerialIo>>> {
         Box::pin(async move {
             let data_bits = match s.data_bits {
                 5 => tokio_serial::DataBits::Five,
@@ -67,9 +80,9 @@ impl Backend for RealBackend {
                 }
             };
             let parity = match s.parity {
-                wit::Parity::None => tokio_serial::Parity::None,
-                wit::Parity::Even => tokio_serial::Parity::Even,
-                wit::Parity::Odd => tokio_serial::Parity::Odd,
+                Parity::None => tokio_serial::Parity::None,
+                Parity::Even => tokio_serial::Parity::Even,
+                Parity::Odd => tokio_serial::Parity::Odd,
             };
             let builder = tokio_serial::new(path, s.baud_rate)
                 .data_bits(data_bits)
@@ -90,7 +103,7 @@ impl Capabilities {
     pub async fn open_serial(
         &mut self,
         grant: &str,
-        settings: wit::Settings,
+        settings: Settings,
     ) -> Result<Port, CapabilityError> {
         let g = self.authorize(grant, GrantKind::Serial)?;
         let timeout = self.timeout(0);
@@ -109,93 +122,78 @@ impl Capabilities {
     }
 }
 
-impl wit::Host for StoreState {
-    async fn open(
-        &mut self,
-        grant: String,
-        settings: wit::Settings,
-    ) -> wasmtime::Result<Result<Resource<Port>, CapabilityError>> {
-        let span = tracing::debug_span!("limb.serial.open", device = %self.device, %grant);
-        let opened = self
-            .caps
-            .open_serial(&grant, settings)
-            .instrument(span)
-            .await;
-        self.count("serial", &opened);
-        self.push_handle(opened)
+/// One request and its reply on a shared line, as the guest asks for it.
+#[derive(Clone, Debug)]
+pub struct Exchange {
+    /// Written after any stale input has been discarded.
+    pub request: Vec<u8>,
+    /// How long to wait for the first byte of the reply; 0 means the cap.
+    pub timeout_ms: u32,
+    /// The reply is complete once this many bytes have arrived...
+    pub reply_len: u32,
+    /// ...or once the line has been silent this long after the first byte.
+    pub idle_ms: u32,
+}
+
+impl Port {
+    /// The shared line, held across a turn without borrowing the handle table.
+    pub fn bus(&self) -> Arc<bus::Bus> {
+        self.bus.clone()
     }
 }
 
-impl wit::HostPort for StoreState {
-    async fn transact(
-        &mut self,
-        port: Resource<Port>,
-        exchange: wit::Exchange,
-    ) -> wasmtime::Result<Result<Vec<u8>, CapabilityError>> {
-        if let Err(e) = self.caps.read_size(exchange.reply_len) {
-            return Ok(Err(e));
-        }
-        let max_reply = self.caps.max_read();
-        let timeout = self.caps.timeout(exchange.timeout_ms);
+impl Capabilities {
+    /// Writes the request and reads its reply in one turn on the line.
+    pub async fn serial_transact(
+        &self,
+        bus: &bus::Bus,
+        exchange: &Exchange,
+    ) -> Result<Vec<u8>, CapabilityError> {
+        self.read_size(exchange.reply_len)?;
+        let max_reply = self.max_read();
+        let timeout = self.timeout(exchange.timeout_ms);
         // What is left of the guest call bounds the wait for the turn as well.
-        let latest = tokio::time::Instant::now() + self.caps.timeout(0);
+        let latest = tokio::time::Instant::now() + self.timeout(0);
         let idle = Duration::from_millis(u64::from(exchange.idle_ms)).min(timeout);
-        let bus = self.table.get(&port)?.bus.clone();
-        let span =
-            tracing::debug_span!("limb.serial.transact", device = %self.device, path = bus.path());
-        Ok(bus
-            .transact(
-                &exchange.request,
-                timeout,
-                latest,
-                exchange.reply_len as usize,
-                idle,
-                max_reply,
-            )
-            .instrument(span)
-            .await)
+        bus.transact(
+            &exchange.request,
+            timeout,
+            latest,
+            exchange.reply_len as usize,
+            idle,
+            max_reply,
+        )
+        .await
     }
 
-    async fn write(
-        &mut self,
-        port: Resource<Port>,
-        data: Vec<u8>,
+    /// Writes all of `data` in one turn on the line.
+    pub async fn serial_write(
+        &self,
+        bus: &bus::Bus,
+        data: &[u8],
         timeout_ms: u32,
-    ) -> wasmtime::Result<Result<u32, CapabilityError>> {
-        let timeout = self.caps.timeout(timeout_ms);
-        let bus = self.table.get(&port)?.bus.clone();
+    ) -> Result<u32, CapabilityError> {
+        let timeout = self.timeout(timeout_ms);
         let mut io = bus.turn().await;
-        Ok(bus.check(super::write_all(&mut *io, &data, timeout).await))
+        bus.check(super::write_all(&mut *io, data, timeout).await)
     }
 
-    async fn read(
-        &mut self,
-        port: Resource<Port>,
+    /// Reads at most `max` bytes in one turn on the line.
+    pub async fn serial_read(
+        &self,
+        bus: &bus::Bus,
         max: u32,
         timeout_ms: u32,
-    ) -> wasmtime::Result<Result<Vec<u8>, CapabilityError>> {
-        let (max, timeout) = match self.caps.read_limits(max, timeout_ms) {
-            Ok(l) => l,
-            Err(e) => return Ok(Err(e)),
-        };
-        let bus = self.table.get(&port)?.bus.clone();
+    ) -> Result<Vec<u8>, CapabilityError> {
+        let (max, timeout) = self.read_limits(max, timeout_ms)?;
         let mut io = bus.turn().await;
-        Ok(bus.check(super::read_some(&mut *io, max, timeout).await))
+        bus.check(super::read_some(&mut *io, max, timeout).await)
     }
 
-    async fn clear_input(
-        &mut self,
-        port: Resource<Port>,
-    ) -> wasmtime::Result<Result<(), CapabilityError>> {
-        let bus = self.table.get(&port)?.bus.clone();
+    /// Drops whatever input is waiting on the line.
+    pub async fn serial_clear_input(&self, bus: &bus::Bus) -> Result<(), CapabilityError> {
         let mut io = bus.turn().await;
-        Ok(io.clear_input().map_err(super::io_error))
-    }
-
-    async fn drop(&mut self, port: Resource<Port>) -> wasmtime::Result<()> {
-        self.table.delete(port)?;
-        self.caps.release();
-        Ok(())
+        io.clear_input().map_err(super::io_error)
     }
 }
 
@@ -244,11 +242,7 @@ mod tests {
         }
     }
     impl Backend for Loopback {
-        fn open(
-            &self,
-            _: String,
-            _: wit::Settings,
-        ) -> BoxFuture<'_, io::Result<Box<dyn SerialIo>>> {
+        fn open(&self, _: String, _: Settings) -> BoxFuture<'_, io::Result<Box<dyn SerialIo>>> {
             Box::pin(async {
                 let (a, _b) = tokio::io::duplex(64);
                 Ok(Box::new(Mem(a)) as Box<dyn SerialIo>)
@@ -256,11 +250,11 @@ mod tests {
         }
     }
 
-    fn settings() -> wit::Settings {
-        wit::Settings {
+    fn settings() -> Settings {
+        Settings {
             baud_rate: 9600,
             data_bits: 8,
-            parity: wit::Parity::None,
+            parity: Parity::None,
             stop_bits: 1,
         }
     }
@@ -274,7 +268,14 @@ mod tests {
         let mut backends = Backends::real(true);
         backends.serial = Arc::new(Loopback);
         Capabilities::new(
-            Arc::new(Grants::resolve(&grants, &serde_json::Value::Null, &[]).0),
+            Arc::new(
+                Grants::resolve(
+                    &grants,
+                    &serde_json::Value::Null,
+                    crate::capabilities::grants::NO_FIELDS,
+                )
+                .0,
+            ),
             Arc::new(Policy::from_yaml(policy).unwrap()),
             Limits {
                 max_handles: 1,

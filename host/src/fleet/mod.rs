@@ -1,0 +1,379 @@
+//! The fleet: which devices run, on which adaptor version, and what the board says when
+//! one cannot. Standalone and cluster mode both feed it; they differ only in where links
+//! and adaptors come from (a folder, or the API) and what they check first (file syntax,
+//! or the brain's conditions, the finalizer and the device instance).
+//!
+//! Each pass over a link is observe, decide, apply: the mode observes the link and the
+//! adaptors on offer ([`Observed`], [`Offer`]); [`decide`], a pure function, turns that
+//! and what runs ([`Current`]) into an [`Action`]; [`Fleet::apply`] carries it out on the
+//! supervisors and the status board. This module knows nothing of files or Kubernetes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crds::{ConditionType, DeviceLink};
+
+use crate::adaptors::Adaptor;
+use crate::bindings::ReferenceValue;
+use crate::status::{DeviceReport, Phase, now};
+use crate::supervisor::{self, Command, Context, Handle};
+
+/// What the fleet needs to know of an adaptor version; a trait so that the decision is
+/// tested without compiling WebAssembly.
+pub trait Version {
+    fn name(&self) -> &str;
+    /// sha256 of the component bytes, hex.
+    fn digest(&self) -> &str;
+    fn serves(&self, api_version: &str, kind: &str) -> bool;
+}
+
+impl Version for Adaptor {
+    fn name(&self) -> &str {
+        &self.info.name
+    }
+    fn digest(&self) -> &str {
+        &self.digest
+    }
+    fn serves(&self, api_version: &str, kind: &str) -> bool {
+        self.model(api_version, kind).is_some()
+    }
+}
+
+/// The adaptors on offer for one link, as its mode sees them.
+pub struct Offer<A> {
+    /// The version loaded under the link's `spec.adaptor.name`.
+    pub named: Option<Arc<A>>,
+    /// Whether any loaded adaptor serves the link's model. Cluster mode says `true`: there
+    /// the brain owns `ModelExisted`, and the fleet only sees links it confirmed.
+    pub model_known: bool,
+    /// Why the named adaptor was refused, when nothing is loaded under its name.
+    pub refusal: Option<String>,
+    /// Adaptor loads still running, any of which may bring the missing version.
+    pub loading: usize,
+}
+
+/// Why a wanted device cannot run: the stage that failed and what to show.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// `None`: the link itself is invalid, before any stage.
+    pub stage: Option<ConditionType>,
+    pub message: String,
+}
+
+/// What a mode observed about one link.
+pub enum Observed<A> {
+    /// Not wanted on this node (gone, being deleted, moved away): nothing runs and the
+    /// board forgets it.
+    Gone,
+    /// Wanted but not to be acted on yet (the brain has not confirmed it): nothing runs,
+    /// and the board keeps what it showed.
+    Held,
+    /// Wanted, but a stage the mode checks failed.
+    Blocked { link: Arc<DeviceLink>, block: Block },
+    /// Wanted, with everything the mode checks in place.
+    Wanted {
+        link: Arc<DeviceLink>,
+        references: Vec<ReferenceValue>,
+        offer: Offer<A>,
+    },
+}
+
+/// What runs for a link now.
+pub struct Current<'a> {
+    pub link: &'a DeviceLink,
+    pub digest: &'a str,
+    pub references: &'a [ReferenceValue],
+}
+
+/// What to do about one link.
+#[derive(Debug)]
+pub enum Action<A> {
+    /// Stop what runs; `forget`: the board drops the device too.
+    Stop { forget: bool },
+    /// Stop what runs and show why it cannot.
+    Refuse(Block),
+    /// Nothing runs yet; show why it waits.
+    Wait(String),
+    /// Start a supervisor on this version.
+    Start(Arc<A>),
+    /// Keep the running supervisor; tell it of a changed link or references, and hand it
+    /// a different version.
+    Keep { update: bool, swap: Option<Arc<A>> },
+}
+
+/// Which version a wanted link runs on, or why none.
+#[derive(Debug)]
+pub enum Choice<A> {
+    Use(Arc<A>),
+    Wait(String),
+    Refuse(Block),
+}
+
+/// Picks the version for `link`: the one loaded under its adaptor name, if it serves the
+/// model and matches `spec.adaptor.digest` when that pins one. While loads are running
+/// and nothing runs for the link, it waits instead of being refused: its version may be
+/// among them.
+pub fn choose<A: Version>(link: &DeviceLink, offer: &Offer<A>, running: bool) -> Choice<A> {
+    let (api_version, kind) = (&link.spec.model.api_version, &link.spec.model.kind);
+    let name = &link.spec.adaptor.name;
+    let pin = link.spec.adaptor.digest.as_deref();
+    let problem = match &offer.named {
+        Some(a) if a.serves(api_version, kind) => match pin {
+            Some(pin) if pin.strip_prefix("sha256:") != Some(a.digest()) => Block {
+                stage: Some(ConditionType::AdaptorExisted),
+                message: format!(
+                    "the adaptor isn't existed: loaded digest sha256:{} does not match the pinned {pin}",
+                    a.digest()
+                ),
+            },
+            _ => return Choice::Use(a.clone()),
+        },
+        _ if !offer.model_known => Block {
+            stage: Some(ConditionType::ModelExisted),
+            message: format!("model isn't existed: no loaded adaptor serves {api_version}/{kind}"),
+        },
+        None => Block {
+            stage: Some(ConditionType::AdaptorExisted),
+            message: match &offer.refusal {
+                Some(why) => format!("the adaptor isn't existed: {name} was refused: {why}"),
+                None => format!("the adaptor isn't existed: {name} is not loaded on this node"),
+            },
+        },
+        Some(_) => Block {
+            stage: Some(ConditionType::AdaptorExisted),
+            message: format!("the adaptor isn't existed: {name} does not serve {kind}"),
+        },
+    };
+    if offer.loading > 0 && !running {
+        return Choice::Wait(format!(
+            "waiting for {} adaptor load(s) still running; none loaded so far serves {api_version}/{kind} as {name}{}",
+            offer.loading,
+            pin.map(|p| format!(" at {p}")).unwrap_or_default()
+        ));
+    }
+    Choice::Refuse(problem)
+}
+
+/// The decision for one link: what `observed` asks for, given what runs.
+pub fn decide<A: Version>(observed: &Observed<A>, current: Option<&Current<'_>>) -> Action<A> {
+    let (link, references, offer) = match observed {
+        Observed::Gone => return Action::Stop { forget: true },
+        Observed::Held => return Action::Stop { forget: false },
+        Observed::Blocked { block, .. } => return Action::Refuse(block.clone()),
+        Observed::Wanted {
+            link,
+            references,
+            offer,
+        } => (link, references, offer),
+    };
+    let adaptor = match choose(link, offer, current.is_some()) {
+        Choice::Use(a) => a,
+        Choice::Wait(why) => return Action::Wait(why),
+        Choice::Refuse(block) => return Action::Refuse(block),
+    };
+    let Some(cur) = current else {
+        return Action::Start(adaptor);
+    };
+    let update = cur.link.spec != link.spec
+        || cur.link.metadata.uid != link.metadata.uid
+        || !same_references(cur.references, references);
+    let swap = (cur.digest != adaptor.digest()).then_some(adaptor);
+    Action::Keep { update, swap }
+}
+
+/// Whether two resolutions are equal (the generated WIT type has no `PartialEq`).
+pub fn same_references(a: &[ReferenceValue], b: &[ReferenceValue]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(a, b)| a.reference == b.reference && a.item == b.item && a.value == b.value)
+}
+
+struct Running {
+    handle: Handle,
+    link: Arc<DeviceLink>,
+    digest: String,
+    references: Vec<ReferenceValue>,
+}
+
+/// The running supervisors of a limb, one per link key.
+pub struct Fleet {
+    ctx: Arc<Context>,
+    running: HashMap<String, Running>,
+}
+
+impl Fleet {
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Self {
+            ctx,
+            running: HashMap::new(),
+        }
+    }
+
+    /// How many devices run.
+    pub fn len(&self) -> usize {
+        self.running.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.running.is_empty()
+    }
+
+    pub fn is_running(&self, key: &str) -> bool {
+        self.running.contains_key(key)
+    }
+
+    /// The keys of the running devices.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.running.keys()
+    }
+
+    /// The keys of the running devices on the adaptor named `name`.
+    pub fn using(&self, name: &str) -> impl Iterator<Item = &String> {
+        self.running
+            .iter()
+            .filter(move |(_, r)| r.handle.adaptor_name == name)
+            .map(|(k, _)| k)
+    }
+
+    /// Decides what `observed` asks of the link `key`, and does it.
+    pub fn apply(&mut self, key: &str, observed: Observed<Adaptor>) {
+        let action = {
+            let current = self.running.get(key).map(|r| Current {
+                link: &r.link,
+                digest: &r.digest,
+                references: &r.references,
+            });
+            decide(&observed, current.as_ref())
+        };
+        let (link, references) = match observed {
+            Observed::Blocked { link, .. } => (Some(link), Vec::new()),
+            Observed::Wanted {
+                link, references, ..
+            } => (Some(link), references),
+            Observed::Gone | Observed::Held => (None, Vec::new()),
+        };
+        match (action, link) {
+            (Action::Stop { forget }, _) => {
+                self.stop(key);
+                if forget {
+                    self.ctx.board.remove(key);
+                }
+            }
+            (Action::Refuse(block), Some(link)) => {
+                self.stop(key);
+                show_block(&self.ctx, key, &link, &block);
+            }
+            (Action::Wait(why), Some(link)) => {
+                self.ctx.board.update(
+                    key,
+                    || report_for(&link),
+                    |r| {
+                        r.phase = Phase::Pending;
+                        r.last_error = Some(why);
+                    },
+                );
+            }
+            (Action::Start(adaptor), Some(link)) => {
+                let stamp = now();
+                self.ctx.board.update(
+                    key,
+                    || report_for(&link),
+                    |r| {
+                        r.conditions.succeed(ConditionType::NodeExisted, &stamp);
+                        r.conditions.succeed(ConditionType::ModelExisted, &stamp);
+                    },
+                );
+                let handle = supervisor::spawn(
+                    self.ctx.clone(),
+                    link.clone(),
+                    adaptor.clone(),
+                    references.clone(),
+                );
+                self.running.insert(
+                    key.to_owned(),
+                    Running {
+                        handle,
+                        link,
+                        digest: adaptor.digest.clone(),
+                        references,
+                    },
+                );
+            }
+            (Action::Keep { update, swap }, Some(link)) => {
+                let Some(r) = self.running.get_mut(key) else {
+                    return;
+                };
+                if update {
+                    r.link = link.clone();
+                    r.references = references.clone();
+                    r.handle.send(Command::Update(link, references));
+                }
+                if let Some(adaptor) = swap {
+                    r.digest = adaptor.digest.clone();
+                    r.handle.send(Command::Swap(adaptor));
+                }
+            }
+            // Every other action comes from an observation that carries its link.
+            (_, None) => {}
+        }
+    }
+
+    fn stop(&mut self, key: &str) {
+        if let Some(r) = self.running.remove(key) {
+            r.handle.retire();
+        }
+    }
+
+    /// Stops every device and waits until all have.
+    pub async fn stop_all(&mut self) {
+        supervisor::stop_all(self.running.drain().map(|(_, r)| r.handle)).await;
+    }
+}
+
+/// The board's first report of a link, before anything ran.
+fn report_for(link: &DeviceLink) -> DeviceReport {
+    DeviceReport::new(
+        link.namespace_or_default(),
+        link.name(),
+        &link.spec.model.kind,
+        &link.spec.adaptor.name,
+    )
+}
+
+/// Shows a blocked link: every stage before the failed one succeeded, the failed one
+/// says why, and the device is pending.
+fn show_block(ctx: &Context, key: &str, link: &DeviceLink, block: &Block) {
+    let stamp = now();
+    ctx.board.update(
+        key,
+        || report_for(link),
+        |r| {
+            r.phase = Phase::Pending;
+            r.last_error = Some(match block.stage {
+                Some(_) => block.message.clone(),
+                None => format!("invalid DeviceLink: {}", block.message),
+            });
+            let Some(stage) = block.stage else {
+                r.conditions.0.clear();
+                return;
+            };
+            for earlier in [
+                ConditionType::NodeExisted,
+                ConditionType::ModelExisted,
+                ConditionType::AdaptorExisted,
+                ConditionType::DeviceCreated,
+            ] {
+                if earlier < stage {
+                    r.conditions.succeed(earlier, &stamp);
+                }
+            }
+            r.conditions.fail(stage, &block.message, &stamp);
+        },
+    );
+}
+
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;

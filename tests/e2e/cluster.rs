@@ -1,0 +1,977 @@
+//! The limb as a real process on a real kube-apiserver, with the brain validating links:
+//! adaptors from ConfigMaps, device instances, status relay, hot swap, recovery.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crds::conditions::{ConditionStatus, ConditionType};
+use crds::v1alpha1::{DeviceLink, LIMB_FINALIZER};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use octopus_tests::apiserver::ApiServer;
+use octopus_tests::bins;
+
+use crate::common::component;
+use octopus_tests::paths::repo_file;
+
+/// A child process (limb or brain), killed when dropped.
+struct Process {
+    child: Child,
+    port: u16,
+}
+
+impl Process {
+    fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The brain binary, built from this checkout ([`bins`]).
+fn start_brain(server: &ApiServer) -> Process {
+    let bin = bins::brain();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = std::fs::File::create(server.dir.path().join("brain.log")).unwrap();
+    let child = Command::new(bin)
+        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--identity",
+            "brain-0",
+            "--lease-namespace",
+            "octopus-system",
+        ])
+        .env("KUBECONFIG", server.user_kubeconfig("brain"))
+        .env("BRAIN_LOG", "info,brain=debug")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Process { child, port }
+}
+
+fn start_limb(server: &ApiServer, tag: &str) -> Process {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = std::fs::File::create(server.dir.path().join(format!("limb-{tag}.log"))).unwrap();
+    let cache = server.dir.path().join("limb-cache");
+    let child = Command::new(octopus_tests::bins::limb())
+        .args([
+            "--cache-dir",
+            &cache.display().to_string(),
+            "--call-timeout",
+            "1s",
+        ])
+        .args([
+            "cluster",
+            "--node",
+            "edge-1",
+            "--namespace",
+            "octopus-system",
+        ])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--status-flush",
+            "100ms",
+            "--resync",
+            "2s",
+        ])
+        .env("KUBECONFIG", server.user_kubeconfig("limb"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Process { child, port }
+}
+
+impl Process {
+    fn device(&self) -> Option<Value> {
+        self.device_named("fan")
+    }
+
+    /// The limb's report of `default/<name>`, from its admin endpoint.
+    fn device_named(&self, name: &str) -> Option<Value> {
+        self.admin(&format!("/devices/default/{name}"))
+    }
+
+    /// The limb's reports of its adaptors, from its admin endpoint.
+    fn adaptors(&self) -> Option<Value> {
+        self.admin("/adaptors")
+    }
+
+    /// A JSON document from the limb's admin endpoint.
+    fn admin(&self, path: &str) -> Option<Value> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: l\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        head.contains(" 200 ")
+            .then(|| serde_json::from_str(body).ok())
+            .flatten()
+    }
+}
+
+/// Ships a component as `octopus push` would, as ConfigMap(s) named `adaptor-<short>`
+/// for the adaptor `adaptors.edge.cattle.io/<short>`.
+async fn ship(client: &Client, short: &str, bytes: &[u8]) {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "octopus-system");
+    let yaml = limb::adaptors::package::render(
+        &format!("adaptor-{short}"),
+        "octopus-system",
+        &format!("adaptors.edge.cattle.io/{short}"),
+        &[],
+        bytes,
+    );
+    for doc in serde_yaml::Deserializer::from_str(&yaml) {
+        let cm: ConfigMap = serde::Deserialize::deserialize(doc).unwrap();
+        api.patch(
+            &cm.name_any(),
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&cm),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// The instances of the device model `kind` (resource `plural`) in `default`.
+fn device_instances(client: &Client, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let ar = ApiResource {
+        plural: plural.into(),
+        ..ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "devices.edge.cattle.io",
+            "v1alpha1",
+            kind,
+        ))
+    };
+    Api::namespaced_with(client.clone(), "default", &ar)
+}
+
+fn cond(l: &DeviceLink, t: ConditionType) -> Option<(ConditionStatus, String)> {
+    l.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == t)
+        .map(|c| (c.status, c.reason.clone()))
+}
+
+static LOGS: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// The limb's logs, for a failure message.
+fn limb_logs() -> String {
+    let Some(dir) = LOGS.get() else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("limb-") || name == "brain.log" {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            out.push_str(&format!(
+                "--- {}\n{}\n",
+                e.path().display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+    }
+    out
+}
+
+async fn wait<T>(what: &str, within: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            eprintln!("converged: {what} in {:.2?}", start.elapsed());
+            return v;
+        }
+        assert!(
+            start.elapsed() < within,
+            "{what}: not reached within {within:?}\n{}",
+            limb_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn fan(gear: &str) -> Value {
+    json!({
+        "apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceLink",
+        "metadata": {"name": "fan", "namespace": "default"},
+        "spec": {
+            "adaptor": {"node": "edge-1", "name": "adaptors.edge.cattle.io/dummy"},
+            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "DummySpecialDevice"},
+            "references": [
+                {"name": "creds", "secret": {"name": "fan-creds", "items": ["password"]}},
+                {"name": "me", "downwardAPI": {"items": [{"name": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}}
+            ],
+            "template": {
+                "metadata": {"labels": {"room": "lab"}},
+                "spec": {"protocol": {"location": "lab"}, "gear": gear, "on": true, "parameters": {"syncInterval": "200ms"}}
+            }
+        }
+    })
+}
+
+/// After a restart: the link `fan` has exactly one instance and one limb finalizer.
+async fn assert_one_instance_and_finalizer(
+    instances: &Api<DynamicObject>,
+    links: &Api<DeviceLink>,
+) {
+    assert_eq!(
+        instances
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let l = links.get("fan").await.unwrap();
+    assert_eq!(
+        l.finalizers()
+            .iter()
+            .filter(|f| *f == LIMB_FINALIZER)
+            .count(),
+        1
+    );
+}
+
+/// Applies a CRD and waits until the API server serves it.
+async fn install_crd(client: &Client, crd: &CustomResourceDefinition) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd.name_any();
+    api.patch(
+        &name,
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(crd),
+    )
+    .await
+    .unwrap();
+    kube::runtime::wait::await_condition(
+        api,
+        &name,
+        kube::runtime::wait::conditions::is_crd_established(),
+    )
+    .await
+    .unwrap();
+}
+
+/// A control plane as users install it: API server, garbage collector, the CRDs, the
+/// RBAC in deploy/, a node `edge-1`, and the brain as a process.
+async fn control_plane() -> (ApiServer, Client, Process) {
+    let mut server = ApiServer::start().await;
+    server.start_controller_manager();
+    let _ = LOGS.set(server.dir.path().to_owned());
+    let client = server.client().await;
+    // CRDs, the limb's namespace, a node, the brain.
+    for (_, crd) in crds::generated::all() {
+        install_crd(&client, &crd).await;
+    }
+    // The limb runs as a user holding exactly the RBAC that deploy/limb.yaml grants.
+    let ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "octopus-system"}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    server
+        .apply_rbac(&repo_file("deploy/limb.yaml"), "octopus-limb")
+        .await;
+    let node: Node = serde_json::from_value(json!({"metadata": {"name": "edge-1"}})).unwrap();
+    Api::<Node>::all(client.clone())
+        .create(&PostParams::default(), &node)
+        .await
+        .unwrap();
+    // The brain, as a process with exactly the RBAC that deploy/brain.yaml grants.
+    server
+        .apply_rbac(&repo_file("deploy/brain.yaml"), "octopus-brain")
+        .await;
+    let brain = start_brain(&server);
+    (server, client, brain)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_link_runs_end_to_end_on_a_real_api_server() {
+    let (mut server, client, mut brain) = control_plane().await;
+
+    ship(&client, "dummy", &component("adaptor_dummy")).await;
+    let mut limb = start_limb(&server, "1");
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
+    let link: DeviceLink = serde_json::from_value(fan("slow")).unwrap();
+    links.create(&PostParams::default(), &link).await.unwrap();
+
+    // References: the limb may not read Secrets until a namespace grants it, and says so.
+    let connected_msg = async |needle: &str| {
+        let l = links.get("fan").await.ok()?;
+        let c = l
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == ConditionType::DeviceConnected)?;
+        (c.status == ConditionStatus::False && c.message.contains(needle)).then_some(())
+    };
+    wait(
+        "a condition naming the missing grant",
+        Duration::from_secs(30),
+        async || connected_msg("may not read Secret default/fan-creds").await,
+    )
+    .await;
+    server
+        .apply_rbac(&repo_file("deploy/limb-references.yaml"), "octopus-limb")
+        .await;
+    wait(
+        "a condition naming the missing Secret",
+        Duration::from_secs(30),
+        async || connected_msg("Secret default/fan-creds does not exist").await,
+    )
+    .await;
+    let secret: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(json!({"metadata": {"name": "fan-creds"}, "stringData": {"password": "s3cret", "other": "x"}})).unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+
+    // All five conditions, in Octopus's order, ending Healthy.
+    let l = wait(
+        "DeviceConnected=True/Healthy",
+        Duration::from_secs(60),
+        async || {
+            let l = links.get("fan").await.ok()?;
+            (cond(&l, ConditionType::DeviceConnected)
+                == Some((ConditionStatus::True, "Healthy".into())))
+            .then_some(l)
+        },
+    )
+    .await;
+    let types: Vec<_> = l
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .map(|c| c.type_)
+        .collect();
+    assert_eq!(types, ConditionType::ALL);
+    assert!(l.finalizers().iter().any(|f| f == LIMB_FINALIZER));
+    assert_eq!(
+        l.status.as_ref().unwrap().adaptor_name.as_deref(),
+        Some("adaptors.edge.cattle.io/dummy")
+    );
+
+    // The instance: owned by the link, labelled from the template, with live status.
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "devices.edge.cattle.io",
+        "v1alpha1",
+        "DummySpecialDevice",
+    ));
+    let ar = ApiResource {
+        plural: "dummyspecialdevices".into(),
+        ..ar
+    };
+    let instances: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    let inst = wait("instance status", Duration::from_secs(30), async || {
+        let i = instances.get("fan").await.ok()?;
+        i.data["status"]["rotatingSpeed"].is_number().then_some(i)
+    })
+    .await;
+    assert_eq!(inst.labels().get("room").map(String::as_str), Some("lab"));
+    let owner = &inst.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.controller),
+        ("DeviceLink", Some(true))
+    );
+    assert_eq!(inst.data["status"]["gear"], "slow");
+    let d = limb.device().unwrap();
+    assert_eq!(
+        d["status"]["references"],
+        json!(["creds/password", "me/name"]),
+        "only the listed key, and the link's name"
+    );
+
+    // Editing the template changes the device.
+    links
+        .patch(
+            "fan",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"template": {"spec": {"gear": "fast"}}}})),
+        )
+        .await
+        .unwrap();
+    wait(
+        "the new gear in the instance status",
+        Duration::from_secs(30),
+        async || {
+            let i = instances.get("fan").await.ok()?;
+            (i.data["spec"]["gear"] == "fast" && i.data["status"]["gear"] == "fast").then_some(())
+        },
+    )
+    .await;
+
+    // Updating the ConfigMap hot-swaps, without a trap or a restart.
+    let before = limb.device().unwrap();
+    ship(&client, "dummy", &component("adaptor_dummy_v2")).await;
+    let d = wait(
+        "the v2 adaptor on the device",
+        Duration::from_secs(30),
+        async || limb.device().filter(|d| d["adaptorVersion"] == "0.1.0+v2"),
+    )
+    .await;
+    assert_eq!(d["swaps"], 1);
+    assert_eq!(d["traps"], 0);
+    assert!(
+        d["status"]["polls"].as_u64() > before["status"]["polls"].as_u64(),
+        "state carried over"
+    );
+
+    // A broken update is refused; v2 keeps serving.
+    ship(&client, "dummy", b"not a component at all").await;
+    wait(
+        "the limb refusing the broken update of adaptor-dummy",
+        Duration::from_secs(30),
+        async || {
+            limb.adaptors()?
+                .as_array()?
+                .iter()
+                .find(|a| {
+                    a["source"]
+                        .as_str()
+                        .is_some_and(|s| s.ends_with("/adaptor-dummy"))
+                        && a["error"].is_string()
+                })
+                .cloned()
+        },
+    )
+    .await;
+    let polls = limb.device().unwrap()["polls"].as_u64().unwrap();
+    let d = wait(
+        "polls continuing after a broken update",
+        Duration::from_secs(30),
+        async || {
+            limb.device()
+                .filter(|d| d["polls"].as_u64().unwrap_or(0) >= polls + 3)
+        },
+    )
+    .await;
+    assert_eq!(d["adaptorVersion"], "0.1.0+v2");
+
+    // A deleted instance comes back.
+    let uid = instances.get("fan").await.unwrap().uid();
+    instances
+        .delete("fan", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait(
+        "the instance re-created",
+        Duration::from_secs(30),
+        async || instances.get("fan").await.ok().filter(|i| i.uid() != uid),
+    )
+    .await;
+
+    // A restarted limb reconnects, without duplicates.
+    drop(limb);
+    limb = start_limb(&server, "2");
+    let d = wait(
+        "reconnected after a limb restart",
+        Duration::from_secs(30),
+        async || {
+            limb.device()
+                .filter(|d| d["phase"] == "Healthy" && d["polls"].as_u64().unwrap_or(0) >= 2)
+        },
+    )
+    .await;
+    assert_eq!(
+        d["adaptorVersion"], "0.1.0+v2",
+        "the ConfigMap is broken: the last good version serves, from cache"
+    );
+    assert_one_instance_and_finalizer(&instances, &links).await;
+
+    // SIGKILL in the middle of a hot swap: the restarted limb serves one version, with
+    // one instance and one finalizer.
+    ship(&client, "dummy", &component("adaptor_dummy")).await;
+    // The kill lands at a moment, not on a state: 30 ms into the swap is the case under
+    // test.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    drop(limb);
+    limb = start_limb(&server, "3");
+    let d = wait(
+        "one version after a kill during a swap",
+        Duration::from_secs(30),
+        async || {
+            limb.device().filter(|d| {
+                d["phase"] == "Healthy"
+                    && d["adaptorVersion"] == "0.1.0"
+                    && d["polls"].as_u64().unwrap_or(0) >= 2
+            })
+        },
+    )
+    .await;
+    assert_eq!(d["traps"], 0);
+    assert_one_instance_and_finalizer(&instances, &links).await;
+
+    // The API server goes away for a minute: the device keeps polling and stays healthy
+    // in the limb's own view the whole time, and its status catches up when the server
+    // is back.
+    server.stop_api();
+    let outage = Instant::now();
+    let before = limb.device().unwrap()["polls"].as_u64().unwrap();
+    for second in 1..=60 {
+        // A look every second of the outage is the test: the device is Healthy at each.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let t = Instant::now();
+        let d = limb
+            .device()
+            .unwrap_or_else(|| panic!("the limb stopped answering {second} s into the outage"));
+        assert_eq!(d["phase"], "Healthy", "{second} s into the outage: {d}");
+        if second % 10 == 0 {
+            eprintln!(
+                "outage {second} s: polls {} lastPoll {} (GET took {:.2?})",
+                d["polls"],
+                d["lastPoll"],
+                t.elapsed()
+            );
+        }
+    }
+    let during = limb.device().unwrap();
+    let polled = during["polls"].as_u64().unwrap() - before;
+    assert!(
+        polled >= 200,
+        "only {polled} polls in 60 s without the API server (200 ms interval)\n{}",
+        limb_logs()
+    );
+    assert!(!limb.exited(), "the limb exited during the outage");
+    let guest_polls = during["status"]["polls"].as_u64().unwrap();
+    server.restart_api().await;
+    eprintln!("API server back after {:.2?}", outage.elapsed());
+    let client = server.client().await;
+    let instances: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
+    wait(
+        "status caught up after the outage",
+        Duration::from_secs(60),
+        async || {
+            let i = instances.get("fan").await.ok()?;
+            (i.data["status"]["polls"].as_u64()? > guest_polls).then_some(())
+        },
+    )
+    .await;
+    let l = links.get("fan").await.unwrap();
+    assert_eq!(
+        cond(&l, ConditionType::DeviceConnected),
+        Some((ConditionStatus::True, "Healthy".into())),
+        "no condition lied: {:#?}",
+        l.status
+    );
+
+    // Deleting the link removes the instance and the link (the limb's finalizer goes).
+    links.delete("fan", &DeleteParams::default()).await.unwrap();
+    wait(
+        "link and instance gone",
+        Duration::from_secs(30),
+        async || {
+            let link_gone = links.get_opt("fan").await.ok()?.is_none();
+            let inst_gone = instances.get_opt("fan").await.ok()?.is_none();
+            (link_gone && inst_gone).then_some(())
+        },
+    )
+    .await;
+
+    // What the limb may not do, with the RBAC it ships.
+    let limb_client = {
+        let kc = kube::config::Kubeconfig::read_from(server.user_kubeconfig("limb")).unwrap();
+        Client::try_from(
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::all(limb_client.clone());
+    assert!(
+        matches!(secrets.list(&Default::default()).await, Err(kube::Error::Api(e)) if e.code == 403)
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(limb_client.clone(), "default");
+    assert!(
+        matches!(cms.list(&Default::default()).await, Err(kube::Error::Api(e)) if e.code == 403),
+        "configmaps only in its namespace"
+    );
+    let own: Api<ConfigMap> = Api::namespaced(limb_client, "octopus-system");
+    let probe = ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some("x".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    assert!(
+        matches!(own.create(&PostParams::default(), &probe).await, Err(kube::Error::Api(e)) if e.code == 403),
+        "adaptors are read only"
+    );
+
+    // A brain that could not renew its Lease through the outage exits so that a fresh
+    // replica leads; the Deployment would restart it, and so does this test.
+    if brain.exited() {
+        eprintln!("the brain exited after the outage (lease lost); restarting it");
+        brain = start_brain(&server);
+    }
+
+    // The owner reference is one the garbage collector honours: with the limb gone and
+    // its finalizer removed by hand, deleting a link still removes its instance.
+    let link: DeviceLink = serde_json::from_value(fan("slow")).unwrap();
+    let link = DeviceLink {
+        metadata: kube::api::ObjectMeta {
+            name: Some("fan-gc".into()),
+            ..link.metadata
+        },
+        ..link
+    };
+    links.create(&PostParams::default(), &link).await.unwrap();
+    wait("the second instance", Duration::from_secs(30), async || {
+        instances.get_opt("fan-gc").await.ok().flatten()
+    })
+    .await;
+    drop(limb);
+    links
+        .patch(
+            "fan-gc",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    links
+        .delete("fan-gc", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait(
+        "the garbage collector removing the orphaned instance",
+        Duration::from_secs(60),
+        async || {
+            instances
+                .get_opt("fan-gc")
+                .await
+                .ok()
+                .filter(Option::is_none)
+        },
+    )
+    .await;
+    drop(brain);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modbus_link_written_for_octopus_reads_registers_into_its_instance() {
+    let (server, client, _brain) = control_plane().await;
+    let slave = crate::peers::ModbusServer::tcp(server.dir.path());
+    ship(&client, "modbus", &component("adaptor_modbus")).await;
+    let limb = start_limb(&server, "modbus");
+
+    // The example from examples/modbus, pointed at this test's slave and node.
+    let text = std::fs::read_to_string(repo_file("examples/modbus/modbus-tcp.yaml")).unwrap();
+    let mut link: DeviceLink = serde_yaml::from_str(&text).unwrap();
+    link.spec.adaptor.node = "edge-1".into();
+    let spec = &mut link.spec.template.spec;
+    spec["protocol"]["tcp"]["endpoint"] = json!(slave.endpoint());
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
+    links.create(&PostParams::default(), &link).await.unwrap();
+
+    wait(
+        "DeviceConnected=True/Healthy",
+        Duration::from_secs(60),
+        async || {
+            let l = links.get("modbus-tcp").await.ok()?;
+            (cond(&l, ConditionType::DeviceConnected)
+                == Some((ConditionStatus::True, "Healthy".into())))
+            .then_some(())
+        },
+    )
+    .await;
+    let instances = device_instances(&client, "ModbusDevice", "modbusdevices");
+    let inst = wait(
+        "register values in the instance",
+        Duration::from_secs(30),
+        async || {
+            let i = instances.get("modbus-tcp").await.ok()?;
+            let props = i.data["status"]["properties"].as_array()?;
+            (props.len() == 6 && props.iter().all(|p| p["value"].is_string())).then_some(i)
+        },
+    )
+    .await;
+    // Cross-checked with an independent master reading the same slave.
+    let mbpoll = crate::peers::Mbpoll::new(
+        crate::peers::Line::Tcp(
+            slave
+                .endpoint()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap(),
+        ),
+        1,
+    );
+    let raw = mbpoll.read("4", 101, 1, true).unwrap()[0].signed();
+    let props = inst.data["status"]["properties"].as_array().unwrap();
+    let temperature = props.iter().find(|p| p["name"] == "temperature").unwrap();
+    assert_eq!(temperature["value"], json!(raw.to_string()), "{props:#?}");
+    let operated: f64 = temperature["operatedValue"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((operated - raw as f64 / 10.0).abs() < 1e-9, "{temperature}");
+    // The writable property reached the slave.
+    let limit = mbpoll.read("4", 200, 1, true).unwrap()[0].signed();
+    assert_eq!(limit, 30);
+    assert!(props.iter().all(|p| p.get("error").is_none()), "{props:#?}");
+    drop(limb);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt_link_written_for_octopus_gets_pushed_readings_into_its_instance() {
+    let (server, client, _brain) = control_plane().await;
+    let broker = crate::mosquitto::Broker::start(server.dir.path());
+    ship(&client, "mqtt", &component("adaptor_mqtt")).await;
+    let limb = start_limb(&server, "mqtt");
+
+    let text = std::fs::read_to_string(repo_file("examples/mqtt/kitchen-light.yaml"))
+        .unwrap()
+        .replace(
+            "tcp://127.0.0.1:1883",
+            &format!("tcp://127.0.0.1:{}", broker.anonymous),
+        );
+    let mut link: DeviceLink = serde_yaml::from_str(&text).unwrap();
+    link.spec.adaptor.node = "edge-1".into();
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
+    links.create(&PostParams::default(), &link).await.unwrap();
+    wait(
+        "DeviceConnected=True/Healthy",
+        Duration::from_secs(60),
+        async || {
+            let l = links.get("kitchen-light").await.ok()?;
+            (cond(&l, ConditionType::DeviceConnected)
+                == Some((ConditionStatus::True, "Healthy".into())))
+            .then_some(())
+        },
+    )
+    .await;
+
+    crate::mosquitto::publish(&broker, "home/status/kitchen/temperature", "23.25", &[]).await;
+    let instances = device_instances(&client, "MQTTDevice", "mqttdevices");
+    wait(
+        "the pushed reading in the instance",
+        Duration::from_secs(30),
+        async || {
+            let i = instances.get("kitchen-light").await.ok()?;
+            let props = i.data["status"]["properties"].as_array()?;
+            props
+                .iter()
+                .any(|p| p["name"] == "temperature" && p["value"].as_f64() == Some(23.25))
+                .then_some(())
+        },
+    )
+    .await;
+    drop(limb);
+}
+
+/// The biggest adaptors (Python's runtime makes ~17 MiB) travel as several ConfigMaps
+/// under the API server's 1 MiB object limit and are reassembled, checked and run by the
+/// limb like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_adaptor_of_over_15_mib_reaches_the_limb_through_config_maps() {
+    let (server, client, _brain) = control_plane().await;
+    let slave = crate::peers::ModbusServer::tcp(server.dir.path());
+    let bytes = component("adaptor_registers_python");
+    assert!(bytes.len() > 15 << 20, "only {} bytes", bytes.len());
+    ship(&client, "registers", &bytes).await;
+    let parts = Api::<ConfigMap>::namespaced(client.clone(), "octopus-system")
+        .list(
+            &kube::api::ListParams::default()
+                .labels("adaptors.edge.cattle.io/part-of=adaptor-registers"),
+        )
+        .await
+        .unwrap();
+    assert!(!parts.items.is_empty(), "the component fit one ConfigMap");
+    let limb = start_limb(&server, "python");
+
+    let link: DeviceLink = serde_json::from_value(json!({
+        "apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceLink",
+        "metadata": {"name": "meter", "namespace": "default"},
+        "spec": {
+            "adaptor": {"node": "edge-1", "name": "adaptors.edge.cattle.io/registers"},
+            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "RegisterDevice"},
+            "template": {"spec": {"endpoint": slave.endpoint(), "count": 2, "syncIntervalMs": 200}}
+        }
+    }))
+    .unwrap();
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
+    links.create(&PostParams::default(), &link).await.unwrap();
+    let l = wait(
+        "DeviceConnected=True/Healthy",
+        Duration::from_secs(180),
+        async || {
+            let l = links.get("meter").await.ok()?;
+            (cond(&l, ConditionType::DeviceConnected)
+                == Some((ConditionStatus::True, "Healthy".into())))
+            .then_some(l)
+        },
+    )
+    .await;
+    // The condition names the build that runs: the digest of the reassembled bytes.
+    let loaded = l
+        .status
+        .as_ref()
+        .and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == ConditionType::AdaptorExisted)
+        })
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    let digest = limb::adaptors::digest(&bytes);
+    assert_eq!(
+        loaded,
+        format!(
+            "adaptors.edge.cattle.io/registers 0.1.0+python (sha256:{})",
+            &digest[..12]
+        )
+    );
+    let instances = device_instances(&client, "RegisterDevice", "registerdevices");
+    let status = wait(
+        "registers in the instance",
+        Duration::from_secs(30),
+        async || {
+            let i = instances.get("meter").await.ok()?;
+            (i.data["status"]["polls"].as_u64()? >= 2).then(|| i.data["status"].clone())
+        },
+    )
+    .await;
+    assert_eq!(status["registers"], json!([0xCFC7, 54321]), "{status}");
+    assert_eq!(status["language"], "python");
+    drop(limb);
+}
+
+/// A status the API refuses (it breaks the model's schema) is not retried in a loop and
+/// costs nothing else: the instance keeps the last status that passed, the device keeps
+/// polling and stays connected, and a Warning event on the link says what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_that_breaks_the_model_schema_leaves_the_last_good_one_and_an_event() {
+    let (server, client, _brain) = control_plane().await;
+    // HostileDevice, whose schema allows at most 5 in `status.polls`: the hostile
+    // adaptor's `ok` mode counts its polls there, so its sixth status breaks the schema.
+    let crd: CustomResourceDefinition =
+        serde_json::from_value(json!({
+            "metadata": {"name": "hostiledevices.devices.edge.cattle.io"},
+            "spec": {
+                "group": "devices.edge.cattle.io",
+                "names": {"kind": "HostileDevice", "plural": "hostiledevices", "singular": "hostiledevice", "listKind": "HostileDeviceList"},
+                "scope": "Namespaced",
+                "versions": [{
+                    "name": "v1alpha1", "served": true, "storage": true,
+                    "subresources": {"status": {}},
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                        "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                        "status": {"type": "object", "properties": {"polls": {"type": "integer", "maximum": 5}}}
+                    }}}
+                }]
+            }
+        }))
+        .unwrap();
+    install_crd(&client, &crd).await;
+    ship(&client, "hostile", &component("adaptor_hostile")).await;
+    let mut limb = start_limb(&server, "schema");
+    let link: DeviceLink = serde_json::from_value(json!({
+        "apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceLink",
+        "metadata": {"name": "counter", "namespace": "default"},
+        "spec": {
+            "adaptor": {"node": "edge-1", "name": "adaptors.edge.cattle.io/hostile"},
+            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "HostileDevice"},
+            "template": {"spec": {"mode": "ok", "parameters": {"syncIntervalMs": 200}}}
+        }
+    }))
+    .unwrap();
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
+    links.create(&PostParams::default(), &link).await.unwrap();
+
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    let note = wait(
+        "a StatusRejected event on the link",
+        Duration::from_secs(60),
+        async || {
+            let list = events.list(&Default::default()).await.ok()?;
+            list.items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("StatusRejected")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("counter")
+                })
+                .and_then(|e| e.note)
+        },
+    )
+    .await;
+    assert!(note.contains("polls"), "{note}");
+    // Polling goes on, the link stays connected, the instance keeps the last good status.
+    let before = limb.device_named("counter").unwrap()["polls"]
+        .as_u64()
+        .unwrap();
+    wait(
+        "5 more polls of counter after its status was rejected",
+        Duration::from_secs(30),
+        async || {
+            limb.device_named("counter")
+                .filter(|d| d["polls"].as_u64().unwrap_or(0) >= before + 5)
+        },
+    )
+    .await;
+    let l = links.get("counter").await.unwrap();
+    assert_eq!(
+        cond(&l, ConditionType::DeviceConnected),
+        Some((ConditionStatus::True, "Healthy".into()))
+    );
+    let instance = device_instances(&client, "HostileDevice", "hostiledevices")
+        .get("counter")
+        .await
+        .unwrap();
+    assert_eq!(
+        instance.data["status"]["polls"],
+        json!(5),
+        "{:?}",
+        instance.data
+    );
+    // One event, folded into a series as it repeats, not one write per poll.
+    let rejected = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("StatusRejected"))
+        .count();
+    assert!(rejected <= 3, "{rejected} StatusRejected events");
+    assert!(!limb.exited());
+}

@@ -1,0 +1,25 @@
+//! End-to-end tests of the limb with real adaptor components built from
+//! `adaptors-wasm/` (by `scripts/test.sh`, which sets `OCTOPUS_ADAPTORS_DIR`), through the
+//! crate's one harness (`octopus_tests`).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
+mod common;
+
+use octopus_tests::{mosquitto, peers};
+
+mod capabilities;
+mod cluster;
+mod containment;
+mod hotswap;
+mod languages;
+mod loading;
+mod modbus;
+mod mqtt;
+mod runtime;
+mod standalone;

@@ -1,0 +1,235 @@
+//! The `limb standalone` binary on a folder: the README's first command, driven the way
+//! a user would, through files and the HTTP endpoint.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::*;
+
+struct Limb {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Limb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Limb {
+    fn start(dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let out = std::fs::File::create(dir.join("limb.out")).unwrap();
+        let err = std::fs::File::create(dir.join("limb.err")).unwrap();
+        let child = Command::new(octopus_tests::bins::limb())
+            .args([
+                "standalone",
+                &dir.display().to_string(),
+                "--output",
+                "json",
+                "--scan-interval",
+                "200ms",
+            ])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--call-timeout",
+                "1s",
+            ])
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self { child, port }
+    }
+
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let code = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((code, body.to_owned()))
+    }
+
+    fn device(&self, name: &str) -> Option<Value> {
+        let (code, body) = self.get(&format!("/devices/default/{name}"))?;
+        (code == 200)
+            .then(|| serde_json::from_str(&body).ok())
+            .flatten()
+    }
+
+    fn wait_device(&mut self, name: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(
+                self.child.try_wait().unwrap().is_none(),
+                "the limb exited while waiting for {what}"
+            );
+            if let Some(d) = self.device(name)
+                && pred(&d)
+            {
+                return d;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: {what} not seen; last: {:#?}",
+                self.device(name)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn fan_yaml(gear: &str) -> String {
+    format!(
+        r#"apiVersion: edge.cattle.io/v1alpha1
+kind: DeviceLink
+metadata:
+  name: fan
+spec:
+  adaptor:
+    node: edge-worker
+    name: adaptors.edge.cattle.io/dummy
+  model:
+    apiVersion: devices.edge.cattle.io/v1alpha1
+    kind: DummySpecialDevice
+  template:
+    spec:
+      protocol: {{location: lab}}
+      gear: {gear}
+      "on": true
+      parameters: {{syncInterval: 100ms}}
+"#
+    )
+}
+
+/// Replaces a file the way an editor or `cp` to a temp name and `mv` would.
+fn replace(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn polls(d: &Value) -> u64 {
+    d["polls"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn standalone_mode_follows_the_folder_and_hot_swaps_without_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("dummy.wasm");
+    std::fs::write(&wasm, component("adaptor_dummy")).unwrap();
+    std::fs::write(dir.path().join("fan.yaml"), fan_yaml("slow")).unwrap();
+    let mut limb = Limb::start(dir.path());
+
+    let d = limb.wait_device("fan", "healthy polls", |d| {
+        d["phase"] == "Healthy" && polls(d) >= 2
+    });
+    assert_eq!(d["status"]["gear"], "slow");
+    assert_eq!(d["conditions"].as_array().unwrap().len(), 5, "{d:#}");
+    assert_eq!(limb.get("/healthz").unwrap().0, 200);
+    let metrics = limb.get("/metrics").unwrap().1;
+    assert!(
+        metrics.contains("octopus_limb_guest_calls_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"octopus_limb_device_polls_total{device="default/fan",outcome="ok"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"octopus_limb_device_memory_bytes{device="default/fan"}"#),
+        "{metrics}"
+    );
+
+    // A spec change in the YAML applies in place.
+    replace(&dir.path().join("fan.yaml"), fan_yaml("fast").as_bytes());
+    limb.wait_device("fan", "the new gear", |d| d["status"]["gear"] == "fast");
+
+    // A broken YAML file is reported and changes nothing.
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "apiVersion: edge.cattle.io/v1alpha1\nkind: DeviceLink\nspec: [",
+    )
+    .unwrap();
+    let before = polls(&limb.device("fan").unwrap());
+    limb.wait_device("fan", "polls after a broken file", |d| {
+        polls(d) >= before + 3
+    });
+
+    // A new adaptor version replaces the file: every device moves, state carried over.
+    let guest_polls = limb.device("fan").unwrap()["status"]["polls"]
+        .as_u64()
+        .unwrap();
+    replace(&wasm, &component("adaptor_dummy_v2"));
+    let d = limb.wait_device("fan", "the v2 adaptor", |d| d["status"]["variant"] == "v2");
+    assert_eq!(d["adaptorVersion"], "0.1.0+v2");
+    assert!(
+        d["status"]["polls"].as_u64().unwrap() > guest_polls,
+        "state carried across the swap"
+    );
+    assert_eq!(d["swaps"], 1);
+
+    // A corrupt replacement is refused; the running version keeps serving.
+    replace(&wasm, b"\0asm garbage");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let adaptors: Value = serde_json::from_str(&limb.get("/adaptors").unwrap().1).unwrap();
+        if adaptors[0]["error"].is_string() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "refusal not reported: {adaptors:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = polls(&limb.device("fan").unwrap());
+    let d = limb.wait_device("fan", "polls on the last good version", |d| {
+        polls(d) >= before + 3
+    });
+    assert_eq!(d["adaptorVersion"], "0.1.0+v2");
+
+    // Removing the adaptor turns AdaptorExisted False.
+    std::fs::remove_file(&wasm).unwrap();
+    let d = limb.wait_device("fan", "AdaptorExisted False", |d| {
+        d["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "ModelExisted" && c["status"] == "False")
+                || c.iter()
+                    .any(|c| c["type"] == "AdaptorExisted" && c["status"] == "False")
+        })
+    });
+    assert_eq!(d["phase"], "Pending");
+
+    // Removing the link removes the device.
+    std::fs::remove_file(dir.path().join("fan.yaml")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while limb.device("fan").is_some() {
+        assert!(Instant::now() < deadline, "device not removed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let metrics = limb.get("/metrics").unwrap().1;
+    assert!(
+        !metrics.contains(r#"device="default/fan""#),
+        "a removed device's series go: {metrics}"
+    );
+    let out = std::fs::read_to_string(dir.path().join("limb.out")).unwrap();
+    let first: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(first["name"], "fan", "stdout carries JSON lines when piped");
+}
