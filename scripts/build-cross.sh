@@ -16,9 +16,12 @@
 #   cache and built from there, so the clone's path never reaches the binary (panic
 #   locations, debug paths); the registry's path is remapped too. SOURCE_DATE_EPOCH is
 #   the commit time. Two builds of one commit give identical bytes.
-# - Its own target dir ($CACHE/target-cross): the export lives at another path than the
-#   checkouts and these builds use release settings and per-target flags, so sharing
-#   $CACHE/target would make cargo rebuild the test builds' crates back and forth.
+# - One pipeline per architecture ($CACHE/cross/<arch>/: the export, the target dir and a
+#   lock): the export lives at another path than the checkouts and these builds use
+#   release settings and per-target flags, so sharing $CACHE/target would make cargo
+#   rebuild the test builds' crates back and forth; and with one export per architecture
+#   a long armv7 build does not hold up an amd64 one (they only share the host's build
+#   scripts and proc macros, which build unoptimised in a minute).
 # - Cross C compilers (ring has C and assembly) and linkers are Debian's gcc cross
 #   toolchains; see ensure_cross in scripts/env.sh for what is installed and why.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -49,14 +52,7 @@ done
 [ ${#ARCHES[@]} -gt 0 ] || ARCHES=(amd64 arm64 armv7)
 [ ${#ONLY[@]} -gt 0 ] || ONLY=(limb brain octopus)
 
-# One build at a time: every run shares the export directory and the target dir, and a
-# run for another commit would replace the sources under a running build.
-exec 9>"$CACHE/build-cross.lock"
-flock 9
-
 BIN_DIR="${OCTOPUS_BIN_DIR:-$CACHE/release/bin}"
-SRC="$CACHE/cross-src"
-export CARGO_TARGET_DIR="$CACHE/target-cross"
 
 ensure_cross "${ARCHES[@]}"
 
@@ -71,18 +67,20 @@ fi
 export SOURCE_DATE_EPOCH
 SOURCE_DATE_EPOCH="$(git log -1 --format=%ct "$REV")"
 
-# Exported once per commit. Extracted files get the extraction time (tar -m), never the
-# commit's: cargo judges freshness by mtime, and an older commit's time would make a
-# newer commit's build look fresh. An unchanged commit is not re-extracted, so a warm
-# build is a no-op.
-if [ "$(cat "$SRC/.octopus-rev" 2>/dev/null)" != "$REV" ]; then
-    rm -rf "$SRC.new"
-    mkdir -p "$SRC.new"
-    git archive --format=tar "$REV" | tar -x -m -C "$SRC.new"
-    echo "$REV" >"$SRC.new/.octopus-rev"
-    rm -rf "$SRC"
-    mv "$SRC.new" "$SRC"
-fi
+# Exports REV to $SRC once per commit. Extracted files get the extraction time (tar -m),
+# never the commit's: cargo judges freshness by mtime, and an older commit's time would
+# make a newer commit's build look fresh. An unchanged commit is not re-extracted, so a
+# warm build is a no-op.
+export_rev() {
+    if [ "$(cat "$SRC/.octopus-rev" 2>/dev/null)" != "$REV" ]; then
+        rm -rf "$SRC.new"
+        mkdir -p "$SRC.new"
+        git -C "$ROOT" archive --format=tar "$REV" | tar -x -m -C "$SRC.new"
+        echo "$REV" >"$SRC.new/.octopus-rev"
+        rm -rf "$SRC"
+        mv "$SRC.new" "$SRC"
+    fi
+}
 
 triple_of() {
     case "$1" in
@@ -115,8 +113,16 @@ SYSROOT="$(rustc --print sysroot)"
 # needs no symbol table.
 export CARGO_PROFILE_RELEASE_STRIP=symbols
 
-cd "$SRC"
 for arch in "${ARCHES[@]}"; do
+    # One build per architecture at a time: a run for another commit would replace the
+    # sources under a running build.
+    mkdir -p "$CACHE/cross/$arch"
+    exec 9>"$CACHE/cross/$arch.lock"
+    flock 9
+    SRC="$CACHE/cross/$arch/src"
+    export CARGO_TARGET_DIR="$CACHE/cross/$arch/target"
+    export_rev
+    cd "$SRC"
     triple="$(triple_of "$arch")"
     T="$(echo "$triple" | tr 'a-z-' 'A-Z_')"
     t="${triple//-/_}"
@@ -146,5 +152,6 @@ for arch in "${ARCHES[@]}"; do
         [ -z "$CROSS_CARGO_ARGS" ] || echo "cargo $CROSS_CARGO_ARGS"
     } >"$out/BUILD"
     unset "CARGO_TARGET_${T}_RUSTFLAGS" "CC_$t" "AR_$t" "CARGO_TARGET_${T}_LINKER"
+    exec 9>&-
 done
 echo "$REV"
