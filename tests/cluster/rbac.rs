@@ -82,11 +82,13 @@ const LIMB: &[Row] = &[
         "adaptor-dummy",
         false,
     ),
-    ("list", "", "configmaps", "", "default", "", false),
-    // References: `get` by name where a namespace grants it, nothing else.
+    ("list", "", "configmaps", "", "kube-system", "", false),
+    // References: read and watched where a namespace grants it, nothing else.
     ("get", "", "secrets", "", "default", "fan-creds", true),
-    ("list", "", "secrets", "", "default", "", false),
-    ("watch", "", "secrets", "", "default", "", false),
+    ("list", "", "secrets", "", "default", "", true),
+    ("watch", "", "secrets", "", "default", "", true),
+    ("watch", "", "configmaps", "", "default", "", true),
+    ("watch", "", "secrets", "", "kube-system", "", false),
     ("get", "", "secrets", "", "kube-system", "anything", false),
     ("list", "", "secrets", "", "", "", false),
     // Nothing of the cluster beyond that.

@@ -66,6 +66,11 @@ fn start_brain(server: &ApiServer) -> Process {
 }
 
 fn start_limb(server: &ApiServer, tag: &str) -> Process {
+    start_limb_resyncing(server, tag, "2s")
+}
+
+/// The limb, re-reading everything every `resync`.
+fn start_limb_resyncing(server: &ApiServer, tag: &str, resync: &str) -> Process {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -93,7 +98,7 @@ fn start_limb(server: &ApiServer, tag: &str) -> Process {
             "--status-flush",
             "100ms",
             "--resync",
-            "2s",
+            resync,
         ])
         .env("KUBECONFIG", server.user_kubeconfig("limb"))
         .stdout(Stdio::null())
@@ -615,10 +620,10 @@ async fn a_device_link_runs_end_to_end_on_a_real_api_server() {
     assert!(
         matches!(secrets.list(&Default::default()).await, Err(kube::Error::Api(e)) if e.code == 403)
     );
-    let cms: Api<ConfigMap> = Api::namespaced(limb_client.clone(), "default");
+    let cms: Api<ConfigMap> = Api::namespaced(limb_client.clone(), "kube-system");
     assert!(
         matches!(cms.list(&Default::default()).await, Err(kube::Error::Api(e)) if e.code == 403),
-        "configmaps only in its namespace"
+        "configmaps only in its namespace and the granted ones"
     );
     let own: Api<ConfigMap> = Api::namespaced(limb_client, "octopus-system");
     let probe = ConfigMap {
@@ -681,6 +686,79 @@ async fn a_device_link_runs_end_to_end_on_a_real_api_server() {
     )
     .await;
     drop(brain);
+}
+
+/// With the grant the chart ships (get, list, watch in the namespace), a Secret that
+/// changes reaches the device at once; the limb's resync is ten minutes here, so only
+/// the watch can explain it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_secret_reaches_the_device_without_waiting_for_the_resync() {
+    let (server, client, _brain) = control_plane().await;
+    server
+        .apply_rbac(&repo_file("deploy/limb-references.yaml"), "octopus-limb")
+        .await;
+    ship(&client, "dummy", &component("adaptor_dummy")).await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), "default");
+    let secret = |data: Value| -> k8s_openapi::api::core::v1::Secret {
+        serde_json::from_value(json!({"metadata": {"name": "fan-creds"}, "stringData": data}))
+            .unwrap()
+    };
+    secrets
+        .create(&PostParams::default(), &secret(json!({"password": "one"})))
+        .await
+        .unwrap();
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
+    let link: DeviceLink = serde_json::from_value(fan("slow")).unwrap();
+    links.create(&PostParams::default(), &link).await.unwrap();
+    let _limb = start_limb_resyncing(&server, "watch", "600s");
+    let connected = async |status: ConditionStatus, needle: &str| {
+        let l = links.get("fan").await.ok()?;
+        let c = l
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == ConditionType::DeviceConnected)?;
+        (c.status == status && c.message.contains(needle)).then_some(())
+    };
+    wait(
+        "the device connected",
+        Duration::from_secs(60),
+        async || connected(ConditionStatus::True, "").await,
+    )
+    .await;
+
+    // The key the link names goes away: the condition says so.
+    secrets
+        .replace(
+            "fan-creds",
+            &PostParams::default(),
+            &secret(json!({"other": "x"})),
+        )
+        .await
+        .unwrap();
+    wait(
+        "a condition naming the missing key, well before the resync",
+        Duration::from_secs(30),
+        async || connected(ConditionStatus::False, "no key \"password\"").await,
+    )
+    .await;
+    // And comes back: the device connects again.
+    secrets
+        .replace(
+            "fan-creds",
+            &PostParams::default(),
+            &secret(json!({"password": "two"})),
+        )
+        .await
+        .unwrap();
+    wait(
+        "the device connected again, well before the resync",
+        Duration::from_secs(30),
+        async || connected(ConditionStatus::True, "").await,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,12 +2,12 @@
 //! helper), AdaptorExisted, the device instance (DeviceCreated), and the fleet's
 //! supervisor per link (DeviceConnected).
 //!
-//! The controller reconciles a link when its watch, an adaptor change or a deleted
-//! instance says so, and again every resync. References are re-read on each reconcile:
-//! the limb may only `get` Secrets and ConfigMaps (`deploy/limb-references.yaml`), so it
-//! cannot watch them.
+//! The controller reconciles a link when its watch, an adaptor change, a deleted
+//! instance or a changed Secret or ConfigMap it references says so, and again every
+//! resync. References are re-read on each reconcile; where the limb may only `get`
+//! them (`limb.referenceAccess: get`), the resync is what notices a change.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -98,6 +98,8 @@ struct Shared {
     /// the API writes while links connect. Forgotten when an instance is deleted, and
     /// older than a resync it is applied again (undoing edits made by hand).
     applied: Arc<Mutex<HashMap<String, (u64, Instant)>>>,
+    /// Namespaces whose Secrets and ConfigMaps are watched for the links that read them.
+    watched: Mutex<HashSet<String>>,
     trigger: mpsc::UnboundedSender<Trigger>,
 }
 
@@ -124,6 +126,7 @@ pub async fn run(
         resources: Mutex::default(),
         failing: Mutex::default(),
         applied: Arc::default(),
+        watched: Mutex::default(),
         trigger,
     });
     let by_adaptor = links.clone();
@@ -245,9 +248,9 @@ fn error_policy(link: Arc<DeviceLink>, e: &ReconcileError, shared: Arc<Shared>) 
     let mut failing = lock(&shared.failing);
     let failures = failing.entry(key.clone()).or_insert(0);
     *failures = failures.saturating_add(1);
-    let delay = RETRY_BASE
-        .saturating_mul(1 << (*failures - 1).min(8))
-        .min(shared.settings.resync);
+    // No jitter: the controller's queue already spreads the retries of many links.
+    let delay =
+        octopus_backoff::Backoff::new(RETRY_BASE, shared.settings.resync).delay(*failures, 1.0);
     tracing::warn!(link = %key, error = %e, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
@@ -330,8 +333,11 @@ impl Shared {
             Err(e) => return Err(e),
         }
 
-        // References: resolved on every reconcile (the resync re-reads them), so a
-        // rotated Secret reaches the adaptor without a restart.
+        // References: resolved on every reconcile (a watch or the resync brings one),
+        // so a rotated Secret reaches the adaptor without a restart.
+        if references::reads_any(&link) {
+            self.watch_references(link.namespace_or_default());
+        }
         let references = match references::resolve(&self.client, &link).await {
             Ok(r) => r,
             Err(references::Error::Transient(e)) => return Err(Error::Kube(e)),
@@ -399,6 +405,33 @@ impl Shared {
                 }
             }
         });
+    }
+
+    /// Watches the Secrets and ConfigMaps of `namespace` (once), and reconciles the links
+    /// there that read one that changed.
+    fn watch_references(&self, namespace: &str) {
+        if !lock(&self.watched).insert(namespace.to_owned()) {
+            return;
+        }
+        let links = self.links.clone();
+        let trigger = self.trigger.clone();
+        let ns = namespace.to_owned();
+        tokio::spawn(references::watch(
+            self.client.clone(),
+            namespace.to_owned(),
+            self.settings.resync,
+            move |source, name| {
+                for link in links.state() {
+                    if link.namespace().as_deref() == Some(ns.as_str())
+                        && references::reads(&link, source, name)
+                        && trigger.send(Trigger::Link(link.key())).is_err()
+                    {
+                        return false;
+                    }
+                }
+                true
+            },
+        ));
     }
 
     /// Creates or updates the device instance with server-side apply.

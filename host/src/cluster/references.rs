@@ -1,15 +1,21 @@
 //! A DeviceLink's `references`: Secrets and ConfigMaps in its namespace, and fields of
 //! the link itself, resolved to the values the adaptor receives.
 //!
-//! The limb reads Secrets and ConfigMaps with `get` only, so it needs no cluster-wide
-//! right to list them: an operator grants it per namespace (`deploy/limb-references.yaml`).
+//! The limb reads Secrets and ConfigMaps only in the namespaces an operator grants it
+//! (`deploy/limb-references.yaml`), never cluster-wide. Where the grant includes `watch`
+//! ([`watch`]), a changed Secret reaches the adaptor at once; with `get` alone, at the
+//! next resync.
 
 use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::time::Duration;
 
 use crds::v1alpha1::{DeviceLink, DeviceLinkReference};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::Client;
-use kube::api::Api;
+use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
 
 use crate::bindings::ReferenceValue;
 
@@ -124,6 +130,111 @@ where
             name: name.to_owned(),
         }),
         Err(e) => Err(Error::Transient(e)),
+    }
+}
+
+/// What a reference reads from the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Secret,
+    ConfigMap,
+}
+
+/// Whether `link` reads `source` `name` (from its own namespace).
+pub fn reads(link: &DeviceLink, source: Source, name: &str) -> bool {
+    link.spec.references.iter().any(|r| {
+        let keys = match source {
+            Source::Secret => &r.secret,
+            Source::ConfigMap => &r.config_map,
+        };
+        keys.as_ref().is_some_and(|k| k.name == name)
+    })
+}
+
+/// Whether `link` reads any Secret or ConfigMap.
+pub fn reads_any(link: &DeviceLink) -> bool {
+    link.spec
+        .references
+        .iter()
+        .any(|r| r.secret.is_some() || r.config_map.is_some())
+}
+
+/// Watches the Secrets and ConfigMaps of `namespace` (metadata only: the values are read
+/// with `get` when a link needs them) and calls `changed` for each one created, edited
+/// or deleted after the first list. Returns when `changed` returns false.
+///
+/// A grant of `get` alone (`limb.referenceAccess: get`) is refused a watch: the limb says
+/// so once, relies on the resync, and asks again after `retry`, so a grant added later
+/// takes effect without a restart.
+pub async fn watch<F>(client: Client, namespace: String, retry: Duration, changed: F)
+where
+    F: Fn(Source, &str) -> bool + Send + Sync,
+{
+    let secrets = watch_kind::<Secret, _>(&client, &namespace, Source::Secret, retry, &changed);
+    let config_maps =
+        watch_kind::<ConfigMap, _>(&client, &namespace, Source::ConfigMap, retry, &changed);
+    // Either one ending means `changed` said stop.
+    futures::future::select(Box::pin(secrets), Box::pin(config_maps)).await;
+}
+
+async fn watch_kind<K, F>(
+    client: &Client,
+    namespace: &str,
+    source: Source,
+    retry: Duration,
+    changed: &F,
+) where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + Debug
+        + Send
+        + 'static,
+    F: Fn(Source, &str) -> bool,
+{
+    let api: Api<PartialObjectMeta<K>> = Api::namespaced(client.clone(), namespace);
+    let mut said = false;
+    loop {
+        let mut events = watcher(api.clone(), watcher::Config::default())
+            .backoff(super::WatchBackoff::default())
+            .boxed();
+        while let Some(event) = events.next().await {
+            match event {
+                // The first list only says what exists; reconciles read that anyway.
+                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => {
+                    if !changed(source, &o.name_any()) {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) if forbidden(&e) => {
+                    if !said {
+                        tracing::info!(
+                            %namespace,
+                            kind = ?source,
+                            "may not watch references here (grant list and watch, see \
+                             deploy/limb-references.yaml); changes apply at the resync"
+                        );
+                        said = true;
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(%namespace, kind = ?source, error = %e, "reference watch")
+                }
+            }
+        }
+        tokio::time::sleep(retry).await;
+    }
+}
+
+fn forbidden(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 403,
+        watcher::Error::WatchError(s) => s.code == 403,
+        _ => false,
     }
 }
 
