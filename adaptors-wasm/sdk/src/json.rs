@@ -1,13 +1,8 @@
 //! JSON decoding whose errors name the field, for specs and snapshots alike. serde_json
 //! alone says "invalid type ... at line 1 column 31", which a DeviceLink author cannot
-//! map back to a field; the field's path is recovered from that position, and the
-//! wording is turned from Rust type names into what a YAML author knows.
-//!
-//! Why not serde_path_to_error: it wraps the deserializer, every visitor and every
-//! map and sequence access, generically, so each spec and state type was compiled a
-//! second time. In the dummy adaptor that was a third of the component's code and
-//! deeper stacks while configuring; finding the path from the error's position after
-//! the fact costs one small non-generic scanner, run only when decoding failed.
+//! map back to a field; the document is parsed to a `Value` first and decoded from it
+//! by [`crate::tracked`], which keeps the path, and the wording is turned from Rust type
+//! names into what a YAML author knows.
 
 use serde::de::DeserializeOwned;
 
@@ -16,25 +11,22 @@ use serde::de::DeserializeOwned;
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, String> {
     // serde's derived structs also accept an array of the field values; specs and
     // snapshots are objects in every language, so `[3]` must not pass as `{"polls": 3}`.
-    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') | None => {}
-        Some(b'[') => return Err(format!("{what} must be an object, got an array")),
-        Some(_) => {
-            // Invalid JSON falls through to the decoder, which says where it breaks.
-            if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
-                return Err(format!("{what} must be an object, got {value:.40}"));
-            }
-        }
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(format!("{what} must be an object, got an array"));
     }
-    serde_json::from_slice(bytes).map_err(|err| {
-        let path = path_at(bytes, offset(bytes, err.line(), err.column()));
-        describe(what, &path, &err)
-    })
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|err| {
+        // serde_json ends the message of an error with " at line L column C".
+        let text = err.to_string();
+        let text = match split(&text, " at line ", true) {
+            Some((text, _)) if err.line() != 0 => text,
+            _ => text.as_str(),
+        };
+        format!("{what} is not valid JSON: {text}")
+    })?;
+    decode_value(&value, what)
 }
 
-/// Decodes an already parsed JSON `value` as `T`, with the same messages as [`decode`]:
-/// the value is written out again so that an error has a position to find the field
-/// by (this runs once per `configure`, and keeps one decoder for every type).
+/// Decodes an already parsed JSON `value` as `T`, with the same messages as [`decode`].
 pub(crate) fn decode_value<T: DeserializeOwned>(
     value: &serde_json::Value,
     what: &str,
@@ -42,208 +34,32 @@ pub(crate) fn decode_value<T: DeserializeOwned>(
     if !value.is_object() {
         return Err(format!("{what} must be an object, got {value:.40}"));
     }
-    decode(value.to_string().as_bytes(), what)
+    crate::tracked::decode(value).map_err(|(path, err)| describe(what, &path, &err.0))
 }
 
-/// The byte offset of serde_json's `line` (from 1) and `column` (bytes into the line)
-/// in `bytes`; 0 when the error has no position.
-fn offset(bytes: &[u8], line: usize, column: usize) -> usize {
-    let start = if line <= 1 {
-        0
-    } else {
-        bytes
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| **b == b'\n')
-            .nth(line - 2)
-            .map_or(bytes.len(), |(i, _)| i + 1)
-    };
-    start.saturating_add(column).min(bytes.len())
-}
-
-/// One open object or array on the way to a position, with where inside it we are.
-enum Frame {
-    /// The key of the member being read (empty before the first).
-    Object(String),
-    /// The index of the element being read.
-    Array(usize),
-}
-
-/// The path of the value at byte `at` of `json`, written as serde_path_to_error writes
-/// it (`nested.list[1]`, `.` for the document): the value or key that starts or ends
-/// there, as serde_json's errors point at (an unexpected `{` or `[` before it is read,
-/// anything else just after it, a struct missing a field after its `}`, an unknown
-/// field after its key); otherwise the object or array being read there.
-fn path_at(json: &[u8], at: usize) -> String {
-    let mut stack: Vec<Frame> = Vec::new();
-    // Whether the next token is a value (else a key, `,`, `:` or a closing bracket).
-    let mut want_value = true;
-    let mut i = 0;
-    while i < json.len() {
-        let b = json[i];
-        if b.is_ascii_whitespace() {
-            i += 1;
-            continue;
-        }
-        if i >= at {
-            let depth = if i == at && want_value {
-                stack.len()
-            } else {
-                stack.len().saturating_sub(1)
-            };
-            return render(&stack[..depth]);
-        }
-        let ended = match b {
-            b'{' | b'[' if want_value => {
-                stack.push(if b == b'{' {
-                    Frame::Object(String::new())
-                } else {
-                    Frame::Array(0)
-                });
-                // `[` is followed by a value (or `]`); `{` by a key (or `}`).
-                want_value = b == b'[';
-                i += 1;
-                false
-            }
-            b'}' | b']' => {
-                stack.pop();
-                want_value = false;
-                i += 1;
-                true
-            }
-            b',' => {
-                if let Some(Frame::Array(index)) = stack.last_mut() {
-                    *index += 1;
-                    want_value = true;
-                }
-                i += 1;
-                false
-            }
-            b':' => {
-                want_value = true;
-                i += 1;
-                false
-            }
-            b'"' => {
-                let end = string_end(json, i);
-                if want_value {
-                    want_value = false;
-                    i = end;
-                    true
-                } else {
-                    if let Some(Frame::Object(key)) = stack.last_mut() {
-                        *key = unquote(&json[i..end]);
-                    }
-                    i = end;
-                    // Just after a key: an unknown field, named by its key.
-                    true
-                }
-            }
-            _ => {
-                // A number, `true`, `false` or `null` (at least one byte, so that a
-                // stray character cannot stop the scan).
-                i += 1;
-                while i < json.len()
-                    && (json[i].is_ascii_alphanumeric() || b"+-.".contains(&json[i]))
-                {
-                    i += 1;
-                }
-                want_value = false;
-                true
-            }
-        };
-        if ended && i == at {
-            return render(&stack);
-        }
-    }
-    render(&stack)
-}
-
-/// The index just past the string starting with the quote at `start`.
-fn string_end(json: &[u8], start: usize) -> usize {
-    let mut i = start + 1;
-    while i < json.len() {
-        match json[i] {
-            b'\\' => i += 2,
-            b'"' => return i + 1,
-            _ => i += 1,
-        }
-    }
-    json.len()
-}
-
-/// A key as written (with its quotes) as text, escapes resolved.
-fn unquote(quoted: &[u8]) -> String {
-    let inner = quoted
-        .get(1..quoted.len().saturating_sub(1))
-        .unwrap_or_default();
-    if !inner.contains(&b'\\') {
-        return String::from_utf8_lossy(inner).into_owned();
-    }
-    serde_json::from_slice(quoted).unwrap_or_else(|_| String::from_utf8_lossy(inner).into_owned())
-}
-
-/// `a.b[2].c` for a path of frames; `.` for none.
-fn render(frames: &[Frame]) -> String {
-    if frames.is_empty() {
-        return ".".to_owned();
-    }
-    let mut path = String::new();
-    for frame in frames {
-        match frame {
-            Frame::Object(key) => {
-                if !path.is_empty() {
-                    path.push('.');
-                }
-                path.push_str(key);
-            }
-            Frame::Array(index) => {
-                path.push('[');
-                crate::text::push_decimal(&mut path, *index as u64);
-                path.push(']');
-            }
-        }
-    }
-    path
-}
-
-/// One message for one serde_json error found at `path` (`.` for the root).
-fn describe(what: &str, path: &str, err: &serde_json::Error) -> String {
-    let text = err.to_string();
-    let text = if err.line() == 0 {
-        text.as_str()
-    } else {
-        let suffix = format!(" at line {} column {}", err.line(), err.column());
-        text.strip_suffix(&suffix).unwrap_or(&text)
-    }
-    .to_owned();
-    if err.is_syntax() || err.is_eof() {
-        return format!("{what} is not valid JSON: {text}");
-    }
-    let field = |name: &str| {
-        if path == "." {
-            name.to_owned()
-        } else {
-            format!("{path}.{name}")
-        }
-    };
+/// One message for serde's error `text` about the value at `path` (`.` for the root).
+fn describe(what: &str, path: &str, text: &str) -> String {
     if let Some(name) = text
         .strip_prefix("missing field `")
         .and_then(|rest| rest.strip_suffix('`'))
     {
-        return format!("{} is required", field(name));
+        return if path == "." {
+            format!("{name} is required")
+        } else {
+            format!("{path}.{name} is required")
+        };
     }
     let subject = if path == "." { what } else { path };
     if let Some((got, expected)) = text
         .strip_prefix("unknown variant `")
-        .and_then(|rest| rest.split_once("`, expected "))
+        .and_then(|rest| split(rest, "`, expected ", false))
     {
         return format!("{subject} must be {}, got {got:?}", choices(expected));
     }
     for prefix in ["invalid type: ", "invalid value: "] {
         if let Some((got, expected)) = text
             .strip_prefix(prefix)
-            .and_then(|rest| rest.rsplit_once(", expected "))
+            .and_then(|rest| split(rest, ", expected ", true))
         {
             return format!(
                 "{subject} must be {}, got {}",
@@ -255,52 +71,78 @@ fn describe(what: &str, path: &str, err: &serde_json::Error) -> String {
     format!("{subject}: {text}")
 }
 
+/// `text` around the first (or `last`) occurrence of `separator`. A byte comparison
+/// rather than `str::split_once`, whose substring searcher is the bigger code.
+fn split<'a>(text: &'a str, separator: &str, last: bool) -> Option<(&'a str, &'a str)> {
+    let mut windows = text.as_bytes().windows(separator.len());
+    let is_separator = |w: &[u8]| w == separator.as_bytes();
+    let at = if last {
+        windows.rposition(is_separator)
+    } else {
+        windows.position(is_separator)
+    }?;
+    Some((text.get(..at)?, text.get(at + separator.len()..)?))
+}
+
 /// serde's list of variants (`` one of `a`, `b`, `c` ``, `` `a` or `b` ``, `` `a` ``) as
 /// `one of a, b or c`.
 fn choices(expected: &str) -> String {
     // The names are every other piece between backticks.
-    let names: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    match names.as_slice() {
-        [] => "nothing".to_owned(),
-        [one] => (*one).to_owned(),
-        [init @ .., last] => format!("one of {} or {last}", init.join(", ")),
+    let mut names = expected
+        .split('`')
+        .enumerate()
+        .filter_map(|(i, piece)| (i % 2 == 1).then_some(piece))
+        .peekable();
+    let mut out = String::new();
+    let mut count = 0;
+    while let Some(name) = names.next() {
+        if count > 0 {
+            out.push_str(if names.peek().is_some() { ", " } else { " or " });
+        }
+        out.push_str(name);
+        count += 1;
+    }
+    match count {
+        0 => "nothing".to_owned(),
+        1 => out,
+        _ => format!("one of {out}"),
     }
 }
 
 /// serde's `expected` for primitives is the Rust type; say the range instead.
-fn expected_words(expected: &str) -> String {
+fn expected_words(expected: &str) -> &str {
     match expected {
-        "u8" => "an integer 0..=255".to_owned(),
-        "u16" => "an integer 0..=65535".to_owned(),
-        "u32" => "an integer 0..=4294967295".to_owned(),
-        "u64" | "u128" | "usize" => "a non-negative integer".to_owned(),
-        "i8" => "an integer -128..=127".to_owned(),
-        "i16" => "an integer -32768..=32767".to_owned(),
-        "i32" => "an integer -2147483648..=2147483647".to_owned(),
-        "i64" | "i128" | "isize" => "an integer".to_owned(),
-        "f32" | "f64" => "a number".to_owned(),
-        "a map" => "an object".to_owned(),
-        "a sequence" => "an array".to_owned(),
-        other if other.starts_with("struct ") => "an object".to_owned(),
-        other => other.to_owned(),
+        "u8" => "an integer 0..=255",
+        "u16" => "an integer 0..=65535",
+        "u32" => "an integer 0..=4294967295",
+        "u64" | "u128" | "usize" => "a non-negative integer",
+        "i8" => "an integer -128..=127",
+        "i16" => "an integer -32768..=32767",
+        "i32" => "an integer -2147483648..=2147483647",
+        "i64" | "i128" | "isize" => "an integer",
+        "f32" | "f64" => "a number",
+        "a map" => "an object",
+        "a sequence" => "an array",
+        other if other.starts_with("struct ") => "an object",
+        other => other,
     }
 }
 
 /// serde's `unexpected` (``integer `40` ``, `string "x"`, `map`) as the value itself.
-fn got_words(got: &str) -> String {
+fn got_words(got: &str) -> &str {
     if let Some((_, rest)) = got.split_once('`')
         && let Some((value, _)) = rest.rsplit_once('`')
     {
-        return value.to_owned();
+        return value;
     }
     if let Some(quoted) = got.strip_prefix("string ") {
-        return quoted.to_owned();
+        return quoted;
     }
     match got {
-        "map" => "an object".to_owned(),
-        "sequence" => "an array".to_owned(),
-        "unit value" => "null".to_owned(),
-        other => other.to_owned(),
+        "map" => "an object",
+        "sequence" => "an array",
+        "unit value" => "null",
+        other => other,
     }
 }
 
@@ -399,14 +241,22 @@ mod tests {
         );
     }
 
-    /// What the SDK answered with serde_path_to_error tracking the path.
+    /// What the SDK answered when serde_path_to_error tracked the path.
     fn tracked<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+        let old = |path: &str, err: &serde_json::Error| {
+            let text = err.to_string();
+            let suffix = format!(" at line {} column {}", err.line(), err.column());
+            let text = text.strip_suffix(&suffix).unwrap_or(&text);
+            if err.is_syntax() || err.is_eof() {
+                format!("spec is not valid JSON: {text}")
+            } else {
+                describe("spec", path, text)
+            }
+        };
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-            let path = err.path().to_string();
-            describe("spec", &path, err.inner())
-        })?;
-        de.end().map_err(|err| describe("spec", ".", &err))?;
+        let value = serde_path_to_error::deserialize(&mut de)
+            .map_err(|err| old(&err.path().to_string(), err.inner()))?;
+        de.end().map_err(|err| old(".", &err))?;
         Ok(value)
     }
 
@@ -447,8 +297,8 @@ mod tests {
         limits: Vec<i16>,
     }
 
-    /// The paths found from error positions are the ones serde_path_to_error tracked,
-    /// compact and pretty-printed, for every kind of error and nesting.
+    /// The messages are the ones the SDK gave with serde_path_to_error tracking the
+    /// path, compact and pretty-printed, for every kind of error and nesting.
     #[test]
     fn paths_match_serde_path_to_error() {
         let cases = [
@@ -474,9 +324,8 @@ mod tests {
             r#"{"name": "a", "boxed": {"name": "b", "boxed": {"nope": 1}}}"#,
             r#"{"any": {"x": [1, {"y": 2}]}, "name": {"k": [1, 2]}}"#,
             r#"{"any": [[], {}, "s", 1.5e3, -2, true, null], "name": false}"#,
-            r#"{"name": "a", "children": [{"name": "b", "mode": "fast"}, {"name": "c", "mode": 7}]}"#,
             r#"{"any": "x}]\"{,[", "table": {"k\\": {"type": "\\\"", "limits": [1e2]}}}"#,
-            r#"{"any": {"a\\\"b": [{"c": ",:"}]}, "children": [{"name": "b"}, {"name": "c", "pair": [0, true, 1]}]}"#,
+            r#"{"any": {"a\\\"b": [{"c": ",:"}]}, "children": [{"name": "b"}, {"name": "c", "pair": [0]}]}"#,
             r#"{"name": "a", "children": [{"name": "b", "table": {"k": {"type": "t", "limits": [1, 2, 3, "4"]}}}]}"#,
         ];
         for case in cases {
@@ -490,20 +339,42 @@ mod tests {
         }
     }
 
+    /// Where decoding from the text said "not valid JSON" about valid JSON, or took an
+    /// array for a struct, the message now names the field.
     #[test]
-    fn path_scanner_stops_on_broken_input() {
-        for (json, at) in [
-            (&b"{\"a\": [1, 2"[..], 12),
-            (b"{\"a\": {{{", 9),
-            (b"\"unterminated", 20),
-            (b"{\"a\": tru}", 10),
-            (b"", 3),
-        ] {
-            let _ = path_at(json, at);
+    fn structs_are_objects_and_enums_strings_or_objects() {
+        let err = |json: &str| decode::<Deep>(json.as_bytes(), "spec").unwrap_err();
+        assert_eq!(
+            err(r#"{"name": "a", "children": [{"name": "b"}, {"name": "c", "mode": 7}]}"#),
+            "children[1].mode must be string or map, got 7"
+        );
+        assert_eq!(
+            err(r#"{"name": "a", "pair": [0, true, 1]}"#),
+            "pair: invalid length 2, expected fewer elements in array"
+        );
+        assert_eq!(
+            err(r#"{"name": "a", "boxed": ["b"]}"#),
+            "boxed must be an object, got an array"
+        );
+        assert_eq!(
+            err(r#"{"name": "a", "mode": {"fast": null, "slow": {}}}"#),
+            "mode must be map with a single key, got an object"
+        );
+        assert_eq!(
+            err(r#"{"name": "a", "mode": {"fast": 1}}"#),
+            "mode.fast must be unit variant, got 1"
+        );
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code, reason = "only the errors matter here")]
+        struct Keys {
+            ports: std::collections::BTreeMap<u16, String>,
         }
-        assert_eq!(path_at(b"[{\"a\": [0, 1]}]", 12), "[0].a[1]");
-        assert_eq!(path_at(b"[{\"a\": [0, 1]}]", 13), "[0].a");
-        assert_eq!(offset(b"{\n  \"a\": 1\n}", 2, 8), 10);
+        let keys: Keys = decode(br#"{"ports": {"502": "modbus"}}"#, "spec").unwrap();
+        assert_eq!(keys.ports[&502], "modbus");
+        assert_eq!(
+            decode::<Keys>(br#"{"ports": {"x": "modbus"}}"#, "spec").unwrap_err(),
+            r#"ports.x must be an integer 0..=65535, got "x""#
+        );
     }
 
     #[test]

@@ -66,6 +66,7 @@ pub mod state;
 pub mod status;
 pub mod text;
 pub mod time;
+mod tracked;
 
 #[doc(hidden)]
 pub mod glue;
