@@ -14,13 +14,13 @@ pub trait Device: Sized + 'static {
     /// The DeviceLink's `template.spec`, parsed with serde. Wrong fields become
     /// `invalid-spec` naming the field; check ranges in `configure` with
     /// [`crate::spec::in_range`].
-    type Spec: DeserializeOwned;
+    type Spec: DeserializeOwned + 'static;
     /// What `poll` reports; must serialise to a JSON object.
     type Status: Serialize;
     /// What survives a hot swap (and a `reconfigure` by rebuild): a struct, a JSON
     /// object on the wire.
     /// Decoding failures in `restore` are `incompatible-state` naming the field.
-    type State: Serialize + DeserializeOwned;
+    type State: Serialize + DeserializeOwned + 'static;
 
     /// Name, version and models. Must not touch capabilities.
     fn describe() -> Info;

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 /// Decodes `bytes`, a JSON object, as `T`; the error message names the offending field
 /// (`what` for the document itself, e.g. `spec`).
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, String> {
+pub(crate) fn decode<T: DeserializeOwned + 'static>(bytes: &[u8], what: &str) -> Result<T, String> {
     // serde's derived structs also accept an array of the field values; specs and
     // snapshots are objects in every language, so `[3]` must not pass as `{"polls": 3}`.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
@@ -23,7 +23,21 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T,
         };
         format!("{what} is not valid JSON: {text}")
     })?;
-    decode_value(&value, what)
+    if !value.is_object() {
+        return Err(format!("{what} must be an object, got {value:.40}"));
+    }
+    // An adaptor that picks its spec type by model asks for the `Value` itself: it is
+    // handed over, not decoded into a copy that would hold the document twice.
+    let mut parsed = Some(value);
+    if let Some(wanted) = (&mut parsed as &mut dyn std::any::Any).downcast_mut::<Option<T>>()
+        && let Some(value) = wanted.take()
+    {
+        return Ok(value);
+    }
+    match &parsed {
+        Some(value) => decode_value(value, what),
+        None => Err(format!("{what} was taken")),
+    }
 }
 
 /// Decodes an already parsed JSON `value` as `T`, with the same messages as [`decode`].
