@@ -8,7 +8,7 @@ use crate::adaptor::Adaptor;
 use crate::bindings::exports::octopus::adaptor::driver as wit;
 use crate::bindings::octopus::adaptor::types as witty;
 use crate::error::Error;
-use crate::info::{DeviceIdentity, Model, Reference, ResourceKind, Settings};
+use crate::info::{DeviceIdentity, Model, ResourceKind, Settings};
 use crate::runtime::DeviceConfig;
 
 /// Where the macro keeps the instance: the component is single-threaded, so a
@@ -71,15 +71,7 @@ fn config(config: wit::DeviceConfig) -> DeviceConfig {
             uid: config.device.uid,
         },
         spec: config.spec,
-        references: config
-            .references
-            .into_iter()
-            .map(|r| Reference {
-                reference: r.reference,
-                item: r.item,
-                value: r.value,
-            })
-            .collect(),
+        references: config.references,
     }
 }
 

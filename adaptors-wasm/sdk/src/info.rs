@@ -134,13 +134,10 @@ pub struct DeviceIdentity {
     pub uid: String,
 }
 
-/// One resolved value of the DeviceLink's `references` (secret or config map key).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reference {
-    pub reference: String,
-    pub item: String,
-    pub value: Vec<u8>,
-}
+/// One resolved value of the DeviceLink's `references` (secret or config map key):
+/// `reference`, `item` and the `value` bytes. The contract's own record, so that
+/// `configure` hands the list over as it came instead of converting every entry.
+pub type Reference = crate::bindings::octopus::adaptor::types::ReferenceValue;
 
 /// Everything `configure` gets besides the parsed spec.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -96,6 +96,8 @@ pub mod bindings {
         // Adaptors that still run their own `generate!` link this crate too; distinct
         // section names keep the linker from merging the two type sections.
         type_section_suffix: "-octopus-adaptor-sdk",
+        // `Reference` is the contract's record, compared in `DeviceConfig` and `Context`.
+        additional_derives: [PartialEq, Eq],
     });
 }
 
