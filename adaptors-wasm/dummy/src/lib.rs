@@ -211,6 +211,18 @@ impl Device for Dummy {
         self.properties = state.properties.unwrap_or_default();
     }
 
+    /// As before the SDK: an instance that was never configured hands over a fresh state.
+    fn unconfigured_state() -> Option<Snapshot> {
+        Some(Snapshot {
+            format: Some(SNAPSHOT_FORMAT.to_owned()),
+            polls: 0,
+            properties: Some(BTreeMap::new()),
+            rng: None,
+            rotating_speed: Some(0),
+            version: (),
+        })
+    }
+
     fn check_state(state: &Snapshot, from_version: &str) -> Result<()> {
         if cfg!(feature = "broken-restore") {
             return Err(Error::IncompatibleState(format!(
@@ -357,6 +369,12 @@ mod tests {
         assert_eq!(
             octopus_adaptor_sdk::status::to_json(&status).unwrap(),
             format!(r#"{{"polls":7,{properties}}}"#)
+        );
+
+        assert_eq!(
+            Instance::<Dummy>::new().snapshot().unwrap(),
+            br#"{"format":"dummy/1","polls":0,"properties":{},"rng":null,"rotatingSpeed":0,"version":"0.1.0"}"#,
+            "never configured"
         );
 
         let mut restored = Instance::<Dummy>::new();

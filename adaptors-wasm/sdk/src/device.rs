@@ -50,6 +50,13 @@ pub trait Device: Sized + 'static {
     /// contract's `restore` comes first; the SDK holds the state until then).
     fn restore(&mut self, state: Self::State);
 
+    /// What `snapshot` hands over when no device was configured and no state was
+    /// restored (an instance whose spec was refused, caught in a hot swap). `None`, the
+    /// default, makes that snapshot an `internal` error.
+    fn unconfigured_state() -> Option<Self::State> {
+        None
+    }
+
     /// Refuses state the device cannot take over even though it decoded, e.g. from a
     /// `from_version` with other semantics. Runs inside the contract's `restore`, so an
     /// error keeps the old version serving.
