@@ -5,30 +5,22 @@
 //! `DummyProtocolDevice` (a device with typed properties whose values change on every
 //! poll). Everything is simulated and deterministic: the pseudo-random generator is
 //! seeded from the DeviceLink's uid and travels with `snapshot`/`restore`.
+//!
+//! Built on the SDK (`octopus-adaptor-sdk`): it parses the spec, keeps the device and
+//! the state restored before `configure`, and encodes status and snapshots.
 
 mod sim;
 mod spec;
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value, json};
-
-use exports::octopus::adaptor::driver::{
-    AdaptorError, AdaptorInfo, DeviceConfig, DeviceSettings, Guest,
-};
-use octopus::adaptor::clock;
-use octopus::adaptor::events::{self, EventType};
-use octopus::adaptor::log::{self, Level};
-use octopus::adaptor::types::{Model, ModelInfo};
+use octopus_adaptor_sdk::{Context, Device, Error, Info, ModelInfo, Result, Settings};
+use octopus_adaptor_sdk::{clock, events, log};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
 
 use sim::{Observed, Rng};
-use spec::{DeviceSpec, Kind, Spec, SpecError};
-
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "adaptor",
-});
+use spec::{DeviceSpec, Kind, Spec};
 
 const NAME: &str = "adaptors.edge.cattle.io/dummy";
 
@@ -44,204 +36,216 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+broken-poll");
 /// Tag of the `snapshot` format; `restore` accepts nothing else.
 const SNAPSHOT_FORMAT: &str = "dummy/1";
 
-/// Why a call failed; converted into the contract's `adaptor-error` at the boundary.
-#[derive(Debug)]
-enum Error {
-    InvalidSpec(String),
-    IncompatibleState(String),
-    NotConfigured,
-}
-
-impl From<SpecError> for Error {
-    fn from(err: SpecError) -> Self {
-        Error::InvalidSpec(err.0)
-    }
-}
-
-impl From<Error> for AdaptorError {
-    fn from(err: Error) -> Self {
-        match err {
-            Error::InvalidSpec(msg) => AdaptorError::InvalidSpec(msg),
-            Error::IncompatibleState(msg) => AdaptorError::IncompatibleState(msg),
-            Error::NotConfigured => {
-                AdaptorError::Internal("the device is not configured yet".to_owned())
-            }
-        }
-    }
-}
-
-/// State that survives `reconfigure` and travels through `snapshot`/`restore`.
-#[derive(Debug, Default)]
-struct State {
+/// What `snapshot` returns and `restore` takes: `{"format": "dummy/1", "polls",
+/// "properties", "rng", "rotatingSpeed", "version"}` (fields in that order, as earlier
+/// versions wrote them).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    #[serde(default)]
+    format: Option<String>,
     polls: u64,
-    rng: Option<Rng>,
-    rotating_speed: u32,
-    properties: BTreeMap<String, Observed>,
+    #[serde(default)]
+    properties: Option<BTreeMap<String, Observed>>,
+    #[serde(default)]
+    rng: Option<u64>,
+    #[serde(default)]
+    rotating_speed: Option<u32>,
+    /// Written for the reader's information; never read.
+    #[serde(skip_deserializing, serialize_with = "this_version")]
+    version: (),
 }
 
-impl State {
-    fn to_snapshot(&self) -> Value {
-        let properties: Map<String, Value> = self
-            .properties
-            .iter()
-            .map(|(name, observed)| (name.clone(), observed.to_json()))
-            .collect();
-        json!({
-            "format": SNAPSHOT_FORMAT,
-            "version": VERSION,
-            "polls": self.polls,
-            "rotatingSpeed": self.rotating_speed,
-            "rng": self.rng.map(Rng::state),
-            "properties": properties,
-        })
-    }
-
-    fn from_snapshot(bytes: &[u8]) -> Result<State, Error> {
-        let incompatible = |why: &str| {
-            Error::IncompatibleState(format!("not a {SNAPSHOT_FORMAT} snapshot: {why}"))
-        };
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| incompatible(&format!("invalid JSON ({e})")))?;
-        match value.get("format").and_then(Value::as_str) {
-            Some(SNAPSHOT_FORMAT) => {}
-            Some(other) => return Err(incompatible(&format!("format is {other:?}"))),
-            None => return Err(incompatible("no format field")),
-        }
-        let polls = value
-            .get("polls")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| incompatible("polls is missing or not a count"))?;
-        let rotating_speed = match value.get("rotatingSpeed") {
-            None | Some(Value::Null) => 0,
-            Some(v) => v
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| incompatible("rotatingSpeed is not a speed"))?,
-        };
-        let rng = match value.get("rng") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(Rng::from_state(
-                v.as_u64()
-                    .ok_or_else(|| incompatible("rng is not a 64-bit state"))?,
-            )),
-        };
-        let properties = match value.get("properties") {
-            None | Some(Value::Null) => BTreeMap::new(),
-            Some(v) => v
-                .as_object()
-                .ok_or_else(|| incompatible("properties is not an object"))?
-                .iter()
-                .map(|(name, observed)| {
-                    Observed::from_json(observed)
-                        .map(|o| (name.clone(), o))
-                        .ok_or_else(|| incompatible(&format!("property {name:?} is malformed")))
-                })
-                .collect::<Result<_, _>>()?,
-        };
-        Ok(State {
-            polls,
-            rng,
-            rotating_speed,
-            properties,
-        })
-    }
+fn this_version<S: Serializer>(_: &(), serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    serializer.serialize_str(VERSION)
 }
 
-/// The configured device: who it is and its current spec.
+/// What `poll` reports: `{gear, polls, references, rotatingSpeed, variant}` for a
+/// `DummySpecialDevice`, `{polls, properties, references, variant}` for a
+/// `DummyProtocolDevice` (keys sorted, as earlier versions wrote them).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gear: Option<&'static str>,
+    polls: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    properties: Option<BTreeMap<String, Observed>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    references: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rotating_speed: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variant: Option<&'static str>,
+}
+
+/// One configured device: who it is, its spec and the simulation's state.
 #[derive(Debug)]
-struct Device {
+pub struct Dummy {
+    /// `namespace/name`, for log lines.
     name: String,
     uid: String,
     spec: Spec,
     /// `reference/item` of every resolved reference, reported (never their values) so an
     /// operator can see what the device was given.
     references: Vec<String>,
+    polls: u64,
+    rng: Rng,
+    rotating_speed: u32,
+    properties: BTreeMap<String, Observed>,
 }
 
-/// Everything one instance (one device) holds.
-#[derive(Debug, Default)]
-struct Instance {
-    state: State,
-    device: Option<Device>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Apply {
-    Configure,
-    Reconfigure,
-}
-
-impl Instance {
-    fn apply(&mut self, config: &DeviceConfig, how: Apply) -> Result<DeviceSettings, Error> {
-        let kind = Kind::from_model(&config.model.api_version, &config.model.kind)?;
-        let spec = spec::parse(kind, &config.spec)?;
-        let device = Device {
-            name: format!("{}/{}", config.device.namespace, config.device.name),
-            uid: config.device.uid.clone(),
-            spec,
-            references: config
-                .references
-                .iter()
-                .map(|r| format!("{}/{}", r.reference, r.item))
-                .collect(),
-        };
-        self.state
-            .rng
-            .get_or_insert_with(|| Rng::from_seed(&device.uid));
-        let settings = DeviceSettings {
-            poll_interval_ms: Some(device.spec.poll_interval_ms),
-        };
-        let summary = summary(&device);
-        let first = how == Apply::Configure || self.device.is_none();
-        self.device = Some(device);
-        if first {
-            log::log(Level::Info, &format!("configured {summary}"));
-            events::record_event(EventType::Normal, "Configured", &summary);
-        } else {
-            log::log(Level::Info, &format!("reconfigured {summary}"));
-        }
-        Ok(settings)
+impl Dummy {
+    /// Takes a new spec and identity, keeping the simulation's state.
+    fn apply(&mut self, spec: Spec, ctx: &Context) {
+        self.name = ctx.device_name();
+        self.uid.clone_from(&ctx.device.uid);
+        self.spec = spec;
+        self.references = references(ctx);
     }
 
-    fn poll(&mut self) -> Result<String, Error> {
-        let device = self.device.as_ref().ok_or(Error::NotConfigured)?;
-        let state = &mut self.state;
-        state.polls += 1;
-        let rng = state.rng.get_or_insert_with(|| Rng::from_seed(&device.uid));
-        let mut status = match &device.spec.device {
+    fn settings(&self) -> Settings {
+        Settings::poll_every_ms(self.spec.poll_interval_ms)
+    }
+}
+
+fn parse(spec: &Value, ctx: &Context) -> Result<Spec> {
+    let kind = Kind::from_model(&ctx.model.api_version, &ctx.model.kind)?;
+    spec::from_value(kind, spec)
+}
+
+fn references(ctx: &Context) -> Vec<String> {
+    ctx.references
+        .iter()
+        .map(|r| format!("{}/{}", r.reference, r.item))
+        .collect()
+}
+
+impl Device for Dummy {
+    /// Read as JSON first: the model decides which spec it is.
+    type Spec = Value;
+    type Status = Status;
+    type State = Snapshot;
+
+    fn describe() -> Info {
+        Kind::ALL
+            .into_iter()
+            .fold(Info::new(NAME, VERSION), |info, kind| {
+                info.model(ModelInfo::new(Kind::API_VERSION, kind.name()))
+            })
+    }
+
+    fn configure(spec: Value, ctx: &Context) -> Result<(Self, Settings)> {
+        let dummy = Dummy {
+            name: ctx.device_name(),
+            uid: ctx.device.uid.clone(),
+            spec: parse(&spec, ctx)?,
+            references: references(ctx),
+            polls: 0,
+            rng: Rng::from_seed(&ctx.device.uid),
+            rotating_speed: 0,
+            properties: BTreeMap::new(),
+        };
+        let summary = summary(&dummy);
+        log::info(&format!("configured {summary}"));
+        events::normal("Configured", &summary);
+        let settings = dummy.settings();
+        Ok((dummy, settings))
+    }
+
+    fn reconfigure(&mut self, spec: Value, ctx: &Context) -> Result<Settings> {
+        let spec = parse(&spec, ctx)?;
+        self.apply(spec, ctx);
+        log::info(&format!("reconfigured {}", summary(self)));
+        Ok(self.settings())
+    }
+
+    fn poll(&mut self) -> Result<Status> {
+        if cfg!(feature = "broken-poll") {
+            #[allow(clippy::panic, reason = "a test variant that traps on purpose")]
+            {
+                panic!("broken-poll variant: trapping on purpose");
+            }
+        }
+        self.polls += 1;
+        let mut status = Status {
+            gear: None,
+            polls: self.polls,
+            properties: None,
+            references: self.references.clone(),
+            rotating_speed: None,
+            variant: cfg!(feature = "v2").then_some("v2"),
+        };
+        match &self.spec.device {
             DeviceSpec::Special(spec) => {
-                state.rotating_speed = sim::step_special(state.rotating_speed, spec, rng);
-                json!({
-                    "gear": spec.gear.as_str(),
-                    "rotatingSpeed": state.rotating_speed,
-                })
+                self.rotating_speed = sim::step_special(self.rotating_speed, spec, &mut self.rng);
+                status.gear = Some(spec.gear.as_str());
+                status.rotating_speed = Some(self.rotating_speed);
             }
             DeviceSpec::Protocol(spec) => {
                 let now = sim::rfc3339(clock::now_ms());
-                sim::step_protocol(&mut state.properties, spec, rng, &now);
-                let properties: Map<String, Value> = state
-                    .properties
-                    .iter()
-                    .map(|(name, observed)| (name.clone(), observed.to_json()))
-                    .collect();
-                json!({ "properties": properties })
-            }
-        };
-        if let Value::Object(fields) = &mut status {
-            fields.insert("polls".to_owned(), json!(state.polls));
-            if !device.references.is_empty() {
-                fields.insert("references".to_owned(), json!(device.references));
-            }
-            if cfg!(feature = "v2") {
-                fields.insert("variant".to_owned(), json!("v2"));
+                sim::step_protocol(&mut self.properties, spec, &mut self.rng, &now);
+                status.properties = Some(self.properties.clone());
             }
         }
-        Ok(status.to_string())
+        Ok(status)
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            format: Some(SNAPSHOT_FORMAT.to_owned()),
+            polls: self.polls,
+            properties: Some(self.properties.clone()),
+            rng: Some(self.rng.state()),
+            rotating_speed: Some(self.rotating_speed),
+            version: (),
+        }
+    }
+
+    fn restore(&mut self, state: Snapshot) {
+        self.polls = state.polls;
+        self.rotating_speed = state.rotating_speed.unwrap_or(0);
+        self.rng = state
+            .rng
+            .map_or_else(|| Rng::from_seed(&self.uid), Rng::from_state);
+        self.properties = state.properties.unwrap_or_default();
+    }
+
+    /// As before the SDK: an instance that was never configured hands over a fresh state.
+    fn unconfigured_state() -> Option<Snapshot> {
+        Some(Snapshot {
+            format: Some(SNAPSHOT_FORMAT.to_owned()),
+            polls: 0,
+            properties: Some(BTreeMap::new()),
+            rng: None,
+            rotating_speed: Some(0),
+            version: (),
+        })
+    }
+
+    fn check_state(state: &Snapshot, from_version: &str) -> Result<()> {
+        if cfg!(feature = "broken-restore") {
+            return Err(Error::IncompatibleState(format!(
+                "broken-restore variant refuses state from {from_version}"
+            )));
+        }
+        let incompatible = |why: &str| {
+            Error::IncompatibleState(format!("not a {SNAPSHOT_FORMAT} snapshot: {why}"))
+        };
+        match state.format.as_deref() {
+            Some(SNAPSHOT_FORMAT) => Ok(()),
+            Some(other) => Err(incompatible(&format!("format is {other:?}"))),
+            None => Err(incompatible("no format field")),
+        }
+    }
+
+    fn shutdown(&mut self) {
+        log::info(&format!("shut down {}", self.name));
     }
 }
 
 /// One line describing a configured device, for the log and the `Configured` event.
-fn summary(device: &Device) -> String {
+fn summary(device: &Dummy) -> String {
     let interval = device.spec.poll_interval_ms;
     let detail = match &device.spec.device {
         DeviceSpec::Special(spec) => format!(
@@ -261,99 +265,20 @@ fn summary(device: &Device) -> String {
     )
 }
 
-thread_local! {
-    static INSTANCE: RefCell<Instance> = RefCell::new(Instance::default());
-}
-
-fn with_instance<R>(f: impl FnOnce(&mut Instance) -> R) -> R {
-    INSTANCE.with_borrow_mut(f)
-}
-
-struct Dummy;
-
-impl Guest for Dummy {
-    fn describe() -> AdaptorInfo {
-        AdaptorInfo {
-            name: NAME.to_owned(),
-            version: VERSION.to_owned(),
-            models: Kind::ALL
-                .into_iter()
-                .map(|kind| ModelInfo {
-                    model: Model {
-                        api_version: Kind::API_VERSION.to_owned(),
-                        kind: kind.name().to_owned(),
-                    },
-                    resource_fields: Vec::new(),
-                })
-                .collect(),
-        }
-    }
-
-    fn configure(config: DeviceConfig) -> Result<DeviceSettings, AdaptorError> {
-        with_instance(|instance| instance.apply(&config, Apply::Configure)).map_err(Into::into)
-    }
-
-    fn reconfigure(config: DeviceConfig) -> Result<DeviceSettings, AdaptorError> {
-        with_instance(|instance| instance.apply(&config, Apply::Reconfigure)).map_err(Into::into)
-    }
-
-    fn poll() -> Result<String, AdaptorError> {
-        if cfg!(feature = "broken-poll") {
-            #[allow(clippy::panic, reason = "a test variant that traps on purpose")]
-            {
-                panic!("broken-poll variant: trapping on purpose");
-            }
-        }
-        with_instance(Instance::poll).map_err(Into::into)
-    }
-
-    fn snapshot() -> Result<Vec<u8>, AdaptorError> {
-        Ok(with_instance(|instance| {
-            instance.state.to_snapshot().to_string().into_bytes()
-        }))
-    }
-
-    fn restore(state: Vec<u8>, from_version: String) -> Result<(), AdaptorError> {
-        if cfg!(feature = "broken-restore") {
-            return Err(AdaptorError::IncompatibleState(format!(
-                "broken-restore variant refuses state from {from_version}"
-            )));
-        }
-        let state = State::from_snapshot(&state)?;
-        log::log(
-            Level::Info,
-            &format!(
-                "restored state of version {from_version} after {} polls",
-                state.polls
-            ),
-        );
-        with_instance(|instance| instance.state = state);
-        Ok(())
-    }
-
-    fn shutdown() {
-        if let Some(device) = with_instance(|instance| instance.device.take()) {
-            log::log(Level::Info, &format!("shut down {}", device.name));
-        }
-    }
-}
-
-export!(Dummy);
+octopus_adaptor_sdk::export_adaptor!(Dummy);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use octopus_adaptor_sdk::{DeviceConfig, Instance};
 
-    fn special_instance(spec: &str) -> Instance {
-        Instance {
-            state: State::default(),
-            device: Some(Device {
-                name: "default/fan".into(),
-                uid: "uid-1".into(),
-                spec: spec::parse(Kind::Special, spec).unwrap(),
-                references: Vec::new(),
-            }),
-        }
+    fn special_instance(spec: &str) -> Instance<Dummy> {
+        let mut instance = Instance::new();
+        let mut config = DeviceConfig::for_tests::<Dummy>(spec);
+        config.device.name = "fan".into();
+        config.device.uid = "uid-1".into();
+        instance.configure(config).unwrap();
+        instance
     }
 
     #[test]
@@ -366,13 +291,100 @@ mod tests {
         assert_eq!(status["rotatingSpeed"], 200);
         old.poll().unwrap();
 
-        let bytes = old.state.to_snapshot().to_string().into_bytes();
+        let bytes = old.snapshot().unwrap();
         let mut new = special_instance(spec);
-        new.state = State::from_snapshot(&bytes).unwrap();
-        assert_eq!(new.state.rng, old.state.rng);
+        new.restore(&bytes, VERSION).unwrap();
+        assert_eq!(new.device().unwrap().rng, old.device().unwrap().rng);
         assert_eq!(new.poll().unwrap(), old.poll().unwrap());
         let status: Value = serde_json::from_str(&new.poll().unwrap()).unwrap();
         assert_eq!(status["polls"], 4);
+    }
+
+    /// Status and snapshots are byte for byte what the hand-written adaptor (before the
+    /// SDK) wrote for the same device, and its snapshots restore here.
+    #[test]
+    fn documents_are_those_of_earlier_versions() {
+        let mut instance = Instance::<Dummy>::new();
+        let mut config = DeviceConfig::for_tests::<Dummy>(
+            r#"{"protocol":{"location":"lab"},"on":true,"gear":"fast"}"#,
+        );
+        config.device.name = "fan".into();
+        config.device.uid = "uid-1".into();
+        config.references.push(octopus_adaptor_sdk::Reference {
+            reference: "secret".into(),
+            item: "key".into(),
+            value: b"hidden".to_vec(),
+        });
+        instance.configure(config).unwrap();
+        assert_eq!(
+            instance.poll().unwrap(),
+            r#"{"gear":"fast","polls":1,"references":["secret/key"],"rotatingSpeed":200}"#
+        );
+        assert_eq!(
+            instance.poll().unwrap(),
+            r#"{"gear":"fast","polls":2,"references":["secret/key"],"rotatingSpeed":207}"#
+        );
+        let snapshot = r#"{"format":"dummy/1","polls":2,"properties":{},"rng":700619024167953982,"rotatingSpeed":207,"version":"0.1.0"}"#;
+        assert_eq!(instance.snapshot().unwrap(), snapshot.as_bytes());
+
+        let protocol = spec::parse(
+            Kind::Protocol,
+            r#"{"protocol":{"ip":"x"},"properties":{"s":{"type":"string"},"f":{"type":"float"},"i":{"type":"int"},"a":{"type":"array","arrayProperties":{"type":"boolean"}},"o":{"type":"object","objectProperties":{"n":{"type":"int"}}},"e":{"type":"object"}}}"#,
+        )
+        .unwrap();
+        let DeviceSpec::Protocol(properties) = &protocol.device else {
+            panic!("wrong kind")
+        };
+        let mut rng = Rng::from_seed("uid-2");
+        let mut observed = BTreeMap::new();
+        sim::step_protocol(
+            &mut observed,
+            properties,
+            &mut rng,
+            "2024-05-01T10:00:00.000Z",
+        );
+        let dummy = Dummy {
+            name: "default/device".into(),
+            uid: "uid-2".into(),
+            spec: protocol,
+            references: Vec::new(),
+            polls: 7,
+            rng,
+            rotating_speed: 0,
+            properties: observed,
+        };
+        let written = r#"{"format":"dummy/1","polls":7,"properties":{"a":{"type":"array","updatedAt":"2024-05-01T10:00:00.000Z","value":[true,true]},"e":{"type":"object","updatedAt":"2024-05-01T10:00:00.000Z","value":{"intValue":320,"stringValue":"T6RAUP4I"}},"f":{"type":"float","updatedAt":"2024-05-01T10:00:00.000Z","value":7.24},"i":{"type":"int","updatedAt":"2024-05-01T10:00:00.000Z","value":745},"o":{"type":"object","updatedAt":"2024-05-01T10:00:00.000Z","value":{"n":751}},"s":{"type":"string","updatedAt":"2024-05-01T10:00:00.000Z","value":"xUuHV4L9Rj"}},"rng":1615671245494300691,"rotatingSpeed":0,"version":"0.1.0"}"#;
+        let bytes = octopus_adaptor_sdk::state::encode(&dummy.snapshot()).unwrap();
+        assert_eq!(String::from_utf8(bytes).unwrap(), written);
+        let status = Status {
+            gear: None,
+            polls: 7,
+            properties: Some(dummy.properties.clone()),
+            references: Vec::new(),
+            rotating_speed: None,
+            variant: None,
+        };
+        let properties =
+            &written[written.find(r#""properties""#).unwrap()..written.find(r#","rng""#).unwrap()];
+        assert_eq!(
+            octopus_adaptor_sdk::status::to_json(&status).unwrap(),
+            format!(r#"{{"polls":7,{properties}}}"#)
+        );
+
+        assert_eq!(
+            Instance::<Dummy>::new().snapshot().unwrap(),
+            br#"{"format":"dummy/1","polls":0,"properties":{},"rng":null,"rotatingSpeed":0,"version":"0.1.0"}"#,
+            "never configured"
+        );
+
+        let mut restored = Instance::<Dummy>::new();
+        restored.restore(written.as_bytes(), "0.1.0").unwrap();
+        let mut config = DeviceConfig::for_tests::<Dummy>(r#"{"protocol":{"ip":"x"}}"#);
+        config.model.kind = "DummyProtocolDevice".into();
+        config.device.uid = "uid-2".into();
+        restored.configure(config).unwrap();
+        let device = restored.device().unwrap();
+        assert_eq!((device.polls, device.rng), (7, dummy.rng));
     }
 
     #[test]
@@ -383,7 +395,7 @@ mod tests {
             br#"{"format":"dummy/2","polls":1}"#,
         ] {
             assert!(matches!(
-                State::from_snapshot(bytes),
+                Instance::<Dummy>::new().restore(bytes, "0.0.1"),
                 Err(Error::IncompatibleState(_))
             ));
         }
@@ -392,8 +404,8 @@ mod tests {
     #[test]
     fn poll_before_configure_fails() {
         assert!(matches!(
-            Instance::default().poll(),
-            Err(Error::NotConfigured)
+            Instance::<Dummy>::new().poll(),
+            Err(Error::Internal(_))
         ));
     }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::spec::{Gear, Property, PropertyType, ProtocolSpec, SpecialSpec};
@@ -75,30 +76,15 @@ pub fn step_special(speed: u32, spec: &SpecialSpec, rng: &mut Rng) -> u32 {
     }
 }
 
-/// The last observed value of a `DummyProtocolDevice` property.
-#[derive(Debug, Clone, PartialEq)]
+/// The last observed value of a `DummyProtocolDevice` property, as status and
+/// snapshots carry it (`{"type", "updatedAt", "value"}`, in that order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Observed {
+    #[serde(rename = "type")]
     pub kind: PropertyType,
-    pub value: Value,
     pub updated_at: String,
-}
-
-impl Observed {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "type": self.kind.as_str(),
-            "value": self.value,
-            "updatedAt": self.updated_at,
-        })
-    }
-
-    pub fn from_json(value: &Value) -> Option<Observed> {
-        Some(Observed {
-            kind: PropertyType::parse(value.get("type")?.as_str()?)?,
-            value: value.get("value")?.clone(),
-            updated_at: value.get("updatedAt")?.as_str()?.to_owned(),
-        })
-    }
+    pub value: Value,
 }
 
 /// Advances a `DummyProtocolDevice` by one poll: every declared property gets a fresh

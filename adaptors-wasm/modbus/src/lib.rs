@@ -40,15 +40,10 @@ pub mod fuzz {
     }
 }
 
-use std::cell::RefCell;
-
-use exports::octopus::adaptor::driver::{
-    AdaptorError, AdaptorInfo, DeviceConfig, DeviceSettings, Guest,
+use octopus_adaptor_sdk::{
+    Adaptor, DeviceConfig, Error, Info, ModelInfo, ResourceKind, Result, Settings, clock, events,
+    log,
 };
-use octopus::adaptor::clock;
-use octopus::adaptor::events::{self, EventType};
-use octopus::adaptor::log::{self, Level};
-use octopus::adaptor::types::{Model, ModelInfo, ResourceField, ResourceKind};
 
 use engine::{BusError, Engine, Failure};
 use spec::Link;
@@ -56,11 +51,6 @@ use state::Memory;
 use transport::{RTU_GRANT, TCP_GRANT, Transport};
 
 use octopus_adaptor_sdk::{duration, time};
-
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "adaptor",
-});
 
 const NAME: &str = "adaptors.edge.cattle.io/modbus";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -78,9 +68,10 @@ struct Device {
 }
 
 /// Everything one instance (one device) holds. `memory` is separate from the device
-/// because `restore` fills it before `configure` creates the device.
-#[derive(Default)]
-struct Instance {
+/// because `restore` fills it before `configure` creates the device, and `configure`
+/// writes with it; so this is an [`Adaptor`] (the whole instance), not a `Device`.
+/// Public only so that native builds, which export nothing, do not call it unused.
+pub struct Instance {
     memory: Memory,
     device: Option<Device>,
     /// This poll's `updatedAt`, kept to reuse its allocation.
@@ -88,21 +79,10 @@ struct Instance {
 }
 
 impl Instance {
-    fn apply(
-        &mut self,
-        config: &DeviceConfig,
-        first: bool,
-    ) -> Result<DeviceSettings, AdaptorError> {
-        if config.model.api_version != API_VERSION || config.model.kind != KIND {
-            return Err(AdaptorError::InvalidSpec(format!(
-                "unsupported model {}/{}: this adaptor serves {API_VERSION}/{KIND}",
-                config.model.api_version, config.model.kind
-            )));
-        }
-        let spec = spec::parse(&config.spec).map_err(|e| AdaptorError::InvalidSpec(e.0))?;
-        let settings = DeviceSettings {
-            poll_interval_ms: Some(spec.poll_interval_ms),
-        };
+    fn apply(&mut self, config: &DeviceConfig, first: bool) -> Result<Settings> {
+        Self::describe().check_model(&config.model)?;
+        let spec = spec::parse(&config.spec).map_err(|e| Error::InvalidSpec(e.0))?;
+        let settings = Settings::poll_every_ms(spec.poll_interval_ms);
         let name = format!("{}/{}", config.device.namespace, config.device.name);
         let (transport, unreachable) = match self.device.take() {
             Some(old) => {
@@ -130,36 +110,61 @@ impl Instance {
         };
         match failure {
             Some(Failure::Denied(message)) => {
-                log::log(Level::Warn, &format!("{}: {message}", device.name));
-                return Err(AdaptorError::NotPermitted(message));
+                log::warn(&format!("{}: {message}", device.name));
+                return Err(Error::NotPermitted(message));
             }
             Some(Failure::Unreachable(message)) => {
-                log::log(
-                    Level::Warn,
-                    &format!(
-                        "{} is unreachable, polls will retry: {message}",
-                        device.name
-                    ),
-                );
+                log::warn(&format!(
+                    "{} is unreachable, polls will retry: {message}",
+                    device.name
+                ));
                 device.unreachable = true;
             }
             None => {}
         }
         if first {
-            log::log(Level::Info, &format!("configured {line}"));
-            events::record_event(EventType::Normal, "Configured", &line);
+            log::info(&format!("configured {line}"));
+            events::normal("Configured", &line);
         } else {
-            log::log(Level::Info, &format!("reconfigured {line}"));
+            log::info(&format!("reconfigured {line}"));
         }
         self.device = Some(device);
         Ok(settings)
     }
+}
 
-    fn poll(&mut self) -> Result<String, AdaptorError> {
+impl Adaptor for Instance {
+    const NEW: Self = Instance {
+        memory: Memory {
+            written: std::collections::BTreeMap::new(),
+            readings: std::collections::BTreeMap::new(),
+        },
+        device: None,
+        now: String::new(),
+    };
+
+    fn describe() -> Info {
+        Info::new(NAME, VERSION).model(
+            ModelInfo::new(API_VERSION, KIND)
+                .resource(TCP_GRANT, ResourceKind::Tcp)
+                .resource(RTU_GRANT, ResourceKind::Serial),
+        )
+    }
+
+    fn configure(&mut self, config: DeviceConfig) -> Result<Settings> {
+        self.apply(&config, true)
+    }
+
+    fn reconfigure(&mut self, config: DeviceConfig) -> Result<Settings> {
+        let first = self.device.is_none();
+        self.apply(&config, first)
+    }
+
+    fn poll(&mut self) -> Result<String> {
         let device = self
             .device
             .as_mut()
-            .ok_or_else(|| AdaptorError::Internal("the device is not configured yet".to_owned()))?;
+            .ok_or_else(|| Error::Internal("the device is not configured yet".to_owned()))?;
         self.now.clear();
         time::write_rfc3339(&mut self.now, clock::now_ms());
         let outcome = device
@@ -169,24 +174,41 @@ impl Instance {
         let Some(failure) = outcome.failure else {
             if device.unreachable {
                 device.unreachable = false;
-                log::log(Level::Info, &format!("{} is reachable again", device.name));
+                log::info(&format!("{} is reachable again", device.name));
             }
             return Ok(status);
         };
         // The error alone would leave the status stale; push the per-property errors.
-        events::report_status(&status);
+        octopus_adaptor_sdk::bindings::octopus::adaptor::events::report_status(&status);
         let (error, message) = match failure {
-            Failure::Unreachable(m) => (AdaptorError::Unreachable(m.clone()), m),
-            Failure::Denied(m) => (AdaptorError::NotPermitted(m.clone()), m),
+            Failure::Unreachable(m) => (Error::Unreachable(m.clone()), m),
+            Failure::Denied(m) => (Error::NotPermitted(m.clone()), m),
         };
         if !device.unreachable {
             device.unreachable = true;
-            log::log(
-                Level::Warn,
-                &format!("{} is unreachable: {message}", device.name),
-            );
+            log::warn(&format!("{} is unreachable: {message}", device.name));
         }
         Err(error)
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>> {
+        Ok(self.memory.to_snapshot(VERSION).to_string().into_bytes())
+    }
+
+    fn restore(&mut self, state: &[u8], from_version: &str) -> Result<()> {
+        self.memory = Memory::from_snapshot(state).map_err(Error::IncompatibleState)?;
+        if let Some(device) = &self.device {
+            self.memory.retain_for(&device.engine.spec().properties);
+        }
+        log::info(&format!("restored state of version {from_version}"));
+        Ok(())
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(mut device) = self.device.take() {
+            device.transport.close();
+            log::info(&format!("shut down {}", device.name));
+        }
     }
 }
 
@@ -206,92 +228,9 @@ fn summary(name: &str, engine: &Engine) -> String {
     )
 }
 
-thread_local! {
-    static INSTANCE: RefCell<Instance> = RefCell::new(Instance::default());
-}
-
-fn with_instance<R>(f: impl FnOnce(&mut Instance) -> R) -> R {
-    INSTANCE.with_borrow_mut(f)
-}
-
-struct Modbus;
-
-impl Guest for Modbus {
-    fn describe() -> AdaptorInfo {
-        AdaptorInfo {
-            name: NAME.to_owned(),
-            version: VERSION.to_owned(),
-            models: vec![ModelInfo {
-                model: Model {
-                    api_version: API_VERSION.to_owned(),
-                    kind: KIND.to_owned(),
-                },
-                resource_fields: vec![
-                    ResourceField {
-                        path: TCP_GRANT.to_owned(),
-                        kind: ResourceKind::Tcp,
-                    },
-                    ResourceField {
-                        path: RTU_GRANT.to_owned(),
-                        kind: ResourceKind::Serial,
-                    },
-                ],
-            }],
-        }
-    }
-
-    fn configure(config: DeviceConfig) -> Result<DeviceSettings, AdaptorError> {
-        with_instance(|instance| instance.apply(&config, true))
-    }
-
-    fn reconfigure(config: DeviceConfig) -> Result<DeviceSettings, AdaptorError> {
-        with_instance(|instance| {
-            let first = instance.device.is_none();
-            instance.apply(&config, first)
-        })
-    }
-
-    fn poll() -> Result<String, AdaptorError> {
-        with_instance(Instance::poll)
-    }
-
-    fn snapshot() -> Result<Vec<u8>, AdaptorError> {
-        Ok(with_instance(|instance| {
-            instance
-                .memory
-                .to_snapshot(VERSION)
-                .to_string()
-                .into_bytes()
-        }))
-    }
-
-    fn restore(state: Vec<u8>, from_version: String) -> Result<(), AdaptorError> {
-        let memory = Memory::from_snapshot(&state).map_err(AdaptorError::IncompatibleState)?;
-        with_instance(|instance| {
-            instance.memory = memory;
-            if let Some(device) = &instance.device {
-                instance.memory.retain_for(&device.engine.spec().properties);
-            }
-        });
-        log::log(
-            Level::Info,
-            &format!("restored state of version {from_version}"),
-        );
-        Ok(())
-    }
-
-    fn shutdown() {
-        if let Some(mut device) = with_instance(|instance| instance.device.take()) {
-            device.transport.close();
-            log::log(Level::Info, &format!("shut down {}", device.name));
-        }
-    }
-}
-
-// Only in the component: natively (unit tests, the fuzz targets in `fuzz/`) the crate
-// also links as a cdylib, whose linker version script cannot hold WIT export names.
-#[cfg(target_family = "wasm")]
-export!(Modbus);
+// Expands to nothing natively (unit tests, the fuzz targets in `fuzz/`), where the crate
+// also links as a cdylib whose linker version script cannot hold WIT export names.
+octopus_adaptor_sdk::export_instance!(Instance);
 
 #[cfg(test)]
 mod tests {
@@ -299,7 +238,7 @@ mod tests {
 
     #[test]
     fn describe_declares_both_endpoints_as_grants() {
-        let info = Modbus::describe();
+        let info = Instance::describe();
         assert_eq!(info.name, NAME);
         let [model] = info.models.as_slice() else {
             panic!("one model")
@@ -324,9 +263,7 @@ mod tests {
 
     #[test]
     fn poll_before_configure_fails() {
-        assert!(matches!(
-            Instance::default().poll(),
-            Err(AdaptorError::Internal(_))
-        ));
+        let mut instance = Instance::NEW;
+        assert!(matches!(instance.poll(), Err(Error::Internal(_))));
     }
 }

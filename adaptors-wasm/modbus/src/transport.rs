@@ -7,11 +7,11 @@
 
 use crate::codec::{self, MBAP_HEADER_LEN, Reply, ReplyError, Request};
 use crate::engine::{Bus, BusError};
-use crate::octopus::adaptor::clock;
-use crate::octopus::adaptor::serial::{self, Exchange, Port, Settings};
-use crate::octopus::adaptor::socket::{self, TcpStream};
-use crate::octopus::adaptor::types::CapabilityError;
 use crate::spec::{Line, Link, Parity, Spec};
+use octopus_adaptor_sdk::bindings::octopus::adaptor::clock;
+use octopus_adaptor_sdk::bindings::octopus::adaptor::serial::{self, Exchange, Port, Settings};
+use octopus_adaptor_sdk::bindings::octopus::adaptor::socket::{self, TcpStream};
+use octopus_adaptor_sdk::bindings::octopus::adaptor::types::CapabilityError;
 
 /// Grant of a TCP slave: the spec field that names its endpoint.
 pub const TCP_GRANT: &str = "protocol.tcp.endpoint";

@@ -48,14 +48,9 @@ pub mod fuzz {
     }
 }
 
-use std::cell::RefCell;
-
-use exports::octopus::adaptor::driver::{
-    AdaptorError, AdaptorInfo, DeviceConfig, DeviceSettings, Guest,
+use octopus_adaptor_sdk::{
+    Adaptor, DeviceConfig, Error, Info, ModelInfo, ResourceKind, Result, Settings, events, log,
 };
-use octopus::adaptor::events::{self, EventType};
-use octopus::adaptor::log::{self, Level};
-use octopus::adaptor::types::{Model, ModelInfo, ResourceField, ResourceKind};
 
 use engine::{Engine, Failure, Identity};
 use spec::{Pattern, Reference};
@@ -63,11 +58,6 @@ use state::Memory;
 use transport::{GRANT, Transport};
 
 use octopus_adaptor_sdk::{duration, time};
-
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "adaptor",
-});
 
 const NAME: &str = "adaptors.edge.cattle.io/mqtt";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -83,32 +73,27 @@ struct Device {
     failing: bool,
 }
 
-#[derive(Default)]
-struct Instance {
+/// The component instance. `memory` outlives the device (`restore` fills it before
+/// `configure`, which subscribes and publishes with it), the session moves from the old
+/// spec to the new one, and a refused device stays installed: an [`Adaptor`], not a
+/// `Device`. Public only so that native builds, which export nothing, do not call it
+/// unused.
+pub struct Instance {
     memory: Memory,
     device: Option<Device>,
 }
 
-fn adaptor_error(failure: Failure) -> AdaptorError {
+fn adaptor_error(failure: Failure) -> Error {
     match failure {
-        Failure::Unreachable(m) => AdaptorError::Unreachable(m),
-        Failure::Denied(m) | Failure::Refused(m) => AdaptorError::NotPermitted(m),
-        Failure::Protocol(m) => AdaptorError::Protocol(m),
+        Failure::Unreachable(m) => Error::Unreachable(m),
+        Failure::Denied(m) | Failure::Refused(m) => Error::NotPermitted(m),
+        Failure::Protocol(m) => Error::Protocol(m),
     }
 }
 
 impl Instance {
-    fn apply(
-        &mut self,
-        config: &DeviceConfig,
-        first: bool,
-    ) -> Result<DeviceSettings, AdaptorError> {
-        if config.model.api_version != API_VERSION || config.model.kind != KIND {
-            return Err(AdaptorError::InvalidSpec(format!(
-                "unsupported model {}/{}: this adaptor serves {API_VERSION}/{KIND}",
-                config.model.api_version, config.model.kind
-            )));
-        }
+    fn apply(&mut self, config: &DeviceConfig, first: bool) -> Result<Settings> {
+        Self::describe().check_model(&config.model)?;
         let references: Vec<Reference> = config
             .references
             .iter()
@@ -118,15 +103,13 @@ impl Instance {
                 value: r.value.clone(),
             })
             .collect();
-        let spec =
-            spec::parse(&config.spec, &references).map_err(|e| AdaptorError::InvalidSpec(e.0))?;
+        let spec = spec::parse(&config.spec, &references).map_err(|e| Error::InvalidSpec(e.0))?;
         let identity = Identity {
             namespace: config.device.namespace.clone(),
             name: config.device.name.clone(),
             uid: config.device.uid.clone(),
         };
-        let mut engine =
-            Engine::new(spec, &identity).map_err(|e| AdaptorError::InvalidSpec(e.0))?;
+        let mut engine = Engine::new(spec, &identity).map_err(|e| Error::InvalidSpec(e.0))?;
         let name = format!("{}/{}", config.device.namespace, config.device.name);
         let (mut transport, failing) = match self.device.take() {
             Some(mut old) => {
@@ -142,23 +125,20 @@ impl Instance {
             match failure {
                 // Retrying cannot help until the link (grant, certificates) changes.
                 Failure::Denied(message) => {
-                    log::log(Level::Warn, &format!("{name}: {message}"));
+                    log::warn(&format!("{name}: {message}"));
                     denied = Some(message);
                 }
-                other => log::log(
-                    Level::Warn,
-                    &format!(
-                        "{name}: not connected, polls will retry: {}",
-                        other.message()
-                    ),
-                ),
+                other => log::warn(&format!(
+                    "{name}: not connected, polls will retry: {}",
+                    other.message()
+                )),
             }
         }
         if first {
-            log::log(Level::Info, &format!("configured {line}"));
-            events::record_event(EventType::Normal, "Configured", &line);
+            log::info(&format!("configured {line}"));
+            events::normal("Configured", &line);
         } else {
-            log::log(Level::Info, &format!("reconfigured {line}"));
+            log::info(&format!("reconfigured {line}"));
         }
         // Installed even when refused: after a failed reconfigure the host keeps polling
         // this instance, and the polls report the refusal.
@@ -169,19 +149,43 @@ impl Instance {
             failing: failing || denied.is_some(),
         });
         if let Some(message) = denied {
-            return Err(AdaptorError::NotPermitted(message));
+            return Err(Error::NotPermitted(message));
         }
         // Pushed data: poll back to back; each poll waits for messages itself.
-        Ok(DeviceSettings {
-            poll_interval_ms: Some(0),
-        })
+        Ok(Settings::poll_every_ms(0))
+    }
+}
+
+impl Adaptor for Instance {
+    const NEW: Self = Instance {
+        memory: Memory {
+            readings: std::collections::BTreeMap::new(),
+            published: std::collections::BTreeMap::new(),
+        },
+        device: None,
+    };
+
+    fn describe() -> Info {
+        // The field holds a URL (`tcp://host:port`); the limb takes the `host:port` out
+        // of it.
+        Info::new(NAME, VERSION)
+            .model(ModelInfo::new(API_VERSION, KIND).resource(GRANT, ResourceKind::Tcp))
     }
 
-    fn poll(&mut self) -> Result<String, AdaptorError> {
+    fn configure(&mut self, config: DeviceConfig) -> Result<Settings> {
+        self.apply(&config, true)
+    }
+
+    fn reconfigure(&mut self, config: DeviceConfig) -> Result<Settings> {
+        let first = self.device.is_none();
+        self.apply(&config, first)
+    }
+
+    fn poll(&mut self) -> Result<String> {
         let Some(device) = self.device.as_mut() else {
             // Polls come back to back: do not spin.
             std::thread::sleep(std::time::Duration::from_millis(engine::NAP_MS));
-            return Err(AdaptorError::Internal(
+            return Err(Error::Internal(
                 "the device is not configured yet".to_owned(),
             ));
         };
@@ -191,20 +195,40 @@ impl Instance {
             if device.failing {
                 device.failing = false;
                 let message = format!("{} is connected to the broker again", device.name);
-                log::log(Level::Info, &message);
-                events::record_event(EventType::Normal, "Connected", &message);
+                log::info(&message);
+                events::normal("Connected", &message);
             }
             return Ok(status);
         };
         // The error alone would leave the status stale.
-        events::report_status(&status);
+        octopus_adaptor_sdk::bindings::octopus::adaptor::events::report_status(&status);
         if !device.failing {
             device.failing = true;
             let message = format!("{}: {}", device.name, failure.message());
-            log::log(Level::Warn, &message);
-            events::record_event(EventType::Warning, "Disconnected", &message);
+            log::warn(&message);
+            events::warning("Disconnected", &message);
         }
         Err(adaptor_error(failure))
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>> {
+        Ok(self.memory.to_snapshot(VERSION).to_string().into_bytes())
+    }
+
+    fn restore(&mut self, state: &[u8], from_version: &str) -> Result<()> {
+        self.memory = Memory::from_snapshot(state).map_err(Error::IncompatibleState)?;
+        if let Some(device) = &self.device {
+            device.engine.retain(&mut self.memory);
+        }
+        log::info(&format!("restored state of version {from_version}"));
+        Ok(())
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(mut device) = self.device.take() {
+            device.engine.disconnect(&mut device.transport);
+            log::info(&format!("shut down {}", device.name));
+        }
     }
 }
 
@@ -223,88 +247,9 @@ fn summary(name: &str, engine: &Engine) -> String {
     )
 }
 
-thread_local! {
-    static INSTANCE: RefCell<Instance> = RefCell::new(Instance::default());
-}
-
-fn with_instance<R>(f: impl FnOnce(&mut Instance) -> R) -> R {
-    INSTANCE.with_borrow_mut(f)
-}
-
-struct Mqtt;
-
-impl Guest for Mqtt {
-    fn describe() -> AdaptorInfo {
-        AdaptorInfo {
-            name: NAME.to_owned(),
-            version: VERSION.to_owned(),
-            models: vec![ModelInfo {
-                model: Model {
-                    api_version: API_VERSION.to_owned(),
-                    kind: KIND.to_owned(),
-                },
-                // The field holds a URL (`tcp://host:port`); the limb takes the
-                // `host:port` out of it.
-                resource_fields: vec![ResourceField {
-                    path: GRANT.to_owned(),
-                    kind: ResourceKind::Tcp,
-                }],
-            }],
-        }
-    }
-
-    fn configure(config: DeviceConfig) -> Result<DeviceSettings, AdaptorError> {
-        with_instance(|instance| instance.apply(&config, true))
-    }
-
-    fn reconfigure(config: DeviceConfig) -> Result<DeviceSettings, AdaptorError> {
-        with_instance(|instance| {
-            let first = instance.device.is_none();
-            instance.apply(&config, first)
-        })
-    }
-
-    fn poll() -> Result<String, AdaptorError> {
-        with_instance(Instance::poll)
-    }
-
-    fn snapshot() -> Result<Vec<u8>, AdaptorError> {
-        Ok(with_instance(|instance| {
-            instance
-                .memory
-                .to_snapshot(VERSION)
-                .to_string()
-                .into_bytes()
-        }))
-    }
-
-    fn restore(state: Vec<u8>, from_version: String) -> Result<(), AdaptorError> {
-        let memory = Memory::from_snapshot(&state).map_err(AdaptorError::IncompatibleState)?;
-        with_instance(|instance| {
-            instance.memory = memory;
-            if let Some(device) = &instance.device {
-                device.engine.retain(&mut instance.memory);
-            }
-        });
-        log::log(
-            Level::Info,
-            &format!("restored state of version {from_version}"),
-        );
-        Ok(())
-    }
-
-    fn shutdown() {
-        if let Some(mut device) = with_instance(|instance| instance.device.take()) {
-            device.engine.disconnect(&mut device.transport);
-            log::log(Level::Info, &format!("shut down {}", device.name));
-        }
-    }
-}
-
-// Only in the component: natively (unit tests, the fuzz targets in `fuzz/`) the crate
-// also links as a cdylib, whose linker version script cannot hold WIT export names.
-#[cfg(target_family = "wasm")]
-export!(Mqtt);
+// Expands to nothing natively (unit tests, the fuzz targets in `fuzz/`), where the crate
+// also links as a cdylib whose linker version script cannot hold WIT export names.
+octopus_adaptor_sdk::export_instance!(Instance);
 
 #[cfg(test)]
 mod tests {
@@ -312,7 +257,7 @@ mod tests {
 
     #[test]
     fn describe_declares_the_server_as_a_tcp_grant() {
-        let info = Mqtt::describe();
+        let info = Instance::describe();
         assert_eq!(info.name, NAME);
         let [model] = info.models.as_slice() else {
             panic!("one model")
@@ -327,9 +272,7 @@ mod tests {
 
     #[test]
     fn poll_before_configure_fails() {
-        assert!(matches!(
-            Instance::default().poll(),
-            Err(AdaptorError::Internal(_))
-        ));
+        let mut instance = Instance::NEW;
+        assert!(matches!(instance.poll(), Err(Error::Internal(_))));
     }
 }

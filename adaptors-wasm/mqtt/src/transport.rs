@@ -3,10 +3,10 @@
 //! `mqtts://`. Both use the grant named by [`GRANT`].
 
 use crate::engine::{Net, NetError};
-use crate::octopus::adaptor::clock;
-use crate::octopus::adaptor::socket::{self, TcpStream, TlsOptions};
-use crate::octopus::adaptor::types::CapabilityError;
 use crate::spec::Tls;
+use octopus_adaptor_sdk::bindings::octopus::adaptor::clock;
+use octopus_adaptor_sdk::bindings::octopus::adaptor::socket::{self, TcpStream, TlsOptions};
+use octopus_adaptor_sdk::bindings::octopus::adaptor::types::CapabilityError;
 
 /// The grant of the broker: the spec field that names its URL.
 pub const GRANT: &str = "protocol.client.server";

@@ -14,13 +14,13 @@ pub trait Device: Sized + 'static {
     /// The DeviceLink's `template.spec`, parsed with serde. Wrong fields become
     /// `invalid-spec` naming the field; check ranges in `configure` with
     /// [`crate::spec::in_range`].
-    type Spec: DeserializeOwned;
+    type Spec: DeserializeOwned + 'static;
     /// What `poll` reports; must serialise to a JSON object.
     type Status: Serialize;
     /// What survives a hot swap (and a `reconfigure` by rebuild): a struct, a JSON
     /// object on the wire.
     /// Decoding failures in `restore` are `incompatible-state` naming the field.
-    type State: Serialize + DeserializeOwned;
+    type State: Serialize + DeserializeOwned + 'static;
 
     /// Name, version and models. Must not touch capabilities.
     fn describe() -> Info;
@@ -49,6 +49,13 @@ pub trait Device: Sized + 'static {
     /// Takes over state from a previous instance. Called right after `configure` (the
     /// contract's `restore` comes first; the SDK holds the state until then).
     fn restore(&mut self, state: Self::State);
+
+    /// What `snapshot` hands over when no device was configured and no state was
+    /// restored (an instance whose spec was refused, caught in a hot swap). `None`, the
+    /// default, makes that snapshot an `internal` error.
+    fn unconfigured_state() -> Option<Self::State> {
+        None
+    }
 
     /// Refuses state the device cannot take over even though it decoded, e.g. from a
     /// `from_version` with other semantics. Runs inside the contract's `restore`, so an

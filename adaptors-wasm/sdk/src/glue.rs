@@ -1,27 +1,27 @@
 //! What [`crate::export_adaptor!`] expands to calls: conversions between the generated
-//! WIT types and the SDK's, around one [`Instance`] per component. Not an API.
+//! WIT types and the SDK's, around one [`Adaptor`] per component. Not an API.
 
 use std::cell::RefCell;
 use std::thread::LocalKey;
 
+use crate::adaptor::Adaptor;
 use crate::bindings::exports::octopus::adaptor::driver as wit;
 use crate::bindings::octopus::adaptor::types as witty;
-use crate::device::Device;
 use crate::error::Error;
-use crate::info::{DeviceIdentity, Model, Reference, ResourceKind, Settings};
-use crate::runtime::{DeviceConfig, Instance};
+use crate::info::{DeviceIdentity, Model, ResourceKind, Settings};
+use crate::runtime::DeviceConfig;
 
 /// Where the macro keeps the instance: the component is single-threaded, so a
 /// thread-local `RefCell` is the whole synchronisation.
-pub type Slot<D> = LocalKey<RefCell<Instance<D>>>;
+pub type Slot<A> = LocalKey<RefCell<A>>;
 
 type WitResult<T> = Result<T, wit::AdaptorError>;
 
 /// Runs `f` on the instance. The contract never re-enters a component, so a busy
 /// `RefCell` would be a host bug; it is reported, not panicked on.
-fn with<D: Device, T>(
-    slot: &'static Slot<D>,
-    f: impl FnOnce(&mut Instance<D>) -> Result<T, Error>,
+fn with<A: Adaptor, T>(
+    slot: &'static Slot<A>,
+    f: impl FnOnce(&mut A) -> Result<T, Error>,
 ) -> WitResult<T> {
     slot.with(|cell| match cell.try_borrow_mut() {
         Ok(mut instance) => f(&mut instance).map_err(Into::into),
@@ -31,8 +31,8 @@ fn with<D: Device, T>(
     })
 }
 
-pub fn describe<D: Device>() -> wit::AdaptorInfo {
-    let info = D::describe();
+pub fn describe<A: Adaptor>() -> wit::AdaptorInfo {
+    let info = A::describe();
     witty::AdaptorInfo {
         name: info.name,
         version: info.version,
@@ -71,15 +71,7 @@ fn config(config: wit::DeviceConfig) -> DeviceConfig {
             uid: config.device.uid,
         },
         spec: config.spec,
-        references: config
-            .references
-            .into_iter()
-            .map(|r| Reference {
-                reference: r.reference,
-                item: r.item,
-                value: r.value,
-            })
-            .collect(),
+        references: config.references,
     }
 }
 
@@ -89,37 +81,37 @@ fn settings(settings: Settings) -> wit::DeviceSettings {
     }
 }
 
-pub fn configure<D: Device>(
-    slot: &'static Slot<D>,
+pub fn configure<A: Adaptor>(
+    slot: &'static Slot<A>,
     c: wit::DeviceConfig,
 ) -> WitResult<wit::DeviceSettings> {
     with(slot, |i| i.configure(config(c)).map(settings))
 }
 
-pub fn reconfigure<D: Device>(
-    slot: &'static Slot<D>,
+pub fn reconfigure<A: Adaptor>(
+    slot: &'static Slot<A>,
     c: wit::DeviceConfig,
 ) -> WitResult<wit::DeviceSettings> {
     with(slot, |i| i.reconfigure(config(c)).map(settings))
 }
 
-pub fn poll<D: Device>(slot: &'static Slot<D>) -> WitResult<String> {
-    with(slot, Instance::poll)
+pub fn poll<A: Adaptor>(slot: &'static Slot<A>) -> WitResult<String> {
+    with(slot, A::poll)
 }
 
-pub fn snapshot<D: Device>(slot: &'static Slot<D>) -> WitResult<Vec<u8>> {
+pub fn snapshot<A: Adaptor>(slot: &'static Slot<A>) -> WitResult<Vec<u8>> {
     with(slot, |i| i.snapshot())
 }
 
-pub fn restore<D: Device>(
-    slot: &'static Slot<D>,
+pub fn restore<A: Adaptor>(
+    slot: &'static Slot<A>,
     state: Vec<u8>,
     from_version: String,
 ) -> WitResult<()> {
     with(slot, |i| i.restore(&state, &from_version))
 }
 
-pub fn shutdown<D: Device>(slot: &'static Slot<D>) {
+pub fn shutdown<A: Adaptor>(slot: &'static Slot<A>) {
     let _ = with(slot, |i| {
         i.shutdown();
         Ok(())

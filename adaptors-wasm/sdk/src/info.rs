@@ -103,13 +103,26 @@ impl Info {
         if self.models.iter().any(|m| &m.model == model) {
             return Ok(());
         }
-        let served: Vec<String> = self.models.iter().map(|m| m.model.to_string()).collect();
-        Err(Error::InvalidSpec(format!(
-            "unsupported model {model}: {} serves {}",
-            self.name,
-            served.join(", ")
-        )))
+        let mut message = String::from("unsupported model ");
+        push_model(&mut message, model);
+        message.push_str(": ");
+        message.push_str(&self.name);
+        message.push_str(" serves ");
+        for (i, served) in self.models.iter().enumerate() {
+            if i > 0 {
+                message.push_str(", ");
+            }
+            push_model(&mut message, &served.model);
+        }
+        Err(Error::InvalidSpec(message))
     }
+}
+
+/// Appends `apiVersion/kind`; by hand, as this runs in every `configure`.
+fn push_model(out: &mut String, model: &Model) {
+    out.push_str(&model.api_version);
+    out.push('/');
+    out.push_str(&model.kind);
 }
 
 /// Which device this instance drives.
@@ -121,13 +134,10 @@ pub struct DeviceIdentity {
     pub uid: String,
 }
 
-/// One resolved value of the DeviceLink's `references` (secret or config map key).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reference {
-    pub reference: String,
-    pub item: String,
-    pub value: Vec<u8>,
-}
+/// One resolved value of the DeviceLink's `references` (secret or config map key):
+/// `reference`, `item` and the `value` bytes. The contract's own record, so that
+/// `configure` hands the list over as it came instead of converting every entry.
+pub type Reference = crate::bindings::octopus::adaptor::types::ReferenceValue;
 
 /// Everything `configure` gets besides the parsed spec.
 #[derive(Debug, Clone, PartialEq, Eq)]

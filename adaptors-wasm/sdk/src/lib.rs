@@ -49,6 +49,7 @@
 //! with `cargo test` (drive a device through [`Instance`]); capabilities are then
 //! absent (`not-permitted`), and logs, events and clocks go to the host process.
 
+mod adaptor;
 pub mod clock;
 pub mod device;
 pub mod duration;
@@ -66,10 +67,12 @@ pub mod state;
 pub mod status;
 pub mod text;
 pub mod time;
+mod tracked;
 
 #[doc(hidden)]
 pub mod glue;
 
+pub use adaptor::Adaptor;
 pub use device::Device;
 pub use error::{CapabilityError, Error, Result};
 pub use info::{
@@ -93,17 +96,29 @@ pub mod bindings {
         // Adaptors that still run their own `generate!` link this crate too; distinct
         // section names keep the linker from merging the two type sections.
         type_section_suffix: "-octopus-adaptor-sdk",
+        // `Reference` is the contract's record, compared in `DeviceConfig` and `Context`.
+        additional_derives: [PartialEq, Eq],
     });
 }
 
 /// Exports `$device` (a [`Device`]) as the component's `driver`: generates the
 /// contract's entry points and keeps one [`Instance`] in the component. Expands to
 /// nothing outside `wasm32`, so the adaptor's native unit tests still build.
-// rustfmt cannot parse wit-bindgen's `with_types_in` form and misplaces the braces.
-#[rustfmt::skip]
 #[macro_export]
 macro_rules! export_adaptor {
     ($device:ty) => {
+        $crate::export_instance!($crate::Instance<$device>);
+    };
+}
+
+/// Exports `$instance` (an [`Adaptor`], the whole component instance) as the
+/// component's `driver`, keeping one in the component; see [`export_adaptor!`] for
+/// adaptors written as a [`Device`].
+// rustfmt cannot parse wit-bindgen's `with_types_in` form and misplaces the braces.
+#[rustfmt::skip]
+#[macro_export]
+macro_rules! export_instance {
+    ($instance:ty) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             use $crate::bindings::exports::octopus::adaptor::driver as __driver;
@@ -112,15 +127,15 @@ macro_rules! export_adaptor {
             use ::std::vec::Vec as __Vec;
 
             ::std::thread_local! {
-                static __INSTANCE: ::std::cell::RefCell<$crate::Instance<$device>> =
-                    const { ::std::cell::RefCell::new($crate::Instance::new()) };
+                static __INSTANCE: ::std::cell::RefCell<$instance> =
+                    const { ::std::cell::RefCell::new(<$instance as $crate::Adaptor>::NEW) };
             }
 
             struct __OctopusAdaptor;
 
             impl __driver::Guest for __OctopusAdaptor {
                 fn describe() -> __driver::AdaptorInfo {
-                    $crate::glue::describe::<$device>()
+                    $crate::glue::describe::<$instance>()
                 }
                 fn configure(
                     config: __driver::DeviceConfig,

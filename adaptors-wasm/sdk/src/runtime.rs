@@ -111,12 +111,16 @@ impl<D: Device> Instance<D> {
         crate::status::to_json(&device.poll()?)
     }
 
-    /// Encodes the device's state, or the restored state it has not taken yet.
+    /// Encodes the device's state, or the restored state it has not taken yet, or
+    /// [`Device::unconfigured_state`].
     pub fn snapshot(&self) -> Result<Vec<u8>> {
         match (&self.device, &self.pending) {
             (Some(device), _) => crate::state::encode(&device.snapshot()),
             (None, Some(state)) => crate::state::encode(state),
-            (None, None) => Err(not_configured()),
+            (None, None) => match D::unconfigured_state() {
+                Some(state) => crate::state::encode(&state),
+                None => Err(not_configured()),
+            },
         }
     }
 

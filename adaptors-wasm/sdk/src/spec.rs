@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 
 /// Parses a spec (the DeviceLink's `template.spec` as JSON). Unknown fields are
 /// ignored unless `S` says `#[serde(deny_unknown_fields)]`.
-pub fn parse<S: DeserializeOwned>(json: &str) -> Result<S> {
+pub fn parse<S: DeserializeOwned + 'static>(json: &str) -> Result<S> {
     crate::json::decode(json.as_bytes(), "spec").map_err(Error::InvalidSpec)
 }
 
@@ -100,6 +100,18 @@ mod tests {
             Err(Error::InvalidSpec(
                 r#"spec must be an object, got "text""#.into()
             ))
+        );
+    }
+
+    /// A `Value` spec (an adaptor that picks its type by model) is the parsed document
+    /// itself, still refused unless it is an object.
+    #[test]
+    fn value_specs_are_the_document() {
+        let value: serde_json::Value = parse(r#"{"a": [1, {"b": null}]}"#).unwrap();
+        assert_eq!(value, serde_json::json!({"a": [1, {"b": null}]}));
+        assert_eq!(
+            parse::<serde_json::Value>("3"),
+            Err(Error::InvalidSpec("spec must be an object, got 3".into()))
         );
     }
 

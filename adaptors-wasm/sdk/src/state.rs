@@ -22,7 +22,7 @@ pub fn encode<S: Serialize + ?Sized>(state: &S) -> Result<Vec<u8>> {
 
 /// Reads the bytes `restore` got; anything that does not fit `S` is
 /// `incompatible-state` naming the field, so the old version keeps serving.
-pub fn decode<S: DeserializeOwned>(bytes: &[u8]) -> Result<S> {
+pub fn decode<S: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<S> {
     crate::json::decode(bytes, "state").map_err(Error::IncompatibleState)
 }
 
