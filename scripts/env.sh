@@ -166,7 +166,7 @@ WRAP
 QEMU_MIN_MAJOR=10
 ensure_qemu() {
     local v
-    v="$(qemu-aarch64 --version 2>/dev/null | sed -n 's/^qemu-aarch64 version \([0-9]*\)\..*/\1/p')"
+    v="$(qemu-aarch64 --version 2>/dev/null | sed -n 's/^qemu-aarch64 version \([0-9]*\)\..*/\1/p')" || v=""
     if [ -z "$v" ] || [ "$v" -lt "$QEMU_MIN_MAJOR" ] || ! command -v qemu-arm >/dev/null; then
         local list=/etc/apt/sources.list.d/bookworm-backports.list
         if ! grep -qs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/*; then
