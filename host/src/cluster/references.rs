@@ -140,14 +140,16 @@ pub enum Source {
     ConfigMap,
 }
 
-/// Whether `link` reads `source` `name` (from its own namespace).
-pub fn reads(link: &DeviceLink, source: Source, name: &str) -> bool {
+/// Whether `link` reads `source` `name` (from its own namespace); with no name, any
+/// object of that kind.
+pub fn reads(link: &DeviceLink, source: Source, name: Option<&str>) -> bool {
     link.spec.references.iter().any(|r| {
         let keys = match source {
             Source::Secret => &r.secret,
             Source::ConfigMap => &r.config_map,
         };
-        keys.as_ref().is_some_and(|k| k.name == name)
+        keys.as_ref()
+            .is_some_and(|k| name.is_none_or(|n| k.name == n))
     })
 }
 
@@ -160,15 +162,17 @@ pub fn reads_any(link: &DeviceLink) -> bool {
 }
 
 /// Watches the Secrets and ConfigMaps of `namespace` (metadata only: the values are read
-/// with `get` when a link needs them) and calls `changed` for each one created, edited
-/// or deleted after the first list. Returns when `changed` returns false.
+/// with `get` when a link needs them) and calls `changed` with the name of each one
+/// created, edited or deleted, and with no name after each complete list: a link read
+/// before the watch listed (the one that started it, or any during a gap in the watch)
+/// may have missed a change. Returns when `changed` returns false.
 ///
 /// A grant of `get` alone (`limb.referenceAccess: get`) is refused a watch: the limb says
 /// so once, relies on the resync, and asks again after `retry`, so a grant added later
 /// takes effect without a restart.
 pub async fn watch<F>(client: Client, namespace: String, retry: Duration, changed: F)
 where
-    F: Fn(Source, &str) -> bool + Send + Sync,
+    F: Fn(Source, Option<&str>) -> bool + Send + Sync,
 {
     let secrets = watch_kind::<Secret, _>(&client, &namespace, Source::Secret, retry, &changed);
     let config_maps =
@@ -190,7 +194,7 @@ async fn watch_kind<K, F>(
         + Debug
         + Send
         + 'static,
-    F: Fn(Source, &str) -> bool,
+    F: Fn(Source, Option<&str>) -> bool,
 {
     let api: Api<PartialObjectMeta<K>> = Api::namespaced(client.clone(), namespace);
     let mut said = false;
@@ -200,13 +204,17 @@ async fn watch_kind<K, F>(
             .boxed();
         while let Some(event) = events.next().await {
             match event {
-                // The first list only says what exists; reconciles read that anyway.
                 Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => {
-                    if !changed(source, &o.name_any()) {
+                    if !changed(source, Some(&o.name_any())) {
                         return;
                     }
                 }
-                Ok(_) => {}
+                Ok(watcher::Event::InitDone) => {
+                    if !changed(source, None) {
+                        return;
+                    }
+                }
+                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
                 Err(e) if forbidden(&e) => {
                     if !said {
                         tracing::info!(
@@ -307,6 +315,23 @@ mod tests {
         );
         let err = pick("Secret", "s", data, &["token".into()]).unwrap_err();
         assert!(err.to_string().contains("no key \"token\""), "{err}");
+    }
+
+    #[test]
+    fn which_changes_concern_a_link() {
+        let yaml = "apiVersion: edge.cattle.io/v1alpha1\nkind: DeviceLink\nmetadata: {name: l, namespace: ns}\nspec:\n  adaptor: {node: n, name: x}\n  model: {apiVersion: a/v1, kind: K}\n  references: [{name: c, secret: {name: creds}}]\n  template: {spec: {}}\n";
+        let link = crds::parse::device_links(yaml).unwrap().remove(0);
+        let cases = [
+            (Source::Secret, Some("creds"), true),
+            (Source::Secret, Some("other"), false),
+            (Source::Secret, None, true),
+            (Source::ConfigMap, Some("creds"), false),
+            (Source::ConfigMap, None, false),
+        ];
+        for (source, name, want) in cases {
+            assert_eq!(reads(&link, source, name), want, "{source:?} {name:?}");
+        }
+        assert!(reads_any(&link));
     }
 
     #[test]
