@@ -729,36 +729,28 @@ async fn a_changed_secret_reaches_the_device_without_waiting_for_the_resync() {
     )
     .await;
 
-    // The key the link names goes away: the condition says so.
-    secrets
-        .replace(
-            "fan-creds",
-            &PostParams::default(),
-            &secret(json!({"other": "x"})),
+    // The key the link names goes away, and the condition says so; it comes back, and
+    // the device connects again.
+    let steps = [
+        (
+            json!({"other": "x"}),
+            ConditionStatus::False,
+            "no key \"password\"",
+        ),
+        (json!({"password": "two"}), ConditionStatus::True, ""),
+    ];
+    for (data, status, needle) in steps {
+        secrets
+            .replace("fan-creds", &PostParams::default(), &secret(data))
+            .await
+            .unwrap();
+        wait(
+            &format!("DeviceConnected={status:?} {needle}, well before the resync"),
+            Duration::from_secs(30),
+            async || connected(status, needle).await,
         )
-        .await
-        .unwrap();
-    wait(
-        "a condition naming the missing key, well before the resync",
-        Duration::from_secs(30),
-        async || connected(ConditionStatus::False, "no key \"password\"").await,
-    )
-    .await;
-    // And comes back: the device connects again.
-    secrets
-        .replace(
-            "fan-creds",
-            &PostParams::default(),
-            &secret(json!({"password": "two"})),
-        )
-        .await
-        .unwrap();
-    wait(
-        "the device connected again, well before the resync",
-        Duration::from_secs(30),
-        async || connected(ConditionStatus::True, "").await,
-    )
-    .await;
+        .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
