@@ -1,21 +1,13 @@
 #!/usr/bin/env bash
 # Runs every fuzz target in fuzz/ for N seconds each (default 10), starting from the
 # committed corpora, and fails on the first crash, panic, timeout or out-of-memory.
-# Usage: scripts/fuzz.sh [--smoke] [N]
-#   --smoke  an unoptimised build (cargo fuzz --dev): it builds in about half the time
-#            of the optimised one and runs each input slower, which is what the test
-#            command's few seconds per target want; longer runs want the default.
 # Needs the nightly toolchain (libFuzzer's instrumentation); installs cargo-fuzz once
 # into the cache. New corpus entries go to a scratch folder, so the committed corpora
 # only change when someone minimizes and commits them (see fuzz/README.md).
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-FUZZ_FLAGS=(--sanitizer none)
-if [ "${1:-}" = --smoke ]; then
-    FUZZ_FLAGS+=(--dev)
-    shift
-fi
 seconds="${1:-10}"
 NIGHTLY="${OCTOPUS_NIGHTLY:-nightly}"
+FUZZ_FLAGS=(--sanitizer none)
 
 if ! rustup run "$NIGHTLY" rustc --version >/dev/null 2>&1; then
     rustup toolchain install "$NIGHTLY" --profile minimal

@@ -40,8 +40,6 @@ cargo run --locked -q -p crds --bin crdgen -- --check
 cargo run --locked -q -p xtask -- manifests --check
 echo "== adaptor ConfigMaps"
 "$ROOT/scripts/render-adaptors.sh" "$CACHE/rendered-adaptors"
-echo "== fuzz targets (briefly; scripts/fuzz.sh N runs them longer)"
-"$ROOT/scripts/fuzz.sh" --smoke 10
 echo "== workspace tests (the e2e harness runs the limb and brain binaries cargo builds here)"
 cargo build --locked -p limb -p brain
 cargo test --workspace --locked
