@@ -5,7 +5,7 @@
 //! The controller reconciles a link when its watch, an adaptor change, a deleted
 //! instance or a changed Secret or ConfigMap it references says so, and again every
 //! resync. References are re-read on each reconcile; where the limb may only `get`
-//! them (`limb.referenceAccess: get`), the resync is what notices a change.
+//! them (`limb.referenceVerbs: [get]`), the resync is what notices a change.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -418,7 +418,7 @@ impl Shared {
         let ns = namespace.to_owned();
         tokio::spawn(references::watch(
             self.client.clone(),
-            namespace.to_owned(),
+            ns.clone(),
             self.settings.resync,
             move |source, name| {
                 for link in links.state() {

@@ -155,10 +155,7 @@ pub fn reads(link: &DeviceLink, source: Source, name: Option<&str>) -> bool {
 
 /// Whether `link` reads any Secret or ConfigMap.
 pub fn reads_any(link: &DeviceLink) -> bool {
-    link.spec
-        .references
-        .iter()
-        .any(|r| r.secret.is_some() || r.config_map.is_some())
+    reads(link, Source::Secret, None) || reads(link, Source::ConfigMap, None)
 }
 
 /// Watches the Secrets and ConfigMaps of `namespace` (metadata only: the values are read
@@ -167,7 +164,7 @@ pub fn reads_any(link: &DeviceLink) -> bool {
 /// before the watch listed (the one that started it, or any during a gap in the watch)
 /// may have missed a change. Returns when `changed` returns false.
 ///
-/// A grant of `get` alone (`limb.referenceAccess: get`) is refused a watch: the limb says
+/// A grant of `get` alone (`limb.referenceVerbs: [get]`) is refused a watch: the limb says
 /// so once, relies on the resync, and asks again after `retry`, so a grant added later
 /// takes effect without a restart.
 pub async fn watch<F>(client: Client, namespace: String, retry: Duration, changed: F)
