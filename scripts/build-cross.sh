@@ -15,7 +15,8 @@
 # - Reproducible: the commit is exported with `git archive` to one fixed path under the
 #   cache and built from there, so the clone's path never reaches the binary (panic
 #   locations, debug paths); the registry's path is remapped too. SOURCE_DATE_EPOCH is
-#   the commit time. Two builds of one commit give identical bytes.
+#   the commit time, so that two builds of one commit give identical bytes (not yet
+#   checked by a test: the image test checks digests from the same binaries).
 # - One pipeline per architecture ($CACHE/cross/<arch>/: the export, the target dir and a
 #   lock): the export lives at another path than the checkouts and these builds use
 #   release settings and per-target flags, so sharing $CACHE/target would make cargo

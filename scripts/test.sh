@@ -8,9 +8,9 @@ cd "$ROOT"
 started=$SECONDS
 # The static release binaries (amd64 limb and brain, arm64 limb) build in the background
 # at the lowest CPU and I/O priority, from here until the suites that run them: they take
-# the cores the foreground leaves idle (downloads, waits in the end-to-end tests), which
-# on a cold machine is most of their half hour. Their toolchains install first, in the
-# foreground, so that no two apt-get runs meet.
+# the cores the foreground leaves idle (downloads, waits in the end-to-end tests); warm,
+# they are done before the foreground needs them (docs/benchmarks/release.md). Their
+# toolchains install first, in the foreground, so that no two apt-get runs meet.
 ensure_cross amd64 arm64
 ensure_qemu
 CROSS_LOG="$(mktemp "${TMPDIR:-/tmp}/octopus-cross-build.XXXXXX")"
