@@ -1,14 +1,16 @@
 //! Parsing of the two dummy models' specs (`template.spec` of a DeviceLink).
 //!
-//! The SDK decodes the JSON into the structs below, so a wrong type is `invalid-spec`
-//! naming the field path (`properties.temp.type`, ...); what serde cannot say (a field
-//! that is required but null or blank, the sync interval's two forms) is checked here
-//! with the same paths.
+//! The SDK decodes the JSON into the models' types from `crds`, the ones the CRDs are
+//! generated from, so a wrong type is `invalid-spec` naming the field path
+//! (`properties.temp.type`, ...); what the types cannot say (a blank required string,
+//! the sync interval's two forms) is checked here with the same paths.
 
 use std::collections::BTreeMap;
 
+use crds::models::dummy::{
+    DummyPropertyType, DummyProtocolDeviceProperty, DummyProtocolDeviceSpec, DummySpecialDeviceSpec,
+};
 use octopus_adaptor_sdk::{Error, Result, duration, spec::invalid};
-use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 pub use octopus_adaptor_sdk::status::PropertyType;
@@ -72,26 +74,8 @@ impl DeviceSpec {
     }
 }
 
-/// How fast a `DummySpecialDevice` turns; an empty string is the default, as in Octopus.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Gear {
-    #[default]
-    #[serde(alias = "")]
-    Slow,
-    Middle,
-    Fast,
-}
-
-impl Gear {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Gear::Slow => "slow",
-            Gear::Middle => "middle",
-            Gear::Fast => "fast",
-        }
-    }
-}
+/// How fast a `DummySpecialDevice` turns: the model's own type.
+pub use crds::models::dummy::DummySpecialDeviceGear as Gear;
 
 /// `DummySpecialDevice` spec: `{protocol: {location}, on, gear}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,75 +93,37 @@ pub struct ProtocolSpec {
 }
 
 /// One declared property; `item` and `fields` describe array items and object fields.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Property {
-    #[serde(rename = "type")]
     pub kind: PropertyType,
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
     pub read_only: bool,
-    #[serde(default, rename = "arrayProperties")]
     pub item: Option<Box<Property>>,
-    #[serde(
-        default,
-        rename = "objectProperties",
-        deserialize_with = "null_as_default"
-    )]
     pub fields: BTreeMap<String, Property>,
 }
 
-/// `template.spec` of a `DummySpecialDevice` as written.
-#[derive(Deserialize)]
-struct RawSpecial {
-    #[serde(default)]
-    protocol: Option<RawLocation>,
-    on: bool,
-    #[serde(default)]
-    gear: Option<Gear>,
-    #[serde(default)]
-    parameters: Option<Parameters>,
-}
-
-#[derive(Deserialize)]
-struct RawLocation {
-    #[serde(default)]
-    location: Option<String>,
-}
-
-/// `template.spec` of a `DummyProtocolDevice` as written.
-#[derive(Deserialize)]
-struct RawProtocol {
-    #[serde(default)]
-    protocol: Option<RawIp>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    properties: BTreeMap<String, Property>,
-    #[serde(default)]
-    parameters: Option<Parameters>,
-}
-
-#[derive(Deserialize)]
-struct RawIp {
-    #[serde(default)]
-    ip: Option<String>,
-}
-
-/// `parameters`: the interval comes in two forms, so it is read by hand.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Parameters {
-    #[serde(default)]
-    sync_interval: Option<Value>,
-}
-
-/// An absent or null field is its type's default (`readOnly: null` is `false`).
-fn null_as_default<'de, D, T>(deserializer: D) -> std::result::Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+impl From<&DummyProtocolDeviceProperty> for Property {
+    fn from(declared: &DummyProtocolDeviceProperty) -> Self {
+        Property {
+            kind: match declared.r#type {
+                DummyPropertyType::String => PropertyType::String,
+                DummyPropertyType::Int => PropertyType::Int,
+                DummyPropertyType::Float => PropertyType::Float,
+                DummyPropertyType::Boolean => PropertyType::Boolean,
+                DummyPropertyType::Array => PropertyType::Array,
+                DummyPropertyType::Object => PropertyType::Object,
+            },
+            read_only: declared.read_only(),
+            item: declared
+                .array_properties
+                .as_deref()
+                .map(|item| Box::new(Property::from(item))),
+            fields: declared
+                .object_properties
+                .iter()
+                .map(|(name, field)| (name.clone(), Property::from(field)))
+                .collect(),
+        }
+    }
 }
 
 /// Parses `spec` (the DeviceLink's `template.spec` JSON) for the given model kind, as
@@ -187,77 +133,58 @@ pub fn parse(kind: Kind, spec: &str) -> Result<Spec> {
     from_value(kind, &octopus_adaptor_sdk::spec::parse(spec)?)
 }
 
-/// Decodes a spec the SDK already read as JSON, for the given model kind.
+/// Decodes a spec the SDK already read as JSON, for the given model kind, into the
+/// model's types (shared with the CRD), then checks what the types cannot say.
 pub fn from_value(kind: Kind, spec: &Value) -> Result<Spec> {
     let (parameters, device) = match kind {
         Kind::Special => {
-            let raw: RawSpecial = octopus_adaptor_sdk::spec::from_value(spec)?;
-            let protocol = raw
-                .protocol
-                .ok_or_else(|| invalid("protocol", "is required"))?;
+            let raw: DummySpecialDeviceSpec = octopus_adaptor_sdk::spec::from_value(spec)?;
             let special = SpecialSpec {
-                location: required("protocol.location", protocol.location)?,
+                location: not_blank("protocol.location", raw.protocol.location)?,
                 on: raw.on,
                 gear: raw.gear.unwrap_or_default(),
             };
             (raw.parameters, DeviceSpec::Special(special))
         }
         Kind::Protocol => {
-            let raw: RawProtocol = octopus_adaptor_sdk::spec::from_value(spec)?;
-            let protocol = raw
-                .protocol
-                .ok_or_else(|| invalid("protocol", "is required"))?;
+            let raw: DummyProtocolDeviceSpec = octopus_adaptor_sdk::spec::from_value(spec)?;
             let protocol = ProtocolSpec {
-                ip: required("protocol.ip", protocol.ip)?,
-                properties: raw.properties,
+                ip: not_blank("protocol.ip", raw.protocol.ip)?,
+                properties: raw
+                    .properties
+                    .iter()
+                    .map(|(name, declared)| (name.clone(), Property::from(declared)))
+                    .collect(),
             };
             (raw.parameters, DeviceSpec::Protocol(protocol))
         }
     };
     let interval = parameters.and_then(|p| p.sync_interval);
     Ok(Spec {
-        poll_interval_ms: poll_interval(interval.as_ref())?,
+        poll_interval_ms: poll_interval(interval.as_deref())?,
         device,
     })
 }
 
-/// A required string: absent, null and blank are refused with the field's path.
-fn required(path: &str, value: Option<String>) -> Result<String> {
-    match value {
-        None => Err(invalid(path, "is required")),
-        Some(s) if s.trim().is_empty() => Err(invalid(path, "must not be empty")),
-        Some(s) => Ok(s),
+/// A required string that serde found: blank is refused too.
+fn not_blank(path: &str, value: String) -> Result<String> {
+    if value.trim().is_empty() {
+        Err(invalid(path, "must not be empty"))
+    } else {
+        Ok(value)
     }
 }
 
 /// `parameters.syncInterval`: a Go duration (`"2s"`, `"500ms"`, `"1m30s"`) or a plain
-/// integer number of seconds (`5` or `"5"`).
-fn poll_interval(value: Option<&Value>) -> Result<u64> {
+/// integer number of seconds (`5` or `"5"`; the model keeps a bare number as its digits).
+fn poll_interval(value: Option<&str>) -> Result<u64> {
     const PATH: &str = "parameters.syncInterval";
-    let ms = match value {
-        None | Some(Value::Null) => return Ok(DEFAULT_POLL_INTERVAL_MS),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .and_then(|secs| secs.checked_mul(1_000))
-            .ok_or_else(|| {
-                Error::InvalidSpec(format!(
-                    "{PATH}: {n} is not a whole number of seconds in range"
-                ))
-            })?,
-        Some(Value::String(s)) => interval_ms(s).map_err(|reason| {
-            Error::InvalidSpec(format!("{PATH}: invalid duration {s:?}: {reason}"))
-        })?,
-        Some(other) => {
-            let found = match other {
-                Value::Bool(_) => "a boolean",
-                Value::Array(_) => "an array",
-                _ => "an object",
-            };
-            return Err(Error::InvalidSpec(format!(
-                "{PATH} must be a duration string or an integer, found {found}"
-            )));
-        }
+    let Some(text) = value else {
+        return Ok(DEFAULT_POLL_INTERVAL_MS);
     };
+    let ms = interval_ms(text).map_err(|reason| {
+        Error::InvalidSpec(format!("{PATH}: invalid duration {text:?}: {reason}"))
+    })?;
     if ms == 0 {
         return Err(Error::InvalidSpec(format!(
             "{PATH}: the interval must be positive"

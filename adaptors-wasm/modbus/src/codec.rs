@@ -31,16 +31,6 @@ pub enum Table {
 }
 
 impl Table {
-    pub fn parse(name: &str) -> Option<Table> {
-        Some(match name {
-            "CoilRegister" => Table::Coil,
-            "DiscreteInputRegister" => Table::DiscreteInput,
-            "InputRegister" => Table::Input,
-            "HoldingRegister" => Table::Holding,
-            _ => return None,
-        })
-    }
-
     /// The spec's name of the table.
     pub fn name(self) -> &'static str {
         match self {
@@ -632,9 +622,7 @@ mod tests {
     }
 
     #[test]
-    fn tables_parse() {
-        assert_eq!(Table::parse("CoilRegister"), Some(Table::Coil));
-        assert_eq!(Table::parse("coil"), None);
+    fn tables_and_their_limits() {
         assert!(Table::Holding.is_writable() && !Table::Input.is_writable());
         assert_eq!(Table::Coil.read_limit(), 2000);
         assert_eq!(Table::Input.read_limit(), 125);

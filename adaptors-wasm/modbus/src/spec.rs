@@ -1,25 +1,24 @@
 //! Parsing and validation of a `ModbusDevice` spec (`template.spec` of a DeviceLink).
 //!
-//! Parsing works on a `serde_json::Value` by hand so that every error names the JSON
-//! path of the problem (`properties[2].visitor.quantity: ...`), and everything that
-//! can be checked before talking to the device is: types against tables and
-//! quantities, values to write against their types, operands of the arithmetic.
-//! Unknown fields (such as `extension`) are ignored.
+//! The spec decodes into `crds`'s `ModbusDevice` types, the ones the CRD is generated
+//! from; a wrong type or a missing field is named by its JSON path
+//! (`properties[2].visitor.offset must be ...`). Everything else that can be checked
+//! before talking to the device is checked here (`path: why`): types against tables
+//! and quantities, values to write against their types, operands of the arithmetic.
+//! Unknown fields (and `extension`, which the limb reads) are ignored.
 
 use std::collections::BTreeSet;
 use std::fmt;
 
-use serde_json::{Map, Value};
+use crds::models::modbus::{
+    ModbusDeviceProperty, ModbusDeviceSpec, ModbusEndianness, ModbusOperation, ModbusOperationType,
+    ModbusParity, ModbusPropertyType, ModbusProtocol, ModbusRegister,
+};
 
 use crate::codec::{MAX_READ_BITS, MAX_READ_REGISTERS, MAX_WRITE_COILS, MAX_WRITE_REGISTERS};
 use crate::codec::{Request, Table};
 use crate::duration;
 use crate::value::{self, Endianness, Operation, ValueType};
-
-/// Poll interval when the spec gives none.
-pub const DEFAULT_SYNC_INTERVAL: &str = "15s";
-/// Request timeout when the spec gives none.
-pub const DEFAULT_TIMEOUT: &str = "10s";
 
 /// A spec that cannot be used; the message starts with the offending field's path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,28 +125,25 @@ pub struct Write {
     pub request: Request,
 }
 
-/// Parses and validates a spec.
+/// Parses and validates a spec: serde decodes it into the model's types (shared with
+/// the CRD, so the two cannot drift) and names the field of any wrong type; what the
+/// types cannot say is checked here.
 pub fn parse(spec: &str) -> Result<Spec> {
-    let value: Value = serde_json::from_str(spec)
-        .map_err(|e| SpecError(format!("spec is not valid JSON: {e}")))?;
-    let root = as_object(&value, "spec")?;
-    let (link, unit) = parse_protocol(root)?;
-    let parameters = match root.get("parameters") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(as_object(v, "parameters")?),
-    };
-    let poll_interval_ms = parse_duration(parameters, "syncInterval", DEFAULT_SYNC_INTERVAL)?;
-    let timeout_ms = parse_duration(parameters, "timeout", DEFAULT_TIMEOUT)?;
+    let raw: ModbusDeviceSpec = octopus_adaptor_sdk::spec::parse(spec).map_err(|e| match e {
+        octopus_adaptor_sdk::Error::InvalidSpec(message) => SpecError(message),
+        other => SpecError(other.to_string()),
+    })?;
+    let (link, unit) = link(&raw.protocol)?;
+    let parameters = raw.parameters.unwrap_or_default();
+    let poll_interval_ms = parse_duration("syncInterval", parameters.sync_interval())?;
+    let timeout_ms = parse_duration("timeout", parameters.timeout())?;
     let timeout_ms = u32::try_from(timeout_ms).unwrap_or(u32::MAX);
-    let properties = match root.get("properties") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| parse_property(item, &format!("properties[{i}]")))
-            .collect::<Result<Vec<_>>>()?,
-        Some(other) => return Err(wrong_type("properties", "an array", other)),
-    };
+    let properties = raw
+        .properties
+        .iter()
+        .enumerate()
+        .map(|(i, item)| parse_property(item, &format!("properties[{i}]")))
+        .collect::<Result<Vec<_>>>()?;
     let mut names = BTreeSet::new();
     for (i, property) in properties.iter().enumerate() {
         if !names.insert(property.name.as_str()) {
@@ -166,32 +162,29 @@ pub fn parse(spec: &str) -> Result<Spec> {
     })
 }
 
-fn parse_protocol(root: &Map<String, Value>) -> Result<(Link, u8)> {
-    let protocol = match root.get("protocol") {
-        None | Some(Value::Null) => return Err(error("protocol", "is required")),
-        Some(v) => as_object(v, "protocol")?,
-    };
-    let present = |key: &str| !matches!(protocol.get(key), None | Some(Value::Null));
-    match (present("tcp"), present("rtu")) {
-        (true, false) => {
-            let tcp = object_at(protocol, "protocol", "tcp")?;
-            let endpoint = required_string(tcp, "protocol.tcp", "endpoint")?;
-            // Gateways and TCP-native slaves commonly use 0 or 255, so TCP takes any byte.
-            let unit = required_u8(tcp, "protocol.tcp", "workerID", 0..=255)?;
-            Ok((Link::Tcp { endpoint }, unit))
+fn link(protocol: &ModbusProtocol) -> Result<(Link, u8)> {
+    match protocol {
+        ModbusProtocol::Tcp(tcp) => {
+            let endpoint = not_blank("protocol.tcp.endpoint", &tcp.endpoint)?;
+            Ok((Link::Tcp { endpoint }, tcp.worker_id))
         }
-        (false, true) => {
-            let rtu = object_at(protocol, "protocol", "rtu")?;
+        ModbusProtocol::Rtu(rtu) => {
             let path = "protocol.rtu";
-            let endpoint = required_string(rtu, path, "endpoint")?;
-            // 0 is broadcast (no reply) and 248-255 are reserved on a serial line.
-            let unit = required_u8(rtu, path, "workerID", 1..=247)?;
-            let baud_rate = optional_u64(rtu, path, "baudRate")?.unwrap_or(19_200);
-            let baud_rate = u32::try_from(baud_rate)
-                .ok()
-                .filter(|b| *b > 0)
-                .ok_or_else(|| error(&join(path, "baudRate"), "must be a positive baud rate"))?;
-            let data_bits = optional_u64(rtu, path, "dataBits")?.unwrap_or(8);
+            let endpoint = not_blank(&join(path, "endpoint"), &rtu.endpoint)?;
+            if !(1..=247).contains(&rtu.worker_id) {
+                return Err(error(
+                    &join(path, "workerID"),
+                    format!("must be 1 to 247, got {}", rtu.worker_id),
+                ));
+            }
+            let baud_rate = rtu.baud_rate();
+            if baud_rate == 0 {
+                return Err(error(
+                    &join(path, "baudRate"),
+                    "must be a positive baud rate",
+                ));
+            }
+            let data_bits = rtu.data_bits();
             if data_bits != 8 {
                 // RTU frames are 8-bit bytes; 5-7 data bits would corrupt every frame.
                 return Err(error(
@@ -199,59 +192,31 @@ fn parse_protocol(root: &Map<String, Value>) -> Result<(Link, u8)> {
                     format!("Modbus RTU needs 8 data bits, got {data_bits}"),
                 ));
             }
-            let parity = match optional_string(rtu, path, "parity")?.as_deref() {
-                None | Some("E") => Parity::Even,
-                Some("N") => Parity::None,
-                Some("O") => Parity::Odd,
-                Some(other) => {
-                    return Err(error(
-                        &join(path, "parity"),
-                        format!("unknown parity {other:?} (expected N, E or O)"),
-                    ));
-                }
-            };
-            let stop_bits = match optional_u64(rtu, path, "stopBits")?.unwrap_or(1) {
-                1 => 1,
-                2 => 2,
-                other => {
-                    return Err(error(
-                        &join(path, "stopBits"),
-                        format!("must be 1 or 2, got {other}"),
-                    ));
-                }
+            let stop_bits = rtu.stop_bits();
+            if !matches!(stop_bits, 1 | 2) {
+                return Err(error(
+                    &join(path, "stopBits"),
+                    format!("must be 1 or 2, got {stop_bits}"),
+                ));
+            }
+            let parity = match rtu.parity() {
+                ModbusParity::None => Parity::None,
+                ModbusParity::Even => Parity::Even,
+                ModbusParity::Odd => Parity::Odd,
             };
             let line = Line {
                 baud_rate,
-                data_bits: 8,
+                data_bits,
                 parity,
                 stop_bits,
             };
-            Ok((Link::Rtu { endpoint, line }, unit))
+            Ok((Link::Rtu { endpoint, line }, rtu.worker_id))
         }
-        (false, false) => Err(SpecError("protocol: needs one of tcp or rtu".to_owned())),
-        (true, true) => Err(SpecError(
-            "protocol: takes only one of tcp or rtu".to_owned(),
-        )),
     }
 }
 
-fn parse_duration(
-    parameters: Option<&Map<String, Value>>,
-    key: &str,
-    default: &str,
-) -> Result<u64> {
+fn parse_duration(key: &str, text: &str) -> Result<u64> {
     let path = join("parameters", key);
-    let text = match parameters.and_then(|p| p.get(key)) {
-        None | Some(Value::Null) => default,
-        Some(Value::String(s)) => s.as_str(),
-        Some(other) => {
-            return Err(wrong_type(
-                &path,
-                "a duration string such as \"15s\"",
-                other,
-            ));
-        }
-    };
     let ms = duration::parse_ms(text)
         .map_err(|why| error(&path, format!("invalid duration {text:?}: {why}")))?;
     if ms == 0 {
@@ -260,58 +225,18 @@ fn parse_duration(
     Ok(ms)
 }
 
-fn parse_property(item: &Value, path: &str) -> Result<Property> {
-    let object = as_object(item, path)?;
-    let name = required_string(object, path, "name")?;
-    let type_name = required_string(object, path, "type")?;
-    let kind = ValueType::parse(&type_name).ok_or_else(|| {
-        error(
-            &join(path, "type"),
-            format!(
-                "unknown type {type_name:?} (expected int16, int, int32, int64, uint16, uint, \
-                 uint32, uint64, float, double, boolean, hexString or string)"
-            ),
-        )
-    })?;
-    let read_only = match object.get("readOnly") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(other) => return Err(wrong_type(&join(path, "readOnly"), "a boolean", other)),
-    };
-    let value = optional_string(object, path, "value")?;
-
+fn parse_property(raw: &ModbusDeviceProperty, path: &str) -> Result<Property> {
+    let name = not_blank(&join(path, "name"), &raw.name)?;
+    let kind = ValueType::from(raw.r#type);
+    let visitor = &raw.visitor;
     let visitor_path = join(path, "visitor");
-    let visitor = object_at(object, path, "visitor")?;
-    let register = required_string(visitor, &visitor_path, "register")?;
-    let table = Table::parse(&register).ok_or_else(|| {
-        error(
-            &join(&visitor_path, "register"),
-            format!(
-                "unknown register {register:?} (expected CoilRegister, DiscreteInputRegister, \
-                 InputRegister or HoldingRegister)"
-            ),
-        )
-    })?;
-    let offset = match optional_u64(visitor, &visitor_path, "offset")? {
-        None => return Err(error(&join(&visitor_path, "offset"), "is required")),
-        Some(n) => u16::try_from(n).map_err(|_| {
-            error(
-                &join(&visitor_path, "offset"),
-                format!("{n} is not a register address (0-65535)"),
-            )
-        })?,
-    };
+    let table = Table::from(visitor.register);
+    let offset = visitor.offset;
     let quantity_path = join(&visitor_path, "quantity");
-    let quantity = optional_u64(visitor, &visitor_path, "quantity")?.unwrap_or(1);
-    let quantity = u16::try_from(quantity)
-        .ok()
-        .filter(|q| *q >= 1)
-        .ok_or_else(|| {
-            error(
-                &quantity_path,
-                format!("must be at least 1, got {quantity}"),
-            )
-        })?;
+    let quantity = visitor.quantity();
+    if quantity == 0 {
+        return Err(error(&quantity_path, "must be at least 1, got 0"));
+    }
     if u32::from(offset) + u32::from(quantity) > 65_536 {
         return Err(error(
             &quantity_path,
@@ -319,36 +244,24 @@ fn parse_property(item: &Value, path: &str) -> Result<Property> {
         ));
     }
     check_shape(kind, table, quantity, path)?;
-    let endianness = match optional_string(visitor, &visitor_path, "endianness")? {
-        None => Endianness::default(),
-        Some(name) => Endianness::parse(&name).ok_or_else(|| {
-            error(
-                &join(&visitor_path, "endianness"),
-                format!(
-                    "unknown endianness {name:?} (expected BigEndian, BigEndianSwap, \
-                     LittleEndian or LittleEndianSwap)"
-                ),
-            )
-        })?,
-    };
-    let operations = parse_operations(visitor, &visitor_path, kind)?;
+    let operations = parse_operations(&visitor.order_of_operations, &visitor_path, kind)?;
 
     let mut property = Property {
         name,
-        type_name,
+        type_name: raw.r#type.name().to_owned(),
         kind,
         table,
         offset,
         quantity,
-        endianness,
+        endianness: Endianness::from(visitor.endianness()),
         operations,
         write: None,
         signature: String::new(),
     };
     property.signature = signature_of(&property);
-    if let Some(value) = value {
+    if let Some(value) = &raw.value {
         let value_path = join(path, "value");
-        if read_only {
+        if raw.read_only() {
             return Err(error(
                 &value_path,
                 "a readOnly property takes no value to write",
@@ -360,8 +273,11 @@ fn parse_property(item: &Value, path: &str) -> Result<Property> {
                 format!("{} cannot be written", table.name()),
             ));
         }
-        let request = write_request(&property, &value).map_err(|e| error(&value_path, e))?;
-        property.write = Some(Write { value, request });
+        let request = write_request(&property, value).map_err(|e| error(&value_path, e))?;
+        property.write = Some(Write {
+            value: value.clone(),
+            request,
+        });
     }
     Ok(property)
 }
@@ -413,56 +329,37 @@ fn check_shape(kind: ValueType, table: Table, quantity: u16, path: &str) -> Resu
 }
 
 fn parse_operations(
-    visitor: &Map<String, Value>,
+    raw: &[ModbusOperation],
     visitor_path: &str,
     kind: ValueType,
 ) -> Result<Vec<Operation>> {
     let path = join(visitor_path, "orderOfOperations");
-    let items = match visitor.get("orderOfOperations") {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(items)) => items,
-        Some(other) => return Err(wrong_type(&path, "an array", other)),
-    };
-    if !items.is_empty() && !kind.is_arithmetic() {
+    if !raw.is_empty() && !kind.is_arithmetic() {
         return Err(error(
             &path,
             format!("{} values take no arithmetic", kind.name()),
         ));
     }
-    items
-        .iter()
+    raw.iter()
         .enumerate()
-        .map(|(i, item)| {
-            let item_path = format!("{path}[{i}]");
-            let object = as_object(item, &item_path)?;
-            let op = required_string(object, &item_path, "type")?;
-            let operand_path = join(&item_path, "value");
-            let operand: f64 = match object.get("value") {
-                None | Some(Value::Null) => return Err(error(&operand_path, "is required")),
-                Some(Value::String(s)) => s
-                    .trim()
-                    .parse()
-                    .map_err(|_| error(&operand_path, format!("{s:?} is not a number")))?,
-                Some(Value::Number(n)) => n
-                    .as_f64()
-                    .ok_or_else(|| error(&operand_path, "is not a number"))?,
-                Some(other) => return Err(wrong_type(&operand_path, "a number string", other)),
-            };
+        .map(|(i, op)| {
+            let operand_path = format!("{path}[{i}].value");
+            let text = &op.value;
+            let operand: f64 = text
+                .trim()
+                .parse()
+                .map_err(|_| error(&operand_path, format!("{text:?} is not a number")))?;
             if !operand.is_finite() {
                 return Err(error(&operand_path, "must be finite"));
             }
-            match op.as_str() {
-                "Add" => Ok(Operation::Add(operand)),
-                "Subtract" => Ok(Operation::Subtract(operand)),
-                "Multiply" => Ok(Operation::Multiply(operand)),
-                "Divide" if operand == 0.0 => Err(error(&operand_path, "division by zero")),
-                "Divide" => Ok(Operation::Divide(operand)),
-                other => Err(error(
-                    &join(&item_path, "type"),
-                    format!(
-                        "unknown operation {other:?} (expected Add, Subtract, Multiply or Divide)"
-                    ),
-                )),
+            match op.r#type {
+                ModbusOperationType::Add => Ok(Operation::Add(operand)),
+                ModbusOperationType::Subtract => Ok(Operation::Subtract(operand)),
+                ModbusOperationType::Multiply => Ok(Operation::Multiply(operand)),
+                ModbusOperationType::Divide if operand == 0.0 => {
+                    Err(error(&operand_path, "division by zero"))
+                }
+                ModbusOperationType::Divide => Ok(Operation::Divide(operand)),
             }
         })
         .collect()
@@ -523,84 +420,54 @@ fn join(parent: &str, key: &str) -> String {
     }
 }
 
-fn wrong_type(path: &str, expected: &str, found: &Value) -> SpecError {
-    let found = match found {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    };
-    error(path, format!("must be {expected}, found {found}"))
-}
-
-fn as_object<'a>(value: &'a Value, path: &str) -> Result<&'a Map<String, Value>> {
-    value
-        .as_object()
-        .ok_or_else(|| wrong_type(path, "an object", value))
-}
-
-fn object_at<'a>(
-    object: &'a Map<String, Value>,
-    parent: &str,
-    key: &str,
-) -> Result<&'a Map<String, Value>> {
-    let path = join(parent, key);
-    match object.get(key) {
-        None | Some(Value::Null) => Err(error(&path, "is required")),
-        Some(value) => as_object(value, &path),
+/// A required string that serde found: blank is refused too.
+fn not_blank(path: &str, value: &str) -> Result<String> {
+    if value.trim().is_empty() {
+        Err(error(path, "must not be empty"))
+    } else {
+        Ok(value.to_owned())
     }
 }
 
-fn required_string(object: &Map<String, Value>, parent: &str, key: &str) -> Result<String> {
-    let path = join(parent, key);
-    match object.get(key) {
-        None | Some(Value::Null) => Err(error(&path, "is required")),
-        Some(Value::String(s)) if s.trim().is_empty() => Err(error(&path, "must not be empty")),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(other) => Err(wrong_type(&path, "a string", other)),
+impl From<ModbusPropertyType> for ValueType {
+    /// `int` and `uint` are Octopus's names for 32 bits.
+    fn from(kind: ModbusPropertyType) -> Self {
+        match kind {
+            ModbusPropertyType::Int16 => ValueType::Int16,
+            ModbusPropertyType::Int | ModbusPropertyType::Int32 => ValueType::Int32,
+            ModbusPropertyType::Int64 => ValueType::Int64,
+            ModbusPropertyType::Uint16 => ValueType::Uint16,
+            ModbusPropertyType::Uint | ModbusPropertyType::Uint32 => ValueType::Uint32,
+            ModbusPropertyType::Uint64 => ValueType::Uint64,
+            ModbusPropertyType::Float => ValueType::Float,
+            ModbusPropertyType::Double => ValueType::Double,
+            ModbusPropertyType::Boolean => ValueType::Boolean,
+            ModbusPropertyType::HexString => ValueType::HexString,
+            ModbusPropertyType::String => ValueType::String,
+        }
     }
 }
 
-fn optional_string(object: &Map<String, Value>, parent: &str, key: &str) -> Result<Option<String>> {
-    match object.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(wrong_type(&join(parent, key), "a string", other)),
+impl From<ModbusRegister> for Table {
+    fn from(register: ModbusRegister) -> Self {
+        match register {
+            ModbusRegister::CoilRegister => Table::Coil,
+            ModbusRegister::DiscreteInputRegister => Table::DiscreteInput,
+            ModbusRegister::InputRegister => Table::Input,
+            ModbusRegister::HoldingRegister => Table::Holding,
+        }
     }
 }
 
-fn optional_u64(object: &Map<String, Value>, parent: &str, key: &str) -> Result<Option<u64>> {
-    match object.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
-            error(
-                &join(parent, key),
-                format!("{n} is not a non-negative integer"),
-            )
-        }),
-        Some(other) => Err(wrong_type(&join(parent, key), "an integer", other)),
+impl From<ModbusEndianness> for Endianness {
+    fn from(endianness: ModbusEndianness) -> Self {
+        match endianness {
+            ModbusEndianness::BigEndian => Endianness::BigEndian,
+            ModbusEndianness::BigEndianSwap => Endianness::BigEndianSwap,
+            ModbusEndianness::LittleEndian => Endianness::LittleEndian,
+            ModbusEndianness::LittleEndianSwap => Endianness::LittleEndianSwap,
+        }
     }
-}
-
-fn required_u8(
-    object: &Map<String, Value>,
-    parent: &str,
-    key: &str,
-    range: std::ops::RangeInclusive<u8>,
-) -> Result<u8> {
-    let path = join(parent, key);
-    let n = optional_u64(object, parent, key)?.ok_or_else(|| error(&path, "is required"))?;
-    u8::try_from(n)
-        .ok()
-        .filter(|n| range.contains(n))
-        .ok_or_else(|| {
-            error(
-                &path,
-                format!("must be {} to {}, got {n}", range.start(), range.end()),
-            )
-        })
 }
 
 #[cfg(test)]
@@ -691,7 +558,7 @@ mod tests {
     #[test]
     fn protocol_errors_name_the_field() {
         for (spec, expected) in [
-            (r#"{}"#, "protocol: is required"),
+            (r#"{}"#, "protocol is required"),
             (r#"{"protocol":{}}"#, "protocol: needs one of tcp or rtu"),
             (
                 r#"{"protocol":{"tcp":{"endpoint":"a:1","workerID":1},"rtu":{"endpoint":"/dev/x","workerID":1}}}"#,
@@ -699,15 +566,15 @@ mod tests {
             ),
             (
                 r#"{"protocol":{"tcp":{"workerID":1}}}"#,
-                "protocol.tcp.endpoint: is required",
+                "protocol.tcp.endpoint is required",
             ),
             (
                 r#"{"protocol":{"tcp":{"endpoint":"a:1"}}}"#,
-                "protocol.tcp.workerID: is required",
+                "protocol.tcp.workerID is required",
             ),
             (
                 r#"{"protocol":{"tcp":{"endpoint":"a:1","workerID":256}}}"#,
-                "protocol.tcp.workerID: must be 0 to 255, got 256",
+                "protocol.tcp.workerID must be an integer 0..=255, got 256",
             ),
             (
                 r#"{"protocol":{"rtu":{"endpoint":"/dev/x","workerID":0}}}"#,
@@ -715,7 +582,7 @@ mod tests {
             ),
             (
                 r#"{"protocol":{"rtu":{"endpoint":"/dev/x","workerID":1,"parity":"X"}}}"#,
-                "protocol.rtu.parity: unknown parity \"X\" (expected N, E or O)",
+                "protocol.rtu.parity must be one of N, E or O, got \"X\"",
             ),
             (
                 r#"{"protocol":{"rtu":{"endpoint":"/dev/x","workerID":1,"dataBits":7}}}"#,
@@ -732,7 +599,36 @@ mod tests {
         ] {
             assert_eq!(err(spec), expected, "{spec}");
         }
-        assert!(err("[").starts_with("spec is not valid JSON"));
+        assert!(err("{").starts_with("spec is not valid JSON"));
+        assert_eq!(err("[1]"), "spec must be an object, got an array");
+    }
+
+    /// What the shared model types take that Octopus's CRD did not, and what the
+    /// adaptor leaves to the limb.
+    #[test]
+    fn tcp_unit_ids_numeric_operands_and_the_extension() {
+        for unit in [0, 255] {
+            let spec = parse(&format!(
+                r#"{{"protocol":{{"tcp":{{"endpoint":"a:1","workerID":{unit}}}}}}}"#
+            ))
+            .unwrap();
+            assert_eq!(spec.unit, unit);
+        }
+        let spec = parse(&with_properties(
+            r#"{"name":"p","type":"int16","visitor":{"register":"HoldingRegister","offset":0,
+                "orderOfOperations":[{"type":"Multiply","value":2.5},{"type":"Add","value":-1}]}}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            spec.properties[0].operations,
+            [Operation::Multiply(2.5), Operation::Add(-1.0)]
+        );
+        // The limb reads (and validates) the extension; the adaptor does not decode it.
+        assert!(parse(&format!(r#"{{{TCP},"extension":5}}"#)).is_ok());
+        assert_eq!(
+            err(r#"{"protocol":{"tcp":{"endpoint":" ","workerID":1}}}"#),
+            "protocol.tcp.endpoint: must not be empty"
+        );
     }
 
     #[test]
@@ -746,7 +642,7 @@ mod tests {
             err(&spec(r#"{"timeout":"0s"}"#)),
             "parameters.timeout: must be positive"
         );
-        assert!(err(&spec(r#"{"timeout":5}"#)).starts_with("parameters.timeout: must be"));
+        assert!(err(&spec(r#"{"timeout":5}"#)).starts_with("parameters.timeout must be a string"));
     }
 
     #[test]
@@ -814,27 +710,27 @@ mod tests {
         for (property, expected) in [
             (
                 r#"{"type":"int16","visitor":{"register":"HoldingRegister","offset":0}}"#,
-                "properties[0].name: is required",
+                "properties[0].name is required",
             ),
             (
                 r#"{"name":"p","type":"decimal","visitor":{"register":"HoldingRegister","offset":0}}"#,
-                "properties[0].type: unknown type \"decimal\"",
+                "properties[0].type must be one of int16, int, int32,",
             ),
             (
                 r#"{"name":"p","type":"int16"}"#,
-                "properties[0].visitor: is required",
+                "properties[0].visitor is required",
             ),
             (
                 r#"{"name":"p","type":"int16","visitor":{"register":"Holding","offset":0}}"#,
-                "properties[0].visitor.register: unknown register \"Holding\"",
+                "properties[0].visitor.register must be one of CoilRegister,",
             ),
             (
                 r#"{"name":"p","type":"int16","visitor":{"register":"HoldingRegister"}}"#,
-                "properties[0].visitor.offset: is required",
+                "properties[0].visitor.offset is required",
             ),
             (
                 r#"{"name":"p","type":"int16","visitor":{"register":"HoldingRegister","offset":65536}}"#,
-                "properties[0].visitor.offset: 65536 is not a register address",
+                "properties[0].visitor.offset must be an integer 0..=65535, got 65536",
             ),
             (
                 r#"{"name":"p","type":"int32","visitor":{"register":"HoldingRegister","offset":65535,"quantity":2}}"#,
@@ -842,11 +738,11 @@ mod tests {
             ),
             (
                 r#"{"name":"p","type":"int16","visitor":{"register":"HoldingRegister","offset":0,"endianness":"Middle"}}"#,
-                "properties[0].visitor.endianness: unknown endianness \"Middle\"",
+                "properties[0].visitor.endianness must be one of BigEndian,",
             ),
             (
                 r#"{"name":"p","type":"int16","readOnly":"no","visitor":{"register":"HoldingRegister","offset":0}}"#,
-                "properties[0].readOnly: must be a boolean",
+                "properties[0].readOnly must be a boolean, got \"no\"",
             ),
             (
                 r#"{"name":"p","type":"int16","visitor":{"register":"HoldingRegister","offset":0,
@@ -856,7 +752,7 @@ mod tests {
             (
                 r#"{"name":"p","type":"int16","visitor":{"register":"HoldingRegister","offset":0,
                    "orderOfOperations":[{"type":"Power","value":"2"}]}}"#,
-                "properties[0].visitor.orderOfOperations[0].type: unknown operation \"Power\"",
+                "properties[0].visitor.orderOfOperations[0].type must be one of Add, Subtract, Multiply or Divide, got \"Power\"",
             ),
             (
                 r#"{"name":"p","type":"int16","visitor":{"register":"HoldingRegister","offset":0,
@@ -883,7 +779,7 @@ mod tests {
         );
         assert_eq!(
             err(&format!(r#"{{{TCP},"properties":{{}}}}"#)),
-            "properties: must be an array, found an object"
+            "properties must be an array, got an object"
         );
     }
 

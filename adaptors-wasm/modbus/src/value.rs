@@ -24,24 +24,6 @@ pub enum ValueType {
 }
 
 impl ValueType {
-    /// Parses a spec type name; `int` and `uint` are Octopus's names for 32 bits.
-    pub fn parse(name: &str) -> Option<ValueType> {
-        Some(match name {
-            "int16" => ValueType::Int16,
-            "int" | "int32" => ValueType::Int32,
-            "int64" => ValueType::Int64,
-            "uint16" => ValueType::Uint16,
-            "uint" | "uint32" => ValueType::Uint32,
-            "uint64" => ValueType::Uint64,
-            "float" => ValueType::Float,
-            "double" => ValueType::Double,
-            "boolean" => ValueType::Boolean,
-            "hexString" => ValueType::HexString,
-            "string" => ValueType::String,
-            _ => return None,
-        })
-    }
-
     /// The canonical name, for messages.
     pub fn name(self) -> &'static str {
         match self {
@@ -91,16 +73,6 @@ pub enum Endianness {
 }
 
 impl Endianness {
-    pub fn parse(name: &str) -> Option<Endianness> {
-        Some(match name {
-            "BigEndian" => Endianness::BigEndian,
-            "BigEndianSwap" => Endianness::BigEndianSwap,
-            "LittleEndian" => Endianness::LittleEndian,
-            "LittleEndianSwap" => Endianness::LittleEndianSwap,
-            _ => return None,
-        })
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             Endianness::BigEndian => "BigEndian",
@@ -741,18 +713,5 @@ mod tests {
                 assert_eq!(back.render(), text, "{kind:?} {order:?}");
             }
         }
-    }
-
-    #[test]
-    fn type_names_parse() {
-        assert_eq!(ValueType::parse("int"), Some(Int32));
-        assert_eq!(ValueType::parse("uint"), Some(Uint32));
-        assert_eq!(ValueType::parse("hexString"), Some(HexString));
-        assert_eq!(ValueType::parse("Int16"), None);
-        assert_eq!(
-            Endianness::parse("LittleEndianSwap"),
-            Some(LittleEndianSwap)
-        );
-        assert_eq!(Endianness::parse("little"), None);
     }
 }

@@ -58,7 +58,9 @@ impl DummyParameters {
 #[serde(rename_all = "camelCase")]
 #[cfg_attr(feature = "kube", schemars(transform = super::no_null_in_enums))]
 pub struct DummySpecialDeviceSpec {
+    // Read by the limb, never by the adaptor: not decoded without `kube`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(not(feature = "kube"), serde(skip_deserializing))]
     pub extension: Option<DeviceExtension>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<DummyParameters>,
@@ -144,7 +146,9 @@ pub struct DummySpecialDeviceStatus {
 #[serde(rename_all = "camelCase")]
 #[cfg_attr(feature = "kube", schemars(transform = super::no_null_in_enums))]
 pub struct DummyProtocolDeviceSpec {
+    // Read by the limb, never by the adaptor: not decoded without `kube`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(not(feature = "kube"), serde(skip_deserializing))]
     pub extension: Option<DeviceExtension>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<DummyParameters>,

@@ -77,6 +77,34 @@ where
     deserializer.deserialize_any(Visitor)
 }
 
+/// A string, or a number kept as its text: an operand written `value: 10` in a
+/// standalone spec means `"10"`, as the Octopus schema's string does.
+pub(crate) fn text_or_number<'de, D>(deserializer: D) -> Result<String, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a number string")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(v.to_string())
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(v.to_string())
+        }
+    }
+    deserializer.deserialize_any(Visitor)
+}
+
 /// Drops `null` from `enum` lists. schemars adds it for an `Option` of an enum, and
 /// `kubectl apply` refuses the CRD for it; `nullable: true` already admits null.
 #[cfg(feature = "kube")]

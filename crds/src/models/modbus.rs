@@ -31,7 +31,10 @@ use super::extension::DeviceExtension;
 #[serde(rename_all = "camelCase")]
 #[cfg_attr(feature = "kube", schemars(transform = super::no_null_in_enums))]
 pub struct ModbusDeviceSpec {
+    // Read by the limb, never by the adaptor: without `kube` (the adaptor's build) it is
+    // not decoded, so it can neither cost the component code nor refuse a spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(not(feature = "kube"), serde(skip_deserializing))]
     pub extension: Option<DeviceExtension>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<ModbusParameters>,
@@ -95,8 +98,8 @@ impl TryFrom<ModbusProtocolFields> for ModbusProtocol {
         match (fields.tcp, fields.rtu) {
             (Some(tcp), None) => Ok(ModbusProtocol::Tcp(tcp)),
             (None, Some(rtu)) => Ok(ModbusProtocol::Rtu(rtu)),
-            (None, None) => Err("protocol needs one of tcp or rtu"),
-            (Some(_), Some(_)) => Err("protocol takes only one of tcp or rtu"),
+            (None, None) => Err("needs one of tcp or rtu"),
+            (Some(_), Some(_)) => Err("takes only one of tcp or rtu"),
         }
     }
 }
@@ -139,9 +142,8 @@ impl ModbusProtocol {
 pub struct ModbusTcp {
     /// `ip:port` of the slave.
     pub endpoint: String,
-    /// Slave (unit) ID.
+    /// Unit ID, any byte: gateways and TCP-native slaves commonly answer on 0 or 255.
     #[serde(rename = "workerID")]
-    #[cfg_attr(feature = "kube", schemars(range(min = 1, max = 247)))]
     pub worker_id: u8,
 }
 
@@ -153,13 +155,15 @@ pub struct ModbusRtu {
     /// Serial device, e.g. /dev/ttyS0.
     #[cfg_attr(feature = "kube", schemars(regex(pattern = r"^/.*[^/]$")))]
     pub endpoint: String,
-    /// Slave ID.
+    /// Slave ID: 0 is broadcast (no reply) and 248-255 are reserved on a serial line.
     #[serde(rename = "workerID")]
     #[cfg_attr(feature = "kube", schemars(range(min = 1, max = 247)))]
     pub worker_id: u8,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "kube", schemars(range(min = 1), extend("default" = 19200)))]
     pub baud_rate: Option<u32>,
+    /// Data bits, 5-8 as Octopus allowed; Modbus RTU needs 8, and the adaptor refuses
+    /// any other value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "kube", schemars(range(min = 5, max = 8), extend("default" = 8)))]
     pub data_bits: Option<u8>,
@@ -246,6 +250,27 @@ pub enum ModbusPropertyType {
     String,
 }
 
+impl ModbusPropertyType {
+    /// The name as a spec writes it (`int` stays `int`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ModbusPropertyType::Int16 => "int16",
+            ModbusPropertyType::Int => "int",
+            ModbusPropertyType::Int32 => "int32",
+            ModbusPropertyType::Int64 => "int64",
+            ModbusPropertyType::Uint16 => "uint16",
+            ModbusPropertyType::Uint => "uint",
+            ModbusPropertyType::Uint32 => "uint32",
+            ModbusPropertyType::Uint64 => "uint64",
+            ModbusPropertyType::Float => "float",
+            ModbusPropertyType::Double => "double",
+            ModbusPropertyType::Boolean => "boolean",
+            ModbusPropertyType::HexString => "hexString",
+            ModbusPropertyType::String => "string",
+        }
+    }
+}
+
 /// Where a property lives.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "kube", derive(JsonSchema))]
@@ -315,6 +340,8 @@ pub struct ModbusOperation {
     #[serde(rename = "type")]
     pub r#type: ModbusOperationType,
     /// The operand, a float as a string.
+    // A bare number (`value: 10` in a standalone spec) is taken as its text.
+    #[serde(deserialize_with = "super::text_or_number")]
     pub value: String,
 }
 
@@ -497,6 +524,14 @@ properties:
             (
                 tcp["workerID"]["minimum"].as_f64(),
                 tcp["workerID"]["maximum"].as_f64()
+            ),
+            (Some(0.0), Some(255.0))
+        );
+        let rtu = &protocol["properties"]["rtu"]["properties"];
+        assert_eq!(
+            (
+                rtu["workerID"]["minimum"].as_f64(),
+                rtu["workerID"]["maximum"].as_f64()
             ),
             (Some(1.0), Some(247.0))
         );
