@@ -251,6 +251,14 @@ mod tests {
             want: Vec<(ConditionType, ConditionStatus, &'static str)>,
             changed: bool,
         }
+        // Every stage passed, each with its success reason.
+        let healthy = [
+            (NodeExisted, True, "Found"),
+            (ModelExisted, True, "Found"),
+            (AdaptorExisted, True, "Found"),
+            (DeviceCreated, True, "Success"),
+            (DeviceConnected, True, "Healthy"),
+        ];
         let cases = vec![
             Case {
                 name: "first success hands off to the model check",
@@ -302,39 +310,21 @@ mod tests {
                 name: "the last stage has no successor",
                 start: all_true_to(DeviceCreated),
                 op: |c| c.succeed(DeviceConnected, "t1"),
-                want: vec![
-                    (NodeExisted, True, "Found"),
-                    (ModelExisted, True, "Found"),
-                    (AdaptorExisted, True, "Found"),
-                    (DeviceCreated, True, "Success"),
-                    (DeviceConnected, True, "Healthy"),
-                ],
+                want: healthy.to_vec(),
                 changed: true,
             },
             Case {
                 name: "re-validating an early stage keeps the later stages",
                 start: all_true_to(DeviceConnected),
                 op: |c| c.succeed(NodeExisted, "t9"),
-                want: vec![
-                    (NodeExisted, True, "Found"),
-                    (ModelExisted, True, "Found"),
-                    (AdaptorExisted, True, "Found"),
-                    (DeviceCreated, True, "Success"),
-                    (DeviceConnected, True, "Healthy"),
-                ],
+                want: healthy.to_vec(),
                 changed: false,
             },
             Case {
                 name: "repeating the same success changes nothing",
                 start: all_true_to(DeviceConnected),
                 op: |c| c.succeed(DeviceConnected, "t9"),
-                want: vec![
-                    (NodeExisted, True, "Found"),
-                    (ModelExisted, True, "Found"),
-                    (AdaptorExisted, True, "Found"),
-                    (DeviceCreated, True, "Success"),
-                    (DeviceConnected, True, "Healthy"),
-                ],
+                want: healthy.to_vec(),
                 changed: false,
             },
         ];

@@ -27,21 +27,26 @@
     reason = "bench harness"
 )]
 
-// The end-to-end harness's API server and paths (`tests/src/`), by path rather than as a
-// dev-dependency: a dev-dependency of the limb is built for every test target too, and
-// would bring kube's client into the release build of the containment suite.
+mod support;
+
+// The end-to-end harness's API server and processes (`tests/src/`), by path rather than
+// as a dev-dependency: a dev-dependency of the limb is built for every test target too,
+// and would bring kube's client into the release build of the containment suite. They
+// find repository files through `crate::paths`, the harness module `support` includes.
 #[path = "../../tests/src/apiserver.rs"]
 #[allow(dead_code, reason = "shared with the end-to-end suites")]
 mod apiserver;
-#[path = "../../tests/src/paths.rs"]
+#[path = "../../tests/src/process.rs"]
 #[allow(dead_code, reason = "shared with the end-to-end suites")]
-mod paths;
+mod process;
 
 use apiserver::ApiServer;
 use paths::repo_file;
+use process::{Process, start_brain};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use support::repo as paths;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -56,27 +61,6 @@ use kube::api::{
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-
-/// A child process, killed when dropped.
-struct Process {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `limb` or `brain`: `$LIMB_BIN`/`$BRAIN_BIN`, else the release binary of this target dir.
 fn binary(var: &str, name: &str) -> PathBuf {
@@ -100,57 +84,28 @@ fn env_or<T: std::str::FromStr>(var: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-fn start_brain(server: &ApiServer) -> Process {
-    let port = free_port();
-    let log = std::fs::File::create(server.dir.path().join("brain.log")).unwrap();
-    let child = Command::new(binary("BRAIN_BIN", "brain"))
-        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
-        .args([
-            "--identity",
-            "brain-0",
-            "--lease-namespace",
-            "octopus-system",
-        ])
-        .env("KUBECONFIG", server.user_kubeconfig("brain"))
-        .env("BRAIN_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    Process { child, port }
-}
-
 fn start_limb(server: &ApiServer, node: &str) -> Process {
-    let port = free_port();
-    let log = std::fs::File::create(server.dir.path().join(format!("limb-{node}.log"))).unwrap();
     let cache = server.dir.path().join("limb-cache");
-    let child = Command::new(binary("LIMB_BIN", "limb"))
-        .args(["--cache-dir", &cache.display().to_string()])
-        .args(["cluster", "--node", node, "--namespace", "octopus-system"])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("KUBECONFIG", server.user_kubeconfig("limb"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    Process { child, port }
-}
-
-/// A GET on the limb's HTTP endpoint.
-fn http_get(port: u16, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: l\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    Some(text.split_once("\r\n\r\n")?.1.to_owned())
+    Process::start(
+        &binary("LIMB_BIN", "limb"),
+        &[
+            "--cache-dir",
+            &cache.display().to_string(),
+            "cluster",
+            "--node",
+            node,
+            "--namespace",
+            "octopus-system",
+        ],
+        &server.user_kubeconfig("limb"),
+        &[("RUST_LOG", "warn")],
+        &server.dir.path().join(format!("limb-{node}.log")),
+    )
 }
 
 /// Sum of the limb's `device_polls` counters.
-fn limb_polls(port: u16) -> Option<f64> {
-    let text = http_get(port, "/metrics")?;
+fn limb_polls(limb: &Process) -> Option<f64> {
+    let text = limb.get("/metrics")?;
     Some(
         text.lines()
             .filter(|l| l.starts_with("octopus_limb_device_polls_total"))
@@ -254,7 +209,7 @@ async fn control_plane(nodes: &[String]) -> (ApiServer, Client, Process) {
             .await
             .unwrap();
     }
-    let brain = start_brain(&server);
+    let brain = start_brain(&server, &binary("BRAIN_BIN", "brain"), "warn");
     // The dummy adaptor, shipped as `octopus push` would.
     let dir = std::env::var_os("OCTOPUS_ADAPTORS_DIR")
         .map(PathBuf::from)
@@ -554,7 +509,7 @@ async fn run_size(
     );
     // Wait for the limb to be up before applying (its start is not what is measured).
     let up = Instant::now();
-    while http_get(limb.port, "/healthz").is_none() && up.elapsed() < Duration::from_secs(30) {
+    while limb.get("/healthz").is_none() && up.elapsed() < Duration::from_secs(30) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -617,7 +572,7 @@ async fn run_size(
     // Settle, then the delivery window.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let pid = limb.child.id();
-    let polls0 = limb_polls(limb.port).unwrap_or(f64::NAN);
+    let polls0 = limb_polls(&limb).unwrap_or(f64::NAN);
     let (_, cpu0) = proc_usage(pid);
     let t0 = Instant::now();
     let t0_ms = ms_since_epoch(SystemTime::now());
@@ -640,7 +595,7 @@ async fn run_size(
     }
     recording.store(false, Ordering::Relaxed);
     let window = t0.elapsed().as_secs_f64();
-    let polls1 = limb_polls(limb.port).unwrap_or(f64::NAN);
+    let polls1 = limb_polls(&limb).unwrap_or(f64::NAN);
     let (_, cpu1) = proc_usage(pid);
     let (writes, mut latency, min, max, never) = {
         let seen = seen.lock().unwrap();
@@ -881,21 +836,12 @@ async fn run() {
     out.push_str(&verdicts(&results));
     println!("{out}");
     if let Some(path) = std::env::var_os("BENCHMARKS_CLUSTER_OUT") {
-        let cpu = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-            })
-            .unwrap_or_default();
-        let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+        let machine = support::measured_on();
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-        let date = humantime::format_rfc3339_seconds(SystemTime::now());
         let text = format!(
             "# Cluster benchmarks: status delivery and connect rate\n\n\
              Measured by `scripts/bench-cluster.sh` (release build, `cargo bench --locked -p limb --bench cluster`) \
-             on {date}, {cores} cores ({cpu}), load average at the end {} (other jobs were running: figures were \
+             on {machine}, load average at the end {} (other jobs were running: figures were \
              taken under load), kube-apiserver 1.20.2 with etcd on loopback, the brain and the limb as processes, \
              the dummy adaptor. Delivery window {secs} s per size.\n\n{out}\n{NOTES}",
             load.split_whitespace()

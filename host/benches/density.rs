@@ -720,18 +720,7 @@ async fn main() {
 
     let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     if let Some(out) = std::env::var_os("DENSITY_OUT") {
-        let cpu = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-            })
-            .unwrap_or_default();
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0);
-        let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+        let machine = support::measured_on();
         let load_note = format!(
             "Load average before / after: {} / {}.",
             load_avg
@@ -748,7 +737,7 @@ async fn main() {
         let text = format!(
             "# Benchmarks: density, overhead against native, hot swap and cold start\n\n\
              Measured by `scripts/bench-density.sh` (release build, `cargo bench --locked -p limb --bench density`) \
-             on {date}, {cores} cores ({cpu}), wasmtime 48.0.8, in process (no API server), on a 2-runtime-thread \
+             on {machine}, wasmtime 48.0.8, in process (no API server), on a 2-runtime-thread \
              tokio runtime like the limb's. {load_note}\n\n{doc}{NOTES}"
         );
         std::fs::write(out, text).unwrap();

@@ -229,7 +229,6 @@ fn main() {
     let table = render(&rows);
     println!("{table}");
     if let Some(out) = std::env::var_os("LANGUAGES_OUT") {
-        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
         let doc = format!(
             "# Adaptor cost per guest language\n\n\
              The registers adaptor of `adaptors-wasm/languages/` (the same Modbus TCP behaviour \
@@ -240,8 +239,8 @@ fn main() {
              polls ({ROUNDS} rounds); it is the figure to compare, absolute times are noisy on \
              a shared machine. Resident memory is the RSS growth over {RESIDENT} configured \
              instances that each polled once, divided by {RESIDENT}.\n\n\
-             Command: `scripts/bench-languages.sh`. Machine: {cores} cores. Date: {}.\n\n{table}",
-            limb::status::now()
+             Command: `scripts/bench-languages.sh`. Machine and date: {}.\n\n{table}",
+            support::measured_on()
         );
         std::fs::write(out, doc).unwrap();
     }

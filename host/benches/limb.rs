@@ -239,21 +239,10 @@ async fn main() {
     let table = table(&rows);
     println!("{table}");
     if let Some(out) = std::env::var_os("BENCHMARKS_OUT") {
-        let cpu = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-            })
-            .unwrap_or_default();
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0);
-        let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+        let machine = support::measured_on();
         let text = format!(
-            "# Benchmarks\n\nMeasured by `scripts/bench.sh` (release build, `cargo bench -p limb --bench limb`) on {date}, \
-             {cores} cores ({cpu}), wasmtime 48.0.8, the dummy, Modbus and MQTT adaptors from `adaptors-wasm/`.\n\
+            "# Benchmarks\n\nMeasured by `scripts/bench.sh` (release build, `cargo bench -p limb --bench limb`) on {machine}, \
+             wasmtime 48.0.8, the dummy, Modbus and MQTT adaptors from `adaptors-wasm/`.\n\
              Medians with p10..p90 over the runs shown, all in one process; absolute times on shared machines are noisy, \
              so compare rows of the same run. Density, hot swap at scale and cold start: \
              `scripts/bench-density.sh` (writes `docs/benchmarks/density.md`); status delivery and connect rate on a \

@@ -19,29 +19,13 @@ use serde_json::{Value, json};
 
 use crate::apiserver::ApiServer;
 use octopus_tests::paths::repo_file;
+use octopus_tests::process::{Process, free_port};
 
 const WEBHOOK: &str = "octopus-brain";
 const NS: &str = "octopus-system";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn deploy_brain_yaml() -> std::path::PathBuf {
     repo_file("deploy/brain.yaml")
-}
-
-struct Brain(std::process::Child);
-
-impl Drop for Brain {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The shipped RBAC, the shipped webhook configuration with a URL client config, and
@@ -95,21 +79,23 @@ async fn install(server: &ApiServer, client: &Client) -> u16 {
     port
 }
 
-fn spawn_brain(server: &ApiServer, id: &str, webhook_port: u16, extra: &[&str]) -> Brain {
-    let log = std::fs::File::create(server.dir.path().join(format!("{id}.log"))).unwrap();
-    Brain(
-        std::process::Command::new(octopus_tests::bins::brain())
-            .args(["run", "--listen", &format!("127.0.0.1:{}", free_port())])
-            .args(["--identity", id, "--lease-namespace", NS])
-            .args(["--lease-duration", "3s", "--lease-retry", "500ms"])
-            .args(["--webhook-listen", &format!("127.0.0.1:{webhook_port}")])
-            .args(["--webhook-extra-sans", "127.0.0.1"])
-            .args(extra)
-            .env("KUBECONFIG", server.user_kubeconfig("brain"))
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+fn spawn_brain(server: &ApiServer, id: &str, webhook_port: u16, extra: &[&str]) -> Process {
+    let webhook = format!("127.0.0.1:{webhook_port}");
+    let mut args = vec!["run", "--identity", id, "--lease-namespace", NS];
+    args.extend(["--lease-duration", "3s", "--lease-retry", "500ms"]);
+    args.extend([
+        "--webhook-listen",
+        &webhook,
+        "--webhook-extra-sans",
+        "127.0.0.1",
+    ]);
+    args.extend(extra);
+    Process::start(
+        octopus_tests::bins::brain(),
+        &args,
+        &server.user_kubeconfig("brain"),
+        &[],
+        &server.dir.path().join(format!("{id}.log")),
     )
 }
 

@@ -29,6 +29,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use octopus_tests::paths::repo_file;
+use octopus_tests::process::Process;
 
 async fn install_all(client: &Client) {
     install_crds(client, crds::generated::all().into_iter().map(|(_, c)| c)).await;
@@ -482,16 +483,7 @@ async fn deleting_a_link_whose_node_is_gone_does_not_hang() {
     eprintln!("converged: orphan link deleted in {:.2?}", start.elapsed());
 }
 
-struct Brain(std::process::Child);
-
-impl Drop for Brain {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_brain(server: &ApiServer, id: &str) -> Brain {
+fn spawn_brain(server: &ApiServer, id: &str) -> Process {
     spawn_brain_with(&server.kubeconfig, server, id, "default")
 }
 
@@ -500,36 +492,37 @@ fn spawn_brain_with(
     server: &ApiServer,
     id: &str,
     lease_ns: &str,
-) -> Brain {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let log = std::fs::File::create(server.dir.path().join(format!("{id}.log"))).unwrap();
-    Brain(
-        std::process::Command::new(octopus_tests::bins::brain())
-            .args([
-                "run",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--identity",
-                id,
-            ])
-            .args([
-                "--lease-namespace",
-                lease_ns,
-                "--lease-duration",
-                "3s",
-                "--lease-retry",
-                "500ms",
-            ])
-            .env("KUBECONFIG", kubeconfig)
-            .env("BRAIN_LOG", "info,brain=debug,kube_runtime=debug")
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+) -> Process {
+    brain_process(
+        kubeconfig,
+        server,
+        id,
+        &[
+            "--lease-namespace",
+            lease_ns,
+            "--lease-duration",
+            "3s",
+            "--lease-retry",
+            "500ms",
+        ],
+    )
+}
+
+/// The brain `id` with the Lease settings `lease`, logging to `<id>.log`.
+fn brain_process(
+    kubeconfig: &std::path::Path,
+    server: &ApiServer,
+    id: &str,
+    lease: &[&str],
+) -> Process {
+    let mut args = vec!["run", "--identity", id];
+    args.extend(lease);
+    Process::start(
+        octopus_tests::bins::brain(),
+        &args,
+        kubeconfig,
+        &[("BRAIN_LOG", "info,brain=debug,kube_runtime=debug")],
+        &server.dir.path().join(format!("{id}.log")),
     )
 }
 
@@ -684,23 +677,11 @@ async fn the_brain_keeps_validating_after_the_api_server_comes_back() {
     install_all(&client).await;
     create_node(&client, "edge-1").await;
     // A Lease that outlives the outage: the leader must keep leading and keep watching.
-    let log = std::fs::File::create(server.dir.path().join("brain-outage.log")).unwrap();
-    let mut brain = Brain(
-        std::process::Command::new(octopus_tests::bins::brain())
-            .args([
-                "run",
-                "--listen",
-                "127.0.0.1:0",
-                "--identity",
-                "brain-outage",
-            ])
-            .args(["--lease-namespace", "default", "--lease-duration", "30s"])
-            .env("KUBECONFIG", &server.kubeconfig)
-            .env("BRAIN_LOG", "info,brain=debug,kube_runtime=debug")
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+    let mut brain = brain_process(
+        &server.kubeconfig,
+        &server,
+        "brain-outage",
+        &["--lease-namespace", "default", "--lease-duration", "30s"],
     );
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
     let validated = |l: &DeviceLink| {
@@ -742,7 +723,7 @@ async fn the_brain_keeps_validating_after_the_api_server_comes_back() {
     let _dump = DumpOnPanic(log);
     wait_link(&links, "after", "validated after the outage", validated).await;
     assert!(
-        matches!(brain.0.try_wait(), Ok(None)),
+        !brain.exited(),
         "the brain exited during a 10 s outage, shorter than its Lease"
     );
 }

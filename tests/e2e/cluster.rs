@@ -1,7 +1,6 @@
 //! The limb as a real process on a real kube-apiserver, with the brain validating links:
 //! adaptors from ConfigMaps, device instances, status relay, hot swap, recovery.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crds::conditions::{ConditionStatus, ConditionType};
@@ -16,54 +15,10 @@ use serde_json::{Value, json};
 
 use octopus_tests::apiserver::ApiServer;
 use octopus_tests::bins;
+use octopus_tests::process::{Process, start_brain};
 
 use crate::common::component;
 use octopus_tests::paths::repo_file;
-
-/// A child process (limb or brain), killed when dropped.
-struct Process {
-    child: Child,
-    port: u16,
-}
-
-impl Process {
-    fn exited(&mut self) -> bool {
-        !matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The brain binary, built from this checkout ([`bins`]).
-fn start_brain(server: &ApiServer) -> Process {
-    let bin = bins::brain();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let log = std::fs::File::create(server.dir.path().join("brain.log")).unwrap();
-    let child = Command::new(bin)
-        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
-        .args([
-            "--identity",
-            "brain-0",
-            "--lease-namespace",
-            "octopus-system",
-        ])
-        .env("KUBECONFIG", server.user_kubeconfig("brain"))
-        .env("BRAIN_LOG", "info,brain=debug")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    Process { child, port }
-}
 
 fn start_limb(server: &ApiServer, tag: &str) -> Process {
     start_limb_resyncing(server, tag, "2s")
@@ -71,73 +26,50 @@ fn start_limb(server: &ApiServer, tag: &str) -> Process {
 
 /// The limb, re-reading everything every `resync`.
 fn start_limb_resyncing(server: &ApiServer, tag: &str, resync: &str) -> Process {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let log = std::fs::File::create(server.dir.path().join(format!("limb-{tag}.log"))).unwrap();
     let cache = server.dir.path().join("limb-cache");
-    let child = Command::new(octopus_tests::bins::limb())
-        .args([
+    Process::start(
+        bins::limb(),
+        &[
             "--cache-dir",
             &cache.display().to_string(),
             "--call-timeout",
             "1s",
-        ])
-        .args([
             "cluster",
             "--node",
             "edge-1",
             "--namespace",
             "octopus-system",
-        ])
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
             "--status-flush",
             "100ms",
             "--resync",
             resync,
-        ])
-        .env("KUBECONFIG", server.user_kubeconfig("limb"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    Process { child, port }
+        ],
+        &server.user_kubeconfig("limb"),
+        &[],
+        &server.dir.path().join(format!("limb-{tag}.log")),
+    )
 }
 
-impl Process {
+/// What the suite reads from the limb's admin endpoint.
+trait Limb {
+    /// The limb's report of `default/fan`.
     fn device(&self) -> Option<Value> {
         self.device_named("fan")
     }
-
-    /// The limb's report of `default/<name>`, from its admin endpoint.
-    fn device_named(&self, name: &str) -> Option<Value> {
-        self.admin(&format!("/devices/default/{name}"))
-    }
-
-    /// The limb's reports of its adaptors, from its admin endpoint.
-    fn adaptors(&self) -> Option<Value> {
-        self.admin("/adaptors")
-    }
-
-    /// A JSON document from the limb's admin endpoint.
-    fn admin(&self, path: &str) -> Option<Value> {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: l\r\n\r\n").ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        head.contains(" 200 ")
-            .then(|| serde_json::from_str(body).ok())
-            .flatten()
-    }
+    /// The limb's report of `default/<name>`.
+    fn device_named(&self, name: &str) -> Option<Value>;
+    /// The limb's reports of its adaptors.
+    fn adaptors(&self) -> Option<Value>;
 }
 
+impl Limb for Process {
+    fn device_named(&self, name: &str) -> Option<Value> {
+        self.get_json(&format!("/devices/default/{name}"))
+    }
+    fn adaptors(&self) -> Option<Value> {
+        self.get_json("/adaptors")
+    }
+}
 /// Ships a component as `octopus push` would, as ConfigMap(s) named `adaptor-<short>`
 /// for the adaptor `adaptors.edge.cattle.io/<short>`.
 async fn ship(client: &Client, short: &str, bytes: &[u8]) {
@@ -315,7 +247,7 @@ async fn control_plane() -> (ApiServer, Client, Process) {
     server
         .apply_rbac(&repo_file("deploy/brain.yaml"), "octopus-brain")
         .await;
-    let brain = start_brain(&server);
+    let brain = start_brain(&server, bins::brain(), "info,brain=debug");
     (server, client, brain)
 }
 
@@ -642,7 +574,7 @@ async fn a_device_link_runs_end_to_end_on_a_real_api_server() {
     // replica leads; the Deployment would restart it, and so does this test.
     if brain.exited() {
         eprintln!("the brain exited after the outage (lease lost); restarting it");
-        brain = start_brain(&server);
+        brain = start_brain(&server, bins::brain(), "info,brain=debug");
     }
 
     // The owner reference is one the garbage collector honours: with the limb gone and

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crds::{ConditionStatus, ConditionType, DeviceLink};
+use limb::adaptors::Adaptor;
 use limb::capabilities::{Backends, Policy};
 use limb::status::{DeviceReport, Phase};
 use limb::supervisor::Command as Sup;
@@ -1153,6 +1154,31 @@ fn check(r: &DeviceReport, expected: &[Expect], who: &str) {
     }
 }
 
+/// Worker 1's properties read by the device `name` over the RTU line `tty`: the device,
+/// what it should read, and its first report with every property read twice over.
+async fn rtu_device_reading(
+    h: &Harness,
+    a: Arc<Adaptor>,
+    name: &str,
+    tty: &std::path::Path,
+) -> (limb::supervisor::Handle, Vec<Expect>, DeviceReport) {
+    let expected = rtu_props(1);
+    let dev = h.spawn(
+        modbus(
+            name,
+            rtu_spec(tty, 1, expected.iter().map(property).collect()),
+        ),
+        a,
+    );
+    let names: Vec<&str> = expected.iter().map(|e| e.name.as_str()).collect();
+    let r = h
+        .wait(&key(name), Duration::from_secs(20), |r| {
+            r.polls >= 2 && all_read(r, &names)
+        })
+        .await;
+    (dev, expected, r)
+}
+
 /// A pty pair with the RTU slave on ttyA, checked with mbpoll on ttyB before the limb
 /// takes the line.
 async fn rtu_line(dir: &std::path::Path) -> (PtyPair, ModbusServer) {
@@ -1309,20 +1335,8 @@ async fn rtu_junk_on_the_line_is_a_timeout_then_the_device_recovers() {
     let (pair, server) = rtu_line(dir.path()).await;
     let h = harness_modbus();
     let a = h.load("adaptor_modbus").await;
-    let expected = rtu_props(1);
+    let (dev, expected, r) = rtu_device_reading(&h, a, "noisy", &pair.b).await;
     let names: Vec<&str> = expected.iter().map(|e| e.name.as_str()).collect();
-    let dev = h.spawn(
-        modbus(
-            "noisy",
-            rtu_spec(&pair.b, 1, expected.iter().map(property).collect()),
-        ),
-        a,
-    );
-    let r = h
-        .wait(&key("noisy"), Duration::from_secs(20), |r| {
-            r.polls >= 2 && all_read(r, &names)
-        })
-        .await;
     check(&r, &expected, "before the junk");
 
     // Watch every report while junk goes into the line towards the slave.
@@ -1362,19 +1376,8 @@ async fn rtu_a_serial_line_that_goes_away_and_comes_back_is_reopened() {
     let (pair, server) = rtu_line(dir.path()).await;
     let h = harness_modbus();
     let a = h.load("adaptor_modbus").await;
-    let expected = rtu_props(1);
+    let (dev, expected, _) = rtu_device_reading(&h, a, "unplugged", &pair.b).await;
     let names: Vec<&str> = expected.iter().map(|e| e.name.as_str()).collect();
-    let dev = h.spawn(
-        modbus(
-            "unplugged",
-            rtu_spec(&pair.b, 1, expected.iter().map(property).collect()),
-        ),
-        a,
-    );
-    h.wait(&key("unplugged"), Duration::from_secs(20), |r| {
-        r.polls >= 2 && all_read(r, &names)
-    })
-    .await;
 
     // The adapter is unplugged: the pty pair and the slave go away.
     let path = pair.b.clone();

@@ -1,35 +1,23 @@
 //! The `limb standalone` binary on a folder: the README's first command, driven the way
 //! a user would, through files and the HTTP endpoint.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use octopus_tests::process::{Process, free_port};
+
 use crate::common::*;
 
-struct Limb {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Limb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// The standalone limb: its own command line (no API server, stdout kept), run as the
+/// harness's [`Process`].
+struct Limb(Process);
 
 impl Limb {
     fn start(dir: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let out = std::fs::File::create(dir.join("limb.out")).unwrap();
         let err = std::fs::File::create(dir.join("limb.err")).unwrap();
         let child = Command::new(octopus_tests::bins::limb())
@@ -52,18 +40,11 @@ impl Limb {
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
-        Self { child, port }
+        Self(Process { child, port })
     }
 
     fn get(&self, path: &str) -> Option<(u16, String)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        let code = head.split_whitespace().nth(1)?.parse().ok()?;
-        Some((code, body.to_owned()))
+        self.0.request(path)
     }
 
     fn device(&self, name: &str) -> Option<Value> {
@@ -76,10 +57,7 @@ impl Limb {
     fn wait_device(&mut self, name: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            assert!(
-                self.child.try_wait().unwrap().is_none(),
-                "the limb exited while waiting for {what}"
-            );
+            assert!(!self.0.exited(), "the limb exited while waiting for {what}");
             if let Some(d) = self.device(name)
                 && pred(&d)
             {

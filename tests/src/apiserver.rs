@@ -1,7 +1,7 @@
 //! A real kube-apiserver (v1.20.2, built by `scripts/build-kube.sh`) with etcd, on
 //! loopback with free ports, started per test and stopped when dropped.
 
-use std::net::TcpListener;
+use crate::process::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,14 +32,6 @@ impl Drop for ApiServer {
             let _ = c.wait();
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn apiserver_bin() -> PathBuf {

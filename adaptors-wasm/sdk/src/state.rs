@@ -26,6 +26,19 @@ pub fn decode<S: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<S> {
     crate::json::decode(bytes, "state").map_err(Error::IncompatibleState)
 }
 
+/// Reads a snapshot that says what it is (`"format": format`) as a JSON document, for
+/// an adaptor that walks its own format; the error says why the bytes are not one.
+pub fn open_tagged(bytes: &[u8], format: &str) -> std::result::Result<serde_json::Value, String> {
+    let fail = |why: String| format!("not a {format} snapshot: {why}");
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| fail(format!("invalid JSON ({e})")))?;
+    match value.get("format").and_then(serde_json::Value::as_str) {
+        Some(found) if found == format => Ok(value),
+        Some(other) => Err(fail(format!("format is {other:?}"))),
+        None => Err(fail("no format field".to_owned())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,6 +55,24 @@ mod tests {
         assert_eq!(bytes, br#"{"polls":7}"#);
         assert_eq!(decode::<State>(&bytes), Ok(State { polls: 7 }));
         assert!(matches!(encode(&7), Err(Error::Internal(_))));
+    }
+
+    #[test]
+    fn tagged_snapshots_say_what_they_are_not() {
+        let open = |bytes: &[u8]| open_tagged(bytes, "octopus.test/v1");
+        assert_eq!(
+            open(br#"{"format":"octopus.test/v1","n":1}"#).map(|v| v["n"].clone()),
+            Ok(serde_json::json!(1))
+        );
+        assert_eq!(
+            open(br#"{"format":"octopus.other/v1"}"#),
+            Err(r#"not a octopus.test/v1 snapshot: format is "octopus.other/v1""#.into())
+        );
+        assert_eq!(
+            open(b"{}"),
+            Err("not a octopus.test/v1 snapshot: no format field".into())
+        );
+        assert!(open(b"\xff").is_err_and(|e| e.contains("invalid JSON")));
     }
 
     #[test]

@@ -22,6 +22,21 @@ use limb::status::StatusBoard;
 use limb::supervisor::{Context, Instance, RestartPolicy};
 use serde_json::{Value, json};
 
+/// When and on what a bench ran, for its report: `<date>, 2 cores (<cpu model>)`.
+pub fn measured_on() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    format!("{date}, {cores} cores ({cpu})")
+}
+
 pub struct Stat {
     pub name: String,
     pub unit: &'static str,

@@ -297,30 +297,49 @@ pub(crate) async fn with_timeout<T>(
     }
 }
 
+/// Fixtures for the capability modules' tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
     use crds::Grant;
 
-    fn caps(grants: Vec<Grant>, policy: &str, max_handles: usize) -> Capabilities {
-        let grants = Grants::resolve(&grants, &serde_json::json!({}), grants::NO_FIELDS).0;
+    /// `grants` as a link grants them (no spec fields), under the node policy `policy`,
+    /// with at most `max_handles` open at once.
+    pub(crate) fn caps(
+        grants: &[Grant],
+        policy: Policy,
+        max_handles: usize,
+        backends: Backends,
+    ) -> Capabilities {
+        let grants = Grants::resolve(grants, &serde_json::Value::Null, grants::NO_FIELDS).0;
         Capabilities::new(
             Arc::new(grants),
-            Arc::new(Policy::from_yaml(policy).unwrap()),
+            Arc::new(policy),
             Limits {
                 max_handles,
                 ..Limits::default()
             },
-            Backends::real(true),
+            backends,
         )
     }
 
-    fn grant(name: &str, kind: GrantKind, target: &str) -> Grant {
+    pub(crate) fn grant(name: &str, kind: GrantKind, target: &str) -> Grant {
         Grant {
             name: name.into(),
             kind,
             target: target.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::grant;
+    use super::*;
+
+    fn caps(grants: Vec<crds::Grant>, policy: &str, max_handles: usize) -> Capabilities {
+        let policy = Policy::from_yaml(policy).unwrap();
+        fixtures::caps(&grants, policy, max_handles, Backends::real(true))
     }
 
     #[test]

@@ -273,8 +273,7 @@ pub mod fake {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capabilities::{Backends, Grants, Limits, Policy};
-    use crds::Grant;
+    use crate::capabilities::{Backends, Limits, Policy, fixtures};
     use std::sync::{Arc, Mutex};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -283,27 +282,12 @@ mod tests {
             connected: Mutex::new(vec![]),
             reply: |b| b.to_ascii_uppercase(),
         });
-        let grants = vec![Grant {
-            name: "plc".into(),
-            kind: GrantKind::Tcp,
-            target: target.into(),
-        }];
         let mut backends = Backends::real(true);
         backends.socket = fake.clone();
-        let caps = Capabilities::new(
-            Arc::new(
-                Grants::resolve(
-                    &grants,
-                    &serde_json::Value::Null,
-                    crate::capabilities::grants::NO_FIELDS,
-                )
-                .0,
-            ),
-            Arc::new(Policy::from_yaml(policy).unwrap()),
-            Limits {
-                max_handles: 1,
-                ..Limits::default()
-            },
+        let caps = fixtures::caps(
+            &[fixtures::grant("plc", GrantKind::Tcp, target)],
+            Policy::from_yaml(policy).unwrap(),
+            1,
             backends,
         );
         (caps, fake)
@@ -380,22 +364,10 @@ mod tests {
             s.read_exact(&mut buf).await.unwrap();
             s.write_all(b"world").await.unwrap();
         });
-        let grants = vec![Grant {
-            name: "srv".into(),
-            kind: GrantKind::Tcp,
-            target: addr.to_string(),
-        }];
-        let mut c = Capabilities::new(
-            Arc::new(
-                Grants::resolve(
-                    &grants,
-                    &serde_json::Value::Null,
-                    crate::capabilities::grants::NO_FIELDS,
-                )
-                .0,
-            ),
-            Arc::new(Policy::loopback()),
-            Limits::default(),
+        let mut c = fixtures::caps(
+            &[fixtures::grant("srv", GrantKind::Tcp, &addr.to_string())],
+            Policy::loopback(),
+            Limits::default().max_handles,
             Backends::real(true),
         );
         let mut s = c.open_tcp("srv", 1000).await.unwrap();
@@ -418,24 +390,12 @@ mod tests {
                 Box::pin(std::future::pending())
             }
         }
-        let grants = vec![Grant {
-            name: "plc".into(),
-            kind: GrantKind::Tcp,
-            target: "127.0.0.1:1".into(),
-        }];
         let mut backends = Backends::real(true);
         backends.socket = Arc::new(Never);
-        let mut c = Capabilities::new(
-            Arc::new(
-                Grants::resolve(
-                    &grants,
-                    &serde_json::Value::Null,
-                    crate::capabilities::grants::NO_FIELDS,
-                )
-                .0,
-            ),
-            Arc::new(Policy::loopback()),
-            Limits::default(),
+        let mut c = fixtures::caps(
+            &[fixtures::grant("plc", GrantKind::Tcp, "127.0.0.1:1")],
+            Policy::loopback(),
+            Limits::default().max_handles,
             backends,
         );
         let err = c.open_tcp("plc", 20).await.err().unwrap();

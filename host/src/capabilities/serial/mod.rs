@@ -200,8 +200,7 @@ impl Capabilities {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capabilities::{Backends, Grants, Limits, Policy};
-    use crds::Grant;
+    use crate::capabilities::{Backends, Policy, fixtures};
     use std::sync::Arc;
 
     struct Loopback;
@@ -260,27 +259,12 @@ mod tests {
     }
 
     fn caps(policy: &str) -> Capabilities {
-        let grants = vec![Grant {
-            name: "bus".into(),
-            kind: GrantKind::Serial,
-            target: "/dev/ttyFAKE0".into(),
-        }];
         let mut backends = Backends::real(true);
         backends.serial = Arc::new(Loopback);
-        Capabilities::new(
-            Arc::new(
-                Grants::resolve(
-                    &grants,
-                    &serde_json::Value::Null,
-                    crate::capabilities::grants::NO_FIELDS,
-                )
-                .0,
-            ),
-            Arc::new(Policy::from_yaml(policy).unwrap()),
-            Limits {
-                max_handles: 1,
-                ..Limits::default()
-            },
+        fixtures::caps(
+            &[fixtures::grant("bus", GrantKind::Serial, "/dev/ttyFAKE0")],
+            Policy::from_yaml(policy).unwrap(),
+            1,
             backends,
         )
     }
