@@ -10,5 +10,6 @@ pub mod admission;
 pub mod config;
 pub mod leader;
 pub mod metrics;
+pub mod models;
 pub mod reconciler;
 pub mod run;

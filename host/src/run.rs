@@ -99,6 +99,27 @@ pub fn context(args: &RuntimeArgs) -> Result<(Arc<Context>, Arc<CompileCache>), 
     Ok((Arc::new(ctx), Arc::new(CompileCache::new(cache_dir))))
 }
 
+/// The admin endpoint (devices, metrics, health) in both modes, until `stop`. The address
+/// is bound once up front, so that a port in use fails the start with a clear error
+/// rather than a log line from a background task.
+fn serve_admin(
+    listen: ListenAddr,
+    ctx: &Context,
+    stop: &watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>, Error> {
+    let ListenAddr::At(addr) = listen else {
+        return Ok(None);
+    };
+    drop(std::net::TcpListener::bind(addr).map_err(Error::Admin)?);
+    let (board, metrics) = (ctx.board.clone(), ctx.metrics.clone());
+    Ok(Some(tokio::spawn(crate::admin::serve(
+        addr,
+        board,
+        metrics,
+        stop.clone(),
+    ))))
+}
+
 /// Runs standalone mode until Ctrl-C or SIGTERM.
 pub async fn standalone(runtime: &RuntimeArgs, args: StandaloneArgs) -> Result<(), Error> {
     if !args.dir.is_dir() {
@@ -108,15 +129,7 @@ pub async fn standalone(runtime: &RuntimeArgs, args: StandaloneArgs) -> Result<(
     }
     let (ctx, cache) = context(runtime)?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let admin = match args.listen {
-        ListenAddr::Off => None,
-        ListenAddr::At(addr) => {
-            let (board, metrics, rx) = (ctx.board.clone(), ctx.metrics.clone(), stop_rx.clone());
-            let listener_check = std::net::TcpListener::bind(addr).map_err(Error::Admin)?;
-            drop(listener_check);
-            Some(tokio::spawn(crate::admin::serve(addr, board, metrics, rx)))
-        }
-    };
+    let admin = serve_admin(args.listen, &ctx, &stop_rx)?;
     let output = match args.output {
         Output::Auto if std::io::IsTerminal::is_terminal(&std::io::stdout()) => Output::Table,
         Output::Auto => Output::Json,
@@ -155,14 +168,7 @@ pub async fn standalone(runtime: &RuntimeArgs, args: StandaloneArgs) -> Result<(
 pub async fn cluster(runtime: &RuntimeArgs, args: crate::config::ClusterArgs) -> Result<(), Error> {
     let (ctx, cache) = context(runtime)?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let admin = match args.listen {
-        ListenAddr::Off => None,
-        ListenAddr::At(addr) => {
-            let (board, metrics, rx) = (ctx.board.clone(), ctx.metrics.clone(), stop_rx.clone());
-            drop(std::net::TcpListener::bind(addr).map_err(Error::Admin)?);
-            Some(tokio::spawn(crate::admin::serve(addr, board, metrics, rx)))
-        }
-    };
+    let admin = serve_admin(args.listen, &ctx, &stop_rx)?;
     let settings = crate::cluster::Settings {
         node: args.node,
         namespace: args.namespace,

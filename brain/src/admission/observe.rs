@@ -192,28 +192,16 @@ impl<F: std::future::Future<Output = Result<(), reflector::store::WriterDropped>
     }
 }
 
-/// The model's CRD by group and kind (never by guessing the plural), and what it says
-/// about the requested version.
+/// What the model's CRD ([`crate::models::model_crd`]) says about the requested version.
 pub fn model_lookup<'a>(
     crds: impl Iterator<Item = &'a CustomResourceDefinition>,
     model: &TypeMeta,
 ) -> ModelLookup {
-    let (group, version) = model.group_version();
-    let mut crds = crds;
-    let Some(crd) = crds.find(|c| {
-        c.spec.group == group
-            && c.spec.names.kind == model.kind
-            && c.metadata.deletion_timestamp.is_none()
-    }) else {
+    let (_, version) = model.group_version();
+    let Some(crd) = crate::models::model_crd(crds, model) else {
         return ModelLookup::Missing;
     };
-    let served: Vec<String> = crd
-        .spec
-        .versions
-        .iter()
-        .filter(|v| v.served)
-        .map(|v| v.name.clone())
-        .collect();
+    let served = crate::models::served_versions(crd);
     let Some(v) = crd
         .spec
         .versions

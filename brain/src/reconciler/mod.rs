@@ -150,12 +150,8 @@ pub fn model_state<'a>(
     crds: impl IntoIterator<Item = &'a CustomResourceDefinition>,
     model: &crds::v1alpha1::TypeMeta,
 ) -> ModelState {
-    let (group, version) = model.group_version();
-    let Some(crd) = crds.into_iter().find(|c| {
-        c.spec.group == group
-            && c.spec.names.kind == model.kind
-            && c.metadata.deletion_timestamp.is_none()
-    }) else {
+    let (_, version) = model.group_version();
+    let Some(crd) = crate::models::model_crd(crds, model) else {
         return ModelState::Missing;
     };
     let established = crd
@@ -169,13 +165,7 @@ pub fn model_state<'a>(
     if !established {
         return ModelState::Missing;
     }
-    let served: Vec<String> = crd
-        .spec
-        .versions
-        .iter()
-        .filter(|v| v.served)
-        .map(|v| v.name.clone())
-        .collect();
+    let served = crate::models::served_versions(crd);
     if served.iter().any(|v| v == version) {
         ModelState::Served
     } else {

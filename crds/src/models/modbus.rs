@@ -468,36 +468,33 @@ properties:
 
     #[test]
     fn an_rtu_slave_gets_octopus_serial_defaults() {
+        for (yaml, line) in [
+            (
+                "protocol: {rtu: {endpoint: /dev/ttyUSB0, workerID: 3}}",
+                (19200, 8, ModbusParity::Even, 1),
+            ),
+            (
+                "protocol: {rtu: {endpoint: /dev/ttyS0, workerID: 9, baudRate: 9600, dataBits: 7, parity: N, stopBits: 2}}",
+                (9600, 7, ModbusParity::None, 2),
+            ),
+        ] {
+            let spec: ModbusDeviceSpec = serde_yaml::from_str(yaml).unwrap();
+            let ModbusProtocol::Rtu(rtu) = &spec.protocol else {
+                panic!("rtu expected")
+            };
+            assert_eq!(
+                (
+                    rtu.baud_rate(),
+                    rtu.data_bits(),
+                    rtu.parity(),
+                    rtu.stop_bits()
+                ),
+                line,
+                "{yaml}"
+            );
+        }
         let spec: ModbusDeviceSpec =
-            serde_yaml::from_str("protocol: {rtu: {endpoint: /dev/ttyUSB0, workerID: 3}}").unwrap();
-        let ModbusProtocol::Rtu(rtu) = &spec.protocol else {
-            panic!("rtu expected")
-        };
-        assert_eq!(
-            (
-                rtu.baud_rate(),
-                rtu.data_bits(),
-                rtu.parity(),
-                rtu.stop_bits()
-            ),
-            (19200, 8, ModbusParity::Even, 1)
-        );
-        let spec: ModbusDeviceSpec = serde_yaml::from_str(
-            "protocol: {rtu: {endpoint: /dev/ttyS0, workerID: 9, baudRate: 9600, dataBits: 7, parity: N, stopBits: 2}}",
-        )
-        .unwrap();
-        let ModbusProtocol::Rtu(rtu) = &spec.protocol else {
-            panic!("rtu expected")
-        };
-        assert_eq!(
-            (
-                rtu.baud_rate(),
-                rtu.data_bits(),
-                rtu.parity(),
-                rtu.stop_bits()
-            ),
-            (9600, 7, ModbusParity::None, 2)
-        );
+            serde_yaml::from_str("protocol: {rtu: {endpoint: /dev/ttyS0, workerID: 9}}").unwrap();
         assert_eq!(spec.parameters.unwrap_or_default().sync_interval(), "15s");
     }
 
@@ -519,22 +516,14 @@ properties:
             serde_json::json!([{"required": ["tcp"]}, {"required": ["rtu"]}]),
             "{protocol}"
         );
-        let tcp = &protocol["properties"]["tcp"]["properties"];
-        assert_eq!(
-            (
-                tcp["workerID"]["minimum"].as_f64(),
-                tcp["workerID"]["maximum"].as_f64()
-            ),
-            (Some(0.0), Some(255.0))
-        );
-        let rtu = &protocol["properties"]["rtu"]["properties"];
-        assert_eq!(
-            (
-                rtu["workerID"]["minimum"].as_f64(),
-                rtu["workerID"]["maximum"].as_f64()
-            ),
-            (Some(1.0), Some(247.0))
-        );
+        for (link, range) in [("tcp", (0.0, 255.0)), ("rtu", (1.0, 247.0))] {
+            let id = &protocol["properties"][link]["properties"]["workerID"];
+            assert_eq!(
+                (id["minimum"].as_f64(), id["maximum"].as_f64()),
+                (Some(range.0), Some(range.1)),
+                "{link}"
+            );
+        }
         let rtu = &protocol["properties"]["rtu"]["properties"];
         assert_eq!(
             (
