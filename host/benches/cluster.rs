@@ -54,7 +54,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crds::conditions::{ConditionStatus, ConditionType};
 use crds::v1alpha1::DeviceLink;
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node};
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
@@ -222,17 +222,7 @@ async fn control_plane(nodes: &[String]) -> (ApiServer, Client, Process) {
         &[],
         &bytes,
     );
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "octopus-system");
-    for doc in serde_yaml::Deserializer::from_str(&yaml) {
-        let cm: ConfigMap = serde::Deserialize::deserialize(doc).unwrap();
-        cms.patch(
-            &cm.name_any(),
-            &PatchParams::apply("bench").force(),
-            &Patch::Apply(&cm),
-        )
-        .await
-        .unwrap();
-    }
+    apiserver::apply_config_maps(&client, "octopus-system", &yaml, "bench").await;
     (server, client, brain)
 }
 

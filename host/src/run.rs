@@ -8,10 +8,7 @@ use crate::adaptors::CompileCache;
 use crate::capabilities::{Backends, Limits, Policy};
 use crate::config::{Gpio, ListenAddr, Output, RuntimeArgs, StandaloneArgs};
 use crate::engine::{CpuSettings, Runtime, Settings};
-use crate::extension::Extensions;
-use crate::metrics::Metrics;
 use crate::standalone::{Standalone, output};
-use crate::status::StatusBoard;
 use crate::supervisor::{Context, RestartPolicy};
 
 #[derive(Debug, thiserror::Error)]
@@ -74,27 +71,20 @@ pub fn context(args: &RuntimeArgs) -> Result<(Arc<Context>, Arc<CompileCache>), 
         ..Settings::default()
     })?;
     let cache_dir = (!args.cache_dir.as_os_str().is_empty()).then(|| args.cache_dir.clone());
-    let board = Arc::new(StatusBoard::default());
-    let metrics = Arc::new(Metrics::default());
-    let policy = Arc::new(policy);
+    let limits = Limits {
+        max_handles: args.max_handles,
+        max_timeout: args.call_timeout,
+        ..Limits::default()
+    };
+    let restart = RestartPolicy {
+        base: args.backoff_base,
+        max: args.backoff_max,
+        quarantine_after: args.quarantine_after,
+    };
+    let backends = Backends::real(args.gpio == Gpio::Sim);
     let ctx = Context {
-        runtime: Arc::new(runtime),
-        board: board.clone(),
-        metrics: metrics.clone(),
-        policy: policy.clone(),
-        limits: Limits {
-            max_handles: args.max_handles,
-            max_timeout: args.call_timeout,
-            ..Limits::default()
-        },
-        backends: Backends::real(args.gpio == Gpio::Sim),
-        restart: RestartPolicy {
-            base: args.backoff_base,
-            max: args.backoff_max,
-            quarantine_after: args.quarantine_after,
-        },
         max_status_bytes: args.max_status_kib << 10,
-        extensions: Arc::new(Extensions::new(board, metrics, policy)),
+        ..Context::new(runtime, policy, limits, backends, restart)
     };
     Ok((Arc::new(ctx), Arc::new(CompileCache::new(cache_dir))))
 }

@@ -73,7 +73,6 @@ impl Limb for Process {
 /// Ships a component as `octopus push` would, as ConfigMap(s) named `adaptor-<short>`
 /// for the adaptor `adaptors.edge.cattle.io/<short>`.
 async fn ship(client: &Client, short: &str, bytes: &[u8]) {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "octopus-system");
     let yaml = limb::adaptors::package::render(
         &format!("adaptor-{short}"),
         "octopus-system",
@@ -81,16 +80,7 @@ async fn ship(client: &Client, short: &str, bytes: &[u8]) {
         &[],
         bytes,
     );
-    for doc in serde_yaml::Deserializer::from_str(&yaml) {
-        let cm: ConfigMap = serde::Deserialize::deserialize(doc).unwrap();
-        api.patch(
-            &cm.name_any(),
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(&cm),
-        )
-        .await
-        .unwrap();
-    }
+    octopus_tests::apiserver::apply_config_maps(client, "octopus-system", &yaml, "test").await;
 }
 
 /// The instances of the device model `kind` (resource `plural`) in `default`.

@@ -9,8 +9,6 @@ use crds::DeviceLink;
 use limb::adaptors::{self, Adaptor, CompileCache};
 use limb::capabilities::{Backends, Limits, Policy};
 use limb::engine::{Pooling, Runtime, Settings};
-use limb::extension::Extensions;
-use limb::metrics::Metrics;
 use limb::status::{DeviceReport, StatusBoard};
 use limb::supervisor::{Context, RestartPolicy};
 
@@ -35,28 +33,17 @@ pub fn harness_with(
     };
     tune(&mut settings);
     let runtime = Runtime::new(settings).expect("engine");
-    let board = Arc::new(StatusBoard::default());
-    let metrics = Arc::new(Metrics::default());
-    let policy = Arc::new(policy);
-    let ctx = Context {
-        runtime: Arc::new(runtime),
-        board: board.clone(),
-        metrics: metrics.clone(),
-        policy: policy.clone(),
-        limits: Limits {
-            max_handles: 4,
-            max_timeout: Duration::from_millis(500),
-            ..Limits::default()
-        },
-        backends,
-        restart: RestartPolicy {
-            base: Duration::from_millis(50),
-            max: Duration::from_millis(200),
-            quarantine_after: 3,
-        },
-        max_status_bytes: 1 << 20,
-        extensions: Arc::new(Extensions::new(board, metrics, policy)),
+    let limits = Limits {
+        max_handles: 4,
+        max_timeout: Duration::from_millis(500),
+        ..Limits::default()
     };
+    let restart = RestartPolicy {
+        base: Duration::from_millis(50),
+        max: Duration::from_millis(200),
+        quarantine_after: 3,
+    };
+    let ctx = Context::new(runtime, policy, limits, backends, restart);
     Harness {
         ctx: Arc::new(ctx),
         cache: Arc::new(CompileCache::new(Some(shared_cache_dir()))),

@@ -67,6 +67,26 @@ fn has_event(r: &DeviceReport, reason: &str) -> bool {
     events(r, reason).next().is_some()
 }
 
+/// The device `name`'s report once it has an event `reason` and at least `polls` polls,
+/// and the first such event.
+async fn wait_event(
+    h: &Harness,
+    name: &str,
+    reason: &str,
+    polls: u64,
+) -> (DeviceReport, limb::status::Event) {
+    let r = h
+        .wait(&key(name), Duration::from_secs(15), |r| {
+            has_event(r, reason) && r.polls >= polls
+        })
+        .await;
+    let event = events(&r, reason).next().cloned();
+    (
+        r,
+        event.unwrap_or_else(|| panic!("{name}: no {reason} event")),
+    )
+}
+
 /// Reads one retained status document from `topic`. A subscriber that came before the
 /// first publish sees a live message first; a new subscription then gets the retained one.
 async fn retained(broker: &Broker, topic: &str, args: &[String]) -> Value {
@@ -235,12 +255,7 @@ async fn a_wrong_password_is_one_warning_and_the_device_keeps_polling() {
         ),
         a,
     );
-    let r = h
-        .wait(&key("fan-refused"), Duration::from_secs(15), |r| {
-            has_event(r, "MqttExtensionFailed")
-        })
-        .await;
-    let warning = events(&r, "MqttExtensionFailed").next().unwrap().clone();
+    let (r, warning) = wait_event(&h, "fan-refused", "MqttExtensionFailed", 0).await;
     assert_eq!(warning.type_, EventType::Warning);
     assert!(
         warning.message.contains("refused the connection")
@@ -306,12 +321,7 @@ async fn tls_verifies_the_broker_with_a_ca_from_references() {
     let doc = retained(&broker, "tls/fan-tls", &args).await;
     assert!(doc.is_object());
 
-    let r = h
-        .wait(&key("fan-bad-ca"), Duration::from_secs(15), |r| {
-            has_event(r, "MqttExtensionFailed") && r.polls >= 5
-        })
-        .await;
-    let warning = events(&r, "MqttExtensionFailed").next().unwrap();
+    let (r, warning) = wait_event(&h, "fan-bad-ca", "MqttExtensionFailed", 5).await;
     assert!(warning.message.contains("TLS"), "{warning:?}");
     assert_eq!(r.phase, Phase::Healthy);
     good.stop().await;
@@ -343,19 +353,9 @@ async fn an_unsupported_scheme_or_a_forbidden_broker_is_reported_and_the_device_
         ),
         a,
     );
-    let r = h
-        .wait(&key("fan-ws"), Duration::from_secs(15), |r| {
-            has_event(r, "MqttExtensionInvalid") && r.polls >= 3
-        })
-        .await;
-    let ev = events(&r, "MqttExtensionInvalid").next().unwrap();
+    let (_, ev) = wait_event(&h, "fan-ws", "MqttExtensionInvalid", 3).await;
     assert!(ev.message.contains("ws:// is not supported"), "{ev:?}");
-    let r = h
-        .wait(&key("fan-forbidden"), Duration::from_secs(15), |r| {
-            has_event(r, "MqttExtensionFailed") && r.polls >= 3
-        })
-        .await;
-    let ev = events(&r, "MqttExtensionFailed").next().unwrap();
+    let (r, ev) = wait_event(&h, "fan-forbidden", "MqttExtensionFailed", 3).await;
     assert!(ev.message.contains("node policy"), "{ev:?}");
     assert_eq!(r.phase, Phase::Healthy);
     ws.stop().await;

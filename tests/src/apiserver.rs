@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
@@ -402,6 +403,23 @@ impl ApiServer {
 
     pub async fn client(&self) -> Client {
         self.try_client().await.unwrap()
+    }
+}
+
+/// Applies, server-side as `manager`, every ConfigMap of the multi-document `yaml` (what
+/// `octopus push` renders for an adaptor) into `namespace`.
+pub async fn apply_config_maps(client: &Client, namespace: &str, yaml: &str, manager: &str) {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    for doc in serde_yaml::Deserializer::from_str(yaml) {
+        let cm: ConfigMap = serde::Deserialize::deserialize(doc).unwrap();
+        let name = cm.metadata.name.clone().unwrap_or_default();
+        api.patch(
+            &name,
+            &PatchParams::apply(manager).force(),
+            &Patch::Apply(&cm),
+        )
+        .await
+        .unwrap();
     }
 }
 

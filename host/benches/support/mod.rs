@@ -16,9 +16,6 @@ use std::path::{Path, PathBuf};
 use limb::adaptors::{self, Adaptor, CompileCache};
 use limb::capabilities::{Backends, Grants, Limits, Policy};
 use limb::engine::{DeviceTag, Pooling, Runtime, Settings};
-use limb::extension::Extensions;
-use limb::metrics::Metrics;
-use limb::status::StatusBoard;
 use limb::supervisor::{Context, Instance, RestartPolicy};
 use serde_json::{Value, json};
 
@@ -78,20 +75,13 @@ pub fn ctx(pooling: Pooling, max_instances: u32) -> Arc<Context> {
         ..Settings::default()
     })
     .unwrap();
-    let board = Arc::new(StatusBoard::default());
-    let metrics = Arc::new(Metrics::default());
-    let policy = Arc::new(Policy::loopback());
-    Arc::new(Context {
-        runtime: Arc::new(runtime),
-        board: board.clone(),
-        metrics: metrics.clone(),
-        policy: policy.clone(),
-        limits: Limits::default(),
-        backends: Backends::real(true),
-        restart: RestartPolicy::default(),
-        max_status_bytes: 1 << 20,
-        extensions: Arc::new(Extensions::new(board, metrics, policy)),
-    })
+    Arc::new(Context::new(
+        runtime,
+        Policy::loopback(),
+        Limits::default(),
+        Backends::real(true),
+        RestartPolicy::default(),
+    ))
 }
 
 pub fn dummy_link(name: &str, interval: &str) -> Arc<crds::DeviceLink> {

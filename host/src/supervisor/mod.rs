@@ -54,6 +54,37 @@ pub struct Context {
     pub extensions: Arc<Extensions>,
 }
 
+impl Context {
+    /// A context with its own status board, metrics and extensions, taking status
+    /// documents of up to 1 MiB.
+    pub fn new(
+        runtime: Runtime,
+        policy: Policy,
+        limits: Limits,
+        backends: Backends,
+        restart: RestartPolicy,
+    ) -> Context {
+        let board = Arc::new(StatusBoard::default());
+        let metrics = Arc::new(Metrics::default());
+        let policy = Arc::new(policy);
+        Context {
+            runtime: Arc::new(runtime),
+            extensions: Arc::new(Extensions::new(
+                board.clone(),
+                metrics.clone(),
+                policy.clone(),
+            )),
+            board,
+            metrics,
+            policy,
+            limits,
+            backends,
+            restart,
+            max_status_bytes: 1 << 20,
+        }
+    }
+}
+
 /// What a supervisor can be told; `V` is the adaptor version type (a loaded wasm
 /// [`Adaptor`] outside tests).
 pub enum Command<V = Adaptor> {

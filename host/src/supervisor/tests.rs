@@ -235,24 +235,17 @@ impl Driver for FakeDriver {
 
 fn context(quarantine_after: u32) -> Arc<Context> {
     let runtime = Runtime::new(Settings::default()).unwrap();
-    let board = Arc::new(StatusBoard::default());
-    let metrics = Arc::new(Metrics::default());
-    let policy = Arc::new(Policy::loopback());
-    Arc::new(Context {
-        runtime: Arc::new(runtime),
-        board: board.clone(),
-        metrics: metrics.clone(),
-        policy: policy.clone(),
-        limits: Limits::default(),
-        backends: Backends::real(true),
-        restart: RestartPolicy {
+    Arc::new(Context::new(
+        runtime,
+        Policy::loopback(),
+        Limits::default(),
+        Backends::real(true),
+        RestartPolicy {
             base: Duration::from_secs(1),
             max: Duration::from_secs(60),
             quarantine_after,
         },
-        max_status_bytes: 1 << 20,
-        extensions: Arc::new(Extensions::new(board, metrics, policy)),
-    })
+    ))
 }
 
 fn start(ctx: &Arc<Context>, script: &Shared, v: &str) -> Handle<Fake> {
