@@ -114,6 +114,13 @@ impl Harness {
     ) -> DeviceReport {
         wait_on(&self.ctx.board, key, within, pred).await
     }
+
+    /// The report of `key` once it has polled `n` more times than in `since` (within 10 s).
+    pub async fn polls_past(&self, key: &str, since: &DeviceReport, n: u64) -> DeviceReport {
+        let target = since.polls + n;
+        self.wait(key, Duration::from_secs(10), |r| r.polls >= target)
+            .await
+    }
 }
 
 pub async fn wait_on(

@@ -158,11 +158,7 @@ async fn a_version_whose_restore_refuses_the_state_leaves_the_old_one_serving() 
     );
     assert_eq!(r.adaptor_version.as_deref(), Some("0.1.0"));
     assert_eq!(r.swaps, 0);
-    let later = h
-        .wait(&key("d0"), Duration::from_secs(10), |x| {
-            x.polls >= r.polls + 3
-        })
-        .await;
+    let later = h.polls_past(&key("d0"), &r, 3).await;
     assert_eq!(later.phase, Phase::Healthy);
     assert!(later.status["polls"].as_u64() > before.status["polls"].as_u64());
     for d in devices {
@@ -184,11 +180,7 @@ async fn a_version_that_traps_on_its_first_poll_is_rolled_back_without_losing_a_
         .await;
     let ev = r.events.iter().find(|e| e.reason == "SwapFailed").unwrap();
     assert!(ev.message.contains("rolled back"), "{}", ev.message);
-    let later = h
-        .wait(&key("d0"), Duration::from_secs(10), |x| {
-            x.polls >= r.polls + 3
-        })
-        .await;
+    let later = h.polls_past(&key("d0"), &r, 3).await;
     assert_eq!(later.adaptor_version.as_deref(), Some("0.1.0"));
     assert_eq!(later.phase, Phase::Healthy);
     assert_eq!(later.traps, 0, "a rolled-back swap is not a device failure");

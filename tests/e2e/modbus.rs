@@ -821,6 +821,17 @@ async fn coil(m: &Arc<Mbpoll>, addr: u16) -> u64 {
     mb_read(m, "0", addr, 1, false).await[0].unsigned()
 }
 
+/// The writer test's int16 (7) and coil (0) as the slave holds them: `after` must not
+/// have written them again.
+async fn assert_not_rewritten(m: &Arc<Mbpoll>, after: &str) {
+    assert_eq!(
+        mb_read(m, "4", HR_W_INT16, 1, false).await[0].signed(),
+        7,
+        "{after} rewrote int16"
+    );
+    assert_eq!(coil(m, CO_W).await, 0, "{after} rewrote the coil");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_writes_once_and_again_only_when_the_value_changes() {
     let dir = tempfile::tempdir().unwrap();
@@ -881,10 +892,7 @@ async fn tcp_writes_once_and_again_only_when_the_value_changes() {
                 && value_of(r, "wCoil").as_deref() == Some("false")
         })
         .await;
-    h.wait(&key("writer"), Duration::from_secs(10), |x| {
-        x.polls >= r.polls + 3
-    })
-    .await;
+    h.polls_past(&key("writer"), &r, 3).await;
     assert_eq!(
         mb_read(&m, "4", HR_W_INT16, 1, false).await[0].signed(),
         7,
@@ -899,20 +907,8 @@ async fn tcp_writes_once_and_again_only_when_the_value_changes() {
             last_reconfigured(r).is_some() && last_reconfigured(r) != before
         })
         .await;
-    h.wait(&key("writer"), Duration::from_secs(10), |x| {
-        x.polls >= r.polls + 3
-    })
-    .await;
-    assert_eq!(
-        mb_read(&m, "4", HR_W_INT16, 1, false).await[0].signed(),
-        7,
-        "an unchanged reconfigure rewrote int16"
-    );
-    assert_eq!(
-        coil(&m, CO_W).await,
-        0,
-        "an unchanged reconfigure rewrote the coil"
-    );
+    h.polls_past(&key("writer"), &r, 3).await;
+    assert_not_rewritten(&m, "an unchanged reconfigure").await;
     assert_eq!(
         mb_read(&m, "4", HR_W_UINT16, 1, false).await[0].unsigned(),
         5
@@ -927,20 +923,8 @@ async fn tcp_writes_once_and_again_only_when_the_value_changes() {
             r.poll_interval_ms == Some(250)
         })
         .await;
-    h.wait(&key("writer"), Duration::from_secs(10), |x| {
-        x.polls >= r.polls + 3
-    })
-    .await;
-    assert_eq!(
-        mb_read(&m, "4", HR_W_INT16, 1, false).await[0].signed(),
-        7,
-        "a reconfigure that changed only syncInterval rewrote int16"
-    );
-    assert_eq!(
-        coil(&m, CO_W).await,
-        0,
-        "a reconfigure that changed only syncInterval rewrote the coil"
-    );
+    h.polls_past(&key("writer"), &r, 3).await;
+    assert_not_rewritten(&m, "a reconfigure that changed only syncInterval").await;
 
     // A changed value is written; the unchanged ones are not.
     dev.send(Sup::Update(
@@ -1351,11 +1335,7 @@ async fn rtu_junk_on_the_line_is_a_timeout_then_the_device_recovers() {
             x.polls > r.polls + 2 && x.phase == Phase::Healthy && all_read(x, &names)
         })
         .await;
-    let r2 = h
-        .wait(&key("noisy"), Duration::from_secs(10), |x| {
-            x.polls >= after.polls + 3
-        })
-        .await;
+    let r2 = h.polls_past(&key("noisy"), &after, 3).await;
     let seen = log.of("noisy");
     assert!(
         seen.iter().any(|e| is_timeout(e)),

@@ -109,10 +109,7 @@ async fn a_shorter_sync_interval_counts_from_the_last_poll_not_after_the_old_one
     dev.send(Command::Update(fan("slow", "slow", "50ms"), vec![]));
     // The new spacing counts from the last poll, so the next poll is due at most 50 ms
     // from now and a few come within seconds instead of after the hour.
-    h.wait(&key("slow"), Duration::from_secs(10), |r| {
-        r.polls >= first.polls + 3
-    })
-    .await;
+    h.polls_past(&key("slow"), &first, 3).await;
     assert!(changed.elapsed() < Duration::from_secs(10));
     dev.stop().await;
 }
