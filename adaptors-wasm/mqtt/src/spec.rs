@@ -1,20 +1,33 @@
-//! Parsing and validation of an `MQTTDevice` spec (`template.spec` of a DeviceLink),
-//! with its `*Ref` fields resolved against the DeviceLink's references.
+//! The `MQTTDevice` spec (`template.spec` of a DeviceLink) as the engine uses it: decoded
+//! with the types that generate the CRD (`crds::models::mqtt`), checked, with defaults
+//! applied and the `*Ref` fields resolved against the DeviceLink's references.
 //!
-//! Every error starts with the JSON path of the problem
-//! (`protocol.client.basicAuth.passwordRef: ...`). Fields of Octopus's client options
-//! that make no sense here (`store`, `order`, `messageChannelDepth`, `httpHeaders`,
-//! `resumeSubs`, `writeTimeout`, `waitTimeout`, `disconnectQuiesce`) are accepted and
-//! ignored.
+//! A value of the wrong type or shape fails in the decoding, worded by the SDK
+//! (`protocol.client.server is required`). What the types cannot say fails here, as
+//! `path: sentence` (`protocol.client.basicAuth.passwordRef: reference ...`).
+//!
+//! Fields of Octopus's client options that make no sense here (`store`, `order`,
+//! `messageChannelDepth`, `httpHeaders`, `resumeSubs`, `writeTimeout`, `waitTimeout`,
+//! `disconnectQuiesce`, `autoReconnect`) and `protocol.schema` are accepted with any
+//! value and ignored. A property's `value` and the fields its status echoes are read
+//! from the document as written. The crds types skip all of these in this build (see
+//! `crds::models::mqtt`), which keeps the component small.
 
 use std::collections::BTreeSet;
 use std::fmt;
 
+use crds::models::extension::{
+    MqttClientOptions, MqttClientTls, MqttMessageOptions, ReferenceRelationship,
+};
+use crds::models::mqtt::{MQTTDeviceSpec, MqttDeviceProperty, MqttPropertyType};
 use serde_json::{Map, Value};
 
 use crate::duration;
 use crate::jsonpath::Path;
 use crate::value::{self, Kind};
+
+pub use crds::models::extension::MqttTopicOperator as Operator;
+pub use crds::models::mqtt::MqttDevicePattern as Pattern;
 
 /// The longest wait for a connection or its CONNACK within one call; the limb caps it
 /// further at what is left of the call.
@@ -43,12 +56,6 @@ pub struct Reference {
     pub name: String,
     pub item: String,
     pub value: Vec<u8>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pattern {
-    AttributedMessage,
-    AttributedTopic,
 }
 
 /// `protocolVersion`: 0 tries 3.1.1 and falls back to 3.1.
@@ -98,12 +105,6 @@ pub struct Timing {
     pub max_backoff_ms: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Operator {
-    pub read: Option<String>,
-    pub write: Option<String>,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub topic: String,
@@ -143,37 +144,30 @@ pub struct Spec {
 
 /// Parses and validates a spec.
 pub fn parse(spec: &str, references: &[Reference]) -> Result<Spec> {
-    let value: Value = serde_json::from_str(spec)
-        .map_err(|e| SpecError(format!("spec is not valid JSON: {e}")))?;
-    let root = as_object(&value, "spec")?;
-    let protocol = required_object(root, "", "protocol")?;
-    let pattern = match required_string(protocol, "protocol", "pattern")?.as_str() {
-        "AttributedMessage" => Pattern::AttributedMessage,
-        "AttributedTopic" => Pattern::AttributedTopic,
-        other => {
-            return Err(error(
-                "protocol.pattern",
-                format!(
-                    "unknown pattern {other:?} (expected AttributedMessage or AttributedTopic)"
-                ),
-            ));
-        }
-    };
+    let invalid = |e: octopus_adaptor_sdk::Error| SpecError(e.message().to_owned());
+    // The document is kept: each property's `value` and the fields its status echoes
+    // are read from it as written.
+    let document: Value = octopus_adaptor_sdk::spec::parse(spec).map_err(invalid)?;
+    let decoded: MQTTDeviceSpec =
+        octopus_adaptor_sdk::spec::from_value(&document).map_err(invalid)?;
+    let protocol = decoded.protocol;
+    let pattern = protocol.pattern;
     let refs = Refs(references);
-    let client = required_object(protocol, "protocol", "client")?;
-    let (connection, timing) = parse_client(client, &refs)?;
-    let message_object = required_object(protocol, "protocol", "message")?;
-    let (message, will) = parse_message(message_object)?;
+    let (connection, timing) = parse_client(&protocol.client, &refs)?;
+    let (message, will) = parse_message(protocol.message)?;
     let connection = Connection { will, ..connection };
-    let properties = match root.get("properties") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| parse_property(item, &format!("properties[{i}]"), pattern))
-            .collect::<Result<Vec<_>>>()?,
-        Some(other) => return Err(wrong_type("properties", "an array", other)),
-    };
+    let written = document.get("properties").and_then(Value::as_array);
+    let properties = decoded
+        .properties
+        .into_iter()
+        .enumerate()
+        .map(|(i, property)| {
+            let written = written
+                .and_then(|items| items.get(i))
+                .and_then(Value::as_object);
+            parse_property(property, written, &format!("properties[{i}]"), pattern)
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut names = BTreeSet::new();
     for (i, property) in properties.iter().enumerate() {
         if !names.insert(property.name.as_str()) {
@@ -195,26 +189,22 @@ pub fn parse(spec: &str, references: &[Reference]) -> Result<Spec> {
 struct Refs<'a>(&'a [Reference]);
 
 impl Refs<'_> {
-    /// The value of a `*Ref` field (`{name, item}`), if the field is set.
+    /// The value of a `*Ref` field (`field` names it), if the field is set.
     fn resolve(
         &self,
-        object: &Map<String, Value>,
-        path: &str,
-        key: &str,
+        reference: Option<&ReferenceRelationship>,
+        field: &str,
     ) -> Result<Option<Vec<u8>>> {
-        let field = join(path, key);
-        let Some(r) = optional_object(object, path, key)? else {
+        let Some(ReferenceRelationship { name, item }) = reference else {
             return Ok(None);
         };
-        let name = required_string(r, &field, "name")?;
-        let item = required_string(r, &field, "item")?;
         self.0
             .iter()
-            .find(|x| x.name == name && x.item == item)
+            .find(|x| &x.name == name && &x.item == item)
             .map(|x| Some(x.value.clone()))
             .ok_or_else(|| {
                 error(
-                    &field,
+                    field,
                     format!(
                         "reference {name:?} item {item:?} is not among the DeviceLink's resolved references"
                     ),
@@ -222,24 +212,24 @@ impl Refs<'_> {
             })
     }
 
-    /// A literal field or its `*Ref` twin; the reference wins when both are set.
+    /// A literal field or its `*Ref` twin (`field` names the twin); the reference wins
+    /// when both are set.
     fn literal_or_ref(
         &self,
-        object: &Map<String, Value>,
-        path: &str,
-        key: &str,
-        ref_key: &str,
+        literal: Option<&String>,
+        reference: Option<&ReferenceRelationship>,
+        field: &str,
     ) -> Result<Option<Vec<u8>>> {
-        if let Some(bytes) = self.resolve(object, path, ref_key)? {
+        if let Some(bytes) = self.resolve(reference, field)? {
             return Ok(Some(bytes));
         }
-        Ok(optional_string(object, path, key)?.map(String::into_bytes))
+        Ok(literal.map(|s| s.clone().into_bytes()))
     }
 }
 
-fn parse_client(client: &Map<String, Value>, refs: &Refs<'_>) -> Result<(Connection, Timing)> {
+fn parse_client(client: &MqttClientOptions, refs: &Refs<'_>) -> Result<(Connection, Timing)> {
     let path = "protocol.client";
-    let server = required_string(client, path, "server")?;
+    let server = &client.server;
     let server_path = join(path, "server");
     let (scheme, rest) = server.split_once("://").ok_or_else(|| {
         error(
@@ -270,7 +260,7 @@ fn parse_client(client: &Map<String, Value>, refs: &Refs<'_>) -> Result<(Connect
             format!("{server:?} needs a host (and no user info), e.g. {scheme}://broker:1883"),
         ));
     }
-    let version = match optional_u64(client, path, "protocolVersion")? {
+    let version = match client.protocol_version {
         None | Some(0) => VersionChoice::Auto,
         Some(3) => VersionChoice::V31,
         Some(4) => VersionChoice::V311,
@@ -281,45 +271,54 @@ fn parse_client(client: &Map<String, Value>, refs: &Refs<'_>) -> Result<(Connect
             ));
         }
     };
-    let clean_session = optional_bool(client, path, "cleanSession")?.unwrap_or(true);
-    let keep_alive_ms = duration_ms(client, path, "keepAlive", "30s")?;
+    let keep_alive_ms = duration_ms(client.keep_alive(), path, "keepAlive")?;
     let keep_alive_s = u16::try_from(keep_alive_ms.div_ceil(1000)).map_err(|_| {
         error(
             &join(path, "keepAlive"),
             "must be at most 65535 seconds (18h12m15s)",
         )
     })?;
-    let ping_timeout_ms = duration_ms(client, path, "pingTimeout", "10s")?.max(1);
-    let connect_ms = match duration_ms(client, path, "connectTimeout", "30s")? {
+    let ping_timeout_ms = duration_ms(client.ping_timeout(), path, "pingTimeout")?.max(1);
+    let connect_ms = match duration_ms(client.connect_timeout(), path, "connectTimeout")? {
         0 => MAX_CONNECT_MS,
         ms => ms.min(MAX_CONNECT_MS),
     };
-    let max_backoff_ms =
-        duration_ms(client, path, "maxReconnectInterval", "10m")?.clamp(1_000, MAX_BACKOFF_MS);
+    let max_backoff_ms = duration_ms(
+        client.max_reconnect_interval(),
+        path,
+        "maxReconnectInterval",
+    )?
+    .clamp(1_000, MAX_BACKOFF_MS);
 
-    let (username, password) = match optional_object(client, path, "basicAuth")? {
+    let (username, password) = match &client.basic_auth {
         None => (None, None),
         Some(auth) => {
             let auth_path = join(path, "basicAuth");
+            let username_ref = join(&auth_path, "usernameRef");
             let username = refs
-                .literal_or_ref(auth, &auth_path, "username", "usernameRef")?
+                .literal_or_ref(
+                    auth.username.as_ref(),
+                    auth.username_ref.as_ref(),
+                    &username_ref,
+                )?
                 .map(|bytes| {
-                    String::from_utf8(bytes).map_err(|_| {
-                        error(
-                            &join(&auth_path, "usernameRef"),
-                            "the username is not UTF-8",
-                        )
-                    })
+                    String::from_utf8(bytes)
+                        .map_err(|_| error(&username_ref, "the username is not UTF-8"))
                 })
                 .transpose()?;
-            let password = refs.literal_or_ref(auth, &auth_path, "password", "passwordRef")?;
+            let password = refs.literal_or_ref(
+                auth.password.as_ref(),
+                auth.password_ref.as_ref(),
+                &join(&auth_path, "passwordRef"),
+            )?;
             if password.is_some() && username.is_none() {
                 return Err(error(&auth_path, "a password needs a username in MQTT"));
             }
             (username, password)
         }
     };
-    let tls = match optional_object(client, path, "tlsConfig")? {
+    let tls = match &client.tls_config {
+        // Not looked into (its references are not resolved) for a plain server.
         _ if !secure => None,
         None => Some(Tls {
             server_name: None,
@@ -328,32 +327,14 @@ fn parse_client(client: &Map<String, Value>, refs: &Refs<'_>) -> Result<(Connect
             key: None,
             insecure: false,
         }),
-        Some(tls) => {
-            let tls_path = join(path, "tlsConfig");
-            let cert = refs.literal_or_ref(tls, &tls_path, "certFilePEM", "certFilePEMRef")?;
-            let key = refs.literal_or_ref(tls, &tls_path, "keyFilePEM", "keyFilePEMRef")?;
-            if cert.is_some() != key.is_some() {
-                return Err(error(
-                    &tls_path,
-                    "a client certificate needs its key and a key its certificate",
-                ));
-            }
-            Some(Tls {
-                server_name: optional_string(tls, &tls_path, "serverName")?
-                    .filter(|s| !s.is_empty()),
-                ca: refs.literal_or_ref(tls, &tls_path, "caFilePEM", "caFilePEMRef")?,
-                cert,
-                key,
-                insecure: optional_bool(tls, &tls_path, "insecureSkipVerify")?.unwrap_or(false),
-            })
-        }
+        Some(tls) => Some(parse_tls(tls, &join(path, "tlsConfig"), refs)?),
     };
     Ok((
         Connection {
-            server,
+            server: server.clone(),
             tls,
             version,
-            clean_session,
+            clean_session: client.clean_session(),
             keep_alive_s,
             username,
             password,
@@ -367,10 +348,41 @@ fn parse_client(client: &Map<String, Value>, refs: &Refs<'_>) -> Result<(Connect
     ))
 }
 
-fn parse_qos(object: &Map<String, Value>, path: &str) -> Result<Option<u8>> {
-    match optional_u64(object, path, "qos")? {
-        None => Ok(None),
-        Some(q @ 0..=2) => Ok(Some(q as u8)),
+fn parse_tls(tls: &MqttClientTls, path: &str, refs: &Refs<'_>) -> Result<Tls> {
+    let certificate = &tls.client;
+    let cert = refs.literal_or_ref(
+        certificate.cert_file_pem.as_ref(),
+        certificate.cert_file_pem_ref.as_ref(),
+        &join(path, "certFilePEMRef"),
+    )?;
+    let key = refs.literal_or_ref(
+        certificate.key_file_pem.as_ref(),
+        certificate.key_file_pem_ref.as_ref(),
+        &join(path, "keyFilePEMRef"),
+    )?;
+    if cert.is_some() != key.is_some() {
+        return Err(error(
+            path,
+            "a client certificate needs its key and a key its certificate",
+        ));
+    }
+    Ok(Tls {
+        server_name: tls.server_name.clone().filter(|s| !s.is_empty()),
+        ca: refs.literal_or_ref(
+            tls.ca_file_pem.as_ref(),
+            tls.ca_file_pem_ref.as_ref(),
+            &join(path, "caFilePEMRef"),
+        )?,
+        cert,
+        key,
+        insecure: tls.insecure_skip_verify.unwrap_or(false),
+    })
+}
+
+/// `qos` if it is 0, 1 or 2; `path` names its object.
+fn check_qos(qos: Option<u8>, path: &str) -> Result<Option<u8>> {
+    match qos {
+        None | Some(0..=2) => Ok(qos),
         Some(other) => Err(error(
             &join(path, "qos"),
             format!("must be 0, 1 or 2, got {other}"),
@@ -378,42 +390,34 @@ fn parse_qos(object: &Map<String, Value>, path: &str) -> Result<Option<u8>> {
     }
 }
 
-fn parse_operator(object: &Map<String, Value>, path: &str) -> Result<Option<Operator>> {
-    let Some(op) = optional_object(object, path, "operator")? else {
-        return Ok(None);
-    };
-    let op_path = join(path, "operator");
-    Ok(Some(Operator {
-        read: optional_string(op, &op_path, "read")?,
-        write: optional_string(op, &op_path, "write")?,
-    }))
-}
-
-fn parse_message(message: &Map<String, Value>) -> Result<(Message, Option<WillSpec>)> {
+fn parse_message(message: MqttMessageOptions) -> Result<(Message, Option<WillSpec>)> {
     let path = "protocol.message";
-    let topic = required_string(message, path, "topic")?;
-    if topic.trim_matches('/').is_empty() {
+    if message.topic.trim_matches('/').is_empty() {
         return Err(error(&join(path, "topic"), "must not be empty"));
     }
-    let will = match optional_object(message, path, "will")? {
+    let will = match &message.will {
         None => None,
         Some(will) => {
-            let will_path = join(path, "will");
-            let content = required_string(will, &will_path, "content")?;
-            let payload = value::base64(&content)
-                .map_err(|e| error(&join(&will_path, "content"), format!("not base64: {e}")))?;
-            let topic = optional_string(will, &will_path, "topic")?
-                .unwrap_or_else(|| format!("{topic}/$will"));
-            Some(WillSpec { topic, payload })
+            let payload = value::base64(&will.content).map_err(|e| {
+                error(
+                    &join(&join(path, "will"), "content"),
+                    format!("not base64: {e}"),
+                )
+            })?;
+            Some(WillSpec {
+                topic: will.topic(&message.topic),
+                payload,
+            })
         }
     };
+    let qos = check_qos(message.qos, path)?.unwrap_or(1);
     Ok((
         Message {
-            topic,
-            qos: parse_qos(message, path)?.unwrap_or(1),
-            retained: optional_bool(message, path, "retained")?.unwrap_or(true),
-            path: optional_string(message, path, "path")?,
-            operator: parse_operator(message, path)?.unwrap_or_default(),
+            retained: message.retained(),
+            topic: message.topic,
+            qos,
+            path: message.path,
+            operator: message.operator.unwrap_or_default(),
         },
         will,
     ))
@@ -431,24 +435,36 @@ const ECHOED: &[&str] = &[
     "retained",
 ];
 
-fn parse_property(item: &Value, path: &str, pattern: Pattern) -> Result<Property> {
-    let object = as_object(item, path)?;
-    let name = required_string(object, path, "name")?;
-    if name.is_empty() {
+fn kind(property_type: MqttPropertyType) -> Kind {
+    match property_type {
+        MqttPropertyType::Int => Kind::Int,
+        MqttPropertyType::String => Kind::String,
+        MqttPropertyType::Float => Kind::Float,
+        MqttPropertyType::Boolean => Kind::Boolean,
+        MqttPropertyType::Object => Kind::Object,
+        MqttPropertyType::Array => Kind::Array,
+    }
+}
+
+/// `property` checked. `written` is the same property as the document wrote it: its
+/// `value` (any JSON, not decoded, see `crds::models::mqtt`) is taken from there, and
+/// the fields the status echoes, unchanged (nulls left out, nothing defaulted).
+fn parse_property(
+    property: MqttDeviceProperty,
+    written: Option<&Map<String, Value>>,
+    path: &str,
+    pattern: Pattern,
+) -> Result<Property> {
+    if property.name.is_empty() {
         return Err(error(&join(path, "name"), "must not be empty"));
     }
-    let type_name = required_string(object, path, "type")?;
-    let kind = Kind::parse(&type_name).ok_or_else(|| {
-        error(
-            &join(path, "type"),
-            format!(
-                "unknown type {type_name:?} (expected int, string, float, boolean, object or array)"
-            ),
-        )
-    })?;
-    let read_only = optional_bool(object, path, "readOnly")?.unwrap_or(true);
-    let value = match object.get("value") {
-        None | Some(Value::Null) => None,
+    let kind = kind(property.r#type);
+    let read_only = property.read_only();
+    let value = match written
+        .and_then(|w| w.get("value"))
+        .filter(|v| !v.is_null())
+    {
+        None => None,
         Some(v) => {
             let value_path = join(path, "value");
             if read_only {
@@ -460,9 +476,10 @@ fn parse_property(item: &Value, path: &str, pattern: Pattern) -> Result<Property
             Some(value::coerce(kind, v).map_err(|e| error(&value_path, e))?)
         }
     };
-    let property_path = optional_string(object, path, "path")?
+    let property_path = property
+        .path
         .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| name.clone());
+        .unwrap_or_else(|| property.name.clone());
     let json_path = match pattern {
         Pattern::AttributedMessage => {
             Some(Path::parse(&property_path).map_err(|e| error(&join(path, "path"), e))?)
@@ -472,117 +489,38 @@ fn parse_property(item: &Value, path: &str, pattern: Pattern) -> Result<Property
     let echo = ECHOED
         .iter()
         .filter_map(|key| {
-            object
+            written?
                 .get(*key)
                 .filter(|v| !v.is_null())
                 .map(|v| ((*key).to_owned(), v.clone()))
         })
         .collect();
     Ok(Property {
-        name,
+        name: property.name,
         kind,
         read_only,
         value,
         path: property_path,
         json_path,
-        operator: parse_operator(object, path)?,
-        qos: parse_qos(object, path)?,
-        retained: optional_bool(object, path, "retained")?,
+        operator: property.operator,
+        qos: check_qos(property.qos, path)?,
+        retained: property.retained,
         echo,
     })
 }
 
-fn duration_ms(object: &Map<String, Value>, path: &str, key: &str, default: &str) -> Result<u64> {
-    let field = join(path, key);
-    let text = match object.get(key) {
-        None | Some(Value::Null) => default.to_owned(),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) if n.is_u64() => format!("{n}s"),
-        Some(other) => return Err(wrong_type(&field, "a duration such as \"30s\"", other)),
-    };
-    duration::parse_ms(&text)
-        .map_err(|why| error(&field, format!("invalid duration {text:?}: {why}")))
+/// `text` (a field's value or its default) in milliseconds; `key` names the field.
+fn duration_ms(text: &str, path: &str, key: &str) -> Result<u64> {
+    duration::parse_ms(text).map_err(|why| {
+        error(
+            &join(path, key),
+            format!("invalid duration {text:?}: {why}"),
+        )
+    })
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-fn wrong_type(path: &str, expected: &str, got: &Value) -> SpecError {
-    error(path, format!("must be {expected}, got {}", kind_of(got)))
-}
-
-fn as_object<'a>(value: &'a Value, path: &str) -> Result<&'a Map<String, Value>> {
-    value
-        .as_object()
-        .ok_or_else(|| wrong_type(path, "an object", value))
-}
-
-fn optional_object<'a>(
-    object: &'a Map<String, Value>,
-    path: &str,
-    key: &str,
-) -> Result<Option<&'a Map<String, Value>>> {
-    match object.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => as_object(v, &join(path, key)).map(Some),
-    }
-}
-
-fn required_object<'a>(
-    object: &'a Map<String, Value>,
-    path: &str,
-    key: &str,
-) -> Result<&'a Map<String, Value>> {
-    optional_object(object, path, key)?.ok_or_else(|| error(&join(path, key), "is required"))
-}
-
-fn optional_string(object: &Map<String, Value>, path: &str, key: &str) -> Result<Option<String>> {
-    match object.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(wrong_type(&join(path, key), "a string", other)),
-    }
-}
-
-fn required_string(object: &Map<String, Value>, path: &str, key: &str) -> Result<String> {
-    optional_string(object, path, key)?.ok_or_else(|| error(&join(path, key), "is required"))
-}
-
-fn optional_bool(object: &Map<String, Value>, path: &str, key: &str) -> Result<Option<bool>> {
-    match object.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(wrong_type(&join(path, key), "a boolean", other)),
-    }
-}
-
-fn optional_u64(object: &Map<String, Value>, path: &str, key: &str) -> Result<Option<u64>> {
-    match object.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
-            error(
-                &join(path, key),
-                format!("must be a non-negative integer, got {n}"),
-            )
-        }),
-        Some(other) => Err(wrong_type(&join(path, key), "an integer", other)),
-    }
+    format!("{path}.{key}")
 }
 
 #[cfg(test)]
@@ -736,10 +674,12 @@ pub mod tests {
     #[test]
     fn errors_name_the_path() {
         for (spec, want) in [
-            ("{}".to_owned(), "protocol: is required"),
+            ("{}".to_owned(), "protocol is required"),
             (
-                r#"{"protocol": {"pattern": "X", "client": {}, "message": {}}}"#.to_owned(),
-                "protocol.pattern: unknown pattern",
+                r#"{"protocol": {"pattern": "X", "client": {"server": "tcp://b"},
+                    "message": {"topic": "t"}}}"#
+                    .to_owned(),
+                r#"protocol.pattern must be one of AttributedMessage or AttributedTopic, got "X""#,
             ),
             (
                 with_client(r#"{"server": "tcp://b", "protocolVersion": 5}"#),
@@ -775,7 +715,7 @@ pub mod tests {
             ),
             (
                 KITCHEN.replace(r#""type": "float""#, r#""type": "double""#),
-                "properties[2].type: unknown type",
+                r#"properties[2].type must be one of int, string, float, boolean, object or array, got "double""#,
             ),
             (
                 r#"{"protocol": {"pattern": "AttributedMessage", "client": {"server": "tcp://b"},
@@ -793,6 +733,87 @@ pub mod tests {
             let e = err(&spec, &[]);
             assert!(e.starts_with(want), "want {want:?}, got {e:?}");
         }
+    }
+
+    /// What the CRD's types refuse is worded by the SDK and names the field.
+    #[test]
+    fn type_errors_name_the_field() {
+        for (spec, want) in [
+            (
+                r#"{"protocol": {"pattern": "AttributedTopic", "client": {},
+                    "message": {"topic": "t"}}}"#
+                    .to_owned(),
+                "protocol.client.server is required",
+            ),
+            (
+                KITCHEN.replace(r#""qos": 2"#, r#""qos": "x""#),
+                r#"properties[0].qos must be an integer 0..=255, got "x""#,
+            ),
+            (
+                with_client(r#"{"server": "tcp://b", "cleanSession": "no"}"#),
+                r#"protocol.client.cleanSession must be a boolean, got "no""#,
+            ),
+            (
+                with_client(r#"{"server": "ssl://b", "tlsConfig": {"certFilePEM": 5}}"#),
+                "protocol.client.tlsConfig.certFilePEM must be a string, got 5",
+            ),
+            (
+                with_client(r#"{"server": "tcp://b", "keepAlive": 60}"#),
+                "protocol.client.keepAlive must be a string, got 60",
+            ),
+            ("[]".to_owned(), "spec must be an object, got an array"),
+        ] {
+            assert_eq!(err(&spec, &[]), want);
+        }
+    }
+
+    #[test]
+    fn the_status_echoes_property_fields_as_written() {
+        let spec = parse(
+            &KITCHEN.replace(
+                r#""annotations": {"type": "enum"}"#,
+                r#""annotations": {}, "operator": {"read": null, "write": "w"},
+                   "description": 5, "contentType": {"any": ["thing"]}, "path": null"#,
+            ),
+            &[],
+        )
+        .unwrap();
+        let gear = &spec.properties[1];
+        assert_eq!(
+            Value::Object(gear.echo.clone()),
+            json!({
+                "readOnly": false,
+                "annotations": {},
+                "operator": {"read": null, "write": "w"},
+                "description": 5,
+                "contentType": {"any": ["thing"]},
+            }),
+            "nulls left out, nothing defaulted, nothing retyped"
+        );
+        assert_eq!(gear.operator.as_ref().unwrap().write.as_deref(), Some("w"));
+    }
+
+    /// Octopus's client options that make no sense here, and `protocol.schema`, are
+    /// not even decoded; `null` is an unset field, as Kubernetes drops it.
+    #[test]
+    fn ignored_fields_take_any_value_and_null_is_unset() {
+        let spec = parse(
+            r#"{"protocol": {"pattern": "AttributedMessage", "schema": 5,
+                 "client": {"server": "tcp://b", "store": "x", "httpHeaders": null, "order": 1,
+                            "messageChannelDepth": -1, "writeTimeout": {}, "protocolVersion": null,
+                            "tlsConfig": {"caFilePEMRef": {"name": "missing", "item": "ca"}}},
+                 "message": {"topic": "t", "qos": null, "will": null}},
+               "properties": null}"#,
+            &[],
+        )
+        .unwrap();
+        assert!(spec.properties.is_empty());
+        assert_eq!(spec.message.qos, 1);
+        assert_eq!(spec.connection.version, VersionChoice::Auto);
+        assert_eq!(
+            spec.connection.tls, None,
+            "a plain server's tlsConfig is not resolved"
+        );
     }
 
     #[test]

@@ -3,6 +3,13 @@
 //!
 //! Optional fields stay `None` when the YAML leaves them out, so a spec round-trips
 //! unchanged; the CRD carries Octopus's defaults and the getters here apply them.
+//!
+//! Without the `kube` feature (the adaptors' build) the client options that no
+//! adaptor uses (`store`, `resumeSubs`, `order`, `writeTimeout`, `waitTimeout`,
+//! `disconnectQuiesce`, `autoReconnect`, `messageChannelDepth`, `httpHeaders`) are
+//! skipped, not decoded: they stay `None` or empty, any value is accepted as the MQTT
+//! adaptor always did, and their decoders (some 15 KB of the MQTT component) are left
+//! out. The CRD still holds them to its schema.
 
 use std::collections::BTreeMap;
 
@@ -80,10 +87,12 @@ pub struct MqttClientOptions {
     pub clean_session: Option<bool>,
     /// Persistence of QoS 1 and 2 messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(not(feature = "kube"), serde(skip_deserializing))]
     pub store: Option<MqttClientStore>,
     /// Resumes stored (un)subscriptions on connect; needs `cleanSession: false`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "kube", schemars(extend("default" = false)))]
+    #[cfg_attr(not(feature = "kube"), serde(skip_deserializing))]
     pub resume_subs: Option<bool>,
     /// How long to try to connect; 0 never times out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -100,20 +109,25 @@ pub struct MqttClientOptions {
     /// Delivers messages in order within each QoS level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "kube", schemars(extend("default" = true)))]
+    #[cfg_attr(not(feature = "kube"), serde(skip_deserializing))]
     pub order: Option<bool>,
     /// How long a publish may take; 0 never times out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "kube", schemars(extend("default" = "30s")))]
+    #[cfg_attr(not(feature = "kube"), serde(skip_deserializing))]
     pub write_timeout: Option<String>,
     /// How long to wait after subscribing or publishing; 0 never times out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(not(feature = "kube"), serde(skip_deserializing))]
     pub wait_timeout: Option<String>,
     /// Quiesce on disconnect (5s when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(not(feature = "kube"), serde(skip_deserializing))]
     pub disconnect_quiesce: Option<String>,
     /// Reconnects automatically after a lost connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "kube", schemars(extend("default" = true)))]
+    #[cfg_attr(not(feature = "kube"), serde(skip_deserializing))]
     pub auto_reconnect: Option<bool>,
     /// Upper bound of the doubling reconnect interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -122,9 +136,11 @@ pub struct MqttClientOptions {
     /// Messages queued while offline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "kube", schemars(extend("default" = 100)))]
+    #[cfg_attr(not(feature = "kube"), serde(skip_deserializing))]
     pub message_channel_depth: Option<u32>,
     /// Extra HTTP headers of the WebSocket handshake.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(not(feature = "kube"), serde(skip_deserializing))]
     pub http_headers: BTreeMap<String, Vec<String>>,
 }
 
@@ -170,6 +186,7 @@ impl MqttClientOptions {
 /// TLS settings of the MQTT client; each PEM is given inline or through a reference.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "kube", derive(JsonSchema))]
+#[cfg_attr(not(feature = "kube"), serde(from = "MqttClientTlsFields"))]
 #[serde(rename_all = "camelCase")]
 pub struct MqttClientTls {
     /// CA certificate (PEM) to verify the broker with.
@@ -189,6 +206,51 @@ pub struct MqttClientTls {
     /// Skips verifying the broker certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insecure_skip_verify: Option<bool>,
+}
+
+/// [`MqttClientTls`] as its document has it, every field at one level: what it is
+/// decoded through without the `kube` feature (the adaptors' build). `#[serde(flatten)]`
+/// buffers the object into serde's private `Content` first, which costs the MQTT
+/// component some 13 KB and makes an error inside the buffered fields name `tlsConfig`
+/// instead of the field. Both accept the same documents.
+#[cfg(not(feature = "kube"))]
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MqttClientTlsFields {
+    #[serde(default, rename = "caFilePEM")]
+    ca_file_pem: Option<String>,
+    #[serde(default, rename = "caFilePEMRef")]
+    ca_file_pem_ref: Option<ReferenceRelationship>,
+    #[serde(default, rename = "certFilePEM")]
+    cert_file_pem: Option<String>,
+    #[serde(default, rename = "certFilePEMRef")]
+    cert_file_pem_ref: Option<ReferenceRelationship>,
+    #[serde(default, rename = "keyFilePEM")]
+    key_file_pem: Option<String>,
+    #[serde(default, rename = "keyFilePEMRef")]
+    key_file_pem_ref: Option<ReferenceRelationship>,
+    #[serde(default)]
+    server_name: Option<String>,
+    #[serde(default)]
+    insecure_skip_verify: Option<bool>,
+}
+
+#[cfg(not(feature = "kube"))]
+impl From<MqttClientTlsFields> for MqttClientTls {
+    fn from(fields: MqttClientTlsFields) -> Self {
+        MqttClientTls {
+            ca_file_pem: fields.ca_file_pem,
+            ca_file_pem_ref: fields.ca_file_pem_ref,
+            client: ClientCertificate {
+                cert_file_pem: fields.cert_file_pem,
+                cert_file_pem_ref: fields.cert_file_pem_ref,
+                key_file_pem: fields.key_file_pem,
+                key_file_pem_ref: fields.key_file_pem_ref,
+            },
+            server_name: fields.server_name,
+            insecure_skip_verify: fields.insecure_skip_verify,
+        }
+    }
 }
 
 /// Where the client persists in-flight messages.

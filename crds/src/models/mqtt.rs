@@ -1,4 +1,11 @@
 //! `MQTTDevice`: a device that talks MQTT itself (Octopus `adaptors/mqtt`).
+//!
+//! The MQTT adaptor decodes its spec with these types. Without the `kube` feature (its
+//! build) the fields whose decoded value it has no use for are skipped, which keeps its
+//! component small (by some 8 KB): `protocol.schema`, which it ignores, and a
+//! property's `value` (any JSON), `description`, `contentType` and `annotations`, which
+//! it takes from the document as written (the status echoes them unchanged). The CRD
+//! still holds them to its schema.
 
 use std::collections::BTreeMap;
 
@@ -37,7 +44,12 @@ use super::extension::{MqttClientOptions, MqttMessageOptions, MqttOptions, MqttT
 pub struct MQTTDeviceSpec {
     pub protocol: MqttDeviceProtocol,
     /// The properties carried by the messages.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // `null` is none, as a hand-written spec means it.
+    #[serde(
+        default,
+        deserialize_with = "super::null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     #[cfg_attr(feature = "kube", schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"])))]
     pub properties: Vec<MqttDeviceProperty>,
 }
@@ -51,6 +63,7 @@ pub struct MqttDeviceProtocol {
     pub message: MqttMessageOptions,
     pub pattern: MqttDevicePattern,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(not(feature = "kube"), serde(skip_deserializing))]
     pub schema: Option<MqttDeviceSchema>,
 }
 
@@ -104,12 +117,14 @@ pub enum MqttPropertyType {
 pub struct MqttDeviceProperty {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(not(feature = "kube"), serde(skip_deserializing))]
     pub description: Option<String>,
     #[serde(rename = "type")]
     pub r#type: MqttPropertyType,
     /// The value to publish (writable properties), any JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "kube", schemars(schema_with = "super::any_value"))]
+    #[cfg_attr(not(feature = "kube"), serde(skip_deserializing))]
     pub value: Option<Value>,
     /// Read-only properties are only subscribed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -117,8 +132,10 @@ pub struct MqttDeviceProperty {
     pub read_only: Option<bool>,
     /// MIME type of the value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(not(feature = "kube"), serde(skip_deserializing))]
     pub content_type: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(not(feature = "kube"), serde(skip_deserializing))]
     pub annotations: BTreeMap<String, String>,
     /// JSON path of the value (AttributedMessage) or the `:path` keyword (AttributedTopic).
     #[serde(default, skip_serializing_if = "Option::is_none")]
