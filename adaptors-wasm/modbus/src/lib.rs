@@ -81,7 +81,7 @@ pub struct Instance {
 impl Instance {
     fn apply(&mut self, config: &DeviceConfig, first: bool) -> Result<Settings> {
         Self::describe().check_model(&config.model)?;
-        let spec = spec::parse(&config.spec).map_err(|e| Error::InvalidSpec(e.0))?;
+        let spec = spec::parse(&config.spec)?;
         let settings = Settings::poll_every_ms(spec.poll_interval_ms);
         let name = format!("{}/{}", config.device.namespace, config.device.name);
         let (transport, unreachable) = match self.device.take() {

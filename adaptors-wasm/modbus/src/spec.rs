@@ -20,20 +20,12 @@ use crate::codec::{Request, Table};
 use crate::duration;
 use crate::value::{self, Endianness, Operation, ValueType};
 
-/// A spec that cannot be used; the message starts with the offending field's path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpecError(pub String);
-
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use octopus_adaptor_sdk::spec::SpecError;
 
 type Result<T> = std::result::Result<T, SpecError>;
 
 fn error(path: &str, message: impl fmt::Display) -> SpecError {
-    SpecError(format!("{path}: {message}"))
+    SpecError::at(path, message)
 }
 
 /// A validated `ModbusDevice` spec.
@@ -129,10 +121,7 @@ pub struct Write {
 /// the CRD, so the two cannot drift) and names the field of any wrong type; what the
 /// types cannot say is checked here.
 pub fn parse(spec: &str) -> Result<Spec> {
-    let raw: ModbusDeviceSpec = octopus_adaptor_sdk::spec::parse(spec).map_err(|e| match e {
-        octopus_adaptor_sdk::Error::InvalidSpec(message) => SpecError(message),
-        other => SpecError(other.to_string()),
-    })?;
+    let raw: ModbusDeviceSpec = octopus_adaptor_sdk::spec::parse(spec)?;
     let (link, unit) = link(&raw.protocol)?;
     let parameters = raw.parameters.unwrap_or_default();
     let poll_interval_ms = parse_duration("syncInterval", parameters.sync_interval())?;

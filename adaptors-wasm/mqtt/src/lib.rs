@@ -103,13 +103,13 @@ impl Instance {
                 value: r.value.clone(),
             })
             .collect();
-        let spec = spec::parse(&config.spec, &references).map_err(|e| Error::InvalidSpec(e.0))?;
+        let spec = spec::parse(&config.spec, &references)?;
         let identity = Identity {
             namespace: config.device.namespace.clone(),
             name: config.device.name.clone(),
             uid: config.device.uid.clone(),
         };
-        let mut engine = Engine::new(spec, &identity).map_err(|e| Error::InvalidSpec(e.0))?;
+        let mut engine = Engine::new(spec, &identity)?;
         let name = format!("{}/{}", config.device.namespace, config.device.name);
         let (mut transport, failing) = match self.device.take() {
             Some(mut old) => {

@@ -35,19 +35,12 @@ pub const MAX_CONNECT_MS: u64 = 3_000;
 /// The longest pause between reconnection attempts.
 pub const MAX_BACKOFF_MS: u64 = 30_000;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpecError(pub String);
-
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use octopus_adaptor_sdk::spec::SpecError;
 
 type Result<T> = std::result::Result<T, SpecError>;
 
 fn error(path: &str, message: impl fmt::Display) -> SpecError {
-    SpecError(format!("{path}: {message}"))
+    SpecError::at(path, message)
 }
 
 /// One resolved item of the DeviceLink's references.
@@ -144,12 +137,10 @@ pub struct Spec {
 
 /// Parses and validates a spec.
 pub fn parse(spec: &str, references: &[Reference]) -> Result<Spec> {
-    let invalid = |e: octopus_adaptor_sdk::Error| SpecError(e.message().to_owned());
     // The document is kept: each property's `value` and the fields its status echoes
     // are read from it as written.
-    let document: Value = octopus_adaptor_sdk::spec::parse(spec).map_err(invalid)?;
-    let decoded: MQTTDeviceSpec =
-        octopus_adaptor_sdk::spec::from_value(&document).map_err(invalid)?;
+    let document: Value = octopus_adaptor_sdk::spec::parse(spec)?;
+    let decoded: MQTTDeviceSpec = octopus_adaptor_sdk::spec::from_value(&document)?;
     let protocol = decoded.protocol;
     let pattern = protocol.pattern;
     let refs = Refs(references);

@@ -68,13 +68,7 @@ impl Memory {
 
     pub fn from_snapshot(bytes: &[u8]) -> Result<Memory, String> {
         let fail = |why: String| format!("not a {SNAPSHOT_FORMAT} snapshot: {why}");
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| fail(format!("invalid JSON ({e})")))?;
-        match value.get("format").and_then(Value::as_str) {
-            Some(SNAPSHOT_FORMAT) => {}
-            Some(other) => return Err(fail(format!("format is {other:?}"))),
-            None => return Err(fail("no format field".to_owned())),
-        }
+        let value = octopus_adaptor_sdk::state::open_tagged(bytes, SNAPSHOT_FORMAT)?;
         let mut memory = Memory::default();
         for (name, entry) in entries(&value, "readings").map_err(fail)? {
             let reading = (|| {

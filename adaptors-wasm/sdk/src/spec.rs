@@ -21,6 +21,37 @@ pub fn from_value<S: DeserializeOwned>(value: &serde_json::Value) -> Result<S> {
     crate::json::decode_value(value, "spec").map_err(Error::InvalidSpec)
 }
 
+/// A spec an adaptor's own checks refused, before it becomes [`Error::InvalidSpec`]: the
+/// message starts with the field's path (`properties[2].visitor.quantity: ...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError(pub String);
+
+impl SpecError {
+    /// `{path}: {why}`.
+    pub fn at(path: &str, why: impl Display) -> SpecError {
+        SpecError(format!("{path}: {why}"))
+    }
+}
+
+impl Display for SpecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<SpecError> for Error {
+    fn from(e: SpecError) -> Error {
+        Error::InvalidSpec(e.0)
+    }
+}
+
+/// A decoding error of [`parse`] or [`from_value`], as a [`SpecError`].
+impl From<Error> for SpecError {
+    fn from(e: Error) -> SpecError {
+        SpecError(e.message().to_owned())
+    }
+}
+
 /// `value` if it lies in `range`, else `invalid-spec`: `{field} must be {lo}..={hi}, got {value}`.
 pub fn in_range<T: PartialOrd + Display>(
     field: &str,
