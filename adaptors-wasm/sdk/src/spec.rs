@@ -147,6 +147,41 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_variant_is_its_name_only() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        #[serde(rename_all = "camelCase")]
+        enum Gear {
+            Slow,
+            Fast,
+        }
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct Fan {
+            gear: Gear,
+        }
+        assert_eq!(
+            parse::<Fan>(r#"{"gear": "fast"}"#),
+            Ok(Fan { gear: Gear::Fast })
+        );
+        for (json, why) in [
+            (
+                r#"{"gear": {"fast": null}}"#,
+                "gear must be a string, got an object",
+            ),
+            (r#"{"gear": null}"#, "gear must be a string, got null"),
+            (
+                r#"{"gear": "turbo"}"#,
+                r#"gear must be one of slow or fast, got "turbo""#,
+            ),
+        ] {
+            assert_eq!(
+                parse::<Fan>(json),
+                Err(Error::InvalidSpec(why.into())),
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
     fn range_checks() {
         assert_eq!(in_range("count", 4, 1..=16), Ok(4));
         assert_eq!(

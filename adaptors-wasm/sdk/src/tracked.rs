@@ -350,7 +350,8 @@ impl<'de> Deserializer<'de> for Node<'de, '_> {
             Value::String(variant) => {
                 visitor.visit_enum(BorrowedStrDeserializer::<Error>::new(variant))
             }
-            other => Err(de::Error::invalid_type(unexpected(other), &"string or map")),
+            // Specs name a variant; the map form is serde's, for variants with data.
+            other => Err(de::Error::invalid_type(unexpected(other), &"a string")),
         }
     }
 
@@ -550,11 +551,10 @@ impl<'de> Variant<'de, '_> {
 impl<'de> VariantAccess<'de> for Variant<'de, '_> {
     type Error = Error;
 
+    /// A variant without data is written as its name: `{"name": null}` is refused, as
+    /// the CRD's schema (a string) refuses it.
     fn unit_variant(self) -> Result<(), Error> {
-        self.inside(|node| match node.value {
-            Value::Null => Ok(()),
-            other => Err(de::Error::invalid_type(unexpected(other), &"unit variant")),
-        })
+        Err(de::Error::invalid_type(Unexpected::Map, &"a string"))
     }
 
     fn newtype_variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<S::Value, Error> {
