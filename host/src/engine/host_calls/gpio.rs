@@ -5,7 +5,7 @@ use wasmtime::component::Resource;
 use super::Wit;
 use crate::bindings::CapabilityError;
 use crate::bindings::octopus::adaptor::gpio as wit;
-use crate::capabilities::gpio::{Direction, Line};
+use crate::capabilities::gpio::{Direction, Line, Settings};
 use crate::engine::StoreState;
 
 impl From<wit::Direction> for Direction {
@@ -24,7 +24,10 @@ impl wit::Host for StoreState {
         direction: wit::Direction,
     ) -> wasmtime::Result<Result<Resource<Line>, CapabilityError>> {
         let span = tracing::debug_span!("limb.gpio.open", device = %self.device, %grant);
-        let opened = span.in_scope(|| self.caps.open_gpio(&grant, direction.into()));
+        let opened = span.in_scope(|| {
+            self.caps
+                .open_gpio(&grant, direction.into(), &Settings::default())
+        });
         self.count("gpio", &opened);
         self.push_handle(opened)
     }
