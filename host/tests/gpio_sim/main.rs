@@ -357,3 +357,62 @@ fn cdev_on_gpio_sim_line_settings_reach_the_kernel() {
     );
     assert!(inp.active_low, "{inp:?}");
 }
+
+/// The figure: how long from the sysfs write that pulls the pin until a thread waiting
+/// in `wait_edges` has the event, over 1,000 edges, and how many were lost. Printed as
+/// one `OCTOPUS-GPIO-FIGURE` line (run with `--nocapture`). Under TCG emulation: it
+/// measures the emulated kernel's irq, thread and wake-up path, not a board's.
+#[test]
+fn cdev_on_gpio_sim_edge_latency_over_1000_edges() {
+    const EDGES: usize = 1000;
+    let sim = Sim::new("latency", 8, &[], &[]);
+    let line: Arc<dyn LineIo> = CdevBackend
+        .request(sim.chip(), 0, Direction::Input, &edges(Edges::Both))
+        .expect("request")
+        .into();
+    let (tx, rx) = std::sync::mpsc::channel::<(Instant, EdgeEvent)>();
+    let waiter = std::thread::spawn(move || {
+        for _ in 0..EDGES {
+            let events = line.wait_edges(Duration::from_secs(5), 16).expect("wait");
+            if events.is_empty() {
+                return;
+            }
+            let seen = Instant::now();
+            for e in events {
+                if tx.send((seen, e)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let mut latencies = Vec::with_capacity(EDGES);
+    let mut lost = 0;
+    let mut last_seqno = 0;
+    for i in 0..EDGES {
+        let pulled = Instant::now();
+        sim.pull(0, if i % 2 == 0 { Pull::Up } else { Pull::Down });
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok((seen, e)) => {
+                lost += e.seqno.saturating_sub(last_seqno + 1) as usize;
+                last_seqno = e.seqno;
+                assert_eq!(e.rising, i % 2 == 0, "edge {i}: {e:?}");
+                latencies.push(seen.saturating_duration_since(pulled));
+            }
+            Err(_) => lost += 1,
+        }
+    }
+    drop(rx);
+    waiter.join().expect("waiter");
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+    let (p50, p99) = (at(0.50), at(0.99));
+    eprintln!(
+        "OCTOPUS-GPIO-FIGURE edge-to-reader edges={EDGES} received={} lost={lost} p50_us={} p99_us={} max_us={}",
+        latencies.len(),
+        p50.as_micros(),
+        p99.as_micros(),
+        latencies.last().map_or(0, |d| d.as_micros())
+    );
+    assert_eq!(lost, 0, "every edge reaches the waiting reader");
+    assert!(p99 < Duration::from_secs(1), "p99 {p99:?}");
+}
