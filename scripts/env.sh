@@ -174,15 +174,21 @@ _ensure_backports() {
     fi
 }
 
-# What the GPIO guest (scripts/test-gpio.sh) boots with: qemu-system-x86_64, from
+# What the GPIO guest needs: the tools that build its kernel (scripts/gpio-kernel.sh),
+# and what scripts/test-gpio.sh boots it with: qemu-system-x86_64, from
 # bookworm-backports like qemu-user (bookworm's 7.2 cannot be installed beside the 10.x
 # qemu-utils and qemu-user: apt reports conflicting qemu-system-common/qemu-system-data),
-# busybox-static for the initramfs and cpio to pack it. Idempotent.
+# busybox-static for the initramfs and cpio to pack it. Idempotent; installs nothing
+# when all are there, so the kernel build can call it in the background.
 ensure_gpio_guest() {
-    local missing=()
+    local missing=() tool
+    for tool in flex:flex bison:bison bc:bc make:make gcc:gcc xz:xz-utils perl:perl cpio:cpio; do
+        command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
+    done
+    [ -e /usr/include/libelf.h ] || missing+=(libelf-dev)
+    [ -e /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
     command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
     dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
-    command -v cpio >/dev/null || missing+=(cpio)
     if [ ${#missing[@]} -gt 0 ]; then
         _ensure_backports
         echo "installing ${missing[*]} (qemu from bookworm-backports)" >&2

@@ -19,17 +19,8 @@ RECIPE=1
 FRAGMENT="$ROOT/scripts/gpio-guest/kernel.config"
 KDIR="$CACHE/gpio-kernel"
 
-# Tools the kernel build needs, from Debian's packages when missing.
-missing=()
-for tool in flex:flex bison:bison bc:bc make:make gcc:gcc cpio:cpio xz:xz-utils perl:perl; do
-    command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
-done
-[ -e /usr/include/libelf.h ] || missing+=(libelf-dev)
-[ -e /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "installing ${missing[*]}" >&2
-    _apt_install "${missing[@]}" >&2
-fi
+# The kernel build's tools (and the guest's), from Debian's packages when missing.
+ensure_gpio_guest
 
 version="$(apt-cache policy "$PKG" 2>/dev/null | sed -n 's/^ *Candidate: //p')"
 if [ -z "$version" ] || [ "$version" = "(none)" ]; then
