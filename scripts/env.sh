@@ -164,17 +164,43 @@ WRAP
 # limb and connected every device in 8 s. A limb configured for pooling must work under
 # emulation too, so the backport is used.
 QEMU_MIN_MAJOR=10
+_ensure_backports() {
+    local list=/etc/apt/sources.list.d/bookworm-backports.list
+    if ! grep -qs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/*; then
+        echo "adding bookworm-backports to apt's sources ($list)" >&2
+        local sudo=""
+        [ "$(id -u)" -ne 0 ] && sudo="sudo"
+        echo "deb http://deb.debian.org/debian bookworm-backports main" | $sudo tee "$list" >/dev/null
+    fi
+}
+
+# What the GPIO guest needs: the tools that build its kernel (scripts/gpio-kernel.sh),
+# and what scripts/test-gpio.sh boots it with: qemu-system-x86_64, from
+# bookworm-backports like qemu-user (bookworm's 7.2 cannot be installed beside the 10.x
+# qemu-utils and qemu-user: apt reports conflicting qemu-system-common/qemu-system-data),
+# busybox-static for the initramfs and cpio to pack it. Idempotent; installs nothing
+# when all are there, so the kernel build can call it in the background.
+ensure_gpio_guest() {
+    local missing=() tool
+    for tool in flex:flex bison:bison bc:bc make:make gcc:gcc xz:xz-utils perl:perl cpio:cpio; do
+        command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
+    done
+    [ -e /usr/include/libelf.h ] || missing+=(libelf-dev)
+    [ -e /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+    command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
+    dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
+    if [ ${#missing[@]} -gt 0 ]; then
+        _ensure_backports
+        echo "installing ${missing[*]} (qemu from bookworm-backports)" >&2
+        _apt_install -t bookworm-backports "${missing[@]}" >&2
+    fi
+}
+
 ensure_qemu() {
     local v
     v="$(qemu-aarch64 --version 2>/dev/null | sed -n 's/^qemu-aarch64 version \([0-9]*\)\..*/\1/p')" || v=""
     if [ -z "$v" ] || [ "$v" -lt "$QEMU_MIN_MAJOR" ] || ! command -v qemu-arm >/dev/null; then
-        local list=/etc/apt/sources.list.d/bookworm-backports.list
-        if ! grep -qs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/*; then
-            echo "adding bookworm-backports to apt's sources ($list)" >&2
-            local sudo=""
-            [ "$(id -u)" -ne 0 ] && sudo="sudo"
-            echo "deb http://deb.debian.org/debian bookworm-backports main" | $sudo tee "$list" >/dev/null
-        fi
+        _ensure_backports
         echo "installing qemu-user from bookworm-backports" >&2
         _apt_install -t bookworm-backports qemu-user >&2
     fi

@@ -376,3 +376,73 @@ async fn tls_reaches_only_a_server_whose_certificate_verifies() {
     s.send(b"x", t).await.unwrap();
     assert_eq!(s.receive(64, t).await.unwrap(), b"X");
 }
+
+/// `adaptors-wasm/compat` is built against `octopus:adaptor@0.1.0`, before the GPIO
+/// additions of 0.1.1: it must load in this limb and its GPIO calls must still reach
+/// the chip (fake backend).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_chip_an_adaptor_built_against_contract_0_1_0_keeps_loading_and_driving_gpio() {
+    let sim = SimBackend::default();
+    let mut backends = Backends::real(true);
+    backends.gpio = Arc::new(sim.clone());
+    let h = harness_with(Policy::from_yaml(POLICY).unwrap(), backends, |_| {});
+    let compat = h.load("adaptor_compat").await;
+    let spec = json!({"gpio": {"output": "gpiochip0:12", "input": "gpiochip0:12"}});
+    let dev = h.spawn(link("compat", "compat", "CompatDevice", spec), compat);
+    let r = h
+        .wait(&key("compat"), Duration::from_secs(15), |r| r.polls >= 3)
+        .await;
+    let s = &r.status;
+    assert_eq!(s["wrote"], s["read"], "output wired to input: {s:#}");
+    let polls = s["polls"].as_u64().unwrap();
+    assert_eq!(
+        sim.level("gpiochip0", 12),
+        polls % 2 == 1,
+        "the chip saw the adaptor's last write"
+    );
+    dev.stop().await;
+}
+
+/// Contract 0.1.1 through a real guest: the probe requests `gpio.input` with edge
+/// detection (`gpio.request`) and collects edges each poll (`line.wait-edges`); its own
+/// output, wired to the same pin of the fake chip, makes them. An output asking for edge
+/// detection is refused as `invalid-argument`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_chip_a_guest_requests_a_line_with_edge_detection_and_collects_its_edges() {
+    let sim = SimBackend::default();
+    let mut backends = Backends::real(true);
+    backends.gpio = Arc::new(sim.clone());
+    let h = harness_with(Policy::from_yaml(POLICY).unwrap(), backends, |_| {});
+    let probe_adaptor = h.load("adaptor_probe").await;
+    let spec = json!({
+        "gpio": {"output": "gpiochip0:14", "input": "gpiochip0:14"},
+        "gpioEdges": {},
+        "parameters": {"syncIntervalMs": 50}
+    });
+    let dev = h.spawn(probe("edges", spec), probe_adaptor);
+    let r = h
+        .wait(&key("edges"), Duration::from_secs(15), |r| {
+            let e = &r.status["gpioEdges"];
+            e["rising"].as_u64() >= Some(2) && e["falling"].as_u64() >= Some(2)
+        })
+        .await;
+    let e = &r.status["gpioEdges"];
+    assert_eq!(e["ok"], true, "{e:#}");
+    assert_eq!(
+        e["inOrder"], true,
+        "seqnos without gaps, timestamps in order: {e:#}"
+    );
+    let (rising, falling) = (
+        e["rising"].as_u64().unwrap(),
+        e["falling"].as_u64().unwrap(),
+    );
+    assert_eq!(e["lastSeqno"].as_u64().unwrap(), rising + falling, "{e:#}");
+    assert!(
+        e["refused"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid-argument: edge detection needs an input line"),
+        "{e:#}"
+    );
+    dev.stop().await;
+}

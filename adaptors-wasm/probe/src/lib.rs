@@ -7,6 +7,9 @@
 //! `not-permitted: ...`, `timeout`, `limit-reached: ...`, `closed`, `io: ...` or
 //! `invalid-argument: ...`. `openMany` opens TCP streams on the first poll and holds
 //! them until shutdown (or until `openMany` changes), to exercise the handle cap.
+//! `gpioEdges` requests `gpio.input` with edge detection on the first poll, holds it,
+//! and reports the edges each poll collects (`gpio.request`, `line.wait-edges`), plus
+//! the refusal of settings that do not fit (edges on an output).
 
 mod spec;
 
@@ -18,7 +21,7 @@ use exports::octopus::adaptor::driver::{
     AdaptorError, AdaptorInfo, DeviceConfig, DeviceSettings, Guest,
 };
 use octopus::adaptor::clock;
-use octopus::adaptor::gpio::{self, Direction};
+use octopus::adaptor::gpio::{self, Bias, Direction, Drive, Edges, LineSettings};
 use octopus::adaptor::log::{self, Level};
 use octopus::adaptor::serial::{self, Parity, Settings};
 use octopus::adaptor::socket::{self, TcpStream};
@@ -177,6 +180,83 @@ fn open_many(wanted: u32, held: &mut Vec<TcpStream>) -> OpenMany {
     }
 }
 
+/// Edges `gpioEdges` has seen so far.
+#[derive(Default)]
+struct EdgeLog {
+    line: Option<gpio::Line>,
+    rising: u64,
+    falling: u64,
+    last_seqno: u32,
+    last_timestamp_ns: u64,
+    /// Whether every event came later than (or with) the one before it.
+    in_order: bool,
+    /// What `gpio.request` said to an output asking for edge detection.
+    refused: String,
+}
+
+fn input_with_edges() -> LineSettings {
+    LineSettings {
+        direction: Direction::Input,
+        active_low: false,
+        bias: Bias::AsIs,
+        drive: Drive::PushPull,
+        debounce_us: 0,
+        edges: Edges::Both,
+    }
+}
+
+impl EdgeLog {
+    /// Requests the line on first use, then takes what edges have come (no waiting).
+    fn collect(&mut self) -> Value {
+        if self.line.is_none() {
+            self.refused = match gpio::request(
+                GPIO_INPUT_GRANT,
+                LineSettings {
+                    direction: Direction::Output,
+                    ..input_with_edges()
+                },
+            ) {
+                Ok(_) => "accepted".to_owned(),
+                Err(err) => capability_error(&err),
+            };
+            match gpio::request(GPIO_INPUT_GRANT, input_with_edges()) {
+                Ok(line) => {
+                    self.line = Some(line);
+                    self.in_order = true;
+                }
+                Err(err) => return json!({ "ok": false, "error": capability_error(&err) }),
+            }
+        }
+        let Some(line) = &self.line else {
+            return json!({ "ok": false, "error": "no line" });
+        };
+        match line.wait_edges(64, 1) {
+            Ok(events) => {
+                for e in events {
+                    if e.rising {
+                        self.rising += 1;
+                    } else {
+                        self.falling += 1;
+                    }
+                    self.in_order &= e.timestamp_ns >= self.last_timestamp_ns
+                        && e.seqno == self.last_seqno.wrapping_add(1);
+                    self.last_seqno = e.seqno;
+                    self.last_timestamp_ns = e.timestamp_ns;
+                }
+                json!({
+                    "ok": true,
+                    "rising": self.rising,
+                    "falling": self.falling,
+                    "lastSeqno": self.last_seqno,
+                    "inOrder": self.in_order,
+                    "refused": self.refused,
+                })
+            }
+            Err(err) => json!({ "ok": false, "error": capability_error(&err) }),
+        }
+    }
+}
+
 /// Everything one instance (one device) holds.
 #[derive(Default)]
 struct Instance {
@@ -185,6 +265,7 @@ struct Instance {
     /// Streams `openMany` opened; they stay open across polls.
     held: Vec<TcpStream>,
     open_many: Option<OpenMany>,
+    edges: EdgeLog,
 }
 
 impl Instance {
@@ -246,6 +327,9 @@ impl Instance {
                 Err(err) => json!({ "ok": false, "error": capability_error(&err) }),
             };
             status.insert("gpio".to_owned(), outcome);
+        }
+        if spec.gpio_edges {
+            status.insert("gpioEdges".to_owned(), self.edges.collect());
         }
         if let Some(grant) = &spec.grant {
             status.insert(

@@ -30,6 +30,8 @@ pub struct Spec {
     pub serial: Option<SerialSpec>,
     /// Whether the `gpio` section is present.
     pub gpio: bool,
+    /// Whether `gpioEdges` is present: watch `gpio.input` for edges (contract 0.1.1).
+    pub gpio_edges: bool,
     /// An explicit grant name to try `connect-tcp` with.
     pub grant: Option<String>,
     /// How many TCP streams to open on `tcp.endpoint` and hold.
@@ -162,6 +164,7 @@ pub fn parse(spec: &str) -> Result<Spec> {
         udp: exchange(spec, "udp", "endpoint")?,
         serial: serial(spec)?,
         gpio: gpio(spec)?,
+        gpio_edges: section(spec, "gpioEdges")?.is_some(),
         grant,
         open_many,
     })

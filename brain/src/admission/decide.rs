@@ -128,8 +128,17 @@ pub fn grant_problem(i: usize, g: &Grant) -> Option<String> {
         GrantKind::Serial if !g.target.starts_with('/') => Some("is not an absolute device path"),
         GrantKind::Serial => None,
         GrantKind::Gpio => match g.target.rsplit_once(':') {
-            Some((chip, line)) if !chip.is_empty() && line.parse::<u32>().is_ok() => None,
-            _ => Some("is not `chip:line`"),
+            // `line` is an offset or the name the chip gives the line.
+            Some((chip, line))
+                if !chip.is_empty()
+                    && line
+                        .chars()
+                        .next()
+                        .is_some_and(|c| !c.is_ascii_digit() || line.parse::<u32>().is_ok()) =>
+            {
+                None
+            }
+            _ => Some("is not `chip:line` (line: an offset or a line name)"),
         },
     };
     why.map(|why| {
@@ -438,6 +447,14 @@ mod tests {
                 vec!["is not `chip:line`"],
             ),
             (
+                "gpio offset with trailing text",
+                grants(json!([{"name": "led", "kind": "gpio", "target": "gpiochip0:17x"}])),
+                None,
+                ok.clone(),
+                "denied",
+                vec!["is not `chip:line`"],
+            ),
+            (
                 "duplicate grant",
                 grants(
                     json!([{"name": "a", "kind": "tcp", "target": "h:1"}, {"name": "a", "kind": "gpio", "target": "c:1"}]),
@@ -450,7 +467,7 @@ mod tests {
             (
                 "good grants",
                 grants(
-                    json!([{"name": "a", "kind": "tcp", "target": "[::1]:502"}, {"name": "b", "kind": "serial", "target": "/dev/ttyUSB0"}, {"name": "c", "kind": "gpio", "target": "gpiochip0:17"}]),
+                    json!([{"name": "a", "kind": "tcp", "target": "[::1]:502"}, {"name": "b", "kind": "serial", "target": "/dev/ttyUSB0"}, {"name": "c", "kind": "gpio", "target": "gpiochip0:17"}, {"name": "d", "kind": "gpio", "target": "gpiochip0:relay1"}]),
                 ),
                 None,
                 ok.clone(),

@@ -558,6 +558,38 @@ mod tests {
         crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"].clone()
     }
 
+    fn gpio_spec_schema() -> Value {
+        let (_, crd) = crds::generated::all()
+            .into_iter()
+            .find(|(_, c)| c.spec.names.kind == "GPIODevice")
+            .unwrap();
+        let crd = serde_json::to_value(crd).unwrap();
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"].clone()
+    }
+
+    #[test]
+    fn a_gpio_line_is_an_offset_or_a_name_and_its_settings_are_checked() {
+        let ok = json!({
+            "chip": "gpiochip0",
+            "properties": [
+                {"name": "relay", "line": "relay1", "direction": "output", "value": true},
+                {"name": "door", "line": 17, "direction": "input", "edges": "both", "bias": "pull-up"}
+            ]
+        });
+        let problems = validate(&gpio_spec_schema(), &ok, "spec.template.spec");
+        assert!(problems.is_empty(), "{problems:?}");
+        let bad = json!({
+            "chip": "gpiochip0",
+            "properties": [{"name": "door", "line": 17, "direction": "input", "edges": "sideways"}]
+        });
+        let got: Vec<String> = validate(&gpio_spec_schema(), &bad, "spec.template.spec")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("properties[0].edges"), "{got:?}");
+    }
+
     fn modbus_example() -> Value {
         let text = std::fs::read_to_string(octopus_tests::paths::repo_file(
             "examples/modbus/modbus-tcp.yaml",

@@ -15,6 +15,7 @@ use schemars::Schema;
 pub mod dummy;
 pub mod examples;
 pub mod extension;
+pub mod gpio;
 pub mod modbus;
 pub mod mqtt;
 pub mod opcua;
@@ -35,6 +36,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         modbus::ModbusDevice::crd(),
         mqtt::MQTTDevice::crd(),
         opcua::OPCUADevice::crd(),
+        gpio::GPIODevice::crd(),
         examples::CounterDevice::crd(),
         examples::RegisterDevice::crd(),
     ]
@@ -317,6 +319,7 @@ pub(crate) mod tests {
             ("ModbusDevice", "modbusdevices", "modbus"),
             ("MQTTDevice", "mqttdevices", "mqtt"),
             ("OPCUADevice", "opcuadevices", "opcua"),
+            ("GPIODevice", "gpiodevices", "gpio"),
             ("CounterDevice", "counterdevices", "counter"),
             ("RegisterDevice", "registerdevices", "registers"),
         ];

@@ -1,14 +1,30 @@
-//! `octopus:adaptor/gpio`: GPIO lines on the Linux character device, or on a simulated
-//! chip for machines without GPIO.
+//! `octopus:adaptor/gpio`: GPIO lines on the Linux character device (uAPI v2), or on a
+//! simulated chip for machines without GPIO.
+//!
+//! Which backend a test ran says its name: `fake_chip_...` here (the in-process
+//! [`SimBackend`]), `cdev_on_gpio_sim_...` in `tests/gpio_sim` ([`CdevBackend`] on the
+//! kernel's gpio-sim, inside the qemu guest of `scripts/test-gpio.sh`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use crds::GrantKind;
 
-use super::policy::parse_gpio_target;
+use super::policy::{LineRef, parse_gpio_target};
 use super::{Capabilities, CapabilityError};
+
+/// The consumer label the limb's line requests carry; `gpioinfo` shows it, and a
+/// refused request elsewhere names it.
+pub const CONSUMER: &str = "octopus-limb";
+
+/// The longest debounce period a line may ask for.
+pub const MAX_DEBOUNCE: Duration = Duration::from_secs(1);
+
+/// Edge events a line keeps until they are read; older ones are dropped first, and the
+/// gap shows in the sequence numbers (the kernel does the same with its buffer).
+pub const EVENT_BUFFER: usize = 1024;
 
 /// Which way a requested line goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,15 +33,104 @@ pub enum Direction {
     Output,
 }
 
+/// The line's internal bias resistor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bias {
+    PullUp,
+    PullDown,
+    Disabled,
+}
+
+/// How an output drives its pin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drive {
+    PushPull,
+    OpenDrain,
+    OpenSource,
+}
+
+/// Which transitions of an input are reported as edge events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Edges {
+    Rising,
+    Falling,
+    Both,
+}
+
+/// How a line is requested, beyond its direction. `None` leaves the chip's setting as
+/// it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Active means low on the pin; reads, writes and edge kinds are all inverted.
+    pub active_low: bool,
+    pub bias: Option<Bias>,
+    /// Outputs only.
+    pub drive: Option<Drive>,
+    /// Inputs only; at most [`MAX_DEBOUNCE`].
+    pub debounce: Option<Duration>,
+    /// Inputs only.
+    pub edges: Option<Edges>,
+}
+
+impl Settings {
+    /// The settings that make no sense for `direction`, refused before any I/O.
+    pub fn check(&self, direction: Direction) -> Result<(), String> {
+        match direction {
+            Direction::Output if self.edges.is_some() => {
+                Err("edge detection needs an input line".into())
+            }
+            Direction::Output if self.debounce.is_some() => {
+                Err("a debounce period needs an input line".into())
+            }
+            Direction::Input if self.drive.is_some() => {
+                Err("a drive mode needs an output line".into())
+            }
+            _ => match self.debounce {
+                Some(d) if d > MAX_DEBOUNCE => Err(format!(
+                    "debounce period {d:?} exceeds the limit of {MAX_DEBOUNCE:?}"
+                )),
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
+/// One edge the kernel saw on a line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EdgeEvent {
+    /// When it happened, in nanoseconds of `CLOCK_MONOTONIC` (the kernel's stamp).
+    pub timestamp_ns: u64,
+    /// Inactive to active (after any active-low inversion); otherwise the reverse.
+    pub rising: bool,
+    /// Position among the events of this request, from 1; a gap means events were lost.
+    pub seqno: u32,
+    /// Position among the events of this line, from 1.
+    pub line_seqno: u32,
+}
+
 /// A requested line.
 pub trait LineIo: Send + Sync {
     fn get(&self) -> io::Result<bool>;
     fn set(&self, active: bool) -> io::Result<()>;
+    /// Waits up to `timeout` for edge events and returns at most `max` of them, oldest
+    /// first; empty when none came. Fails if edge detection is off for the line.
+    fn wait_edges(&self, timeout: Duration, max: usize) -> io::Result<Vec<EdgeEvent>>;
 }
 
-/// Requests lines. The calls are short ioctls, so the trait is synchronous.
+/// Requests lines. The calls are short ioctls, so the trait is synchronous; waiting for
+/// edges blocks, and the host call runs it on a blocking thread.
 pub trait Backend: Send + Sync {
-    fn request(&self, chip: &str, line: u32, direction: Direction) -> io::Result<Box<dyn LineIo>>;
+    fn request(
+        &self,
+        chip: &str,
+        line: u32,
+        direction: Direction,
+        settings: &Settings,
+    ) -> io::Result<Box<dyn LineIo>>;
+
+    /// The offset of the line that the chip names `name` (`gpio-line-names` in a
+    /// device tree; `name` in gpio-sim).
+    fn find_line(&self, chip: &str, name: &str) -> io::Result<u32>;
 }
 
 /// The Linux GPIO character device (`/dev/gpiochipN`).
@@ -35,6 +140,11 @@ struct CdevLine {
     req: gpiocdev::Request,
     offset: u32,
     output: bool,
+    edges: bool,
+}
+
+fn not_found(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, what)
 }
 
 impl LineIo for CdevLine {
@@ -62,56 +172,242 @@ impl LineIo for CdevLine {
             .map(|_| ())
             .map_err(io::Error::other)
     }
+
+    fn wait_edges(&self, timeout: Duration, max: usize) -> io::Result<Vec<EdgeEvent>> {
+        if !self.edges {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "edge detection is off for this line",
+            ));
+        }
+        let max = max.min(EVENT_BUFFER);
+        if max == 0
+            || !self
+                .req
+                .wait_edge_event(timeout)
+                .map_err(io::Error::other)?
+        {
+            return Ok(Vec::new());
+        }
+        // One read of up to `max` whole events. Not `Request::read_edge_event`: in
+        // gpiocdev 0.7.3 it reads into a buffer of several events and returns only the
+        // first, so the others were lost (seen on gpio-sim: four edges, one event).
+        let size = self.req.edge_event_u64_size();
+        let mut buf = vec![0_u64; size * max];
+        let words = self
+            .req
+            .read_edge_events_into_slice(&mut buf)
+            .map_err(io::Error::other)?;
+        buf.get(..words)
+            .unwrap_or_default()
+            .chunks_exact(size)
+            .map(|raw| {
+                let e = self
+                    .req
+                    .edge_event_from_slice(raw)
+                    .map_err(io::Error::other)?;
+                Ok(EdgeEvent {
+                    timestamp_ns: e.timestamp_ns,
+                    rising: e.kind == gpiocdev::line::EdgeKind::Rising,
+                    seqno: e.seqno,
+                    line_seqno: e.line_seqno,
+                })
+            })
+            .collect()
+    }
+}
+
+fn chip_path(chip: &str) -> String {
+    if chip.starts_with('/') {
+        chip.to_owned()
+    } else {
+        format!("/dev/{chip}")
+    }
 }
 
 impl Backend for CdevBackend {
-    fn request(&self, chip: &str, line: u32, direction: Direction) -> io::Result<Box<dyn LineIo>> {
-        let path = if chip.starts_with('/') {
-            chip.to_owned()
-        } else {
-            format!("/dev/{chip}")
-        };
+    fn request(
+        &self,
+        chip: &str,
+        line: u32,
+        direction: Direction,
+        settings: &Settings,
+    ) -> io::Result<Box<dyn LineIo>> {
+        use gpiocdev::line;
+        let path = chip_path(chip);
         let mut builder = gpiocdev::Request::builder();
         builder
-            .on_chip(path)
-            .with_consumer("octopus-limb")
+            .on_chip(&path)
+            .with_consumer(CONSUMER)
             .with_line(line);
         let output = matches!(direction, Direction::Output);
         if output {
-            builder.as_output(gpiocdev::line::Value::Inactive);
+            builder.as_output(line::Value::Inactive);
         } else {
             builder.as_input();
         }
-        let req = builder.request().map_err(io::Error::other)?;
+        if settings.active_low {
+            builder.as_active_low();
+        }
+        if let Some(bias) = settings.bias {
+            builder.with_bias(match bias {
+                Bias::PullUp => line::Bias::PullUp,
+                Bias::PullDown => line::Bias::PullDown,
+                Bias::Disabled => line::Bias::Disabled,
+            });
+        }
+        if let Some(drive) = settings.drive {
+            builder.with_drive(match drive {
+                Drive::PushPull => line::Drive::PushPull,
+                Drive::OpenDrain => line::Drive::OpenDrain,
+                Drive::OpenSource => line::Drive::OpenSource,
+            });
+        }
+        if let Some(period) = settings.debounce {
+            builder.with_debounce_period(period);
+        }
+        if let Some(edges) = settings.edges {
+            builder.with_edge_detection(match edges {
+                Edges::Rising => line::EdgeDetection::RisingEdge,
+                Edges::Falling => line::EdgeDetection::FallingEdge,
+                Edges::Both => line::EdgeDetection::BothEdges,
+            });
+        }
+        let req = builder.request().map_err(|err| refusal(&path, line, err))?;
         Ok(Box::new(CdevLine {
             req,
             offset: line,
             output,
+            edges: settings.edges.is_some(),
         }))
+    }
+
+    fn find_line(&self, chip: &str, name: &str) -> io::Result<u32> {
+        let path = chip_path(chip);
+        let chip = gpiocdev::Chip::from_path(&path).map_err(io::Error::other)?;
+        chip.find_line_info(name)
+            .map(|info| info.offset)
+            .ok_or_else(|| not_found(format!("{path} has no line named {name:?}")))
     }
 }
 
-/// A simulated chip: every line is a shared boolean; outputs can be read back by inputs
-/// of the same line, so a test can wire an adaptor's output to its own input.
+/// Why a request failed. A line that is in use (by another request, or by a kernel
+/// consumer such as a hog or a driver) is refused with `ResourceBusy`, naming the
+/// consumer that holds it, read from the chip's line info: the kernel's own error says
+/// only "device or resource busy".
+fn refusal(chip: &str, line: u32, err: gpiocdev::Error) -> io::Error {
+    let holder = gpiocdev::Chip::from_path(chip)
+        .and_then(|c| c.line_info(line))
+        .ok()
+        .filter(|info| info.used);
+    match holder {
+        Some(info) if info.consumer.is_empty() => io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            format!("line {line} of {chip} is in use by an unnamed consumer"),
+        ),
+        Some(info) => io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            format!("line {line} of {chip} is in use by {:?}", info.consumer),
+        ),
+        None => io::Error::other(err),
+    }
+}
+
+/// A simulated chip: every line is a shared level that anyone may drive; outputs can be
+/// read back by inputs of the same line, so a test can wire an adaptor's output to its
+/// own input. Unlike the kernel it lets several requests hold one line (that loop-back
+/// needs it); the kernel's refusal is tested on gpio-sim. Bias and drive are accepted
+/// and not simulated.
 #[derive(Clone, Default)]
 pub struct SimBackend {
-    lines: Arc<Mutex<HashMap<(String, u32), bool>>>,
+    state: Arc<Mutex<SimState>>,
+}
+
+#[derive(Default)]
+struct SimState {
+    /// Pin levels (high = true) and who watches their edges.
+    pins: HashMap<(String, u32), SimPin>,
+    names: HashMap<(String, String), u32>,
+}
+
+#[derive(Default)]
+struct SimPin {
+    high: bool,
+    watchers: Vec<Weak<Watcher>>,
+}
+
+/// One edge-detecting request's view of its pin: its own queue and counters, as in the
+/// kernel.
+struct Watcher {
+    edges: Edges,
+    active_low: bool,
+    queue: Mutex<(VecDeque<EdgeEvent>, u32)>,
+    ready: Condvar,
+}
+
+fn poisoned<T>(_: T) -> io::Error {
+    io::Error::other("simulated chip state poisoned")
+}
+
+fn monotonic_ns() -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl SimBackend {
-    /// Sets a line's level from outside, like a button press.
-    pub fn drive(&self, chip: &str, line: u32, active: bool) {
-        if let Ok(mut l) = self.lines.lock() {
-            l.insert((chip.to_owned(), line), active);
+    /// Sets a pin's level from outside, like a button press (`true` = high).
+    pub fn drive(&self, chip: &str, line: u32, high: bool) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let pin = state.pins.entry((chip.to_owned(), line)).or_default();
+        if pin.high == high {
+            return;
+        }
+        pin.high = high;
+        let timestamp_ns = monotonic_ns();
+        pin.watchers.retain(|w| w.strong_count() > 0);
+        for watcher in pin.watchers.iter().filter_map(Weak::upgrade) {
+            let rising = high != watcher.active_low;
+            let wanted = match watcher.edges {
+                Edges::Both => true,
+                Edges::Rising => rising,
+                Edges::Falling => !rising,
+            };
+            if !wanted {
+                continue;
+            }
+            if let Ok(mut q) = watcher.queue.lock() {
+                let (queue, count) = &mut *q;
+                *count = count.wrapping_add(1);
+                if queue.len() == EVENT_BUFFER {
+                    queue.pop_front();
+                }
+                queue.push_back(EdgeEvent {
+                    timestamp_ns,
+                    rising,
+                    seqno: *count,
+                    line_seqno: *count,
+                });
+                watcher.ready.notify_all();
+            }
         }
     }
 
-    /// Reads a line's level from outside, like a probe on an LED.
+    /// A pin's level from outside, like a probe on an LED (`true` = high).
     pub fn level(&self, chip: &str, line: u32) -> bool {
-        self.lines
+        self.state
             .lock()
-            .map(|l| l.get(&(chip.to_owned(), line)).copied().unwrap_or(false))
+            .map(|s| s.pins.get(&(chip.to_owned(), line)).is_some_and(|p| p.high))
             .unwrap_or(false)
+    }
+
+    /// Names a line, as a board's `gpio-line-names` does.
+    pub fn name_line(&self, chip: &str, line: u32, name: &str) {
+        if let Ok(mut state) = self.state.lock() {
+            state.names.insert((chip.to_owned(), name.to_owned()), line);
+        }
     }
 }
 
@@ -119,11 +415,13 @@ struct SimLine {
     sim: SimBackend,
     key: (String, u32),
     output: bool,
+    active_low: bool,
+    watcher: Option<Arc<Watcher>>,
 }
 
 impl LineIo for SimLine {
     fn get(&self) -> io::Result<bool> {
-        Ok(self.sim.level(&self.key.0, self.key.1))
+        Ok(self.sim.level(&self.key.0, self.key.1) != self.active_low)
     }
 
     fn set(&self, active: bool) -> io::Result<()> {
@@ -133,48 +431,140 @@ impl LineIo for SimLine {
                 "line was requested as input",
             ));
         }
-        self.sim.drive(&self.key.0, self.key.1, active);
+        self.sim
+            .drive(&self.key.0, self.key.1, active != self.active_low);
         Ok(())
+    }
+
+    fn wait_edges(&self, timeout: Duration, max: usize) -> io::Result<Vec<EdgeEvent>> {
+        let Some(watcher) = &self.watcher else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "edge detection is off for this line",
+            ));
+        };
+        let deadline = Instant::now() + timeout;
+        let mut q = watcher.queue.lock().map_err(poisoned)?;
+        // Bounded in time by the deadline, and in count against spurious wake-ups.
+        for _ in 0..1000 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !q.0.is_empty() || left.is_zero() {
+                break;
+            }
+            q = watcher.ready.wait_timeout(q, left).map_err(poisoned)?.0;
+        }
+        let n = q.0.len().min(max);
+        Ok(q.0.drain(..n).collect())
     }
 }
 
 impl Backend for SimBackend {
-    fn request(&self, chip: &str, line: u32, direction: Direction) -> io::Result<Box<dyn LineIo>> {
-        Ok(Box::new(SimLine {
+    fn request(
+        &self,
+        chip: &str,
+        line: u32,
+        direction: Direction,
+        settings: &Settings,
+    ) -> io::Result<Box<dyn LineIo>> {
+        let key = (chip.to_owned(), line);
+        let output = matches!(direction, Direction::Output);
+        let watcher = settings.edges.map(|edges| {
+            Arc::new(Watcher {
+                edges,
+                active_low: settings.active_low,
+                queue: Mutex::new((VecDeque::new(), 0)),
+                ready: Condvar::new(),
+            })
+        });
+        {
+            let mut state = self.state.lock().map_err(poisoned)?;
+            let pin = state.pins.entry(key.clone()).or_default();
+            if let Some(w) = &watcher {
+                pin.watchers.push(Arc::downgrade(w));
+            }
+        }
+        let line = SimLine {
             sim: self.clone(),
-            key: (chip.to_owned(), line),
-            output: matches!(direction, Direction::Output),
-        }))
+            key,
+            output,
+            active_low: settings.active_low,
+            watcher,
+        };
+        if output {
+            // Requested inactive, as the kernel does.
+            line.set(false)?;
+        }
+        Ok(Box::new(line))
+    }
+
+    fn find_line(&self, chip: &str, name: &str) -> io::Result<u32> {
+        self.state
+            .lock()
+            .map_err(poisoned)?
+            .names
+            .get(&(chip.to_owned(), name.to_owned()))
+            .copied()
+            .ok_or_else(|| not_found(format!("{chip} has no line named {name:?}")))
     }
 }
 
-/// The host side of a guest's GPIO `line`.
+/// The host side of a guest's GPIO `line`. Shared, so that a wait for edges can run on
+/// a blocking thread while the handle stays in the guest's table.
 pub struct Line {
-    io: Box<dyn LineIo>,
+    io: Arc<dyn LineIo>,
 }
 
 impl Capabilities {
+    /// Requests the line that the grant `grant` names. The target is `chip:offset` or
+    /// `chip:name`; a name is resolved through the chip (on a chip the policy allows),
+    /// and the line it names is checked against the policy's line ranges before the
+    /// line is requested.
     pub fn open_gpio(
         &mut self,
         grant: &str,
         direction: Direction,
+        settings: &Settings,
     ) -> Result<Line, CapabilityError> {
+        settings
+            .check(direction)
+            .map_err(CapabilityError::InvalidArgument)?;
         let g = self.authorize(grant, GrantKind::Gpio)?;
-        let opened = parse_gpio_target(&g.target)
-            .map_err(CapabilityError::InvalidArgument)
-            .and_then(|(chip, line)| {
-                self.backends()
-                    .gpio
-                    .request(chip, line, direction)
-                    .map_err(super::io_error)
-            });
+        let opened = self.request_gpio(grant, &g.target, direction, settings);
         match opened {
-            Ok(io) => Ok(Line { io }),
+            Ok(io) => Ok(Line { io: io.into() }),
             Err(e) => {
                 self.release();
                 Err(e)
             }
         }
+    }
+
+    fn request_gpio(
+        &self,
+        grant: &str,
+        target: &str,
+        direction: Direction,
+        settings: &Settings,
+    ) -> Result<Box<dyn LineIo>, CapabilityError> {
+        let backend = &self.backends().gpio;
+        let (chip, line) = parse_gpio_target(target).map_err(CapabilityError::InvalidArgument)?;
+        let offset = match line {
+            LineRef::Offset(offset) => offset,
+            LineRef::Name(name) => {
+                let offset = backend.find_line(chip, name).map_err(super::io_error)?;
+                self.policy()
+                    .check(GrantKind::Gpio, &format!("{chip}:{offset}"))
+                    .map_err(|why| {
+                        CapabilityError::NotPermitted(format!(
+                            "gpio grant {grant:?} ({target}, line {offset}) refused by node policy: {why}"
+                        ))
+                    })?;
+                offset
+            }
+        };
+        backend
+            .request(chip, offset, direction, settings)
+            .map_err(super::io_error)
     }
 }
 
@@ -188,6 +578,19 @@ impl Line {
     pub fn set(&self, active: bool) -> Result<(), CapabilityError> {
         self.io.set(active).map_err(super::io_error)
     }
+
+    /// Waits up to `timeout` for at most `max` edge events, on a blocking thread.
+    pub async fn wait_edges(
+        &self,
+        timeout: Duration,
+        max: usize,
+    ) -> Result<Vec<EdgeEvent>, CapabilityError> {
+        let io = Arc::clone(&self.io);
+        tokio::task::spawn_blocking(move || io.wait_edges(timeout, max))
+            .await
+            .map_err(|e| CapabilityError::Io(format!("edge wait did not finish: {e}")))?
+            .map_err(super::io_error)
+    }
 }
 
 #[cfg(test)]
@@ -196,18 +599,21 @@ mod tests {
     use crate::capabilities::{Backends, Grants, Limits, Policy};
     use crds::Grant;
 
+    fn gpio(name: &str, target: &str) -> Grant {
+        Grant {
+            name: name.into(),
+            kind: GrantKind::Gpio,
+            target: target.into(),
+        }
+    }
+
     fn caps(sim: SimBackend) -> Capabilities {
         let grants = vec![
-            Grant {
-                name: "led".into(),
-                kind: GrantKind::Gpio,
-                target: "gpiochip0:17".into(),
-            },
-            Grant {
-                name: "button".into(),
-                kind: GrantKind::Gpio,
-                target: "gpiochip0:4".into(),
-            },
+            gpio("led", "gpiochip0:17"),
+            gpio("button", "gpiochip0:4"),
+            gpio("relay", "gpiochip0:relay1"),
+            gpio("siren", "gpiochip0:siren"),
+            gpio("ghost", "gpiochip0:nothing"),
         ];
         let mut backends = Backends::real(true);
         backends.gpio = Arc::new(sim);
@@ -226,25 +632,225 @@ mod tests {
         )
     }
 
-    #[test]
-    fn granted_line_drives_the_simulated_chip() {
-        let sim = SimBackend::default();
-        let mut c = caps(sim.clone());
-        let led = c.open_gpio("led", Direction::Output).unwrap();
-        led.io.set(true).unwrap();
-        assert!(sim.level("gpiochip0", 17));
-        let input = c.open_gpio("led", Direction::Input).unwrap();
-        assert!(input.io.get().unwrap());
-        assert!(input.io.set(false).is_err(), "inputs cannot be driven");
+    fn input() -> Settings {
+        Settings::default()
     }
 
     #[test]
-    fn line_outside_policy_is_refused_even_when_granted() {
+    fn fake_chip_granted_line_drives_the_chip() {
+        let sim = SimBackend::default();
+        let mut c = caps(sim.clone());
+        let led = c.open_gpio("led", Direction::Output, &input()).unwrap();
+        led.set(true).unwrap();
+        assert!(sim.level("gpiochip0", 17));
+        let read_back = c.open_gpio("led", Direction::Input, &input()).unwrap();
+        assert!(read_back.get().unwrap());
+        assert!(read_back.set(false).is_err(), "inputs cannot be driven");
+    }
+
+    #[test]
+    fn fake_chip_line_outside_policy_is_refused_even_when_granted() {
         let mut c = caps(SimBackend::default());
-        let err = c.open_gpio("button", Direction::Input).err().unwrap();
+        let err = c
+            .open_gpio("button", Direction::Input, &input())
+            .err()
+            .unwrap();
         assert!(
             matches!(&err, CapabilityError::NotPermitted(m) if m.contains("gpiochip0:4")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn fake_chip_line_names_resolve_through_the_chip_and_then_meet_the_policy() {
+        let sim = SimBackend::default();
+        sim.name_line("gpiochip0", 12, "relay1");
+        sim.name_line("gpiochip0", 3, "siren");
+        let mut c = caps(sim.clone());
+        let relay = c.open_gpio("relay", Direction::Output, &input()).unwrap();
+        relay.set(true).unwrap();
+        assert!(sim.level("gpiochip0", 12));
+
+        let err = c
+            .open_gpio("siren", Direction::Output, &input())
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, CapabilityError::NotPermitted(m) if m.contains("line 3")),
+            "a name resolving outside the policy's range is refused: {err}"
+        );
+        let err = c
+            .open_gpio("ghost", Direction::Input, &input())
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, CapabilityError::Io(m) if m.contains("no line named \"nothing\"")),
+            "{err}"
+        );
+        assert_eq!(c.open_handles(), 1, "refusals hold no handle");
+    }
+
+    #[test]
+    fn fake_chip_settings_that_do_not_fit_the_direction_are_refused_before_io() {
+        let mut c = caps(SimBackend::default());
+        for (direction, settings) in [
+            (
+                Direction::Output,
+                Settings {
+                    edges: Some(Edges::Both),
+                    ..Settings::default()
+                },
+            ),
+            (
+                Direction::Output,
+                Settings {
+                    debounce: Some(Duration::from_millis(5)),
+                    ..Settings::default()
+                },
+            ),
+            (
+                Direction::Input,
+                Settings {
+                    drive: Some(Drive::OpenDrain),
+                    ..Settings::default()
+                },
+            ),
+            (
+                Direction::Input,
+                Settings {
+                    debounce: Some(MAX_DEBOUNCE + Duration::from_millis(1)),
+                    ..Settings::default()
+                },
+            ),
+        ] {
+            let err = c.open_gpio("led", direction, &settings).err().unwrap();
+            assert!(
+                matches!(err, CapabilityError::InvalidArgument(_)),
+                "{direction:?} {settings:?}: {err}"
+            );
+        }
+        assert_eq!(c.open_handles(), 0);
+    }
+
+    #[test]
+    fn fake_chip_active_low_inverts_levels_and_edge_kinds() {
+        let sim = SimBackend::default();
+        let mut c = caps(sim.clone());
+        let low = Settings {
+            active_low: true,
+            ..Settings::default()
+        };
+        let led = c.open_gpio("led", Direction::Output, &low).unwrap();
+        assert!(
+            sim.level("gpiochip0", 17),
+            "inactive is high when active-low"
+        );
+        led.set(true).unwrap();
+        assert!(!sim.level("gpiochip0", 17));
+        drop(led);
+
+        let contact = c
+            .open_gpio(
+                "led",
+                Direction::Input,
+                &Settings {
+                    edges: Some(Edges::Rising),
+                    ..low
+                },
+            )
+            .unwrap();
+        sim.drive("gpiochip0", 17, true); // high: inactive, a falling edge, filtered out
+        sim.drive("gpiochip0", 17, false); // low: active, rising
+        assert!(contact.get().unwrap());
+        let events = contact.io.wait_edges(Duration::ZERO, 8).unwrap();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(events[0].rising);
+        assert_eq!((events[0].seqno, events[0].line_seqno), (1, 1));
+    }
+
+    #[test]
+    fn fake_chip_edges_come_in_order_with_sequence_numbers_and_bounded_waits() {
+        let sim = SimBackend::default();
+        let mut c = caps(sim.clone());
+        let both = Settings {
+            edges: Some(Edges::Both),
+            ..Settings::default()
+        };
+        let contact = c.open_gpio("led", Direction::Input, &both).unwrap();
+        let started = Instant::now();
+        let none = contact.io.wait_edges(Duration::from_millis(50), 8).unwrap();
+        assert!(none.is_empty());
+        assert!(started.elapsed() >= Duration::from_millis(50));
+
+        for i in 0..5 {
+            sim.drive("gpiochip0", 17, i % 2 == 0);
+        }
+        let first = contact.io.wait_edges(Duration::from_secs(1), 3).unwrap();
+        let rest = contact.io.wait_edges(Duration::from_secs(1), 8).unwrap();
+        let all: Vec<_> = first.iter().chain(&rest).collect();
+        assert_eq!(
+            all.iter().map(|e| e.seqno).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+        assert_eq!(
+            all.iter().map(|e| e.rising).collect::<Vec<_>>(),
+            [true, false, true, false, true]
+        );
+        assert!(
+            all.windows(2)
+                .all(|w| w[0].timestamp_ns <= w[1].timestamp_ns)
+        );
+
+        let plain = c.open_gpio("led", Direction::Input, &input()).unwrap();
+        assert!(
+            plain.io.wait_edges(Duration::ZERO, 1).is_err(),
+            "no edge detection asked"
+        );
+    }
+
+    #[test]
+    fn fake_chip_event_buffer_drops_the_oldest_and_the_seqno_gap_shows_it() {
+        let sim = SimBackend::default();
+        let mut c = caps(sim.clone());
+        let both = Settings {
+            edges: Some(Edges::Both),
+            ..Settings::default()
+        };
+        let contact = c.open_gpio("led", Direction::Input, &both).unwrap();
+        let total = EVENT_BUFFER + 10;
+        for i in 0..total {
+            sim.drive("gpiochip0", 17, i % 2 == 0);
+        }
+        let events = contact.io.wait_edges(Duration::ZERO, total).unwrap();
+        assert_eq!(events.len(), EVENT_BUFFER);
+        assert_eq!(events[0].seqno, 11, "the first ten were dropped");
+        assert_eq!(events.last().unwrap().seqno as usize, total);
+    }
+
+    #[tokio::test]
+    async fn fake_chip_waiting_for_edges_does_not_block_the_runtime() {
+        let sim = SimBackend::default();
+        let mut c = caps(sim.clone());
+        let contact = c
+            .open_gpio(
+                "led",
+                Direction::Input,
+                &Settings {
+                    edges: Some(Edges::Rising),
+                    ..Settings::default()
+                },
+            )
+            .unwrap();
+        let driver = {
+            let sim = sim.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                sim.drive("gpiochip0", 17, true);
+            })
+        };
+        let events = contact.wait_edges(Duration::from_secs(5), 4).await.unwrap();
+        driver.await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert!(events[0].rising);
     }
 }

@@ -8,6 +8,7 @@
 //! udp: ["127.0.0.1/32 47808"]
 //! serial: ["/dev/ttyUSB*", "/dev/ttyS0"]                      # exact path or prefix*
 //! gpio: ["gpiochip0 17-27", "gpiochip1"]                       # chip, optional line range
+//!                                  # (a grant naming a line by name is checked by offset)
 //! maxComponentBytes: 67108864   # largest adaptor component loaded (default 64 MiB)
 //! compileTimeout: 60s           # longest one component may take to compile (default 60s)
 //! ```
@@ -228,18 +229,28 @@ impl Policy {
                     Err(format!("no serial rule allows {target}"))
                 }
             }
-            GrantKind::Gpio => {
-                let (chip, line) = parse_gpio_target(target)?;
-                if self
-                    .gpio
-                    .iter()
-                    .any(|r| r.chip == chip && (r.lines.0..=r.lines.1).contains(&line))
-                {
-                    Ok(())
-                } else {
-                    Err(format!("no gpio rule allows line {line} of {chip}"))
+            GrantKind::Gpio => match parse_gpio_target(target)? {
+                (chip, LineRef::Offset(line)) => {
+                    if self
+                        .gpio
+                        .iter()
+                        .any(|r| r.chip == chip && (r.lines.0..=r.lines.1).contains(&line))
+                    {
+                        Ok(())
+                    } else {
+                        Err(format!("no gpio rule allows line {line} of {chip}"))
+                    }
                 }
-            }
+                // A named line passes here if its chip is allowed at all; the capability
+                // resolves the name through the chip and checks the offset it gets.
+                (chip, LineRef::Name(_)) => {
+                    if self.gpio.iter().any(|r| r.chip == chip) {
+                        Ok(())
+                    } else {
+                        Err(format!("no gpio rule allows {chip}"))
+                    }
+                }
+            },
         }
     }
 
@@ -380,15 +391,31 @@ fn parse_gpio_rule(rule: &str) -> Result<GpioRule, String> {
     Ok(GpioRule { chip, lines })
 }
 
-/// Parses `chip:line`, e.g. `gpiochip0:17`.
-pub fn parse_gpio_target(target: &str) -> Result<(&str, u32), String> {
+/// A line of a chip, by offset or by the name the chip gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineRef<'a> {
+    Offset(u32),
+    Name(&'a str),
+}
+
+/// Parses `chip:line`, where line is an offset (`gpiochip0:17`) or a line name
+/// (`gpiochip0:relay1`, as a board's `gpio-line-names` gives it). A line part that
+/// starts with a digit must be a whole offset.
+pub fn parse_gpio_target(target: &str) -> Result<(&str, LineRef<'_>), String> {
     let (chip, line) = target
         .rsplit_once(':')
         .ok_or_else(|| format!("{target:?} is not `chip:line`"))?;
-    let line = line
-        .parse()
-        .map_err(|_| format!("{line:?} is not a line number"))?;
-    Ok((chip, line))
+    if chip.is_empty() {
+        return Err(format!("{target:?} names no chip"));
+    }
+    match line.chars().next() {
+        None => Err(format!("{target:?} names no line")),
+        Some(c) if c.is_ascii_digit() => line
+            .parse()
+            .map(|n| (chip, LineRef::Offset(n)))
+            .map_err(|_| format!("{line:?} is not a line number")),
+        Some(_) => Ok((chip, LineRef::Name(line))),
+    }
 }
 
 /// Splits `host:port` (IPv6 hosts in brackets).
@@ -445,6 +472,11 @@ gpio: ["gpiochip0 17-27", "gpiochip1"]
             (GrantKind::Gpio, "gpiochip1:200", true),
             (GrantKind::Gpio, "gpiochip2:1", false),
             (GrantKind::Gpio, "gpiochip0", false),
+            (GrantKind::Gpio, "gpiochip0:relay1", true),
+            (GrantKind::Gpio, "gpiochip2:relay1", false),
+            (GrantKind::Gpio, "gpiochip0:", false),
+            (GrantKind::Gpio, ":17", false),
+            (GrantKind::Gpio, "gpiochip0:17x", false),
         ];
         for (kind, target, ok) in cases {
             assert_eq!(p.check(kind, target).is_ok(), ok, "{kind} {target}");
