@@ -8,7 +8,9 @@
 #         `gpio_sim` test target of the limb crate, built static for musl; it also
 #         prints the edge-latency figure (OCTOPUS-GPIO-FIGURE, repeated at the end)
 #
-# Usage: scripts/test-gpio.sh
+# Usage: scripts/test-gpio.sh [--build-only]
+#   --build-only  builds the kernel and the guest's test binaries, and stops there
+#                 (scripts/test.sh does this in the background, ahead of the run)
 # Environment: OCTOPUS_GPIO_ACCEL=tcg|kvm (default tcg: see below),
 #              OCTOPUS_GPIO_TIMEOUT seconds for the whole guest (default 300).
 # Acceleration: on this project's machines /dev/kvm exists but KVM does not run the guest
@@ -47,6 +49,10 @@ fi
 # The count the guest must report as passed: the binary lists its own tests (it is
 # static, so it runs here too; listing touches no GPIO).
 CDEV_TESTS="$("$GPIO_SIM_TEST" --list --format terse | grep -c ': test$')"
+if [ "${1:-}" = --build-only ]; then
+    echo "== built: the kernel and $CDEV_TESTS guest tests, in $((SECONDS - started)) s"
+    exit 0
+fi
 
 echo "== initramfs"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/octopus-gpio-guest.XXXXXX")"

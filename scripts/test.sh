@@ -9,12 +9,14 @@ started=$SECONDS
 # The static release binaries (amd64 limb and brain, arm64 limb) build in the background
 # at the lowest CPU and I/O priority, from here until the suites that run them: they take
 # the cores the foreground leaves idle (downloads, waits in the end-to-end tests); warm,
-# they are done before the foreground needs them (docs/benchmarks/release.md). Their
-# toolchains install first, in the foreground, so that no two apt-get runs meet.
+# they are done before the foreground needs them (docs/benchmarks/release.md). So do the
+# GPIO guest's kernel and static test binaries. Their toolchains install first, in the
+# foreground, so that no two apt-get runs meet.
 ensure_cross amd64 arm64
 ensure_qemu
+ensure_gpio_guest
 CROSS_LOG="$(mktemp "${TMPDIR:-/tmp}/octopus-cross-build.XXXXXX")"
-setsid nice -n 19 ionice -c3 bash -c '"$1"/scripts/build-cross.sh --only limb --only brain amd64 && "$1"/scripts/build-cross.sh --only limb arm64' \
+setsid nice -n 19 ionice -c3 bash -c '"$1"/scripts/build-cross.sh --only limb --only brain amd64 && "$1"/scripts/test-gpio.sh --build-only && "$1"/scripts/build-cross.sh --only limb arm64' \
     _ "$ROOT" >"$CROSS_LOG" 2>&1 &
 CROSS_PID=$!
 # Its own session, so that a failing run stops the whole build, cargo and rustc included.
@@ -28,6 +30,8 @@ echo "== adaptors in every guest language (toolchains installed on first use)"
 "$ROOT/scripts/build-languages.sh"
 echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The GPIO guest's tests (a target with `test = false`, which --all-targets skips).
+cargo clippy -p limb --no-default-features --test gpio_sim --locked -- -D warnings
 (cd adaptors-wasm && CARGO_TARGET_DIR="$ADAPTORS_TARGET" cargo clippy --release --target wasm32-wasip2 --locked -- -D warnings)
 echo "== docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
@@ -43,7 +47,7 @@ echo "== adaptor ConfigMaps"
 echo "== workspace tests (the e2e harness runs the limb and brain binaries cargo builds here)"
 cargo build --locked -p limb -p brain
 cargo test --workspace --locked
-echo "== static release binaries: amd64 (limb, brain) and the arm64 limb (built in the background)"
+echo "== static release binaries: amd64 (limb, brain), the GPIO guest, the arm64 limb (built in the background)"
 if ! wait "$CROSS_PID"; then
     cat "$CROSS_LOG"
     echo "the static release builds failed" >&2
@@ -53,6 +57,8 @@ grep -E '^(==|   built in)' "$CROSS_LOG" || true
 rm -f "$CROSS_LOG"
 echo "== containment suite (the shipped static limb, run as a process beside a healthy neighbour)"
 OCTOPUS_LIMB_BIN="$CACHE/release/bin/amd64/limb" cargo test --locked -p limb --test containment
+echo "== GPIO on a real kernel: the limb's cdev backend on gpio-sim in a qemu guest (TCG)"
+"$ROOT/scripts/test-gpio.sh"
 echo "== release images: reproducible, pinned in the manifests, importable, run in runc"
 "$ROOT/scripts/test-images.sh" --skip-build --arch amd64
 echo "== the same adaptors on arm64 under qemu-user give the same device status"

@@ -596,40 +596,21 @@ impl Line {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capabilities::{Backends, Grants, Limits, Policy};
-    use crds::Grant;
-
-    fn gpio(name: &str, target: &str) -> Grant {
-        Grant {
-            name: name.into(),
-            kind: GrantKind::Gpio,
-            target: target.into(),
-        }
-    }
+    use crate::capabilities::{Backends, Limits, Policy, fixtures};
 
     fn caps(sim: SimBackend) -> Capabilities {
-        let grants = vec![
-            gpio("led", "gpiochip0:17"),
-            gpio("button", "gpiochip0:4"),
-            gpio("relay", "gpiochip0:relay1"),
-            gpio("siren", "gpiochip0:siren"),
-            gpio("ghost", "gpiochip0:nothing"),
-        ];
+        let grants = [
+            ("led", "gpiochip0:17"),
+            ("button", "gpiochip0:4"),
+            ("relay", "gpiochip0:relay1"),
+            ("siren", "gpiochip0:siren"),
+            ("ghost", "gpiochip0:nothing"),
+        ]
+        .map(|(name, target)| fixtures::grant(name, GrantKind::Gpio, target));
         let mut backends = Backends::real(true);
         backends.gpio = Arc::new(sim);
-        Capabilities::new(
-            Arc::new(
-                Grants::resolve(
-                    &grants,
-                    &serde_json::Value::Null,
-                    crate::capabilities::grants::NO_FIELDS,
-                )
-                .0,
-            ),
-            Arc::new(Policy::from_yaml("gpio: ['gpiochip0 10-20']").unwrap()),
-            Limits::default(),
-            backends,
-        )
+        let policy = Policy::from_yaml("gpio: ['gpiochip0 10-20']").unwrap();
+        fixtures::caps(&grants, policy, Limits::default().max_handles, backends)
     }
 
     fn input() -> Settings {
