@@ -7,7 +7,6 @@
 //! and quantities, values to write against their types, operands of the arithmetic.
 //! Unknown fields (and `extension`, which the limb reads) are ignored.
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use crds::models::modbus::{
@@ -133,15 +132,10 @@ pub fn parse(spec: &str) -> Result<Spec> {
         .enumerate()
         .map(|(i, item)| parse_property(item, &format!("properties[{i}]")))
         .collect::<Result<Vec<_>>>()?;
-    let mut names = BTreeSet::new();
-    for (i, property) in properties.iter().enumerate() {
-        if !names.insert(property.name.as_str()) {
-            return Err(error(
-                &format!("properties[{i}].name"),
-                format!("duplicate property name {:?}", property.name),
-            ));
-        }
-    }
+    octopus_adaptor_sdk::spec::unique_names(
+        "properties",
+        properties.iter().map(|p| p.name.as_str()),
+    )?;
     Ok(Spec {
         link,
         unit,
@@ -402,11 +396,7 @@ fn write_request(property: &Property, value: &str) -> std::result::Result<Reques
 }
 
 fn join(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{parent}.{key}")
-    }
+    format!("{parent}.{key}")
 }
 
 /// A required string that serde found: blank is refused too.

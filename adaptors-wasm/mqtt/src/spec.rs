@@ -13,7 +13,6 @@
 //! from the document as written. The crds types skip all of these in this build (see
 //! `crds::models::mqtt`), which keeps the component small.
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use crds::models::extension::{
@@ -159,15 +158,10 @@ pub fn parse(spec: &str, references: &[Reference]) -> Result<Spec> {
             parse_property(property, written, &format!("properties[{i}]"), pattern)
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut names = BTreeSet::new();
-    for (i, property) in properties.iter().enumerate() {
-        if !names.insert(property.name.as_str()) {
-            return Err(error(
-                &format!("properties[{i}].name"),
-                format!("duplicate property name {:?}", property.name),
-            ));
-        }
-    }
+    octopus_adaptor_sdk::spec::unique_names(
+        "properties",
+        properties.iter().map(|p| p.name.as_str()),
+    )?;
     Ok(Spec {
         connection,
         timing,

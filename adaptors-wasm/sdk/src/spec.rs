@@ -52,6 +52,24 @@ impl From<Error> for SpecError {
     }
 }
 
+/// Refuses the second of two items of the list `list` with the same name:
+/// `{list}[i].name: duplicate property name "p"`. Items are in spec order.
+pub fn unique_names<'a>(
+    list: &str,
+    names: impl IntoIterator<Item = &'a str>,
+) -> std::result::Result<(), SpecError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, name) in names.into_iter().enumerate() {
+        if !seen.insert(name) {
+            return Err(SpecError::at(
+                &format!("{list}[{i}].name"),
+                format!("duplicate property name {name:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `value` if it lies in `range`, else `invalid-spec`: `{field} must be {lo}..={hi}, got {value}`.
 pub fn in_range<T: PartialOrd + Display>(
     field: &str,
