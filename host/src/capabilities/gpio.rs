@@ -147,6 +147,19 @@ fn not_found(what: String) -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, what)
 }
 
+/// `set` on an input line, in every backend.
+fn requested_as_input() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "line was requested as input")
+}
+
+/// `wait_edges` on a line requested without edge detection, in every backend.
+fn no_edge_detection() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "edge detection is off for this line",
+    )
+}
+
 impl LineIo for CdevLine {
     fn get(&self) -> io::Result<bool> {
         self.req
@@ -157,10 +170,7 @@ impl LineIo for CdevLine {
 
     fn set(&self, active: bool) -> io::Result<()> {
         if !self.output {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "line was requested as input",
-            ));
+            return Err(requested_as_input());
         }
         let v = if active {
             gpiocdev::line::Value::Active
@@ -175,10 +185,7 @@ impl LineIo for CdevLine {
 
     fn wait_edges(&self, timeout: Duration, max: usize) -> io::Result<Vec<EdgeEvent>> {
         if !self.edges {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "edge detection is off for this line",
-            ));
+            return Err(no_edge_detection());
         }
         let max = max.min(EVENT_BUFFER);
         if max == 0
@@ -426,10 +433,7 @@ impl LineIo for SimLine {
 
     fn set(&self, active: bool) -> io::Result<()> {
         if !self.output {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "line was requested as input",
-            ));
+            return Err(requested_as_input());
         }
         self.sim
             .drive(&self.key.0, self.key.1, active != self.active_low);
@@ -438,10 +442,7 @@ impl LineIo for SimLine {
 
     fn wait_edges(&self, timeout: Duration, max: usize) -> io::Result<Vec<EdgeEvent>> {
         let Some(watcher) = &self.watcher else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "edge detection is off for this line",
-            ));
+            return Err(no_edge_detection());
         };
         let deadline = Instant::now() + timeout;
         let mut q = watcher.queue.lock().map_err(poisoned)?;
