@@ -1,7 +1,6 @@
 //! The HTTP endpoints: `/devices`, `/devices/{namespace}/{name}`, `/adaptors`,
 //! `/metrics` and `/healthz`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -30,14 +29,16 @@ pub fn router(board: Arc<StatusBoard>, metrics: Arc<Metrics>) -> Router {
         .with_state(AppState { board, metrics })
 }
 
-/// Serves until `shutdown` turns true. Returns the bound address through `bound`.
+/// Serves on `listener`, bound by the caller so that a port in use fails the start,
+/// until `shutdown` turns true.
 pub async fn serve(
-    listen: SocketAddr,
+    listener: std::net::TcpListener,
     board: Arc<StatusBoard>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     tracing::info!(addr = %listener.local_addr()?, "admin endpoint listening");
     axum::serve(listener, router(board, metrics))
         .with_graceful_shutdown(async move {

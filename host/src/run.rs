@@ -90,8 +90,8 @@ pub fn context(args: &RuntimeArgs) -> Result<(Arc<Context>, Arc<CompileCache>), 
 }
 
 /// The admin endpoint (devices, metrics, health) in both modes, until `stop`. The address
-/// is bound once up front, so that a port in use fails the start with a clear error
-/// rather than a log line from a background task.
+/// is bound here, before the task starts, so that a port in use fails the start with a
+/// clear error rather than a log line from a background task.
 fn serve_admin(
     listen: ListenAddr,
     ctx: &Context,
@@ -100,10 +100,10 @@ fn serve_admin(
     let ListenAddr::At(addr) = listen else {
         return Ok(None);
     };
-    drop(std::net::TcpListener::bind(addr).map_err(Error::Admin)?);
+    let listener = std::net::TcpListener::bind(addr).map_err(Error::Admin)?;
     let (board, metrics) = (ctx.board.clone(), ctx.metrics.clone());
     Ok(Some(tokio::spawn(crate::admin::serve(
-        addr,
+        listener,
         board,
         metrics,
         stop.clone(),
