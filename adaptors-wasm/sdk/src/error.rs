@@ -91,6 +91,16 @@ pub enum CapabilityError {
     InvalidArgument(String),
 }
 
+impl CapabilityError {
+    /// What every capability call returns in a native build, which has no limb.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn no_limb() -> Self {
+        CapabilityError::NotPermitted(
+            "no limb: capabilities exist only inside the component".into(),
+        )
+    }
+}
+
 impl fmt::Display for CapabilityError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

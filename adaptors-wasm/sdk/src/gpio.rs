@@ -137,11 +137,6 @@ impl std::fmt::Debug for Line {
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-fn no_limb() -> CapabilityError {
-    CapabilityError::NotPermitted("no limb: capabilities exist only inside the component".into())
-}
-
 #[cfg(target_arch = "wasm32")]
 fn wit_direction(direction: Direction) -> wit::Direction {
     match direction {
@@ -161,7 +156,7 @@ pub fn open(grant: &str, direction: Direction) -> Result<Line, CapabilityError> 
     #[cfg(not(target_arch = "wasm32"))]
     {
         let _ = (grant, direction);
-        Err(no_limb())
+        Err(CapabilityError::no_limb())
     }
 }
 
@@ -200,7 +195,7 @@ pub fn request(grant: &str, settings: Settings) -> Result<Line, CapabilityError>
     #[cfg(not(target_arch = "wasm32"))]
     {
         let _ = (grant, settings);
-        Err(no_limb())
+        Err(CapabilityError::no_limb())
     }
 }
 

@@ -86,9 +86,7 @@ pub fn open(grant: &str, settings: Settings) -> Result<Port, CapabilityError> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         let _ = (grant, settings);
-        Err(CapabilityError::NotPermitted(
-            "no limb: capabilities exist only inside the component".into(),
-        ))
+        Err(CapabilityError::no_limb())
     }
 }
 

@@ -11,11 +11,6 @@ use crate::bindings::octopus::adaptor::socket as wit;
 /// cannot make the adaptor buffer without bound.
 pub const MAX_FRAME: usize = 1 << 20;
 
-#[cfg(not(target_arch = "wasm32"))]
-fn no_limb() -> CapabilityError {
-    CapabilityError::NotPermitted("no limb: capabilities exist only inside the component".into())
-}
-
 /// A connected TCP stream (plaintext, or TLS terminated by the limb). Dropping it
 /// closes the connection.
 pub struct TcpStream {
@@ -42,7 +37,7 @@ pub fn connect_tcp(grant: &str, timeout_ms: u32) -> Result<TcpStream, Capability
     #[cfg(not(target_arch = "wasm32"))]
     {
         let _ = (grant, timeout_ms);
-        Err(no_limb())
+        Err(CapabilityError::no_limb())
     }
 }
 
@@ -83,7 +78,7 @@ pub fn connect_tls(
     #[cfg(not(target_arch = "wasm32"))]
     {
         let _ = (grant, options, timeout_ms);
-        Err(no_limb())
+        Err(CapabilityError::no_limb())
     }
 }
 
@@ -207,7 +202,7 @@ pub fn connect_udp(grant: &str) -> Result<UdpSocket, CapabilityError> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         let _ = grant;
-        Err(no_limb())
+        Err(CapabilityError::no_limb())
     }
 }
 
