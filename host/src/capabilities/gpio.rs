@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -513,6 +514,155 @@ impl Backend for SimBackend {
 /// a blocking thread while the handle stays in the guest's table.
 pub struct Line {
     io: Arc<dyn LineIo>,
+    /// The limb's record of who holds the line; `None` for requests made outside a
+    /// device (unit tests, the loop-back of one instance's own output).
+    hold: Option<Hold>,
+}
+
+/// The lines this limb holds, by chip and offset, and the device holding each.
+///
+/// Why the limb keeps its own record beside the kernel's: the kernel names every line the
+/// limb holds with one consumer label, so a refusal there cannot say which link holds
+/// the line; and a hot swap must hand a line from one instance of a device to the next
+/// without releasing it, or an output would fall back to its default level between the
+/// two requests. So a device's new instance asking for a line its old one holds, with
+/// the same settings, shares the old request; from then on only the newest instance
+/// drives it, and the old one's `shutdown` (which drives shutdown levels) cannot
+/// glitch the output. The last holder to let go releases the line.
+#[derive(Default)]
+pub struct Holders {
+    lines: Mutex<HashMap<(String, u32), Held>>,
+    next_instance: AtomicU64,
+}
+
+struct Held {
+    device: Arc<str>,
+    direction: Direction,
+    settings: Settings,
+    io: Arc<dyn LineIo>,
+    /// The instances holding it, oldest first; the last one drives it.
+    instances: Vec<u64>,
+}
+
+/// One instance's hold on a line in [`Holders`]; dropping it lets go.
+struct Hold {
+    holders: Arc<Holders>,
+    key: (String, u32),
+    instance: u64,
+}
+
+/// Who is asking for a line: the device (`namespace/name`) and its instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    pub device: Arc<str>,
+    pub instance: u64,
+}
+
+impl Holders {
+    /// A new instance of `device`, for [`Holders::acquire`].
+    pub fn holder(&self, device: Arc<str>) -> Holder {
+        Holder {
+            device,
+            instance: self.next_instance.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// The devices holding lines, as `(chip, offset, device)`, for `/devices` and tests.
+    pub fn held(&self) -> Vec<(String, u32, String)> {
+        let Ok(lines) = self.lines.lock() else {
+            return Vec::new();
+        };
+        let mut held: Vec<_> = lines
+            .iter()
+            .map(|((chip, line), h)| (chip.clone(), *line, h.device.to_string()))
+            .collect();
+        held.sort();
+        held
+    }
+
+    /// The line for `holder`: the request another instance of the same device holds
+    /// with the same settings, a new one from `request`, or a refusal naming the device
+    /// that holds it. Requests with other settings than a same-device holder's go to
+    /// the backend unrecorded (the kernel refuses them; the fake chip allows loop-backs).
+    fn acquire(
+        self: &Arc<Self>,
+        chip: &str,
+        line: u32,
+        holder: &Holder,
+        direction: Direction,
+        settings: &Settings,
+        request: impl FnOnce() -> io::Result<Box<dyn LineIo>>,
+    ) -> io::Result<(Arc<dyn LineIo>, Option<Hold>)> {
+        let key = (chip.to_owned(), line);
+        let mut lines = self.lines.lock().map_err(poisoned)?;
+        // Made only on success: a `Hold` dropped here would take the lock held above.
+        let hold = || Hold {
+            holders: Arc::clone(self),
+            key: key.clone(),
+            instance: holder.instance,
+        };
+        match lines.get_mut(&key) {
+            Some(held) if held.device != holder.device => Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                format!(
+                    "line {line} of {chip} is in use by device {} on this node",
+                    held.device
+                ),
+            )),
+            Some(held) if held.direction == direction && held.settings == *settings => {
+                if !held.instances.contains(&holder.instance) {
+                    held.instances.push(holder.instance);
+                }
+                Ok((Arc::clone(&held.io), Some(hold())))
+            }
+            Some(_) => {
+                drop(lines);
+                Ok((request()?.into(), None))
+            }
+            None => {
+                let io: Arc<dyn LineIo> = request()?.into();
+                let hold = hold();
+                lines.insert(
+                    key,
+                    Held {
+                        device: Arc::clone(&holder.device),
+                        direction,
+                        settings: *settings,
+                        io: Arc::clone(&io),
+                        instances: vec![holder.instance],
+                    },
+                );
+                Ok((io, Some(hold)))
+            }
+        }
+    }
+}
+
+impl Hold {
+    /// Whether this instance drives the line: it is the newest holding it.
+    fn drives(&self) -> bool {
+        self.holders.lines.lock().is_ok_and(|lines| {
+            lines
+                .get(&self.key)
+                .is_some_and(|h| h.instances.last() == Some(&self.instance))
+        })
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let Ok(mut lines) = self.holders.lines.lock() else {
+            return;
+        };
+        let emptied = lines.get_mut(&self.key).is_some_and(|h| {
+            h.instances.retain(|i| *i != self.instance);
+            h.instances.is_empty()
+        });
+        if emptied {
+            // Releases the kernel's request, unless a guest call still borrows it.
+            lines.remove(&self.key);
+        }
+    }
 }
 
 impl Capabilities {
@@ -532,7 +682,7 @@ impl Capabilities {
         let g = self.authorize(grant, GrantKind::Gpio)?;
         let opened = self.request_gpio(grant, &g.target, direction, settings);
         match opened {
-            Ok(io) => Ok(Line { io: io.into() }),
+            Ok((io, hold)) => Ok(Line { io, hold }),
             Err(e) => {
                 self.release();
                 Err(e)
@@ -546,7 +696,7 @@ impl Capabilities {
         target: &str,
         direction: Direction,
         settings: &Settings,
-    ) -> Result<Box<dyn LineIo>, CapabilityError> {
+    ) -> Result<(Arc<dyn LineIo>, Option<Hold>), CapabilityError> {
         let backend = &self.backends().gpio;
         let (chip, line) = parse_gpio_target(target).map_err(CapabilityError::InvalidArgument)?;
         let offset = match line {
@@ -563,9 +713,24 @@ impl Capabilities {
                 offset
             }
         };
-        backend
-            .request(chip, offset, direction, settings)
-            .map_err(super::io_error)
+        let request = || backend.request(chip, offset, direction, settings);
+        match self.gpio_holder() {
+            Some(holder) => self
+                .backends()
+                .gpio_holders
+                .acquire(
+                    &chip_path(chip),
+                    offset,
+                    holder,
+                    direction,
+                    settings,
+                    request,
+                )
+                .map_err(super::io_error),
+            None => request()
+                .map(|io| (io.into(), None))
+                .map_err(super::io_error),
+        }
     }
 }
 
@@ -575,8 +740,14 @@ impl Line {
         self.io.get().map_err(super::io_error)
     }
 
-    /// Drives an output line.
+    /// Drives an output line, if this instance is the newest of its device holding it:
+    /// after a hot swap the old instance's writes (its `shutdown` levels) are refused.
     pub fn set(&self, active: bool) -> Result<(), CapabilityError> {
+        if self.hold.as_ref().is_some_and(|h| !h.drives()) {
+            return Err(CapabilityError::NotPermitted(
+                "the line was handed over to a newer instance of this device".into(),
+            ));
+        }
         self.io.set(active).map_err(super::io_error)
     }
 
@@ -807,6 +978,102 @@ mod tests {
         assert_eq!(events.len(), EVENT_BUFFER);
         assert_eq!(events[0].seqno, 11, "the first ten were dropped");
         assert_eq!(events.last().unwrap().seqno as usize, total);
+    }
+
+    /// Two instances of one device (a hot swap), and another device, on one chip.
+    fn device_caps(sim: &SimBackend) -> (Backends, [Capabilities; 3]) {
+        let mut backends = Backends::real(true);
+        backends.gpio = Arc::new(sim.clone());
+        let grants = [fixtures::grant("led", GrantKind::Gpio, "gpiochip0:17")];
+        let make = |device: &str| {
+            let policy = Policy::from_yaml("gpio: ['gpiochip0 10-20']").unwrap();
+            fixtures::caps(&grants, policy, 4, backends.clone()).for_device(device.into())
+        };
+        let caps = [make("ns/relay"), make("ns/relay"), make("ns/other")];
+        (backends, caps)
+    }
+
+    #[test]
+    fn fake_chip_a_line_held_by_one_device_is_refused_to_another_naming_it() {
+        let sim = SimBackend::default();
+        let (backends, [mut relay, _, mut other]) = device_caps(&sim);
+        let held = relay.open_gpio("led", Direction::Output, &input()).unwrap();
+        let err = other
+            .open_gpio("led", Direction::Output, &input())
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, CapabilityError::Io(m) if m.contains("in use by device ns/relay")),
+            "{err}"
+        );
+        let err = other
+            .open_gpio("led", Direction::Input, &input())
+            .err()
+            .unwrap();
+        assert!(matches!(&err, CapabilityError::Io(_)), "inputs too: {err}");
+        assert_eq!(other.open_handles(), 0, "refusals hold no handle");
+        assert_eq!(
+            backends.gpio_holders.held(),
+            [("/dev/gpiochip0".to_owned(), 17, "ns/relay".to_owned())]
+        );
+        drop(held);
+        assert!(backends.gpio_holders.held().is_empty());
+        other
+            .open_gpio("led", Direction::Output, &input())
+            .expect("a released line is free for the next device");
+    }
+
+    #[test]
+    fn fake_chip_a_new_instance_takes_the_line_over_and_the_old_one_can_no_longer_drive_it() {
+        let sim = SimBackend::default();
+        let (backends, [mut old, mut new, _]) = device_caps(&sim);
+        let old_line = old.open_gpio("led", Direction::Output, &input()).unwrap();
+        old_line.set(true).unwrap();
+        // Counts how often the pin changes from here on: a takeover must not touch it.
+        let watch = Settings {
+            edges: Some(Edges::Both),
+            ..input()
+        };
+        let probe = sim
+            .request("gpiochip0", 17, Direction::Input, &watch)
+            .unwrap();
+        let new_line = new.open_gpio("led", Direction::Output, &input()).unwrap();
+        assert!(
+            sim.level("gpiochip0", 17),
+            "the takeover kept the level: no new request, no reset to inactive"
+        );
+        new_line.set(true).unwrap();
+        assert!(
+            old_line.set(false).is_err(),
+            "the old instance's shutdown level is refused once the new one holds the line"
+        );
+        drop(old_line);
+        assert!(sim.level("gpiochip0", 17));
+        assert_eq!(
+            backends.gpio_holders.held().len(),
+            1,
+            "still held by the new one"
+        );
+        assert!(
+            probe.wait_edges(Duration::ZERO, 8).unwrap().is_empty(),
+            "the pin never changed across the takeover"
+        );
+        new_line.set(false).unwrap();
+        assert!(!sim.level("gpiochip0", 17));
+        drop(new_line);
+        assert!(backends.gpio_holders.held().is_empty());
+    }
+
+    #[test]
+    fn fake_chip_when_the_new_instance_goes_away_first_the_old_one_drives_again() {
+        let sim = SimBackend::default();
+        let (_, [mut old, mut new, _]) = device_caps(&sim);
+        let old_line = old.open_gpio("led", Direction::Output, &input()).unwrap();
+        let new_line = new.open_gpio("led", Direction::Output, &input()).unwrap();
+        assert!(old_line.set(true).is_err());
+        drop(new_line); // a swap rolled back: the old version keeps serving
+        old_line.set(true).unwrap();
+        assert!(sim.level("gpiochip0", 17));
     }
 
     #[tokio::test]

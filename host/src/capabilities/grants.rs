@@ -64,26 +64,24 @@ impl Grants {
         let mut grants = BTreeMap::new();
         let mut problems = Vec::new();
         for field in fields {
-            let path = field.path();
-            let pointer = format!("/{}", path.replace('.', "/"));
-            match spec.pointer(&pointer) {
-                None | Some(Value::Null) => {}
-                Some(Value::String(target)) if !target.is_empty() => {
-                    let kind = field.kind();
-                    grants.insert(
-                        path.to_owned(),
-                        ResolvedGrant {
-                            name: path.to_owned(),
-                            kind,
-                            target: endpoint(kind, target),
-                            source: Source::SpecField,
-                        },
-                    );
+            let kind = field.kind();
+            for found in expand(field.path(), spec) {
+                match found {
+                    Ok((name, target)) => {
+                        grants.insert(
+                            name.clone(),
+                            ResolvedGrant {
+                                name,
+                                kind,
+                                target: endpoint(kind, &target),
+                                source: Source::SpecField,
+                            },
+                        );
+                    }
+                    Err((path, other)) => problems.push(Problem(format!(
+                        "spec field {path} names a {kind} resource but holds {other}"
+                    ))),
                 }
-                Some(other) => problems.push(Problem(format!(
-                    "spec field {path} names a {} resource but holds {other}",
-                    field.kind()
-                ))),
             }
         }
         for g in explicit {
@@ -134,6 +132,61 @@ impl Grants {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// The grants one declared resource field yields, as `(grant name, target)`, or the
+/// field and value that cannot name a resource.
+///
+/// A path is dotted (`protocol.tcp.endpoint`). Two forms name resources spread over a
+/// spec, as GPIO lines are: `prefix:path` joins two fields into `prefix-value:value`
+/// (`chip:line` gives `gpiochip0:17`), and a `[*]` step takes every element of a list,
+/// each granted under its concrete path (`chip:properties[*].line` gives
+/// `properties[0].line`, `properties[1].line`, ...). Numbers count as text there, since
+/// a line is an offset or a name. Absent fields grant nothing.
+fn expand(path: &str, spec: &Value) -> Vec<Result<(String, String), (String, Value)>> {
+    let (prefix, rest) = match path.split_once(':') {
+        Some((prefix, rest)) => match lookup(spec, prefix) {
+            None => return Vec::new(),
+            Some(Value::String(p)) if !p.is_empty() => (Some(p.as_str()), rest),
+            Some(other) => return vec![Err((prefix.to_owned(), other.clone()))],
+        },
+        None => (None, path),
+    };
+    let found: Vec<(String, &Value)> = match rest.split_once("[*].") {
+        Some((list, field)) => match lookup(spec, list) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| {
+                    lookup(item, field).map(|v| (format!("{list}[{i}].{field}"), v))
+                })
+                .collect(),
+            _ => Vec::new(),
+        },
+        None => lookup(spec, rest)
+            .map(|v| vec![(rest.to_owned(), v)])
+            .unwrap_or_default(),
+    };
+    found
+        .into_iter()
+        .map(|(name, value)| {
+            let text = match value {
+                Value::String(t) if !t.is_empty() => t.clone(),
+                Value::Number(n) if prefix.is_some() && n.is_u64() => n.to_string(),
+                other => return Err((name, other.clone())),
+            };
+            Ok(match prefix {
+                Some(p) => (name, format!("{p}:{text}")),
+                None => (name, text),
+            })
+        })
+        .collect()
+}
+
+/// The value at a dotted path; `None` when absent or null.
+fn lookup<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
+    let pointer = format!("/{}", path.replace('.', "/"));
+    value.pointer(&pointer).filter(|v| !v.is_null())
 }
 
 /// The `host:port` of a network target written as a URL (`tcp://broker:1883`,
@@ -225,6 +278,39 @@ mod tests {
         ] {
             assert_eq!(endpoint(kind, target), want, "{target}");
         }
+    }
+
+    #[test]
+    fn list_fields_joined_to_a_prefix_become_one_grant_per_element() {
+        let spec = json!({"chip": "gpiochip0", "properties": [
+            {"name": "relay", "line": "relay1"},
+            {"name": "door", "line": 17},
+            {"name": "unset"},
+        ]});
+        let fields = [("chip:properties[*].line", GrantKind::Gpio)];
+        let (g, problems) = Grants::resolve(&[], &spec, &fields);
+        assert!(problems.is_empty(), "{problems:?}");
+        let targets: Vec<_> = g
+            .iter()
+            .map(|g| (g.name.as_str(), g.target.as_str()))
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                ("properties[0].line", "gpiochip0:relay1"),
+                ("properties[1].line", "gpiochip0:17"),
+            ]
+        );
+        let (g, _) = Grants::resolve(&[], &json!({"properties": [{"line": 3}]}), &fields);
+        assert!(g.is_empty(), "no chip, no lines");
+        let (_, problems) = Grants::resolve(
+            &[],
+            &json!({"chip": "c", "properties": [{"line": true}]}),
+            &fields,
+        );
+        assert!(problems[0].0.contains("properties[0].line"), "{problems:?}");
+        let (_, problems) = Grants::resolve(&[], &json!({"chip": 7}), &fields);
+        assert!(problems[0].0.contains("spec field chip"), "{problems:?}");
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct Backends {
     pub buses: Arc<serial::bus::Buses>,
     pub socket: Arc<dyn socket::Backend>,
     pub gpio: Arc<dyn gpio::Backend>,
+    /// The GPIO lines held on this node, and by which device.
+    pub gpio_holders: Arc<gpio::Holders>,
 }
 
 impl Backends {
@@ -85,6 +87,7 @@ impl Backends {
             } else {
                 Arc::new(gpio::CdevBackend)
             },
+            gpio_holders: Arc::default(),
         }
     }
 }
@@ -96,6 +99,9 @@ pub struct Capabilities {
     limits: Limits,
     backends: Backends,
     open_handles: usize,
+    /// The device these capabilities serve, for the GPIO lines it holds; `None` for
+    /// scratch instances and tests.
+    gpio_holder: Option<gpio::Holder>,
     /// When the guest call in progress must have returned, less a reserve for the guest
     /// to handle the error: no capability call outlives the call that made it.
     call_deadline: Option<Instant>,
@@ -114,8 +120,20 @@ impl Capabilities {
             limits,
             backends,
             open_handles: 0,
+            gpio_holder: None,
             call_deadline: None,
         }
+    }
+
+    /// Names the device (`namespace/name`) these capabilities serve, as a new instance
+    /// of it: lines it requests are recorded as held by it (see [`gpio::Holders`]).
+    pub fn for_device(mut self, device: Arc<str>) -> Self {
+        self.gpio_holder = Some(self.backends.gpio_holders.holder(device));
+        self
+    }
+
+    pub(crate) fn gpio_holder(&self) -> Option<&gpio::Holder> {
+        self.gpio_holder.as_ref()
     }
 
     /// Nothing granted: used for `describe` on a scratch instance.

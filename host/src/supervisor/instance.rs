@@ -200,7 +200,8 @@ impl Instance {
             ctx.policy.clone(),
             ctx.limits.clone(),
             ctx.backends.clone(),
-        );
+        )
+        .for_device(device.0.clone());
         let mut store = StoreState::new_stoppable_store(
             &ctx.runtime,
             device,
