@@ -13,6 +13,9 @@ for variant in v2 broken-restore broken-poll; do
     CARGO_TARGET_DIR="$ADAPTORS_TARGET-variants" cargo build --release --target wasm32-wasip2 --locked -p adaptor-dummy --features "$variant"
     cp "$ADAPTORS_TARGET-variants/wasm32-wasip2/release/adaptor_dummy.wasm" "$OCTOPUS_ADAPTORS_DIR/adaptor_dummy_${variant//-/_}.wasm"
 done
+# The GPIO adaptor's v2 (hot swaps on the real kernel, scripts/test-gpio.sh).
+CARGO_TARGET_DIR="$ADAPTORS_TARGET-variants" cargo build --release --target wasm32-wasip2 --locked -p adaptor-gpio --features v2
+cp "$ADAPTORS_TARGET-variants/wasm32-wasip2/release/adaptor_gpio.wasm" "$OCTOPUS_ADAPTORS_DIR/adaptor_gpio_v2.wasm"
 # The hostile adaptor's variants: v2 (hot swaps of a hostile device) and huge-describe
 # (a 4 MiB version string, for the release containment suite, host/tests/containment).
 for variant in v2 huge-describe; do

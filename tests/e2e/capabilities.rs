@@ -446,3 +446,53 @@ async fn fake_chip_a_guest_requests_a_line_with_edge_detection_and_collects_its_
     );
     dev.stop().await;
 }
+
+/// The GPIO adaptor through the whole supervisor on the fake chip: what the kernel
+/// cannot show (gpio-sim drops a released line back to its pull), the fake can: the
+/// levels left on the pins after the device stops are the spec's shutdown levels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_chip_gpio_adaptor_drives_outputs_and_leaves_the_shutdown_levels() {
+    let sim = SimBackend::default();
+    sim.name_line("gpiochip0", 11, "relay1");
+    let mut backends = Backends::real(true);
+    backends.gpio = Arc::new(sim.clone());
+    let h = harness_with(Policy::from_yaml(POLICY).unwrap(), backends, |_| {});
+    let gpio = h.load("adaptor_gpio").await;
+    let spec = json!({
+        "chip": "gpiochip0",
+        "syncInterval": "50ms",
+        "properties": [
+            {"name": "relay", "line": "relay1", "direction": "output", "value": true},
+            {"name": "siren", "line": 12, "direction": "output", "shutdownValue": true},
+            {"name": "lamp", "line": 13, "direction": "output", "activeLow": true, "value": true},
+            {"name": "door", "line": 14, "direction": "input", "edges": "both"}
+        ]
+    });
+    let dev = h.spawn(link("panel", "gpio", "GPIODevice", spec), gpio);
+    let r = h
+        .wait(&key("panel"), Duration::from_secs(15), |r| r.polls >= 1)
+        .await;
+    assert_eq!(
+        r.grants.len(),
+        4,
+        "one grant per property's line: {:?}",
+        r.grants
+    );
+    assert!(sim.level("gpiochip0", 11), "relay1 active");
+    assert!(!sim.level("gpiochip0", 12), "siren inactive by default");
+    assert!(!sim.level("gpiochip0", 13), "lamp active means low");
+    sim.drive("gpiochip0", 14, true);
+    let r = h
+        .wait(&key("panel"), Duration::from_secs(5), |r| {
+            r.status["properties"][3]["risingEdges"] == 1
+        })
+        .await;
+    assert_eq!(r.status["properties"][3]["value"], true, "{:#}", r.status);
+    dev.stop().await;
+    assert!(!sim.level("gpiochip0", 11), "relay back to inactive");
+    assert!(sim.level("gpiochip0", 12), "siren at its shutdownValue");
+    assert!(
+        sim.level("gpiochip0", 13),
+        "lamp inactive: high, as active-low"
+    );
+}

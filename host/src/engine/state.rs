@@ -216,7 +216,7 @@ impl StoreState {
         store.epoch_deadline_callback(|ctx| {
             let data = ctx.data();
             let expired = data.deadline.is_some_and(|d| Instant::now() >= d)
-                || (!data.shielded && data.stop.is_set());
+                || (!data.shielded && data.stop.past_grace());
             Ok(if expired {
                 UpdateDeadline::Interrupt
             } else {

@@ -1,21 +1,45 @@
-//! Telling a device's running guest call to end now: set when its link is removed, read
-//! by the epoch callback (guest code) and awaited next to the call (host calls).
+//! Telling a device's running guest call to end: set when its link is removed, read by
+//! the epoch callback (guest code) and awaited next to the call (host calls).
+//!
+//! The call in progress gets [`GRACE`] to finish first, and host calls that wait (a
+//! poll waiting for GPIO edges) return at once: a call that ends by itself leaves the
+//! instance whole, so its `shutdown` runs and leaves outputs at their shutdown levels.
+//! An interrupted instance cannot run `shutdown` at all.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
+
+/// How long a removed device's call in progress may go on before it is interrupted.
+pub const GRACE: Duration = Duration::from_millis(250);
 
 /// A one-way switch: once set, it stays set.
 #[derive(Debug, Default)]
 pub struct Stop {
     set: AtomicBool,
+    at: OnceLock<Instant>,
     notify: Notify,
 }
 
 impl Stop {
     pub fn set(&self) {
+        let _ = self.at.set(Instant::now());
         self.set.store(true, Ordering::Release);
         self.notify.notify_waiters();
+    }
+
+    /// Whether the switch was set at least [`GRACE`] ago.
+    pub fn past_grace(&self) -> bool {
+        self.is_set() && self.at.get().is_some_and(|at| at.elapsed() >= GRACE)
+    }
+
+    /// Returns [`GRACE`] after the switch is set.
+    pub async fn wait_past_grace(&self) {
+        self.wait().await;
+        let at = self.at.get().copied().unwrap_or_else(Instant::now);
+        tokio::time::sleep_until((at + GRACE).into()).await;
     }
 
     pub fn is_set(&self) -> bool {

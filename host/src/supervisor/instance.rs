@@ -118,7 +118,7 @@ enum Ended<T> {
     Stopped,
 }
 
-/// Runs `call` charged to `cpu`, under `timeout` plus grace, until `stop` is set.
+/// Runs `call` charged to `cpu`, under `timeout` plus grace, until a short grace (250 ms) after `stop` is set.
 async fn run_guarded<T>(
     scheduler: &Scheduler,
     cpu: &mut CpuAccount,
@@ -137,7 +137,7 @@ async fn run_guarded<T>(
     match stop {
         Some(stop) => tokio::select! {
             biased;
-            () = stop.wait() => Ended::Stopped,
+            () = stop.wait_past_grace() => Ended::Stopped,
             ended = guarded => ended,
         },
         None => guarded.await,
@@ -187,7 +187,7 @@ impl Instance {
         Self::stoppable(ctx, adaptor, device, grants, Arc::default()).await
     }
 
-    /// Like [`Instance::new`]; setting `stop` ends any call of this instance at once.
+    /// Like [`Instance::new`]; setting `stop` ends any call of this instance after a short grace (250 ms).
     pub async fn stoppable(
         ctx: &Context,
         adaptor: Arc<Adaptor>,

@@ -15,6 +15,7 @@
 )]
 
 mod sim;
+mod standalone;
 
 use std::sync::Arc;
 
@@ -158,6 +159,14 @@ fn cdev_on_gpio_sim_capabilities_resolve_line_names_and_refuse_what_the_policy_d
             "{grant}: {err}"
         );
     }
+    let err = caps
+        .open_gpio("not-granted", Direction::Output, &PLAIN)
+        .err()
+        .expect("a grant the link does not hold");
+    assert!(
+        matches!(&err, CapabilityError::NotPermitted(m) if m.contains("\"not-granted\" is not granted")),
+        "{err}"
+    );
     let err = caps
         .open_gpio("ghost", Direction::Input, &PLAIN)
         .err()

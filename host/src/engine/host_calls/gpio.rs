@@ -1,5 +1,6 @@
 //! `octopus:adaptor/gpio` for the guest: WIT types in, [`capabilities::gpio`] out.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::Instrument;
@@ -118,12 +119,18 @@ impl wit::HostLine for StoreState {
             .min(EVENT_BUFFER);
         let span =
             tracing::debug_span!("limb.gpio.wait_edges", device = %self.device, max, ?timeout);
-        let events = self
+        let wait = self
             .table
             .get(&line)?
             .wait_edges(timeout, max)
-            .instrument(span)
-            .await;
+            .instrument(span);
+        // A removed device stops waiting: the poll then ends by itself, within the
+        // stop's grace, and `shutdown` can still drive the outputs' shutdown levels.
+        let stop = Arc::clone(self.stop());
+        let events = tokio::select! {
+            events = wait => events,
+            () = stop.wait() => Ok(Vec::new()),
+        };
         Ok(events
             .map(|events| events.into_iter().map(Into::into).collect())
             .wit())
