@@ -73,10 +73,18 @@ pub enum SessionError {
 }
 
 impl SessionError {
-    /// Whether retrying cannot help until the spec changes (a refused login).
+    /// Whether retrying cannot help until the spec or the server changes: a refused
+    /// login or grant.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, SessionError::Refused(_))
-            || matches!(self, SessionError::Link(LinkError::Denied(_)))
+        matches!(
+            self,
+            SessionError::Refused(_)
+                | SessionError::Link(LinkError::Denied(_))
+                | SessionError::Service {
+                    service: "ActivateSession",
+                    ..
+                }
+        )
     }
 }
 
@@ -650,4 +658,441 @@ fn next_frame(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::tests::{ack, server_chunk};
+    use opcua_types::{
+        ActivateSessionResponse, BinaryDecodable, ChannelSecurityToken, ContextOwned,
+        CreateMonitoredItemsResponse, CreateSessionResponse, CreateSubscriptionResponse,
+        MonitoredItemCreateResult, MonitoredItemNotification, ObjectId, OpenSecureChannelResponse,
+        ReadResponse, RepublishResponse, ResponseHeader, ServiceFault, UserTokenPolicy,
+        WriteResponse,
+    };
+    use std::cell::Cell;
+    use std::collections::BTreeMap;
+    use std::io::Cursor;
+    use std::rc::Rc;
+
+    /// A scripted server behind a [`Link`]: answers each request as it is sent.
+    #[derive(Debug)]
+    struct Fake {
+        out: VecDeque<Vec<u8>>,
+        sequence: u32,
+        clock: Rc<Cell<u64>>,
+        endpoints: Vec<EndpointDescription>,
+        /// Notification messages the server will publish, in order.
+        to_publish: VecDeque<NotificationMessage>,
+        /// Messages kept for Republish, by sequence number.
+        kept: BTreeMap<u32, NotificationMessage>,
+        /// What the client sent, by service.
+        seen: Vec<(ObjectId, Vec<u8>)>,
+        refuse_activate: bool,
+    }
+
+    impl Fake {
+        fn new(clock: Rc<Cell<u64>>) -> Fake {
+            Fake {
+                out: VecDeque::new(),
+                sequence: 0,
+                clock,
+                endpoints: vec![endpoint(&[(UserTokenType::Anonymous, "anon", "")])],
+                to_publish: VecDeque::new(),
+                kept: BTreeMap::new(),
+                seen: Vec::new(),
+                refuse_activate: false,
+            }
+        }
+
+        fn reply<T: BinaryEncodable + MessageInfo>(&mut self, kind: &[u8; 3], id: u32, r: &T) {
+            self.sequence += 1;
+            self.out
+                .push_back(server_chunk(kind, b'F', 5, self.sequence, id, r));
+        }
+
+        fn handle(&mut self, chunk: &[u8]) {
+            let ctx = ContextOwned::default();
+            match &chunk[..3] {
+                b"HEL" => self.out.push_back(ack(65536)),
+                b"OPN" => {
+                    // Channel ID 0, policy URI (4 + 47), two null byte strings.
+                    let start = 12 + 4 + wire::POLICY_NONE.len() + 8;
+                    let id = u32::from_le_bytes(chunk[start + 4..start + 8].try_into().unwrap());
+                    let response = OpenSecureChannelResponse {
+                        response_header: ResponseHeader::new_good(1),
+                        security_token: ChannelSecurityToken {
+                            channel_id: 5,
+                            token_id: 1,
+                            created_at: DateTime::now(),
+                            revised_lifetime: 600_000,
+                        },
+                        ..Default::default()
+                    };
+                    self.reply(b"OPN", id, &response);
+                }
+                b"MSG" => {
+                    let id = u32::from_le_bytes(chunk[20..24].try_into().unwrap());
+                    let mut body = Cursor::new(&chunk[24..]);
+                    let node = NodeId::decode(&mut body, &ctx.context()).unwrap();
+                    let object = node.as_object_id().unwrap();
+                    let rest = chunk[24 + body.position() as usize..].to_vec();
+                    self.seen.push((object, rest.clone()));
+                    self.service(object, id, &rest);
+                }
+                _ => {}
+            }
+        }
+
+        fn service(&mut self, object: ObjectId, id: u32, body: &[u8]) {
+            let good = ResponseHeader::new_good(1);
+            match object {
+                ObjectId::CreateSessionRequest_Encoding_DefaultBinary => {
+                    let r = CreateSessionResponse {
+                        response_header: good,
+                        authentication_token: NodeId::new(0, 99u32),
+                        server_endpoints: Some(self.endpoints.clone()),
+                        ..Default::default()
+                    };
+                    self.reply(b"MSG", id, &r);
+                }
+                ObjectId::ActivateSessionRequest_Encoding_DefaultBinary => {
+                    if self.refuse_activate {
+                        let r = ServiceFault {
+                            response_header: ResponseHeader::new_service_result(
+                                1,
+                                StatusCode::BadUserAccessDenied,
+                            ),
+                        };
+                        self.reply(b"MSG", id, &r);
+                    } else {
+                        let r = ActivateSessionResponse {
+                            response_header: good,
+                            ..Default::default()
+                        };
+                        self.reply(b"MSG", id, &r);
+                    }
+                }
+                ObjectId::ReadRequest_Encoding_DefaultBinary => {
+                    let r = ReadResponse {
+                        response_header: good,
+                        results: Some(vec![
+                            DataValue::value_only(7i32),
+                            DataValue {
+                                status: Some(StatusCode::BadNodeIdUnknown),
+                                ..Default::default()
+                            },
+                        ]),
+                        diagnostic_infos: None,
+                    };
+                    self.reply(b"MSG", id, &r);
+                }
+                ObjectId::WriteRequest_Encoding_DefaultBinary => {
+                    let r = WriteResponse {
+                        response_header: good,
+                        results: Some(vec![StatusCode::Good, StatusCode::BadNotWritable]),
+                        diagnostic_infos: None,
+                    };
+                    self.reply(b"MSG", id, &r);
+                }
+                ObjectId::CreateSubscriptionRequest_Encoding_DefaultBinary => {
+                    let r = CreateSubscriptionResponse {
+                        response_header: good,
+                        subscription_id: 3,
+                        revised_publishing_interval: 100.0,
+                        revised_lifetime_count: 60,
+                        revised_max_keep_alive_count: 10,
+                    };
+                    self.reply(b"MSG", id, &r);
+                }
+                ObjectId::CreateMonitoredItemsRequest_Encoding_DefaultBinary => {
+                    let r = CreateMonitoredItemsResponse {
+                        response_header: good,
+                        results: Some(vec![MonitoredItemCreateResult::default(); 2]),
+                        diagnostic_infos: None,
+                    };
+                    self.reply(b"MSG", id, &r);
+                }
+                ObjectId::PublishRequest_Encoding_DefaultBinary => {
+                    if let Some(message) = self.to_publish.pop_front() {
+                        let r = PublishResponse {
+                            response_header: good,
+                            subscription_id: 3,
+                            notification_message: message,
+                            ..Default::default()
+                        };
+                        self.reply(b"MSG", id, &r);
+                    }
+                }
+                ObjectId::RepublishRequest_Encoding_DefaultBinary => {
+                    let ctx = ContextOwned::default();
+                    let request =
+                        RepublishRequest::decode(&mut Cursor::new(body), &ctx.context()).unwrap();
+                    match self.kept.get(&request.retransmit_sequence_number) {
+                        Some(message) => {
+                            let r = RepublishResponse {
+                                response_header: good,
+                                notification_message: message.clone(),
+                            };
+                            self.reply(b"MSG", id, &r);
+                        }
+                        None => {
+                            let r = ServiceFault {
+                                response_header: ResponseHeader::new_service_result(
+                                    1,
+                                    StatusCode::BadMessageNotAvailable,
+                                ),
+                            };
+                            self.reply(b"MSG", id, &r);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    impl Link for Fake {
+        fn send(&mut self, bytes: &[u8], _: u32) -> Result<(), LinkError> {
+            self.handle(bytes);
+            Ok(())
+        }
+        fn receive(&mut self, timeout_ms: u32) -> Result<Vec<u8>, LinkError> {
+            match self.out.pop_front() {
+                Some(bytes) => Ok(bytes),
+                None => {
+                    self.clock.set(self.clock.get() + u64::from(timeout_ms));
+                    Err(LinkError::Timeout)
+                }
+            }
+        }
+        fn now_ms(&self) -> u64 {
+            self.clock.get()
+        }
+    }
+
+    fn endpoint(tokens: &[(UserTokenType, &str, &str)]) -> EndpointDescription {
+        EndpointDescription {
+            security_mode: MessageSecurityMode::None,
+            security_policy_uri: UAString::from(wire::POLICY_NONE),
+            user_identity_tokens: Some(
+                tokens
+                    .iter()
+                    .map(|(kind, id, uri)| UserTokenPolicy {
+                        policy_id: UAString::from(*id),
+                        token_type: *kind,
+                        security_policy_uri: UAString::from(*uri),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    fn data(sequence: u32, handle: u32, value: i32) -> NotificationMessage {
+        NotificationMessage {
+            sequence_number: sequence,
+            publish_time: DateTime::now(),
+            notification_data: Some(vec![ExtensionObject::from_message(
+                DataChangeNotification {
+                    monitored_items: Some(vec![MonitoredItemNotification {
+                        client_handle: handle,
+                        value: DataValue::value_only(value),
+                    }]),
+                    diagnostic_infos: None,
+                },
+            )]),
+        }
+    }
+
+    fn keep_alive(next: u32) -> NotificationMessage {
+        NotificationMessage {
+            sequence_number: next,
+            publish_time: DateTime::now(),
+            notification_data: None,
+        }
+    }
+
+    fn open(fake: Fake) -> Session<Fake> {
+        Session::open(
+            fake,
+            "opc.tcp://127.0.0.1:4840/",
+            &Identity::Anonymous,
+            1000,
+        )
+        .unwrap()
+    }
+
+    fn values(changes: &[Change]) -> Vec<(u32, Option<Variant>)> {
+        changes.iter().map(|(h, v)| (*h, v.value.clone())).collect()
+    }
+
+    #[test]
+    fn a_session_reads_and_writes_with_per_node_results() {
+        let clock = Rc::new(Cell::new(0));
+        let mut session = open(Fake::new(clock));
+        let nodes = [NodeId::new(2, "a"), NodeId::new(2, "b")];
+        let read = session.read(&nodes).unwrap();
+        assert_eq!(read[0].value, Some(Variant::Int32(7)));
+        assert_eq!(read[1].status(), StatusCode::BadNodeIdUnknown);
+        let written = session
+            .write(&[
+                (nodes[0].clone(), Variant::Int32(1)),
+                (nodes[1].clone(), Variant::Int32(2)),
+            ])
+            .unwrap();
+        assert_eq!(written, [StatusCode::Good, StatusCode::BadNotWritable]);
+        // The session's requests carry the authentication token it was given.
+        assert_eq!(session.auth, NodeId::new(0, 99u32));
+        assert!(
+            session.read(&nodes[..1]).is_err(),
+            "two results for one node"
+        );
+    }
+
+    #[test]
+    fn publish_delivers_changes_acknowledges_them_and_republishes_a_gap() {
+        let clock = Rc::new(Cell::new(0));
+        let mut fake = Fake::new(clock.clone());
+        fake.to_publish.push_back(data(1, 1, 10));
+        // Sequence 2 is lost on the way; the server still has it for Republish.
+        fake.kept.insert(2, data(2, 2, 20));
+        fake.to_publish.push_back(data(3, 1, 30));
+        let mut session = open(fake);
+        let items = [(1, NodeId::new(2, "a")), (2, NodeId::new(2, "b"))];
+        assert_eq!(session.subscribe(100, &items).unwrap().len(), 2);
+        let changes = session.pump(50).unwrap();
+        assert_eq!(
+            values(&changes),
+            [
+                (1, Some(Variant::Int32(10))),
+                (2, Some(Variant::Int32(20))),
+                (1, Some(Variant::Int32(30)))
+            ]
+        );
+        // The next Publish acknowledges 1 and 3 (2 came by Republish).
+        session.link.to_publish.push_back(keep_alive(4));
+        session.pump(50).unwrap();
+        let republished = session
+            .link
+            .seen
+            .iter()
+            .filter(|(o, _)| *o == ObjectId::RepublishRequest_Encoding_DefaultBinary)
+            .count();
+        assert_eq!(republished, 1);
+        let ctx = ContextOwned::default();
+        let acks: Vec<u32> = session
+            .link
+            .seen
+            .iter()
+            .filter(|(o, _)| *o == ObjectId::PublishRequest_Encoding_DefaultBinary)
+            .flat_map(|(_, body)| {
+                PublishRequest::decode(&mut Cursor::new(body), &ctx.context())
+                    .unwrap()
+                    .subscription_acknowledgements
+                    .unwrap_or_default()
+            })
+            .map(|a| a.sequence_number)
+            .collect();
+        assert_eq!(acks, [1, 3]);
+    }
+
+    #[test]
+    fn a_silent_subscription_ends_the_session() {
+        let clock = Rc::new(Cell::new(0));
+        let mut session = open(Fake::new(clock.clone()));
+        let items = [(1, NodeId::new(2, "a")), (2, NodeId::new(2, "b"))];
+        session.subscribe(100, &items).unwrap();
+        // Keep-alives keep it alive...
+        session.link.to_publish.push_back(keep_alive(1));
+        assert!(session.pump(10).unwrap().is_empty());
+        // ...silence past keep-alive count x interval x 2 + timeout does not.
+        clock.set(clock.get() + 100 * 10 * 2 + 1000 + 1);
+        let err = session.pump(10).unwrap_err();
+        assert!(err.to_string().contains("silent"), "{err}");
+    }
+
+    #[test]
+    fn logins_follow_the_servers_token_policies() {
+        let clock = Rc::new(Cell::new(0));
+        let user = Identity::UserName {
+            user: "u".into(),
+            password: b"p".to_vec(),
+        };
+        let url = "opc.tcp://127.0.0.1:4840/";
+        // Plain username on the None endpoint: accepted, with the server's policy ID.
+        let mut fake = Fake::new(clock.clone());
+        fake.endpoints = vec![endpoint(&[(UserTokenType::UserName, "pw", "")])];
+        let session = Session::open(fake, url, &user, 1000).unwrap();
+        let ctx = ContextOwned::default();
+        let (_, body) = session
+            .link
+            .seen
+            .iter()
+            .find(|(o, _)| *o == ObjectId::ActivateSessionRequest_Encoding_DefaultBinary)
+            .unwrap();
+        let request =
+            ActivateSessionRequest::decode(&mut Cursor::new(body), &ctx.context()).unwrap();
+        let token = request
+            .user_identity_token
+            .inner_as::<UserNameIdentityToken>()
+            .unwrap();
+        assert_eq!(token.policy_id.as_ref(), "pw");
+        assert_eq!(token.password.as_ref(), b"p");
+        // A password the server wants encrypted is refused before it is sent.
+        let mut fake = Fake::new(clock.clone());
+        fake.endpoints = vec![endpoint(&[(
+            UserTokenType::UserName,
+            "pw",
+            "http://opcfoundation.org/UA/SecurityPolicy#Basic256Sha256",
+        )])];
+        let err = Session::open(fake, url, &user, 1000).unwrap_err();
+        assert!(
+            err.is_refusal() && err.to_string().contains("encrypted"),
+            "{err}"
+        );
+        // No anonymous policy: refused, naming it.
+        let mut fake = Fake::new(clock.clone());
+        fake.endpoints = vec![endpoint(&[(UserTokenType::UserName, "pw", "")])];
+        let err = Session::open(fake, url, &Identity::Anonymous, 1000).unwrap_err();
+        assert!(err.to_string().contains("Anonymous"), "{err}");
+        // A refused activation is a refusal, not a network problem.
+        let mut fake = Fake::new(clock);
+        fake.refuse_activate = true;
+        let err = Session::open(fake, url, &Identity::Anonymous, 1000).unwrap_err();
+        assert!(
+            err.is_refusal() && err.to_string().contains("BadUserAccessDenied"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_server_that_never_answers_times_out_in_bounded_time() {
+        #[derive(Debug)]
+        struct Mute(Rc<Cell<u64>>);
+        impl Link for Mute {
+            fn send(&mut self, _: &[u8], _: u32) -> Result<(), LinkError> {
+                Ok(())
+            }
+            fn receive(&mut self, timeout_ms: u32) -> Result<Vec<u8>, LinkError> {
+                self.0.set(self.0.get() + u64::from(timeout_ms));
+                Err(LinkError::Timeout)
+            }
+            fn now_ms(&self) -> u64 {
+                self.0.get()
+            }
+        }
+        let clock = Rc::new(Cell::new(0));
+        let err = Session::open(
+            Mute(clock.clone()),
+            "opc.tcp://h:1/",
+            &Identity::Anonymous,
+            500,
+        )
+        .unwrap_err();
+        assert_eq!(err, SessionError::Timeout("Hello"));
+        assert_eq!(clock.get(), 500);
+    }
 }
