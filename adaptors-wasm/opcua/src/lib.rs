@@ -38,7 +38,10 @@ use session::{Link, LinkError, Session, SessionError};
 use spec::Config;
 
 const NAME: &str = "adaptors.edge.cattle.io/opcua";
+#[cfg(not(feature = "v2"))]
 const VERSION: &str = env!("CARGO_PKG_VERSION");
+#[cfg(feature = "v2")]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+v2");
 const API_VERSION: &str = "devices.edge.cattle.io/v1alpha1";
 const KIND: &str = "OPCUADevice";
 /// The spec field the limb turns into the socket grant (`host:port` of the URL).
@@ -127,6 +130,9 @@ pub struct OpcuaDevice {
     state: State,
     /// The current bad status (or type mismatch) of each property, by name.
     errors: BTreeMap<String, String>,
+    /// Writes the server refused: the value, and why. Not tried again until the value
+    /// changes or the connection is new, so a refused write does not repeat every poll.
+    refused: BTreeMap<String, (String, String)>,
 }
 
 impl OpcuaDevice {
@@ -154,7 +160,8 @@ impl OpcuaDevice {
             let items: Vec<_> = (1u32..).zip(nodes).collect();
             let statuses = session.subscribe(self.config.interval_ms, &items)?;
             for (property, status) in self.config.properties.iter().zip(statuses) {
-                if status.is_bad() {
+                // A node that could not be read already says why.
+                if status.is_bad() && !self.errors.contains_key(&property.name) {
                     self.errors
                         .insert(property.name.clone(), format!("subscribe: {status}"));
                 }
@@ -195,11 +202,12 @@ impl OpcuaDevice {
         let results = session.write(&values)?;
         for ((name, text, _, _), status) in pending.into_iter().zip(results) {
             if status.is_good() {
-                self.errors.remove(&name);
+                self.refused.remove(&name);
                 self.state.written.insert(name, text);
             } else {
                 log::warn(&format!("{}: writing {name} failed: {status}", self.name));
-                self.errors.insert(name, format!("write: {status}"));
+                self.refused
+                    .insert(name, (text, format!("write: {status}")));
             }
         }
         Ok(())
@@ -252,7 +260,12 @@ impl OpcuaDevice {
                         kind: value::type_name(p.kind),
                         value: reading.map(|r| r.value.clone()),
                         updated_at: reading.map(|r| r.updated_at.clone()),
-                        error: self.errors.get(&p.name).or(self.down.as_ref()).cloned(),
+                        error: self
+                            .errors
+                            .get(&p.name)
+                            .or(self.refused.get(&p.name).map(|(_, why)| why))
+                            .or(self.down.as_ref())
+                            .cloned(),
                     }
                 })
                 .collect(),
@@ -282,8 +295,9 @@ impl OpcuaDevice {
         if let Some(session) = self.session.take() {
             drop(session);
         }
-        // The server may have restarted and lost what we wrote.
+        // The server may have restarted and lost what we wrote (or now takes it).
         self.state.written.clear();
+        self.refused.clear();
         let message = err.to_string();
         if self.down.is_none() {
             log::warn(&format!("{}: {message}; reconnecting", self.name));
@@ -336,6 +350,7 @@ impl Device for OpcuaDevice {
                     ..State::default()
                 },
                 errors: BTreeMap::new(),
+                refused: BTreeMap::new(),
             },
             settings,
         ))
