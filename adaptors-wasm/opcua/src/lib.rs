@@ -21,7 +21,15 @@ mod wire;
 #[cfg(feature = "fuzz")]
 #[doc(hidden)]
 pub mod fuzz {
-    pub use crate::wire::{Channel, Limits, acknowledge, take_frame};
+    pub mod wire {
+        pub use crate::wire::*;
+    }
+    pub mod value {
+        pub use crate::value::*;
+    }
+    pub mod spec {
+        pub use crate::spec::*;
+    }
 }
 
 use std::collections::BTreeMap;
@@ -48,6 +56,10 @@ const KIND: &str = "OPCUADevice";
 const GRANT: &str = "protocol.endpoint";
 /// How long a poll waits for publish responses beyond those already in.
 const PUMP_WAIT_MS: u32 = 50;
+/// The longest a poll spends on the network, however many requests it makes: under the
+/// limb's default 5 s call timeout, so a slow server fails the poll instead of
+/// trapping the instance.
+const ROUND_MS: u64 = 4_000;
 /// Reconnect backoff: doubling from the first to the cap.
 const BACKOFF_FIRST_MS: u64 = 1_000;
 const BACKOFF_CAP_MS: u64 = 30_000;
@@ -138,12 +150,15 @@ pub struct OpcuaDevice {
 impl OpcuaDevice {
     /// Connects, reads every node once, subscribes and writes what is pending.
     fn connect(&mut self) -> std::result::Result<(), SessionError> {
-        let stream = socket::connect_tcp(GRANT, self.config.timeout_ms).map_err(link_error)?;
+        let until = clock::monotonic_ms() + ROUND_MS;
+        let connect_ms = self.config.timeout_ms.min(ROUND_MS as u32);
+        let stream = socket::connect_tcp(GRANT, connect_ms).map_err(link_error)?;
         let mut session = Session::open(
             SocketLink(stream),
             &self.config.endpoint,
             &self.config.identity,
             self.config.timeout_ms,
+            until,
         )?;
         let nodes: Vec<_> = self
             .config
@@ -274,6 +289,9 @@ impl OpcuaDevice {
 
     /// One round with a live session: pending writes, data changes, token renewal.
     fn exchange(&mut self) -> std::result::Result<(), SessionError> {
+        if let Some(session) = self.session.as_mut() {
+            session.limit_round(clock::monotonic_ms() + ROUND_MS);
+        }
         self.write_pending()?;
         let Some(session) = self.session.as_mut() else {
             return Ok(());

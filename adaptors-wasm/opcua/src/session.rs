@@ -117,6 +117,10 @@ pub struct Session<L: Link> {
     rx: Vec<u8>,
     auth: NodeId,
     timeout_ms: u32,
+    /// When the current round (one poll's work) must end, on the link's clock: every
+    /// wait stops there, so a poll stays inside the limb's call budget however many
+    /// requests it makes.
+    until: u64,
     next_handle: u32,
     /// When the channel token was issued and for how long.
     token: (u64, u32),
@@ -129,17 +133,19 @@ pub struct Session<L: Link> {
 
 impl<L: Link> Session<L> {
     /// Says Hello, opens a secure channel (policy None) and activates a session as
-    /// `identity`.
+    /// `identity`; each request waits at most `timeout_ms`, and all of them end by
+    /// `until` (see [`Session::limit_round`]).
     pub fn open(
         link: L,
         endpoint: &str,
         identity: &Identity,
         timeout_ms: u32,
+        until: u64,
     ) -> Result<Session<L>, SessionError> {
         let mut link = link;
         link.send(&wire::hello(endpoint)?, timeout_ms)?;
         let mut rx = Vec::new();
-        let deadline = link.now_ms() + u64::from(timeout_ms);
+        let deadline = (link.now_ms() + u64::from(timeout_ms)).min(until);
         let ack =
             next_frame(&mut link, &mut rx, deadline)?.ok_or(SessionError::Timeout("Hello"))?;
         let limits = wire::acknowledge(&ack)?;
@@ -149,6 +155,7 @@ impl<L: Link> Session<L> {
             rx,
             auth: NodeId::null(),
             timeout_ms,
+            until,
             next_handle: 1,
             token: (0, 0),
             publishing: BTreeSet::new(),
@@ -234,6 +241,16 @@ impl<L: Link> Session<L> {
         Ok(())
     }
 
+    /// Ends every wait of this round by `until` (monotonic ms of the link's clock).
+    pub fn limit_round(&mut self, until: u64) {
+        self.until = until;
+    }
+
+    /// The deadline of a request sent now.
+    fn deadline(&self, wait_ms: u32) -> u64 {
+        (self.link.now_ms() + u64::from(wait_ms)).min(self.until)
+    }
+
     fn header(&mut self) -> RequestHeader {
         let handle = self.next_handle;
         self.next_handle = self.next_handle.wrapping_add(1).max(1);
@@ -249,7 +266,14 @@ impl<L: Link> Session<L> {
     ) -> Result<u32, SessionError> {
         let (id, chunks) = self.channel.encode(kind, request)?;
         for chunk in chunks {
-            self.link.send(&chunk, self.timeout_ms)?;
+            let left = self
+                .deadline(self.timeout_ms)
+                .saturating_sub(self.link.now_ms());
+            if left == 0 {
+                return Err(SessionError::Timeout("sending"));
+            }
+            self.link
+                .send(&chunk, u32::try_from(left).unwrap_or(u32::MAX))?;
         }
         Ok(id)
     }
@@ -263,7 +287,7 @@ impl<L: Link> Session<L> {
         request: &T,
     ) -> Result<Response, SessionError> {
         let id = self.send(kind, request)?;
-        let deadline = self.link.now_ms() + u64::from(self.timeout_ms);
+        let deadline = self.deadline(self.timeout_ms);
         loop {
             let Some(incoming) = self.next_incoming(deadline)? else {
                 return Err(SessionError::Timeout(service));
@@ -438,7 +462,7 @@ impl<L: Link> Session<L> {
             let id = self.send(Kind::Message, &request)?;
             self.publishing.insert(id);
         }
-        let deadline = self.link.now_ms() + u64::from(wait_ms);
+        let deadline = self.deadline(wait_ms);
         while let Some(incoming) = self.next_incoming(deadline)? {
             self.keep(incoming)?;
         }
@@ -539,6 +563,7 @@ impl<L: Link> Session<L> {
     /// Closes the session and the channel, best effort and without waiting long.
     pub fn close(mut self) {
         self.timeout_ms = self.timeout_ms.min(1000);
+        self.until = u64::MAX;
         let request = CloseSessionRequest {
             request_header: self.header(),
             delete_subscriptions: true,
@@ -921,6 +946,7 @@ mod tests {
             "opc.tcp://127.0.0.1:4840/",
             &Identity::Anonymous,
             1000,
+            u64::MAX,
         )
         .unwrap()
     }
@@ -1025,7 +1051,7 @@ mod tests {
         // Plain username on the None endpoint: accepted, with the server's policy ID.
         let mut fake = Fake::new(clock.clone());
         fake.endpoints = vec![endpoint(&[(UserTokenType::UserName, "pw", "")])];
-        let session = Session::open(fake, url, &user, 1000).unwrap();
+        let session = Session::open(fake, url, &user, 1000, u64::MAX).unwrap();
         let ctx = ContextOwned::default();
         let (_, body) = session
             .link
@@ -1048,7 +1074,7 @@ mod tests {
             "pw",
             "http://opcfoundation.org/UA/SecurityPolicy#Basic256Sha256",
         )])];
-        let err = Session::open(fake, url, &user, 1000).unwrap_err();
+        let err = Session::open(fake, url, &user, 1000, u64::MAX).unwrap_err();
         assert!(
             err.is_refusal() && err.to_string().contains("encrypted"),
             "{err}"
@@ -1056,12 +1082,12 @@ mod tests {
         // No anonymous policy: refused, naming it.
         let mut fake = Fake::new(clock.clone());
         fake.endpoints = vec![endpoint(&[(UserTokenType::UserName, "pw", "")])];
-        let err = Session::open(fake, url, &Identity::Anonymous, 1000).unwrap_err();
+        let err = Session::open(fake, url, &Identity::Anonymous, 1000, u64::MAX).unwrap_err();
         assert!(err.to_string().contains("Anonymous"), "{err}");
         // A refused activation is a refusal, not a network problem.
         let mut fake = Fake::new(clock);
         fake.refuse_activate = true;
-        let err = Session::open(fake, url, &Identity::Anonymous, 1000).unwrap_err();
+        let err = Session::open(fake, url, &Identity::Anonymous, 1000, u64::MAX).unwrap_err();
         assert!(
             err.is_refusal() && err.to_string().contains("BadUserAccessDenied"),
             "{err}"
@@ -1084,15 +1110,35 @@ mod tests {
                 self.0.get()
             }
         }
+        let url = "opc.tcp://h:1/";
         let clock = Rc::new(Cell::new(0));
         let err = Session::open(
             Mute(clock.clone()),
-            "opc.tcp://h:1/",
+            url,
             &Identity::Anonymous,
             500,
+            u64::MAX,
         )
         .unwrap_err();
         assert_eq!(err, SessionError::Timeout("Hello"));
         assert_eq!(clock.get(), 500);
+        // The round's limit wins over a longer request timeout.
+        let clock = Rc::new(Cell::new(0));
+        let err =
+            Session::open(Mute(clock.clone()), url, &Identity::Anonymous, 500, 200).unwrap_err();
+        assert_eq!(err, SessionError::Timeout("Hello"));
+        assert_eq!(clock.get(), 200);
+    }
+
+    #[test]
+    fn a_round_limit_cuts_a_long_wait_for_publish_responses() {
+        let clock = Rc::new(Cell::new(0));
+        let mut session = open(Fake::new(clock.clone()));
+        let items = [(1, NodeId::new(2, "a")), (2, NodeId::new(2, "b"))];
+        session.subscribe(100, &items).unwrap();
+        let start = clock.get();
+        session.limit_round(start + 30);
+        assert!(session.pump(10_000).unwrap().is_empty());
+        assert_eq!(clock.get(), start + 30);
     }
 }
