@@ -305,7 +305,7 @@ async fn username_and_password_log_in_and_a_wrong_password_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hot_swap_carries_writes_and_readings_over() {
+async fn a_hot_swap_carries_writes_and_readings_over_and_a_changed_value_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let h = harness_opcua();
@@ -333,6 +333,21 @@ async fn a_hot_swap_carries_writes_and_readings_over() {
         .await;
     assert!(ticker(&r) >= 0);
     assert_eq!(server.read(&["ns=2;s=Int32"])[0].1, "5");
+
+    // A new value in the spec is written.
+    let props = json!([
+        {"name": "ticker", "type": "int32", "readOnly": true, "visitor": {"nodeID": "ns=2;s=Ticker"}},
+        {"name": "setpoint", "type": "int32", "value": "77", "visitor": {"nodeID": "ns=2;s=Int32"}},
+    ]);
+    dev.send(limb::supervisor::Command::Update(
+        device("swap", spec(&server, props, json!({}))),
+        vec![],
+    ));
+    h.wait(&key("swap"), Duration::from_secs(30), |r| {
+        r.phase == Phase::Healthy && value(r, "setpoint").as_deref() == Some("77")
+    })
+    .await;
+    assert_eq!(server.read(&["ns=2;s=Int32"])[0].1, "77");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,8 @@ mod spec;
 mod value;
 mod wire;
 
-/// The decoders, public only for the fuzz target in `fuzz/`; not an API.
+/// The decoders, public only for the fuzz target in `fuzz/` (and the session, for
+/// `examples/live.rs`); not an API.
 #[cfg(feature = "fuzz")]
 #[doc(hidden)]
 pub mod fuzz {
@@ -29,6 +30,9 @@ pub mod fuzz {
     }
     pub mod spec {
         pub use crate::spec::*;
+    }
+    pub mod session {
+        pub use crate::session::*;
     }
 }
 
