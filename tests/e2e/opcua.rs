@@ -433,3 +433,74 @@ async fn standalone_runs_the_opcua_example_against_the_server() {
     .await;
     assert_eq!(server.read(&["ns=2;s=Int32"])[0].1, "42");
 }
+
+/// Messages larger than one chunk (asyncua's buffers are 64 KiB) both ways: a Read and
+/// a CreateMonitoredItems of 300 nodes with long IDs (about 80 KB each), a Read response
+/// carrying a 150,000-byte value and a Write of 100,000 bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_messages_travel_in_several_chunks_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let h = harness_opcua();
+    let a = h.load("adaptor_opcua").await;
+    let upload: Vec<u8> = (0..100_000u32).map(|i| (i % 241) as u8).collect();
+    let upload = base64_encode(&upload);
+    let blob: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+    let blob = base64_encode(&blob);
+    let mut props: Vec<Value> = (0..300)
+        .map(|i| {
+            json!({"name": format!("absent-{i}"), "type": "int32", "readOnly": true,
+                   "visitor": {"nodeID": format!("ns=2;s={}-{i}", "x".repeat(200))}})
+        })
+        .collect();
+    props.push(json!({"name": "blob", "type": "byteString", "readOnly": true, "visitor": {"nodeID": "ns=2;s=Blob"}}));
+    props.push(json!({"name": "upload", "type": "byteString", "value": upload, "visitor": {"nodeID": "ns=2;s=Upload"}}));
+    let _dev = h.spawn(
+        device(
+            "large",
+            spec(
+                &server,
+                Value::Array(props),
+                json!({"parameters": {"syncInterval": "1s"}}),
+            ),
+        ),
+        a,
+    );
+    let r = h
+        .wait(&key("large"), Duration::from_secs(60), |r| {
+            r.phase == Phase::Healthy
+                && value(r, "blob").as_deref() == Some(blob.as_str())
+                && value(r, "upload").as_deref() == Some(upload.as_str())
+        })
+        .await;
+    for i in 0..300 {
+        assert_eq!(
+            error(&r, &format!("absent-{i}")).as_deref(),
+            Some("BadNodeIdUnknown")
+        );
+    }
+    assert_eq!(
+        server.read(&["ns=2;s=Upload"])[0],
+        ("ByteString".to_owned(), upload)
+    );
+}
+
+/// Standard base64 with padding, as asyncua's client script prints byte strings.
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}

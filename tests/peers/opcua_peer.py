@@ -7,7 +7,8 @@ checks what the server holds independently of the adaptor.
 
 The server's namespace 2 holds one writable variable per OPCUADevice type, named after
 its asyncua VariantType (ns=2;s=Int32, ...), `Ticker` (Int32, +1 every 200 ms, for
-subscriptions) and `Locked` (Int32, not writable). With USER and PASSWORD only that user
+subscriptions), `Locked` (Int32, not writable), `Blob` (a ByteString of 150,000 bytes,
+byte i = i mod 251) and `Upload` (a writable ByteString, empty at first). With USER and PASSWORD only that user
 may log in; otherwise anonymous logins are taken. Values are printed as the adaptor
 formats them (byte strings as base64, date-times in RFC 3339).
 """
@@ -41,6 +42,10 @@ INITIAL = {
 }
 
 
+# 150,000 bytes, byte i = i mod 251.
+BLOB = bytes(i % 251 for i in range(150_000))
+
+
 class OneUser:
     """Lets only USER with PASSWORD in."""
 
@@ -69,6 +74,12 @@ async def serve(port, user=None, password=None):
         ua.NodeId("Ticker", idx), f"{idx}:Ticker", ua.Variant(0, ua.VariantType.Int32)
     )
     await device.add_variable(ua.NodeId("Locked", idx), f"{idx}:Locked", ua.Variant(7, ua.VariantType.Int32))
+    # Values larger than one 64 KiB chunk, to read and to write.
+    await device.add_variable(ua.NodeId("Blob", idx), f"{idx}:Blob", ua.Variant(BLOB, ua.VariantType.ByteString))
+    upload = await device.add_variable(
+        ua.NodeId("Upload", idx), f"{idx}:Upload", ua.Variant(b"", ua.VariantType.ByteString)
+    )
+    await upload.set_writable()
     async with server:
         print("ready", flush=True)
         tick = 0

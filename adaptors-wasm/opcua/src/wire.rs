@@ -28,6 +28,9 @@ const MIN_BUFFER_SIZE: u32 = 8_192;
 pub const MAX_MESSAGE: u32 = 4 << 20;
 /// The most chunks one response may span.
 const MAX_CHUNKS: u32 = 256;
+/// The most elements of one array in a response (one per property in Read, Write
+/// and CreateMonitoredItems).
+const MAX_ARRAY: usize = 100_000;
 /// Responses being assembled at once (chunks of different requests may interleave).
 const MAX_PARTIAL: usize = 8;
 
@@ -248,6 +251,12 @@ impl Channel {
         let options = DecodingOptions {
             max_message_size: MAX_MESSAGE as usize,
             max_chunk_count: MAX_CHUNKS as usize,
+            // The library's defaults (1,000 elements, 64 KiB strings) would refuse the
+            // Read response of a device with more properties or a larger value; the
+            // message size bounds them all anyway.
+            max_array_length: MAX_ARRAY,
+            max_string_length: MAX_MESSAGE as usize,
+            max_byte_string_length: MAX_MESSAGE as usize,
             ..DecodingOptions::default()
         };
         Channel {
@@ -657,6 +666,26 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(incoming.request_id, 3);
         assert_eq!(incoming.response, Response::Read(Box::new(response)));
+    }
+
+    #[test]
+    fn responses_past_the_librarys_default_limits_decode() {
+        let mut channel = Channel::new(LIMITS);
+        channel.opened(7, 1);
+        let mut results = vec![opcua_types::DataValue::value_only(1.5f64); 5000];
+        results.push(opcua_types::DataValue::value_only(ByteString::from(
+            vec![7u8; 200_000],
+        )));
+        let response = ReadResponse {
+            response_header: ResponseHeader::new_good(5),
+            results: Some(results),
+            diagnostic_infos: None,
+        };
+        let got = channel
+            .receive(&server_chunk(b"MSG", b'F', 7, 1, 1, &response))
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.response, Response::Read(Box::new(response)));
     }
 
     #[test]
