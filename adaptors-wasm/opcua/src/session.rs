@@ -715,6 +715,8 @@ mod tests {
         /// What the client sent, by service.
         seen: Vec<(ObjectId, Vec<u8>)>,
         refuse_activate: bool,
+        /// OpenSecureChannel requests seen (Issue and Renew).
+        opens: u32,
     }
 
     impl Fake {
@@ -728,6 +730,7 @@ mod tests {
                 kept: BTreeMap::new(),
                 seen: Vec::new(),
                 refuse_activate: false,
+                opens: 0,
             }
         }
 
@@ -742,7 +745,8 @@ mod tests {
             match &chunk[..3] {
                 b"HEL" => self.out.push_back(ack(65536)),
                 b"OPN" => {
-                    // Channel ID 0, policy URI (4 + 47), two null byte strings.
+                    self.opens += 1;
+                    // Channel ID, policy URI (4 + 47), two null byte strings.
                     let start = 12 + 4 + wire::POLICY_NONE.len() + 8;
                     let id = u32::from_le_bytes(chunk[start + 4..start + 8].try_into().unwrap());
                     let response = OpenSecureChannelResponse {
@@ -1023,6 +1027,30 @@ mod tests {
             .map(|a| a.sequence_number)
             .collect();
         assert_eq!(acks, [1, 3]);
+    }
+
+    #[test]
+    fn the_channel_token_is_renewed_at_three_quarters_of_its_lifetime() {
+        let clock = Rc::new(Cell::new(0));
+        let mut session = open(Fake::new(clock.clone()));
+        assert_eq!(session.link.opens, 1);
+        // The fake grants 600 s; 75 % is 450 s.
+        clock.set(449_999);
+        session.renew_if_due().unwrap();
+        assert_eq!(session.link.opens, 1);
+        clock.set(450_000);
+        session.renew_if_due().unwrap();
+        assert_eq!(session.link.opens, 2);
+        session.renew_if_due().unwrap();
+        assert_eq!(session.link.opens, 2, "the new token starts a new lifetime");
+        // The session still works on the renewed channel.
+        assert_eq!(
+            session
+                .read(&[NodeId::new(2, "a"), NodeId::new(2, "b")])
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]
