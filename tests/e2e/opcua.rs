@@ -504,3 +504,38 @@ fn base64_encode(bytes: &[u8]) -> String {
     }
     out
 }
+
+/// A node that never changes makes asyncua send keep-alives only (every 10 publishing
+/// intervals, 2 s here); the adaptor counts a subscription silent for twice that plus the
+/// timeout (6 s) as lost, so 10 s of quiet polls with no failure show keep-alives are
+/// taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_subscription_is_kept_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let h = harness_opcua();
+    let a = h.load("adaptor_opcua").await;
+    let props = json!([
+        {"name": "name", "type": "string", "readOnly": true, "visitor": {"nodeID": "ns=2;s=String"}},
+    ]);
+    let _dev = h.spawn(device("quiet", spec(&server, props, json!({}))), a);
+    let first = h
+        .wait(&key("quiet"), Duration::from_secs(30), |r| {
+            r.phase == Phase::Healthy && value(r, "name").as_deref() == Some("initial")
+        })
+        .await;
+    let started = std::time::Instant::now();
+    let r = h
+        .wait(&key("quiet"), Duration::from_secs(30), |r| {
+            r.polls >= first.polls + 50
+        })
+        .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!((r.failed_polls, r.restarts), (0, 0), "{r:#?}");
+    assert_eq!(r.phase, Phase::Healthy);
+    assert!(!server.log().contains("Traceback"), "{}", server.log());
+}
