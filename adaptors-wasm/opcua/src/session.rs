@@ -403,7 +403,11 @@ impl<L: Link> Session<L> {
         let keep_alive = u64::from(created.revised_max_keep_alive_count.max(1));
         self.subscription = Some(Subscription {
             id: created.subscription_id,
-            silence_ms: revised_ms * keep_alive * 2 + u64::from(self.timeout_ms),
+            // Server-chosen numbers: saturate rather than overflow.
+            silence_ms: revised_ms
+                .saturating_mul(keep_alive)
+                .saturating_mul(2)
+                .saturating_add(u64::from(self.timeout_ms)),
             last_sequence: None,
             last_heard_ms: self.link.now_ms(),
             acks: Vec::new(),
