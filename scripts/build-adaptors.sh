@@ -22,4 +22,7 @@ for variant in v2 huge-describe; do
     CARGO_TARGET_DIR="$ADAPTORS_TARGET-variants" cargo build --release --target wasm32-wasip2 --locked -p adaptor-hostile --features "$variant"
     cp "$ADAPTORS_TARGET-variants/wasm32-wasip2/release/adaptor_hostile.wasm" "$OCTOPUS_ADAPTORS_DIR/adaptor_hostile_${variant//-/_}.wasm"
 done
+# The OPC UA adaptor's v2 (a hot swap carrying its state to another version).
+CARGO_TARGET_DIR="$ADAPTORS_TARGET-variants" cargo build --release --target wasm32-wasip2 --locked -p adaptor-opcua --features v2
+cp "$ADAPTORS_TARGET-variants/wasm32-wasip2/release/adaptor_opcua.wasm" "$OCTOPUS_ADAPTORS_DIR/adaptor_opcua_v2.wasm"
 ls -l "$OCTOPUS_ADAPTORS_DIR"

@@ -26,9 +26,11 @@ ensure_toolchain() {
 }
 
 # Real peers the end-to-end tests talk to: socat (pty pairs) and mbpoll (an independent
-# Modbus master) from Debian's packages, and pymodbus (the Modbus TCP/RTU slave) in a venv
-# under the cache. Idempotent; exports OCTOPUS_PEERS_PYTHON for the tests.
+# Modbus master) from Debian's packages, and pymodbus (the Modbus TCP/RTU slave) and
+# asyncua (the OPC UA server and client) in a venv under the cache. Idempotent; exports
+# OCTOPUS_PEERS_PYTHON for the tests.
 PYMODBUS_VERSION=3.16.1
+ASYNCUA_VERSION=2.1.0
 ensure_peers() {
     local missing=()
     command -v socat >/dev/null || missing+=(socat)
@@ -49,6 +51,10 @@ ensure_peers() {
         mkdir -p "$CACHE/peers"
         [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
         "$venv/bin/python" -m pip install -q --disable-pip-version-check "pymodbus[serial]==$PYMODBUS_VERSION"
+    fi
+    if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('asyncua') != '$ASYNCUA_VERSION')" 2>/dev/null; then
+        echo "installing asyncua $ASYNCUA_VERSION in $venv"
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check "asyncua==$ASYNCUA_VERSION"
     fi
     export OCTOPUS_PEERS_PYTHON="$venv/bin/python"
 }

@@ -21,5 +21,6 @@ mod languages;
 mod loading;
 mod modbus;
 mod mqtt;
+mod opcua;
 mod runtime;
 mod standalone;

@@ -1,7 +1,7 @@
 //! The one harness of Octopus's end-to-end suites (`e2e/` for the limb, `cluster/` for
 //! the brain): a real kube-apiserver with etcd ([`apiserver`]), the `limb` and `brain`
 //! processes built from this checkout ([`bins`], run as [`process`]es), the device peers (pymodbus, socat and
-//! mbpoll in [`peers`], mosquitto in [`mosquitto`]) and the one lookup of repository
+//! mbpoll in [`peers`], mosquitto in [`mosquitto`], asyncua in [`opcua`]) and the one lookup of repository
 //! files and adaptor components ([`paths`]).
 //!
 //! It knows no Octopus crate: the suites bring the limb and brain libraries as
@@ -18,6 +18,7 @@
 pub mod apiserver;
 pub mod bins;
 pub mod mosquitto;
+pub mod opcua;
 pub mod paths;
 pub mod peers;
 pub mod process;

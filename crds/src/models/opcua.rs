@@ -197,6 +197,10 @@ pub struct OpcuaDeviceStatusProperty {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "kube", schemars(extend("format" = "date-time")))]
     pub updated_at: Option<String>,
+    /// Why the node has no current value: its bad status code, a refused write, a type
+    /// other than the spec's, or the server being unreachable (not in Octopus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[cfg(all(test, feature = "kube"))]

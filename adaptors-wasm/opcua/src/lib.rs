@@ -1,0 +1,535 @@
+//! The Octopus OPC UA adaptor as a WebAssembly component.
+//!
+//! It serves `OPCUADevice` (`devices.edge.cattle.io/v1alpha1`) for
+//! `adaptors.edge.cattle.io/opcua`: nodes of an OPC UA server over `opc.tcp`, with
+//! SecurityPolicy None and an anonymous or username/password session. Each poll keeps
+//! the session up (reconnecting with a capped backoff), writes the spec values that
+//! changed, takes the subscription's data changes and reports
+//! `{"properties": [{name, type, value, updatedAt, error}]}`; a bad status code of one
+//! node is that property's `error`, not a failed poll.
+//!
+//! Module map: `spec` validates, `value` converts typed values, `wire` is UA-TCP and
+//! the secure channel without I/O, `session` the services over any byte link, and
+//! this file the device over the limb's socket.
+
+mod session;
+mod spec;
+mod value;
+mod wire;
+
+/// The decoders, public only for the fuzz target in `fuzz/` (and the session, for
+/// `examples/live.rs`); not an API.
+#[cfg(feature = "fuzz")]
+#[doc(hidden)]
+pub mod fuzz {
+    pub mod wire {
+        pub use crate::wire::*;
+    }
+    pub mod value {
+        pub use crate::value::*;
+    }
+    pub mod spec {
+        pub use crate::spec::*;
+    }
+    pub mod session {
+        pub use crate::session::*;
+    }
+}
+
+use std::collections::BTreeMap;
+
+use crds::models::opcua::OPCUADeviceSpec;
+use octopus_adaptor_sdk::{
+    CapabilityError, Context, Device, Error, Info, ModelInfo, ResourceKind, Result, Settings,
+    clock, events, log, socket, time,
+};
+use opcua_types::DataValue;
+use serde::{Deserialize, Serialize};
+
+use session::{Link, LinkError, Session, SessionError};
+use spec::Config;
+
+const NAME: &str = "adaptors.edge.cattle.io/opcua";
+#[cfg(not(feature = "v2"))]
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+#[cfg(feature = "v2")]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+v2");
+const API_VERSION: &str = "devices.edge.cattle.io/v1alpha1";
+const KIND: &str = "OPCUADevice";
+/// The spec field the limb turns into the socket grant (`host:port` of the URL).
+const GRANT: &str = "protocol.endpoint";
+/// How long a poll waits for publish responses beyond those already in.
+const PUMP_WAIT_MS: u32 = 50;
+/// The longest a poll spends on the network, however many requests it makes: under the
+/// limb's default 5 s call timeout, so a slow server fails the poll instead of
+/// trapping the instance.
+const ROUND_MS: u64 = 4_000;
+/// Reconnect backoff: doubling from the first to the cap.
+const BACKOFF_FIRST_MS: u64 = 1_000;
+const BACKOFF_CAP_MS: u64 = 30_000;
+
+/// The limb's TCP stream as a [`Link`].
+struct SocketLink(socket::TcpStream);
+
+fn link_error(e: CapabilityError) -> LinkError {
+    match e {
+        CapabilityError::Timeout => LinkError::Timeout,
+        CapabilityError::Closed => LinkError::Closed,
+        CapabilityError::NotPermitted(m) => LinkError::Denied(m),
+        other => LinkError::Io(other.to_string()),
+    }
+}
+
+impl Link for SocketLink {
+    fn send(&mut self, bytes: &[u8], timeout_ms: u32) -> std::result::Result<(), LinkError> {
+        self.0.send(bytes, timeout_ms).map_err(link_error)
+    }
+    fn receive(&mut self, timeout_ms: u32) -> std::result::Result<Vec<u8>, LinkError> {
+        self.0.receive(65_536, timeout_ms).map_err(link_error)
+    }
+    fn now_ms(&self) -> u64 {
+        clock::monotonic_ms()
+    }
+}
+
+/// The last value of a property and when it changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reading {
+    pub value: String,
+    pub updated_at: String,
+}
+
+/// What survives a hot swap: values written (so they are not written again) and the
+/// last readings (so the status is not empty until the first notification).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub format: String,
+    #[serde(default)]
+    pub written: BTreeMap<String, String>,
+    #[serde(default)]
+    pub readings: BTreeMap<String, Reading>,
+}
+
+const STATE_FORMAT: &str = "opcua/1";
+
+/// One property in the status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusProperty {
+    name: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    updated_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Status {
+    properties: Vec<StatusProperty>,
+}
+
+/// One configured `OPCUADevice`.
+pub struct OpcuaDevice {
+    name: String,
+    config: Config,
+    session: Option<Session<SocketLink>>,
+    /// Monotonic time of the next connect attempt, and the delay after that one.
+    retry_at_ms: u64,
+    backoff_ms: u64,
+    /// Why the server is unreachable, while it is.
+    down: Option<String>,
+    state: State,
+    /// The current bad status (or type mismatch) of each property, by name.
+    errors: BTreeMap<String, String>,
+    /// Writes the server refused: the value, and why. Not tried again until the value
+    /// changes or the connection is new, so a refused write does not repeat every poll.
+    refused: BTreeMap<String, (String, String)>,
+}
+
+impl OpcuaDevice {
+    /// Connects, reads every node once, subscribes and writes what is pending.
+    fn connect(&mut self) -> std::result::Result<(), SessionError> {
+        let until = clock::monotonic_ms() + ROUND_MS;
+        let connect_ms = self.config.timeout_ms.min(ROUND_MS as u32);
+        let stream = socket::connect_tcp(GRANT, connect_ms).map_err(link_error)?;
+        let mut session = Session::open(
+            SocketLink(stream),
+            &self.config.endpoint,
+            &self.config.identity,
+            self.config.timeout_ms,
+            until,
+        )?;
+        let nodes: Vec<_> = self
+            .config
+            .properties
+            .iter()
+            .map(|p| p.node.clone())
+            .collect();
+        if !nodes.is_empty() {
+            let values = session.read(&nodes)?;
+            let now = time::rfc3339(clock::now_ms());
+            for (index, value) in values.into_iter().enumerate() {
+                self.apply(index, &value, &now);
+            }
+            let items: Vec<_> = (1u32..).zip(nodes).collect();
+            let statuses = session.subscribe(self.config.interval_ms, &items)?;
+            for (property, status) in self.config.properties.iter().zip(statuses) {
+                // A node that could not be read already says why.
+                if status.is_bad() && !self.errors.contains_key(&property.name) {
+                    self.errors
+                        .insert(property.name.clone(), format!("subscribe: {status}"));
+                }
+            }
+        }
+        self.session = Some(session);
+        self.write_pending()
+    }
+
+    /// Writes spec values that differ from what was last written.
+    fn write_pending(&mut self) -> std::result::Result<(), SessionError> {
+        let Some(session) = self.session.as_mut() else {
+            return Ok(());
+        };
+        let pending: Vec<_> = self
+            .config
+            .properties
+            .iter()
+            .filter_map(|p| {
+                let (text, variant) = p.write.as_ref()?;
+                (self.state.written.get(&p.name) != Some(text)).then(|| {
+                    (
+                        p.name.clone(),
+                        text.clone(),
+                        p.node.clone(),
+                        variant.clone(),
+                    )
+                })
+            })
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let values: Vec<_> = pending
+            .iter()
+            .map(|(_, _, node, variant)| (node.clone(), variant.clone()))
+            .collect();
+        let results = session.write(&values)?;
+        for ((name, text, _, _), status) in pending.into_iter().zip(results) {
+            if status.is_good() {
+                self.refused.remove(&name);
+                self.state.written.insert(name, text);
+            } else {
+                log::warn(&format!("{}: writing {name} failed: {status}", self.name));
+                self.refused
+                    .insert(name, (text, format!("write: {status}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a value of the property at `index`.
+    fn apply(&mut self, index: usize, value: &DataValue, now: &str) {
+        let Some(property) = self.config.properties.get(index) else {
+            return;
+        };
+        let name = property.name.clone();
+        let status = value.status();
+        if status.is_bad() {
+            self.errors.insert(name, status.to_string());
+            return;
+        }
+        let variant = value.value.clone().unwrap_or_default();
+        match value::format(property.kind, &variant) {
+            Ok(text) => {
+                self.errors.remove(&name);
+                let updated_at = value
+                    .source_timestamp
+                    .or(value.server_timestamp)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_else(|| now.to_owned());
+                self.state.readings.insert(
+                    name,
+                    Reading {
+                        value: text,
+                        updated_at,
+                    },
+                );
+            }
+            Err(why) => {
+                self.errors.insert(name, why);
+            }
+        }
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            properties: self
+                .config
+                .properties
+                .iter()
+                .map(|p| {
+                    let reading = self.state.readings.get(&p.name);
+                    StatusProperty {
+                        name: p.name.clone(),
+                        kind: value::type_name(p.kind),
+                        value: reading.map(|r| r.value.clone()),
+                        updated_at: reading.map(|r| r.updated_at.clone()),
+                        error: self
+                            .errors
+                            .get(&p.name)
+                            .or(self.refused.get(&p.name).map(|(_, why)| why))
+                            .or(self.down.as_ref())
+                            .cloned(),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// One round with a live session: pending writes, data changes, token renewal.
+    fn exchange(&mut self) -> std::result::Result<(), SessionError> {
+        if let Some(session) = self.session.as_mut() {
+            session.limit_round(clock::monotonic_ms() + ROUND_MS);
+        }
+        self.write_pending()?;
+        let Some(session) = self.session.as_mut() else {
+            return Ok(());
+        };
+        session.renew_if_due()?;
+        let changes = session.pump(PUMP_WAIT_MS)?;
+        if !changes.is_empty() {
+            let now = time::rfc3339(clock::now_ms());
+            for (handle, value) in changes {
+                let index = (handle as usize).wrapping_sub(1);
+                self.apply(index, &value, &now);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the session after `err`, schedules the next attempt and says why.
+    fn lost(&mut self, err: &SessionError) -> Error {
+        if let Some(session) = self.session.take() {
+            drop(session);
+        }
+        // The server may have restarted and lost what we wrote (or now takes it).
+        self.state.written.clear();
+        self.refused.clear();
+        let message = err.to_string();
+        if self.down.is_none() {
+            log::warn(&format!("{}: {message}; reconnecting", self.name));
+            events::warning("Unreachable", &message);
+        }
+        self.down = Some(message.clone());
+        self.retry_at_ms = clock::monotonic_ms() + self.backoff_ms;
+        self.backoff_ms = (self.backoff_ms * 2).min(BACKOFF_CAP_MS);
+        if err.is_refusal() {
+            Error::NotPermitted(message)
+        } else {
+            Error::Unreachable(message)
+        }
+    }
+}
+
+impl Device for OpcuaDevice {
+    type Spec = OPCUADeviceSpec;
+    type Status = Status;
+    type State = State;
+
+    fn describe() -> Info {
+        Info::new(NAME, VERSION)
+            .model(ModelInfo::new(API_VERSION, KIND).resource(GRANT, ResourceKind::Tcp))
+    }
+
+    fn configure(spec: OPCUADeviceSpec, ctx: &Context) -> Result<(Self, Settings)> {
+        let config = spec::check(&spec, ctx)?;
+        let name = ctx.device_name();
+        let line = format!(
+            "{KIND} {name}: {} ({:?}), {} properties, publishing every {} ms",
+            config.endpoint,
+            config.identity,
+            config.properties.len(),
+            config.interval_ms
+        );
+        log::info(&format!("configured {line}"));
+        events::normal("Configured", &line);
+        let settings = Settings::poll_every_ms(config.interval_ms);
+        Ok((
+            OpcuaDevice {
+                name,
+                config,
+                session: None,
+                retry_at_ms: 0,
+                backoff_ms: BACKOFF_FIRST_MS,
+                down: None,
+                state: State {
+                    format: STATE_FORMAT.to_owned(),
+                    ..State::default()
+                },
+                errors: BTreeMap::new(),
+                refused: BTreeMap::new(),
+            },
+            settings,
+        ))
+    }
+
+    fn poll(&mut self) -> Result<Status> {
+        let outcome = if self.session.is_some() {
+            self.exchange()
+        } else if clock::monotonic_ms() >= self.retry_at_ms {
+            self.connect()
+        } else {
+            // Still backing off: report the last status with the reason.
+            let status = self.status();
+            let _ = events::report_status(&status);
+            return Err(Error::Unreachable(
+                self.down
+                    .clone()
+                    .unwrap_or_else(|| "reconnecting".to_owned()),
+            ));
+        };
+        match outcome {
+            Ok(()) => {
+                if self.down.take().is_some() {
+                    log::info(&format!("{} is reachable again", self.name));
+                }
+                self.backoff_ms = BACKOFF_FIRST_MS;
+                Ok(self.status())
+            }
+            Err(err) => {
+                let error = self.lost(&err);
+                // The error alone would leave the status stale.
+                let _ = events::report_status(&self.status());
+                Err(error)
+            }
+        }
+    }
+
+    fn snapshot(&self) -> State {
+        self.state.clone()
+    }
+
+    fn restore(&mut self, state: State) {
+        let names: std::collections::BTreeSet<&str> = self
+            .config
+            .properties
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        self.state.written = state
+            .written
+            .into_iter()
+            .filter(|(name, _)| names.contains(name.as_str()))
+            .collect();
+        self.state.readings = state
+            .readings
+            .into_iter()
+            .filter(|(name, _)| names.contains(name.as_str()))
+            .collect();
+    }
+
+    fn check_state(state: &State, _from_version: &str) -> Result<()> {
+        if state.format == STATE_FORMAT {
+            Ok(())
+        } else {
+            Err(Error::IncompatibleState(format!(
+                "not a {STATE_FORMAT} snapshot: format is {:?}",
+                state.format
+            )))
+        }
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(session) = self.session.take() {
+            session.close();
+        }
+        log::info(&format!("shut down {}", self.name));
+    }
+}
+
+octopus_adaptor_sdk::export_adaptor!(OpcuaDevice);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use octopus_adaptor_sdk::{DeviceConfig, Instance};
+
+    const SPEC: &str = r#"{"parameters": {"syncInterval": "1s"},
+        "protocol": {"endpoint": "opc.tcp://127.0.0.1:4840/"},
+        "properties": [
+            {"name": "a", "type": "int32", "value": "5", "visitor": {"nodeID": "ns=2;s=A"}},
+            {"name": "b", "type": "string", "visitor": {"nodeID": "ns=2;s=B"}}]}"#;
+
+    #[test]
+    fn describe_declares_the_endpoint_as_a_tcp_grant() {
+        let info = OpcuaDevice::describe();
+        let [model] = info.models.as_slice() else {
+            panic!("one model")
+        };
+        assert_eq!(model.model.kind, KIND);
+        let fields: Vec<_> = model
+            .resource_fields
+            .iter()
+            .map(|f| f.path.as_str())
+            .collect();
+        assert_eq!(fields, [GRANT]);
+    }
+
+    #[test]
+    fn without_a_limb_polls_fail_with_every_property_in_the_status() {
+        let mut instance = Instance::<OpcuaDevice>::new();
+        instance
+            .configure(DeviceConfig::for_tests::<OpcuaDevice>(SPEC))
+            .unwrap();
+        let err = instance.poll().unwrap_err();
+        assert!(matches!(err, Error::NotPermitted(_)), "{err}");
+        let status = instance.device().unwrap().status();
+        assert_eq!(status.properties.len(), 2);
+        assert!(status.properties[0].error.is_some());
+        // The next poll backs off rather than reconnecting at once.
+        assert!(matches!(instance.poll(), Err(Error::Unreachable(_))));
+    }
+
+    #[test]
+    fn state_survives_a_hot_swap_for_the_properties_still_there() {
+        let mut old = Instance::<OpcuaDevice>::new();
+        old.configure(DeviceConfig::for_tests::<OpcuaDevice>(SPEC))
+            .unwrap();
+        let state = State {
+            format: STATE_FORMAT.into(),
+            written: [
+                ("a".to_owned(), "5".to_owned()),
+                ("gone".into(), "1".into()),
+            ]
+            .into(),
+            readings: [(
+                "b".to_owned(),
+                Reading {
+                    value: "x".into(),
+                    updated_at: "2024-05-01T10:00:00Z".into(),
+                },
+            )]
+            .into(),
+        };
+        let bytes = serde_json::to_vec(&state).unwrap();
+        let mut new = Instance::<OpcuaDevice>::new();
+        new.restore(&bytes, "0.1.0").unwrap();
+        new.configure(DeviceConfig::for_tests::<OpcuaDevice>(SPEC))
+            .unwrap();
+        let device = new.device().unwrap();
+        assert_eq!(device.state.written.len(), 1, "unknown properties dropped");
+        assert_eq!(device.status().properties[1].value.as_deref(), Some("x"));
+        let snapshot: State = serde_json::from_slice(&new.snapshot().unwrap()).unwrap();
+        assert_eq!(snapshot.written["a"], "5");
+        let wrong = br#"{"format": "modbus/1"}"#;
+        assert!(matches!(
+            new.restore(wrong, "0.1.0"),
+            Err(Error::IncompatibleState(_))
+        ));
+    }
+}

@@ -1,0 +1,317 @@
+//! Validation of an `OPCUADevice` spec: everything that can be checked before talking
+//! to the server is refused here as `invalid-spec` naming the field (`path: why`).
+
+use std::str::FromStr;
+
+use crds::models::opcua::{
+    OPCUADeviceSpec, OpcuaPropertyType, OpcuaSecurityMode, OpcuaSecurityPolicy,
+};
+use octopus_adaptor_sdk::spec::SpecError;
+use octopus_adaptor_sdk::{Context, duration};
+use opcua_types::{NodeId, Variant};
+
+use crate::value;
+
+type Result<T> = std::result::Result<T, SpecError>;
+
+/// The policies this adaptor speaks, named in the refusal of any other.
+pub const SUPPORTED_POLICIES: &str = "None";
+
+/// The longest publishing interval we ask for; longer would outlive the keep-alive
+/// bookkeeping of most servers.
+const MAX_INTERVAL_MS: u64 = 3_600_000;
+
+/// A validated spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `opc.tcp://host:port/path`, sent in Hello and CreateSession.
+    pub endpoint: String,
+    pub identity: Identity,
+    pub interval_ms: u64,
+    pub timeout_ms: u32,
+    pub properties: Vec<Property>,
+}
+
+/// Who the session is activated as.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Identity {
+    Anonymous,
+    UserName { user: String, password: Vec<u8> },
+}
+
+impl std::fmt::Debug for Identity {
+    /// Never prints the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Identity::Anonymous => f.write_str("Anonymous"),
+            Identity::UserName { user, .. } => write!(f, "UserName({user:?})"),
+        }
+    }
+}
+
+/// One node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Property {
+    pub name: String,
+    pub kind: OpcuaPropertyType,
+    pub node: NodeId,
+    /// The value to write, parsed; `None` for read-only properties and those without.
+    pub write: Option<(String, Variant)>,
+}
+
+fn error(path: &str, why: impl std::fmt::Display) -> SpecError {
+    SpecError::at(path, why)
+}
+
+/// Checks `spec`, resolving `basicAuth` references through `ctx`.
+pub fn check(spec: &OPCUADeviceSpec, ctx: &Context) -> Result<Config> {
+    let protocol = &spec.protocol;
+    let endpoint = protocol.endpoint.trim().to_owned();
+    let authority = endpoint
+        .strip_prefix("opc.tcp://")
+        .and_then(|rest| rest.split('/').next())
+        .ok_or_else(|| {
+            error(
+                "protocol.endpoint",
+                format!("{endpoint:?} is not an opc.tcp://host:port URL"),
+            )
+        })?;
+    let has_port = authority
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !has_port {
+        return Err(error(
+            "protocol.endpoint",
+            format!("{endpoint:?} needs a host and port, e.g. opc.tcp://plc:4840"),
+        ));
+    }
+    let policy = protocol.security_policy();
+    if policy != OpcuaSecurityPolicy::None {
+        let why = match policy {
+            OpcuaSecurityPolicy::Basic128Rsa15
+            | OpcuaSecurityPolicy::Basic256
+            | OpcuaSecurityPolicy::Aes256Sha256RsaPss => "is not supported",
+            _ => "is not implemented yet",
+        };
+        return Err(error(
+            "protocol.securityPolicy",
+            format!("{policy:?} {why}; supported: {SUPPORTED_POLICIES}"),
+        ));
+    }
+    if protocol.security_mode() != OpcuaSecurityMode::None {
+        return Err(error(
+            "protocol.securityMode",
+            format!(
+                "{:?} needs a security policy other than None; supported modes: None",
+                protocol.security_mode()
+            ),
+        ));
+    }
+    if protocol.tls_config.is_some() {
+        return Err(error(
+            "protocol.tlsConfig",
+            "a client certificate is only used by signing policies, which are not supported",
+        ));
+    }
+    let identity = match &protocol.basic_auth {
+        None => Identity::Anonymous,
+        Some(auth) => {
+            let path = "protocol.basicAuth";
+            let user = literal_or_ref(
+                ctx,
+                auth.username.as_deref(),
+                auth.username_ref.as_ref(),
+                &format!("{path}.usernameRef"),
+            )?
+            .ok_or_else(|| error(path, "a username is required (username or usernameRef)"))?;
+            let user = String::from_utf8(user)
+                .map_err(|_| error(&format!("{path}.usernameRef"), "the username is not UTF-8"))?;
+            let password = literal_or_ref(
+                ctx,
+                auth.password.as_deref(),
+                auth.password_ref.as_ref(),
+                &format!("{path}.passwordRef"),
+            )?
+            .unwrap_or_default();
+            Identity::UserName { user, password }
+        }
+    };
+    let parameters = spec.parameters.clone().unwrap_or_default();
+    let interval_ms = duration::parse_ms(parameters.sync_interval())
+        .map_err(|e| error("parameters.syncInterval", e))?;
+    if !(100..=MAX_INTERVAL_MS).contains(&interval_ms) {
+        return Err(error(
+            "parameters.syncInterval",
+            format!("must be between 100ms and 1h, got {interval_ms} ms"),
+        ));
+    }
+    let timeout_ms =
+        duration::parse_ms(parameters.timeout()).map_err(|e| error("parameters.timeout", e))?;
+    let timeout_ms = u32::try_from(timeout_ms.clamp(100, 300_000)).unwrap_or(300_000);
+
+    octopus_adaptor_sdk::spec::unique_names(
+        "properties",
+        spec.properties.iter().map(|p| p.name.as_str()),
+    )?;
+    let mut properties = Vec::with_capacity(spec.properties.len());
+    for (i, p) in spec.properties.iter().enumerate() {
+        let path = format!("properties[{i}]");
+        let node = NodeId::from_str(p.visitor.node_id.trim()).map_err(|_| {
+            error(
+                &format!("{path}.visitor.nodeID"),
+                format!(
+                    "{:?} is not a node ID such as ns=1;s=Temperature or ns=1;i=1005",
+                    p.visitor.node_id
+                ),
+            )
+        })?;
+        let write = match (&p.value, p.read_only()) {
+            (Some(text), false) => Some((
+                text.clone(),
+                value::parse(p.r#type, text).map_err(|e| error(&format!("{path}.value"), e))?,
+            )),
+            _ => None,
+        };
+        properties.push(Property {
+            name: p.name.clone(),
+            kind: p.r#type,
+            node,
+            write,
+        });
+    }
+    Ok(Config {
+        endpoint,
+        identity,
+        interval_ms,
+        timeout_ms,
+        properties,
+    })
+}
+
+/// A literal or its `*Ref` twin; the reference wins when both are set.
+fn literal_or_ref(
+    ctx: &Context,
+    literal: Option<&str>,
+    reference: Option<&crds::models::extension::ReferenceRelationship>,
+    field: &str,
+) -> Result<Option<Vec<u8>>> {
+    if let Some(r) = reference {
+        return ctx
+            .reference(&r.name, &r.item)
+            .map(|bytes| Some(bytes.to_vec()))
+            .ok_or_else(|| {
+                error(
+                    field,
+                    format!(
+                        "reference {:?} item {:?} is not among the DeviceLink's resolved references",
+                        r.name, r.item
+                    ),
+                )
+            });
+    }
+    Ok(literal.map(|s| s.as_bytes().to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use octopus_adaptor_sdk::{DeviceIdentity, Model};
+
+    fn ctx() -> Context {
+        Context {
+            model: Model::new("devices.edge.cattle.io/v1alpha1", "OPCUADevice"),
+            device: DeviceIdentity {
+                namespace: "default".into(),
+                name: "t".into(),
+                uid: "u".into(),
+            },
+            references: Vec::new(),
+        }
+    }
+
+    fn parse(json: serde_json::Value) -> Result<Config> {
+        let spec: OPCUADeviceSpec = serde_json::from_value(json).unwrap();
+        check(&spec, &ctx())
+    }
+
+    #[test]
+    fn a_full_spec_is_checked() {
+        let config = parse(serde_json::json!({
+            "parameters": {"syncInterval": "2s", "timeout": "3s"},
+            "protocol": {"endpoint": "opc.tcp://127.0.0.1:4840/x",
+                          "basicAuth": {"username": "u", "password": "p"}},
+            "properties": [
+                {"name": "a", "type": "int32", "value": "7", "visitor": {"nodeID": "ns=2;s=A"}},
+                {"name": "b", "type": "double", "readOnly": true, "value": "1", "visitor": {"nodeID": "ns=2;i=5"}}
+            ]
+        }))
+        .unwrap();
+        assert_eq!((config.interval_ms, config.timeout_ms), (2000, 3000));
+        assert_eq!(
+            config.identity,
+            Identity::UserName {
+                user: "u".into(),
+                password: b"p".to_vec()
+            }
+        );
+        assert!(!format!("{:?}", config.identity).contains('p'));
+        assert_eq!(config.properties[0].node, NodeId::new(2, "A"));
+        assert_eq!(
+            config.properties[0].write,
+            Some(("7".into(), Variant::Int32(7)))
+        );
+        assert_eq!(
+            config.properties[1].write, None,
+            "read-only is never written"
+        );
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        let base = |protocol: serde_json::Value, properties: serde_json::Value| {
+            parse(serde_json::json!({"protocol": protocol, "properties": properties}))
+                .unwrap_err()
+                .0
+        };
+        let ok = serde_json::json!({"endpoint": "opc.tcp://h:1"});
+        let err = base(
+            serde_json::json!({"endpoint": "opc.tcp://h"}),
+            serde_json::json!([]),
+        );
+        assert!(err.starts_with("protocol.endpoint:"), "{err}");
+        for deprecated in ["Basic128Rsa15", "Basic256", "Aes256Sha256RsaPss"] {
+            let err = base(
+                serde_json::json!({"endpoint": "opc.tcp://h:1", "securityPolicy": deprecated}),
+                serde_json::json!([]),
+            );
+            assert!(
+                err.starts_with("protocol.securityPolicy:")
+                    && err.contains(deprecated)
+                    && err.contains("not supported; supported: None"),
+                "{err}"
+            );
+        }
+        let err = base(
+            ok.clone(),
+            serde_json::json!([{"name": "a", "type": "int16", "value": "70000", "visitor": {"nodeID": "ns=1;i=1"}}]),
+        );
+        assert!(err.starts_with("properties[0].value:"), "{err}");
+        let err = base(
+            ok.clone(),
+            serde_json::json!([{"name": "a", "type": "int16", "visitor": {"nodeID": "Temperature"}}]),
+        );
+        assert!(err.starts_with("properties[0].visitor.nodeID:"), "{err}");
+        let err = base(
+            ok.clone(),
+            serde_json::json!([
+                {"name": "a", "type": "int16", "visitor": {"nodeID": "ns=1;i=1"}},
+                {"name": "a", "type": "int16", "visitor": {"nodeID": "ns=1;i=2"}}]),
+        );
+        assert!(err.contains("duplicate"), "{err}");
+        let err = base(
+            serde_json::json!({"endpoint": "opc.tcp://h:1", "basicAuth": {"passwordRef": {"name": "s", "item": "p"}}}),
+            serde_json::json!([]),
+        );
+        assert!(err.starts_with("protocol.basicAuth"), "{err}");
+    }
+}

@@ -1,0 +1,136 @@
+"""The OPC UA peer of the end-to-end tests: an asyncua server, and an asyncua client that
+checks what the server holds independently of the adaptor.
+
+    opcua_peer.py serve PORT [USER PASSWORD]   # a server on 127.0.0.1:PORT, policy None
+    opcua_peer.py read URL NODE...             # one JSON line per node: [variant type, value]
+    opcua_peer.py write URL NODE TYPE VALUE    # writes VALUE as TYPE (an asyncua VariantType)
+
+The server's namespace 2 holds one writable variable per OPCUADevice type, named after
+its asyncua VariantType (ns=2;s=Int32, ...), `Ticker` (Int32, +1 every 200 ms, for
+subscriptions), `Locked` (Int32, not writable), `Blob` (a ByteString of 150,000 bytes,
+byte i = i mod 251) and `Upload` (a writable ByteString, empty at first). With USER and PASSWORD only that user
+may log in; otherwise anonymous logins are taken. Values are printed as the adaptor
+formats them (byte strings as base64, date-times in RFC 3339).
+"""
+
+import asyncio
+import base64
+import datetime
+import json
+import logging
+import sys
+
+from asyncua import Client, Server, ua
+from asyncua.crypto.permission_rules import User, UserRole
+
+INITIAL = {
+    "Float": (1.5, ua.VariantType.Float),
+    "Double": (-2.25, ua.VariantType.Double),
+    "Int64": (-9000000000, ua.VariantType.Int64),
+    "Int32": (-70000, ua.VariantType.Int32),
+    "Int16": (-300, ua.VariantType.Int16),
+    "UInt64": (18000000000000000000, ua.VariantType.UInt64),
+    "UInt32": (4000000000, ua.VariantType.UInt32),
+    "UInt16": (60000, ua.VariantType.UInt16),
+    "String": ("initial", ua.VariantType.String),
+    "Boolean": (False, ua.VariantType.Boolean),
+    "ByteString": (b"\x00\x01", ua.VariantType.ByteString),
+    "DateTime": (
+        datetime.datetime(2020, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
+        ua.VariantType.DateTime,
+    ),
+}
+
+
+# 150,000 bytes, byte i = i mod 251.
+BLOB = bytes(i % 251 for i in range(150_000))
+
+
+class OneUser:
+    """Lets only USER with PASSWORD in."""
+
+    def __init__(self, user, password):
+        self.user, self.password = user, password
+
+    def get_user(self, iserver, username=None, password=None, certificate=None):
+        if username == self.user and password == self.password:
+            return User(role=UserRole.User)
+        return None
+
+
+async def serve(port, user=None, password=None):
+    server = Server(user_manager=OneUser(user, password) if user else None)
+    await server.init()
+    server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/octopus/")
+    server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    if user:
+        server.set_identity_tokens([ua.UserNameIdentityToken])
+    idx = await server.register_namespace("urn:octopus:test")
+    device = await server.nodes.objects.add_object(ua.NodeId("Device", idx), f"{idx}:Device")
+    for name, (value, kind) in INITIAL.items():
+        node = await device.add_variable(ua.NodeId(name, idx), f"{idx}:{name}", ua.Variant(value, kind))
+        await node.set_writable()
+    ticker = await device.add_variable(
+        ua.NodeId("Ticker", idx), f"{idx}:Ticker", ua.Variant(0, ua.VariantType.Int32)
+    )
+    await device.add_variable(ua.NodeId("Locked", idx), f"{idx}:Locked", ua.Variant(7, ua.VariantType.Int32))
+    # Values larger than one 64 KiB chunk, to read and to write.
+    await device.add_variable(ua.NodeId("Blob", idx), f"{idx}:Blob", ua.Variant(BLOB, ua.VariantType.ByteString))
+    upload = await device.add_variable(
+        ua.NodeId("Upload", idx), f"{idx}:Upload", ua.Variant(b"", ua.VariantType.ByteString)
+    )
+    await upload.set_writable()
+    async with server:
+        print("ready", flush=True)
+        tick = 0
+        while True:
+            await asyncio.sleep(0.2)
+            tick += 1
+            await ticker.write_value(ua.Variant(tick, ua.VariantType.Int32))
+
+
+def text(value):
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+async def read(url, nodes):
+    async with Client(url, timeout=10) as client:
+        for node in nodes:
+            variant = await client.get_node(node).read_data_value()
+            print(json.dumps([variant.Value.VariantType.name, text(variant.Value.Value)]), flush=True)
+
+
+async def write(url, node, kind, value):
+    kind = ua.VariantType[kind]
+    if kind == ua.VariantType.Boolean:
+        parsed = value == "true"
+    elif kind in (ua.VariantType.Float, ua.VariantType.Double):
+        parsed = float(value)
+    elif kind in (ua.VariantType.String,):
+        parsed = value
+    else:
+        parsed = int(value)
+    async with Client(url, timeout=10) as client:
+        await client.get_node(node).write_value(ua.DataValue(ua.Variant(parsed, kind)))
+
+
+def main():
+    logging.basicConfig(level=logging.ERROR)
+    command, args = sys.argv[1], sys.argv[2:]
+    if command == "serve":
+        asyncio.run(serve(int(args[0]), *args[1:3]))
+    elif command == "read":
+        asyncio.run(read(args[0], args[1:]))
+    elif command == "write":
+        asyncio.run(write(*args[:4]))
+    else:
+        sys.exit(f"unknown command {command}")
+
+
+main()

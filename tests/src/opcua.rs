@@ -1,0 +1,192 @@
+//! A real OPC UA server for the tests: asyncua 2.1.0 (`tests/peers/opcua_peer.py`) on
+//! 127.0.0.1 and a free port, started and stopped by PID; and asyncua's client in the
+//! same script, to read and write the server's nodes behind the adaptor's back.
+//! `scripts/env.sh`'s `ensure_peers` installs asyncua in the peers' venv.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::paths::repo_file;
+use crate::peers::{INSTALL, free_port};
+
+/// The asyncua version `ensure_peers` installs.
+pub const ASYNCUA_VERSION: &str = "2.1.0";
+
+/// asyncua takes about 2.5 s to start on an idle machine, several times that while
+/// cargo builds on both cores.
+const READY_WITHIN: Duration = Duration::from_secs(60);
+/// One client call of the script (Python start, session, request).
+const CLIENT_WITHIN: Duration = Duration::from_secs(30);
+
+fn script() -> PathBuf {
+    repo_file("tests/peers/opcua_peer.py")
+}
+
+/// The venv's Python, checked to have asyncua at [`ASYNCUA_VERSION`].
+pub fn python() -> PathBuf {
+    let python = std::env::var_os("OCTOPUS_PEERS_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::paths::cache_home().join("peers/venv/bin/python"));
+    let check = format!(
+        "import importlib.metadata as m, sys; sys.exit(m.version('asyncua') != '{ASYNCUA_VERSION}')"
+    );
+    let ok = Command::new(&python)
+        .args(["-c", &check])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "asyncua {ASYNCUA_VERSION} not found at {}; install it with `{INSTALL}` (scripts/test.sh does)",
+        python.display()
+    );
+    python
+}
+
+/// A running asyncua server; killed by its PID when dropped.
+pub struct Server {
+    child: Option<Child>,
+    pub port: u16,
+    log: PathBuf,
+    login: Option<(String, String)>,
+}
+
+impl Server {
+    /// A server taking anonymous logins, on a free port.
+    pub fn start(dir: &Path) -> Self {
+        Self::start_on(dir, free_port(), None)
+    }
+
+    /// A server taking only `user` with `password`.
+    pub fn with_login(dir: &Path, user: &str, password: &str) -> Self {
+        Self::start_on(dir, free_port(), Some((user.into(), password.into())))
+    }
+
+    /// A server on `port` (e.g. again on the port of one stopped).
+    pub fn start_on(dir: &Path, port: u16, login: Option<(String, String)>) -> Self {
+        let python = python();
+        let log = dir.join(format!("opcua-{port}.log"));
+        let mut args = vec!["serve".to_owned(), port.to_string()];
+        if let Some((user, password)) = &login {
+            args.extend([user.clone(), password.clone()]);
+        }
+        let mut child = Command::new(&python)
+            .arg("-u")
+            .arg(script())
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", python.display()));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let mut server = Server {
+            child: Some(child),
+            port,
+            log,
+            login,
+        };
+        match rx.recv_timeout(READY_WITHIN) {
+            Ok(line) if line == "ready" => server,
+            other => {
+                server.stop();
+                panic!(
+                    "the asyncua server did not get ready within {READY_WITHIN:?} ({other:?}); its log:\n{}",
+                    server.log()
+                );
+            }
+        }
+    }
+
+    /// Starts the server again on the same port.
+    pub fn restart(&mut self, dir: &Path) {
+        self.stop();
+        let fresh = Self::start_on(dir, self.port, self.login.clone());
+        *self = fresh;
+    }
+
+    pub fn url(&self) -> String {
+        format!("opc.tcp://127.0.0.1:{}/octopus/", self.port)
+    }
+
+    /// Kills the server by its PID and reaps it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn client(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new(python());
+        cmd.arg("-u").arg(script()).args(args);
+        cmd.stdin(Stdio::null());
+        let out = run_bounded(cmd, CLIENT_WITHIN);
+        assert!(
+            out.status.success(),
+            "opcua_peer.py {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// What asyncua's client reads from each node: its variant type and its value as
+    /// the adaptor would format it.
+    pub fn read(&self, nodes: &[&str]) -> Vec<(String, String)> {
+        let url = self.url();
+        let mut args = vec!["read", url.as_str()];
+        args.extend_from_slice(nodes);
+        self.client(&args)
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    /// Writes `value` as the asyncua VariantType `kind`.
+    pub fn write(&self, node: &str, kind: &str, value: &str) {
+        self.client(&["write", &self.url(), node, kind, value]);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs `cmd`, killing it by PID if it takes longer than `within`.
+fn run_bounded(mut cmd: Command, within: Duration) -> std::process::Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(within) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("{cmd:?} did not finish within {within:?}");
+        }
+    }
+}
