@@ -335,10 +335,28 @@ async fn a_device_link_runs_end_to_end_on_a_real_api_server() {
     );
     assert_eq!(inst.data["status"]["gear"], "slow");
     let d = limb.device().unwrap();
+    let configured = d["events"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["reason"] == "Configured"))
+        .and_then(|e| e["message"].as_str());
+    assert!(
+        configured.is_some_and(|m| m.ends_with("references creds/password, me/name")),
+        "only the listed key, and the link's name: {configured:?}"
+    );
     assert_eq!(
-        d["status"]["references"],
-        json!(["creds/password", "me/name"]),
-        "only the listed key, and the link's name"
+        (
+            inst.annotations().get("edge.cattle.io/node-name"),
+            inst.annotations().get("edge.cattle.io/adaptor-name")
+        ),
+        (
+            Some(&"edge-1".to_owned()),
+            Some(&"adaptors.edge.cattle.io/dummy".to_owned())
+        ),
+        "Octopus's annotations"
+    );
+    assert_eq!(
+        crds::octopus::check("DummySpecialDevice", &inst.data["status"]),
+        Vec::<String>::new()
     );
 
     // Editing the template changes the device.
@@ -736,6 +754,16 @@ async fn a_modbus_link_written_for_octopus_reads_registers_into_its_instance() {
         .parse()
         .unwrap();
     assert!((operated - raw as f64 / 10.0).abs() < 1e-9, "{temperature}");
+    // Octopus's text: Go's FormatFloat(v, 'f', 6, 64), e.g. "27.100000".
+    assert_eq!(
+        temperature["operatedValue"],
+        json!(format!("{:.6}", raw as f64 / 10.0)),
+        "{temperature}"
+    );
+    assert_eq!(
+        crds::octopus::check("ModbusDevice", &inst.data["status"]),
+        Vec::<String>::new()
+    );
     // The writable property reached the slave.
     let limit = mbpoll.read("4", 200, 1, true).unwrap()[0].signed();
     assert_eq!(limit, 30);

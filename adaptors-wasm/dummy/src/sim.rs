@@ -116,6 +116,121 @@ pub fn step_protocol(
     }
 }
 
+/// `observed` as Octopus's `DummyProtocolDeviceStatusProperty`: `type` and the one
+/// typed field that holds the value (`intValue`, `stringValue`, `floatValue`,
+/// `booleanValue`, `arrayValue`, `objectValue`). The elements of arrays and objects
+/// are typed properties again, their types read off their values.
+pub fn status_property(observed: &Observed) -> Value {
+    typed(observed.kind, &observed.value)
+}
+
+fn typed(kind: PropertyType, value: &Value) -> Value {
+    let mut out = Map::new();
+    out.insert("type".into(), json!(kind));
+    let (field, typed_value) = match kind {
+        PropertyType::String => ("stringValue", value.clone()),
+        PropertyType::Int => ("intValue", value.clone()),
+        PropertyType::Float => (
+            "floatValue",
+            value
+                .as_f64()
+                .map_or_else(|| value.clone(), |v| Value::String(quantity(v))),
+        ),
+        PropertyType::Boolean => ("booleanValue", value.clone()),
+        PropertyType::Array => (
+            "arrayValue",
+            Value::Array(
+                value
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|v| typed(kind_of(v), v))
+                    .collect(),
+            ),
+        ),
+        PropertyType::Object => (
+            "objectValue",
+            Value::Object(
+                value
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), typed(kind_of(v), v)))
+                    .collect(),
+            ),
+        ),
+    };
+    out.insert(field.into(), typed_value);
+    Value::Object(out)
+}
+
+/// The type a generated value has: floats are JSON numbers that are not integers.
+fn kind_of(value: &Value) -> PropertyType {
+    match value {
+        Value::Bool(_) => PropertyType::Boolean,
+        Value::Number(n) if n.is_f64() => PropertyType::Float,
+        Value::Number(_) => PropertyType::Int,
+        Value::Array(_) => PropertyType::Array,
+        Value::Object(_) => PropertyType::Object,
+        Value::Null | Value::String(_) => PropertyType::String,
+    }
+}
+
+/// `v` as Kubernetes writes a `resource.Quantity` (Octopus's `floatValue`): the
+/// canonical decimal-SI form, the mantissa an integer and the exponent a multiple of
+/// three named by its suffix (`7.24` is `"7240m"`, `1000` is `"1k"`, `1500` stays
+/// `"1500"`). Below a nanounit it rounds up to nano, as a Quantity does.
+pub fn quantity(v: f64) -> String {
+    if !v.is_finite() || v == 0.0 {
+        return "0".to_owned();
+    }
+    // Digits and exponent of the shortest decimal that reads back as `v`.
+    let text = format!("{:e}", v.abs());
+    let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let mut digits = format!("{int_part}{frac_part}");
+    let mut exponent = exponent - i32::try_from(frac_part.len()).unwrap_or(0);
+    while digits.len() > 1 && digits.ends_with('0') {
+        digits.pop();
+        exponent += 1;
+    }
+    if exponent < -9 {
+        // Rounded up to whole nanounits.
+        let keep =
+            usize::try_from(i32::try_from(digits.len()).unwrap_or(0) + exponent + 9).unwrap_or(0);
+        let kept: u128 = digits
+            .get(..keep.min(digits.len()))
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0);
+        digits = (kept + 1).to_string();
+        exponent = -9;
+        while digits.len() > 1 && digits.ends_with('0') && exponent < 18 {
+            digits.pop();
+            exponent += 1;
+        }
+    }
+    let scaled = exponent.div_euclid(3) * 3;
+    let scaled = scaled.min(18);
+    for _ in 0..(exponent - scaled) {
+        digits.push('0');
+    }
+    let suffix = match scaled {
+        -9 => "n",
+        -6 => "u",
+        -3 => "m",
+        3 => "k",
+        6 => "M",
+        9 => "G",
+        12 => "T",
+        15 => "P",
+        18 => "E",
+        _ => "",
+    };
+    let sign = if v < 0.0 { "-" } else { "" };
+    format!("{sign}{digits}{suffix}")
+}
+
 fn random_value(property: &Property, rng: &mut Rng) -> Value {
     match property.kind {
         PropertyType::String => Value::String(random_string(rng, 10)),
@@ -267,6 +382,58 @@ mod tests {
         assert_eq!(observed["fixed"], first["fixed"]);
         assert_eq!(observed["s"].updated_at, "t1");
         assert_ne!(observed["s"].value, first["s"].value);
+    }
+
+    #[test]
+    fn status_properties_are_typed_as_octopus_wrote_them() {
+        let observed = |kind, value| Observed {
+            kind,
+            updated_at: "t".into(),
+            value,
+        };
+        assert_eq!(
+            status_property(&observed(PropertyType::String, json!("x"))),
+            json!({"type": "string", "stringValue": "x"})
+        );
+        assert_eq!(
+            status_property(&observed(PropertyType::Float, json!(7.24))),
+            json!({"type": "float", "floatValue": "7240m"})
+        );
+        assert_eq!(
+            status_property(&observed(
+                PropertyType::Object,
+                json!({"n": 3, "l": [true, 0.5], "s": "y"})
+            )),
+            json!({"type": "object", "objectValue": {
+                "n": {"type": "int", "intValue": 3},
+                "l": {"type": "array", "arrayValue": [
+                    {"type": "boolean", "booleanValue": true},
+                    {"type": "float", "floatValue": "500m"}
+                ]},
+                "s": {"type": "string", "stringValue": "y"}
+            }})
+        );
+    }
+
+    /// The canonical texts Kubernetes gives these quantities.
+    #[test]
+    fn floats_read_as_canonical_quantities() {
+        for (v, want) in [
+            (7.24, "7240m"),
+            (7.0, "7"),
+            (0.5, "500m"),
+            (0.01, "10m"),
+            (1000.0, "1k"),
+            (1500.0, "1500"),
+            (999.99, "999990m"),
+            (-2.5, "-2500m"),
+            (0.0001, "100u"),
+            (1e-12, "1n"),
+            (2e6, "2M"),
+            (0.0, "0"),
+        ] {
+            assert_eq!(quantity(v), want, "{v}");
+        }
     }
 
     #[test]

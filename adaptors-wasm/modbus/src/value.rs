@@ -184,9 +184,17 @@ impl Value {
     }
 }
 
-/// Renders an arithmetic result.
+/// Renders an arithmetic result as Octopus did, Go's `strconv.FormatFloat(x, 'f', 6, 64)`:
+/// six decimals, correctly rounded (`27.100000000000023` is `"27.100000"`), so readers
+/// of `operatedValue` see the same text; Go's spellings of the non-finite values.
 pub fn render_f64(x: f64) -> String {
-    x.to_string()
+    if x.is_nan() {
+        "NaN".to_owned()
+    } else if x.is_infinite() {
+        if x > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
+    } else {
+        format!("{x:.6}")
+    }
 }
 
 /// Lowercase hex of `bytes`.
@@ -673,11 +681,14 @@ mod tests {
         let ops = [Operation::Divide(10.0), Operation::Add(1.0)];
         let value = decode_registers(Int16, BigEndian, &[0xff06]).unwrap();
         assert_eq!(value.render(), "-250");
-        assert_eq!(render_f64(operate(&ops, value.as_f64().unwrap())), "-24");
+        assert_eq!(
+            render_f64(operate(&ops, value.as_f64().unwrap())),
+            "-24.000000"
+        );
         let big = decode_registers(Uint32, BigEndian, &[0x0001, 0x0000]).unwrap();
         assert_eq!(
             render_f64(operate(&[Operation::Multiply(2.0)], big.as_f64().unwrap())),
-            "131072"
+            "131072.000000"
         );
         let float = Value::Float(0.1);
         assert_eq!(
@@ -685,12 +696,34 @@ mod tests {
                 &[Operation::Multiply(3.0)],
                 float.as_f64().unwrap()
             )),
-            "0.30000000000000004"
+            "0.300000"
         );
-        assert_eq!(render_f64(operate(&[Operation::Subtract(0.5)], 2.0)), "1.5");
+        assert_eq!(
+            render_f64(operate(&[Operation::Subtract(0.5)], 2.0)),
+            "1.500000"
+        );
         assert_eq!(Value::Bool(true).as_f64(), Some(1.0));
         assert_eq!(Value::Text("x".into()).as_f64(), None);
         assert!(!HexString.is_arithmetic());
+    }
+
+    /// The texts Go's `strconv.FormatFloat(v, 'f', 6, 64)` gives for these values
+    /// (rounded half to even on the exact binary value, as Go does).
+    #[test]
+    fn arithmetic_results_read_as_octopus_wrote_them() {
+        for (x, go) in [
+            (27.100000000000023, "27.100000"),
+            (-0.0000004, "-0.000000"),
+            (0.0000006, "0.000001"),
+            (2.5e-7, "0.000000"),
+            (1e21, "1000000000000000000000.000000"),
+            (-24.5, "-24.500000"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+        ] {
+            assert_eq!(render_f64(x), go, "{x:e}");
+        }
     }
 
     #[test]
