@@ -20,12 +20,12 @@ use octopus_tests::process::{Process, start_brain};
 use crate::common::component;
 use octopus_tests::paths::repo_file;
 
-fn start_limb(server: &ApiServer, tag: &str) -> Process {
+pub(crate) fn start_limb(server: &ApiServer, tag: &str) -> Process {
     start_limb_resyncing(server, tag, "2s")
 }
 
 /// The limb, re-reading everything every `resync`.
-fn start_limb_resyncing(server: &ApiServer, tag: &str, resync: &str) -> Process {
+pub(crate) fn start_limb_resyncing(server: &ApiServer, tag: &str, resync: &str) -> Process {
     let cache = server.dir.path().join("limb-cache");
     Process::start(
         bins::limb(),
@@ -51,7 +51,7 @@ fn start_limb_resyncing(server: &ApiServer, tag: &str, resync: &str) -> Process 
 }
 
 /// What the suite reads from the limb's admin endpoint.
-trait Limb {
+pub(crate) trait Limb {
     /// The limb's report of `default/fan`.
     fn device(&self) -> Option<Value> {
         self.device_named("fan")
@@ -72,7 +72,7 @@ impl Limb for Process {
 }
 /// Ships a component as `octopus push` would, as ConfigMap(s) named `adaptor-<short>`
 /// for the adaptor `adaptors.edge.cattle.io/<short>`.
-async fn ship(client: &Client, short: &str, bytes: &[u8]) {
+pub(crate) async fn ship(client: &Client, short: &str, bytes: &[u8]) {
     let yaml = limb::adaptors::package::render(
         &format!("adaptor-{short}"),
         "octopus-system",
@@ -84,7 +84,7 @@ async fn ship(client: &Client, short: &str, bytes: &[u8]) {
 }
 
 /// The instances of the device model `kind` (resource `plural`) in `default`.
-fn device_instances(client: &Client, kind: &str, plural: &str) -> Api<DynamicObject> {
+pub(crate) fn device_instances(client: &Client, kind: &str, plural: &str) -> Api<DynamicObject> {
     let ar = ApiResource {
         plural: plural.into(),
         ..ApiResource::from_gvk(&GroupVersionKind::gvk(
@@ -96,7 +96,7 @@ fn device_instances(client: &Client, kind: &str, plural: &str) -> Api<DynamicObj
     Api::namespaced_with(client.clone(), "default", &ar)
 }
 
-fn cond(l: &DeviceLink, t: ConditionType) -> Option<(ConditionStatus, String)> {
+pub(crate) fn cond(l: &DeviceLink, t: ConditionType) -> Option<(ConditionStatus, String)> {
     l.status
         .as_ref()?
         .conditions
@@ -108,7 +108,7 @@ fn cond(l: &DeviceLink, t: ConditionType) -> Option<(ConditionStatus, String)> {
 static LOGS: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
 /// The limb's logs, for a failure message.
-fn limb_logs() -> String {
+pub(crate) fn limb_logs() -> String {
     let Some(dir) = LOGS.get() else {
         return String::new();
     };
@@ -128,7 +128,11 @@ fn limb_logs() -> String {
     out
 }
 
-async fn wait<T>(what: &str, within: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+pub(crate) async fn wait<T>(
+    what: &str,
+    within: Duration,
+    mut f: impl AsyncFnMut() -> Option<T>,
+) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = f().await {
@@ -209,7 +213,7 @@ async fn install_crd(client: &Client, crd: &CustomResourceDefinition) {
 
 /// A control plane as users install it: API server, garbage collector, the CRDs, the
 /// RBAC in deploy/, a node `edge-1`, and the brain as a process.
-async fn control_plane() -> (ApiServer, Client, Process) {
+pub(crate) async fn control_plane() -> (ApiServer, Client, Process) {
     let mut server = ApiServer::start().await;
     server.start_controller_manager();
     let _ = LOGS.set(server.dir.path().to_owned());
