@@ -123,6 +123,25 @@ async fn brain_validate_and_the_webhook_agree_on_a_corpus() {
         "brain validate (left) and the webhook (right)"
     );
 
+    // A denied link whose adaptor is not installed either: the denial alone, without the
+    // "not installed, the link waits" warning that would contradict it.
+    let text = std::fs::read_to_string(repo_file("tests/corpus/broken.yaml")).unwrap();
+    let link = crds::parse::device_links(&text)
+        .unwrap()
+        .into_iter()
+        .find(|l| l.metadata.name.as_deref() == Some("readonlye"))
+        .unwrap();
+    let req = axum::http::Request::post(
+        "/apis/edge.cattle.io/v1alpha1/namespaces/default/devicelinks?dryRun=All",
+    )
+    .header("content-type", "application/json")
+    .body(kube::client::Body::from(serde_json::to_vec(&link).unwrap()))
+    .unwrap();
+    let resp = client.send(req).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 422);
+    let warnings: Vec<_> = resp.headers().get_all("warning").iter().collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+
     // The corpus exercises both verdicts and the suggestion.
     let denied = online.values().filter(|d| !d.is_empty()).count();
     assert!(denied >= 9 && online.len() - denied >= 5, "{online:#?}");
