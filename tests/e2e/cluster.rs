@@ -192,7 +192,7 @@ async fn assert_one_instance_and_finalizer(
 }
 
 /// Applies a CRD and waits until the API server serves it.
-async fn install_crd(client: &Client, crd: &CustomResourceDefinition) {
+pub(crate) async fn install_crd(client: &Client, crd: &CustomResourceDefinition) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let name = crd.name_any();
     api.patch(

@@ -20,6 +20,7 @@ mod fidelity;
 mod hotswap;
 mod languages;
 mod loading;
+mod migration;
 mod modbus;
 mod mqtt;
 mod runtime;
