@@ -34,6 +34,7 @@ pub const MODELS: [&str; 5] = [
 pub const EXTRAS: &[(&str, &str)] = &[
     ("DummySpecialDevice", "polls"),
     ("DummyProtocolDevice", "polls"),
+    ("DummyProtocolDevice", "properties.{}.updatedAt"),
     ("MQTTDevice", "properties[].error"),
     ("ModbusDevice", "properties[].error"),
 ];
@@ -302,7 +303,7 @@ mod tests {
                 "DummyProtocolDevice",
                 json!({"properties": {"name": {"type": "string", "value": "x",
                     "updatedAt": "2024-05-01T10:00:00.000Z"}}}),
-                vec!["properties.{}.value", "properties.{}.updatedAt"],
+                vec!["properties.{}.value"],
             ),
             (
                 "MQTTDevice",

@@ -62,7 +62,8 @@ fn this_version<S: Serializer>(_: &(), serializer: S) -> std::result::Result<S::
 
 /// What `poll` reports: `{gear, polls, rotatingSpeed, variant}` for a
 /// `DummySpecialDevice`, `{polls, properties, variant}` for a `DummyProtocolDevice`
-/// (keys sorted, as earlier versions wrote them). Octopus's documents, plus `polls`:
+/// (keys sorted, as earlier versions wrote them). Octopus's documents, plus `polls`
+/// and each property's `updatedAt`.
 /// the guest's own count, carried by snapshots, which is what shows a hot swap kept
 /// the device's state (docs/from-octopus.md). `variant` is written by test builds only.
 #[derive(Debug, Serialize)]
@@ -377,7 +378,7 @@ mod tests {
         instance.configure(config).unwrap();
         assert_eq!(
             instance.poll().unwrap(),
-            r#"{"polls":8,"properties":{"a":{"arrayValue":[{"booleanValue":true,"type":"boolean"},{"booleanValue":true,"type":"boolean"}],"type":"array"},"e":{"objectValue":{"intValue":{"intValue":320,"type":"int"},"stringValue":{"stringValue":"T6RAUP4I","type":"string"}},"type":"object"},"f":{"floatValue":"7240m","type":"float"},"i":{"intValue":745,"type":"int"},"o":{"objectValue":{"n":{"intValue":751,"type":"int"}},"type":"object"},"s":{"stringValue":"xUuHV4L9Rj","type":"string"}}}"#,
+            r#"{"polls":8,"properties":{"a":{"arrayValue":[{"booleanValue":true,"type":"boolean"},{"booleanValue":true,"type":"boolean"}],"type":"array","updatedAt":"2024-05-01T10:00:00.000Z"},"e":{"objectValue":{"intValue":{"intValue":320,"type":"int"},"stringValue":{"stringValue":"T6RAUP4I","type":"string"}},"type":"object","updatedAt":"2024-05-01T10:00:00.000Z"},"f":{"floatValue":"7240m","type":"float","updatedAt":"2024-05-01T10:00:00.000Z"},"i":{"intValue":745,"type":"int","updatedAt":"2024-05-01T10:00:00.000Z"},"o":{"objectValue":{"n":{"intValue":751,"type":"int"}},"type":"object","updatedAt":"2024-05-01T10:00:00.000Z"},"s":{"stringValue":"xUuHV4L9Rj","type":"string","updatedAt":"2024-05-01T10:00:00.000Z"}}}"#,
             "read-only values kept from the snapshot, typed as Octopus's status"
         );
         for (kind, doc) in [

@@ -119,9 +119,15 @@ pub fn step_protocol(
 /// `observed` as Octopus's `DummyProtocolDeviceStatusProperty`: `type` and the one
 /// typed field that holds the value (`intValue`, `stringValue`, `floatValue`,
 /// `booleanValue`, `arrayValue`, `objectValue`). The elements of arrays and objects
-/// are typed properties again, their types read off their values.
+/// are typed properties again, their types read off their values. Beyond Octopus's
+/// document, `updatedAt`: when the value was read, as every other model's status has
+/// it (docs/from-octopus.md).
 pub fn status_property(observed: &Observed) -> Value {
-    typed(observed.kind, &observed.value)
+    let mut property = typed(observed.kind, &observed.value);
+    if let Value::Object(fields) = &mut property {
+        fields.insert("updatedAt".into(), json!(observed.updated_at));
+    }
+    property
 }
 
 fn typed(kind: PropertyType, value: &Value) -> Value {
@@ -393,11 +399,11 @@ mod tests {
         };
         assert_eq!(
             status_property(&observed(PropertyType::String, json!("x"))),
-            json!({"type": "string", "stringValue": "x"})
+            json!({"type": "string", "stringValue": "x", "updatedAt": "t"})
         );
         assert_eq!(
             status_property(&observed(PropertyType::Float, json!(7.24))),
-            json!({"type": "float", "floatValue": "7240m"})
+            json!({"type": "float", "floatValue": "7240m", "updatedAt": "t"})
         );
         assert_eq!(
             status_property(&observed(
@@ -411,7 +417,7 @@ mod tests {
                     {"type": "float", "floatValue": "500m"}
                 ]},
                 "s": {"type": "string", "stringValue": "y"}
-            }})
+            }, "updatedAt": "t"})
         );
     }
 

@@ -325,6 +325,10 @@ pub struct DummyProtocolDeviceStatusProperty {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "kube", schemars(schema_with = "nested_status_map"))]
     pub object_value: Option<BTreeMap<String, Value>>,
+    /// When the value was read (not in Octopus; docs/from-octopus.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "kube", schemars(extend("format" = "date-time")))]
+    pub updated_at: Option<String>,
 }
 
 /// Kubernetes's schema of a `resource.Quantity`.
