@@ -806,7 +806,7 @@ async fn an_mqtt_link_written_for_octopus_gets_pushed_readings_into_its_instance
 
     crate::mosquitto::publish(&broker, "home/status/kitchen/temperature", "23.25", &[]).await;
     let instances = device_instances(&client, "MQTTDevice", "mqttdevices");
-    wait(
+    let status = wait(
         "the pushed reading in the instance",
         Duration::from_secs(30),
         async || {
@@ -815,10 +815,15 @@ async fn an_mqtt_link_written_for_octopus_gets_pushed_readings_into_its_instance
             props
                 .iter()
                 .any(|p| p["name"] == "temperature" && p["value"].as_f64() == Some(23.25))
-                .then_some(())
+                .then(|| i.data["status"].clone())
         },
     )
     .await;
+    assert_eq!(
+        crds::octopus::check("MQTTDevice", &status),
+        Vec::<String>::new(),
+        "{status}"
+    );
     drop(limb);
 }
 
