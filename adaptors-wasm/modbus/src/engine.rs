@@ -264,7 +264,8 @@ impl Engine {
                             .as_f64()
                             .map(|x| value::render_f64(value::operate(&property.operations, x)))
                     };
-                    // Updated in place: a poll allocates nothing for a property it read before.
+                    // Updated in place: a poll allocates nothing for a property it read before
+                    // (float values aside: Go's formatting of them, `value::go_float`).
                     if let Some(reading) = memory.readings.get_mut(&property.name) {
                         property.read_signature().clone_into(&mut reading.signature);
                         decoded.render_into(&mut reading.value);
