@@ -196,6 +196,58 @@ fn walk(kind: &str, path: &str, schema: &Schema, doc: &Value, errors: &mut Vec<S
     }
 }
 
+/// `v` as Octopus's dummy wrote a `floatValue`: `resource.MustParse(fmt.Sprintf("%f", v))`
+/// serialised. `%f` is six decimals (Rust's `{:.6}` is the same text); Kubernetes's
+/// `ParseQuantity` keeps that text when it already looks canonical (its digits neither
+/// start with a zero nor end in `000`: `"12.345678"`), and otherwise the value is written
+/// in canonical decimal-SI form, an integer mantissa and an exponent that is a multiple
+/// of three named by its suffix (`7.24` is `"7240m"`, `0.60466` is `"604660u"`, `1000` is
+/// `"1k"`, `1500` stays `"1500"`).
+pub fn quantity(v: f64) -> String {
+    if !v.is_finite() {
+        return "0".to_owned();
+    }
+    let text = format!("{v:.6}");
+    let (negative, body) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.as_str()),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let shifted = format!("{int}{frac}");
+    // ParseQuantity's fast path: at most 18 digits, kept as written when canonical-looking.
+    if shifted.len() <= 18 && !shifted.ends_with("000") && !shifted.starts_with('0') {
+        return text;
+    }
+    let digits = shifted.trim_start_matches('0');
+    if digits.is_empty() {
+        return "0".to_owned();
+    }
+    let mut digits = digits.to_owned();
+    let mut exponent = -i32::try_from(frac.len()).unwrap_or(0);
+    while digits.len() > 1 && digits.ends_with('0') {
+        digits.pop();
+        exponent += 1;
+    }
+    let scaled = (exponent.div_euclid(3) * 3).min(18);
+    for _ in 0..(exponent - scaled) {
+        digits.push('0');
+    }
+    let suffix = match scaled {
+        -9 => "n",
+        -6 => "u",
+        -3 => "m",
+        3 => "k",
+        6 => "M",
+        9 => "G",
+        12 => "T",
+        15 => "P",
+        18 => "E",
+        _ => "",
+    };
+    let sign = if negative { "-" } else { "" };
+    format!("{sign}{digits}{suffix}")
+}
+
 /// `2006-01-02T15:04:05Z`, with optional fractional seconds and a `Z` or `±hh:mm`
 /// offset: what Go's `time.Parse(time.RFC3339, ..)` reads.
 pub fn is_rfc3339(text: &str) -> bool {
@@ -335,6 +387,33 @@ mod tests {
         assert!(check("DummySpecialDevice", &json!({"polls": 3})).is_empty());
         assert!(!check("ModbusDevice", &json!({"polls": 3})).is_empty());
         assert!(!check("GPIODevice", &json!({})).is_empty());
+    }
+
+    /// The texts `resource.MustParse(fmt.Sprintf("%f", v))` gives, by Kubernetes's
+    /// `ParseQuantity` and `CanonicalizeBytes` (apimachinery `api/resource/quantity.go`).
+    #[test]
+    fn floats_read_as_octopus_s_quantities() {
+        for (v, want) in [
+            (7.24, "7240m"),
+            (7.0, "7"),
+            (0.5, "500m"),
+            (0.01, "10m"),
+            (1000.0, "1k"),
+            (1500.0, "1500"),
+            (999.99, "999990m"),
+            (-2.5, "-2500m"),
+            (0.0001, "100u"),
+            (0.60466, "604660u"),
+            (123.456, "123456m"),
+            (12.345_678, "12.345678"),
+            (-2.718_281_7, "-2.718282"),
+            (1e-12, "0"),
+            (2e6, "2M"),
+            (0.0, "0"),
+            (-0.0, "0"),
+        ] {
+            assert_eq!(quantity(v), want, "{v}");
+        }
     }
 
     #[test]

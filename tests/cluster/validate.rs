@@ -159,3 +159,54 @@ async fn brain_validate_and_the_webhook_agree_on_a_corpus() {
         assert!(all.contains(hint), "{hint} not in {all}");
     }
 }
+
+/// `floatValue` is what Octopus wrote, `resource.MustParse(fmt.Sprintf("%f", v))`: the
+/// API server parses a quantity with the same code and stores it canonicalised, so a
+/// ResourceQuota's `spec.hard.cpu` given the same text shows Kubernetes's result, which
+/// `crds::octopus::quantity` must equal. Core objects round resource lists up to
+/// thousandths, so only values in thousandths are asked (the dummy's are hundredths;
+/// the texts Kubernetes keeps as written are `crds::octopus`'s unit test), and quotas
+/// take no negative values (the sign is only a prefix).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn float_values_are_kubernetes_canonical_quantities() {
+    use k8s_openapi::api::core::v1::ResourceQuota;
+    let server = ApiServer::start().await;
+    let client = server.client().await;
+    let mut values = vec![
+        7.24,
+        7.0,
+        0.5,
+        0.01,
+        0.001,
+        1000.0,
+        1500.0,
+        999.99,
+        2e6,
+        0.0,
+        123.456,
+        5e17,
+        1e18,
+        27.1,
+        0.1,
+        0.3,
+        1_234_000.0,
+        1e9,
+    ];
+    // The dummy's floats: hundredths up to 1,000.
+    let mut seed = 7u64;
+    for _ in 0..30 {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        values.push(f64::from(u32::try_from(seed >> 47).unwrap_or(0) % 100_000) / 100.0);
+    }
+    let quotas = Api::<ResourceQuota>::namespaced(client.clone(), "default");
+    for (i, v) in values.iter().enumerate() {
+        let quota: ResourceQuota = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("q{i}"), "namespace": "default"},
+            "spec": {"hard": {"cpu": format!("{v:.6}")}}
+        }))
+        .unwrap();
+        let stored = quotas.create(&PostParams::default(), &quota).await.unwrap();
+        let kubernetes = stored.spec.unwrap().hard.unwrap()["cpu"].0.clone();
+        assert_eq!(crds::octopus::quantity(*v), kubernetes, "{v}");
+    }
+}

@@ -138,9 +138,10 @@ fn typed(kind: PropertyType, value: &Value) -> Value {
         PropertyType::Int => ("intValue", value.clone()),
         PropertyType::Float => (
             "floatValue",
-            value
-                .as_f64()
-                .map_or_else(|| value.clone(), |v| Value::String(quantity(v))),
+            value.as_f64().map_or_else(
+                || value.clone(),
+                |v| Value::String(crds::octopus::quantity(v)),
+            ),
         ),
         PropertyType::Boolean => ("booleanValue", value.clone()),
         PropertyType::Array => (
@@ -180,61 +181,6 @@ fn kind_of(value: &Value) -> PropertyType {
         Value::Object(_) => PropertyType::Object,
         Value::Null | Value::String(_) => PropertyType::String,
     }
-}
-
-/// `v` as Kubernetes writes a `resource.Quantity` (Octopus's `floatValue`): the
-/// canonical decimal-SI form, the mantissa an integer and the exponent a multiple of
-/// three named by its suffix (`7.24` is `"7240m"`, `1000` is `"1k"`, `1500` stays
-/// `"1500"`). Below a nanounit it rounds up to nano, as a Quantity does.
-pub fn quantity(v: f64) -> String {
-    if !v.is_finite() || v == 0.0 {
-        return "0".to_owned();
-    }
-    // Digits and exponent of the shortest decimal that reads back as `v`.
-    let text = format!("{:e}", v.abs());
-    let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let mut digits = format!("{int_part}{frac_part}");
-    let mut exponent = exponent - i32::try_from(frac_part.len()).unwrap_or(0);
-    while digits.len() > 1 && digits.ends_with('0') {
-        digits.pop();
-        exponent += 1;
-    }
-    if exponent < -9 {
-        // Rounded up to whole nanounits.
-        let keep =
-            usize::try_from(i32::try_from(digits.len()).unwrap_or(0) + exponent + 9).unwrap_or(0);
-        let kept: u128 = digits
-            .get(..keep.min(digits.len()))
-            .and_then(|d| d.parse().ok())
-            .unwrap_or(0);
-        digits = (kept + 1).to_string();
-        exponent = -9;
-        while digits.len() > 1 && digits.ends_with('0') && exponent < 18 {
-            digits.pop();
-            exponent += 1;
-        }
-    }
-    let scaled = exponent.div_euclid(3) * 3;
-    let scaled = scaled.min(18);
-    for _ in 0..(exponent - scaled) {
-        digits.push('0');
-    }
-    let suffix = match scaled {
-        -9 => "n",
-        -6 => "u",
-        -3 => "m",
-        3 => "k",
-        6 => "M",
-        9 => "G",
-        12 => "T",
-        15 => "P",
-        18 => "E",
-        _ => "",
-    };
-    let sign = if v < 0.0 { "-" } else { "" };
-    format!("{sign}{digits}{suffix}")
 }
 
 fn random_value(property: &Property, rng: &mut Rng) -> Value {
@@ -419,27 +365,6 @@ mod tests {
                 "s": {"type": "string", "stringValue": "y"}
             }, "updatedAt": "t"})
         );
-    }
-
-    /// The canonical texts Kubernetes gives these quantities.
-    #[test]
-    fn floats_read_as_canonical_quantities() {
-        for (v, want) in [
-            (7.24, "7240m"),
-            (7.0, "7"),
-            (0.5, "500m"),
-            (0.01, "10m"),
-            (1000.0, "1k"),
-            (1500.0, "1500"),
-            (999.99, "999990m"),
-            (-2.5, "-2500m"),
-            (0.0001, "100u"),
-            (1e-12, "1n"),
-            (2e6, "2M"),
-            (0.0, "0"),
-        ] {
-            assert_eq!(quantity(v), want, "{v}");
-        }
     }
 
     #[test]
