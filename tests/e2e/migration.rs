@@ -149,23 +149,24 @@ async fn replace_crd(client: &Client, crd: &CustomResourceDefinition) {
     .unwrap();
 }
 
-/// What Octopus's controllers left for one working link: the link with its finalizer,
-/// conditions and observed fields, and its instance.
-async fn octopus_was_here(client: &Client) {
+/// What Octopus's controllers left for one working link `name`: the link with its
+/// finalizer, conditions and observed fields, and its instance, whose spec is the
+/// template's as the API server kept it (`stored`: Octopus's limb created it with a
+/// plain create, so fields the model does not declare were pruned).
+async fn octopus_was_here(client: &Client, name: &str, template: Value, stored: Value) {
     let links: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         "default",
         &kube::api::ApiResource::erase::<DeviceLink>(&()),
     );
-    let spec = json!({"protocol": {"location": "living-room"}, "on": true, "gear": "slow"});
     let link: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceLink",
-        "metadata": {"name": "living-room-fan", "namespace": "default",
+        "metadata": {"name": name, "namespace": "default",
                      "finalizers": [LIMB_FINALIZER]},
         "spec": {
             "adaptor": {"node": "edge-1", "name": "adaptors.edge.cattle.io/dummy"},
             "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "DummySpecialDevice"},
-            "template": {"metadata": {"labels": {"device": "living-room-fan"}}, "spec": spec}
+            "template": {"metadata": {"labels": {"device": name}}, "spec": template}
         }
     }))
     .unwrap();
@@ -183,11 +184,7 @@ async fn octopus_was_here(client: &Client) {
         "adaptorName": "adaptors.edge.cattle.io/dummy"
     }});
     links
-        .patch_status(
-            "living-room-fan",
-            &PatchParams::default(),
-            &Patch::Merge(status),
-        )
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
         .await
         .unwrap();
 
@@ -195,15 +192,15 @@ async fn octopus_was_here(client: &Client) {
     let instance: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "DummySpecialDevice",
         "metadata": {
-            "name": "living-room-fan", "namespace": "default",
-            "labels": {"device": "living-room-fan"},
+            "name": name, "namespace": "default",
+            "labels": {"device": name},
             "annotations": {"edge.cattle.io/node-name": "edge-1",
                             "edge.cattle.io/adaptor-name": "adaptors.edge.cattle.io/dummy"},
             "ownerReferences": [{"apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceLink",
-                "name": "living-room-fan", "uid": link.uid().unwrap(),
+                "name": name, "uid": link.uid().unwrap(),
                 "controller": true, "blockOwnerDeletion": true}]
         },
-        "spec": spec
+        "spec": stored
     }))
     .unwrap();
     instances
@@ -212,7 +209,7 @@ async fn octopus_was_here(client: &Client) {
         .unwrap();
     instances
         .patch_status(
-            "living-room-fan",
+            name,
             &PatchParams::default(),
             &Patch::Merge(json!({"status": {"gear": "slow", "rotatingSpeed": 42}})),
         )
@@ -240,11 +237,39 @@ async fn a_cluster_octopus_ran_is_taken_over_in_place_without_losing_a_link_or_i
     // Octopus was here.
     create_crd(&client, octopus_devicelink_crd()).await;
     create_crd(&client, octopus_dummy_crd()).await;
-    octopus_was_here(&client).await;
+    let spec = json!({"protocol": {"location": "living-room"}, "on": true, "gear": "slow"});
+    octopus_was_here(&client, "living-room-fan", spec.clone(), spec).await;
+    // Octopus's own kind of typo (its MQTT example spells `readOnlye`): its limb's create
+    // let the API server drop the field, and the device ran without it.
+    let typo = json!({"protocol": {"location": "kitchen"}, "on": true, "gaer": "fast"});
+    let pruned = json!({"protocol": {"location": "kitchen"}, "on": true});
+    octopus_was_here(&client, "kitchen-fan", typo, pruned).await;
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
     let instances = device_instances(&client, "DummySpecialDevice", "dummyspecialdevices");
     let link_before = links.get("living-room-fan").await.unwrap();
     let instance_before = instances.get("living-room-fan").await.unwrap();
+    let typo_before = instances.get("kitchen-fan").await.unwrap();
+
+    // Before switching, docs/from-octopus.md has `brain validate` read the links as
+    // `kubectl get dl -A -o yaml` prints them: the typo is named, the good link passes.
+    let listed = serde_json::json!({
+        "apiVersion": "v1", "kind": "List",
+        "items": links.list(&Default::default()).await.unwrap().items,
+    });
+    let file = server.dir.path().join("links.yaml");
+    std::fs::write(&file, serde_yaml::to_string(&listed).unwrap()).unwrap();
+    let out = std::process::Command::new(bins::brain())
+        .arg("validate")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{report}");
+    assert!(report.contains("default/living-room-fan ok"), "{report}");
+    assert!(
+        report.contains("default/kitchen-fan: spec.template.spec.gaer: unknown field (Kubernetes would silently drop it); did you mean `gear`?"),
+        "{report}"
+    );
 
     // Ours, as docs/from-octopus.md installs it: CRDs replaced (not deleted), RBAC, the
     // brain, the adaptor, the limb.
@@ -343,6 +368,49 @@ async fn a_cluster_octopus_ran_is_taken_over_in_place_without_losing_a_link_or_i
         Vec::<String>::new()
     );
     assert!(limb.device_named("living-room-fan").is_some());
+
+    // The link with the typo is not silently changed: it says why it stopped, its
+    // instance stays as it was, and fixing the template brings it back, same instance.
+    let created = wait(
+        "kitchen-fan DeviceCreated=False naming the typo",
+        Duration::from_secs(60),
+        async || {
+            let l = links.get("kitchen-fan").await.ok()?;
+            l.status?.conditions.into_iter().find(|c| {
+                c.type_ == ConditionType::DeviceCreated && c.status == ConditionStatus::False
+            })
+        },
+    )
+    .await;
+    assert_eq!(created.reason, "Fail");
+    assert!(created.message.contains("gaer"), "{}", created.message);
+    assert_eq!(
+        instances.get("kitchen-fan").await.unwrap().uid(),
+        typo_before.uid(),
+        "the instance is kept"
+    );
+    links
+        .patch(
+            "kitchen-fan",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": {"spec": {"gaer": null, "gear": "fast"}}}})),
+        )
+        .await
+        .unwrap();
+    wait(
+        "kitchen-fan Healthy after the fix",
+        Duration::from_secs(60),
+        async || {
+            let i = instances.get("kitchen-fan").await.ok()?;
+            (i.data["status"]["gear"] == "fast" && i.data["status"]["polls"].as_u64()? >= 1)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        instances.get("kitchen-fan").await.unwrap().uid(),
+        typo_before.uid()
+    );
 
     // Deleting the link still completes: the finalizer is released, the instance goes.
     links
