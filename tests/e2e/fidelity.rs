@@ -210,7 +210,8 @@ async fn an_adaptor_that_is_missing_or_goes_away_is_a_warning_each_time() {
     )
     .await;
 
-    // An ordinary deletion: gone from the limb, and nothing above DEBUG about it.
+    // An ordinary deletion: gone from the limb, and nothing above DEBUG about it (no INFO,
+    // WARN or ERROR line).
     let log = server.dir.path().join("limb-adaptor.log");
     let before = std::fs::read_to_string(&log).unwrap_or_default().len();
     links.delete("fan", &DeleteParams::default()).await.unwrap();
@@ -233,11 +234,15 @@ async fn an_adaptor_that_is_missing_or_goes_away_is_a_warning_each_time() {
     let after = &text[before.min(text.len())..];
     let loud: Vec<&str> = after
         .lines()
-        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains(" INFO"))
         .collect();
     assert!(
         loud.is_empty(),
         "deletion logged: {loud:#?}\n{}",
         limb_logs()
+    );
+    assert!(
+        text[..before.min(text.len())].contains(" INFO"),
+        "the limb logs at INFO, so the check above can fail"
     );
 }
