@@ -500,9 +500,14 @@ impl Shared {
         }
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), link.namespace_or_default(), &ar);
+        // Strict: a field the model does not declare is refused, never dropped. API
+        // servers before 1.25 refuse it anyway (a 500 naming it); later ones would prune
+        // it with only a warning by default (see `instance_refused`).
         api.patch(
             link.name(),
-            &PatchParams::apply(MANAGER).force(),
+            &PatchParams::apply(MANAGER)
+                .force()
+                .validation(kube::api::ValidationDirective::Strict),
             &Patch::Apply(&obj),
         )
         .await?;
@@ -513,7 +518,8 @@ impl Shared {
 
 /// Whether the API server refused the instance itself (its spec), rather than being
 /// away or busy. A server-side apply with a field the model's schema does not declare is
-/// refused as an internal error (500) naming the field, not as invalid (422).
+/// refused as a bad request (400, strict field validation) or, by API servers before
+/// 1.25, as an internal error (500) naming the field; a schema violation is invalid (422).
 fn instance_refused(e: &kube::core::Status) -> bool {
     match e.code {
         400 | 422 => true,
