@@ -246,3 +246,69 @@ async fn an_adaptor_that_is_missing_or_goes_away_is_a_warning_each_time() {
         "the limb logs at INFO, so the check above can fail"
     );
 }
+
+/// The limb's other refusals, on real links: each in the condition Octopus used, with
+/// its reason, Octopus's words and the cause, and a Warning event. A grant the node
+/// policy refuses (this limb allows TCP to loopback only) is `DeviceCreated=False/Fail`
+/// and `FailedGrant`; a spec the adaptor rejects is `DeviceConnected=False/Unhealthy`
+/// and Octopus's `FailedConnected`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_carry_octopus_s_reason_and_the_cause() {
+    let (server, client, _brain) = control_plane().await;
+    ship(&client, "dummy", &component("adaptor_dummy")).await;
+    let _limb = start_limb(&server, "refusals");
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
+    let mut far = dummy_link("far", json!({"protocol": {"location": "lab"}, "on": true}));
+    far.spec.grants =
+        serde_json::from_value(json!([{"name": "plc", "kind": "tcp", "target": "192.0.2.10:502"}]))
+            .unwrap();
+    links.create(&PostParams::default(), &far).await.unwrap();
+    let bad_spec = json!({"protocol": {"location": "lab"}, "on": true, "parameters": {"syncInterval": "banana"}});
+    links
+        .create(&PostParams::default(), &dummy_link("banana", bad_spec))
+        .await
+        .unwrap();
+
+    for (name, stage, reason, words, cause, event) in [
+        (
+            "far",
+            ConditionType::DeviceCreated,
+            "Fail",
+            "unable to make device from model: ",
+            "node policy refused tcp grant \"plc\" (192.0.2.10:502)",
+            "FailedGrant",
+        ),
+        (
+            "banana",
+            ConditionType::DeviceConnected,
+            "Unhealthy",
+            "unable to connect to device: ",
+            "parameters.syncInterval",
+            "FailedConnected",
+        ),
+    ] {
+        let (_, got_reason, message) = wait(
+            &format!("{name}: {stage}=False"),
+            Duration::from_secs(60),
+            async || {
+                condition(&links, name, stage)
+                    .await
+                    .filter(|c| c.0 == ConditionStatus::False)
+            },
+        )
+        .await;
+        eprintln!("{name}: {stage} {got_reason}: {message}");
+        assert_eq!(got_reason, reason, "{name}");
+        assert!(
+            message.starts_with(words) && message.contains(cause),
+            "{name}: {message}"
+        );
+        let (_, notes) = wait(
+            &format!("{name}: a {event} Warning event"),
+            Duration::from_secs(30),
+            async || Some(warnings(&client, name, event).await).filter(|(n, _)| *n > 0),
+        )
+        .await;
+        assert!(notes.iter().any(|n| n.contains(cause)), "{name}: {notes:?}");
+    }
+}
