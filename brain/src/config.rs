@@ -21,7 +21,8 @@ pub struct Config {
 pub enum Command {
     /// Runs the controller against the cluster (in-cluster config, or KUBECONFIG).
     Run(Box<RunArgs>),
-    /// Checks the DeviceLinks in YAML files for structural problems, without a cluster.
+    /// Decides on the DeviceLinks in YAML files as the admission webhook would, without
+    /// a cluster: against the shipped models' schemas and CRDs found in the files.
     Validate {
         #[arg(required = true)]
         files: Vec<PathBuf>,

@@ -13,3 +13,4 @@ pub mod metrics;
 pub mod models;
 pub mod reconciler;
 pub mod run;
+pub mod validate;

@@ -26,28 +26,41 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `brain validate`: the webhook's decision on every DeviceLink of the files
+/// (`brain::validate`); CRDs in any of the files count for all of them.
 fn validate(files: Vec<std::path::PathBuf>) -> anyhow::Result<()> {
-    let mut bad = 0;
+    let mut texts = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file)
             .with_context(|| format!("reading {}", file.display()))?;
-        let links = match crds::parse::device_links(&text) {
-            Ok(l) => l,
+        texts.push((file, text));
+    }
+    let extra: Vec<_> = texts
+        .iter()
+        .flat_map(|(_, text)| brain::validate::crds_in(text))
+        .collect();
+    let mut bad = 0;
+    for (file, text) in &texts {
+        let checked = match brain::validate::text(text, &extra) {
+            Ok(c) => c,
             Err(e) => {
                 bad += 1;
-                println!("{}: {e:#}", file.display());
+                println!("{}: {:#}", file.display(), anyhow::Error::from(e));
                 continue;
             }
         };
-        for link in links {
-            let problems = crds::validate::device_link(&link);
-            if problems.is_empty() {
-                println!("{}: {} ok", file.display(), link.key());
+        for c in checked {
+            if c.verdict.allowed() {
+                println!("{}: {} ok", file.display(), c.key);
             } else {
                 bad += 1;
-                for p in problems {
-                    println!("{}: {}: {p}", file.display(), link.key());
-                }
+                println!("{}: {} denied", file.display(), c.key);
+            }
+            for d in &c.verdict.denials {
+                println!("{}: {}: {d}", file.display(), c.key);
+            }
+            for w in &c.verdict.warnings {
+                println!("{}: {}: warning: {w}", file.display(), c.key);
             }
         }
     }

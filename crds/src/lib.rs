@@ -15,6 +15,7 @@ pub mod generated;
 #[cfg(feature = "kube")]
 pub mod grants;
 pub mod models;
+pub mod octopus;
 #[cfg(feature = "kube")]
 pub mod parse;
 #[cfg(feature = "kube")]

@@ -34,34 +34,51 @@ pub fn device_links(yaml: &str) -> Result<Vec<DeviceLink>, Error> {
     for (index, doc) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
         let value = serde_json::Value::deserialize_yaml(doc)
             .map_err(|source| Error::Yaml { index, source })?;
-        if value.is_null() || value.get("kind").and_then(|k| k.as_str()) != Some(KIND) {
-            continue;
+        // `kubectl get dl -o yaml` writes a List of them.
+        let kind = value.get("kind").and_then(|k| k.as_str());
+        let items = match (kind, value.get("items").and_then(|i| i.as_array())) {
+            (Some("List" | "DeviceLinkList"), Some(items)) => items.clone(),
+            _ => vec![value],
+        };
+        for value in items {
+            push_link(&mut links, index, value)?;
         }
-        let name = value
-            .pointer("/metadata/name")
-            .and_then(|n| n.as_str())
-            .unwrap_or_default()
-            .to_owned();
-        let api_version = value
-            .get("apiVersion")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
-        if api_version != API_VERSION {
-            return Err(Error::Version {
-                index,
-                name,
-                found: api_version.to_owned(),
-            });
-        }
-        let link: DeviceLink =
-            serde_json::from_value(value).map_err(|source| Error::DeviceLink {
-                index,
-                name,
-                source,
-            })?;
-        links.push(link);
     }
     Ok(links)
+}
+
+/// Adds `value` to `links` if it is a DeviceLink (document `index`, for errors).
+fn push_link(
+    links: &mut Vec<DeviceLink>,
+    index: usize,
+    value: serde_json::Value,
+) -> Result<(), Error> {
+    if value.is_null() || value.get("kind").and_then(|k| k.as_str()) != Some(KIND) {
+        return Ok(());
+    }
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(|n| n.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let api_version = value
+        .get("apiVersion")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    if api_version != API_VERSION {
+        return Err(Error::Version {
+            index,
+            name,
+            found: api_version.to_owned(),
+        });
+    }
+    let link: DeviceLink = serde_json::from_value(value).map_err(|source| Error::DeviceLink {
+        index,
+        name,
+        source,
+    })?;
+    links.push(link);
+    Ok(())
 }
 
 trait DeserializeYaml: Sized {
@@ -115,6 +132,32 @@ metadata: {name: ignored}
         assert_eq!(link.spec.model.kind, "DummySpecialDevice");
         assert_eq!(link.spec.template.spec["gear"], "slow");
         assert!(link.spec.grants.is_empty());
+    }
+
+    /// What `kubectl get dl -A -o yaml` prints: a List, the links with their status.
+    #[test]
+    fn a_list_of_links_is_read_as_its_items() {
+        let yaml = r#"
+apiVersion: v1
+kind: List
+items:
+  - apiVersion: edge.cattle.io/v1alpha1
+    kind: DeviceLink
+    metadata: {name: a, namespace: x, finalizers: [edge.cattle.io/octopus-limb]}
+    spec:
+      adaptor: {node: n1, name: adaptors.edge.cattle.io/dummy}
+      model: {apiVersion: devices.edge.cattle.io/v1alpha1, kind: DummySpecialDevice}
+      template: {spec: {on: true}}
+    status:
+      conditions:
+        - {type: NodeExisted, status: "True", reason: Found, lastUpdateTime: "2020-07-08T13:24:00Z"}
+  - apiVersion: v1
+    kind: Secret
+    metadata: {name: ignored}
+"#;
+        let links = device_links(yaml).unwrap();
+        assert_eq!(links.len(), 1);
+        assert_eq!(links[0].key(), "x/a");
     }
 
     #[test]

@@ -30,7 +30,7 @@ fn deploy_brain_yaml() -> std::path::PathBuf {
 
 /// The shipped RBAC, the shipped webhook configuration with a URL client config, and
 /// the adaptor ConfigMap of the dummy adaptor. Returns the webhook port.
-async fn install(server: &ApiServer, client: &Client) -> u16 {
+pub(crate) async fn install(server: &ApiServer, client: &Client) -> u16 {
     crate::install_all(client).await;
     server
         .apply_rbac(&deploy_brain_yaml(), "octopus-brain")
@@ -79,7 +79,12 @@ async fn install(server: &ApiServer, client: &Client) -> u16 {
     port
 }
 
-fn spawn_brain(server: &ApiServer, id: &str, webhook_port: u16, extra: &[&str]) -> Process {
+pub(crate) fn spawn_brain(
+    server: &ApiServer,
+    id: &str,
+    webhook_port: u16,
+    extra: &[&str],
+) -> Process {
     let webhook = format!("127.0.0.1:{webhook_port}");
     let mut args = vec!["run", "--identity", id, "--lease-namespace", NS];
     args.extend(["--lease-duration", "3s", "--lease-retry", "500ms"]);
@@ -99,7 +104,7 @@ fn spawn_brain(server: &ApiServer, id: &str, webhook_port: u16, extra: &[&str]) 
     )
 }
 
-fn links(client: &Client) -> Api<DynamicObject> {
+pub(crate) fn links(client: &Client) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
         "default",
@@ -158,7 +163,7 @@ async fn create(
 
 /// Waits until the brain answers: a dry-run typo is refused (before that, Ignore lets it
 /// through), which also proves the brain set the caBundle.
-async fn wait_for_webhook(client: &Client) {
+pub(crate) async fn wait_for_webhook(client: &Client) {
     let api = links(client);
     let start = Instant::now();
     loop {

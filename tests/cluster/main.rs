@@ -10,6 +10,7 @@
 
 mod admission;
 mod rbac;
+mod validate;
 
 use octopus_tests::apiserver;
 

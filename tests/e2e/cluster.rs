@@ -20,12 +20,12 @@ use octopus_tests::process::{Process, start_brain};
 use crate::common::component;
 use octopus_tests::paths::repo_file;
 
-fn start_limb(server: &ApiServer, tag: &str) -> Process {
+pub(crate) fn start_limb(server: &ApiServer, tag: &str) -> Process {
     start_limb_resyncing(server, tag, "2s")
 }
 
 /// The limb, re-reading everything every `resync`.
-fn start_limb_resyncing(server: &ApiServer, tag: &str, resync: &str) -> Process {
+pub(crate) fn start_limb_resyncing(server: &ApiServer, tag: &str, resync: &str) -> Process {
     let cache = server.dir.path().join("limb-cache");
     Process::start(
         bins::limb(),
@@ -51,7 +51,7 @@ fn start_limb_resyncing(server: &ApiServer, tag: &str, resync: &str) -> Process 
 }
 
 /// What the suite reads from the limb's admin endpoint.
-trait Limb {
+pub(crate) trait Limb {
     /// The limb's report of `default/fan`.
     fn device(&self) -> Option<Value> {
         self.device_named("fan")
@@ -72,7 +72,7 @@ impl Limb for Process {
 }
 /// Ships a component as `octopus push` would, as ConfigMap(s) named `adaptor-<short>`
 /// for the adaptor `adaptors.edge.cattle.io/<short>`.
-async fn ship(client: &Client, short: &str, bytes: &[u8]) {
+pub(crate) async fn ship(client: &Client, short: &str, bytes: &[u8]) {
     let yaml = limb::adaptors::package::render(
         &format!("adaptor-{short}"),
         "octopus-system",
@@ -84,7 +84,7 @@ async fn ship(client: &Client, short: &str, bytes: &[u8]) {
 }
 
 /// The instances of the device model `kind` (resource `plural`) in `default`.
-fn device_instances(client: &Client, kind: &str, plural: &str) -> Api<DynamicObject> {
+pub(crate) fn device_instances(client: &Client, kind: &str, plural: &str) -> Api<DynamicObject> {
     let ar = ApiResource {
         plural: plural.into(),
         ..ApiResource::from_gvk(&GroupVersionKind::gvk(
@@ -96,7 +96,7 @@ fn device_instances(client: &Client, kind: &str, plural: &str) -> Api<DynamicObj
     Api::namespaced_with(client.clone(), "default", &ar)
 }
 
-fn cond(l: &DeviceLink, t: ConditionType) -> Option<(ConditionStatus, String)> {
+pub(crate) fn cond(l: &DeviceLink, t: ConditionType) -> Option<(ConditionStatus, String)> {
     l.status
         .as_ref()?
         .conditions
@@ -108,7 +108,7 @@ fn cond(l: &DeviceLink, t: ConditionType) -> Option<(ConditionStatus, String)> {
 static LOGS: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
 /// The limb's logs, for a failure message.
-fn limb_logs() -> String {
+pub(crate) fn limb_logs() -> String {
     let Some(dir) = LOGS.get() else {
         return String::new();
     };
@@ -128,7 +128,11 @@ fn limb_logs() -> String {
     out
 }
 
-async fn wait<T>(what: &str, within: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+pub(crate) async fn wait<T>(
+    what: &str,
+    within: Duration,
+    mut f: impl AsyncFnMut() -> Option<T>,
+) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = f().await {
@@ -188,7 +192,7 @@ async fn assert_one_instance_and_finalizer(
 }
 
 /// Applies a CRD and waits until the API server serves it.
-async fn install_crd(client: &Client, crd: &CustomResourceDefinition) {
+pub(crate) async fn install_crd(client: &Client, crd: &CustomResourceDefinition) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let name = crd.name_any();
     api.patch(
@@ -209,7 +213,7 @@ async fn install_crd(client: &Client, crd: &CustomResourceDefinition) {
 
 /// A control plane as users install it: API server, garbage collector, the CRDs, the
 /// RBAC in deploy/, a node `edge-1`, and the brain as a process.
-async fn control_plane() -> (ApiServer, Client, Process) {
+pub(crate) async fn control_plane() -> (ApiServer, Client, Process) {
     let mut server = ApiServer::start().await;
     server.start_controller_manager();
     let _ = LOGS.set(server.dir.path().to_owned());
@@ -335,10 +339,28 @@ async fn a_device_link_runs_end_to_end_on_a_real_api_server() {
     );
     assert_eq!(inst.data["status"]["gear"], "slow");
     let d = limb.device().unwrap();
+    let configured = d["events"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["reason"] == "Configured"))
+        .and_then(|e| e["message"].as_str());
+    assert!(
+        configured.is_some_and(|m| m.ends_with("references creds/password, me/name")),
+        "only the listed key, and the link's name: {configured:?}"
+    );
     assert_eq!(
-        d["status"]["references"],
-        json!(["creds/password", "me/name"]),
-        "only the listed key, and the link's name"
+        (
+            inst.annotations().get("edge.cattle.io/node-name"),
+            inst.annotations().get("edge.cattle.io/adaptor-name")
+        ),
+        (
+            Some(&"edge-1".to_owned()),
+            Some(&"adaptors.edge.cattle.io/dummy".to_owned())
+        ),
+        "Octopus's annotations"
+    );
+    assert_eq!(
+        crds::octopus::check("DummySpecialDevice", &inst.data["status"]),
+        Vec::<String>::new()
     );
 
     // Editing the template changes the device.
@@ -736,6 +758,16 @@ async fn a_modbus_link_written_for_octopus_reads_registers_into_its_instance() {
         .parse()
         .unwrap();
     assert!((operated - raw as f64 / 10.0).abs() < 1e-9, "{temperature}");
+    // Octopus's text: Go's FormatFloat(v, 'f', 6, 64), e.g. "27.100000".
+    assert_eq!(
+        temperature["operatedValue"],
+        json!(format!("{:.6}", raw as f64 / 10.0)),
+        "{temperature}"
+    );
+    assert_eq!(
+        crds::octopus::check("ModbusDevice", &inst.data["status"]),
+        Vec::<String>::new()
+    );
     // The writable property reached the slave.
     let limit = mbpoll.read("4", 200, 1, true).unwrap()[0].signed();
     assert_eq!(limit, 30);
@@ -774,7 +806,7 @@ async fn an_mqtt_link_written_for_octopus_gets_pushed_readings_into_its_instance
 
     crate::mosquitto::publish(&broker, "home/status/kitchen/temperature", "23.25", &[]).await;
     let instances = device_instances(&client, "MQTTDevice", "mqttdevices");
-    wait(
+    let status = wait(
         "the pushed reading in the instance",
         Duration::from_secs(30),
         async || {
@@ -783,10 +815,15 @@ async fn an_mqtt_link_written_for_octopus_gets_pushed_readings_into_its_instance
             props
                 .iter()
                 .any(|p| p["name"] == "temperature" && p["value"].as_f64() == Some(23.25))
-                .then_some(())
+                .then(|| i.data["status"].clone())
         },
     )
     .await;
+    assert_eq!(
+        crds::octopus::check("MQTTDevice", &status),
+        Vec::<String>::new(),
+        "{status}"
+    );
     drop(limb);
 }
 

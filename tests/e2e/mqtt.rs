@@ -488,7 +488,12 @@ async fn attributed_topic_reads_pushed_values_and_publishes_writes_on_change() {
         .find(|p| p["name"] == "temperature")
         .unwrap();
     assert_eq!(t["type"], "float", "{t}");
-    assert!(t.get("updatedAt").is_some_and(|u| u.is_string()), "{t}");
+    assert!(t.get("updateAt").is_some_and(|u| u.is_string()), "{t}");
+    assert_eq!(
+        (&t["qos"], &t["retained"]),
+        (&json!(1), &json!(true)),
+        "defaulted, as Octopus's: {t}"
+    );
 
     // A changed value is published; an unchanged one is not published again.
     let watcher = {

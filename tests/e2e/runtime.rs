@@ -56,14 +56,21 @@ async fn protocol_device_reports_typed_properties() {
         .wait(&key("robot"), Duration::from_secs(10), |r| r.polls >= 2)
         .await;
     let props = &r.status["properties"];
-    assert!(props["i"]["value"].is_i64(), "{props}");
-    assert!(props["f"]["value"].is_number(), "{props}");
-    assert!(props["b"]["value"].is_boolean(), "{props}");
-    assert!(props["s"]["value"].is_string(), "{props}");
-    assert!(props["a"]["value"].is_array(), "{props}");
-    assert!(props["o"]["value"].is_object(), "{props}");
+    // Octopus's typed fields: `.status.properties.s.stringValue` and so on.
+    assert!(props["i"]["intValue"].is_i64(), "{props}");
     assert!(
-        props["i"]["updatedAt"].as_str().unwrap().starts_with("20"),
+        props["f"]["floatValue"]
+            .as_str()
+            .is_some_and(crds::octopus::is_quantity),
+        "{props}"
+    );
+    assert!(props["b"]["booleanValue"].is_boolean(), "{props}");
+    assert!(props["s"]["stringValue"].is_string(), "{props}");
+    assert!(props["a"]["arrayValue"].is_array(), "{props}");
+    assert!(props["o"]["objectValue"].is_object(), "{props}");
+    assert_eq!(
+        crds::octopus::check("DummyProtocolDevice", &r.status),
+        Vec::<String>::new(),
         "{props}"
     );
     dev.stop().await;

@@ -60,19 +60,21 @@ fn this_version<S: Serializer>(_: &(), serializer: S) -> std::result::Result<S::
     serializer.serialize_str(VERSION)
 }
 
-/// What `poll` reports: `{gear, polls, references, rotatingSpeed, variant}` for a
-/// `DummySpecialDevice`, `{polls, properties, references, variant}` for a
-/// `DummyProtocolDevice` (keys sorted, as earlier versions wrote them).
+/// What `poll` reports: `{gear, polls, rotatingSpeed, variant}` for a
+/// `DummySpecialDevice`, `{polls, properties, variant}` for a `DummyProtocolDevice`
+/// (keys sorted, as earlier versions wrote them). Octopus's documents, plus `polls`
+/// and each property's `updatedAt`.
+/// the guest's own count, carried by snapshots, which is what shows a hot swap kept
+/// the device's state (docs/from-octopus.md). `variant` is written by test builds only.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     #[serde(skip_serializing_if = "Option::is_none")]
     gear: Option<&'static str>,
     polls: u64,
+    /// Octopus's typed status properties (`sim::status_property`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    properties: Option<BTreeMap<String, Observed>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    references: Vec<String>,
+    properties: Option<BTreeMap<String, Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rotating_speed: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -86,8 +88,9 @@ pub struct Dummy {
     name: String,
     uid: String,
     spec: Spec,
-    /// `reference/item` of every resolved reference, reported (never their values) so an
-    /// operator can see what the device was given.
+    /// `reference/item` of every resolved reference, named (never their values) in the
+    /// `Configured` event so an operator can see what the device was given; not in the
+    /// status, which is Octopus's document.
     references: Vec<String>,
     polls: u64,
     rng: Rng,
@@ -172,7 +175,6 @@ impl Device for Dummy {
             gear: None,
             polls: self.polls,
             properties: None,
-            references: self.references.clone(),
             rotating_speed: None,
             variant: cfg!(feature = "v2").then_some("v2"),
         };
@@ -185,7 +187,12 @@ impl Device for Dummy {
             DeviceSpec::Protocol(spec) => {
                 let now = sim::rfc3339(clock::now_ms());
                 sim::step_protocol(&mut self.properties, spec, &mut self.rng, &now);
-                status.properties = Some(self.properties.clone());
+                status.properties = Some(
+                    self.properties
+                        .iter()
+                        .map(|(name, observed)| (name.clone(), sim::status_property(observed)))
+                        .collect(),
+                );
             }
         }
         Ok(status)
@@ -258,8 +265,13 @@ fn summary(device: &Dummy) -> String {
             format!("at {}, {} properties", spec.ip, spec.properties.len())
         }
     };
+    let references = if device.references.is_empty() {
+        String::new()
+    } else {
+        format!("; references {}", device.references.join(", "))
+    };
     format!(
-        "{} {} {detail}; polling every {interval} ms",
+        "{} {} {detail}; polling every {interval} ms{references}",
         device.spec.device.kind().name(),
         device.name
     )
@@ -318,11 +330,11 @@ mod tests {
         instance.configure(config).unwrap();
         assert_eq!(
             instance.poll().unwrap(),
-            r#"{"gear":"fast","polls":1,"references":["secret/key"],"rotatingSpeed":200}"#
+            r#"{"gear":"fast","polls":1,"rotatingSpeed":200}"#
         );
         assert_eq!(
             instance.poll().unwrap(),
-            r#"{"gear":"fast","polls":2,"references":["secret/key"],"rotatingSpeed":207}"#
+            r#"{"gear":"fast","polls":2,"rotatingSpeed":207}"#
         );
         let snapshot = r#"{"format":"dummy/1","polls":2,"properties":{},"rng":700619024167953982,"rotatingSpeed":207,"version":"0.1.0"}"#;
         assert_eq!(instance.snapshot().unwrap(), snapshot.as_bytes());
@@ -356,20 +368,35 @@ mod tests {
         let written = r#"{"format":"dummy/1","polls":7,"properties":{"a":{"type":"array","updatedAt":"2024-05-01T10:00:00.000Z","value":[true,true]},"e":{"type":"object","updatedAt":"2024-05-01T10:00:00.000Z","value":{"intValue":320,"stringValue":"T6RAUP4I"}},"f":{"type":"float","updatedAt":"2024-05-01T10:00:00.000Z","value":7.24},"i":{"type":"int","updatedAt":"2024-05-01T10:00:00.000Z","value":745},"o":{"type":"object","updatedAt":"2024-05-01T10:00:00.000Z","value":{"n":751}},"s":{"type":"string","updatedAt":"2024-05-01T10:00:00.000Z","value":"xUuHV4L9Rj"}},"rng":1615671245494300691,"rotatingSpeed":0,"version":"0.1.0"}"#;
         let bytes = octopus_adaptor_sdk::state::encode(&dummy.snapshot()).unwrap();
         assert_eq!(String::from_utf8(bytes).unwrap(), written);
-        let status = Status {
-            gear: None,
-            polls: 7,
-            properties: Some(dummy.properties.clone()),
-            references: Vec::new(),
-            rotating_speed: None,
-            variant: None,
-        };
-        let properties =
-            &written[written.find(r#""properties""#).unwrap()..written.find(r#","rng""#).unwrap()];
-        assert_eq!(
-            octopus_adaptor_sdk::status::to_json(&status).unwrap(),
-            format!(r#"{{"polls":7,{properties}}}"#)
+        let mut instance = Instance::<Dummy>::new();
+        instance.restore(written.as_bytes(), "0.1.0").unwrap();
+        let mut config = DeviceConfig::for_tests::<Dummy>(
+            r#"{"protocol":{"ip":"x"},"properties":{"s":{"type":"string","readOnly":true},"f":{"type":"float","readOnly":true},"i":{"type":"int","readOnly":true},"a":{"type":"array","readOnly":true,"arrayProperties":{"type":"boolean"}},"o":{"type":"object","readOnly":true,"objectProperties":{"n":{"type":"int"}}},"e":{"type":"object","readOnly":true}}}"#,
         );
+        config.model.kind = "DummyProtocolDevice".into();
+        config.device.uid = "uid-2".into();
+        instance.configure(config).unwrap();
+        assert_eq!(
+            instance.poll().unwrap(),
+            r#"{"polls":8,"properties":{"a":{"arrayValue":[{"booleanValue":true,"type":"boolean"},{"booleanValue":true,"type":"boolean"}],"type":"array","updatedAt":"2024-05-01T10:00:00.000Z"},"e":{"objectValue":{"intValue":{"intValue":320,"type":"int"},"stringValue":{"stringValue":"T6RAUP4I","type":"string"}},"type":"object","updatedAt":"2024-05-01T10:00:00.000Z"},"f":{"floatValue":"7240m","type":"float","updatedAt":"2024-05-01T10:00:00.000Z"},"i":{"intValue":745,"type":"int","updatedAt":"2024-05-01T10:00:00.000Z"},"o":{"objectValue":{"n":{"intValue":751,"type":"int"}},"type":"object","updatedAt":"2024-05-01T10:00:00.000Z"},"s":{"stringValue":"xUuHV4L9Rj","type":"string","updatedAt":"2024-05-01T10:00:00.000Z"}}}"#,
+            "read-only values kept from the snapshot, typed as Octopus's status"
+        );
+        for (kind, doc) in [
+            ("DummyProtocolDevice", instance.poll().unwrap()),
+            (
+                "DummySpecialDevice",
+                special_instance(r#"{"protocol":{"location":"lab"},"on":true}"#)
+                    .poll()
+                    .unwrap(),
+            ),
+        ] {
+            let doc: Value = serde_json::from_str(&doc).unwrap();
+            assert_eq!(
+                crds::octopus::check(kind, &doc),
+                Vec::<String>::new(),
+                "{doc}"
+            );
+        }
 
         assert_eq!(
             Instance::<Dummy>::new().snapshot().unwrap(),

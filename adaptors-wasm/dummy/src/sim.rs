@@ -116,6 +116,73 @@ pub fn step_protocol(
     }
 }
 
+/// `observed` as Octopus's `DummyProtocolDeviceStatusProperty`: `type` and the one
+/// typed field that holds the value (`intValue`, `stringValue`, `floatValue`,
+/// `booleanValue`, `arrayValue`, `objectValue`). The elements of arrays and objects
+/// are typed properties again, their types read off their values. Beyond Octopus's
+/// document, `updatedAt`: when the value was read, as every other model's status has
+/// it (docs/from-octopus.md).
+pub fn status_property(observed: &Observed) -> Value {
+    let mut property = typed(observed.kind, &observed.value);
+    if let Value::Object(fields) = &mut property {
+        fields.insert("updatedAt".into(), json!(observed.updated_at));
+    }
+    property
+}
+
+fn typed(kind: PropertyType, value: &Value) -> Value {
+    let mut out = Map::new();
+    out.insert("type".into(), json!(kind));
+    let (field, typed_value) = match kind {
+        PropertyType::String => ("stringValue", value.clone()),
+        PropertyType::Int => ("intValue", value.clone()),
+        PropertyType::Float => (
+            "floatValue",
+            value.as_f64().map_or_else(
+                || value.clone(),
+                |v| Value::String(crds::octopus::quantity(v)),
+            ),
+        ),
+        PropertyType::Boolean => ("booleanValue", value.clone()),
+        PropertyType::Array => (
+            "arrayValue",
+            Value::Array(
+                value
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|v| typed(kind_of(v), v))
+                    .collect(),
+            ),
+        ),
+        PropertyType::Object => (
+            "objectValue",
+            Value::Object(
+                value
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), typed(kind_of(v), v)))
+                    .collect(),
+            ),
+        ),
+    };
+    out.insert(field.into(), typed_value);
+    Value::Object(out)
+}
+
+/// The type a generated value has: floats are JSON numbers that are not integers.
+fn kind_of(value: &Value) -> PropertyType {
+    match value {
+        Value::Bool(_) => PropertyType::Boolean,
+        Value::Number(n) if n.is_f64() => PropertyType::Float,
+        Value::Number(_) => PropertyType::Int,
+        Value::Array(_) => PropertyType::Array,
+        Value::Object(_) => PropertyType::Object,
+        Value::Null | Value::String(_) => PropertyType::String,
+    }
+}
+
 fn random_value(property: &Property, rng: &mut Rng) -> Value {
     match property.kind {
         PropertyType::String => Value::String(random_string(rng, 10)),
@@ -267,6 +334,37 @@ mod tests {
         assert_eq!(observed["fixed"], first["fixed"]);
         assert_eq!(observed["s"].updated_at, "t1");
         assert_ne!(observed["s"].value, first["s"].value);
+    }
+
+    #[test]
+    fn status_properties_are_typed_as_octopus_wrote_them() {
+        let observed = |kind, value| Observed {
+            kind,
+            updated_at: "t".into(),
+            value,
+        };
+        assert_eq!(
+            status_property(&observed(PropertyType::String, json!("x"))),
+            json!({"type": "string", "stringValue": "x", "updatedAt": "t"})
+        );
+        assert_eq!(
+            status_property(&observed(PropertyType::Float, json!(7.24))),
+            json!({"type": "float", "floatValue": "7240m", "updatedAt": "t"})
+        );
+        assert_eq!(
+            status_property(&observed(
+                PropertyType::Object,
+                json!({"n": 3, "l": [true, 0.5], "s": "y"})
+            )),
+            json!({"type": "object", "objectValue": {
+                "n": {"type": "int", "intValue": 3},
+                "l": {"type": "array", "arrayValue": [
+                    {"type": "boolean", "booleanValue": true},
+                    {"type": "float", "floatValue": "500m"}
+                ]},
+                "s": {"type": "string", "stringValue": "y"}
+            }, "updatedAt": "t"})
+        );
     }
 
     #[test]

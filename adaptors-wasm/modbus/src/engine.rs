@@ -264,7 +264,8 @@ impl Engine {
                             .as_f64()
                             .map(|x| value::render_f64(value::operate(&property.operations, x)))
                     };
-                    // Updated in place: a poll allocates nothing for a property it read before.
+                    // Updated in place: a poll allocates nothing for a property it read before
+                    // (float values aside: Go's formatting of them, `value::go_float`).
                     if let Some(reading) = memory.readings.get_mut(&property.name) {
                         property.read_signature().clone_into(&mut reading.signature);
                         decoded.render_into(&mut reading.value);
@@ -565,15 +566,20 @@ mod tests {
         );
         assert_eq!(
             status(&outcome)["properties"][0],
-            json!({"name":"temperature","type":"int16","value":"-250","operatedValue":"-25","updatedAt":"T1"})
+            json!({"name":"temperature","type":"int16","value":"-250","operatedValue":"-25.000000","updatedAt":"T1"})
         );
         assert_eq!(property(&outcome, "limitation")["value"], "30");
         assert_eq!(property(&outcome, "alarm")["value"], "true");
         assert_eq!(property(&outcome, "serial")["value"], "ABC");
         assert!(property(&outcome, "serial").get("operatedValue").is_none());
 
-        engine.poll(&mut memory, &mut slave, "T2");
+        let outcome = engine.poll(&mut memory, &mut slave, "2024-05-01T10:00:00.250Z");
         assert_eq!(slave.take().len(), 3, "no second write");
+        assert_eq!(
+            crds::octopus::check("ModbusDevice", &status(&outcome)),
+            Vec::<String>::new(),
+            "reads as Octopus's status"
+        );
     }
 
     #[test]
@@ -755,7 +761,7 @@ mod tests {
         let outcome = engine.poll(&mut memory, &mut slave, "T1");
         assert_eq!(property(&outcome, "leds")["value"], "0d03");
         assert_eq!(property(&outcome, "energy")["value"], "1");
-        assert_eq!(property(&outcome, "energy")["operatedValue"], "2");
+        assert_eq!(property(&outcome, "energy")["operatedValue"], "2.000000");
         assert_eq!(
             slave.coils[..10],
             [

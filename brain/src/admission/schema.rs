@@ -151,6 +151,44 @@ fn check(schema: &Value, value: &Value, path: &str, prune: bool, out: &mut Vec<P
     check_junctors(s, value, path, out);
 }
 
+/// The declared field `key` was most likely meant as: the nearest by edit distance
+/// (a swap of two neighbours counts as one edit, `nmae` is one from `name`), within a
+/// third of the name's length; ties go to the first in order.
+fn closest<'a>(key: &str, known: impl Iterator<Item = &'a String>) -> Option<&'a str> {
+    let limit = (key.chars().count() / 3).max(1);
+    known
+        .map(|k| (edit_distance(key, k), k.as_str()))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Optimal-string-alignment distance (Levenshtein plus adjacent transpositions).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
 fn check_object(
     s: &Map<String, Value>,
     fields: &Map<String, Value>,
@@ -174,10 +212,14 @@ fn check_object(
             || (embedded && matches!(key.as_str(), "apiVersion" | "kind" | "metadata"))
         {
         } else {
+            let known = properties.into_iter().flat_map(|props| props.keys());
+            let hint = closest(key, known)
+                .map(|k| format!("; did you mean `{k}`?"))
+                .unwrap_or_default();
             push(
                 out,
                 &p,
-                "unknown field (Kubernetes would silently drop it)".to_owned(),
+                format!("unknown field (Kubernetes would silently drop it){hint}"),
             );
         }
     }
@@ -623,9 +665,39 @@ mod tests {
         assert_eq!(
             got,
             [
-                "spec.template.spec.properties[0].readOnlye: unknown field (Kubernetes would silently drop it)"
+                "spec.template.spec.properties[0].readOnlye: unknown field (Kubernetes would silently drop it); did you mean `readOnly`?"
             ]
         );
+    }
+
+    #[test]
+    fn an_unknown_field_names_the_closest_known_one() {
+        let schema = json!({"type": "object", "properties": {
+            "name": {"type": "string"}, "readOnly": {"type": "boolean"}, "on": {"type": "boolean"}
+        }});
+        for (key, hint) in [
+            ("nmae", Some("name")),
+            ("readonly", Some("readOnly")),
+            ("readOnlye", Some("readOnly")),
+            ("no", Some("on")),
+            ("colour", None),
+            ("x", None),
+        ] {
+            let got = validate(&schema, &json!({key: 1}), "spec")
+                .into_iter()
+                .map(|p| p.message)
+                .collect::<Vec<_>>();
+            let want = match hint {
+                Some(k) => format!(
+                    "unknown field (Kubernetes would silently drop it); did you mean `{k}`?"
+                ),
+                None => "unknown field (Kubernetes would silently drop it)".to_owned(),
+            };
+            assert_eq!(got, [want], "{key}");
+        }
+        assert_eq!(edit_distance("nmae", "name"), 1);
+        assert_eq!(edit_distance("readonly", "readOnly"), 1);
+        assert_eq!(edit_distance("", "ab"), 2);
     }
 
     #[test]

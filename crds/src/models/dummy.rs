@@ -119,7 +119,8 @@ pub struct DummySpecialDeviceStatus {
     pub gear: Option<DummySpecialDeviceGear>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotating_speed: Option<i32>,
-    /// Polls the adaptor has made (not in Octopus).
+    /// Polls the adaptor has made: the guest's own count, carried across hot swaps
+    /// (not in Octopus; docs/from-octopus.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub polls: Option<u64>,
 }
@@ -293,24 +294,92 @@ pub struct DummyProtocolDeviceStatus {
     /// The observed properties, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub properties: BTreeMap<String, DummyProtocolDeviceStatusProperty>,
-    /// Polls the adaptor has made (not in Octopus).
+    /// Polls the adaptor has made: the guest's own count, carried across hot swaps
+    /// (not in Octopus; docs/from-octopus.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub polls: Option<u64>,
 }
 
+/// An observed property as Octopus's `DummyProtocolDeviceStatusProperty`: its type and
+/// the one typed field that holds the value. Elements of arrays and objects are typed
+/// properties again (validated one level, kept as written below, as Octopus did).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "kube", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DummyProtocolDeviceStatusProperty {
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub r#type: Option<DummyPropertyType>,
-    /// The value, of the property's type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "kube", schemars(schema_with = "super::any_value"))]
-    pub value: Option<Value>,
+    pub int_value: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub string_value: Option<String>,
+    /// A `resource.Quantity`, as Kubernetes writes it (`"7240m"` for 7.24).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "kube", schemars(schema_with = "quantity"))]
+    pub float_value: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boolean_value: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "kube", schemars(schema_with = "nested_status_list"))]
+    pub array_value: Option<Vec<Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "kube", schemars(schema_with = "nested_status_map"))]
+    pub object_value: Option<BTreeMap<String, Value>>,
+    /// When the value was read (not in Octopus; docs/from-octopus.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "kube", schemars(extend("format" = "date-time")))]
     pub updated_at: Option<String>,
+}
+
+/// Kubernetes's schema of a `resource.Quantity`.
+#[cfg(feature = "kube")]
+fn quantity(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "pattern": QUANTITY_PATTERN,
+        "x-kubernetes-int-or-string": true
+    })
+}
+
+/// The pattern Kubernetes's OpenAPI gives a `resource.Quantity`.
+pub const QUANTITY_PATTERN: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
+
+// One level of a nested status property, for the schema only (see `NestedProperty`).
+/// A nested observed property; its own nested values are kept as written.
+#[cfg(feature = "kube")]
+#[derive(JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct NestedStatusProperty {
+    #[serde(rename = "type")]
+    r#type: Option<DummyPropertyType>,
+    int_value: Option<i64>,
+    string_value: Option<String>,
+    #[schemars(schema_with = "quantity")]
+    float_value: Option<Value>,
+    boolean_value: Option<bool>,
+}
+
+#[cfg(feature = "kube")]
+fn nested_status(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut item = generator.subschema_for::<NestedStatusProperty>();
+    item.insert(
+        "x-kubernetes-preserve-unknown-fields".to_owned(),
+        true.into(),
+    );
+    item
+}
+
+#[cfg(feature = "kube")]
+fn nested_status_list(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let item = nested_status(generator);
+    schemars::json_schema!({"type": "array", "items": item})
+}
+
+#[cfg(feature = "kube")]
+fn nested_status_map(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let item = nested_status(generator);
+    schemars::json_schema!({"type": "object", "additionalProperties": item})
 }
 
 #[cfg(all(test, feature = "kube"))]
@@ -413,17 +482,25 @@ properties:
     }
 
     #[test]
-    fn a_dummy_protocol_device_status_keeps_values_of_any_type() {
+    fn a_dummy_protocol_device_status_has_octopus_typed_values() {
         let status: DummyProtocolDeviceStatus = serde_json::from_value(serde_json::json!({
             "properties": {
-                "n": {"type": "int", "value": 3, "updatedAt": "2024-05-01T10:00:00Z"},
-                "o": {"type": "object", "value": {"a": [1, "x"]}}
+                "n": {"type": "int", "intValue": 3},
+                "f": {"type": "float", "floatValue": "7240m"},
+                "o": {"type": "object", "objectValue": {"a": {"type": "array", "arrayValue": [
+                    {"type": "int", "intValue": 1}, {"type": "string", "stringValue": "x"}
+                ]}}}
             },
             "polls": 7
         }))
         .unwrap();
-        assert_eq!(status.properties["n"].value, Some(serde_json::json!(3)));
-        assert_eq!(status.properties["o"].value.as_ref().unwrap()["a"][1], "x");
+        assert_eq!(status.properties["n"].int_value, Some(3));
+        assert_eq!(
+            status.properties["f"].float_value,
+            Some(serde_json::json!("7240m"))
+        );
+        let object = status.properties["o"].object_value.as_ref().unwrap();
+        assert_eq!(object["a"]["arrayValue"][1]["stringValue"], "x");
         assert_eq!(status.polls, Some(7));
     }
 

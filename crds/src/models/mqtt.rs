@@ -200,8 +200,14 @@ pub struct MqttDeviceStatusProperty {
     pub qos: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retained: Option<bool>,
-    /// When the value was received (Octopus wrote `updateAt`, which is still read).
-    #[serde(default, alias = "updateAt", skip_serializing_if = "Option::is_none")]
+    /// When the value was received. `updateAt` (sic) is Octopus's JSON name, which its
+    /// readers use; `updatedAt`, which earlier versions wrote, is still read.
+    #[serde(
+        default,
+        rename = "updateAt",
+        alias = "updatedAt",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[cfg_attr(feature = "kube", schemars(extend("format" = "date-time")))]
     pub updated_at: Option<String>,
     /// Why the last message for this property could not be used, or its subscription
@@ -211,7 +217,8 @@ pub struct MqttDeviceStatusProperty {
 }
 
 impl MqttDeviceStatusProperty {
-    /// The observed state of `property`: its fields, with `value` received at `updated_at`.
+    /// The observed state of `property`: its fields after the CRD's defaults (as
+    /// Octopus's status embedded them), with `value` received at `updated_at`.
     pub fn observed(
         property: &MqttDeviceProperty,
         value: Option<Value>,
@@ -222,13 +229,13 @@ impl MqttDeviceStatusProperty {
             description: property.description.clone(),
             r#type: Some(property.r#type),
             value,
-            read_only: property.read_only,
+            read_only: Some(property.read_only()),
             content_type: property.content_type.clone(),
             annotations: property.annotations.clone(),
             path: property.path.clone(),
             operator: property.operator.clone(),
-            qos: property.qos,
-            retained: property.retained,
+            qos: Some(property.qos()),
+            retained: Some(property.retained()),
             updated_at,
             error: None,
         }
@@ -337,12 +344,26 @@ properties:
         assert_eq!(json["name"], "power");
         assert_eq!(json["path"], "parameter_power");
         assert_eq!(json["value"], 3.5);
-        assert_eq!(json["updatedAt"], "2024-05-01T10:00:00Z");
+        assert_eq!(json["updateAt"], "2024-05-01T10:00:00Z");
+        assert!(json.get("updatedAt").is_none(), "{json}");
+        assert_eq!(
+            (&json["readOnly"], &json["qos"], &json["retained"]),
+            (
+                &serde_json::json!(true),
+                &serde_json::json!(1),
+                &serde_json::json!(true)
+            ),
+            "the CRD's defaults"
+        );
 
         let octopus: MqttDeviceStatusProperty = serde_json::from_value(
             serde_json::json!({"name": "x", "value": "1", "updateAt": "2020-07-08T13:24:00Z"}),
         )
         .unwrap();
         assert_eq!(octopus.updated_at.as_deref(), Some("2020-07-08T13:24:00Z"));
+        let earlier: MqttDeviceStatusProperty =
+            serde_json::from_value(serde_json::json!({"updatedAt": "2024-05-01T10:00:00Z"}))
+                .unwrap();
+        assert!(earlier.updated_at.is_some(), "what earlier versions wrote");
     }
 }

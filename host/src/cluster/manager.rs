@@ -31,6 +31,7 @@ use tracing::Instrument;
 use super::{ADAPTOR_ANNOTATION, MANAGER, NODE_ANNOTATION, Registry, Settings, references};
 use crate::adaptors::Adaptor;
 use crate::fleet::{self, Block, Choice, Fleet, Observed, Offer};
+use crate::status::{DeviceReport, Event, EventType};
 use crate::supervisor::Context;
 
 /// Why the manager should look at something again, besides the link's own watch.
@@ -245,6 +246,11 @@ async fn reconcile(link: Arc<DeviceLink>, shared: Arc<Shared>) -> Result<Action,
 /// more often than the resync.
 fn error_policy(link: Arc<DeviceLink>, e: &ReconcileError, shared: Arc<Shared>) -> Action {
     let key = link.key();
+    if is_not_found(e) {
+        lock(&shared.failing).remove(&key);
+        tracing::debug!(link = %key, error = %e, "link gone during its reconcile");
+        return Action::await_change();
+    }
     let mut failing = lock(&shared.failing);
     let failures = failing.entry(key.clone()).or_insert(0);
     *failures = failures.saturating_add(1);
@@ -257,9 +263,25 @@ fn error_policy(link: Arc<DeviceLink>, e: &ReconcileError, shared: Arc<Shared>) 
 
 impl Shared {
     fn apply(&self, key: &str, observed: Observed<Adaptor>) {
+        let refusal = match &observed {
+            Observed::Blocked { block, .. } => {
+                let before = self.ctx.board.get(key);
+                refusal_is_new(before.as_ref(), block).then(|| block.clone())
+            }
+            _ => None,
+        };
         let mut fleet = lock(&self.fleet);
         fleet.apply(key, observed);
         self.ctx.metrics.set_devices(fleet.len());
+        if let Some(block) = refusal {
+            self.ctx.board.modify(key, |r| {
+                r.record(Event::new(
+                    EventType::Warning,
+                    refusal_reason(&block),
+                    &block.message,
+                ));
+            });
+        }
     }
 
     fn gone(&self, key: &str) {
@@ -314,9 +336,12 @@ impl Shared {
         // DeviceCreated: the instance, kept in sync with the template.
         match self.ensure_instance(&link).await {
             Ok(()) => {}
-            Err(Error::Kube(kube::Error::Api(rejected))) if matches!(rejected.code, 400 | 422) => {
+            Err(Error::Kube(kube::Error::Api(rejected))) if instance_refused(&rejected) => {
                 // The API refused the instance (a spec the model's schema rejects, say):
-                // that is the link's problem, and the condition says so.
+                // that is the link's problem, and the condition and a Warning event say
+                // so. Unknown fields are not pruned first (as Octopus's update let the
+                // API server do): a typo silently dropped is what admission exists to
+                // stop, so with the webhook bypassed the link says why it stopped.
                 return Ok(Observed::Blocked {
                     link,
                     block: Block {
@@ -475,14 +500,76 @@ impl Shared {
         }
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), link.namespace_or_default(), &ar);
+        // Strict: a field the model does not declare is refused, never dropped. API
+        // servers before 1.25 refuse it anyway (a 500 naming it); later ones would prune
+        // it with only a warning by default (see `instance_refused`).
         api.patch(
             link.name(),
-            &PatchParams::apply(MANAGER).force(),
+            &PatchParams::apply(MANAGER)
+                .force()
+                .validation(kube::api::ValidationDirective::Strict),
             &Patch::Apply(&obj),
         )
         .await?;
         lock(&self.applied).insert(key, (fingerprint, Instant::now()));
         Ok(())
+    }
+}
+
+/// Whether the API server refused the instance itself (its spec), rather than being
+/// away or busy. A server-side apply with a field the model's schema does not declare is
+/// refused as a bad request (400, strict field validation) or, by API servers before
+/// 1.25, as an internal error (500) naming the field; a schema violation is invalid (422).
+fn instance_refused(e: &kube::core::Status) -> bool {
+    match e.code {
+        400 | 422 => true,
+        500 => e.message.contains("field not declared in schema"),
+        _ => false,
+    }
+}
+
+/// The Warning event a refusal at `stage` gets on the link: Octopus's event reasons where
+/// it had one (`FailedFetched` for references), named after its condition reasons
+/// otherwise.
+pub fn refusal_reason(block: &Block) -> &'static str {
+    match block.stage {
+        None => "InvalidDeviceLink",
+        Some(ConditionType::NodeExisted) => "NodeNotFound",
+        Some(ConditionType::ModelExisted) => "ModelNotFound",
+        Some(ConditionType::AdaptorExisted) => "AdaptorNotFound",
+        Some(ConditionType::DeviceCreated) => "FailedCreated",
+        Some(ConditionType::DeviceConnected) => "FailedFetched",
+    }
+}
+
+/// Whether a refusal is news: the link did not already show it. A refusal repeated by
+/// every resync is one event; the same refusal after the device ran (an adaptor that
+/// went away again) is another.
+pub fn refusal_is_new(before: Option<&DeviceReport>, block: &Block) -> bool {
+    let Some(before) = before else {
+        return true;
+    };
+    match block.stage {
+        Some(stage) => !before
+            .conditions
+            .get(stage)
+            .is_some_and(|c| c.status == ConditionStatus::False && c.message == block.message),
+        None => {
+            before.last_error.as_deref() != Some(&format!("invalid DeviceLink: {}", block.message))
+        }
+    }
+}
+
+/// Deleted meanwhile: the link (or what its reconcile wrote) is gone from the API, which
+/// is how every deletion ends, not a failure.
+fn is_not_found(e: &ReconcileError) -> bool {
+    let api = |k: &kube::Error| matches!(k, kube::Error::Api(a) if a.code == 404);
+    match e {
+        finalizer::Error::ApplyFailed(Error::Kube(k))
+        | finalizer::Error::CleanupFailed(Error::Kube(k))
+        | finalizer::Error::AddFinalizer(k)
+        | finalizer::Error::RemoveFinalizer(k) => api(k),
+        _ => false,
     }
 }
 
@@ -496,4 +583,73 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub fn model_resource(link: &DeviceLink) -> GroupVersionKind {
     let (group, version) = link.spec.model.group_version();
     GroupVersionKind::gvk(group, version, &link.spec.model.kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, message: &str) -> kube::core::Status {
+        serde_json::from_value(
+            json!({"code": code, "message": message, "status": "Failure", "reason": ""}),
+        )
+        .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_instance_s_own_refusals_are_told_from_outages() {
+        for (code, message, refused) in [
+            (422, "spec.gear: Unsupported value", true),
+            (400, "bad request", true),
+            (
+                500,
+                "failed to create typed patch object: .spec.gaer: field not declared in schema",
+                true,
+            ),
+            (500, "etcdserver: request timed out", false),
+            (403, "forbidden", false),
+            (409, "conflict", false),
+            (429, "too many requests", false),
+        ] {
+            let s = status(code, message);
+            assert_eq!(s.code, code);
+            assert_eq!(instance_refused(&s), refused, "{code} {message}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_announced_once_and_again_after_the_device_ran() {
+        let block = Block {
+            stage: Some(ConditionType::AdaptorExisted),
+            message: "the adaptor isn't existed: x is not loaded on this node".into(),
+        };
+        assert!(refusal_is_new(None, &block), "a new link");
+        let mut report = DeviceReport::new("default", "fan", "M", "x");
+        for earlier in [ConditionType::NodeExisted, ConditionType::ModelExisted] {
+            report.conditions.succeed(earlier, "t0");
+        }
+        report
+            .conditions
+            .fail(ConditionType::AdaptorExisted, &block.message, "t0");
+        assert!(!refusal_is_new(Some(&report), &block), "the same, again");
+        let other = Block {
+            message: "the adaptor isn't existed: x was refused: bad".into(),
+            ..block.clone()
+        };
+        assert!(refusal_is_new(Some(&report), &other), "a new cause");
+        report
+            .conditions
+            .succeed(ConditionType::AdaptorExisted, "t1");
+        assert!(refusal_is_new(Some(&report), &block), "it ran meanwhile");
+
+        let invalid = Block {
+            stage: None,
+            message: "spec.adaptor.node: required".into(),
+        };
+        assert!(refusal_is_new(Some(&report), &invalid));
+        report.last_error = Some("invalid DeviceLink: spec.adaptor.node: required".into());
+        assert!(!refusal_is_new(Some(&report), &invalid));
+        assert_eq!(refusal_reason(&invalid), "InvalidDeviceLink");
+        assert_eq!(refusal_reason(&block), "AdaptorNotFound");
+    }
 }

@@ -28,9 +28,9 @@ use crate::supervisor::Context;
 
 /// The field manager of everything the limb writes.
 pub const MANAGER: &str = "octopus-limb";
-/// Annotations the limb puts on device instances.
-pub const NODE_ANNOTATION: &str = "edge.cattle.io/node";
-pub const ADAPTOR_ANNOTATION: &str = "edge.cattle.io/adaptor";
+/// Annotations the limb puts on device instances: Octopus's names, which its readers use.
+pub const NODE_ANNOTATION: &str = "edge.cattle.io/node-name";
+pub const ADAPTOR_ANNOTATION: &str = "edge.cattle.io/adaptor-name";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

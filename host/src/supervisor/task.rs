@@ -329,7 +329,7 @@ impl<C: Connect> Supervisor<C> {
                     );
                 });
                 self.report_blocked(&Blocked::Spec(why));
-                self.event(EventType::Warning, "FailedConnect", msg);
+                self.event(EventType::Warning, "FailedConnected", msg);
             }
             AfterFailure::Retry { delay, trapped } => {
                 self.report(|r| {
@@ -347,7 +347,7 @@ impl<C: Connect> Supervisor<C> {
                 });
                 self.event(
                     EventType::Warning,
-                    "FailedConnect",
+                    "FailedConnected",
                     &format!("{msg}; retrying in {delay:.1?}"),
                 );
             }

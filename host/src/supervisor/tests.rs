@@ -304,7 +304,7 @@ async fn a_trap_backs_off_then_the_device_is_started_again() {
     );
     let report = ctx.board.get(KEY).unwrap();
     assert_eq!((report.traps, report.restarts), (1, 1));
-    assert!(events(&ctx).contains(&"FailedConnect".to_owned()));
+    assert!(events(&ctx).contains(&"FailedConnected".to_owned()));
     dev.stop().await;
 }
 

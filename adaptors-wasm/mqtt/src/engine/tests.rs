@@ -301,7 +301,7 @@ fn pushed_messages_end_the_poll_early_and_show_in_the_status() {
     assert_eq!(power["path"], "parameter_power");
     assert_eq!(power["description"], "The power");
     assert!(
-        power["updatedAt"]
+        power["updateAt"]
             .as_str()
             .unwrap()
             .starts_with("2024-05-01T")
