@@ -45,6 +45,12 @@ async fn condition(
 
 /// Warning events with `reason` on the link `name`, counting a series as its count.
 async fn warnings(client: &Client, name: &str, reason: &str) -> (u32, Vec<String>) {
+    events_of(client, name, reason, "Warning").await
+}
+
+/// The events of `type_` and `reason` on link `name`: how many (series counted) and
+/// their notes.
+async fn events_of(client: &Client, name: &str, reason: &str, type_: &str) -> (u32, Vec<String>) {
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
     let list = events.list(&Default::default()).await.unwrap();
     let mine: Vec<Event> = list
@@ -52,7 +58,7 @@ async fn warnings(client: &Client, name: &str, reason: &str) -> (u32, Vec<String
         .into_iter()
         .filter(|e| {
             e.reason.as_deref() == Some(reason)
-                && e.type_.as_deref() == Some("Warning")
+                && e.type_.as_deref() == Some(type_)
                 && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
                 && e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("DeviceLink")
         })
@@ -190,6 +196,20 @@ async fn an_adaptor_that_is_missing_or_goes_away_is_a_warning_each_time() {
         },
     )
     .await;
+    let (_, notes) = wait(
+        "an AdaptorFound Normal event answering the warning",
+        Duration::from_secs(30),
+        async || {
+            Some(events_of(&client, "fan", "AdaptorFound", "Normal").await).filter(|(n, _)| *n > 0)
+        },
+    )
+    .await;
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("adaptors.edge.cattle.io/dummy")),
+        "{notes:?}"
+    );
 
     Api::<ConfigMap>::namespaced(client.clone(), "octopus-system")
         .delete("adaptor-dummy", &DeleteParams::default())

@@ -270,6 +270,10 @@ impl Shared {
             }
             _ => None,
         };
+        let found = match &observed {
+            Observed::Wanted { .. } => adaptor_found(self.ctx.board.get(key).as_ref()),
+            _ => false,
+        };
         let mut fleet = lock(&self.fleet);
         fleet.apply(key, observed);
         self.ctx.metrics.set_devices(fleet.len());
@@ -280,6 +284,12 @@ impl Shared {
                     refusal_reason(&block),
                     &block.message,
                 ));
+            });
+        }
+        if found {
+            self.ctx.board.modify(key, |r| {
+                let message = format!("adaptor {} is loaded on this node", r.adaptor);
+                r.record(Event::new(EventType::Normal, "AdaptorFound", &message));
             });
         }
     }
@@ -542,6 +552,16 @@ pub fn refusal_reason(block: &Block) -> &'static str {
     }
 }
 
+/// Whether a link that waited for its adaptor now has it: the event that answers the
+/// `AdaptorNotFound` Warning, so the link's events tell when the adaptor appeared.
+pub fn adaptor_found(before: Option<&DeviceReport>) -> bool {
+    before.is_some_and(|r| {
+        r.conditions
+            .get(ConditionType::AdaptorExisted)
+            .is_some_and(|c| c.status == ConditionStatus::False)
+    })
+}
+
 /// Whether a refusal is news: the link did not already show it. A refusal repeated by
 /// every resync is one event; the same refusal after the device ran (an adaptor that
 /// went away again) is another.
@@ -651,5 +671,20 @@ mod tests {
         assert!(!refusal_is_new(Some(&report), &invalid));
         assert_eq!(refusal_reason(&invalid), "InvalidDeviceLink");
         assert_eq!(refusal_reason(&block), "AdaptorNotFound");
+    }
+
+    #[test]
+    fn the_adaptor_is_announced_found_only_to_a_link_that_waited_for_it() {
+        let mut report = DeviceReport::new("default", "fan", "M", "x");
+        assert!(!adaptor_found(None), "a new link has nothing to answer");
+        assert!(!adaptor_found(Some(&report)), "no adaptor condition yet");
+        report
+            .conditions
+            .fail(ConditionType::AdaptorExisted, "x is not loaded", "t0");
+        assert!(adaptor_found(Some(&report)), "it waited");
+        report
+            .conditions
+            .succeed(ConditionType::AdaptorExisted, "t1");
+        assert!(!adaptor_found(Some(&report)), "already running: no repeat");
     }
 }
