@@ -559,7 +559,7 @@ pub struct Holder {
 }
 
 impl Holders {
-    /// A new instance of `device`, for [`Holders::acquire`].
+    /// A new instance of `device`, to request lines as.
     pub fn holder(&self, device: Arc<str>) -> Holder {
         Holder {
             device,

@@ -30,12 +30,12 @@ impl Stop {
         self.notify.notify_waiters();
     }
 
-    /// Whether the switch was set at least [`GRACE`] ago.
+    /// Whether the switch was set at least `GRACE` ago.
     pub fn past_grace(&self) -> bool {
         self.is_set() && self.at.get().is_some_and(|at| at.elapsed() >= GRACE)
     }
 
-    /// Returns [`GRACE`] after the switch is set.
+    /// Returns `GRACE` after the switch is set.
     pub async fn wait_past_grace(&self) {
         self.wait().await;
         let at = self.at.get().copied().unwrap_or_else(Instant::now);
