@@ -37,6 +37,7 @@ pub const EXTRAS: &[(&str, &str)] = &[
     ("DummyProtocolDevice", "properties.{}.updatedAt"),
     ("MQTTDevice", "properties[].error"),
     ("ModbusDevice", "properties[].error"),
+    ("OPCUADevice", "properties[].error"),
 ];
 
 /// `metav1.Time`: RFC 3339.
