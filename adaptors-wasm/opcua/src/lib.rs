@@ -12,8 +12,8 @@
 //! the secure channel without I/O, `session` the services over any byte link, and
 //! this file the device over the limb's socket.
 
-// The signing and encrypting policies' chunk protection; the channel takes it up next.
-#[cfg_attr(not(test), allow(dead_code))]
+// The signing and encrypting policies' chunk protection; the device takes it up next.
+#[cfg_attr(not(any(test, feature = "fuzz")), allow(dead_code))]
 mod security;
 mod session;
 mod spec;
@@ -36,6 +36,9 @@ pub mod fuzz {
     }
     pub mod session {
         pub use crate::session::*;
+    }
+    pub mod security {
+        pub use crate::security::*;
     }
 }
 

@@ -340,6 +340,21 @@ pub fn thumbprint_hex(der: &[u8]) -> String {
     thumbprint(der).iter().map(|b| format!("{b:02X}")).collect()
 }
 
+/// The RSA public key of a DER certificate.
+pub fn public_key(cert: &[u8]) -> Result<RsaPublicKey, SecurityError> {
+    use rsa::pkcs8::DecodePublicKey;
+    use x509_cert::der::{Decode, Encode};
+    let cert = x509_cert::Certificate::from_der(cert)
+        .map_err(|e| SecurityError::Key(format!("not a DER certificate: {e}")))?;
+    let spki = cert
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(|e| SecurityError::Key(format!("the certificate's key: {e}")))?;
+    RsaPublicKey::from_public_key_der(&spki)
+        .map_err(|e| SecurityError::Key(format!("the certificate's key is not RSA: {e}")))
+}
+
 /// An RSA PKCS#1 v1.5 signature with SHA-256 (asymmetric chunks, session signatures).
 pub fn rsa_sign(key: &RsaPrivateKey, data: &[u8]) -> Result<Vec<u8>, SecurityError> {
     key.sign(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(data))

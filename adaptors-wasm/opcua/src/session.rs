@@ -14,12 +14,14 @@ use opcua_types::{
     LocalizedText, MessageInfo, MessageSecurityMode, MonitoredItemCreateRequest, MonitoringMode,
     MonitoringParameters, NodeId, NotificationMessage, OpenSecureChannelRequest, PublishRequest,
     PublishResponse, ReadRequest, ReadValueId, RepublishRequest, RequestHeader,
-    SecurityTokenRequestType, StatusCode, SubscriptionAcknowledgement, TimestampsToReturn,
-    UAString, UserNameIdentityToken, UserTokenType, Variant, WriteRequest, WriteValue,
+    SecurityTokenRequestType, SignatureData, StatusCode, SubscriptionAcknowledgement,
+    TimestampsToReturn, UAString, UserNameIdentityToken, UserTokenType, Variant, WriteRequest,
+    WriteValue,
 };
 
+use crate::security::{self, Mode};
 use crate::spec::Identity;
-use crate::wire::{self, Channel, Incoming, Kind, Response, WireError};
+use crate::wire::{self, Channel, Incoming, Kind, Response, Secure, WireError};
 
 /// Publish requests kept at the server, so a notification never waits for a round trip.
 const PUBLISH_DEPTH: usize = 2;
@@ -142,6 +144,20 @@ impl<L: Link> Session<L> {
         timeout_ms: u32,
         until: u64,
     ) -> Result<Session<L>, SessionError> {
+        Session::open_secured(link, endpoint, identity, None, timeout_ms, until)
+    }
+
+    /// [`Session::open`] under a signing policy when `secure` is given: the channel is
+    /// opened with nonces and our certificate, the session is created with them and
+    /// activated with our signature over the server's certificate and nonce.
+    pub fn open_secured(
+        link: L,
+        endpoint: &str,
+        identity: &Identity,
+        secure: Option<Secure>,
+        timeout_ms: u32,
+        until: u64,
+    ) -> Result<Session<L>, SessionError> {
         let mut link = link;
         link.send(&wire::hello(endpoint)?, timeout_ms)?;
         let mut rx = Vec::new();
@@ -151,7 +167,10 @@ impl<L: Link> Session<L> {
         let limits = wire::acknowledge(&ack)?;
         let mut session = Session {
             link,
-            channel: Channel::new(limits),
+            channel: match secure {
+                Some(secure) => Channel::secured(limits, secure),
+                None => Channel::new(limits),
+            },
             rx,
             auth: NodeId::null(),
             timeout_ms,
@@ -164,6 +183,10 @@ impl<L: Link> Session<L> {
             depth: PUBLISH_DEPTH,
         };
         session.open_channel(SecurityTokenRequestType::Issue)?;
+        let (client_certificate, client_nonce) = match session.channel.secure() {
+            Some(s) => (ByteString::from(s.own_cert.clone()), nonce(s)?),
+            None => (ByteString::null(), Vec::new()),
+        };
         let request_header = session.header();
         let created = match session.call(
             Kind::Message,
@@ -181,6 +204,8 @@ impl<L: Link> Session<L> {
                 session_name: UAString::from("octopus"),
                 requested_session_timeout: 60_000.0,
                 max_response_message_size: wire::MAX_MESSAGE,
+                client_certificate: client_certificate.clone(),
+                client_nonce: ByteString::from(client_nonce.clone()),
                 ..Default::default()
             },
         )? {
@@ -188,7 +213,40 @@ impl<L: Link> Session<L> {
             other => return Err(unexpected("CreateSession", &other)),
         };
         session.auth = created.authentication_token.clone();
-        let token = identity_token(identity, created.server_endpoints.as_deref().unwrap_or(&[]))?;
+        let (policy_uri, mode) = match session.channel.secure() {
+            Some(s) => (s.policy.uri(), message_mode(s.mode)),
+            None => (wire::POLICY_NONE, MessageSecurityMode::None),
+        };
+        let token = identity_token(
+            identity,
+            created.server_endpoints.as_deref().unwrap_or(&[]),
+            policy_uri,
+            mode,
+        )?;
+        let client_signature = match session.channel.secure() {
+            None => SignatureData::default(),
+            Some(s) => {
+                // The server proves it holds its key: its signature over our
+                // certificate and nonce (Part 4 §5.6.2).
+                let mut signed = client_certificate.as_ref().to_vec();
+                signed.extend_from_slice(&client_nonce);
+                let theirs = created.server_signature.signature.as_ref();
+                if !security::rsa_verify(&s.server_key, &signed, theirs) {
+                    return Err(SessionError::Refused(
+                        "the server's CreateSession signature does not verify".to_owned(),
+                    ));
+                }
+                // Ours over the server's certificate and nonce.
+                let mut data = s.server_cert.clone();
+                data.extend_from_slice(created.server_nonce.as_ref());
+                SignatureData {
+                    algorithm: UAString::from(RSA_SHA256),
+                    signature: ByteString::from(
+                        security::rsa_sign(&s.own_key, &data).map_err(WireError::from)?,
+                    ),
+                }
+            }
+        };
         let request_header = session.header();
         let activated = session.call(
             Kind::Message,
@@ -196,6 +254,7 @@ impl<L: Link> Session<L> {
             &ActivateSessionRequest {
                 request_header,
                 user_identity_token: token,
+                client_signature,
                 ..Default::default()
             },
         )?;
@@ -206,12 +265,20 @@ impl<L: Link> Session<L> {
     }
 
     fn open_channel(&mut self, kind: SecurityTokenRequestType) -> Result<(), SessionError> {
+        let (security_mode, client_nonce) = match self.channel.secure() {
+            Some(s) => (message_mode(s.mode), nonce(s)?),
+            None => (MessageSecurityMode::None, Vec::new()),
+        };
         let request = OpenSecureChannelRequest {
             request_header: self.header(),
             client_protocol_version: 0,
             request_type: kind,
-            security_mode: MessageSecurityMode::None,
-            client_nonce: ByteString::null(),
+            security_mode,
+            client_nonce: if client_nonce.is_empty() {
+                ByteString::null()
+            } else {
+                ByteString::from(client_nonce.clone())
+            },
             requested_lifetime: TOKEN_LIFETIME_MS,
         };
         match self.call(Kind::Open, "OpenSecureChannel", &request)? {
@@ -225,6 +292,18 @@ impl<L: Link> Session<L> {
                     ));
                 }
                 self.channel.opened(token.channel_id, token.token_id);
+                if self.channel.secure().is_some() {
+                    let server_nonce = r.server_nonce.as_ref();
+                    if server_nonce.len() < client_nonce.len() {
+                        return Err(SessionError::Refused(format!(
+                            "the server's nonce has {} bytes, fewer than {}",
+                            server_nonce.len(),
+                            client_nonce.len()
+                        )));
+                    }
+                    self.channel
+                        .derive_keys(token.token_id, &client_nonce, server_nonce);
+                }
                 self.token = (self.link.now_ms(), token.revised_lifetime.max(1000));
                 Ok(())
             }
@@ -616,11 +695,27 @@ fn same_length<T>(
     }
 }
 
-/// The identity token for `identity`, with the policy ID the server's None endpoint
-/// offers for it.
+/// The algorithm URI of RSA PKCS#1 v1.5 SHA-256 session signatures.
+const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
+
+fn message_mode(mode: Mode) -> MessageSecurityMode {
+    match mode {
+        Mode::Sign => MessageSecurityMode::Sign,
+        Mode::SignAndEncrypt => MessageSecurityMode::SignAndEncrypt,
+    }
+}
+
+fn nonce(secure: &Secure) -> Result<Vec<u8>, SessionError> {
+    Ok(secure.policy.nonce().map_err(WireError::from)?)
+}
+
+/// The identity token for `identity`, with the policy ID the server's endpoint of our
+/// policy and mode offers for it.
 fn identity_token(
     identity: &Identity,
     endpoints: &[EndpointDescription],
+    channel_policy: &str,
+    channel_mode: MessageSecurityMode,
 ) -> Result<ExtensionObject, SessionError> {
     let wanted = match identity {
         Identity::Anonymous => UserTokenType::Anonymous,
@@ -629,14 +724,17 @@ fn identity_token(
     let policies = endpoints
         .iter()
         .filter(|e| {
-            e.security_mode == MessageSecurityMode::None
-                && e.security_policy_uri.as_ref() == wire::POLICY_NONE
+            e.security_mode == channel_mode && e.security_policy_uri.as_ref() == channel_policy
         })
         .flat_map(|e| e.user_identity_tokens.iter().flatten());
     let mut found = None;
     for policy in policies.filter(|p| p.token_type == wanted) {
-        let uri = policy.security_policy_uri.as_ref();
-        if uri.is_empty() || uri == wire::POLICY_NONE {
+        // An empty token policy means the channel's (Part 4 §7.41).
+        let uri = match policy.security_policy_uri.as_ref() {
+            "" => channel_policy,
+            uri => uri,
+        };
+        if uri == wire::POLICY_NONE || matches!(identity, Identity::Anonymous) {
             found = Some(policy.policy_id.clone());
             break;
         }
@@ -649,7 +747,7 @@ fn identity_token(
     }
     let policy_id = found.ok_or_else(|| {
         SessionError::Refused(format!(
-            "the server's None endpoint offers no {wanted:?} login"
+            "the server's endpoint for {channel_policy} offers no {wanted:?} login"
         ))
     })?;
     Ok(match identity {

@@ -318,6 +318,11 @@ impl Channel {
         }
     }
 
+    /// The signing policy, if any.
+    pub fn secure(&self) -> Option<&Secure> {
+        self.secure.as_ref()
+    }
+
     /// Derives the symmetric keys of `token_id` from both nonces (a no-op under None).
     #[cfg_attr(not(test), allow(dead_code))]
     pub fn derive_keys(&mut self, token_id: u32, client_nonce: &[u8], server_nonce: &[u8]) {
