@@ -2,7 +2,11 @@
 //! of the signing policies (not part of the test suite).
 //!
 //! `cargo run --example secure_live --features fuzz --target x86_64-unknown-linux-gnu --
-//! URL POLICY MODE CLIENT_KEY.der CLIENT_CERT.der SERVER_CERT.der NODE`
+//! URL POLICY MODE CLIENT_KEY.der CLIENT_CERT.der SERVER_THUMBPRINT NODE`
+//!
+//! It asks the server's endpoints over policy None first, checks the policy is offered
+//! and the server's certificate has the pinned thumbprint, then opens the secured
+//! session.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -15,7 +19,9 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use adaptor_opcua::fuzz::security::{self, Mode, Policy};
-use adaptor_opcua::fuzz::session::{Link, LinkError, Session};
+use adaptor_opcua::fuzz::session::{
+    Link, LinkError, Pin, Session, discover, trusted_server_certificate,
+};
 use adaptor_opcua::fuzz::spec::Identity;
 use adaptor_opcua::fuzz::wire::Secure;
 use rsa::pkcs8::DecodePrivateKey;
@@ -53,36 +59,49 @@ impl Link for Tcp {
     }
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [url, policy, mode, key, cert, server, node] = &args[..] else {
-        panic!("usage: URL POLICY MODE CLIENT_KEY CLIENT_CERT SERVER_CERT NODE");
-    };
+fn connect(url: &str) -> Tcp {
     let authority = url
         .trim_start_matches("opc.tcp://")
         .split('/')
         .next()
         .unwrap();
     assert!(authority.starts_with("127.0.0.1:"), "loopback only: {url}");
-    let server_cert = std::fs::read(server).unwrap();
+    Tcp(TcpStream::connect(authority).unwrap(), Instant::now())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [url, policy, mode, key, cert, pin, node] = &args[..] else {
+        panic!("usage: URL POLICY MODE CLIENT_KEY.der CLIENT_CERT.der SERVER_THUMBPRINT NODE");
+    };
+    let policy = Policy::from_uri(&format!(
+        "http://opcfoundation.org/UA/SecurityPolicy#{policy}"
+    ))
+    .unwrap();
+    let mode = if mode == "Sign" {
+        Mode::Sign
+    } else {
+        Mode::SignAndEncrypt
+    };
+    let endpoints = discover(connect(url), url, 5_000, u64::MAX).unwrap();
+    let server_cert =
+        match trusted_server_certificate(&endpoints, policy, mode, &Pin::Thumbprint(pin.clone())) {
+            Ok(cert) => cert,
+            Err(e) => {
+                println!("refused: {e}");
+                std::process::exit(2);
+            }
+        };
     let secure = Secure {
-        policy: Policy::from_uri(&format!(
-            "http://opcfoundation.org/UA/SecurityPolicy#{policy}"
-        ))
-        .unwrap(),
-        mode: if mode == "Sign" {
-            Mode::Sign
-        } else {
-            Mode::SignAndEncrypt
-        },
+        policy,
+        mode,
         own_key: rsa::RsaPrivateKey::from_pkcs8_der(&std::fs::read(key).unwrap()).unwrap(),
         own_cert: std::fs::read(cert).unwrap(),
         server_key: security::public_key(&server_cert).unwrap(),
         server_cert,
     };
-    let stream = TcpStream::connect(authority).unwrap();
     let mut session = Session::open_secured(
-        Tcp(stream, Instant::now()),
+        connect(url),
         url,
         &Identity::Anonymous,
         Some(secure),
@@ -92,4 +111,5 @@ fn main() {
     .unwrap();
     let node: opcua_types::NodeId = node.parse().unwrap();
     println!("{:?}", session.read(&[node]).unwrap());
+    session.close();
 }

@@ -59,6 +59,7 @@ impl Policy {
         }
     }
 
+    #[cfg(any(test, feature = "fuzz"))]
     pub fn from_uri(uri: &str) -> Option<Policy> {
         [Policy::Basic256Sha256, Policy::Aes128Sha256RsaOaep]
             .into_iter()
@@ -231,7 +232,8 @@ fn set_size(chunk: &mut [u8], size: usize) -> Result<(), SecurityError> {
 
 /// How many more bytes a symmetric chunk of `plain` bytes (sequence header and body)
 /// takes once protected: padding and signature.
-pub fn symmetric_overhead(mode: Mode) -> usize {
+#[cfg(test)]
+fn symmetric_overhead(mode: Mode) -> usize {
     match mode {
         Mode::Sign => SYMMETRIC_SIGNATURE,
         // The padding size byte plus at most a block of padding.
@@ -338,6 +340,26 @@ pub fn thumbprint(der: &[u8]) -> [u8; 20] {
 /// The thumbprint as upper-case hex, as error messages and specs write it.
 pub fn thumbprint_hex(der: &[u8]) -> String {
     thumbprint(der).iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// The DER of the first certificate in a PEM text.
+pub fn certificate_from_pem(pem: &[u8]) -> Result<Vec<u8>, SecurityError> {
+    use x509_cert::der::{DecodePem, Encode};
+    let cert = x509_cert::Certificate::from_pem(pem)
+        .map_err(|e| SecurityError::Key(format!("not a PEM certificate: {e}")))?;
+    cert.to_der()
+        .map_err(|e| SecurityError::Key(format!("the certificate: {e}")))
+}
+
+/// An RSA private key from PEM, PKCS#8 (`PRIVATE KEY`) or PKCS#1 (`RSA PRIVATE KEY`).
+pub fn private_key_from_pem(pem: &[u8]) -> Result<RsaPrivateKey, SecurityError> {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    let text = std::str::from_utf8(pem)
+        .map_err(|_| SecurityError::Key("the key is not PEM text".to_owned()))?;
+    RsaPrivateKey::from_pkcs8_pem(text)
+        .or_else(|_| RsaPrivateKey::from_pkcs1_pem(text))
+        .map_err(|e| SecurityError::Key(format!("not an RSA private key in PEM: {e}")))
 }
 
 /// The RSA public key of a DER certificate.

@@ -11,12 +11,12 @@ use opcua_types::{
     BinaryEncodable, ByteString, CloseSecureChannelRequest, CloseSessionRequest,
     CreateMonitoredItemsRequest, CreateSessionRequest, CreateSubscriptionRequest,
     DataChangeNotification, DataValue, DateTime, EndpointDescription, ExtensionObject,
-    LocalizedText, MessageInfo, MessageSecurityMode, MonitoredItemCreateRequest, MonitoringMode,
-    MonitoringParameters, NodeId, NotificationMessage, OpenSecureChannelRequest, PublishRequest,
-    PublishResponse, ReadRequest, ReadValueId, RepublishRequest, RequestHeader,
-    SecurityTokenRequestType, SignatureData, StatusCode, SubscriptionAcknowledgement,
-    TimestampsToReturn, UAString, UserNameIdentityToken, UserTokenType, Variant, WriteRequest,
-    WriteValue,
+    GetEndpointsRequest, LocalizedText, MessageInfo, MessageSecurityMode,
+    MonitoredItemCreateRequest, MonitoringMode, MonitoringParameters, NodeId, NotificationMessage,
+    OpenSecureChannelRequest, PublishRequest, PublishResponse, ReadRequest, ReadValueId,
+    RepublishRequest, RequestHeader, SecurityTokenRequestType, SignatureData, StatusCode,
+    SubscriptionAcknowledgement, TimestampsToReturn, UAString, UserNameIdentityToken,
+    UserTokenType, Variant, WriteRequest, WriteValue,
 };
 
 use crate::security::{self, Mode};
@@ -137,6 +137,8 @@ impl<L: Link> Session<L> {
     /// Says Hello, opens a secure channel (policy None) and activates a session as
     /// `identity`; each request waits at most `timeout_ms`, and all of them end by
     /// `until` (see [`Session::limit_round`]).
+    // Policy None only: the tests and examples/live.rs.
+    #[cfg(any(test, feature = "fuzz"))]
     pub fn open(
         link: L,
         endpoint: &str,
@@ -158,31 +160,7 @@ impl<L: Link> Session<L> {
         timeout_ms: u32,
         until: u64,
     ) -> Result<Session<L>, SessionError> {
-        let mut link = link;
-        link.send(&wire::hello(endpoint)?, timeout_ms)?;
-        let mut rx = Vec::new();
-        let deadline = (link.now_ms() + u64::from(timeout_ms)).min(until);
-        let ack =
-            next_frame(&mut link, &mut rx, deadline)?.ok_or(SessionError::Timeout("Hello"))?;
-        let limits = wire::acknowledge(&ack)?;
-        let mut session = Session {
-            link,
-            channel: match secure {
-                Some(secure) => Channel::secured(limits, secure),
-                None => Channel::new(limits),
-            },
-            rx,
-            auth: NodeId::null(),
-            timeout_ms,
-            until,
-            next_handle: 1,
-            token: (0, 0),
-            publishing: BTreeSet::new(),
-            published: VecDeque::new(),
-            subscription: None,
-            depth: PUBLISH_DEPTH,
-        };
-        session.open_channel(SecurityTokenRequestType::Issue)?;
+        let mut session = Session::connect(link, endpoint, secure, timeout_ms, until)?;
         let (client_certificate, client_nonce) = match session.channel.secure() {
             Some(s) => (ByteString::from(s.own_cert.clone()), nonce(s)?),
             None => (ByteString::null(), Vec::new()),
@@ -262,6 +240,42 @@ impl<L: Link> Session<L> {
             Response::ActivateSession(_) => Ok(session),
             other => Err(unexpected("ActivateSession", &other)),
         }
+    }
+
+    /// Hello and OpenSecureChannel: a channel without a session yet.
+    fn connect(
+        link: L,
+        endpoint: &str,
+        secure: Option<Secure>,
+        timeout_ms: u32,
+        until: u64,
+    ) -> Result<Session<L>, SessionError> {
+        let mut link = link;
+        link.send(&wire::hello(endpoint)?, timeout_ms)?;
+        let mut rx = Vec::new();
+        let deadline = (link.now_ms() + u64::from(timeout_ms)).min(until);
+        let ack =
+            next_frame(&mut link, &mut rx, deadline)?.ok_or(SessionError::Timeout("Hello"))?;
+        let limits = wire::acknowledge(&ack)?;
+        let mut session = Session {
+            link,
+            channel: match secure {
+                Some(secure) => Channel::secured(limits, secure),
+                None => Channel::new(limits),
+            },
+            rx,
+            auth: NodeId::null(),
+            timeout_ms,
+            until,
+            next_handle: 1,
+            token: (0, 0),
+            publishing: BTreeSet::new(),
+            published: VecDeque::new(),
+            subscription: None,
+            depth: PUBLISH_DEPTH,
+        };
+        session.open_channel(SecurityTokenRequestType::Issue)?;
+        Ok(session)
     }
 
     fn open_channel(&mut self, kind: SecurityTokenRequestType) -> Result<(), SessionError> {
@@ -693,6 +707,78 @@ fn same_length<T>(
             results.len()
         ))))
     }
+}
+
+/// The server's endpoints, asked for over a channel of policy None (Part 4 §5.4.4), to
+/// learn its certificate and policies before opening a secured channel.
+pub fn discover<L: Link>(
+    link: L,
+    endpoint: &str,
+    timeout_ms: u32,
+    until: u64,
+) -> Result<Vec<EndpointDescription>, SessionError> {
+    let mut session = Session::connect(link, endpoint, None, timeout_ms, until)?;
+    let request = GetEndpointsRequest {
+        request_header: session.header(),
+        endpoint_url: UAString::from(endpoint),
+        ..Default::default()
+    };
+    let endpoints = match session.call(Kind::Message, "GetEndpoints", &request)? {
+        Response::GetEndpoints(r) => r.endpoints.unwrap_or_default(),
+        other => return Err(unexpected("GetEndpoints", &other)),
+    };
+    let request = CloseSecureChannelRequest {
+        request_header: session.header(),
+    };
+    let _ = session.send(Kind::Close, &request);
+    Ok(endpoints)
+}
+
+/// The server certificate for `policy`/`mode` out of the server's endpoints, if the
+/// server offers that pair and its certificate is the trusted one: `pin` is a SHA-1
+/// thumbprint (hex, any case, `:` allowed).
+pub fn trusted_server_certificate(
+    endpoints: &[EndpointDescription],
+    policy: security::Policy,
+    mode: Mode,
+    pin: &Pin,
+) -> Result<Vec<u8>, SessionError> {
+    let wanted = message_mode(mode);
+    let Some(found) = endpoints
+        .iter()
+        .find(|e| e.security_policy_uri.as_ref() == policy.uri() && e.security_mode == wanted)
+    else {
+        let offered: Vec<String> = endpoints
+            .iter()
+            .map(|e| format!("{} {:?}", e.security_policy_uri, e.security_mode))
+            .collect();
+        return Err(SessionError::Refused(format!(
+            "the server does not offer {} with mode {mode:?}; it offers: {}",
+            policy.uri(),
+            offered.join(", ")
+        )));
+    };
+    let cert = found.server_certificate.as_ref().to_vec();
+    let thumbprint = security::thumbprint_hex(&cert);
+    let trusted = match pin {
+        Pin::Thumbprint(hex) => {
+            let hex: String = hex.chars().filter(|c| *c != ':').collect();
+            hex.eq_ignore_ascii_case(&thumbprint)
+        }
+    };
+    if !trusted {
+        return Err(SessionError::Refused(format!(
+            "the server's certificate (SHA-1 thumbprint {thumbprint}) is not the trusted one; pin it to trust it"
+        )));
+    }
+    Ok(cert)
+}
+
+/// How the server's certificate is trusted: explicitly, never by default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pin {
+    /// Its SHA-1 thumbprint in hex.
+    Thumbprint(String),
 }
 
 /// The algorithm URI of RSA PKCS#1 v1.5 SHA-256 session signatures.
@@ -1270,5 +1356,78 @@ mod tests {
         session.limit_round(start + 30);
         assert!(session.pump(10_000).unwrap().is_empty());
         assert_eq!(clock.get(), start + 30);
+    }
+
+    #[test]
+    fn server_certificates_are_trusted_only_when_pinned_and_the_policy_offered() {
+        use crate::security::{Policy, thumbprint_hex};
+        let endpoint = |policy: &str, mode, cert: &[u8]| EndpointDescription {
+            security_policy_uri: UAString::from(policy),
+            security_mode: mode,
+            server_certificate: ByteString::from(cert.to_vec()),
+            ..Default::default()
+        };
+        let endpoints = [
+            endpoint(wire::POLICY_NONE, MessageSecurityMode::None, b""),
+            endpoint(
+                Policy::Basic256Sha256.uri(),
+                MessageSecurityMode::SignAndEncrypt,
+                b"server cert",
+            ),
+        ];
+        let hex = thumbprint_hex(b"server cert");
+        let colons: Vec<String> = hex
+            .as_bytes()
+            .chunks(2)
+            .map(|p| String::from_utf8_lossy(p).to_lowercase())
+            .collect();
+        for pin in [
+            Pin::Thumbprint(hex.clone()),
+            Pin::Thumbprint(colons.join(":")),
+        ] {
+            assert_eq!(
+                trusted_server_certificate(
+                    &endpoints,
+                    Policy::Basic256Sha256,
+                    Mode::SignAndEncrypt,
+                    &pin
+                )
+                .unwrap(),
+                b"server cert"
+            );
+        }
+        let err = trusted_server_certificate(
+            &endpoints,
+            Policy::Basic256Sha256,
+            Mode::SignAndEncrypt,
+            &Pin::Thumbprint(thumbprint_hex(b"another")),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(&hex) && err.contains("not the trusted one"),
+            "{err}"
+        );
+        let err = trusted_server_certificate(
+            &endpoints,
+            Policy::Basic256Sha256,
+            Mode::Sign,
+            &Pin::Thumbprint(hex.clone()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("does not offer") && err.contains("Sign"),
+            "{err}"
+        );
+        let err = trusted_server_certificate(
+            &endpoints,
+            Policy::Aes128Sha256RsaOaep,
+            Mode::SignAndEncrypt,
+            &Pin::Thumbprint(hex),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("Aes128_Sha256_RsaOaep"), "{err}");
     }
 }

@@ -16,8 +16,9 @@ use rsa::{RsaPrivateKey, RsaPublicKey};
 use opcua_types::{
     ActivateSessionResponse, BinaryDecodable, BinaryEncodable, ByteString, CloseSessionResponse,
     ContextOwned, CreateMonitoredItemsResponse, CreateSessionResponse, CreateSubscriptionResponse,
-    DecodingOptions, MessageInfo, NodeId, ObjectId, OpenSecureChannelResponse, PublishResponse,
-    ReadResponse, RepublishResponse, ServiceFault, StatusCode, UAString, WriteResponse,
+    DecodingOptions, GetEndpointsResponse, MessageInfo, NodeId, ObjectId,
+    OpenSecureChannelResponse, PublishResponse, ReadResponse, RepublishResponse, ServiceFault,
+    StatusCode, UAString, WriteResponse,
 };
 
 /// The SecurityPolicy URI of policy None.
@@ -211,6 +212,7 @@ pub enum Response {
     Publish(Box<PublishResponse>),
     Republish(Box<RepublishResponse>),
     ServiceFault(Box<ServiceFault>),
+    GetEndpoints(Box<GetEndpointsResponse>),
 }
 
 impl Response {
@@ -228,6 +230,7 @@ impl Response {
             Response::Publish(r) => r.response_header.service_result,
             Response::Republish(r) => r.response_header.service_result,
             Response::ServiceFault(r) => r.response_header.service_result,
+            Response::GetEndpoints(r) => r.response_header.service_result,
         }
     }
 }
@@ -309,8 +312,6 @@ impl Channel {
     }
 
     /// A channel under a signing policy.
-    // The session opens secured channels in the next step.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub fn secured(limits: Limits, secure: Secure) -> Channel {
         Channel {
             secure: Some(secure),
@@ -324,7 +325,6 @@ impl Channel {
     }
 
     /// Derives the symmetric keys of `token_id` from both nonces (a no-op under None).
-    #[cfg_attr(not(test), allow(dead_code))]
     pub fn derive_keys(&mut self, token_id: u32, client_nonce: &[u8], server_nonce: &[u8]) {
         let Some(secure) = &self.secure else { return };
         let (send, receive) = Keys::pair(secure.policy, client_nonce, server_nonce);
@@ -665,6 +665,9 @@ impl Channel {
                 decode!(Republish, RepublishResponse)
             }
             ObjectId::ServiceFault_Encoding_DefaultBinary => decode!(ServiceFault, ServiceFault),
+            ObjectId::GetEndpointsResponse_Encoding_DefaultBinary => {
+                decode!(GetEndpoints, GetEndpointsResponse)
+            }
             other => return Err(protocol(format!("unexpected response {other:?}"))),
         })
     }
