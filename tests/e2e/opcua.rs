@@ -2,7 +2,8 @@
 //! (`tests/peers/opcua_peer.py`, see `octopus_tests::opcua`), checked from the other side
 //! with asyncua's own client: every property type written and read back, subscription
 //! pushes, per-node bad status codes, username/password logins, a server restart, a hot
-//! swap, refused policies and the standalone example.
+//! swap, refused policies and the standalone example; and the signing policies through a
+//! recording relay, with an unpinned certificate and a policy not offered refused.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 use crate::modbus::StandaloneLimb;
-use octopus_tests::opcua::Server;
+use octopus_tests::opcua::{Relay, Server};
 use octopus_tests::paths::repo_file;
 
 const POLICY: &str = r#"
@@ -351,7 +352,7 @@ async fn a_hot_swap_carries_writes_and_readings_over_and_a_changed_value_is_writ
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deprecated_and_unimplemented_policies_are_invalid_specs_naming_the_supported_set() {
+async fn deprecated_policies_are_invalid_specs_naming_the_supported_set() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let h = harness_opcua();
@@ -538,4 +539,120 @@ async fn a_quiet_subscription_is_kept_alive() {
     assert_eq!((r.failed_polls, r.restarts), (0, 0), "{r:#?}");
     assert_eq!(r.phase, Phase::Healthy);
     assert!(!server.log().contains("Traceback"), "{}", server.log());
+}
+
+/// The protocol section of a secured spec: `policy`/`mode`, the client certificate and
+/// key the peer wrote, and `thumbprint` as the trusted server certificate.
+fn secured(server: &Server, policy: &str, mode: &str, thumbprint: &str) -> Value {
+    json!({"protocol": {
+        "securityPolicy": policy,
+        "securityMode": mode,
+        "serverCertificateThumbprint": thumbprint,
+        "tlsConfig": {
+            "certFilePEM": server.secure_file("client.crt"),
+            "keyFilePEM": server.secure_file("client.key.pem"),
+        },
+    }})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_policies_against_asyncua_and_only_sign_leaves_values_readable_on_the_wire() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_secure(dir.path());
+    let thumbprint = server.secure_file("server.sha1");
+    let h = harness_opcua();
+    let a = h.load("adaptor_opcua").await;
+    for (policy, mode) in [
+        ("Basic256Sha256", "SignAndEncrypt"),
+        ("Basic256Sha256", "Sign"),
+        ("Aes128Sha256RsaOaep", "SignAndEncrypt"),
+    ] {
+        let relay = Relay::to(server.port);
+        let name = format!("{policy}-{mode}").to_lowercase();
+        // Written by the adaptor, then pushed back by the subscription: a value that
+        // crosses the wire both ways.
+        let secret = format!("octopus secret {name}");
+        let props = json!([
+            {"name": "s", "type": "string", "value": secret, "visitor": {"nodeID": "ns=2;s=String"}},
+            {"name": "ticker", "type": "int32", "readOnly": true, "visitor": {"nodeID": "ns=2;s=Ticker"}},
+        ]);
+        let mut s = spec(&server, props, secured(&server, policy, mode, &thumbprint));
+        s["protocol"]["endpoint"] = json!(relay.url());
+        let _d = h.spawn(device(&name, s), a.clone());
+        let first = h
+            .wait(&key(&name), Duration::from_secs(45), |r| {
+                r.phase == Phase::Healthy
+                    && value(r, "s").as_deref() == Some(secret.as_str())
+                    && ticker(r) > 0
+            })
+            .await;
+        // The subscription keeps delivering over the secured channel.
+        h.wait(&key(&name), Duration::from_secs(20), |r| {
+            ticker(r) > ticker(&first)
+        })
+        .await;
+        let seen = relay.seen();
+        let plain = seen.windows(secret.len()).any(|w| w == secret.as_bytes());
+        assert_eq!(
+            plain,
+            mode == "Sign",
+            "{policy} {mode}: the value in plain text on the wire: {plain}"
+        );
+        // The relay did carry the session: the OPN names the policy in plain text.
+        let uri = match policy {
+            "Basic256Sha256" => "SecurityPolicy#Basic256Sha256",
+            _ => "SecurityPolicy#Aes128_Sha256_RsaOaep",
+        };
+        assert!(
+            seen.windows(uri.len()).any(|w| w == uri.as_bytes()),
+            "{uri}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpinned_server_certificate_and_a_policy_not_offered_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_secure(dir.path());
+    let thumbprint = server.secure_file("server.sha1");
+    let h = harness_opcua();
+    let a = h.load("adaptor_opcua").await;
+    let props = json!([{"name": "ticker", "type": "int32", "readOnly": true, "visitor": {"nodeID": "ns=2;s=Ticker"}}]);
+    let other = "00".repeat(20);
+    let s = spec(
+        &server,
+        props.clone(),
+        secured(&server, "Basic256Sha256", "SignAndEncrypt", &other),
+    );
+    let _d = h.spawn(device("untrusted", s), a.clone());
+    let r = h
+        .wait(&key("untrusted"), Duration::from_secs(45), |r| {
+            r.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains(&thumbprint))
+        })
+        .await;
+    let e = r.last_error.unwrap();
+    assert!(e.contains("not the trusted one"), "{e}");
+    assert_ne!(r.phase, Phase::Healthy);
+
+    let s = spec(
+        &server,
+        props,
+        secured(&server, "Aes128Sha256RsaOaep", "Sign", &thumbprint),
+    );
+    let _d = h.spawn(device("unoffered", s), a);
+    let r = h
+        .wait(&key("unoffered"), Duration::from_secs(45), |r| {
+            r.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("does not offer"))
+        })
+        .await;
+    let e = r.last_error.unwrap();
+    assert!(
+        e.contains("Aes128_Sha256_RsaOaep") && e.contains("Basic256Sha256 SignAndEncrypt"),
+        "{e}"
+    );
+    assert_ne!(r.phase, Phase::Healthy);
 }

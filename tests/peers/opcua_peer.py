@@ -2,6 +2,9 @@
 checks what the server holds independently of the adaptor.
 
     opcua_peer.py serve PORT [USER PASSWORD]   # a server on 127.0.0.1:PORT, policy None
+    opcua_peer.py serve-secure PORT DIR        # Basic256Sha256 (Sign, SignAndEncrypt) and
+                                               # Aes128Sha256RsaOaep (SignAndEncrypt); its
+                                               # and a client's certificate and key in DIR
     opcua_peer.py read URL NODE...             # one JSON line per node: [variant type, value]
     opcua_peer.py write URL NODE TYPE VALUE    # writes VALUE as TYPE (an asyncua VariantType)
 
@@ -16,6 +19,7 @@ formats them (byte strings as base64, date-times in RFC 3339).
 import asyncio
 import base64
 import datetime
+import hashlib
 import json
 import logging
 import sys
@@ -58,11 +62,67 @@ class OneUser:
         return None
 
 
-async def serve(port, user=None, password=None):
+def certificate(directory, name):
+    """A self-signed RSA 2048 certificate and key for NAME in DIRECTORY: NAME.der,
+    NAME.crt and NAME.key.pem (PEM, PKCS#8; asyncua reads the format off the suffix), and NAME.sha1 (the certificate's thumbprint)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"octopus test {name}")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    uri = "urn:octopus:adaptor:opcua" if name == "client" else "urn:octopus:test:server"
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri), x509.DNSName("localhost")]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    base = f"{directory}/{name}"
+    der = cert.public_bytes(serialization.Encoding.DER)
+    with open(f"{base}.der", "wb") as f:
+        f.write(der)
+    with open(f"{base}.sha1", "w") as f:
+        f.write(hashlib.sha1(der).hexdigest().upper())
+    with open(f"{base}.crt", "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(f"{base}.key.pem", "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+
+# What serve-secure offers: not Aes128Sha256RsaOaep with Sign, so asking for it shows
+# the refusal of a policy the server does not offer.
+SECURE_POLICIES = [
+    ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+    ua.SecurityPolicyType.Basic256Sha256_Sign,
+    ua.SecurityPolicyType.Aes128Sha256RsaOaep_SignAndEncrypt,
+]
+
+
+async def serve(port, user=None, password=None, secure_dir=None):
     server = Server(user_manager=OneUser(user, password) if user else None)
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/octopus/")
-    server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    if secure_dir:
+        # asyncua accepts any client certificate when no validator is set; policy None
+        # stays for GetEndpoints only (no None endpoint is offered).
+        certificate(secure_dir, "server")
+        certificate(secure_dir, "client")
+        server.set_security_policy(SECURE_POLICIES)
+        await server.load_certificate(f"{secure_dir}/server.der")
+        await server.load_private_key(f"{secure_dir}/server.key.pem")
+    else:
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
     if user:
         server.set_identity_tokens([ua.UserNameIdentityToken])
     idx = await server.register_namespace("urn:octopus:test")
@@ -125,6 +185,8 @@ def main():
     command, args = sys.argv[1], sys.argv[2:]
     if command == "serve":
         asyncio.run(serve(int(args[0]), *args[1:3]))
+    elif command == "serve-secure":
+        asyncio.run(serve(int(args[0]), secure_dir=args[1]))
     elif command == "read":
         asyncio.run(read(args[0], args[1:]))
     elif command == "write":

@@ -53,6 +53,8 @@ pub struct Server {
     pub port: u16,
     log: PathBuf,
     login: Option<(String, String)>,
+    /// Where `serve-secure` wrote the certificates and keys, for a secured server.
+    secure: Option<PathBuf>,
 }
 
 impl Server {
@@ -68,11 +70,44 @@ impl Server {
 
     /// A server on `port` (e.g. again on the port of one stopped).
     pub fn start_on(dir: &Path, port: u16, login: Option<(String, String)>) -> Self {
+        Self::launch(dir, port, login, None)
+    }
+
+    /// A server offering Basic256Sha256 (Sign, SignAndEncrypt) and Aes128Sha256RsaOaep
+    /// (SignAndEncrypt) only, with a fresh certificate; a client certificate and key
+    /// are written next to it (see [`Server::secure_file`]). It takes any client
+    /// certificate.
+    pub fn start_secure(dir: &Path) -> Self {
+        let secure = dir.join(format!("secure-{}", free_port()));
+        std::fs::create_dir_all(&secure).unwrap();
+        Self::launch(dir, free_port(), None, Some(secure))
+    }
+
+    /// A file `serve-secure` wrote: `server.sha1` (the certificate's thumbprint),
+    /// `client.crt`, `client.key.pem` (PEM).
+    pub fn secure_file(&self, name: &str) -> String {
+        let dir = self.secure.as_ref().expect("a secured server");
+        std::fs::read_to_string(dir.join(name)).unwrap()
+    }
+
+    fn launch(
+        dir: &Path,
+        port: u16,
+        login: Option<(String, String)>,
+        secure: Option<PathBuf>,
+    ) -> Self {
         let python = python();
         let log = dir.join(format!("opcua-{port}.log"));
         let mut args = vec!["serve".to_owned(), port.to_string()];
         if let Some((user, password)) = &login {
             args.extend([user.clone(), password.clone()]);
+        }
+        if let Some(secure) = &secure {
+            args = vec![
+                "serve-secure".to_owned(),
+                port.to_string(),
+                secure.display().to_string(),
+            ];
         }
         let mut child = Command::new(&python)
             .arg("-u")
@@ -97,6 +132,7 @@ impl Server {
             port,
             log,
             login,
+            secure,
         };
         match rx.recv_timeout(READY_WITHIN) {
             Ok(line) if line == "ready" => server,
@@ -113,7 +149,7 @@ impl Server {
     /// Starts the server again on the same port.
     pub fn restart(&mut self, dir: &Path) {
         self.stop();
-        let fresh = Self::start_on(dir, self.port, self.login.clone());
+        let fresh = Self::launch(dir, self.port, self.login.clone(), self.secure.clone());
         *self = fresh;
     }
 
@@ -188,5 +224,80 @@ fn run_bounded(mut cmd: Command, within: Duration) -> std::process::Output {
             let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
             panic!("{cmd:?} did not finish within {within:?}");
         }
+    }
+}
+
+/// A loopback TCP relay that records every byte either way, to check what crosses the
+/// wire. It serves at most [`Relay::CONNECTIONS`] connections and stops on drop.
+pub struct Relay {
+    pub port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    pub const CONNECTIONS: usize = 64;
+
+    /// Relays 127.0.0.1:`port` (the relay's own) to 127.0.0.1:`to`.
+    pub fn to(to: u16) -> Self {
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let relay = Relay {
+            port,
+            seen: Default::default(),
+            stop: Default::default(),
+        };
+        let (seen, stop) = (relay.seen.clone(), relay.stop.clone());
+        std::thread::spawn(move || {
+            let mut served = 0;
+            while served < Self::CONNECTIONS && !stop.load(Ordering::Relaxed) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                served += 1;
+                let Ok(server) = TcpStream::connect(("127.0.0.1", to)) else {
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                for (mut from, mut into) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let seen = seen.clone();
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        let mut buf = [0u8; 65_536];
+                        // Ends when either side closes.
+                        while let Ok(n @ 1..) = from.read(&mut buf) {
+                            seen.lock().unwrap().extend_from_slice(&buf[..n]);
+                            if into.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = into.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        relay
+    }
+
+    /// Everything relayed so far, both directions.
+    pub fn seen(&self) -> Vec<u8> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn url(&self) -> String {
+        format!("opc.tcp://127.0.0.1:{}/octopus/", self.port)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }

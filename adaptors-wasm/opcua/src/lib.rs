@@ -12,6 +12,7 @@
 //! the secure channel without I/O, `session` the services over any byte link, and
 //! this file the device over the limb's socket.
 
+mod security;
 mod session;
 mod spec;
 mod value;
@@ -33,6 +34,9 @@ pub mod fuzz {
     }
     pub mod session {
         pub use crate::session::*;
+    }
+    pub mod security {
+        pub use crate::security::*;
     }
 }
 
@@ -156,11 +160,43 @@ impl OpcuaDevice {
     fn connect(&mut self) -> std::result::Result<(), SessionError> {
         let until = clock::monotonic_ms() + ROUND_MS;
         let connect_ms = self.config.timeout_ms.min(ROUND_MS as u32);
+        let secure = match &self.config.security {
+            None => None,
+            Some(security) => {
+                // The server's certificate and policies first, over policy None: an
+                // untrusted certificate or a policy not offered ends here, with its
+                // thumbprint or the offered list, before anything is signed.
+                let stream = socket::connect_tcp(GRANT, connect_ms).map_err(link_error)?;
+                let endpoints = session::discover(
+                    SocketLink(stream),
+                    &self.config.endpoint,
+                    self.config.timeout_ms,
+                    until,
+                )?;
+                let server_cert = session::trusted_server_certificate(
+                    &endpoints,
+                    security.policy,
+                    security.mode,
+                    &security.pin,
+                )?;
+                Some(wire::Secure {
+                    policy: security.policy,
+                    mode: security.mode,
+                    own_key: security.own_key.clone(),
+                    own_cert: security.own_cert.clone(),
+                    server_key: security::public_key(&server_cert).map_err(|e| {
+                        SessionError::Refused(format!("the server's certificate: {e}"))
+                    })?,
+                    server_cert,
+                })
+            }
+        };
         let stream = socket::connect_tcp(GRANT, connect_ms).map_err(link_error)?;
-        let mut session = Session::open(
+        let mut session = Session::open_secured(
             SocketLink(stream),
             &self.config.endpoint,
             &self.config.identity,
+            secure,
             self.config.timeout_ms,
             until,
         )?;

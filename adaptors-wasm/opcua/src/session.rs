@@ -11,15 +11,17 @@ use opcua_types::{
     BinaryEncodable, ByteString, CloseSecureChannelRequest, CloseSessionRequest,
     CreateMonitoredItemsRequest, CreateSessionRequest, CreateSubscriptionRequest,
     DataChangeNotification, DataValue, DateTime, EndpointDescription, ExtensionObject,
-    LocalizedText, MessageInfo, MessageSecurityMode, MonitoredItemCreateRequest, MonitoringMode,
-    MonitoringParameters, NodeId, NotificationMessage, OpenSecureChannelRequest, PublishRequest,
-    PublishResponse, ReadRequest, ReadValueId, RepublishRequest, RequestHeader,
-    SecurityTokenRequestType, StatusCode, SubscriptionAcknowledgement, TimestampsToReturn,
-    UAString, UserNameIdentityToken, UserTokenType, Variant, WriteRequest, WriteValue,
+    GetEndpointsRequest, LocalizedText, MessageInfo, MessageSecurityMode,
+    MonitoredItemCreateRequest, MonitoringMode, MonitoringParameters, NodeId, NotificationMessage,
+    OpenSecureChannelRequest, PublishRequest, PublishResponse, ReadRequest, ReadValueId,
+    RepublishRequest, RequestHeader, SecurityTokenRequestType, SignatureData, StatusCode,
+    SubscriptionAcknowledgement, TimestampsToReturn, UAString, UserNameIdentityToken,
+    UserTokenType, Variant, WriteRequest, WriteValue,
 };
 
+use crate::security::{self, Mode};
 use crate::spec::Identity;
-use crate::wire::{self, Channel, Incoming, Kind, Response, WireError};
+use crate::wire::{self, Channel, Incoming, Kind, Response, Secure, WireError};
 
 /// Publish requests kept at the server, so a notification never waits for a round trip.
 const PUBLISH_DEPTH: usize = 2;
@@ -135,6 +137,8 @@ impl<L: Link> Session<L> {
     /// Says Hello, opens a secure channel (policy None) and activates a session as
     /// `identity`; each request waits at most `timeout_ms`, and all of them end by
     /// `until` (see [`Session::limit_round`]).
+    // Policy None only: the tests and examples/live.rs.
+    #[cfg(any(test, feature = "fuzz"))]
     pub fn open(
         link: L,
         endpoint: &str,
@@ -142,28 +146,25 @@ impl<L: Link> Session<L> {
         timeout_ms: u32,
         until: u64,
     ) -> Result<Session<L>, SessionError> {
-        let mut link = link;
-        link.send(&wire::hello(endpoint)?, timeout_ms)?;
-        let mut rx = Vec::new();
-        let deadline = (link.now_ms() + u64::from(timeout_ms)).min(until);
-        let ack =
-            next_frame(&mut link, &mut rx, deadline)?.ok_or(SessionError::Timeout("Hello"))?;
-        let limits = wire::acknowledge(&ack)?;
-        let mut session = Session {
-            link,
-            channel: Channel::new(limits),
-            rx,
-            auth: NodeId::null(),
-            timeout_ms,
-            until,
-            next_handle: 1,
-            token: (0, 0),
-            publishing: BTreeSet::new(),
-            published: VecDeque::new(),
-            subscription: None,
-            depth: PUBLISH_DEPTH,
+        Session::open_secured(link, endpoint, identity, None, timeout_ms, until)
+    }
+
+    /// [`Session::open`] under a signing policy when `secure` is given: the channel is
+    /// opened with nonces and our certificate, the session is created with them and
+    /// activated with our signature over the server's certificate and nonce.
+    pub fn open_secured(
+        link: L,
+        endpoint: &str,
+        identity: &Identity,
+        secure: Option<Secure>,
+        timeout_ms: u32,
+        until: u64,
+    ) -> Result<Session<L>, SessionError> {
+        let mut session = Session::connect(link, endpoint, secure, timeout_ms, until)?;
+        let (client_certificate, client_nonce) = match session.channel.secure() {
+            Some(s) => (ByteString::from(s.own_cert.clone()), nonce(s)?),
+            None => (ByteString::null(), Vec::new()),
         };
-        session.open_channel(SecurityTokenRequestType::Issue)?;
         let request_header = session.header();
         let created = match session.call(
             Kind::Message,
@@ -181,6 +182,8 @@ impl<L: Link> Session<L> {
                 session_name: UAString::from("octopus"),
                 requested_session_timeout: 60_000.0,
                 max_response_message_size: wire::MAX_MESSAGE,
+                client_certificate: client_certificate.clone(),
+                client_nonce: ByteString::from(client_nonce.clone()),
                 ..Default::default()
             },
         )? {
@@ -188,7 +191,40 @@ impl<L: Link> Session<L> {
             other => return Err(unexpected("CreateSession", &other)),
         };
         session.auth = created.authentication_token.clone();
-        let token = identity_token(identity, created.server_endpoints.as_deref().unwrap_or(&[]))?;
+        let (policy_uri, mode) = match session.channel.secure() {
+            Some(s) => (s.policy.uri(), message_mode(s.mode)),
+            None => (wire::POLICY_NONE, MessageSecurityMode::None),
+        };
+        let token = identity_token(
+            identity,
+            created.server_endpoints.as_deref().unwrap_or(&[]),
+            policy_uri,
+            mode,
+        )?;
+        let client_signature = match session.channel.secure() {
+            None => SignatureData::default(),
+            Some(s) => {
+                // The server proves it holds its key: its signature over our
+                // certificate and nonce (Part 4 §5.6.2).
+                let mut signed = client_certificate.as_ref().to_vec();
+                signed.extend_from_slice(&client_nonce);
+                let theirs = created.server_signature.signature.as_ref();
+                if !security::rsa_verify(&s.server_key, &signed, theirs) {
+                    return Err(SessionError::Refused(
+                        "the server's CreateSession signature does not verify".to_owned(),
+                    ));
+                }
+                // Ours over the server's certificate and nonce.
+                let mut data = s.server_cert.clone();
+                data.extend_from_slice(created.server_nonce.as_ref());
+                SignatureData {
+                    algorithm: UAString::from(RSA_SHA256),
+                    signature: ByteString::from(
+                        security::rsa_sign(&s.own_key, &data).map_err(WireError::from)?,
+                    ),
+                }
+            }
+        };
         let request_header = session.header();
         let activated = session.call(
             Kind::Message,
@@ -196,6 +232,7 @@ impl<L: Link> Session<L> {
             &ActivateSessionRequest {
                 request_header,
                 user_identity_token: token,
+                client_signature,
                 ..Default::default()
             },
         )?;
@@ -205,13 +242,57 @@ impl<L: Link> Session<L> {
         }
     }
 
+    /// Hello and OpenSecureChannel: a channel without a session yet.
+    fn connect(
+        link: L,
+        endpoint: &str,
+        secure: Option<Secure>,
+        timeout_ms: u32,
+        until: u64,
+    ) -> Result<Session<L>, SessionError> {
+        let mut link = link;
+        link.send(&wire::hello(endpoint)?, timeout_ms)?;
+        let mut rx = Vec::new();
+        let deadline = (link.now_ms() + u64::from(timeout_ms)).min(until);
+        let ack =
+            next_frame(&mut link, &mut rx, deadline)?.ok_or(SessionError::Timeout("Hello"))?;
+        let limits = wire::acknowledge(&ack)?;
+        let mut session = Session {
+            link,
+            channel: match secure {
+                Some(secure) => Channel::secured(limits, secure),
+                None => Channel::new(limits),
+            },
+            rx,
+            auth: NodeId::null(),
+            timeout_ms,
+            until,
+            next_handle: 1,
+            token: (0, 0),
+            publishing: BTreeSet::new(),
+            published: VecDeque::new(),
+            subscription: None,
+            depth: PUBLISH_DEPTH,
+        };
+        session.open_channel(SecurityTokenRequestType::Issue)?;
+        Ok(session)
+    }
+
     fn open_channel(&mut self, kind: SecurityTokenRequestType) -> Result<(), SessionError> {
+        let (security_mode, client_nonce) = match self.channel.secure() {
+            Some(s) => (message_mode(s.mode), nonce(s)?),
+            None => (MessageSecurityMode::None, Vec::new()),
+        };
         let request = OpenSecureChannelRequest {
             request_header: self.header(),
             client_protocol_version: 0,
             request_type: kind,
-            security_mode: MessageSecurityMode::None,
-            client_nonce: ByteString::null(),
+            security_mode,
+            client_nonce: if client_nonce.is_empty() {
+                ByteString::null()
+            } else {
+                ByteString::from(client_nonce.clone())
+            },
             requested_lifetime: TOKEN_LIFETIME_MS,
         };
         match self.call(Kind::Open, "OpenSecureChannel", &request)? {
@@ -225,6 +306,18 @@ impl<L: Link> Session<L> {
                     ));
                 }
                 self.channel.opened(token.channel_id, token.token_id);
+                if self.channel.secure().is_some() {
+                    let server_nonce = r.server_nonce.as_ref();
+                    if server_nonce.len() < client_nonce.len() {
+                        return Err(SessionError::Refused(format!(
+                            "the server's nonce has {} bytes, fewer than {}",
+                            server_nonce.len(),
+                            client_nonce.len()
+                        )));
+                    }
+                    self.channel
+                        .derive_keys(token.token_id, &client_nonce, server_nonce);
+                }
                 self.token = (self.link.now_ms(), token.revised_lifetime.max(1000));
                 Ok(())
             }
@@ -616,11 +709,99 @@ fn same_length<T>(
     }
 }
 
-/// The identity token for `identity`, with the policy ID the server's None endpoint
-/// offers for it.
+/// The server's endpoints, asked for over a channel of policy None (Part 4 §5.4.4), to
+/// learn its certificate and policies before opening a secured channel.
+pub fn discover<L: Link>(
+    link: L,
+    endpoint: &str,
+    timeout_ms: u32,
+    until: u64,
+) -> Result<Vec<EndpointDescription>, SessionError> {
+    let mut session = Session::connect(link, endpoint, None, timeout_ms, until)?;
+    let request = GetEndpointsRequest {
+        request_header: session.header(),
+        endpoint_url: UAString::from(endpoint),
+        ..Default::default()
+    };
+    let endpoints = match session.call(Kind::Message, "GetEndpoints", &request)? {
+        Response::GetEndpoints(r) => r.endpoints.unwrap_or_default(),
+        other => return Err(unexpected("GetEndpoints", &other)),
+    };
+    let request = CloseSecureChannelRequest {
+        request_header: session.header(),
+    };
+    let _ = session.send(Kind::Close, &request);
+    Ok(endpoints)
+}
+
+/// The server certificate for `policy`/`mode` out of the server's endpoints, if the
+/// server offers that pair and its certificate is the trusted one: `pin` is a SHA-1
+/// thumbprint (hex, any case, `:` allowed).
+pub fn trusted_server_certificate(
+    endpoints: &[EndpointDescription],
+    policy: security::Policy,
+    mode: Mode,
+    pin: &Pin,
+) -> Result<Vec<u8>, SessionError> {
+    let wanted = message_mode(mode);
+    let Some(found) = endpoints
+        .iter()
+        .find(|e| e.security_policy_uri.as_ref() == policy.uri() && e.security_mode == wanted)
+    else {
+        let offered: Vec<String> = endpoints
+            .iter()
+            .map(|e| format!("{} {:?}", e.security_policy_uri, e.security_mode))
+            .collect();
+        return Err(SessionError::Refused(format!(
+            "the server does not offer {} with mode {mode:?}; it offers: {}",
+            policy.uri(),
+            offered.join(", ")
+        )));
+    };
+    let cert = found.server_certificate.as_ref().to_vec();
+    let thumbprint = security::thumbprint_hex(&cert);
+    let trusted = match pin {
+        Pin::Thumbprint(hex) => {
+            let hex: String = hex.chars().filter(|c| *c != ':').collect();
+            hex.eq_ignore_ascii_case(&thumbprint)
+        }
+    };
+    if !trusted {
+        return Err(SessionError::Refused(format!(
+            "the server's certificate (SHA-1 thumbprint {thumbprint}) is not the trusted one; pin it to trust it"
+        )));
+    }
+    Ok(cert)
+}
+
+/// How the server's certificate is trusted: explicitly, never by default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pin {
+    /// Its SHA-1 thumbprint in hex.
+    Thumbprint(String),
+}
+
+/// The algorithm URI of RSA PKCS#1 v1.5 SHA-256 session signatures.
+const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
+
+fn message_mode(mode: Mode) -> MessageSecurityMode {
+    match mode {
+        Mode::Sign => MessageSecurityMode::Sign,
+        Mode::SignAndEncrypt => MessageSecurityMode::SignAndEncrypt,
+    }
+}
+
+fn nonce(secure: &Secure) -> Result<Vec<u8>, SessionError> {
+    Ok(secure.policy.nonce().map_err(WireError::from)?)
+}
+
+/// The identity token for `identity`, with the policy ID the server's endpoint of our
+/// policy and mode offers for it.
 fn identity_token(
     identity: &Identity,
     endpoints: &[EndpointDescription],
+    channel_policy: &str,
+    channel_mode: MessageSecurityMode,
 ) -> Result<ExtensionObject, SessionError> {
     let wanted = match identity {
         Identity::Anonymous => UserTokenType::Anonymous,
@@ -629,14 +810,17 @@ fn identity_token(
     let policies = endpoints
         .iter()
         .filter(|e| {
-            e.security_mode == MessageSecurityMode::None
-                && e.security_policy_uri.as_ref() == wire::POLICY_NONE
+            e.security_mode == channel_mode && e.security_policy_uri.as_ref() == channel_policy
         })
         .flat_map(|e| e.user_identity_tokens.iter().flatten());
     let mut found = None;
     for policy in policies.filter(|p| p.token_type == wanted) {
-        let uri = policy.security_policy_uri.as_ref();
-        if uri.is_empty() || uri == wire::POLICY_NONE {
+        // An empty token policy means the channel's (Part 4 §7.41).
+        let uri = match policy.security_policy_uri.as_ref() {
+            "" => channel_policy,
+            uri => uri,
+        };
+        if uri == wire::POLICY_NONE || matches!(identity, Identity::Anonymous) {
             found = Some(policy.policy_id.clone());
             break;
         }
@@ -649,7 +833,7 @@ fn identity_token(
     }
     let policy_id = found.ok_or_else(|| {
         SessionError::Refused(format!(
-            "the server's None endpoint offers no {wanted:?} login"
+            "the server's endpoint for {channel_policy} offers no {wanted:?} login"
         ))
     })?;
     Ok(match identity {
@@ -1172,5 +1356,78 @@ mod tests {
         session.limit_round(start + 30);
         assert!(session.pump(10_000).unwrap().is_empty());
         assert_eq!(clock.get(), start + 30);
+    }
+
+    #[test]
+    fn server_certificates_are_trusted_only_when_pinned_and_the_policy_offered() {
+        use crate::security::{Policy, thumbprint_hex};
+        let endpoint = |policy: &str, mode, cert: &[u8]| EndpointDescription {
+            security_policy_uri: UAString::from(policy),
+            security_mode: mode,
+            server_certificate: ByteString::from(cert.to_vec()),
+            ..Default::default()
+        };
+        let endpoints = [
+            endpoint(wire::POLICY_NONE, MessageSecurityMode::None, b""),
+            endpoint(
+                Policy::Basic256Sha256.uri(),
+                MessageSecurityMode::SignAndEncrypt,
+                b"server cert",
+            ),
+        ];
+        let hex = thumbprint_hex(b"server cert");
+        let colons: Vec<String> = hex
+            .as_bytes()
+            .chunks(2)
+            .map(|p| String::from_utf8_lossy(p).to_lowercase())
+            .collect();
+        for pin in [
+            Pin::Thumbprint(hex.clone()),
+            Pin::Thumbprint(colons.join(":")),
+        ] {
+            assert_eq!(
+                trusted_server_certificate(
+                    &endpoints,
+                    Policy::Basic256Sha256,
+                    Mode::SignAndEncrypt,
+                    &pin
+                )
+                .unwrap(),
+                b"server cert"
+            );
+        }
+        let err = trusted_server_certificate(
+            &endpoints,
+            Policy::Basic256Sha256,
+            Mode::SignAndEncrypt,
+            &Pin::Thumbprint(thumbprint_hex(b"another")),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(&hex) && err.contains("not the trusted one"),
+            "{err}"
+        );
+        let err = trusted_server_certificate(
+            &endpoints,
+            Policy::Basic256Sha256,
+            Mode::Sign,
+            &Pin::Thumbprint(hex.clone()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("does not offer") && err.contains("Sign"),
+            "{err}"
+        );
+        let err = trusted_server_certificate(
+            &endpoints,
+            Policy::Aes128Sha256RsaOaep,
+            Mode::SignAndEncrypt,
+            &Pin::Thumbprint(hex),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("Aes128_Sha256_RsaOaep"), "{err}");
     }
 }

@@ -15,7 +15,7 @@ use crate::value;
 type Result<T> = std::result::Result<T, SpecError>;
 
 /// The policies this adaptor speaks, named in the refusal of any other.
-pub const SUPPORTED_POLICIES: &str = "None";
+pub const SUPPORTED_POLICIES: &str = "None, Basic256Sha256, Aes128Sha256RsaOaep";
 
 /// The longest publishing interval we ask for; longer would outlive the keep-alive
 /// bookkeeping of most servers.
@@ -30,6 +30,31 @@ pub struct Config {
     pub interval_ms: u64,
     pub timeout_ms: u32,
     pub properties: Vec<Property>,
+    /// The signing policy, our certificate and key, and the trusted server certificate.
+    pub security: Option<Security>,
+}
+
+/// A signing policy's settings from `securityPolicy`, `securityMode`, `tlsConfig` and
+/// `serverCertificateThumbprint`.
+#[derive(Clone, PartialEq)]
+pub struct Security {
+    pub policy: crate::security::Policy,
+    pub mode: crate::security::Mode,
+    pub own_key: rsa::RsaPrivateKey,
+    /// Our application certificate (DER).
+    pub own_cert: Vec<u8>,
+    pub pin: crate::session::Pin,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("Security")
+            .field("policy", &self.policy)
+            .field("mode", &self.mode)
+            .field("pin", &self.pin)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Who the session is activated as.
@@ -85,34 +110,7 @@ pub fn check(spec: &OPCUADeviceSpec, ctx: &Context) -> Result<Config> {
             format!("{endpoint:?} needs a host and port, e.g. opc.tcp://plc:4840"),
         ));
     }
-    let policy = protocol.security_policy();
-    if policy != OpcuaSecurityPolicy::None {
-        let why = match policy {
-            OpcuaSecurityPolicy::Basic128Rsa15
-            | OpcuaSecurityPolicy::Basic256
-            | OpcuaSecurityPolicy::Aes256Sha256RsaPss => "is not supported",
-            _ => "is not implemented yet",
-        };
-        return Err(error(
-            "protocol.securityPolicy",
-            format!("{policy:?} {why}; supported: {SUPPORTED_POLICIES}"),
-        ));
-    }
-    if protocol.security_mode() != OpcuaSecurityMode::None {
-        return Err(error(
-            "protocol.securityMode",
-            format!(
-                "{:?} needs a security policy other than None; supported modes: None",
-                protocol.security_mode()
-            ),
-        ));
-    }
-    if protocol.tls_config.is_some() {
-        return Err(error(
-            "protocol.tlsConfig",
-            "a client certificate is only used by signing policies, which are not supported",
-        ));
-    }
+    let security = security(protocol, ctx)?;
     let identity = match &protocol.basic_auth {
         None => Identity::Anonymous,
         Some(auth) => {
@@ -185,7 +183,108 @@ pub fn check(spec: &OPCUADeviceSpec, ctx: &Context) -> Result<Config> {
         interval_ms,
         timeout_ms,
         properties,
+        security,
     })
+}
+
+/// The signing policy's settings, or `None` under policy None.
+fn security(
+    protocol: &crds::models::opcua::OpcuaProtocol,
+    ctx: &Context,
+) -> Result<Option<Security>> {
+    use crate::security::{Mode, Policy};
+    let policy = match protocol.security_policy() {
+        OpcuaSecurityPolicy::None => None,
+        OpcuaSecurityPolicy::Basic256Sha256 => Some(Policy::Basic256Sha256),
+        OpcuaSecurityPolicy::Aes128Sha256RsaOaep => Some(Policy::Aes128Sha256RsaOaep),
+        deprecated => {
+            return Err(error(
+                "protocol.securityPolicy",
+                format!("{deprecated:?} is not supported; supported: {SUPPORTED_POLICIES}"),
+            ));
+        }
+    };
+    let mode = protocol.security_mode();
+    let Some(policy) = policy else {
+        if mode != OpcuaSecurityMode::None {
+            return Err(error(
+                "protocol.securityMode",
+                format!("{mode:?} needs a security policy other than None"),
+            ));
+        }
+        if protocol.tls_config.is_some() {
+            return Err(error(
+                "protocol.tlsConfig",
+                "a client certificate is only used by a signing policy (securityPolicy)",
+            ));
+        }
+        return Ok(None);
+    };
+    let mode = match mode {
+        OpcuaSecurityMode::Sign => Mode::Sign,
+        OpcuaSecurityMode::SignAndEncrypt => Mode::SignAndEncrypt,
+        OpcuaSecurityMode::None => {
+            return Err(error(
+                "protocol.securityMode",
+                format!("{policy:?} needs Sign or SignAndEncrypt"),
+            ));
+        }
+    };
+    let pin = protocol
+        .server_certificate_thumbprint
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            error(
+                "protocol.serverCertificateThumbprint",
+                "a signing policy trusts only a pinned server certificate: give its SHA-1 thumbprint",
+            )
+        })?;
+    let hex: String = pin.chars().filter(|c| *c != ':').collect();
+    if hex.len() != 40 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(error(
+            "protocol.serverCertificateThumbprint",
+            format!("{pin:?} is not a SHA-1 thumbprint (40 hex digits)"),
+        ));
+    }
+    let path = "protocol.tlsConfig";
+    let tls = protocol.tls_config.as_ref().ok_or_else(|| {
+        error(
+            path,
+            "a signing policy needs the client certificate and key (PEM)",
+        )
+    })?;
+    let cert = literal_or_ref(
+        ctx,
+        tls.cert_file_pem.as_deref(),
+        tls.cert_file_pem_ref.as_ref(),
+        &format!("{path}.certFilePEMRef"),
+    )?
+    .ok_or_else(|| error(path, "certFilePEM or certFilePEMRef is required"))?;
+    let key = literal_or_ref(
+        ctx,
+        tls.key_file_pem.as_deref(),
+        tls.key_file_pem_ref.as_ref(),
+        &format!("{path}.keyFilePEMRef"),
+    )?
+    .ok_or_else(|| error(path, "keyFilePEM or keyFilePEMRef is required"))?;
+    let own_cert = crate::security::certificate_from_pem(&cert)
+        .map_err(|e| error(&format!("{path}.certFilePEM"), e))?;
+    let own_key = crate::security::private_key_from_pem(&key)
+        .map_err(|e| error(&format!("{path}.keyFilePEM"), e))?;
+    let public = crate::security::public_key(&own_cert)
+        .map_err(|e| error(&format!("{path}.certFilePEM"), e))?;
+    if public != own_key.to_public_key() {
+        return Err(error(path, "the key does not belong to the certificate"));
+    }
+    Ok(Some(Security {
+        policy,
+        mode,
+        own_key,
+        own_cert,
+        pin: crate::session::Pin::Thumbprint(hex),
+    }))
 }
 
 /// A literal or its `*Ref` twin; the reference wins when both are set.
@@ -215,6 +314,7 @@ fn literal_or_ref(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::Pin;
     use octopus_adaptor_sdk::{DeviceIdentity, Model};
 
     fn ctx() -> Context {
@@ -313,5 +413,90 @@ mod tests {
             serde_json::json!([]),
         );
         assert!(err.starts_with("protocol.basicAuth"), "{err}");
+    }
+
+    #[test]
+    fn signing_policies_need_a_mode_a_pin_and_a_matching_certificate() {
+        use crate::security::{Mode, Policy};
+        let cert = include_str!("../testdata/client.crt");
+        let key = include_str!("../testdata/client.key");
+        let pin = "AB:".repeat(19) + "AB";
+        let protocol = |extra: serde_json::Value| {
+            let mut p = serde_json::json!({
+                "endpoint": "opc.tcp://h:1",
+                "securityPolicy": "Aes128Sha256RsaOaep",
+                "securityMode": "Sign",
+                "serverCertificateThumbprint": pin,
+                "tlsConfig": {"certFilePEM": cert, "keyFilePEM": key},
+            });
+            for (k, v) in extra.as_object().unwrap() {
+                p[k] = v.clone();
+            }
+            parse(serde_json::json!({"protocol": p, "properties": []}))
+        };
+        let security = protocol(serde_json::json!({})).unwrap().security.unwrap();
+        assert_eq!(security.policy, Policy::Aes128Sha256RsaOaep);
+        assert_eq!(security.mode, Mode::Sign);
+        assert_eq!(security.pin, Pin::Thumbprint("AB".repeat(20)));
+        assert!(security.own_cert.starts_with(&[0x30, 0x82]), "DER");
+        // PKCS#1 keys are taken too, and must belong to the certificate.
+        let other = serde_json::json!({"tlsConfig": {
+            "certFilePEM": include_str!("../testdata/other.crt"),
+            "keyFilePEM": include_str!("../testdata/other-pkcs1.key")}});
+        assert!(protocol(other).is_ok());
+        for (extra, field, words) in [
+            (
+                serde_json::json!({"securityMode": "None"}),
+                "protocol.securityMode",
+                "Sign or SignAndEncrypt",
+            ),
+            (
+                serde_json::json!({"serverCertificateThumbprint": null}),
+                "protocol.serverCertificateThumbprint",
+                "pinned",
+            ),
+            (
+                serde_json::json!({"serverCertificateThumbprint": "AB"}),
+                "protocol.serverCertificateThumbprint",
+                "40 hex",
+            ),
+            (
+                serde_json::json!({"tlsConfig": null}),
+                "protocol.tlsConfig",
+                "certificate and key",
+            ),
+            (
+                serde_json::json!({"tlsConfig": {"certFilePEM": cert}}),
+                "protocol.tlsConfig",
+                "keyFilePEM",
+            ),
+            (
+                serde_json::json!({"tlsConfig": {"certFilePEM": "junk", "keyFilePEM": key}}),
+                "protocol.tlsConfig.certFilePEM",
+                "PEM",
+            ),
+            (
+                serde_json::json!({"tlsConfig": {"certFilePEM": cert, "keyFilePEM": include_str!("../testdata/other-pkcs1.key")}}),
+                "protocol.tlsConfig",
+                "does not belong",
+            ),
+            (
+                serde_json::json!({"securityPolicy": "None"}),
+                "protocol.securityMode",
+                "needs a security policy",
+            ),
+        ] {
+            let err = protocol(extra.clone()).unwrap_err().0;
+            assert!(
+                err.starts_with(field) && err.contains(words),
+                "{extra}: {err}"
+            );
+        }
+        let none =
+            serde_json::json!({"endpoint": "opc.tcp://h:1", "tlsConfig": {"certFilePEM": cert}});
+        let err = parse(serde_json::json!({"protocol": none, "properties": []}))
+            .unwrap_err()
+            .0;
+        assert!(err.starts_with("protocol.tlsConfig"), "{err}");
     }
 }

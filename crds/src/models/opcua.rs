@@ -83,6 +83,15 @@ pub struct OpcuaProtocol {
     pub basic_auth: Option<BasicAuth>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_config: Option<OpcuaTls>,
+    /// The server certificate trusted under a signing policy: its SHA-1 thumbprint in
+    /// hex (`:` separators allowed), as the adaptor's refusal of an unknown certificate
+    /// prints it. Nothing is trusted without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "kube",
+        schemars(regex(pattern = r"^([0-9A-Fa-f]{2}:?){19}[0-9A-Fa-f]{2}$"))
+    )]
+    pub server_certificate_thumbprint: Option<String>,
 }
 
 impl OpcuaProtocol {
