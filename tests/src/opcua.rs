@@ -3,7 +3,6 @@
 //! same script, to read and write the server's nodes behind the adaptor's back.
 //! `scripts/env.sh`'s `ensure_peers` installs asyncua in the peers' venv.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -109,24 +108,7 @@ impl Server {
                 secure.display().to_string(),
             ];
         }
-        let mut child = Command::new(&python)
-            .arg("-u")
-            .arg(script())
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", python.display()));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            for _ in lines {}
-        });
+        let (child, rx) = crate::peers::spawn_python(&python, &script(), &args, &log);
         let mut server = Server {
             child: Some(child),
             port,

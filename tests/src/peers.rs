@@ -135,16 +135,21 @@ impl ModbusServer {
     }
 }
 
-fn start_server(dir: &Path, name: &str, args: &[&str]) -> Proc {
-    let python = python();
-    let log = dir.join(format!("{name}.log"));
-    let mut child = Command::new(&python)
+/// Starts the Python peer `script` with `args`, its stderr in `log`, and returns it with a
+/// channel that gets its first stdout line (the peers print a ready line there).
+pub fn spawn_python<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(
+    python: &Path,
+    script: &Path,
+    args: &[S],
+    log: &Path,
+) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(python)
         .arg("-u")
-        .arg(script())
+        .arg(script)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
         .spawn()
         .unwrap_or_else(|e| panic!("starting {} {args:?}: {e}", python.display()));
     let stdout = child.stdout.take().unwrap();
@@ -154,9 +159,15 @@ fn start_server(dir: &Path, name: &str, args: &[&str]) -> Proc {
         if let Some(Ok(line)) = lines.next() {
             let _ = tx.send(line);
         }
-        // Keep draining so the server never blocks on a full pipe.
+        // Keep draining so the peer never blocks on a full pipe.
         for _ in lines {}
     });
+    (child, rx)
+}
+
+fn start_server(dir: &Path, name: &str, args: &[&str]) -> Proc {
+    let log = dir.join(format!("{name}.log"));
+    let (child, rx) = spawn_python(&python(), &script(), args, &log);
     let mut proc = Proc {
         child: Some(child),
         what: format!("modbus_server.py {}", args.join(" ")),

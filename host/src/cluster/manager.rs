@@ -678,6 +678,9 @@ mod tests {
         let mut report = DeviceReport::new("default", "fan", "M", "x");
         assert!(!adaptor_found(None), "a new link has nothing to answer");
         assert!(!adaptor_found(Some(&report)), "no adaptor condition yet");
+        for earlier in [ConditionType::NodeExisted, ConditionType::ModelExisted] {
+            report.conditions.succeed(earlier, "t0");
+        }
         report
             .conditions
             .fail(ConditionType::AdaptorExisted, "x is not loaded", "t0");
