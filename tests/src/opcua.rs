@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::paths::repo_file;
-use crate::peers::{INSTALL, free_port};
+use crate::peers::free_port;
 
 /// The asyncua version `ensure_peers` installs.
 pub const ASYNCUA_VERSION: &str = "2.1.0";
@@ -26,24 +26,12 @@ fn script() -> PathBuf {
 
 /// The venv's Python, checked to have asyncua at [`ASYNCUA_VERSION`].
 pub fn python() -> PathBuf {
-    let python = std::env::var_os("OCTOPUS_PEERS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::paths::cache_home().join("peers/venv/bin/python"));
-    let check = format!(
-        "import importlib.metadata as m, sys; sys.exit(m.version('asyncua') != '{ASYNCUA_VERSION}')"
-    );
-    let ok = Command::new(&python)
-        .args(["-c", &check])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "asyncua {ASYNCUA_VERSION} not found at {}; install it with `{INSTALL}` (scripts/test.sh does)",
-        python.display()
-    );
-    python
+    crate::peers::venv_python(
+        &format!(
+            "import importlib.metadata as m, sys; sys.exit(m.version('asyncua') != '{ASYNCUA_VERSION}')"
+        ),
+        &format!("asyncua {ASYNCUA_VERSION}"),
+    )
 }
 
 /// A running asyncua server; killed by its PID when dropped.

@@ -36,18 +36,27 @@ pub fn require(bin: &str) {
 /// The Python that has pymodbus: $OCTOPUS_PEERS_PYTHON, or the venv `ensure_peers`
 /// makes in the cache.
 pub fn python() -> PathBuf {
+    venv_python(
+        "import pymodbus, serial; assert pymodbus.__version__ == '3.16.1', pymodbus.__version__",
+        "pymodbus 3.16.1 (with pyserial)",
+    )
+}
+
+/// The peers' Python ($OCTOPUS_PEERS_PYTHON, or the venv `ensure_peers` makes in the
+/// cache), checked by running `check` in it; `what` names the packages for the failure.
+pub fn venv_python(check: &str, what: &str) -> PathBuf {
     let python = std::env::var_os("OCTOPUS_PEERS_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::paths::cache_home().join("peers/venv/bin/python"));
     let ok = Command::new(&python)
-        .args(["-c", "import pymodbus, serial; assert pymodbus.__version__ == '3.16.1', pymodbus.__version__"])
+        .args(["-c", check])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     assert!(
         ok,
-        "pymodbus 3.16.1 (with pyserial) not found at {}; install it with `{INSTALL}` (scripts/test.sh does)",
+        "{what} not found at {}; install it with `{INSTALL}` (scripts/test.sh does)",
         python.display()
     );
     python

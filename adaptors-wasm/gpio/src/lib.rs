@@ -132,10 +132,6 @@ fn request(plan: Plan, reading: Reading) -> Result<Pin> {
     })
 }
 
-fn configured(spec: &GPIODeviceSpec) -> Result<(Vec<Plan>, u64)> {
-    plan::plan(spec)
-}
-
 impl Device for Gpio {
     type Spec = GPIODeviceSpec;
     type Status = GPIODeviceStatus;
@@ -147,7 +143,7 @@ impl Device for Gpio {
     }
 
     fn configure(spec: GPIODeviceSpec, ctx: &Context) -> Result<(Self, Settings)> {
-        let (plans, interval_ms) = configured(&spec)?;
+        let (plans, interval_ms) = plan::plan(&spec)?;
         let pins = plans
             .into_iter()
             .map(|p| request(p, Reading::default()))
@@ -171,13 +167,13 @@ impl Device for Gpio {
 
     /// Keeps every line whose grant and settings did not change; see [`Gpio::assemble`].
     fn reconfigure(&mut self, spec: GPIODeviceSpec, ctx: &Context) -> Result<Settings> {
-        let (plans, interval_ms) = configured(&spec)?;
+        let (plans, interval_ms) = plan::plan(&spec)?;
         let mut old: Vec<Option<Pin>> = std::mem::take(&mut self.pins)
             .into_iter()
             .map(Some)
             .collect();
         let mut pins = Vec::with_capacity(plans.len());
-        if let Err(e) = self.assemble(plans, &mut old, &mut pins) {
+        if let Err(e) = Self::assemble(plans, &mut old, &mut pins) {
             // The lines kept and requested so far, and the old ones not reached, stay in
             // service; the error says which line failed.
             self.pins = pins.into_iter().chain(old.into_iter().flatten()).collect();
@@ -261,12 +257,7 @@ impl Gpio {
     /// Moves each plan's line into `pins`: kept from `old` when its grant and settings
     /// did not change (an output then gets its new level on the same request), else
     /// requested anew after the old one is released.
-    fn assemble(
-        &self,
-        plans: Vec<Plan>,
-        old: &mut [Option<Pin>],
-        pins: &mut Vec<Pin>,
-    ) -> Result<()> {
+    fn assemble(plans: Vec<Plan>, old: &mut [Option<Pin>], pins: &mut Vec<Pin>) -> Result<()> {
         for plan in plans {
             let kept = old.iter_mut().find(|slot| {
                 slot.as_ref()

@@ -567,7 +567,7 @@ impl Holders {
         }
     }
 
-    /// The devices holding lines, as `(chip, offset, device)`, for `/devices` and tests.
+    /// The lines held, as `(chip, offset, device)`, sorted: what the tests check.
     pub fn held(&self) -> Vec<(String, u32, String)> {
         let Ok(lines) = self.lines.lock() else {
             return Vec::new();
