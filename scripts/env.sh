@@ -10,7 +10,8 @@ CACHE="${OCTOPUS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/octopus}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 # Incremental artifacts grow by gigabytes per source path and help only edit loops.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
-ADAPTORS_TARGET="$CACHE/adaptors-target"
+# Another checkout working beside this one (a second worktree) sets its own.
+ADAPTORS_TARGET="${OCTOPUS_ADAPTORS_TARGET:-$CACHE/adaptors-target}"
 export OCTOPUS_ADAPTORS_DIR="${OCTOPUS_ADAPTORS_DIR:-$CACHE/adaptors}"
 export LIMB_CACHE_DIR="${LIMB_CACHE_DIR:-$CACHE/limb}"
 mkdir -p "$CACHE" "$OCTOPUS_ADAPTORS_DIR"
