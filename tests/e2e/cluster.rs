@@ -26,6 +26,17 @@ pub(crate) fn start_limb(server: &ApiServer, tag: &str) -> Process {
 
 /// The limb, re-reading everything every `resync`.
 pub(crate) fn start_limb_resyncing(server: &ApiServer, tag: &str, resync: &str) -> Process {
+    start_limb_timing(server, tag, resync, "1s")
+}
+
+/// The limb, re-reading everything every `resync`, with adaptor calls bounded by
+/// `call_timeout`.
+pub(crate) fn start_limb_timing(
+    server: &ApiServer,
+    tag: &str,
+    resync: &str,
+    call_timeout: &str,
+) -> Process {
     let cache = server.dir.path().join("limb-cache");
     Process::start(
         bins::limb(),
@@ -33,7 +44,7 @@ pub(crate) fn start_limb_resyncing(server: &ApiServer, tag: &str, resync: &str) 
             "--cache-dir",
             &cache.display().to_string(),
             "--call-timeout",
-            "1s",
+            call_timeout,
             "cluster",
             "--node",
             "edge-1",
@@ -823,6 +834,92 @@ async fn an_mqtt_link_written_for_octopus_gets_pushed_readings_into_its_instance
         crds::octopus::check("MQTTDevice", &status),
         Vec::<String>::new(),
         "{status}"
+    );
+    drop(limb);
+}
+
+/// The OPC UA example, written for Octopus, against an asyncua server: connected, live
+/// values in the instance (a change made on the server arrives), the setpoint written on
+/// the server, and the status published by the MQTT extension.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opcua_link_written_for_octopus_gets_live_values_and_publishes_them_over_mqtt() {
+    let (server, client, _brain) = control_plane().await;
+    let opcua = octopus_tests::opcua::Server::start(server.dir.path());
+    let broker = crate::mosquitto::Broker::start(server.dir.path());
+    ship(&client, "opcua", &component("adaptor_opcua")).await;
+    // The adaptor bounds a poll's network waits at 4 s, under the limb's default call
+    // timeout of 5 s (the suite's 1 s would trap a slow first connect).
+    let limb = start_limb_timing(&server, "opcua", "2s", "5s");
+
+    let text = std::fs::read_to_string(repo_file("examples/opcua/opcua.yaml"))
+        .unwrap()
+        .replace("opc.tcp://127.0.0.1:14840/octopus/", &opcua.url());
+    let mut link: DeviceLink = serde_yaml::from_str(&text).unwrap();
+    link.spec.adaptor.node = "edge-1".into();
+    link.spec.template.spec["extension"] = json!({"mqtt": {
+        "client": {"server": format!("tcp://127.0.0.1:{}", broker.anonymous)},
+        "message": {"topic": "cattle.io/octopus/:namespace/:name"},
+    }});
+    let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
+    links.create(&PostParams::default(), &link).await.unwrap();
+    wait(
+        "DeviceConnected=True/Healthy",
+        Duration::from_secs(60),
+        async || {
+            let l = links.get("opcua").await.ok()?;
+            (cond(&l, ConditionType::DeviceConnected)
+                == Some((ConditionStatus::True, "Healthy".into())))
+            .then_some(())
+        },
+    )
+    .await;
+
+    // A value changed by another client reaches the instance through the subscription.
+    opcua.write("ns=2;s=Double", "Double", "77.125");
+    let instances = device_instances(&client, "OPCUADevice", "opcuadevices");
+    let property = |status: &Value, name: &str| -> Option<Value> {
+        status["properties"]
+            .as_array()?
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+    };
+    let status = wait(
+        "the server's change in the instance",
+        Duration::from_secs(30),
+        async || {
+            let i = instances.get("opcua").await.ok()?;
+            let status = i.data["status"].clone();
+            (property(&status, "temperature")?["value"] == "77.125").then_some(status)
+        },
+    )
+    .await;
+    assert_eq!(
+        crds::octopus::check("OPCUADevice", &status),
+        Vec::<String>::new(),
+        "{status}"
+    );
+    let ticker = property(&status, "ticker").unwrap();
+    assert!(ticker["value"].as_str().unwrap().parse::<i32>().is_ok(), "{ticker}");
+    // The writable property reached the server (read back by asyncua's client).
+    assert_eq!(
+        opcua.read(&["ns=2;s=Int32"]),
+        vec![("Int32".to_owned(), "42".to_owned())]
+    );
+
+    // The extension publishes the same document, retained.
+    let topic = "cattle.io/octopus/default/opcua";
+    let published = crate::mosquitto::subscribe(&broker, topic, 1, 15, &[]).await;
+    let doc: Value = serde_json::from_str(
+        &published
+            .first()
+            .unwrap_or_else(|| panic!("nothing on {topic}; {}", broker.log()))
+            .payload,
+    )
+    .unwrap();
+    assert!(
+        property(&doc, "temperature").is_some_and(|p| p["value"] == "77.125"),
+        "{doc}"
     );
     drop(limb);
 }
