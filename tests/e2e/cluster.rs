@@ -900,7 +900,10 @@ async fn an_opcua_link_written_for_octopus_gets_live_values_and_publishes_them_o
         "{status}"
     );
     let ticker = property(&status, "ticker").unwrap();
-    assert!(ticker["value"].as_str().unwrap().parse::<i32>().is_ok(), "{ticker}");
+    assert!(
+        ticker["value"].as_str().unwrap().parse::<i32>().is_ok(),
+        "{ticker}"
+    );
     // The writable property reached the server (read back by asyncua's client).
     assert_eq!(
         opcua.read(&["ns=2;s=Int32"]),

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 use crate::modbus::StandaloneLimb;
-use octopus_tests::opcua::{Relay, Server};
+use octopus_tests::opcua::{Relay, SecureOptions, Server};
 use octopus_tests::paths::repo_file;
 
 const POLICY: &str = r#"
@@ -654,5 +654,182 @@ async fn an_unpinned_server_certificate_and_a_policy_not_offered_are_refused_by_
         e.contains("Aes128_Sha256_RsaOaep") && e.contains("Basic256Sha256 SignAndEncrypt"),
         "{e}"
     );
+    assert_ne!(r.phase, Phase::Healthy);
+}
+
+/// The thumbprint in the adaptor's `ApplicationCertificate` event, once it has one.
+fn made_certificate(r: &DeviceReport) -> Option<String> {
+    let event = r
+        .events
+        .iter()
+        .find(|e| e.reason == "ApplicationCertificate")?;
+    let at = event.message.find("thumbprint ")? + "thumbprint ".len();
+    event.message.get(at..at + 40).map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_made_application_certificate_is_refused_until_trusted_and_kept_across_a_hot_swap() {
+    let dir = tempfile::tempdir().unwrap();
+    // A server that takes only client certificates on its trust list.
+    let server = Server::start_secure_with(
+        dir.path(),
+        SecureOptions {
+            strict: true,
+            ..SecureOptions::default()
+        },
+    );
+    let h = harness_opcua();
+    let a = h.load("adaptor_opcua").await;
+    let props = json!([{"name": "ticker", "type": "int32", "readOnly": true, "visitor": {"nodeID": "ns=2;s=Ticker"}}]);
+    // No tlsConfig: the adaptor makes its own certificate.
+    let extra = json!({"protocol": {
+        "securityPolicy": "Basic256Sha256",
+        "securityMode": "SignAndEncrypt",
+        "serverCertificateThumbprint": server.secure_file("server.sha1"),
+    }});
+    let dev = h.spawn(device("made", spec(&server, props, extra)), a);
+    let r = h
+        .wait(&key("made"), Duration::from_secs(60), |r| {
+            made_certificate(r).is_some()
+                && r.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("BadCertificateUntrusted"))
+        })
+        .await;
+    assert_ne!(r.phase, Phase::Healthy);
+    let thumbprint = made_certificate(&r).unwrap();
+    // The server saw the certificate the event names, and refused it.
+    assert_eq!(server.clients_seen().first(), Some(&thumbprint));
+
+    // Trusted on the server: the device connects by itself.
+    server.trust(&thumbprint);
+    let before = h
+        .wait(&key("made"), Duration::from_secs(60), |r| {
+            r.phase == Phase::Healthy && ticker(r) > 0
+        })
+        .await;
+    let sessions = server.clients_seen().len();
+
+    // A hot swap: the new version opens its own session with the same certificate, so
+    // the server's trust list still holds.
+    let v2 = h.load("adaptor_opcua_v2").await;
+    dev.send(limb::supervisor::Command::Swap(v2));
+    h.wait(&key("made"), Duration::from_secs(60), |r| {
+        r.swaps >= 1 && r.phase == Phase::Healthy && ticker(r) > ticker(&before)
+    })
+    .await;
+    let mut seen = server.clients_seen();
+    for _ in 0..300 {
+        if seen.len() > sessions {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        seen = server.clients_seen();
+    }
+    assert!(
+        seen.len() > sessions,
+        "a new session after the swap: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|t| *t == thumbprint),
+        "{thumbprint}: {seen:?}"
+    );
+    let r = h.ctx.board.get(&key("made")).unwrap();
+    let made = r
+        .events
+        .iter()
+        .filter(|e| e.reason == "ApplicationCertificate")
+        .count();
+    assert_eq!(made, 1, "one certificate made: {:?}", r.events);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_is_sent_encrypted_for_the_pinned_server_and_never_in_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = "pw-never-on-the-wire";
+    // Every policy, None too: asyncua then wants passwords encrypted on every endpoint
+    // but SignAndEncrypt's.
+    let server = Server::start_secure_with(
+        dir.path(),
+        SecureOptions {
+            login: Some(("operator".into(), password.into())),
+            every_policy: true,
+            ..SecureOptions::default()
+        },
+    );
+    let thumbprint = server.secure_file("server.sha1");
+    let h = harness_opcua();
+    let a = h.load("adaptor_opcua").await;
+    let props = json!([{"name": "ticker", "type": "int32", "readOnly": true, "visitor": {"nodeID": "ns=2;s=Ticker"}}]);
+    let login = |password: &str| json!({"username": "operator", "password": password});
+    for (name, protocol) in [
+        (
+            "sign",
+            json!({"securityPolicy": "Basic256Sha256", "securityMode": "Sign",
+                   "serverCertificateThumbprint": thumbprint, "basicAuth": login(password)}),
+        ),
+        (
+            "aes128-sign",
+            json!({"securityPolicy": "Aes128Sha256RsaOaep", "securityMode": "Sign",
+                   "serverCertificateThumbprint": thumbprint, "basicAuth": login(password)}),
+        ),
+        (
+            "none-pinned",
+            json!({"serverCertificatePEM": server.secure_file("server.crt"),
+                   "basicAuth": login(password)}),
+        ),
+    ] {
+        let relay = Relay::to(server.port);
+        let mut s = spec(&server, props.clone(), json!({"protocol": protocol}));
+        s["protocol"]["endpoint"] = json!(relay.url());
+        let _d = h.spawn(device(name, s), a.clone());
+        h.wait(&key(name), Duration::from_secs(60), |r| {
+            r.phase == Phase::Healthy && ticker(r) > 0
+        })
+        .await;
+        let seen = relay.seen();
+        assert!(
+            !seen
+                .windows(password.len())
+                .any(|w| w == password.as_bytes()),
+            "{name}: the password in plain text on the wire"
+        );
+        // The login did cross this relay: the user name is in plain text.
+        assert!(
+            seen.windows(8).any(|w| w == b"operator"),
+            "{name}: no login through the relay"
+        );
+    }
+
+    // Unpinned under policy None: refused before the password is sent, saying how to fix it.
+    let relay = Relay::to(server.port);
+    let mut s = spec(
+        &server,
+        props.clone(),
+        json!({"protocol": {"basicAuth": login(password)}}),
+    );
+    s["protocol"]["endpoint"] = json!(relay.url());
+    let _d = h.spawn(device("unpinned", s), a.clone());
+    let r = h
+        .wait(&key("unpinned"), Duration::from_secs(30), |r| {
+            r.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("pin the server's certificate"))
+        })
+        .await;
+    assert_ne!(r.phase, Phase::Healthy);
+    assert!(!relay.seen().windows(8).any(|w| w == b"operator"));
+
+    // A wrong password, encrypted all the same, is refused by the server.
+    let protocol = json!({"protocol": {"securityPolicy": "Basic256Sha256", "securityMode": "Sign",
+        "serverCertificateThumbprint": thumbprint, "basicAuth": login("wrong")}});
+    let _d = h.spawn(device("wrong", spec(&server, props, protocol)), a);
+    let r = h
+        .wait(&key("wrong"), Duration::from_secs(60), |r| {
+            r.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("ActivateSession"))
+        })
+        .await;
     assert_ne!(r.phase, Phase::Healthy);
 }

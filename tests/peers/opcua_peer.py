@@ -2,9 +2,16 @@
 checks what the server holds independently of the adaptor.
 
     opcua_peer.py serve PORT [USER PASSWORD]   # a server on 127.0.0.1:PORT, policy None
-    opcua_peer.py serve-secure PORT DIR        # Basic256Sha256 (Sign, SignAndEncrypt) and
+    opcua_peer.py serve-secure PORT DIR [USER PASSWORD] [--every-policy] [--strict]
+                                               # Basic256Sha256 (Sign, SignAndEncrypt) and
                                                # Aes128Sha256RsaOaep (SignAndEncrypt); its
-                                               # and a client's certificate and key in DIR
+                                               # and a client's certificate and key in DIR;
+                                               # --every-policy adds Aes128Sha256RsaOaep
+                                               # Sign and policy None (where a password
+                                               # must then be encrypted); the
+                                               # SHA-1 of every client certificate shown in
+                                               # CreateSession goes to DIR/clients.log, and
+                                               # --strict refuses those not in DIR/trusted
     opcua_peer.py read URL NODE...             # one JSON line per node: [variant type, value]
     opcua_peer.py write URL NODE TYPE VALUE    # writes VALUE as TYPE (an asyncua VariantType)
 
@@ -25,6 +32,7 @@ import logging
 import sys
 
 from asyncua import Client, Server, ua
+from asyncua.common.utils import ServiceError
 from asyncua.crypto.permission_rules import User, UserRole
 
 INITIAL = {
@@ -100,6 +108,31 @@ def certificate(directory, name):
         f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
 
 
+class Clients:
+    """Records each client certificate's SHA-1 (upper-case hex) in DIR/clients.log; when
+    strict, refuses those whose thumbprint is not a line of DIR/trusted, as a server with
+    a trust list does."""
+
+    def __init__(self, directory, strict):
+        self.directory, self.strict = directory, strict
+
+    async def __call__(self, cert, app_description):
+        from cryptography.hazmat.primitives import serialization
+
+        der = cert.public_bytes(serialization.Encoding.DER)
+        thumbprint = hashlib.sha1(der).hexdigest().upper()
+        with open(f"{self.directory}/clients.log", "a") as f:
+            f.write(thumbprint + "\n")
+        if self.strict:
+            try:
+                with open(f"{self.directory}/trusted") as f:
+                    trusted = {line.strip().upper() for line in f}
+            except FileNotFoundError:
+                trusted = set()
+            if thumbprint not in trusted:
+                raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
+
+
 # What serve-secure offers: not Aes128Sha256RsaOaep with Sign, so asking for it shows
 # the refusal of a policy the server does not offer.
 SECURE_POLICIES = [
@@ -109,7 +142,7 @@ SECURE_POLICIES = [
 ]
 
 
-async def serve(port, user=None, password=None, secure_dir=None):
+async def serve(port, user=None, password=None, secure_dir=None, every_policy=False, strict=False):
     server = Server(user_manager=OneUser(user, password) if user else None)
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/octopus/")
@@ -118,7 +151,13 @@ async def serve(port, user=None, password=None, secure_dir=None):
         # stays for GetEndpoints only (no None endpoint is offered).
         certificate(secure_dir, "server")
         certificate(secure_dir, "client")
-        server.set_security_policy(SECURE_POLICIES)
+        policies = SECURE_POLICIES + (
+            [ua.SecurityPolicyType.Aes128Sha256RsaOaep_Sign, ua.SecurityPolicyType.NoSecurity]
+            if every_policy
+            else []
+        )
+        server.set_security_policy(policies)
+        server.set_certificate_validator(Clients(secure_dir, strict))
         await server.load_certificate(f"{secure_dir}/server.der")
         await server.load_private_key(f"{secure_dir}/server.key.pem")
     else:
@@ -186,7 +225,17 @@ def main():
     if command == "serve":
         asyncio.run(serve(int(args[0]), *args[1:3]))
     elif command == "serve-secure":
-        asyncio.run(serve(int(args[0]), secure_dir=args[1]))
+        flags = {a for a in args if a.startswith("--")}
+        rest = [a for a in args if not a.startswith("--")]
+        asyncio.run(
+            serve(
+                int(rest[0]),
+                *rest[2:4],
+                secure_dir=rest[1],
+                every_policy="--every-policy" in flags,
+                strict="--strict" in flags,
+            )
+        )
     elif command == "read":
         asyncio.run(read(args[0], args[1:]))
     elif command == "write":

@@ -42,6 +42,20 @@ pub struct Server {
     login: Option<(String, String)>,
     /// Where `serve-secure` wrote the certificates and keys, for a secured server.
     secure: Option<PathBuf>,
+    /// `serve-secure`'s flags.
+    flags: Vec<String>,
+}
+
+/// How [`Server::start_secure_with`] runs the secured server.
+#[derive(Debug, Clone, Default)]
+pub struct SecureOptions {
+    /// Only this user and password may log in.
+    pub login: Option<(String, String)>,
+    /// Offer Aes128Sha256RsaOaep with Sign and policy None too (under None a password must
+    /// be encrypted with the server's key).
+    pub every_policy: bool,
+    /// Refuse client certificates whose thumbprint is not in [`Server::trust`]'s list.
+    pub strict: bool,
 }
 
 impl Server {
@@ -57,7 +71,7 @@ impl Server {
 
     /// A server on `port` (e.g. again on the port of one stopped).
     pub fn start_on(dir: &Path, port: u16, login: Option<(String, String)>) -> Self {
-        Self::launch(dir, port, login, None)
+        Self::launch(dir, port, login, None, Vec::new())
     }
 
     /// A server offering Basic256Sha256 (Sign, SignAndEncrypt) and Aes128Sha256RsaOaep
@@ -65,9 +79,44 @@ impl Server {
     /// are written next to it (see [`Server::secure_file`]). It takes any client
     /// certificate.
     pub fn start_secure(dir: &Path) -> Self {
+        Self::start_secure_with(dir, SecureOptions::default())
+    }
+
+    /// [`Server::start_secure`] with a login, policy None besides, or a trust list.
+    pub fn start_secure_with(dir: &Path, options: SecureOptions) -> Self {
         let secure = dir.join(format!("secure-{}", free_port()));
         std::fs::create_dir_all(&secure).unwrap();
-        Self::launch(dir, free_port(), None, Some(secure))
+        let mut flags = Vec::new();
+        if options.every_policy {
+            flags.push("--every-policy".to_owned());
+        }
+        if options.strict {
+            flags.push("--strict".to_owned());
+        }
+        Self::launch(dir, free_port(), options.login, Some(secure), flags)
+    }
+
+    /// Adds a client certificate's SHA-1 thumbprint to the trust list of a strict server.
+    pub fn trust(&self, thumbprint: &str) {
+        use std::io::Write;
+        let dir = self.secure.as_ref().expect("a secured server");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("trusted"))
+            .unwrap();
+        writeln!(f, "{thumbprint}").unwrap();
+    }
+
+    /// The SHA-1 thumbprints of the client certificates the secured server was shown,
+    /// in order (one per CreateSession).
+    pub fn clients_seen(&self) -> Vec<String> {
+        let dir = self.secure.as_ref().expect("a secured server");
+        std::fs::read_to_string(dir.join("clients.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// A file `serve-secure` wrote: `server.sha1` (the certificate's thumbprint),
@@ -82,6 +131,7 @@ impl Server {
         port: u16,
         login: Option<(String, String)>,
         secure: Option<PathBuf>,
+        flags: Vec<String>,
     ) -> Self {
         let python = python();
         let log = dir.join(format!("opcua-{port}.log"));
@@ -95,6 +145,10 @@ impl Server {
                 port.to_string(),
                 secure.display().to_string(),
             ];
+            if let Some((user, password)) = &login {
+                args.extend([user.clone(), password.clone()]);
+            }
+            args.extend(flags.iter().cloned());
         }
         let (child, rx) = crate::peers::spawn_python(&python, &script(), &args, &log);
         let mut server = Server {
@@ -103,6 +157,7 @@ impl Server {
             log,
             login,
             secure,
+            flags,
         };
         match rx.recv_timeout(READY_WITHIN) {
             Ok(line) if line == "ready" => server,
@@ -119,7 +174,13 @@ impl Server {
     /// Starts the server again on the same port.
     pub fn restart(&mut self, dir: &Path) {
         self.stop();
-        let fresh = Self::launch(dir, self.port, self.login.clone(), self.secure.clone());
+        let fresh = Self::launch(
+            dir,
+            self.port,
+            self.login.clone(),
+            self.secure.clone(),
+            self.flags.clone(),
+        );
         *self = fresh;
     }
 

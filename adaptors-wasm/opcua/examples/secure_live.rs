@@ -85,7 +85,8 @@ fn main() {
     };
     let endpoints = discover(connect(url), url, 5_000, u64::MAX).unwrap();
     let server_cert =
-        match trusted_server_certificate(&endpoints, policy, mode, &Pin::Thumbprint(pin.clone())) {
+        match trusted_server_certificate(&endpoints, policy, mode, &[Pin::Thumbprint(pin.clone())])
+        {
             Ok(cert) => cert,
             Err(e) => {
                 println!("refused: {e}");
@@ -105,6 +106,7 @@ fn main() {
         url,
         &Identity::Anonymous,
         Some(secure),
+        &[],
         5_000,
         u64::MAX,
     )

@@ -113,6 +113,55 @@ pub struct State {
     pub written: BTreeMap<String, String>,
     #[serde(default)]
     pub readings: BTreeMap<String, Reading>,
+    /// The application certificate the adaptor made, when `tlsConfig` gives none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application: Option<Application>,
+}
+
+/// A generated application certificate and its key, base64 DER (PKCS#8 for the key).
+/// The key stays in the limb: snapshots go from one instance to the next, nowhere else.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Application {
+    pub certificate: String,
+    pub key: String,
+}
+
+impl std::fmt::Debug for Application {
+    /// Never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application").finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    fn encode(
+        key: &rsa::RsaPrivateKey,
+        cert: &[u8],
+    ) -> std::result::Result<Self, security::SecurityError> {
+        let key = security::private_key_to_der(key)?;
+        Ok(Application {
+            certificate: opcua_types::ByteString::from(cert.to_vec()).as_base64(),
+            key: opcua_types::ByteString::from(key).as_base64(),
+        })
+    }
+
+    fn decode(&self) -> std::result::Result<spec::Own, security::SecurityError> {
+        let bytes = |text: &str, what: &str| {
+            opcua_types::ByteString::from_base64(text)
+                .map(|b| b.as_ref().to_vec())
+                .ok_or_else(|| {
+                    security::SecurityError::Key(format!("the kept {what} is not base64"))
+                })
+        };
+        let cert = bytes(&self.certificate, "application certificate")?;
+        let key = security::private_key_from_der(&bytes(&self.key, "key")?)?;
+        if security::public_key(&cert)? != key.to_public_key() {
+            return Err(security::SecurityError::Key(
+                "the kept key does not belong to the kept certificate".to_owned(),
+            ));
+        }
+        Ok(spec::Own { key, cert })
+    }
 }
 
 const STATE_FORMAT: &str = "opcua/1";
@@ -160,9 +209,13 @@ impl OpcuaDevice {
     fn connect(&mut self) -> std::result::Result<(), SessionError> {
         let until = clock::monotonic_ms() + ROUND_MS;
         let connect_ms = self.config.timeout_ms.min(ROUND_MS as u32);
-        let secure = match &self.config.security {
+        let secure = match self.config.security.clone() {
             None => None,
             Some(security) => {
+                let own = match security.own {
+                    Some(own) => own,
+                    None => self.application()?,
+                };
                 // The server's certificate and policies first, over policy None: an
                 // untrusted certificate or a policy not offered ends here, with its
                 // thumbprint or the offered list, before anything is signed.
@@ -177,13 +230,13 @@ impl OpcuaDevice {
                     &endpoints,
                     security.policy,
                     security.mode,
-                    &security.pin,
+                    &self.config.pins,
                 )?;
                 Some(wire::Secure {
                     policy: security.policy,
                     mode: security.mode,
-                    own_key: security.own_key.clone(),
-                    own_cert: security.own_cert.clone(),
+                    own_key: own.key,
+                    own_cert: own.cert,
                     server_key: security::public_key(&server_cert).map_err(|e| {
                         SessionError::Refused(format!("the server's certificate: {e}"))
                     })?,
@@ -197,6 +250,7 @@ impl OpcuaDevice {
             &self.config.endpoint,
             &self.config.identity,
             secure,
+            &self.config.pins,
             self.config.timeout_ms,
             until,
         )?;
@@ -224,6 +278,45 @@ impl OpcuaDevice {
         }
         self.session = Some(session);
         self.write_pending()
+    }
+
+    /// The application certificate the adaptor made for itself: the one in its state
+    /// (made before, perhaps by the version this one took over from), else a new one,
+    /// kept in the state so that a hot swap does not change it and the server's trust
+    /// list stays valid.
+    fn application(&mut self) -> std::result::Result<spec::Own, SessionError> {
+        let failed = |e: security::SecurityError| {
+            SessionError::Refused(format!("the application certificate: {e}"))
+        };
+        if let Some(kept) = &self.state.application {
+            match kept.decode() {
+                Ok(own) => return Ok(own),
+                Err(e) => log::warn(&format!("{}: {e}; making a new one", self.name)),
+            }
+        }
+        let (key, cert) = security::self_signed(
+            session::APPLICATION_URI,
+            &format!("Octopus OPC UA adaptor {}", self.name),
+            clock::now_ms() / 1000,
+        )
+        .map_err(failed)?;
+        let thumbprint = security::thumbprint_hex(&cert);
+        let pem = security::certificate_to_pem(&cert).map_err(failed)?;
+        log::info(&format!(
+            "{}: made a self-signed application certificate, SHA-1 thumbprint {thumbprint} \
+             (a server that trusts only known clients must trust it):\n{pem}",
+            self.name
+        ));
+        events::normal(
+            "ApplicationCertificate",
+            &format!(
+                "made a self-signed application certificate for {}, SHA-1 thumbprint \
+                 {thumbprint}; it is kept across hot swaps",
+                session::APPLICATION_URI
+            ),
+        );
+        self.state.application = Some(Application::encode(&key, &cert).map_err(failed)?);
+        Ok(spec::Own { key, cert })
     }
 
     /// Writes spec values that differ from what was last written.
@@ -467,6 +560,9 @@ impl Device for OpcuaDevice {
             .into_iter()
             .filter(|(name, _)| names.contains(name.as_str()))
             .collect();
+        if state.application.is_some() {
+            self.state.application = state.application;
+        }
     }
 
     fn check_state(state: &State, _from_version: &str) -> Result<()> {
@@ -532,6 +628,39 @@ mod tests {
     }
 
     #[test]
+    fn a_made_certificate_is_kept_in_the_state_and_checked_when_taken_back() {
+        // The key of testdata (generating one takes long in a debug build).
+        let key = security::private_key_from_pem(include_bytes!("../testdata/client.key")).unwrap();
+        let cert =
+            security::certificate_for(&key, session::APPLICATION_URI, "t, a=b", 1_700_000_000)
+                .unwrap();
+        assert_eq!(security::public_key(&cert).unwrap(), key.to_public_key());
+        let kept = Application::encode(&key, &cert).unwrap();
+        assert!(
+            !format!("{kept:?}").contains(&kept.key),
+            "the key is never printed"
+        );
+        let back = kept.decode().unwrap();
+        assert_eq!((back.key, back.cert), (key, cert.clone()));
+        // The URI servers compare with CreateSession's is in the certificate.
+        let text = String::from_utf8_lossy(&cert);
+        assert!(text.contains(session::APPLICATION_URI), "subjectAltName");
+        let pem = security::certificate_to_pem(&cert).unwrap();
+        assert_eq!(
+            security::certificate_from_pem(pem.as_bytes()).unwrap(),
+            cert
+        );
+        // A kept key that does not belong to the kept certificate is refused.
+        let other =
+            security::private_key_from_pem(include_bytes!("../testdata/other-pkcs1.key")).unwrap();
+        let mixed = Application {
+            key: Application::encode(&other, &cert).unwrap().key,
+            ..kept
+        };
+        assert!(mixed.decode().is_err());
+    }
+
+    #[test]
     fn state_survives_a_hot_swap_for_the_properties_still_there() {
         let mut old = Instance::<OpcuaDevice>::new();
         old.configure(DeviceConfig::for_tests::<OpcuaDevice>(SPEC))
@@ -551,6 +680,7 @@ mod tests {
                 },
             )]
             .into(),
+            application: None,
         };
         let bytes = serde_json::to_vec(&state).unwrap();
         let mut new = Instance::<OpcuaDevice>::new();

@@ -59,7 +59,6 @@ impl Policy {
         }
     }
 
-    #[cfg(any(test, feature = "fuzz"))]
     pub fn from_uri(uri: &str) -> Option<Policy> {
         [Policy::Basic256Sha256, Policy::Aes128Sha256RsaOaep]
             .into_iter()
@@ -375,6 +374,132 @@ pub fn public_key(cert: &[u8]) -> Result<RsaPublicKey, SecurityError> {
         .map_err(|e| SecurityError::Key(format!("the certificate's key: {e}")))?;
     RsaPublicKey::from_public_key_der(&spki)
         .map_err(|e| SecurityError::Key(format!("the certificate's key is not RSA: {e}")))
+}
+
+/// The size of the key of a generated application certificate: the smallest both
+/// policies accept (Basic256Sha256 and Aes128_Sha256_RsaOaep take 2048 to 4096 bits).
+pub const GENERATED_KEY_BITS: usize = 2048;
+
+/// A self-signed application instance certificate (Part 6 §6.2.2) for a client that was
+/// given none: RSA 2048, SHA-256, valid from a day before `now_s` (seconds since the
+/// epoch, so a server whose clock is a little behind still takes it) for ten years, the
+/// application URI in subjectAltName, and the key and extended key usages OPC UA
+/// servers check. Returns the key and the certificate (DER).
+pub fn self_signed(
+    application_uri: &str,
+    common_name: &str,
+    now_s: u64,
+) -> Result<(RsaPrivateKey, Vec<u8>), SecurityError> {
+    let key = RsaPrivateKey::new(&mut OsRng, GENERATED_KEY_BITS)
+        .map_err(|e| SecurityError::Key(format!("cannot generate a key: {e}")))?;
+    let cert = certificate_for(&key, application_uri, common_name, now_s)?;
+    Ok((key, cert))
+}
+
+/// The self-signed certificate of [`self_signed`] for an existing `key`.
+pub fn certificate_for(
+    key: &RsaPrivateKey,
+    application_uri: &str,
+    common_name: &str,
+    now_s: u64,
+) -> Result<Vec<u8>, SecurityError> {
+    use std::str::FromStr;
+    use std::time::Duration;
+    use x509_cert::builder::{Builder, CertificateBuilder, Profile};
+    use x509_cert::der::Encode;
+    use x509_cert::der::asn1::{GeneralizedTime, Ia5String};
+    use x509_cert::ext::pkix::name::GeneralName;
+    use x509_cert::ext::pkix::{ExtendedKeyUsage, SubjectAltName};
+    use x509_cert::name::Name;
+    use x509_cert::serial_number::SerialNumber;
+    use x509_cert::spki::SubjectPublicKeyInfoOwned;
+    use x509_cert::time::{Time, Validity};
+
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
+        SecurityError::Key(format!(
+            "cannot make the application certificate ({what}): {e}"
+        ))
+    };
+    const DAY_S: u64 = 86_400;
+    let at = |s: u64| {
+        GeneralizedTime::from_unix_duration(Duration::from_secs(s))
+            .map(Time::GeneralTime)
+            .map_err(|e| failed("validity", &e))
+    };
+    let validity = Validity {
+        not_before: at(now_s.saturating_sub(DAY_S))?,
+        not_after: at(now_s + 3_650 * DAY_S)?,
+    };
+    // A positive 16-byte serial, random so that two generated certificates differ.
+    let mut serial = [0u8; 16];
+    OsRng.fill_bytes(&mut serial);
+    serial[0] &= 0x7f;
+    serial[0] |= 0x01;
+    let serial = SerialNumber::new(&serial).map_err(|e| failed("serial", &e))?;
+    // RFC 4514 text: escape what would end the attribute.
+    let cn: String = common_name
+        .chars()
+        .flat_map(|c| match c {
+            ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    let subject = Name::from_str(&format!("CN={cn},O=Octopus")).map_err(|e| failed("name", &e))?;
+    let public = SubjectPublicKeyInfoOwned::from_key(key.to_public_key())
+        .map_err(|e| failed("public key", &e))?;
+    let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(key.clone());
+    let mut builder = CertificateBuilder::new(
+        Profile::Leaf {
+            issuer: subject.clone(),
+            enable_key_agreement: false,
+            enable_key_encipherment: true,
+        },
+        serial,
+        validity,
+        subject,
+        public,
+        &signer,
+    )
+    .map_err(|e| failed("builder", &e))?;
+    let uri = Ia5String::new(application_uri).map_err(|e| failed("application URI", &e))?;
+    builder
+        .add_extension(&SubjectAltName(vec![
+            GeneralName::UniformResourceIdentifier(uri),
+        ]))
+        .map_err(|e| failed("subjectAltName", &e))?;
+    builder
+        .add_extension(&ExtendedKeyUsage(vec![
+            const_oid::db::rfc5280::ID_KP_CLIENT_AUTH,
+            const_oid::db::rfc5280::ID_KP_SERVER_AUTH,
+        ]))
+        .map_err(|e| failed("extendedKeyUsage", &e))?;
+    let cert = builder
+        .build::<rsa::pkcs1v15::Signature>()
+        .map_err(|e| failed("signature", &e))?;
+    cert.to_der().map_err(|e| failed("encoding", &e))
+}
+
+/// A PKCS#8 DER encoding of `key`, to keep it in the device's state.
+pub fn private_key_to_der(key: &RsaPrivateKey) -> Result<Vec<u8>, SecurityError> {
+    use rsa::pkcs8::EncodePrivateKey;
+    key.to_pkcs8_der()
+        .map(|doc| doc.as_bytes().to_vec())
+        .map_err(|e| SecurityError::Key(format!("cannot encode the key: {e}")))
+}
+
+/// The key [`private_key_to_der`] wrote.
+pub fn private_key_from_der(der: &[u8]) -> Result<RsaPrivateKey, SecurityError> {
+    use rsa::pkcs8::DecodePrivateKey;
+    RsaPrivateKey::from_pkcs8_der(der)
+        .map_err(|e| SecurityError::Key(format!("not a PKCS#8 RSA key: {e}")))
+}
+
+/// A DER certificate as PEM, for a log line an operator can copy into a trust list.
+pub fn certificate_to_pem(der: &[u8]) -> Result<String, SecurityError> {
+    use x509_cert::der::{Decode, EncodePem, pem::LineEnding};
+    x509_cert::Certificate::from_der(der)
+        .and_then(|c| c.to_pem(LineEnding::LF))
+        .map_err(|e| SecurityError::Key(format!("the certificate: {e}")))
 }
 
 /// An RSA PKCS#1 v1.5 signature with SHA-256 (asymmetric chunks, session signatures).

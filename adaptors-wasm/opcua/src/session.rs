@@ -23,6 +23,9 @@ use crate::security::{self, Mode};
 use crate::spec::Identity;
 use crate::wire::{self, Channel, Incoming, Kind, Response, Secure, WireError};
 
+/// Our application URI, in CreateSession and in a generated certificate's
+/// subjectAltName (servers check that the two agree).
+pub const APPLICATION_URI: &str = "urn:octopus:adaptor:opcua";
 /// Publish requests kept at the server, so a notification never waits for a round trip.
 const PUBLISH_DEPTH: usize = 2;
 /// Missed notifications asked again per gap; older ones are given up.
@@ -146,17 +149,22 @@ impl<L: Link> Session<L> {
         timeout_ms: u32,
         until: u64,
     ) -> Result<Session<L>, SessionError> {
-        Session::open_secured(link, endpoint, identity, None, timeout_ms, until)
+        Session::open_secured(link, endpoint, identity, None, &[], timeout_ms, until)
     }
 
     /// [`Session::open`] under a signing policy when `secure` is given: the channel is
     /// opened with nonces and our certificate, the session is created with them and
     /// activated with our signature over the server's certificate and nonce.
+    ///
+    /// A password the server wants encrypted is sealed with the server's key: the
+    /// channel's, or under policy None the certificate from CreateSession, which must
+    /// then match one of `pins`.
     pub fn open_secured(
         link: L,
         endpoint: &str,
         identity: &Identity,
         secure: Option<Secure>,
+        pins: &[Pin],
         timeout_ms: u32,
         until: u64,
     ) -> Result<Session<L>, SessionError> {
@@ -172,7 +180,7 @@ impl<L: Link> Session<L> {
             &CreateSessionRequest {
                 request_header,
                 client_description: ApplicationDescription {
-                    application_uri: UAString::from("urn:octopus:adaptor:opcua"),
+                    application_uri: UAString::from(APPLICATION_URI),
                     product_uri: UAString::from("urn:octopus"),
                     application_name: LocalizedText::new("", "Octopus OPC UA adaptor"),
                     application_type: ApplicationType::Client,
@@ -195,11 +203,24 @@ impl<L: Link> Session<L> {
             Some(s) => (s.policy.uri(), message_mode(s.mode)),
             None => (wire::POLICY_NONE, MessageSecurityMode::None),
         };
+        let server_key = match session.channel.secure() {
+            Some(s) => Some(s.server_key.clone()),
+            None => {
+                let cert = created.server_certificate.as_ref();
+                if !cert.is_empty() && trusts(pins, cert) {
+                    Some(security::public_key(cert).map_err(WireError::from)?)
+                } else {
+                    None
+                }
+            }
+        };
         let token = identity_token(
             identity,
             created.server_endpoints.as_deref().unwrap_or(&[]),
-            policy_uri,
-            mode,
+            (policy_uri, mode),
+            server_key
+                .as_ref()
+                .map(|key| (key, created.server_nonce.as_ref())),
         )?;
         let client_signature = match session.channel.secure() {
             None => SignatureData::default(),
@@ -735,13 +756,12 @@ pub fn discover<L: Link>(
 }
 
 /// The server certificate for `policy`/`mode` out of the server's endpoints, if the
-/// server offers that pair and its certificate is the trusted one: `pin` is a SHA-1
-/// thumbprint (hex, any case, `:` allowed).
+/// server offers that pair and one of `pins` trusts its certificate.
 pub fn trusted_server_certificate(
     endpoints: &[EndpointDescription],
     policy: security::Policy,
     mode: Mode,
-    pin: &Pin,
+    pins: &[Pin],
 ) -> Result<Vec<u8>, SessionError> {
     let wanted = message_mode(mode);
     let Some(found) = endpoints
@@ -760,13 +780,7 @@ pub fn trusted_server_certificate(
     };
     let cert = found.server_certificate.as_ref().to_vec();
     let thumbprint = security::thumbprint_hex(&cert);
-    let trusted = match pin {
-        Pin::Thumbprint(hex) => {
-            let hex: String = hex.chars().filter(|c| *c != ':').collect();
-            hex.eq_ignore_ascii_case(&thumbprint)
-        }
-    };
-    if !trusted {
+    if !trusts(pins, &cert) {
         return Err(SessionError::Refused(format!(
             "the server's certificate (SHA-1 thumbprint {thumbprint}) is not the trusted one; pin it to trust it"
         )));
@@ -774,12 +788,36 @@ pub fn trusted_server_certificate(
     Ok(cert)
 }
 
+/// Whether any of `pins` trusts `cert` (DER); none trusts nothing.
+pub fn trusts(pins: &[Pin], cert: &[u8]) -> bool {
+    pins.iter().any(|pin| pin.trusts(cert))
+}
+
 /// How the server's certificate is trusted: explicitly, never by default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pin {
     /// Its SHA-1 thumbprint in hex.
     Thumbprint(String),
+    /// The certificate itself (DER).
+    Certificate(Vec<u8>),
 }
+
+impl Pin {
+    /// Whether `cert` (DER) is the pinned certificate.
+    pub fn trusts(&self, cert: &[u8]) -> bool {
+        match self {
+            Pin::Thumbprint(hex) => {
+                let hex: String = hex.chars().filter(|c| *c != ':').collect();
+                hex.eq_ignore_ascii_case(&security::thumbprint_hex(cert))
+            }
+            Pin::Certificate(der) => der == cert,
+        }
+    }
+}
+
+/// The algorithm URI of a password sealed with RSA-OAEP (SHA-1), as the signing
+/// policies we speak seal secrets.
+const RSA_OAEP: &str = "http://www.w3.org/2001/04/xmlenc#rsa-oaep";
 
 /// The algorithm URI of RSA PKCS#1 v1.5 SHA-256 session signatures.
 const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
@@ -796,57 +834,89 @@ fn nonce(secure: &Secure) -> Result<Vec<u8>, SessionError> {
 }
 
 /// The identity token for `identity`, with the policy ID the server's endpoint of our
-/// policy and mode offers for it.
+/// channel's policy and mode offers for it. A password goes in plain text only where the
+/// token policy says None (an encrypted channel, or a server that allows it); otherwise
+/// it is sealed for `server` (its key and the session's nonce), as Part 4 §7.41.2.2
+/// says: RSA-OAEP over the length, the password and the nonce.
 fn identity_token(
     identity: &Identity,
     endpoints: &[EndpointDescription],
-    channel_policy: &str,
-    channel_mode: MessageSecurityMode,
+    (channel_policy, channel_mode): (&str, MessageSecurityMode),
+    server: Option<(&rsa::RsaPublicKey, &[u8])>,
 ) -> Result<ExtensionObject, SessionError> {
     let wanted = match identity {
         Identity::Anonymous => UserTokenType::Anonymous,
         Identity::UserName { .. } => UserTokenType::UserName,
     };
-    let policies = endpoints
+    let policies: Vec<_> = endpoints
         .iter()
         .filter(|e| {
             e.security_mode == channel_mode && e.security_policy_uri.as_ref() == channel_policy
         })
-        .flat_map(|e| e.user_identity_tokens.iter().flatten());
-    let mut found = None;
-    for policy in policies.filter(|p| p.token_type == wanted) {
-        // An empty token policy means the channel's (Part 4 §7.41).
-        let uri = match policy.security_policy_uri.as_ref() {
-            "" => channel_policy,
-            uri => uri,
-        };
-        if uri == wire::POLICY_NONE || matches!(identity, Identity::Anonymous) {
-            found = Some(policy.policy_id.clone());
-            break;
-        }
-        found.get_or_insert_with(|| policy.policy_id.clone());
-        if matches!(identity, Identity::UserName { .. }) {
-            return Err(SessionError::Refused(format!(
-                "the server wants the password encrypted with {uri}, which this adaptor does not support"
-            )));
-        }
-    }
-    let policy_id = found.ok_or_else(|| {
-        SessionError::Refused(format!(
-            "the server's endpoint for {channel_policy} offers no {wanted:?} login"
-        ))
-    })?;
-    Ok(match identity {
-        Identity::Anonymous => ExtensionObject::from_message(AnonymousIdentityToken { policy_id }),
-        Identity::UserName { user, password } => {
-            ExtensionObject::from_message(UserNameIdentityToken {
+        .flat_map(|e| e.user_identity_tokens.iter().flatten())
+        .filter(|p| p.token_type == wanted)
+        .map(|p| {
+            // An empty token policy means the channel's (Part 4 §7.41).
+            let uri = match p.security_policy_uri.as_ref() {
+                "" => channel_policy.to_owned(),
+                uri => uri.to_owned(),
+            };
+            (p.policy_id.clone(), uri)
+        })
+        .collect();
+    let (user, password) = match identity {
+        Identity::Anonymous => {
+            let (policy_id, _) = policies.into_iter().next().ok_or_else(|| {
+                SessionError::Refused(format!(
+                    "the server's endpoint for {channel_policy} offers no {wanted:?} login"
+                ))
+            })?;
+            return Ok(ExtensionObject::from_message(AnonymousIdentityToken {
                 policy_id,
-                user_name: UAString::from(user.as_str()),
-                password: ByteString::from(password.clone()),
-                encryption_algorithm: UAString::null(),
-            })
+            }));
         }
-    })
+        Identity::UserName { user, password } => (user, password),
+    };
+    // Sealed where we can, else plain where the server allows it.
+    let sealed = policies.iter().find_map(|(id, uri)| {
+        let policy = security::Policy::from_uri(uri)?;
+        Some((id.clone(), policy, server?))
+    });
+    if let Some((policy_id, _policy, (key, nonce))) = sealed {
+        let mut secret = Vec::with_capacity(4 + password.len() + nonce.len());
+        let length = u32::try_from(password.len() + nonce.len())
+            .map_err(|_| SessionError::Refused("the password is too long".to_owned()))?;
+        secret.extend_from_slice(&length.to_le_bytes());
+        secret.extend_from_slice(password);
+        secret.extend_from_slice(nonce);
+        let password = security::rsa_encrypt(key, &secret).map_err(WireError::from)?;
+        return Ok(ExtensionObject::from_message(UserNameIdentityToken {
+            policy_id,
+            user_name: UAString::from(user.as_str()),
+            password: ByteString::from(password),
+            encryption_algorithm: UAString::from(RSA_OAEP),
+        }));
+    }
+    if let Some((policy_id, _)) = policies.iter().find(|(_, uri)| uri == wire::POLICY_NONE) {
+        return Ok(ExtensionObject::from_message(UserNameIdentityToken {
+            policy_id: policy_id.clone(),
+            user_name: UAString::from(user.as_str()),
+            password: ByteString::from(password.clone()),
+            encryption_algorithm: UAString::null(),
+        }));
+    }
+    Err(SessionError::Refused(match policies.first() {
+        None => format!("the server's endpoint for {channel_policy} offers no {wanted:?} login"),
+        Some((_, uri)) if security::Policy::from_uri(uri).is_some() => format!(
+            "the server wants the password encrypted with {uri}: pin the server's certificate \
+             (serverCertificateThumbprint) so that the adaptor can encrypt it"
+        ),
+        Some((_, uri)) => format!(
+            "the server wants the password encrypted with {uri}, which this adaptor does not \
+             support (supported: {})",
+            crate::spec::SUPPORTED_POLICIES
+        ),
+    }))
 }
 
 /// Waits for the next whole message, until `deadline`; `None` when it passes.
@@ -889,6 +959,9 @@ mod tests {
     use std::io::Cursor;
     use std::rc::Rc;
 
+    /// The server nonce of the scripted server's sessions.
+    const FAKE_NONCE: [u8; 32] = [7; 32];
+
     /// A scripted server behind a [`Link`]: answers each request as it is sent.
     #[derive(Debug)]
     struct Fake {
@@ -905,6 +978,8 @@ mod tests {
         refuse_activate: bool,
         /// OpenSecureChannel requests seen (Issue and Renew).
         opens: u32,
+        /// The certificate CreateSession returns (empty: none).
+        certificate: Vec<u8>,
     }
 
     impl Fake {
@@ -919,6 +994,7 @@ mod tests {
                 seen: Vec::new(),
                 refuse_activate: false,
                 opens: 0,
+                certificate: Vec::new(),
             }
         }
 
@@ -970,6 +1046,8 @@ mod tests {
                         response_header: good,
                         authentication_token: NodeId::new(0, 99u32),
                         server_endpoints: Some(self.endpoints.clone()),
+                        server_certificate: ByteString::from(self.certificate.clone()),
+                        server_nonce: ByteString::from(FAKE_NONCE.to_vec()),
                         ..Default::default()
                     };
                     self.reply(b"MSG", id, &r);
@@ -1295,6 +1373,54 @@ mod tests {
             err.is_refusal() && err.to_string().contains("encrypted"),
             "{err}"
         );
+        // Encrypted for a pinned server certificate (policy None on the channel): the
+        // length, the password and the session's nonce, sealed with RSA-OAEP.
+        let der = security::certificate_from_pem(include_bytes!("../testdata/client.crt")).unwrap();
+        let key = security::private_key_from_pem(include_bytes!("../testdata/client.key")).unwrap();
+        let encrypting = || {
+            let mut fake = Fake::new(clock.clone());
+            fake.certificate = der.clone();
+            fake.endpoints = vec![endpoint(&[(
+                UserTokenType::UserName,
+                "sealed",
+                "http://opcfoundation.org/UA/SecurityPolicy#Aes128_Sha256_RsaOaep",
+            )])];
+            fake
+        };
+        let pins = [Pin::Certificate(der.clone())];
+        let session =
+            Session::open_secured(encrypting(), url, &user, None, &pins, 1000, u64::MAX).unwrap();
+        let (_, body) = session
+            .link
+            .seen
+            .iter()
+            .find(|(o, _)| *o == ObjectId::ActivateSessionRequest_Encoding_DefaultBinary)
+            .unwrap();
+        let request =
+            ActivateSessionRequest::decode(&mut Cursor::new(body), &ctx.context()).unwrap();
+        let token = request
+            .user_identity_token
+            .inner_as::<UserNameIdentityToken>()
+            .unwrap();
+        assert_eq!(token.policy_id.as_ref(), "sealed");
+        assert_eq!(token.encryption_algorithm.as_ref(), RSA_OAEP);
+        let plain = key
+            .decrypt(rsa::Oaep::new::<sha1::Sha1>(), token.password.as_ref())
+            .unwrap();
+        let mut expected = 33u32.to_le_bytes().to_vec();
+        expected.extend_from_slice(b"p");
+        expected.extend_from_slice(&FAKE_NONCE);
+        assert_eq!(plain, expected);
+        // Unpinned (or pinned to another certificate): refused before it is sent, saying
+        // how to fix it.
+        for pins in [vec![], vec![Pin::Thumbprint("AB".repeat(20))]] {
+            let err = Session::open_secured(encrypting(), url, &user, None, &pins, 1000, u64::MAX)
+                .unwrap_err();
+            assert!(
+                err.is_refusal() && err.to_string().contains("pin the server's certificate"),
+                "{err}"
+            );
+        }
         // No anonymous policy: refused, naming it.
         let mut fake = Fake::new(clock.clone());
         fake.endpoints = vec![endpoint(&[(UserTokenType::UserName, "pw", "")])];
@@ -1384,13 +1510,14 @@ mod tests {
         for pin in [
             Pin::Thumbprint(hex.clone()),
             Pin::Thumbprint(colons.join(":")),
+            Pin::Certificate(b"server cert".to_vec()),
         ] {
             assert_eq!(
                 trusted_server_certificate(
                     &endpoints,
                     Policy::Basic256Sha256,
                     Mode::SignAndEncrypt,
-                    &pin
+                    &[Pin::Certificate(b"another".to_vec()), pin]
                 )
                 .unwrap(),
                 b"server cert"
@@ -1400,7 +1527,7 @@ mod tests {
             &endpoints,
             Policy::Basic256Sha256,
             Mode::SignAndEncrypt,
-            &Pin::Thumbprint(thumbprint_hex(b"another")),
+            &[Pin::Thumbprint(thumbprint_hex(b"another"))],
         )
         .unwrap_err()
         .to_string();
@@ -1412,7 +1539,7 @@ mod tests {
             &endpoints,
             Policy::Basic256Sha256,
             Mode::Sign,
-            &Pin::Thumbprint(hex.clone()),
+            &[Pin::Thumbprint(hex.clone())],
         )
         .unwrap_err()
         .to_string();
@@ -1424,7 +1551,7 @@ mod tests {
             &endpoints,
             Policy::Aes128Sha256RsaOaep,
             Mode::SignAndEncrypt,
-            &Pin::Thumbprint(hex),
+            &[Pin::Thumbprint(hex)],
         )
         .unwrap_err()
         .to_string();

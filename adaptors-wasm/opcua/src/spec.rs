@@ -30,20 +30,28 @@ pub struct Config {
     pub interval_ms: u64,
     pub timeout_ms: u32,
     pub properties: Vec<Property>,
-    /// The signing policy, our certificate and key, and the trusted server certificate.
+    /// The signing policy, and our certificate and key.
     pub security: Option<Security>,
+    /// The trusted server certificates: required by a signing policy, and used under
+    /// policy None to encrypt a password the server wants encrypted.
+    pub pins: Vec<crate::session::Pin>,
 }
 
-/// A signing policy's settings from `securityPolicy`, `securityMode`, `tlsConfig` and
-/// `serverCertificateThumbprint`.
+/// A signing policy's settings from `securityPolicy`, `securityMode` and `tlsConfig`.
 #[derive(Clone, PartialEq)]
 pub struct Security {
     pub policy: crate::security::Policy,
     pub mode: crate::security::Mode,
-    pub own_key: rsa::RsaPrivateKey,
-    /// Our application certificate (DER).
-    pub own_cert: Vec<u8>,
-    pub pin: crate::session::Pin,
+    /// Our application certificate and key from `tlsConfig`; `None` when the adaptor is
+    /// to make its own.
+    pub own: Option<Own>,
+}
+
+/// An application certificate (DER) and its key.
+#[derive(Clone, PartialEq)]
+pub struct Own {
+    pub key: rsa::RsaPrivateKey,
+    pub cert: Vec<u8>,
 }
 
 impl std::fmt::Debug for Security {
@@ -52,8 +60,8 @@ impl std::fmt::Debug for Security {
         f.debug_struct("Security")
             .field("policy", &self.policy)
             .field("mode", &self.mode)
-            .field("pin", &self.pin)
-            .finish_non_exhaustive()
+            .field("own", &self.own.as_ref().map(|_| "tlsConfig"))
+            .finish()
     }
 }
 
@@ -110,7 +118,15 @@ pub fn check(spec: &OPCUADeviceSpec, ctx: &Context) -> Result<Config> {
             format!("{endpoint:?} needs a host and port, e.g. opc.tcp://plc:4840"),
         ));
     }
+    let pins = pins(protocol, ctx)?;
     let security = security(protocol, ctx)?;
+    if security.is_some() && pins.is_empty() {
+        return Err(error(
+            "protocol.serverCertificateThumbprint",
+            "a signing policy trusts only a pinned server certificate: give its SHA-1 \
+             thumbprint (or serverCertificatePEM)",
+        ));
+    }
     let identity = match &protocol.basic_auth {
         None => Identity::Anonymous,
         Some(auth) => {
@@ -184,7 +200,44 @@ pub fn check(spec: &OPCUADeviceSpec, ctx: &Context) -> Result<Config> {
         timeout_ms,
         properties,
         security,
+        pins,
     })
+}
+
+/// The pinned server certificates: `serverCertificateThumbprint`, `serverCertificatePEM`
+/// and `serverCertificatePEMRef`, any of which trusts the server.
+fn pins(
+    protocol: &crds::models::opcua::OpcuaProtocol,
+    ctx: &Context,
+) -> Result<Vec<crate::session::Pin>> {
+    use crate::session::Pin;
+    let mut pins = Vec::new();
+    if let Some(pin) = protocol
+        .server_certificate_thumbprint
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        let hex: String = pin.chars().filter(|c| *c != ':').collect();
+        if hex.len() != 40 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(error(
+                "protocol.serverCertificateThumbprint",
+                format!("{pin:?} is not a SHA-1 thumbprint (40 hex digits)"),
+            ));
+        }
+        pins.push(Pin::Thumbprint(hex));
+    }
+    let field = "protocol.serverCertificatePEM";
+    if let Some(pem) = literal_or_ref(
+        ctx,
+        protocol.server_certificate_pem.as_deref(),
+        protocol.server_certificate_pem_ref.as_ref(),
+        &format!("{field}Ref"),
+    )? {
+        let der = crate::security::certificate_from_pem(&pem).map_err(|e| error(field, e))?;
+        pins.push(Pin::Certificate(der));
+    }
+    Ok(pins)
 }
 
 /// The signing policy's settings, or `None` under policy None.
@@ -230,31 +283,15 @@ fn security(
             ));
         }
     };
-    let pin = protocol
-        .server_certificate_thumbprint
-        .as_deref()
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            error(
-                "protocol.serverCertificateThumbprint",
-                "a signing policy trusts only a pinned server certificate: give its SHA-1 thumbprint",
-            )
-        })?;
-    let hex: String = pin.chars().filter(|c| *c != ':').collect();
-    if hex.len() != 40 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(error(
-            "protocol.serverCertificateThumbprint",
-            format!("{pin:?} is not a SHA-1 thumbprint (40 hex digits)"),
-        ));
-    }
     let path = "protocol.tlsConfig";
-    let tls = protocol.tls_config.as_ref().ok_or_else(|| {
-        error(
-            path,
-            "a signing policy needs the client certificate and key (PEM)",
-        )
-    })?;
+    let Some(tls) = protocol.tls_config.as_ref() else {
+        // The adaptor makes its own application certificate.
+        return Ok(Some(Security {
+            policy,
+            mode,
+            own: None,
+        }));
+    };
     let cert = literal_or_ref(
         ctx,
         tls.cert_file_pem.as_deref(),
@@ -281,9 +318,10 @@ fn security(
     Ok(Some(Security {
         policy,
         mode,
-        own_key,
-        own_cert,
-        pin: crate::session::Pin::Thumbprint(hex),
+        own: Some(Own {
+            key: own_key,
+            cert: own_cert,
+        }),
     }))
 }
 
@@ -434,11 +472,30 @@ mod tests {
             }
             parse(serde_json::json!({"protocol": p, "properties": []}))
         };
-        let security = protocol(serde_json::json!({})).unwrap().security.unwrap();
+        let config = protocol(serde_json::json!({})).unwrap();
+        let security = config.security.unwrap();
         assert_eq!(security.policy, Policy::Aes128Sha256RsaOaep);
         assert_eq!(security.mode, Mode::Sign);
-        assert_eq!(security.pin, Pin::Thumbprint("AB".repeat(20)));
-        assert!(security.own_cert.starts_with(&[0x30, 0x82]), "DER");
+        assert_eq!(config.pins, [Pin::Thumbprint("AB".repeat(20))]);
+        assert!(security.own.unwrap().cert.starts_with(&[0x30, 0x82]), "DER");
+        // Without tlsConfig the adaptor makes its own certificate.
+        let own = protocol(serde_json::json!({"tlsConfig": null})).unwrap();
+        assert!(own.security.unwrap().own.is_none());
+        // A pinned certificate instead of a thumbprint, or both.
+        let server = include_str!("../testdata/other.crt");
+        let by_cert = protocol(serde_json::json!({
+            "serverCertificateThumbprint": null, "serverCertificatePEM": server}))
+        .unwrap();
+        let der = crate::security::certificate_from_pem(server.as_bytes()).unwrap();
+        assert_eq!(by_cert.pins, [Pin::Certificate(der.clone())]);
+        let both = protocol(serde_json::json!({"serverCertificatePEM": server})).unwrap();
+        assert_eq!(both.pins.len(), 2);
+        // Under policy None a pin is kept, for an encrypted password.
+        let none = parse(serde_json::json!({"protocol": {
+            "endpoint": "opc.tcp://h:1", "serverCertificatePEM": server}, "properties": []}))
+        .unwrap();
+        assert!(none.security.is_none());
+        assert_eq!(none.pins, [Pin::Certificate(der)]);
         // PKCS#1 keys are taken too, and must belong to the certificate.
         let other = serde_json::json!({"tlsConfig": {
             "certFilePEM": include_str!("../testdata/other.crt"),
@@ -461,9 +518,9 @@ mod tests {
                 "40 hex",
             ),
             (
-                serde_json::json!({"tlsConfig": null}),
-                "protocol.tlsConfig",
-                "certificate and key",
+                serde_json::json!({"serverCertificateThumbprint": null, "serverCertificatePEM": "junk"}),
+                "protocol.serverCertificatePEM",
+                "PEM",
             ),
             (
                 serde_json::json!({"tlsConfig": {"certFilePEM": cert}}),

@@ -92,6 +92,21 @@ pub struct OpcuaProtocol {
         schemars(regex(pattern = r"^([0-9A-Fa-f]{2}:?){19}[0-9A-Fa-f]{2}$"))
     )]
     pub server_certificate_thumbprint: Option<String>,
+    /// The trusted server certificate itself (PEM), instead of or besides its
+    /// thumbprint: any of the pins trusts the server.
+    #[serde(
+        default,
+        rename = "serverCertificatePEM",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub server_certificate_pem: Option<String>,
+    /// The same, through a reference.
+    #[serde(
+        default,
+        rename = "serverCertificatePEMRef",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub server_certificate_pem_ref: Option<super::extension::ReferenceRelationship>,
 }
 
 impl OpcuaProtocol {
