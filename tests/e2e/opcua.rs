@@ -833,3 +833,34 @@ async fn a_password_is_sent_encrypted_for_the_pinned_server_and_never_in_plain_t
         .await;
     assert_ne!(r.phase, Phase::Healthy);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_subscriptions_is_read_every_sync_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::without_subscriptions(dir.path());
+    let h = harness_opcua();
+    let a = h.load("adaptor_opcua").await;
+    let props = json!([
+        {"name": "ticker", "type": "int32", "readOnly": true, "visitor": {"nodeID": "ns=2;s=Ticker"}},
+        {"name": "s", "type": "string", "readOnly": true, "visitor": {"nodeID": "ns=2;s=String"}},
+    ]);
+    let _d = h.spawn(device("reads", spec(&server, props, json!({}))), a);
+    let first = h
+        .wait(&key("reads"), Duration::from_secs(30), |r| {
+            r.phase == Phase::Healthy && ticker(r) > 0 && has_reading_by_poll(r)
+        })
+        .await;
+    // The server's ticker moves on in the status, and another client's change arrives.
+    server.write("ns=2;s=String", "String", "read, not pushed");
+    h.wait(&key("reads"), Duration::from_secs(20), |r| {
+        r.phase == Phase::Healthy
+            && ticker(r) > ticker(&first) + 2
+            && value(r, "s").as_deref() == Some("read, not pushed")
+    })
+    .await;
+    assert!(!server.log().contains("Traceback"), "{}", server.log());
+}
+
+fn has_reading_by_poll(r: &DeviceReport) -> bool {
+    r.events.iter().any(|e| e.reason == "ReadingByPoll")
+}

@@ -1,7 +1,10 @@
 """The OPC UA peer of the end-to-end tests: an asyncua server, and an asyncua client that
 checks what the server holds independently of the adaptor.
 
-    opcua_peer.py serve PORT [USER PASSWORD]   # a server on 127.0.0.1:PORT, policy None
+    opcua_peer.py serve PORT [USER PASSWORD] [--no-subscriptions]
+                                               # a server on 127.0.0.1:PORT, policy None;
+                                               # --no-subscriptions answers
+                                               # CreateSubscription BadServiceUnsupported
     opcua_peer.py serve-secure PORT DIR [USER PASSWORD] [--every-policy] [--strict]
                                                # Basic256Sha256 (Sign, SignAndEncrypt) and
                                                # Aes128Sha256RsaOaep (SignAndEncrypt); its
@@ -142,7 +145,9 @@ SECURE_POLICIES = [
 ]
 
 
-async def serve(port, user=None, password=None, secure_dir=None, every_policy=False, strict=False):
+async def serve(
+    port, user=None, password=None, secure_dir=None, every_policy=False, strict=False, subscriptions=True
+):
     server = Server(user_manager=OneUser(user, password) if user else None)
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/octopus/")
@@ -164,6 +169,12 @@ async def serve(port, user=None, password=None, secure_dir=None, every_policy=Fa
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
     if user:
         server.set_identity_tokens([ua.UserNameIdentityToken])
+    if not subscriptions:
+        # A server with no Subscription service set, as some embedded ones are.
+        async def unsupported(*args, **kwargs):
+            raise ServiceError(ua.StatusCodes.BadServiceUnsupported)
+
+        server.iserver.subscription_service.create_subscription = unsupported
     idx = await server.register_namespace("urn:octopus:test")
     device = await server.nodes.objects.add_object(ua.NodeId("Device", idx), f"{idx}:Device")
     for name, (value, kind) in INITIAL.items():
@@ -222,16 +233,16 @@ async def write(url, node, kind, value):
 def main():
     logging.basicConfig(level=logging.ERROR)
     command, args = sys.argv[1], sys.argv[2:]
+    flags = {a for a in args if a.startswith("--")}
+    args = [a for a in args if not a.startswith("--")]
     if command == "serve":
-        asyncio.run(serve(int(args[0]), *args[1:3]))
+        asyncio.run(serve(int(args[0]), *args[1:3], subscriptions="--no-subscriptions" not in flags))
     elif command == "serve-secure":
-        flags = {a for a in args if a.startswith("--")}
-        rest = [a for a in args if not a.startswith("--")]
         asyncio.run(
             serve(
-                int(rest[0]),
-                *rest[2:4],
-                secure_dir=rest[1],
+                int(args[0]),
+                *args[2:4],
+                secure_dir=args[1],
                 every_policy="--every-policy" in flags,
                 strict="--strict" in flags,
             )

@@ -69,6 +69,17 @@ impl Server {
         Self::start_on(dir, free_port(), Some((user.into(), password.into())))
     }
 
+    /// A server whose CreateSubscription answers BadServiceUnsupported.
+    pub fn without_subscriptions(dir: &Path) -> Self {
+        Self::launch(
+            dir,
+            free_port(),
+            None,
+            None,
+            vec!["--no-subscriptions".to_owned()],
+        )
+    }
+
     /// A server on `port` (e.g. again on the port of one stopped).
     pub fn start_on(dir: &Path, port: u16, login: Option<(String, String)>) -> Self {
         Self::launch(dir, port, login, None, Vec::new())
@@ -148,8 +159,8 @@ impl Server {
             if let Some((user, password)) = &login {
                 args.extend([user.clone(), password.clone()]);
             }
-            args.extend(flags.iter().cloned());
         }
+        args.extend(flags.iter().cloned());
         let (child, rx) = crate::peers::spawn_python(&python, &script(), &args, &log);
         let mut server = Server {
             child: Some(child),

@@ -1,12 +1,14 @@
 //! The Octopus OPC UA adaptor as a WebAssembly component.
 //!
 //! It serves `OPCUADevice` (`devices.edge.cattle.io/v1alpha1`) for
-//! `adaptors.edge.cattle.io/opcua`: nodes of an OPC UA server over `opc.tcp`, with
-//! SecurityPolicy None and an anonymous or username/password session. Each poll keeps
-//! the session up (reconnecting with a capped backoff), writes the spec values that
-//! changed, takes the subscription's data changes and reports
-//! `{"properties": [{name, type, value, updatedAt, error}]}`; a bad status code of one
-//! node is that property's `error`, not a failed poll.
+//! `adaptors.edge.cattle.io/opcua`: nodes of an OPC UA server over `opc.tcp`, under
+//! security policy None, Basic256Sha256 or Aes128_Sha256_RsaOaep, as an anonymous or
+//! username/password session. Polls run back to back: each keeps the session up
+//! (reconnecting with a capped backoff), writes the spec values that changed, and waits
+//! for the subscription's next publish response, so a data change reaches the status
+//! as it arrives. The status is `{"properties": [{name, type, value, updatedAt,
+//! error}]}`; a bad status code of one node is that property's `error`, not a failed
+//! poll.
 //!
 //! Module map: `spec` validates, `value` converts typed values, `wire` is UA-TCP and
 //! the secure channel without I/O, `session` the services over any byte link, and
@@ -62,12 +64,27 @@ const API_VERSION: &str = "devices.edge.cattle.io/v1alpha1";
 const KIND: &str = "OPCUADevice";
 /// The spec field the limb turns into the socket grant (`host:port` of the URL).
 const GRANT: &str = "protocol.endpoint";
-/// How long a poll waits for publish responses beyond those already in.
-const PUMP_WAIT_MS: u32 = 50;
+/// The longest a poll waits for a publish response. Polls run back to back and a poll
+/// returns as soon as one arrives, so a data change reaches the status at once; this
+/// only bounds a quiet poll, well inside the limb's call timeout.
+const WINDOW_MS: u64 = 300;
+/// The longest a poll pauses while waiting out the reconnect backoff or, without a
+/// subscription, the next read.
+const NAP_MS: u64 = 200;
 /// The longest a poll spends on the network, however many requests it makes: under the
 /// limb's default 5 s call timeout, so a slow server fails the poll instead of
 /// trapping the instance.
 const ROUND_MS: u64 = 4_000;
+/// CreateSubscription's answers from a server without subscriptions (or without room for
+/// ours): the device then reads its nodes every poll.
+const NO_SUBSCRIPTIONS: [&str; 4] = [
+    "BadServiceUnsupported",
+    "BadNotSupported",
+    "BadNotImplemented",
+    "BadTooManySubscriptions",
+];
+/// The longest one poll spends making the application certificate's key.
+const KEYGEN_SLICE_MS: u64 = 1_000;
 /// Reconnect backoff: doubling from the first to the cap.
 const BACKOFF_FIRST_MS: u64 = 1_000;
 const BACKOFF_CAP_MS: u64 = 30_000;
@@ -196,6 +213,14 @@ pub struct OpcuaDevice {
     backoff_ms: u64,
     /// Why the server is unreachable, while it is.
     down: Option<String>,
+    /// The primes found so far for the application certificate's key, and the time
+    /// spent looking.
+    primes: Vec<rsa::BigUint>,
+    keygen_ms: u64,
+    /// The server refused our subscription: nodes are read every `syncInterval` instead,
+    /// next at this monotonic time.
+    polling: bool,
+    next_read_ms: u64,
     state: State,
     /// The current bad status (or type mismatch) of each property, by name.
     errors: BTreeMap<String, String>,
@@ -267,56 +292,115 @@ impl OpcuaDevice {
                 self.apply(index, &value, &now);
             }
             let items: Vec<_> = (1u32..).zip(nodes).collect();
-            let statuses = session.subscribe(self.config.interval_ms, &items)?;
-            for (property, status) in self.config.properties.iter().zip(statuses) {
-                // A node that could not be read already says why.
-                if status.is_bad() && !self.errors.contains_key(&property.name) {
-                    self.errors
-                        .insert(property.name.clone(), format!("subscribe: {status}"));
+            match session.subscribe(self.config.interval_ms, &items) {
+                Ok(statuses) => {
+                    self.polling = false;
+                    for (property, status) in self.config.properties.iter().zip(statuses) {
+                        // A node that could not be read already says why.
+                        if status.is_bad() && !self.errors.contains_key(&property.name) {
+                            self.errors
+                                .insert(property.name.clone(), format!("subscribe: {status}"));
+                        }
+                    }
                 }
+                Err(SessionError::Service {
+                    service: "CreateSubscription",
+                    status,
+                }) if NO_SUBSCRIPTIONS.iter().any(|bad| status.starts_with(bad)) => {
+                    if !self.polling {
+                        let line = format!(
+                            "the server takes no subscription ({status}): reading every node \
+                             every syncInterval instead"
+                        );
+                        log::warn(&format!("{}: {line}", self.name));
+                        events::normal("ReadingByPoll", &line);
+                    }
+                    self.polling = true;
+                    self.next_read_ms = clock::monotonic_ms() + self.config.interval_ms;
+                }
+                Err(other) => return Err(other),
             }
         }
         self.session = Some(session);
         self.write_pending()
     }
 
-    /// The application certificate the adaptor made for itself: the one in its state
-    /// (made before, perhaps by the version this one took over from), else a new one,
-    /// kept in the state so that a hot swap does not change it and the server's trust
-    /// list stays valid.
-    fn application(&mut self) -> std::result::Result<spec::Own, SessionError> {
-        let failed = |e: security::SecurityError| {
-            SessionError::Refused(format!("the application certificate: {e}"))
-        };
-        if let Some(kept) = &self.state.application {
-            match kept.decode() {
-                Ok(own) => return Ok(own),
-                Err(e) => log::warn(&format!("{}: {e}; making a new one", self.name)),
+    /// The application certificate the adaptor made for itself (made before, perhaps by
+    /// the version this one took over from, and kept in the state so that a hot swap
+    /// does not change it and the server's trust list stays valid).
+    fn application(&self) -> std::result::Result<spec::Own, SessionError> {
+        let kept = self.state.application.as_ref().ok_or_else(|| {
+            SessionError::Refused("the application certificate is not made yet".to_owned())
+        })?;
+        kept.decode()
+            .map_err(|e| SessionError::Refused(format!("the application certificate: {e}")))
+    }
+
+    /// Whether this device must still make its application certificate.
+    fn needs_certificate(&self) -> bool {
+        let made = self
+            .state
+            .application
+            .as_ref()
+            .is_some_and(|a| a.decode().is_ok());
+        matches!(&self.config.security, Some(s) if s.own.is_none()) && !made
+    }
+
+    /// One slice of making the application certificate: looks for the key's primes for
+    /// at most [`KEYGEN_SLICE_MS`]; `true` once the certificate is made and kept.
+    fn make_certificate(&mut self) -> std::result::Result<bool, security::SecurityError> {
+        let started = clock::monotonic_ms();
+        let until = started + KEYGEN_SLICE_MS;
+        while self.primes.len() < 2 {
+            match security::find_prime(security::GENERATED_KEY_BITS / 2, || {
+                clock::monotonic_ms() >= until
+            }) {
+                Some(prime) => self.primes.push(prime),
+                None => {
+                    self.keygen_ms += clock::monotonic_ms() - started;
+                    return Ok(false);
+                }
             }
         }
-        let (key, cert) = security::self_signed(
+        let q = self.primes.pop();
+        let p = self.primes.pop();
+        let (Some(p), Some(q)) = (p, q) else {
+            return Ok(false);
+        };
+        let key = match security::key_from_primes(p.clone(), q) {
+            Ok(key) => key,
+            Err(_) => {
+                // p - 1 or q - 1 shares a factor with 65537: keep p, find another q.
+                self.primes.push(p);
+                return Ok(false);
+            }
+        };
+        let cert = security::certificate_for(
+            &key,
             session::APPLICATION_URI,
             &format!("Octopus OPC UA adaptor {}", self.name),
             clock::now_ms() / 1000,
-        )
-        .map_err(failed)?;
+        )?;
+        self.keygen_ms += clock::monotonic_ms() - started;
+        let took_ms = std::mem::take(&mut self.keygen_ms);
         let thumbprint = security::thumbprint_hex(&cert);
-        let pem = security::certificate_to_pem(&cert).map_err(failed)?;
+        let pem = security::certificate_to_pem(&cert)?;
         log::info(&format!(
-            "{}: made a self-signed application certificate, SHA-1 thumbprint {thumbprint} \
-             (a server that trusts only known clients must trust it):\n{pem}",
+            "{}: made a self-signed application certificate in {took_ms} ms, SHA-1 \
+             thumbprint {thumbprint} (a server that trusts only known clients must trust \
+             it):\n{pem}",
             self.name
         ));
         events::normal(
             "ApplicationCertificate",
             &format!(
-                "made a self-signed application certificate for {}, SHA-1 thumbprint \
-                 {thumbprint}; it is kept across hot swaps",
+                "made a self-signed application certificate for {} in {took_ms} ms, SHA-1 \
+                 thumbprint {thumbprint}; it is kept across hot swaps",
                 session::APPLICATION_URI
             ),
         );
-        self.state.application = Some(Application::encode(&key, &cert).map_err(failed)?);
-        Ok(spec::Own { key, cert })
+        self.state.application = Some(Application::encode(&key, &cert)?);
+        Ok(true)
     }
 
     /// Writes spec values that differ from what was last written.
@@ -430,7 +514,28 @@ impl OpcuaDevice {
             return Ok(());
         };
         session.renew_if_due()?;
-        let changes = session.pump(PUMP_WAIT_MS)?;
+        if self.polling {
+            let now = clock::monotonic_ms();
+            if now < self.next_read_ms {
+                nap((self.next_read_ms - now).min(NAP_MS));
+                return Ok(());
+            }
+            self.next_read_ms = now + self.config.interval_ms;
+            let nodes: Vec<_> = self
+                .config
+                .properties
+                .iter()
+                .map(|p| p.node.clone())
+                .collect();
+            let values = session.read(&nodes)?;
+            let now = time::rfc3339(clock::now_ms());
+            for (index, value) in values.into_iter().enumerate() {
+                self.apply(index, &value, &now);
+            }
+            return Ok(());
+        }
+        let wait = self.config.interval_ms.min(WINDOW_MS);
+        let changes = session.pump(u32::try_from(wait).unwrap_or(u32::MAX))?;
         if !changes.is_empty() {
             let now = time::rfc3339(clock::now_ms());
             for (handle, value) in changes {
@@ -439,6 +544,16 @@ impl OpcuaDevice {
             }
         }
         Ok(())
+    }
+
+    /// Whether the backoff is over, pausing a little for it first: polls run back to
+    /// back, and must not spin while the server is away.
+    fn due_to_connect(&self) -> bool {
+        let now = clock::monotonic_ms();
+        if now < self.retry_at_ms {
+            nap((self.retry_at_ms - now).min(NAP_MS));
+        }
+        clock::monotonic_ms() >= self.retry_at_ms
     }
 
     /// Ends the session after `err`, schedules the next attempt and says why.
@@ -487,7 +602,8 @@ impl Device for OpcuaDevice {
         );
         log::info(&format!("configured {line}"));
         events::normal("Configured", &line);
-        let settings = Settings::poll_every_ms(config.interval_ms);
+        // Back to back: each poll waits for the server's next publish response itself.
+        let settings = Settings::poll_every_ms(0);
         Ok((
             OpcuaDevice {
                 name,
@@ -496,6 +612,10 @@ impl Device for OpcuaDevice {
                 retry_at_ms: 0,
                 backoff_ms: BACKOFF_FIRST_MS,
                 down: None,
+                polling: false,
+                next_read_ms: 0,
+                primes: Vec::new(),
+                keygen_ms: 0,
                 state: State {
                     format: STATE_FORMAT.to_owned(),
                     ..State::default()
@@ -508,9 +628,22 @@ impl Device for OpcuaDevice {
     }
 
     fn poll(&mut self) -> Result<Status> {
+        if self.session.is_none() && self.needs_certificate() {
+            let why = match self.make_certificate() {
+                Ok(true) => None,
+                Ok(false) => Some(
+                    "making a self-signed application certificate (RSA 2048) before connecting"
+                        .to_owned(),
+                ),
+                Err(e) => Some(format!("cannot make the application certificate: {e}")),
+            };
+            if let Some(why) = why {
+                return Err(Error::Unreachable(why));
+            }
+        }
         let outcome = if self.session.is_some() {
             self.exchange()
-        } else if clock::monotonic_ms() >= self.retry_at_ms {
+        } else if self.due_to_connect() {
             self.connect()
         } else {
             // Still backing off: report the last status with the reason.
@@ -582,6 +715,11 @@ impl Device for OpcuaDevice {
         }
         log::info(&format!("shut down {}", self.name));
     }
+}
+
+/// Pauses the instance (a WASI clock wait, which the limb bounds by the call timeout).
+fn nap(ms: u64) {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
 }
 
 octopus_adaptor_sdk::export_adaptor!(OpcuaDevice);

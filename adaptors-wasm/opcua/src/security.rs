@@ -380,23 +380,43 @@ pub fn public_key(cert: &[u8]) -> Result<RsaPublicKey, SecurityError> {
 /// policies accept (Basic256Sha256 and Aes128_Sha256_RsaOaep take 2048 to 4096 bits).
 pub const GENERATED_KEY_BITS: usize = 2048;
 
-/// A self-signed application instance certificate (Part 6 §6.2.2) for a client that was
-/// given none: RSA 2048, SHA-256, valid from a day before `now_s` (seconds since the
-/// epoch, so a server whose clock is a little behind still takes it) for ten years, the
-/// application URI in subjectAltName, and the key and extended key usages OPC UA
-/// servers check. Returns the key and the certificate (DER).
-pub fn self_signed(
-    application_uri: &str,
-    common_name: &str,
-    now_s: u64,
-) -> Result<(RsaPrivateKey, Vec<u8>), SecurityError> {
-    let key = RsaPrivateKey::new(&mut OsRng, GENERATED_KEY_BITS)
-        .map_err(|e| SecurityError::Key(format!("cannot generate a key: {e}")))?;
-    let cert = certificate_for(&key, application_uri, common_name, now_s)?;
-    Ok((key, cert))
+/// Looks for a random prime of `bits` bits (a multiple of 8; the top two bits set, so
+/// two of them make a modulus of exactly twice the bits) until `out_of_time` says stop,
+/// `None` if none turned up by then. Key generation is done in slices this way because
+/// finding a 1024-bit prime in a guest takes from a fraction of a second to several,
+/// and one guest call must end well inside the limb's call timeout. The test is the one
+/// `rsa`'s own key generation uses (num-bigint-dig's, 20 Miller-Rabin rounds and a Lucas
+/// test).
+pub fn find_prime(bits: usize, mut out_of_time: impl FnMut() -> bool) -> Option<rsa::BigUint> {
+    let mut bytes = vec![0u8; bits / 8];
+    let last = bytes.len().checked_sub(1)?;
+    while !out_of_time() {
+        OsRng.fill_bytes(&mut bytes);
+        bytes[0] |= 0xc0;
+        bytes[last] |= 1;
+        let candidate = rsa::BigUint::from_bytes_be(&bytes);
+        if num_bigint_dig::prime::probably_prime(&candidate, 20) {
+            return Some(candidate);
+        }
+    }
+    None
 }
 
-/// The self-signed certificate of [`self_signed`] for an existing `key`.
+/// The RSA key of two primes [`find_prime`] found, with the public exponent 65537; an
+/// error when they do not make a valid key (then find another).
+pub fn key_from_primes(p: rsa::BigUint, q: rsa::BigUint) -> Result<RsaPrivateKey, SecurityError> {
+    let key = RsaPrivateKey::from_p_q(p, q, rsa::BigUint::from(65_537u32))
+        .map_err(|e| SecurityError::Key(format!("the primes make no key: {e}")))?;
+    key.validate()
+        .map_err(|e| SecurityError::Key(format!("the primes make no key: {e}")))?;
+    Ok(key)
+}
+
+/// A self-signed application instance certificate (Part 6 §6.2.2) for `key`, for a
+/// client that was given none: SHA-256, valid from a day before `now_s` (seconds since
+/// the epoch, so a server whose clock is a little behind still takes it) for ten years,
+/// the application URI in subjectAltName, and the key and extended key usages OPC UA
+/// servers check. Returns the certificate (DER).
 pub fn certificate_for(
     key: &RsaPrivateKey,
     application_uri: &str,
@@ -789,6 +809,30 @@ mod tests {
         extra.push(1);
         strip_padding(&mut extra, 8, true, "t").unwrap();
         assert_eq!(extra.len(), 10);
+    }
+
+    #[test]
+    fn primes_are_found_in_slices_and_make_a_key() {
+        // Out of time at once: nothing, and nothing is spent.
+        assert!(find_prime(256, || true).is_none());
+        let mut tries = 0;
+        let p = find_prime(256, || {
+            tries += 1;
+            tries > 100_000
+        })
+        .unwrap();
+        assert_eq!(p.bits(), 256, "the top bits are set");
+        let q = loop {
+            let q = find_prime(256, || false).unwrap();
+            if q != p {
+                break q;
+            }
+        };
+        let key = key_from_primes(p.clone(), q).unwrap();
+        assert_eq!(key.size(), 64, "a modulus of twice the bits");
+        let sealed = rsa_encrypt(&key.to_public_key(), b"x").unwrap();
+        assert_eq!(rsa_decrypt(&key, &sealed).unwrap(), b"x");
+        assert!(key_from_primes(p.clone(), p).is_err(), "p = q");
     }
 
     #[test]

@@ -560,9 +560,10 @@ impl<L: Link> Session<L> {
         }
     }
 
-    /// Keeps publish requests at the server, takes the responses that arrive within
-    /// `wait_ms` and returns the data changes in them. A subscription silent for longer
-    /// than its keep-alive allows is an error.
+    /// Keeps publish requests at the server and waits up to `wait_ms` for the next
+    /// publish response, returning as soon as one arrived with its data changes (and
+    /// those of any others already received). A subscription silent for longer than its
+    /// keep-alive allows is an error.
     pub fn pump(&mut self, wait_ms: u32) -> Result<Vec<Change>, SessionError> {
         if self.subscription.is_none() {
             return Ok(Vec::new());
@@ -580,9 +581,13 @@ impl<L: Link> Session<L> {
             let id = self.send(Kind::Message, &request)?;
             self.publishing.insert(id);
         }
-        let deadline = self.deadline(wait_ms);
+        let mut deadline = self.deadline(wait_ms);
         while let Some(incoming) = self.next_incoming(deadline)? {
             self.keep(incoming)?;
+            if !self.published.is_empty() {
+                // Pushed data returns at once: take what is already buffered, no more.
+                deadline = 0;
+            }
         }
         let mut changes = Vec::new();
         while let Some(response) = self.published.pop_front() {
@@ -1259,7 +1264,11 @@ mod tests {
         let mut session = open(fake);
         let items = [(1, NodeId::new(2, "a")), (2, NodeId::new(2, "b"))];
         assert_eq!(session.subscribe(100, &items).unwrap().len(), 2);
-        let changes = session.pump(50).unwrap();
+        // A pump returns with the first publish response; the next takes the rest.
+        let first = session.pump(50).unwrap();
+        assert_eq!(values(&first), [(1, Some(Variant::Int32(10)))]);
+        let mut changes = first;
+        changes.extend(session.pump(50).unwrap());
         assert_eq!(
             values(&changes),
             [
