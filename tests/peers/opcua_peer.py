@@ -15,6 +15,10 @@ checks what the server holds independently of the adaptor.
                                                # SHA-1 of every client certificate shown in
                                                # CreateSession goes to DIR/clients.log, and
                                                # --strict refuses those not in DIR/trusted
+    opcua_peer.py serve-bench PORT DEVICES ITEMS
+                                               # ns=2;s=B<d>.<i> (Int64) for each device d
+                                               # and item i, all set to the wall-clock time
+                                               # in ms every second (scripts/bench-opcua.sh)
     opcua_peer.py read URL NODE...             # one JSON line per node: [variant type, value]
     opcua_peer.py write URL NODE TYPE VALUE    # writes VALUE as TYPE (an asyncua VariantType)
 
@@ -199,6 +203,34 @@ async def serve(
             await ticker.write_value(ua.Variant(tick, ua.VariantType.Int32))
 
 
+async def serve_bench(port, devices, items):
+    """Every second, sets every node to the current wall-clock time in milliseconds, so
+    the reader's clock minus the value is the time from the change to the reading."""
+    import time
+
+    server = Server()
+    await server.init()
+    server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/octopus/")
+    server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    idx = await server.register_namespace("urn:octopus:bench")
+    folder = await server.nodes.objects.add_object(ua.NodeId("Bench", idx), f"{idx}:Bench")
+    nodes = []
+    for d in range(devices):
+        for i in range(items):
+            name = f"B{d}.{i}"
+            node = await folder.add_variable(ua.NodeId(name, idx), f"{idx}:{name}", ua.Variant(0, ua.VariantType.Int64))
+            nodes.append(node.nodeid)
+    async with server:
+        print("ready", flush=True)
+        while True:
+            started = time.monotonic()
+            now_ms = time.time_ns() // 1_000_000
+            value = ua.DataValue(ua.Variant(now_ms, ua.VariantType.Int64))
+            for nodeid in nodes:
+                await server.write_attribute_value(nodeid, value)
+            await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+
+
 def text(value):
     if isinstance(value, bytes):
         return base64.b64encode(value).decode()
@@ -237,6 +269,8 @@ def main():
     args = [a for a in args if not a.startswith("--")]
     if command == "serve":
         asyncio.run(serve(int(args[0]), *args[1:3], subscriptions="--no-subscriptions" not in flags))
+    elif command == "serve-bench":
+        asyncio.run(serve_bench(*(int(a) for a in args[:3])))
     elif command == "serve-secure":
         asyncio.run(
             serve(
