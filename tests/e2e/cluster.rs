@@ -203,6 +203,21 @@ async fn assert_one_instance_and_finalizer(
 }
 
 /// Applies a CRD and waits until the API server serves it.
+/// Waits (up to a minute) for the link `name` to report `DeviceConnected=True/Healthy`.
+pub(crate) async fn wait_healthy(links: &Api<DeviceLink>, name: &str) {
+    wait(
+        "DeviceConnected=True/Healthy",
+        Duration::from_secs(60),
+        async || {
+            let l = links.get(name).await.ok()?;
+            (cond(&l, ConditionType::DeviceConnected)
+                == Some((ConditionStatus::True, "Healthy".into())))
+            .then_some(())
+        },
+    )
+    .await;
+}
+
 pub(crate) async fn install_crd(client: &Client, crd: &CustomResourceDefinition) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let name = crd.name_any();
@@ -724,17 +739,7 @@ async fn a_modbus_link_written_for_octopus_reads_registers_into_its_instance() {
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
     links.create(&PostParams::default(), &link).await.unwrap();
 
-    wait(
-        "DeviceConnected=True/Healthy",
-        Duration::from_secs(60),
-        async || {
-            let l = links.get("modbus-tcp").await.ok()?;
-            (cond(&l, ConditionType::DeviceConnected)
-                == Some((ConditionStatus::True, "Healthy".into())))
-            .then_some(())
-        },
-    )
-    .await;
+    wait_healthy(&links, "modbus-tcp").await;
     let instances = device_instances(&client, "ModbusDevice", "modbusdevices");
     let inst = wait(
         "register values in the instance",
@@ -803,17 +808,7 @@ async fn an_mqtt_link_written_for_octopus_gets_pushed_readings_into_its_instance
     link.spec.adaptor.node = "edge-1".into();
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
     links.create(&PostParams::default(), &link).await.unwrap();
-    wait(
-        "DeviceConnected=True/Healthy",
-        Duration::from_secs(60),
-        async || {
-            let l = links.get("kitchen-light").await.ok()?;
-            (cond(&l, ConditionType::DeviceConnected)
-                == Some((ConditionStatus::True, "Healthy".into())))
-            .then_some(())
-        },
-    )
-    .await;
+    wait_healthy(&links, "kitchen-light").await;
 
     crate::mosquitto::publish(&broker, "home/status/kitchen/temperature", "23.25", &[]).await;
     let instances = device_instances(&client, "MQTTDevice", "mqttdevices");
@@ -862,17 +857,7 @@ async fn an_opcua_link_written_for_octopus_gets_live_values_and_publishes_them_o
     }});
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
     links.create(&PostParams::default(), &link).await.unwrap();
-    wait(
-        "DeviceConnected=True/Healthy",
-        Duration::from_secs(60),
-        async || {
-            let l = links.get("opcua").await.ok()?;
-            (cond(&l, ConditionType::DeviceConnected)
-                == Some((ConditionStatus::True, "Healthy".into())))
-            .then_some(())
-        },
-    )
-    .await;
+    wait_healthy(&links, "opcua").await;
 
     // A value changed by another client reaches the instance through the subscription.
     opcua.write("ns=2;s=Double", "Double", "77.125");

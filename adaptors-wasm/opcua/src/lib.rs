@@ -83,8 +83,12 @@ const NO_SUBSCRIPTIONS: [&str; 4] = [
     "BadNotImplemented",
     "BadTooManySubscriptions",
 ];
-/// The longest one poll spends making the application certificate's key.
-const KEYGEN_SLICE_MS: u64 = 1_000;
+/// Making the application certificate's key (about a second of CPU, often more) goes in
+/// slices of this much work, each followed by a rest of [`KEYGEN_REST_MS`]: a fifth of
+/// a core, inside the limb's CPU budget for a device (a quarter), so that the work is
+/// not mistaken for a runaway guest.
+const KEYGEN_SLICE_MS: u64 = 100;
+const KEYGEN_REST_MS: u64 = 400;
 /// Reconnect backoff: doubling from the first to the cap.
 const BACKOFF_FIRST_MS: u64 = 1_000;
 const BACKOFF_CAP_MS: u64 = 30_000;
@@ -279,18 +283,9 @@ impl OpcuaDevice {
             self.config.timeout_ms,
             until,
         )?;
-        let nodes: Vec<_> = self
-            .config
-            .properties
-            .iter()
-            .map(|p| p.node.clone())
-            .collect();
+        let nodes = self.nodes();
         if !nodes.is_empty() {
-            let values = session.read(&nodes)?;
-            let now = time::rfc3339(clock::now_ms());
-            for (index, value) in values.into_iter().enumerate() {
-                self.apply(index, &value, &now);
-            }
+            self.apply_all(session.read(&nodes)?);
             let items: Vec<_> = (1u32..).zip(nodes).collect();
             match session.subscribe(self.config.interval_ms, &items) {
                 Ok(statuses) => {
@@ -347,10 +342,12 @@ impl OpcuaDevice {
     }
 
     /// One slice of making the application certificate: looks for the key's primes for
-    /// at most [`KEYGEN_SLICE_MS`]; `true` once the certificate is made and kept.
+    /// at most [`KEYGEN_SLICE_MS`], then rests; `true` once the certificate is made and
+    /// kept.
     fn make_certificate(&mut self) -> std::result::Result<bool, security::SecurityError> {
         let started = clock::monotonic_ms();
         let until = started + KEYGEN_SLICE_MS;
+        // `keygen_ms` counts the work, not the rests.
         while self.primes.len() < 2 {
             match security::find_prime(security::GENERATED_KEY_BITS / 2, || {
                 clock::monotonic_ms() >= until
@@ -358,6 +355,7 @@ impl OpcuaDevice {
                 Some(prime) => self.primes.push(prime),
                 None => {
                     self.keygen_ms += clock::monotonic_ms() - started;
+                    nap(KEYGEN_REST_MS);
                     return Ok(false);
                 }
             }
@@ -386,7 +384,7 @@ impl OpcuaDevice {
         let thumbprint = security::thumbprint_hex(&cert);
         let pem = security::certificate_to_pem(&cert)?;
         log::info(&format!(
-            "{}: made a self-signed application certificate in {took_ms} ms, SHA-1 \
+            "{}: made a self-signed application certificate in {took_ms} ms of work, SHA-1 \
              thumbprint {thumbprint} (a server that trusts only known clients must trust \
              it):\n{pem}",
             self.name
@@ -394,7 +392,7 @@ impl OpcuaDevice {
         events::normal(
             "ApplicationCertificate",
             &format!(
-                "made a self-signed application certificate for {} in {took_ms} ms, SHA-1 \
+                "made a self-signed application certificate for {} in {took_ms} ms of work, SHA-1 \
                  thumbprint {thumbprint}; it is kept across hot swaps",
                 session::APPLICATION_URI
             ),
@@ -443,6 +441,23 @@ impl OpcuaDevice {
             }
         }
         Ok(())
+    }
+
+    /// The node of every property, in spec order.
+    fn nodes(&self) -> Vec<opcua_types::NodeId> {
+        self.config
+            .properties
+            .iter()
+            .map(|p| p.node.clone())
+            .collect()
+    }
+
+    /// Takes the values of a Read of [`Self::nodes`].
+    fn apply_all(&mut self, values: Vec<DataValue>) {
+        let now = time::rfc3339(clock::now_ms());
+        for (index, value) in values.into_iter().enumerate() {
+            self.apply(index, &value, &now);
+        }
     }
 
     /// Takes a value of the property at `index`.
@@ -521,17 +536,12 @@ impl OpcuaDevice {
                 return Ok(());
             }
             self.next_read_ms = now + self.config.interval_ms;
-            let nodes: Vec<_> = self
-                .config
-                .properties
-                .iter()
-                .map(|p| p.node.clone())
-                .collect();
-            let values = session.read(&nodes)?;
-            let now = time::rfc3339(clock::now_ms());
-            for (index, value) in values.into_iter().enumerate() {
-                self.apply(index, &value, &now);
-            }
+            let nodes = self.nodes();
+            let values = match self.session.as_mut() {
+                Some(session) => session.read(&nodes)?,
+                None => return Ok(()),
+            };
+            self.apply_all(values);
             return Ok(());
         }
         let wait = self.config.interval_ms.min(WINDOW_MS);

@@ -1343,6 +1343,24 @@ mod tests {
         assert!(err.to_string().contains("silent"), "{err}");
     }
 
+    /// The username token of the session's ActivateSession request.
+    fn user_token(session: &Session<Fake>) -> UserNameIdentityToken {
+        let ctx = ContextOwned::default();
+        let (_, body) = session
+            .link
+            .seen
+            .iter()
+            .find(|(o, _)| *o == ObjectId::ActivateSessionRequest_Encoding_DefaultBinary)
+            .unwrap();
+        let request =
+            ActivateSessionRequest::decode(&mut Cursor::new(body), &ctx.context()).unwrap();
+        request
+            .user_identity_token
+            .inner_as::<UserNameIdentityToken>()
+            .unwrap()
+            .clone()
+    }
+
     #[test]
     fn logins_follow_the_servers_token_policies() {
         let clock = Rc::new(Cell::new(0));
@@ -1355,19 +1373,7 @@ mod tests {
         let mut fake = Fake::new(clock.clone());
         fake.endpoints = vec![endpoint(&[(UserTokenType::UserName, "pw", "")])];
         let session = Session::open(fake, url, &user, 1000, u64::MAX).unwrap();
-        let ctx = ContextOwned::default();
-        let (_, body) = session
-            .link
-            .seen
-            .iter()
-            .find(|(o, _)| *o == ObjectId::ActivateSessionRequest_Encoding_DefaultBinary)
-            .unwrap();
-        let request =
-            ActivateSessionRequest::decode(&mut Cursor::new(body), &ctx.context()).unwrap();
-        let token = request
-            .user_identity_token
-            .inner_as::<UserNameIdentityToken>()
-            .unwrap();
+        let token = user_token(&session);
         assert_eq!(token.policy_id.as_ref(), "pw");
         assert_eq!(token.password.as_ref(), b"p");
         // A password the server wants encrypted is refused before it is sent.
@@ -1399,18 +1405,7 @@ mod tests {
         let pins = [Pin::Certificate(der.clone())];
         let session =
             Session::open_secured(encrypting(), url, &user, None, &pins, 1000, u64::MAX).unwrap();
-        let (_, body) = session
-            .link
-            .seen
-            .iter()
-            .find(|(o, _)| *o == ObjectId::ActivateSessionRequest_Encoding_DefaultBinary)
-            .unwrap();
-        let request =
-            ActivateSessionRequest::decode(&mut Cursor::new(body), &ctx.context()).unwrap();
-        let token = request
-            .user_identity_token
-            .inner_as::<UserNameIdentityToken>()
-            .unwrap();
+        let token = user_token(&session);
         assert_eq!(token.policy_id.as_ref(), "sealed");
         assert_eq!(token.encryption_algorithm.as_ref(), RSA_OAEP);
         let plain = key
