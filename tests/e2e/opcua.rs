@@ -31,6 +31,18 @@ fn harness_opcua() -> Harness {
     )
 }
 
+/// The report of device `name` once its last error contains `why` (within `secs`), not
+/// healthy.
+async fn refused(h: &Harness, name: &str, why: &str, secs: u64) -> DeviceReport {
+    let r = h
+        .wait(&key(name), Duration::from_secs(secs), |r| {
+            r.last_error.as_deref().is_some_and(|e| e.contains(why))
+        })
+        .await;
+    assert_ne!(r.phase, Phase::Healthy, "{name}");
+    r
+}
+
 fn device(name: &str, spec: Value) -> Arc<crds::DeviceLink> {
     link(name, "opcua", "OPCUADevice", spec)
 }
@@ -284,25 +296,11 @@ async fn username_and_password_log_in_and_a_wrong_password_is_refused() {
         json!({"protocol": {"basicAuth": {"username": "operator", "password": "wrong"}}}),
     );
     let _bad = h.spawn(device("wrong", bad), a.clone());
-    let r = h
-        .wait(&key("wrong"), Duration::from_secs(30), |r| {
-            r.last_error
-                .as_deref()
-                .is_some_and(|e| e.contains("ActivateSession"))
-        })
-        .await;
-    assert_ne!(r.phase, Phase::Healthy);
+    refused(&h, "wrong", "ActivateSession", 30).await;
 
     // Anonymous is not offered by this server: named, not retried blindly.
     let _anon = h.spawn(device("anon", spec(&server, props, json!({}))), a);
-    let r = h
-        .wait(&key("anon"), Duration::from_secs(30), |r| {
-            r.last_error
-                .as_deref()
-                .is_some_and(|e| e.contains("Anonymous"))
-        })
-        .await;
-    assert_ne!(r.phase, Phase::Healthy);
+    refused(&h, "anon", "Anonymous", 30).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -625,16 +623,9 @@ async fn an_unpinned_server_certificate_and_a_policy_not_offered_are_refused_by_
         secured(&server, "Basic256Sha256", "SignAndEncrypt", &other),
     );
     let _d = h.spawn(device("untrusted", s), a.clone());
-    let r = h
-        .wait(&key("untrusted"), Duration::from_secs(45), |r| {
-            r.last_error
-                .as_deref()
-                .is_some_and(|e| e.contains(&thumbprint))
-        })
-        .await;
+    let r = refused(&h, "untrusted", &thumbprint, 45).await;
     let e = r.last_error.unwrap();
     assert!(e.contains("not the trusted one"), "{e}");
-    assert_ne!(r.phase, Phase::Healthy);
 
     let s = spec(
         &server,
@@ -642,19 +633,12 @@ async fn an_unpinned_server_certificate_and_a_policy_not_offered_are_refused_by_
         secured(&server, "Aes128Sha256RsaOaep", "Sign", &thumbprint),
     );
     let _d = h.spawn(device("unoffered", s), a);
-    let r = h
-        .wait(&key("unoffered"), Duration::from_secs(45), |r| {
-            r.last_error
-                .as_deref()
-                .is_some_and(|e| e.contains("does not offer"))
-        })
-        .await;
+    let r = refused(&h, "unoffered", "does not offer", 45).await;
     let e = r.last_error.unwrap();
     assert!(
         e.contains("Aes128_Sha256_RsaOaep") && e.contains("Basic256Sha256 SignAndEncrypt"),
         "{e}"
     );
-    assert_ne!(r.phase, Phase::Healthy);
 }
 
 /// The thumbprint in the adaptor's `ApplicationCertificate` event, once it has one.
@@ -810,28 +794,14 @@ async fn a_password_is_sent_encrypted_for_the_pinned_server_and_never_in_plain_t
     );
     s["protocol"]["endpoint"] = json!(relay.url());
     let _d = h.spawn(device("unpinned", s), a.clone());
-    let r = h
-        .wait(&key("unpinned"), Duration::from_secs(30), |r| {
-            r.last_error
-                .as_deref()
-                .is_some_and(|e| e.contains("pin the server's certificate"))
-        })
-        .await;
-    assert_ne!(r.phase, Phase::Healthy);
+    refused(&h, "unpinned", "pin the server's certificate", 30).await;
     assert!(!relay.seen().windows(8).any(|w| w == b"operator"));
 
     // A wrong password, encrypted all the same, is refused by the server.
     let protocol = json!({"protocol": {"securityPolicy": "Basic256Sha256", "securityMode": "Sign",
         "serverCertificateThumbprint": thumbprint, "basicAuth": login("wrong")}});
     let _d = h.spawn(device("wrong", spec(&server, props, protocol)), a);
-    let r = h
-        .wait(&key("wrong"), Duration::from_secs(60), |r| {
-            r.last_error
-                .as_deref()
-                .is_some_and(|e| e.contains("ActivateSession"))
-        })
-        .await;
-    assert_ne!(r.phase, Phase::Healthy);
+    refused(&h, "wrong", "ActivateSession", 60).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,50 +14,18 @@
     reason = "a tool"
 )]
 
-use std::io::{Read, Write};
+#[path = "common/tcp.rs"]
+mod tcp;
+use tcp::Tcp;
+
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use adaptor_opcua::fuzz::security::{self, Mode, Policy};
-use adaptor_opcua::fuzz::session::{
-    Link, LinkError, Pin, Session, discover, trusted_server_certificate,
-};
+use adaptor_opcua::fuzz::session::{Pin, Session, discover, trusted_server_certificate};
 use adaptor_opcua::fuzz::spec::Identity;
 use adaptor_opcua::fuzz::wire::Secure;
 use rsa::pkcs8::DecodePrivateKey;
-
-struct Tcp(TcpStream, Instant);
-
-impl Link for Tcp {
-    fn send(&mut self, bytes: &[u8], _: u32) -> Result<(), LinkError> {
-        self.0
-            .write_all(bytes)
-            .map_err(|e| LinkError::Io(e.to_string()))
-    }
-    fn receive(&mut self, timeout_ms: u32) -> Result<Vec<u8>, LinkError> {
-        let wait = Duration::from_millis(u64::from(timeout_ms.max(1)));
-        self.0.set_read_timeout(Some(wait)).unwrap();
-        let mut buf = vec![0; 65_536];
-        match self.0.read(&mut buf) {
-            Ok(n) => {
-                buf.truncate(n);
-                Ok(buf)
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                Err(LinkError::Timeout)
-            }
-            Err(e) => Err(LinkError::Io(e.to_string())),
-        }
-    }
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.1.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-}
 
 fn connect(url: &str) -> Tcp {
     let authority = url
