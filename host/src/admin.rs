@@ -1,5 +1,5 @@
 //! The HTTP endpoints: `/devices`, `/devices/{namespace}/{name}`, `/adaptors`,
-//! `/metrics` and `/healthz`.
+//! `/metrics` and `/healthz`, and the [dashboard](crate::dashboard) at `/`.
 
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use tokio::sync::watch;
 
+use crate::dashboard::Dashboard;
 use crate::metrics::Metrics;
 use crate::status::{AdaptorReport, StatusBoard};
 
@@ -30,17 +31,26 @@ pub fn router(board: Arc<StatusBoard>, metrics: Arc<Metrics>) -> Router {
 }
 
 /// Serves on `listener`, bound by the caller so that a port in use fails the start,
-/// until `shutdown` turns true.
+/// until `shutdown` turns true; with the dashboard unless `dashboard` is `None`.
 pub async fn serve(
     listener: std::net::TcpListener,
     board: Arc<StatusBoard>,
     metrics: Arc<Metrics>,
+    dashboard: Option<crate::dashboard::Settings>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    tracing::info!(addr = %listener.local_addr()?, "admin endpoint listening");
-    axum::serve(listener, router(board, metrics))
+    let addr = listener.local_addr()?;
+    let mut app = router(board.clone(), metrics);
+    if let Some(settings) = dashboard {
+        let (dashboard, recorder) = Dashboard::new(board, settings, shutdown.clone());
+        tokio::spawn(recorder);
+        app = app.merge(dashboard.router());
+        tracing::info!("dashboard at http://{addr}/");
+    }
+    tracing::info!(%addr, "admin endpoint listening");
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.changed().await;
         })

@@ -57,6 +57,37 @@ pub struct StandaloneArgs {
     /// Drive only the links whose spec.adaptor.node is this name (default: all).
     #[arg(long, env = "NODE_NAME")]
     pub node: Option<String>,
+
+    #[command(flatten)]
+    pub dashboard: DashboardArgs,
+}
+
+/// The dashboard on the admin listener (read-only; see docs/dashboard.md).
+#[derive(Clone, Debug, Args)]
+pub struct DashboardArgs {
+    /// Serve the dashboard at `/` of the admin listener.
+    #[arg(long, env = "LIMB_DASHBOARD", default_value_t = true, action = clap::ArgAction::Set)]
+    pub dashboard: bool,
+
+    /// Numeric property series the dashboard's plots keep, over all devices (each an
+    /// hour of points, about 3 KiB).
+    #[arg(long, env = "LIMB_DASHBOARD_SERIES", default_value_t = 4096)]
+    pub dashboard_series: usize,
+}
+
+impl DashboardArgs {
+    /// The dashboard's settings, or `None` when it is off.
+    pub fn settings(
+        &self,
+        node: Option<String>,
+        mode: &'static str,
+    ) -> Option<crate::dashboard::Settings> {
+        self.dashboard.then(|| crate::dashboard::Settings {
+            node,
+            mode,
+            max_series: self.dashboard_series,
+        })
+    }
 }
 
 #[cfg(feature = "cluster")]
@@ -81,6 +112,9 @@ pub struct ClusterArgs {
     /// Re-check of every link when nothing changes.
     #[arg(long, env = "LIMB_RESYNC", default_value = "30s", value_parser = parse_duration)]
     pub resync: Duration,
+
+    #[command(flatten)]
+    pub dashboard: DashboardArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -253,6 +287,13 @@ mod tests {
             panic!("wrong command")
         };
         assert_eq!(s.listen, ListenAddr::At("127.0.0.1:8080".parse().unwrap()));
+        let dashboard = s.dashboard.settings(None, "standalone").unwrap();
+        assert_eq!(dashboard.max_series, 4096);
+        let c = Config::try_parse_from(["limb", "standalone", "/x", "--dashboard", "false"]);
+        let Command::Standalone(s) = c.unwrap().command else {
+            panic!("wrong command")
+        };
+        assert!(s.dashboard.settings(None, "standalone").is_none());
     }
 
     #[test]

@@ -1,0 +1,424 @@
+//! The dashboard: a few pages served from the admin listener (`/`), live through
+//! server-sent events, with a plot per numeric status property.
+//!
+//! It only reads: the status board for devices and adaptors, and its own [`History`],
+//! which a recorder task fills from the board's change feed. Every asset is compiled
+//! into the binary (edge networks are often cut off from CDNs), and the pages build
+//! their DOM with `textContent`, so a device-provided string is never parsed as HTML.
+//! Plots are hand-drawn SVG: a few dozen lines of script, no chart library to ship,
+//! audit or update.
+
+pub mod history;
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use serde::Serialize;
+use tokio::sync::{Semaphore, watch};
+
+use crate::status::{AdaptorReport, Changes, DeviceReport, Phase, StatusBoard};
+pub use history::History;
+
+const INDEX: &str = include_str!("assets/index.html");
+const APP_JS: &str = include_str!("assets/app.js");
+const STYLE_CSS: &str = include_str!("assets/style.css");
+
+/// Live pages open at once; each holds one change feed (a key per device at most).
+const MAX_STREAMS: usize = 32;
+/// Changes are sent in batches at most this often, so a busy node costs a page a few
+/// messages a second, not one per poll.
+const BATCH: Duration = Duration::from_millis(250);
+/// Devices in one batch; the rest follow in the next.
+const BATCH_DEVICES: usize = 500;
+/// How often a live page is told every device present, so that it drops removed ones
+/// (the board's feed announces changes, not removals).
+const PRESENT_EVERY: Duration = Duration::from_secs(5);
+/// How often the recorder forgets devices gone from the board.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// How this dashboard was configured.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The node the limb drives, shown and filterable (one node: the limb's).
+    pub node: Option<String>,
+    /// `standalone` or `cluster`, shown in the header.
+    pub mode: &'static str,
+    /// Numeric property series the history keeps, over all devices.
+    pub max_series: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            node: None,
+            mode: "standalone",
+            max_series: 4096,
+        }
+    }
+}
+
+/// What the dashboard's handlers share.
+#[derive(Clone)]
+pub struct Dashboard {
+    board: Arc<StatusBoard>,
+    history: Arc<Mutex<History>>,
+    settings: Arc<Settings>,
+    streams: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Dashboard {
+    /// A dashboard over `board`, and the recorder that fills its history until `stop`
+    /// (spawn it).
+    pub fn new(
+        board: Arc<StatusBoard>,
+        settings: Settings,
+        stop: watch::Receiver<bool>,
+    ) -> (Self, impl Future<Output = ()> + Send + 'static) {
+        let history = Arc::new(Mutex::new(History::new(settings.max_series)));
+        let recorder = record(
+            board.clone(),
+            history.clone(),
+            board.subscribe(),
+            stop.clone(),
+        );
+        let dashboard = Self {
+            board,
+            history,
+            settings: Arc::new(settings),
+            streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+            stop,
+        };
+        (dashboard, recorder)
+    }
+
+    /// The pages, their assets and their JSON, to merge into the admin router.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route(
+                "/",
+                get(|| async { page(INDEX, "text/html; charset=utf-8") }),
+            )
+            .route(
+                "/dashboard/app.js",
+                get(|| async { page(APP_JS, "text/javascript; charset=utf-8") }),
+            )
+            .route(
+                "/dashboard/style.css",
+                get(|| async { page(STYLE_CSS, "text/css; charset=utf-8") }),
+            )
+            .route("/dashboard/api/overview", get(overview))
+            .route("/dashboard/api/devices/{namespace}/{name}", get(device))
+            .route("/dashboard/api/events", get(events))
+            .route("/dashboard/api/events/{namespace}/{name}", get(events_of))
+            .with_state(self)
+    }
+
+    fn history(&self) -> std::sync::MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn overview(&self) -> Overview {
+        let mut devices = Vec::with_capacity(self.board.len());
+        self.board
+            .for_each(|r| devices.push(Summary::of(r, self.settings.node.as_deref())));
+        let execution = crate::engine::execution_mode().map(|m| m.to_string());
+        let adaptors = self
+            .board
+            .adaptors()
+            .into_iter()
+            .map(|report| AdaptorView::of(report, &devices, execution.clone()))
+            .collect();
+        Overview {
+            node: self.settings.node.clone(),
+            mode: self.settings.mode,
+            devices,
+            adaptors,
+        }
+    }
+
+    fn detail(&self, key: &str) -> Option<Detail> {
+        let report = self.board.get(key)?;
+        let history = self.history().device(key);
+        Some(Detail {
+            summary: Summary::of(&report, self.settings.node.as_deref()),
+            report,
+            history,
+        })
+    }
+}
+
+fn page(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            // Nothing from elsewhere, no inline script: a device string that did reach
+            // the DOM as markup still could not run.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Follows the board and records each changed device's numeric properties.
+async fn record(
+    board: Arc<StatusBoard>,
+    history: Arc<Mutex<History>>,
+    mut changes: Changes,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = sweep.tick() => {
+                let mut h = history.lock().unwrap_or_else(|e| e.into_inner());
+                for key in h.keys() {
+                    if !board.contains(&key) {
+                        h.forget(&key);
+                    }
+                }
+            }
+            key = changes.next() => {
+                // Only reports with a poll are readings; copy the status out of the
+                // board's lock before taking the history's.
+                let reading = board.read(&key, |r| {
+                    r.last_poll.as_ref().map(|_| (r.incarnation, r.status.clone()))
+                });
+                if let Some(Some((incarnation, status))) = reading {
+                    let mut h = history.lock().unwrap_or_else(|e| e.into_inner());
+                    h.record(&key, incarnation, &status, SystemTime::now());
+                }
+            }
+        }
+    }
+}
+
+/// A device as the device list shows it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub key: String,
+    pub namespace: String,
+    pub name: String,
+    pub model: String,
+    pub adaptor: String,
+    pub adaptor_version: Option<String>,
+    pub node: Option<String>,
+    pub phase: Phase,
+    pub last_poll: Option<String>,
+    pub last_error: Option<String>,
+    pub polls: u64,
+    pub failed_polls: u64,
+}
+
+impl Summary {
+    fn of(r: &DeviceReport, node: Option<&str>) -> Self {
+        Self {
+            key: r.key(),
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+            model: r.model.clone(),
+            adaptor: r.adaptor.clone(),
+            adaptor_version: r.adaptor_version.clone(),
+            node: node.map(str::to_owned),
+            phase: r.phase,
+            last_poll: r.last_poll.clone(),
+            last_error: r.last_error.clone(),
+            polls: r.polls,
+            failed_polls: r.failed_polls,
+        }
+    }
+}
+
+/// An adaptor with the devices it drives.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AdaptorView {
+    #[serde(flatten)]
+    report: AdaptorReport,
+    execution: Option<String>,
+    devices: Vec<String>,
+    quarantined: Vec<String>,
+}
+
+impl AdaptorView {
+    fn of(report: AdaptorReport, devices: &[Summary], execution: Option<String>) -> Self {
+        // Links name `adaptors.edge.cattle.io/NAME`; the component calls itself NAME.
+        let drives = |d: &&Summary| {
+            report
+                .name
+                .as_deref()
+                .is_some_and(|n| d.adaptor == n || d.adaptor.rsplit('/').next() == Some(n))
+                && report.error.is_none()
+        };
+        let mine: Vec<&Summary> = devices.iter().filter(drives).collect();
+        Self {
+            devices: mine.iter().map(|d| d.key.clone()).collect(),
+            quarantined: mine
+                .iter()
+                .filter(|d| d.phase == Phase::Quarantined)
+                .map(|d| d.key.clone())
+                .collect(),
+            report,
+            execution,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Overview {
+    node: Option<String>,
+    mode: &'static str,
+    devices: Vec<Summary>,
+    adaptors: Vec<AdaptorView>,
+}
+
+/// One device in full, with its history.
+#[derive(Debug, Serialize)]
+struct Detail {
+    summary: Summary,
+    report: DeviceReport,
+    history: history::DeviceHistory,
+}
+
+/// What one batch of the live stream carries.
+#[derive(Debug, Default, Serialize)]
+struct Batch {
+    devices: Vec<Summary>,
+    /// The followed device, when it changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<Detail>,
+    /// Every device present, now and then (see [`PRESENT_EVERY`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    present: Option<Vec<String>>,
+    /// The adaptors, sent with `present`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    adaptors: Option<Vec<AdaptorView>>,
+}
+
+async fn overview(State(d): State<Dashboard>) -> Response {
+    Json(d.overview()).into_response()
+}
+
+async fn device(
+    State(d): State<Dashboard>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Response {
+    match d.detail(&format!("{namespace}/{name}")) {
+        Some(detail) => Json(detail).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("no device {namespace}/{name}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// One open live stream.
+struct Stream {
+    dashboard: Dashboard,
+    changes: Changes,
+    follow: Option<String>,
+    next_present: tokio::time::Instant,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// The live stream of the device list and the adaptors page.
+async fn events(State(d): State<Dashboard>) -> Response {
+    live(d, None)
+}
+
+/// The live stream of one device's page: the list's, and that device in full.
+async fn events_of(
+    State(d): State<Dashboard>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Response {
+    live(d, Some(format!("{namespace}/{name}")))
+}
+
+fn live(d: Dashboard, follow: Option<String>) -> Response {
+    let Ok(permit) = d.streams.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_STREAMS} live pages are open already\n"),
+        )
+            .into_response();
+    };
+    let stream = Stream {
+        changes: d.board.subscribe(),
+        follow,
+        next_present: tokio::time::Instant::now() + PRESENT_EVERY,
+        dashboard: d,
+        _permit: permit,
+    };
+    let events = futures::stream::unfold(stream, |mut s| async move {
+        let batch = s.next_batch().await?;
+        let event = SseEvent::default()
+            .event("batch")
+            .json_data(&batch)
+            .unwrap_or_else(|_| SseEvent::default().comment("unencodable batch"));
+        Some((Ok::<_, Infallible>(event), s))
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+impl Stream {
+    /// Waits for changes (or the time to list every device) and gathers them; `None`
+    /// ends the stream, when the limb stops.
+    async fn next_batch(&mut self) -> Option<Batch> {
+        let mut stop = self.dashboard.stop.clone();
+        if *stop.borrow() {
+            return None;
+        }
+        let first = tokio::select! {
+            _ = stop.changed() => return None,
+            () = tokio::time::sleep_until(self.next_present) => None,
+            key = self.changes.next() => Some(key),
+        };
+        let mut batch = Batch::default();
+        if let Some(first) = first {
+            tokio::select! {
+                _ = stop.changed() => return None,
+                () = tokio::time::sleep(BATCH) => {}
+            }
+            let node = self.dashboard.settings.node.as_deref();
+            let mut keys = vec![first];
+            while keys.len() < BATCH_DEVICES
+                && let Some(key) = self.changes.try_next()
+            {
+                keys.push(key);
+            }
+            for key in keys {
+                if self.follow.as_deref() == Some(&*key) {
+                    batch.detail = self.dashboard.detail(&key);
+                }
+                if let Some(s) = self.dashboard.board.read(&key, |r| Summary::of(r, node)) {
+                    batch.devices.push(s);
+                }
+            }
+        }
+        if tokio::time::Instant::now() >= self.next_present {
+            self.next_present = tokio::time::Instant::now() + PRESENT_EVERY;
+            let overview = self.dashboard.overview();
+            batch.present = Some(overview.devices.into_iter().map(|d| d.key).collect());
+            batch.adaptors = Some(overview.adaptors);
+        }
+        Some(batch)
+    }
+}
