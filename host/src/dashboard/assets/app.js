@@ -130,7 +130,7 @@ async function show() {
 }
 
 function render(...nodes) {
-  document.getElementById("main").replaceChildren(...nodes);
+  document.getElementById("main").replaceChildren(...nodes.filter((n) => n !== null && n !== undefined));
 }
 
 // Re-renders the open page after new data; the device list keeps its filter inputs.
@@ -233,10 +233,11 @@ function flatten(value, path, out, depth) {
 
 function plot(name, points, stepMs) {
   const w = 300, h = 90, pad = 4;
-  const s = svg("svg", { viewBox: `0 0 ${w} ${h}`, preserveAspectRatio: "none", role: "img" });
+  const s = svg("svg", { viewBox: `0 0 ${w} ${h}`, role: "img" });
   const last = points.length ? points[points.length - 1] : null;
+  // From the first point kept (an hour at most) to now, so a young history fills the plot.
   const now = Date.now();
-  const t0 = now - 3600 * 1000;
+  const t0 = Math.min(points.length ? points[0][0] : now, now - 60 * 1000);
   const vs = points.map((p) => p[1]);
   let lo = Math.min(...vs), hi = Math.max(...vs);
   if (!(hi > lo)) { lo -= 1; hi += 1; }
@@ -248,9 +249,10 @@ function plot(name, points, stepMs) {
     if (points.length === 1) coords.push((w - pad) + "," + y(points[0][1]).toFixed(1));
     s.append(svg("polygon", { class: "area", points: `${coords[0].split(",")[0]},${h - 13} ${coords.join(" ")} ${coords[coords.length - 1].split(",")[0]},${h - 13}` }));
     s.append(svg("polyline", { class: "line", points: coords.join(" ") }));
+    s.append(svg("circle", { class: "dot", r: 3, cx: x(last[0]).toFixed(1), cy: y(last[1]).toFixed(1) }));
   }
   const lbl = (text, attrs) => { const t = svg("text", attrs); t.textContent = text; return t; };
-  s.append(lbl("−1 h", { x: pad, y: h - 2 }), lbl("now", { x: w - pad, y: h - 2, "text-anchor": "end" }),
+  s.append(lbl(ago(new Date(t0).toISOString()), { x: pad, y: h - 2 }), lbl("now", { x: w - pad, y: h - 2, "text-anchor": "end" }),
     lbl(fmt(hi), { x: pad, y: 10 }), lbl(fmt(lo), { x: pad, y: h - 17 }));
   return el("div", { class: "plot card", "data-property": name, "data-points": points.length, "data-last": last ? last[1] : "" },
     el("h3", {}, el("span", { text: name }), el("span", { class: "value", text: last ? fmt(last[1]) : "—" })), s);
