@@ -60,6 +60,9 @@ pub struct StandaloneArgs {
 
     #[command(flatten)]
     pub dashboard: DashboardArgs,
+
+    #[command(flatten)]
+    pub device_metrics: DeviceMetricsArgs,
 }
 
 /// The dashboard on the admin listener (read-only; see docs/dashboard.md).
@@ -73,6 +76,28 @@ pub struct DashboardArgs {
     /// hour of points, about 3 KiB).
     #[arg(long, env = "LIMB_DASHBOARD_SERIES", default_value_t = 4096)]
     pub dashboard_series: usize,
+}
+
+/// Device readings on `/metrics` (node policy: off unless the node opts in).
+#[derive(Clone, Debug, Args)]
+pub struct DeviceMetricsArgs {
+    /// Export every device's numeric status properties and conditions as
+    /// `octopus_device_property` and `octopus_device_condition` on /metrics.
+    #[arg(long, env = "LIMB_DEVICE_METRICS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub device_metrics: bool,
+
+    /// Most `octopus_device_property` series; past it the rest are left out and counted
+    /// in `octopus_device_property_series_capped`.
+    #[arg(long, env = "LIMB_DEVICE_METRICS_SERIES", default_value_t = 2000)]
+    pub device_metrics_series: usize,
+}
+
+impl DeviceMetricsArgs {
+    /// The readings to export, or `None` when the node does not opt in.
+    pub fn readings(&self) -> Option<crate::dashboard::readings::Readings> {
+        self.device_metrics
+            .then(|| crate::dashboard::readings::Readings::new(self.device_metrics_series))
+    }
 }
 
 impl DashboardArgs {
@@ -115,6 +140,9 @@ pub struct ClusterArgs {
 
     #[command(flatten)]
     pub dashboard: DashboardArgs,
+
+    #[command(flatten)]
+    pub device_metrics: DeviceMetricsArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -294,6 +322,15 @@ mod tests {
             panic!("wrong command")
         };
         assert!(s.dashboard.settings(None, "standalone").is_none());
+        assert!(
+            s.device_metrics.readings().is_none(),
+            "device readings are opt-in"
+        );
+        let c = Config::try_parse_from(["limb", "standalone", "/x", "--device-metrics", "true"]);
+        let Command::Standalone(s) = c.unwrap().command else {
+            panic!("wrong command")
+        };
+        assert!(s.device_metrics.readings().is_some());
     }
 
     #[test]

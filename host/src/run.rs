@@ -94,7 +94,7 @@ pub fn context(args: &RuntimeArgs) -> Result<(Arc<Context>, Arc<CompileCache>), 
 /// clear error rather than a log line from a background task.
 fn serve_admin(
     listen: ListenAddr,
-    dashboard: Option<crate::dashboard::Settings>,
+    options: crate::admin::Options,
     ctx: &Context,
     stop: &watch::Receiver<bool>,
 ) -> Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>, Error> {
@@ -107,7 +107,7 @@ fn serve_admin(
         listener,
         board,
         metrics,
-        dashboard,
+        options,
         stop.clone(),
     ))))
 }
@@ -121,8 +121,11 @@ pub async fn standalone(runtime: &RuntimeArgs, args: StandaloneArgs) -> Result<(
     }
     let (ctx, cache) = context(runtime)?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let dashboard = args.dashboard.settings(args.node.clone(), "standalone");
-    let admin = serve_admin(args.listen, dashboard, &ctx, &stop_rx)?;
+    let options = crate::admin::Options {
+        dashboard: args.dashboard.settings(args.node.clone(), "standalone"),
+        readings: args.device_metrics.readings(),
+    };
+    let admin = serve_admin(args.listen, options, &ctx, &stop_rx)?;
     let output = match args.output {
         Output::Auto if std::io::IsTerminal::is_terminal(&std::io::stdout()) => Output::Table,
         Output::Auto => Output::Json,
@@ -161,8 +164,11 @@ pub async fn standalone(runtime: &RuntimeArgs, args: StandaloneArgs) -> Result<(
 pub async fn cluster(runtime: &RuntimeArgs, args: crate::config::ClusterArgs) -> Result<(), Error> {
     let (ctx, cache) = context(runtime)?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let dashboard = args.dashboard.settings(Some(args.node.clone()), "cluster");
-    let admin = serve_admin(args.listen, dashboard, &ctx, &stop_rx)?;
+    let options = crate::admin::Options {
+        dashboard: args.dashboard.settings(Some(args.node.clone()), "cluster"),
+        readings: args.device_metrics.readings(),
+    };
+    let admin = serve_admin(args.listen, options, &ctx, &stop_rx)?;
     let settings = crate::cluster::Settings {
         node: args.node,
         namespace: args.namespace,

@@ -70,6 +70,7 @@ fn start_limb(dir: &Path) -> Process {
         .args(["--output", "none", "--scan-interval", "200ms"])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--call-timeout", "1s", "--backoff-max", "2s"])
+        .args(["--device-metrics", "true"])
         .stdout(Stdio::null())
         .stderr(Stdio::from(err))
         .stdin(Stdio::null())
@@ -119,6 +120,19 @@ fn row_phase(page: &mut Page, key: &str, phase: &str) {
             "document.querySelector('#devices tr[data-key=\"{key}\"]')?.dataset.phase === '{phase}'"
         ),
     );
+}
+
+/// Waits for `line` in the limb's `/metrics`.
+fn wait_metric(limb: &Process, line: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = limb.get("/metrics").unwrap_or_default();
+        if text.contains(line) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{line} not in /metrics:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// The text of the status value at `path` on the device page.
@@ -216,6 +230,11 @@ fn the_dashboard_shows_devices_live_with_plots_and_escapes_device_strings() {
         &format!("{temperature} === '-40' && {last} === '-40'"),
         Duration::from_secs(10),
     );
+    // The same reading as a Prometheus gauge (the node opts in with --device-metrics).
+    wait_metric(
+        &limb,
+        r#"octopus_device_property{namespace="plant",link="boiler",property="properties.temperature"} -40.0"#,
+    );
     page.wait_for(
         "the live status, the conditions and the adaptor's digest",
         "document.querySelectorAll('#conditions li').length >= 3 && /[0-9a-f]{12}/.test(document.querySelector('.facts').textContent)",
@@ -256,8 +275,16 @@ fn the_dashboard_shows_devices_live_with_plots_and_escapes_device_strings() {
     );
     assert!(error.as_str().is_some_and(|e| !e.is_empty()), "{error}");
     page.screenshot(&screenshots().join("dashboard-failing.png"));
+    wait_metric(
+        &limb,
+        r#"octopus_device_condition{namespace="plant",link="boiler",type="DeviceConnected",status="False"} 1"#,
+    );
     let _again = ModbusServer::tcp_on(dir.path(), modbus_port);
     row_phase(&mut page, "plant/boiler", "Healthy");
+    wait_metric(
+        &limb,
+        r#"octopus_device_condition{namespace="plant",link="boiler",type="DeviceConnected",status="True"} 1"#,
+    );
     assert_eq!(
         page.eval(
             "document.querySelector('#devices tr[data-key=\"plant/boiler\"] td.error').textContent"

@@ -9,6 +9,7 @@
 //! audit or update.
 
 pub mod history;
+pub mod readings;
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
