@@ -107,7 +107,7 @@ impl DashboardArgs {
         node: Option<String>,
         mode: &'static str,
     ) -> Option<crate::dashboard::Settings> {
-        self.dashboard.then(|| crate::dashboard::Settings {
+        self.dashboard.then_some(crate::dashboard::Settings {
             node,
             mode,
             max_series: self.dashboard_series,

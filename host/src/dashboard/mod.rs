@@ -423,3 +423,130 @@ impl Stream {
         Some(batch)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    fn fan(board: &StatusBoard, name: &str, speed: u64) {
+        board.update(
+            &format!("ns/{name}"),
+            || DeviceReport::new("ns", name, "Kind", "adaptors.edge.cattle.io/dummy"),
+            |r| {
+                r.status = serde_json::json!({ "rotatingSpeed": speed });
+                r.last_poll = Some(crate::status::now());
+            },
+        );
+    }
+
+    /// Reads from `stream` until `want` has arrived or it ends; returns what was read.
+    async fn read_until(stream: &mut tokio::net::TcpStream, want: &str) -> String {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let read = async {
+            loop {
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    return;
+                }
+                seen.extend_from_slice(&buf[..n]);
+                if String::from_utf8_lossy(&seen).contains(want) {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+        String::from_utf8_lossy(&seen).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_live_page_gets_changes_and_its_device_and_the_stream_ends_on_stop() {
+        let board = Arc::new(StatusBoard::default());
+        fan(&board, "a", 1);
+        let (stop_tx, stop) = watch::channel(false);
+        let (dashboard, recorder) =
+            Dashboard::new(board.clone(), Settings::default(), stop.clone());
+        let recorder = tokio::spawn(recorder);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut stop_serving = stop.clone();
+        let server = tokio::spawn(
+            axum::serve(listener, dashboard.clone().router())
+                .with_graceful_shutdown(async move {
+                    let _ = stop_serving.changed().await;
+                })
+                .into_future(),
+        );
+
+        let mut page = tokio::net::TcpStream::connect(addr).await.unwrap();
+        page.write_all(b"GET /dashboard/api/events/ns/a HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let head = read_until(&mut page, "\r\n\r\n").await;
+        assert!(head.contains("text/event-stream"), "{head}");
+        fan(&board, "a", 42);
+        let text = read_until(&mut page, "\"rotatingSpeed\":[[").await;
+        assert!(text.contains("event: batch"), "{text}");
+        assert!(text.contains(r#""key":"ns/a""#), "{text}");
+        assert!(
+            text.contains(r#""detail""#),
+            "the followed device in full: {text}"
+        );
+
+        // The history behind the plots holds the reading.
+        let history = dashboard.history().device("ns/a");
+        assert_eq!(
+            history.series["rotatingSpeed"].last().map(|p| p.1),
+            Some(42.0)
+        );
+
+        // Stopping the limb ends the stream, so the graceful shutdown does not wait on
+        // an open page.
+        stop_tx.send(true).unwrap();
+        let rest = read_until(&mut page, "\u{0}never").await;
+        assert!(!rest.contains("never"));
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("the server stops with a live page open")
+            .unwrap()
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), recorder)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn pages_are_embedded_and_forbid_anything_from_elsewhere() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let board = Arc::new(StatusBoard::default());
+        let (dashboard, _recorder) = Dashboard::new(board, Settings::default(), stop);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(axum::serve(listener, dashboard.router()).into_future());
+        for (path, kind) in [
+            ("/", "text/html"),
+            ("/dashboard/app.js", "text/javascript"),
+            ("/dashboard/style.css", "text/css"),
+        ] {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            s.write_all(req.as_bytes()).await.unwrap();
+            let text = read_until(&mut s, "\u{0}never").await;
+            assert!(text.starts_with("HTTP/1.1 200"), "{path}: {text}");
+            assert!(text.contains(kind), "{path}");
+            assert!(text.contains("default-src 'self'"), "{path}");
+            // Nothing from elsewhere (the SVG namespace is a name, not a fetch).
+            let text = text.replace("http://www.w3.org/2000/svg", "");
+            let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+            assert!(
+                !body.contains("http://") && !body.contains("https://"),
+                "{path} loads nothing from elsewhere"
+            );
+        }
+        // The script never parses data as HTML.
+        assert!(!APP_JS.contains("innerHTML") && !APP_JS.contains("insertAdjacentHTML"));
+    }
+}

@@ -1,5 +1,5 @@
 // The Octopus dashboard. Every device-provided string reaches the page through
-// textContent or an attribute value, never through innerHTML: a status value that
+// textContent or an attribute value, never parsed as markup: a status value that
 // holds markup shows as text. Plots are SVG built element by element.
 "use strict";
 
