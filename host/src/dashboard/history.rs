@@ -22,6 +22,11 @@ pub const POINTS: usize = 240;
 pub const PER_DEVICE: usize = 8;
 /// How deep in the status document numeric values are looked for.
 const DEPTH: usize = 4;
+/// Values of a status document looked at, at most: a document can be a megabyte, and
+/// it is read on every change, under the board's lock.
+const VISITS: usize = 1024;
+/// Numeric properties taken from one document, at most (more than any cap needs).
+const FOUND: usize = 64;
 
 /// One reading: milliseconds since the epoch (`u64`, for JSON) and the value.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -83,9 +88,15 @@ impl History {
         }
     }
 
-    /// Records the numeric properties of `status`, read at `at`. A new `incarnation`
-    /// (the device was removed and re-created) starts it afresh.
-    pub fn record(&mut self, key: &str, incarnation: u64, status: &Value, at: SystemTime) {
+    /// Records a device's numeric properties (from [`numeric_properties`]), read at
+    /// `at`. A new `incarnation` (the device was removed and re-created) starts it afresh.
+    pub fn record(
+        &mut self,
+        key: &str,
+        incarnation: u64,
+        values: Vec<(String, f64)>,
+        at: SystemTime,
+    ) {
         let ms = at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -98,7 +109,7 @@ impl History {
             };
         }
         device.capped = 0;
-        for (name, value) in numeric_properties(status) {
+        for (name, value) in values {
             if !device.series.contains_key(&name) {
                 if device.series.len() >= PER_DEVICE || self.series >= self.max_series {
                     device.capped += 1;
@@ -169,9 +180,12 @@ impl History {
 /// "type": "int16", "value": "-24.5"}]}`, the Modbus and OPC UA adaptors). Strings of
 /// `string` and `hexString` properties are text, never numbers.
 pub fn numeric_properties(status: &Value) -> Vec<(String, f64)> {
-    let mut out = Vec::new();
-    walk(status, "", 0, &mut out);
-    out
+    let mut walk = Walk {
+        out: Vec::new(),
+        visits: 0,
+    };
+    walk.value(status, "", 0);
+    walk.out
 }
 
 fn join(prefix: &str, name: &str) -> String {
@@ -182,44 +196,53 @@ fn join(prefix: &str, name: &str) -> String {
     }
 }
 
-fn walk(value: &Value, path: &str, depth: usize, out: &mut Vec<(String, f64)>) {
-    if depth > DEPTH {
-        return;
-    }
-    match value {
-        Value::Number(n) => {
-            if let Some(v) = n.as_f64().filter(|v| v.is_finite())
-                && !path.is_empty()
-            {
-                out.push((path.to_owned(), v));
-            }
+/// One reading of a document, bounded by [`VISITS`] and [`FOUND`].
+struct Walk {
+    out: Vec<(String, f64)>,
+    visits: usize,
+}
+
+impl Walk {
+    fn value(&mut self, value: &Value, path: &str, depth: usize) {
+        self.visits += 1;
+        if depth > DEPTH || self.visits > VISITS || self.out.len() >= FOUND {
+            return;
         }
-        Value::Object(fields) => {
-            if let Some(v) = typed_value(fields) {
-                if let Some(v) = v
+        match value {
+            Value::Number(n) => {
+                if let Some(v) = n.as_f64().filter(|v| v.is_finite())
                     && !path.is_empty()
                 {
-                    out.push((path.to_owned(), v));
+                    self.out.push((path.to_owned(), v));
                 }
-                return;
             }
-            for (name, field) in fields {
-                if name == "updatedAt" {
-                    continue;
+            Value::Object(fields) => {
+                if let Some(v) = typed_value(fields) {
+                    if let Some(v) = v
+                        && !path.is_empty()
+                    {
+                        self.out.push((path.to_owned(), v));
+                    }
+                    return;
                 }
-                walk(field, &join(path, name), depth + 1, out);
+                for (name, field) in fields {
+                    if name == "updatedAt" {
+                        continue;
+                    }
+                    self.value(field, &join(path, name), depth + 1);
+                }
             }
+            // Only named lists are properties; the elements of a plain array come and go
+            // with its length, and a series each would fill the cap with noise.
+            Value::Array(items) => {
+                for item in items {
+                    if let Some(name) = item.get("name").and_then(Value::as_str) {
+                        self.value(item, &join(path, name), depth + 1);
+                    }
+                }
+            }
+            _ => {}
         }
-        // Only named lists are properties; the elements of a plain array come and go
-        // with its length, and a series each would fill the cap with noise.
-        Value::Array(items) => {
-            for item in items {
-                if let Some(name) = item.get("name").and_then(Value::as_str) {
-                    walk(item, &join(path, name), depth + 1, out);
-                }
-            }
-        }
-        _ => {}
     }
 }
 
@@ -316,10 +339,27 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_document_is_read_only_so_far() {
+        let wide: serde_json::Map<String, Value> = (0..100_000)
+            .map(|i| (format!("p{i:06}"), json!(i)))
+            .collect();
+        let got = numeric_properties(&Value::Object(wide));
+        assert_eq!(got.len(), FOUND);
+        let strings: serde_json::Map<String, Value> = (0..100_000)
+            .map(|i| (format!("s{i:06}"), json!("x")))
+            .chain([("z".to_owned(), json!(1))])
+            .collect();
+        assert!(
+            numeric_properties(&Value::Object(strings)).is_empty(),
+            "the number past {VISITS} values is not looked at"
+        );
+    }
+
+    #[test]
     fn a_property_keeps_an_hour_and_a_step_keeps_its_latest_value() {
         let mut h = History::new(100);
         for s in 0..10_000u64 {
-            h.record("ns/a", 1, &json!({"v": s}), at(s));
+            h.record("ns/a", 1, numeric_properties(&json!({"v": s})), at(s));
         }
         let d = h.device("ns/a");
         let points = &d.series["v"];
@@ -337,17 +377,17 @@ mod tests {
         let wide: serde_json::Map<String, Value> =
             (0..20).map(|i| (format!("p{i:02}"), json!(i))).collect();
         let wide = Value::Object(wide);
-        h.record("ns/a", 1, &wide, at(0));
+        h.record("ns/a", 1, numeric_properties(&wide), at(0));
         assert_eq!(h.device("ns/a").series.len(), PER_DEVICE);
         assert_eq!(h.device("ns/a").capped, 20 - PER_DEVICE);
-        h.record("ns/b", 1, &wide, at(0));
+        h.record("ns/b", 1, numeric_properties(&wide), at(0));
         assert_eq!(h.series(), 10, "the node's cap");
         assert_eq!(h.device("ns/b").series.len(), 2);
         assert_eq!(h.device("ns/b").capped, 18);
         // A device gone frees its series; a new life of one starts again.
         h.forget("ns/a");
         assert_eq!(h.series(), 2);
-        h.record("ns/b", 2, &json!({"x": 1}), at(1));
+        h.record("ns/b", 2, numeric_properties(&json!({"x": 1})), at(1));
         assert_eq!(h.series(), 1);
         assert_eq!(h.device("ns/b").series.keys().collect::<Vec<_>>(), ["x"]);
     }
@@ -358,7 +398,12 @@ mod tests {
         let status = json!({"a": 1, "b": 2.5, "c": {"d": 3}});
         for round in 0..3u64 {
             for i in 0..10_000 {
-                h.record(&format!("ns/d{i}"), 1, &status, at(round * 20));
+                h.record(
+                    &format!("ns/d{i}"),
+                    1,
+                    numeric_properties(&status),
+                    at(round * 20),
+                );
             }
         }
         assert_eq!(h.series(), 4096);

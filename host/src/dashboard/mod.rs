@@ -194,14 +194,17 @@ async fn record(
                 }
             }
             key = changes.next() => {
-                // Only reports with a poll are readings; copy the status out of the
-                // board's lock before taking the history's.
+                // Only reports with a poll are readings. The numbers are read under the
+                // board's lock (a bounded walk, no copy of the document), and recorded
+                // after it is released.
                 let reading = board.read(&key, |r| {
-                    r.last_poll.as_ref().map(|_| (r.incarnation, r.status.clone()))
+                    r.last_poll
+                        .as_ref()
+                        .map(|_| (r.incarnation, history::numeric_properties(&r.status)))
                 });
-                if let Some(Some((incarnation, status))) = reading {
+                if let Some(Some((incarnation, values))) = reading {
                     let mut h = history.lock().unwrap_or_else(|e| e.into_inner());
-                    h.record(&key, incarnation, &status, SystemTime::now());
+                    h.record(&key, incarnation, values, SystemTime::now());
                 }
             }
         }
