@@ -80,6 +80,27 @@ pub async fn serve(
         .await
 }
 
+/// Serves the dashboard alone on `listener` (in a cluster, where it has a listener of its
+/// own on the pod's loopback), until `shutdown` turns true.
+pub async fn serve_dashboard(
+    listener: std::net::TcpListener,
+    board: Arc<StatusBoard>,
+    settings: crate::dashboard::Settings,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let addr = listener.local_addr()?;
+    let (dashboard, recorder) = Dashboard::new(board, settings, shutdown.clone());
+    tokio::spawn(recorder);
+    tracing::info!("dashboard at http://{addr}/");
+    axum::serve(listener, dashboard.router())
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.changed().await;
+        })
+        .await
+}
+
 async fn metrics_text(State(s): State<AppState>) -> Response {
     let mut text = s.metrics.encode();
     if let Some(readings) = &s.readings {

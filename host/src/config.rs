@@ -65,7 +65,8 @@ pub struct StandaloneArgs {
     pub device_metrics: DeviceMetricsArgs,
 }
 
-/// The dashboard on the admin listener (read-only; see docs/dashboard.md).
+/// The dashboard (read-only; see docs/dashboard.md): on the admin listener standalone,
+/// on `--dashboard-listen` in a cluster.
 #[derive(Clone, Debug, Args)]
 pub struct DashboardArgs {
     /// Serve the dashboard at `/` of the admin listener.
@@ -137,6 +138,12 @@ pub struct ClusterArgs {
     /// Re-check of every link when nothing changes.
     #[arg(long, env = "LIMB_RESYNC", default_value = "30s", value_parser = parse_duration)]
     pub resync: Duration,
+
+    /// Address of the dashboard, on its own listener in a cluster: on the pod's loopback
+    /// by default, so that only `kubectl port-forward` (RBAC: `pods/portforward`)
+    /// reaches it; "off" disables it.
+    #[arg(long, env = "LIMB_DASHBOARD_LISTEN", default_value = "127.0.0.1:8081")]
+    pub dashboard_listen: ListenAddr,
 
     #[command(flatten)]
     pub dashboard: DashboardArgs,

@@ -122,6 +122,19 @@ fn row_phase(page: &mut Page, key: &str, phase: &str) {
     );
 }
 
+/// A GET on loopback `port`: the status code and the body, if it answered.
+fn http(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, body.to_owned()))
+}
+
 /// Waits for `line` in the limb's `/metrics`.
 fn wait_metric(limb: &Process, line: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -313,5 +326,55 @@ fn the_dashboard_shows_devices_live_with_plots_and_escapes_device_strings() {
         page.eval("window.loadedOnce === true"),
         true,
         "the page was reloaded"
+    );
+}
+
+/// In a cluster the dashboard is not on the admin listener (the pod network) but on a
+/// listener of its own, on the pod's loopback by default, which only `kubectl
+/// port-forward` reaches; it shows the node it runs on and the mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_the_dashboard_has_its_own_listener_and_the_admin_one_has_none() {
+    let (server, _client, _brain) = crate::cluster::control_plane().await;
+    let dashboard_port = free_port();
+    let cache = server.dir.path().join("limb-cache");
+    let limb = Process::start(
+        octopus_tests::bins::limb(),
+        &[
+            "--cache-dir",
+            &cache.display().to_string(),
+            "cluster",
+            "--node",
+            "edge-1",
+            "--namespace",
+            "octopus-system",
+            "--dashboard-listen",
+            &format!("127.0.0.1:{dashboard_port}"),
+        ],
+        &server.user_kubeconfig("limb"),
+        &[],
+        &server.dir.path().join("limb-dashboard.log"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let overview = loop {
+        if let Some((200, body)) = http(dashboard_port, "/dashboard/api/overview") {
+            break serde_json::from_str::<Value>(&body).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no dashboard on {dashboard_port}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(overview["mode"], "cluster", "{overview}");
+    assert_eq!(overview["node"], "edge-1", "{overview}");
+    let (code, page) = http(dashboard_port, "/").unwrap();
+    assert_eq!(code, 200);
+    assert!(page.contains("/dashboard/app.js"), "{page}");
+    // The admin listener serves the JSON endpoints, not the dashboard.
+    assert_eq!(limb.request("/healthz").map(|r| r.0), Some(200));
+    assert_eq!(limb.request("/").map(|r| r.0), Some(404));
+    assert_eq!(
+        limb.request("/dashboard/api/overview").map(|r| r.0),
+        Some(404)
     );
 }
