@@ -69,6 +69,18 @@ _apt_install() { # [-t RELEASE] package...
         -o DPkg::Lock::Timeout=600 "$@"
 }
 
+# Headless Chromium (Debian's package) for the dashboard's browser tests
+# (tests/e2e/dashboard.rs drives it over the DevTools protocol). Idempotent; exports
+# OCTOPUS_CHROMIUM for the tests.
+ensure_chromium() {
+    if ! command -v chromium >/dev/null; then
+        echo "installing chromium (the dashboard's browser tests)" >&2
+        _apt_install chromium fonts-dejavu-core >&2
+    fi
+    OCTOPUS_CHROMIUM="$(command -v chromium)"
+    export OCTOPUS_CHROMIUM
+}
+
 # Cross toolchains for scripts/build-cross.sh (ARCH: amd64 arm64 armv7). Idempotent.
 # - Rust: the musl targets of the pinned toolchain. armv7-unknown-linux-musleabihf has no
 #   rust-std on the mirror this machine reaches (rustup says "unavailable for download"

@@ -4,6 +4,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 ensure_toolchain
 ensure_peers
+# Headless Chromium for the dashboard's browser test (tests/e2e/dashboard.rs).
+ensure_chromium
 cd "$ROOT"
 started=$SECONDS
 # The static release binaries (amd64 limb and brain, arm64 limb) build in the background

@@ -1,5 +1,5 @@
 //! The HTTP endpoints: `/devices`, `/devices/{namespace}/{name}`, `/adaptors`,
-//! `/metrics` and `/healthz`.
+//! `/metrics` and `/healthz`, and the [dashboard](crate::dashboard) at `/`.
 
 use std::sync::Arc;
 
@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use tokio::sync::watch;
 
+use crate::dashboard::Dashboard;
+use crate::dashboard::readings::Readings;
 use crate::metrics::Metrics;
 use crate::status::{AdaptorReport, StatusBoard};
 
@@ -17,30 +19,82 @@ use crate::status::{AdaptorReport, StatusBoard};
 struct AppState {
     board: Arc<StatusBoard>,
     metrics: Arc<Metrics>,
+    readings: Option<Arc<Readings>>,
+}
+
+/// What the admin listener serves beyond its JSON endpoints.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// The dashboard at `/`, unless `None`.
+    pub dashboard: Option<crate::dashboard::Settings>,
+    /// Device readings on `/metrics`, when the node opts in.
+    pub readings: Option<Readings>,
 }
 
 pub fn router(board: Arc<StatusBoard>, metrics: Arc<Metrics>) -> Router {
+    router_with(board, metrics, None)
+}
+
+fn router_with(
+    board: Arc<StatusBoard>,
+    metrics: Arc<Metrics>,
+    readings: Option<Arc<Readings>>,
+) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_text))
         .route("/devices", get(devices))
         .route("/devices/{namespace}/{name}", get(device))
         .route("/adaptors", get(adaptors))
-        .with_state(AppState { board, metrics })
+        .with_state(AppState {
+            board,
+            metrics,
+            readings,
+        })
 }
 
 /// Serves on `listener`, bound by the caller so that a port in use fails the start,
-/// until `shutdown` turns true.
+/// until `shutdown` turns true; with the dashboard and device readings as `options` say.
 pub async fn serve(
     listener: std::net::TcpListener,
     board: Arc<StatusBoard>,
     metrics: Arc<Metrics>,
+    options: Options,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    tracing::info!(addr = %listener.local_addr()?, "admin endpoint listening");
-    axum::serve(listener, router(board, metrics))
+    let addr = listener.local_addr()?;
+    let mut app = router_with(board.clone(), metrics, options.readings.map(Arc::new));
+    if let Some(settings) = options.dashboard {
+        let (dashboard, recorder) = Dashboard::new(board, settings, shutdown.clone());
+        tokio::spawn(recorder);
+        app = app.merge(dashboard.router());
+        tracing::info!("dashboard at http://{addr}/");
+    }
+    tracing::info!(%addr, "admin endpoint listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.changed().await;
+        })
+        .await
+}
+
+/// Serves the dashboard alone on `listener` (in a cluster, where it has a listener of its
+/// own on the pod's loopback), until `shutdown` turns true.
+pub async fn serve_dashboard(
+    listener: std::net::TcpListener,
+    board: Arc<StatusBoard>,
+    settings: crate::dashboard::Settings,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let addr = listener.local_addr()?;
+    let (dashboard, recorder) = Dashboard::new(board, settings, shutdown.clone());
+    tokio::spawn(recorder);
+    tracing::info!("dashboard at http://{addr}/");
+    axum::serve(listener, dashboard.router())
         .with_graceful_shutdown(async move {
             let _ = shutdown.changed().await;
         })
@@ -48,11 +102,11 @@ pub async fn serve(
 }
 
 async fn metrics_text(State(s): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.encode(),
-    )
-        .into_response()
+    let mut text = s.metrics.encode();
+    if let Some(readings) = &s.readings {
+        text = crate::dashboard::readings::append(text, &readings.encode(&s.board));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn devices(State(s): State<AppState>) -> Response {

@@ -57,6 +57,63 @@ pub struct StandaloneArgs {
     /// Drive only the links whose spec.adaptor.node is this name (default: all).
     #[arg(long, env = "NODE_NAME")]
     pub node: Option<String>,
+
+    #[command(flatten)]
+    pub dashboard: DashboardArgs,
+
+    #[command(flatten)]
+    pub device_metrics: DeviceMetricsArgs,
+}
+
+/// The dashboard (read-only; see docs/dashboard.md): on the admin listener standalone,
+/// on `--dashboard-listen` in a cluster.
+#[derive(Clone, Debug, Args)]
+pub struct DashboardArgs {
+    /// Serve the dashboard at `/` of the admin listener.
+    #[arg(long, env = "LIMB_DASHBOARD", default_value_t = true, action = clap::ArgAction::Set)]
+    pub dashboard: bool,
+
+    /// Numeric property series the dashboard's plots keep, over all devices (each an
+    /// hour of points, about 3 KiB).
+    #[arg(long, env = "LIMB_DASHBOARD_SERIES", default_value_t = 4096)]
+    pub dashboard_series: usize,
+}
+
+/// Device readings on `/metrics` (node policy: off unless the node opts in).
+#[derive(Clone, Debug, Args)]
+pub struct DeviceMetricsArgs {
+    /// Export every device's numeric status properties and conditions as
+    /// `octopus_device_property` and `octopus_device_condition` on /metrics.
+    #[arg(long, env = "LIMB_DEVICE_METRICS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub device_metrics: bool,
+
+    /// Most `octopus_device_property` series; past it the rest are left out and counted
+    /// in `octopus_device_property_series_capped`.
+    #[arg(long, env = "LIMB_DEVICE_METRICS_SERIES", default_value_t = 2000)]
+    pub device_metrics_series: usize,
+}
+
+impl DeviceMetricsArgs {
+    /// The readings to export, or `None` when the node does not opt in.
+    pub fn readings(&self) -> Option<crate::dashboard::readings::Readings> {
+        self.device_metrics
+            .then(|| crate::dashboard::readings::Readings::new(self.device_metrics_series))
+    }
+}
+
+impl DashboardArgs {
+    /// The dashboard's settings, or `None` when it is off.
+    pub fn settings(
+        &self,
+        node: Option<String>,
+        mode: &'static str,
+    ) -> Option<crate::dashboard::Settings> {
+        self.dashboard.then_some(crate::dashboard::Settings {
+            node,
+            mode,
+            max_series: self.dashboard_series,
+        })
+    }
 }
 
 #[cfg(feature = "cluster")]
@@ -81,6 +138,18 @@ pub struct ClusterArgs {
     /// Re-check of every link when nothing changes.
     #[arg(long, env = "LIMB_RESYNC", default_value = "30s", value_parser = parse_duration)]
     pub resync: Duration,
+
+    /// Address of the dashboard, on its own listener in a cluster: on the pod's loopback
+    /// by default, so that only `kubectl port-forward` (RBAC: `pods/portforward`)
+    /// reaches it; "off" disables it.
+    #[arg(long, env = "LIMB_DASHBOARD_LISTEN", default_value = "127.0.0.1:8081")]
+    pub dashboard_listen: ListenAddr,
+
+    #[command(flatten)]
+    pub dashboard: DashboardArgs,
+
+    #[command(flatten)]
+    pub device_metrics: DeviceMetricsArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -253,6 +322,22 @@ mod tests {
             panic!("wrong command")
         };
         assert_eq!(s.listen, ListenAddr::At("127.0.0.1:8080".parse().unwrap()));
+        let dashboard = s.dashboard.settings(None, "standalone").unwrap();
+        assert_eq!(dashboard.max_series, 4096);
+        let c = Config::try_parse_from(["limb", "standalone", "/x", "--dashboard", "false"]);
+        let Command::Standalone(s) = c.unwrap().command else {
+            panic!("wrong command")
+        };
+        assert!(s.dashboard.settings(None, "standalone").is_none());
+        assert!(
+            s.device_metrics.readings().is_none(),
+            "device readings are opt-in"
+        );
+        let c = Config::try_parse_from(["limb", "standalone", "/x", "--device-metrics", "true"]);
+        let Command::Standalone(s) = c.unwrap().command else {
+            panic!("wrong command")
+        };
+        assert!(s.device_metrics.readings().is_some());
     }
 
     #[test]

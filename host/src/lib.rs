@@ -21,6 +21,7 @@ pub mod capabilities;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod config;
+pub mod dashboard;
 pub mod engine;
 pub mod extension;
 pub mod fleet;

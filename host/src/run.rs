@@ -94,6 +94,7 @@ pub fn context(args: &RuntimeArgs) -> Result<(Arc<Context>, Arc<CompileCache>), 
 /// clear error rather than a log line from a background task.
 fn serve_admin(
     listen: ListenAddr,
+    options: crate::admin::Options,
     ctx: &Context,
     stop: &watch::Receiver<bool>,
 ) -> Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>, Error> {
@@ -106,6 +107,7 @@ fn serve_admin(
         listener,
         board,
         metrics,
+        options,
         stop.clone(),
     ))))
 }
@@ -119,7 +121,11 @@ pub async fn standalone(runtime: &RuntimeArgs, args: StandaloneArgs) -> Result<(
     }
     let (ctx, cache) = context(runtime)?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let admin = serve_admin(args.listen, &ctx, &stop_rx)?;
+    let options = crate::admin::Options {
+        dashboard: args.dashboard.settings(args.node.clone(), "standalone"),
+        readings: args.device_metrics.readings(),
+    };
+    let admin = serve_admin(args.listen, options, &ctx, &stop_rx)?;
     let output = match args.output {
         Output::Auto if std::io::IsTerminal::is_terminal(&std::io::stdout()) => Output::Table,
         Output::Auto => Output::Json,
@@ -158,7 +164,33 @@ pub async fn standalone(runtime: &RuntimeArgs, args: StandaloneArgs) -> Result<(
 pub async fn cluster(runtime: &RuntimeArgs, args: crate::config::ClusterArgs) -> Result<(), Error> {
     let (ctx, cache) = context(runtime)?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let admin = serve_admin(args.listen, &ctx, &stop_rx)?;
+    // The dashboard has its own listener here (the pod's loopback by default); the admin
+    // listener keeps /devices, /metrics and /healthz.
+    let options = crate::admin::Options {
+        dashboard: None,
+        readings: args.device_metrics.readings(),
+    };
+    let admin = serve_admin(args.listen, options, &ctx, &stop_rx)?;
+    let dashboard = match (
+        args.dashboard.settings(Some(args.node.clone()), "cluster"),
+        args.dashboard_listen,
+    ) {
+        // A page for people, not the device path: a port in use costs the dashboard,
+        // not the start (so do several limbs on one machine, as in the tests).
+        (Some(settings), ListenAddr::At(addr)) => match std::net::TcpListener::bind(addr) {
+            Ok(listener) => Some(tokio::spawn(crate::admin::serve_dashboard(
+                listener,
+                ctx.board.clone(),
+                settings,
+                stop_rx.clone(),
+            ))),
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "cannot serve the dashboard; running without it");
+                None
+            }
+        },
+        _ => None,
+    };
     let settings = crate::cluster::Settings {
         node: args.node,
         namespace: args.namespace,
@@ -179,6 +211,9 @@ pub async fn cluster(runtime: &RuntimeArgs, args: crate::config::ClusterArgs) ->
     .map_err(|e| Error::Join(e.to_string()))?;
     if let Some(a) = admin {
         let _ = a.await;
+    }
+    if let Some(d) = dashboard {
+        let _ = d.await;
     }
     result.map_err(Error::Cluster)
 }

@@ -16,6 +16,7 @@ use octopus_tests::{mosquitto, peers};
 mod capabilities;
 mod cluster;
 mod containment;
+mod dashboard;
 mod fidelity;
 mod hotswap;
 mod languages;

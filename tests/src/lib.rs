@@ -1,6 +1,6 @@
 //! The one harness of Octopus's end-to-end suites (`e2e/` for the limb, `cluster/` for
 //! the brain): a real kube-apiserver with etcd ([`apiserver`]), the `limb` and `brain`
-//! processes built from this checkout ([`bins`], run as [`process`]es), the device peers (pymodbus, socat and
+//! processes built from this checkout ([`bins`], run as [`process`]es), headless Chromium ([`browser`]), the device peers (pymodbus, socat and
 //! mbpoll in [`peers`], mosquitto in [`mosquitto`], asyncua in [`opcua`]) and the one lookup of repository
 //! files and adaptor components ([`paths`]).
 //!
@@ -17,6 +17,7 @@
 
 pub mod apiserver;
 pub mod bins;
+pub mod browser;
 pub mod mosquitto;
 pub mod opcua;
 pub mod paths;
