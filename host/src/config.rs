@@ -83,7 +83,8 @@ pub struct DashboardArgs {
 #[derive(Clone, Debug, Args)]
 pub struct DeviceMetricsArgs {
     /// Export every device's numeric status properties and conditions as
-    /// `octopus_device_property` and `octopus_device_condition` on /metrics.
+    /// `octopus_device_property` and `octopus_device_condition` on /metrics (without it,
+    /// only links annotated `edge.cattle.io/device-metrics: "true"` are).
     #[arg(long, env = "LIMB_DEVICE_METRICS", default_value_t = false, action = clap::ArgAction::Set)]
     pub device_metrics: bool,
 
@@ -94,10 +95,10 @@ pub struct DeviceMetricsArgs {
 }
 
 impl DeviceMetricsArgs {
-    /// The readings to export, or `None` when the node does not opt in.
-    pub fn readings(&self) -> Option<crate::dashboard::readings::Readings> {
-        self.device_metrics
-            .then(|| crate::dashboard::readings::Readings::new(self.device_metrics_series))
+    /// The readings to export: every device's when the node opts in, else those of the
+    /// links that do.
+    pub fn readings(&self) -> crate::dashboard::readings::Readings {
+        crate::dashboard::readings::Readings::new(self.device_metrics, self.device_metrics_series)
     }
 }
 
@@ -330,14 +331,14 @@ mod tests {
         };
         assert!(s.dashboard.settings(None, "standalone").is_none());
         assert!(
-            s.device_metrics.readings().is_none(),
+            !s.device_metrics.readings().every_device(),
             "device readings are opt-in"
         );
         let c = Config::try_parse_from(["limb", "standalone", "/x", "--device-metrics", "true"]);
         let Command::Standalone(s) = c.unwrap().command else {
             panic!("wrong command")
         };
-        assert!(s.device_metrics.readings().is_some());
+        assert!(s.device_metrics.readings().every_device());
     }
 
     #[test]

@@ -123,7 +123,7 @@ pub async fn standalone(runtime: &RuntimeArgs, args: StandaloneArgs) -> Result<(
     let (stop_tx, stop_rx) = watch::channel(false);
     let options = crate::admin::Options {
         dashboard: args.dashboard.settings(args.node.clone(), "standalone"),
-        readings: args.device_metrics.readings(),
+        readings: Some(args.device_metrics.readings()),
     };
     let admin = serve_admin(args.listen, options, &ctx, &stop_rx)?;
     let output = match args.output {
@@ -168,7 +168,7 @@ pub async fn cluster(runtime: &RuntimeArgs, args: crate::config::ClusterArgs) ->
     // listener keeps /devices, /metrics and /healthz.
     let options = crate::admin::Options {
         dashboard: None,
-        readings: args.device_metrics.readings(),
+        readings: Some(args.device_metrics.readings()),
     };
     let admin = serve_admin(args.listen, options, &ctx, &stop_rx)?;
     let dashboard = match (

@@ -106,6 +106,9 @@ pub struct DeviceReport {
     /// a device re-created under the same name numbers its events from 1 again.
     #[serde(skip)]
     pub incarnation: u64,
+    /// The link opts its readings into `/metrics` (its annotation).
+    #[serde(skip)]
+    pub device_metrics: bool,
 }
 
 impl DeviceReport {
@@ -132,6 +135,7 @@ impl DeviceReport {
             events: VecDeque::new(),
             events_recorded: 0,
             incarnation: 0,
+            device_metrics: false,
         }
     }
 

@@ -24,6 +24,9 @@ pub const DEVICES_GROUP: &str = "devices.edge.cattle.io";
 pub const LIMB_FINALIZER: &str = "edge.cattle.io/octopus-limb";
 /// The label the brain sets to the validated node, so each limb selects its own links.
 pub const NODE_LABEL: &str = "edge.cattle.io/node";
+/// The annotation (`"true"`) by which a link opts its readings into the limb's
+/// `/metrics` when its node does not export every device's.
+pub const DEVICE_METRICS_ANNOTATION: &str = "edge.cattle.io/device-metrics";
 
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -92,6 +95,16 @@ impl DeviceLink {
 
     pub fn uid(&self) -> Option<&str> {
         self.metadata.uid.as_deref()
+    }
+
+    /// Whether the link asks for its readings on `/metrics`
+    /// ([`DEVICE_METRICS_ANNOTATION`] set to `true`).
+    pub fn wants_device_metrics(&self) -> bool {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(DEVICE_METRICS_ANNOTATION))
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
     }
 }
 
@@ -251,5 +264,21 @@ mod tests {
         assert!(v.starts_with("h-") && v.len() == 42, "{v}");
         assert_eq!(v, node_label_value(&long));
         assert_ne!(v, node_label_value(&format!("b{long}")));
+    }
+
+    #[test]
+    fn links_opt_into_device_metrics_by_annotation() {
+        let mut link = DeviceLink::new("l", DeviceLinkSpec::default());
+        assert!(!link.wants_device_metrics());
+        for (value, wanted) in [
+            ("true", true),
+            (" True ", true),
+            ("false", false),
+            ("1", false),
+        ] {
+            link.metadata.annotations =
+                Some([(DEVICE_METRICS_ANNOTATION.to_owned(), value.to_owned())].into());
+            assert_eq!(link.wants_device_metrics(), wanted, "{value:?}");
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! Device readings as Prometheus series, on the limb's `/metrics` when the node opts in
-//! (`--device-metrics`): every numeric status property as
+//! Device readings as Prometheus series on the limb's `/metrics`, for every device when
+//! the node opts in (`--device-metrics`), else for the links that do (annotation
+//! `edge.cattle.io/device-metrics: "true"`): every numeric status property as
 //! `octopus_device_property{namespace,link,property}` and every condition as
 //! `octopus_device_condition{namespace,link,type,status}` (1 for the status it has, 0
 //! for the other two, so that a rule can match `status="False"` and `== 1`).
@@ -31,25 +32,37 @@ const STATUSES: [ConditionStatus; 3] = [
 /// The node's choice, and what the last scrape left out.
 #[derive(Debug)]
 pub struct Readings {
+    /// Every device's readings, not only those of links that opt in.
+    every_device: bool,
     max_series: usize,
     /// Property series left out by the last scrape.
     capped: AtomicU64,
 }
 
 impl Readings {
-    pub fn new(max_series: usize) -> Self {
+    pub fn new(every_device: bool, max_series: usize) -> Self {
         Self {
+            every_device,
             max_series,
             capped: AtomicU64::new(0),
         }
     }
 
-    /// The series for every device on `board`, as OpenMetrics text ending in `# EOF`.
+    /// Whether every device's readings are exported (the node opted in).
+    pub fn every_device(&self) -> bool {
+        self.every_device
+    }
+
+    /// The series for every device on `board` that is exported, as OpenMetrics text
+    /// ending in `# EOF`.
     pub fn encode(&self, board: &StatusBoard) -> String {
         let property = Family::<Labels, FloatGauge>::default();
         let condition = Family::<Labels, Gauge>::default();
         let (mut series, mut capped) = (0usize, 0u64);
         board.for_each(|r| {
+            if !(self.every_device || r.device_metrics) {
+                return;
+            }
             for (name, value) in numeric_properties(&r.status) {
                 if series >= self.max_series {
                     capped += 1;
@@ -88,7 +101,7 @@ impl Readings {
         let mut registry = Registry::with_prefix("octopus");
         registry.register(
             "device_property",
-            "Numeric status properties of the devices (opt-in: --device-metrics)",
+            "Numeric status properties of the devices (opt-in: --device-metrics, or the link's edge.cattle.io/device-metrics annotation)",
             property,
         );
         registry.register(
@@ -162,7 +175,7 @@ mod tests {
     fn numeric_properties_and_conditions_become_series() {
         let text = append(
             "# HELP own x\n# EOF\n".into(),
-            &Readings::new(100).encode(&board()),
+            &Readings::new(true, 100).encode(&board()),
         );
         for line in [
             r#"octopus_device_property{namespace="plant",link="boiler",property="properties.temp"} -40.0"#,
@@ -180,8 +193,25 @@ mod tests {
     }
 
     #[test]
+    fn without_the_node_only_links_that_opt_in_are_exported() {
+        let board = board();
+        let readings = Readings::new(false, 100);
+        let text = readings.encode(&board);
+        assert!(!text.contains("octopus_device_property{"), "{text}");
+        assert!(!text.contains("octopus_device_condition{"), "{text}");
+        board.modify("plant/fan", |r| r.device_metrics = true);
+        let text = readings.encode(&board);
+        assert!(
+            text.contains(r#"link="fan",property="rotatingSpeed"} 200.0"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"octopus_device_condition{namespace="plant",link="fan""#));
+        assert!(!text.contains("boiler"), "{text}");
+    }
+
+    #[test]
     fn series_past_the_cap_are_counted_not_silently_cut() {
-        let readings = Readings::new(2);
+        let readings = Readings::new(true, 2);
         let text = readings.encode(&board());
         let series = text
             .lines()

@@ -333,12 +333,14 @@ impl Fleet {
 
 /// The board's first report of a link, before anything ran.
 fn report_for(link: &DeviceLink) -> DeviceReport {
-    DeviceReport::new(
+    let mut report = DeviceReport::new(
         link.namespace_or_default(),
         link.name(),
         &link.spec.model.kind,
         &link.spec.adaptor.name,
-    )
+    );
+    report.device_metrics = link.wants_device_metrics();
+    report
 }
 
 /// Shows a blocked link: every stage before the failed one succeeded, the failed one

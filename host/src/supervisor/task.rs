@@ -118,6 +118,7 @@ impl<C: Connect> Supervisor<C> {
             return;
         }
         let link = &self.link;
+        let metrics = link.wants_device_metrics();
         self.ctx.board.update(
             &self.key,
             || {
@@ -128,7 +129,11 @@ impl<C: Connect> Supervisor<C> {
                     &link.spec.adaptor.name,
                 )
             },
-            change,
+            |r| {
+                // The link's annotation may change with an update; follow it.
+                r.device_metrics = metrics;
+                change(r);
+            },
         );
     }
 
