@@ -63,6 +63,9 @@ pub struct Ble {
     pending_writes: Vec<String>,
     /// Whether the current connection has been set up (subscriptions, pending writes).
     session: bool,
+    /// Why the last write of a ReadWrite property failed; reads of it keep saying so
+    /// until a write succeeds or the spec changes.
+    write_errors: BTreeMap<String, String>,
     status: BTreeMap<String, BluetoothDeviceStatusProperty>,
 }
 
@@ -139,7 +142,7 @@ impl Ble {
             Ok(v) => {
                 entry.value = Some(v);
                 entry.updated_at = Some(clock::now_rfc3339());
-                entry.error = None;
+                entry.error = self.write_errors.get(&plan.property.name).cloned();
             }
             Err(e) => entry.error = Some(e),
         }
@@ -212,6 +215,8 @@ impl Ble {
                     self.set(&plan, back);
                 }
                 Err(e) => {
+                    self.write_errors
+                        .insert(name.clone(), format!("write: {e}"));
                     self.set(&plan, Err(format!("write: {e}")));
                     // A refusal is not retried until the spec changes; a lost connection is.
                     if !self.peripheral.is_connected() {
@@ -295,6 +300,7 @@ impl Device for Ble {
             next_read_ms: 0,
             pending_writes,
             session: false,
+            write_errors: BTreeMap::new(),
             status: BTreeMap::new(),
         };
         let summary = format!(
@@ -319,6 +325,7 @@ impl Device for Ble {
                 .find(|o| o.property.name == p.property.name);
             if p.write.is_some() && old.map(|o| (&o.write, &o.uuid)) != Some((&p.write, &p.uuid)) {
                 self.pending_writes.push(p.property.name.clone());
+                self.write_errors.remove(&p.property.name);
             }
         }
         let resubscribe = plans.iter().any(|p| {

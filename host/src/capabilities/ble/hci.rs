@@ -192,7 +192,8 @@ pub fn parse_event(code: u8, p: &[u8]) -> Option<Event> {
             Event::CompletedPackets(out)
         }
         0x3E => match *p.first()? {
-            0x01 => {
+            // Connection Complete, and the Enhanced ones (v1, v2) that start alike.
+            0x01 | 0x0A | 0x29 => {
                 let mut bytes = [0u8; 6];
                 bytes.copy_from_slice(p.get(6..12)?);
                 Event::ConnectionComplete {
@@ -205,6 +206,7 @@ pub fn parse_event(code: u8, p: &[u8]) -> Option<Event> {
                 }
             }
             0x02 => Event::Advertising(advertising_reports(p.get(1..)?)?),
+            0x0D => Event::Advertising(extended_reports(p.get(1..)?)?),
             _ => Event::Other(code),
         },
         _ => Event::Other(code),
@@ -224,6 +226,27 @@ fn advertising_reports(p: &[u8]) -> Option<Vec<Report>> {
         let len = usize::from(*p.get(at + 8)?);
         let data = p.get(at + 9..at + 9 + len)?;
         at += 9 + len + 1; // data, then RSSI
+        out.push(Report {
+            address: Address { bytes, kind },
+            name: local_name(data),
+        });
+    }
+    Some(out)
+}
+
+/// LE Extended Advertising Report parameters (controllers that support extended
+/// advertising, Bumble's among them, report legacy advertising this way too).
+fn extended_reports(p: &[u8]) -> Option<Vec<Report>> {
+    let n = usize::from(*p.first()?);
+    let mut at = 1;
+    let mut out = Vec::with_capacity(n.min(8));
+    for _ in 0..n {
+        let kind = *p.get(at + 2)?;
+        let mut bytes = [0u8; 6];
+        bytes.copy_from_slice(p.get(at + 3..at + 9)?);
+        let len = usize::from(*p.get(at + 23)?);
+        let data = p.get(at + 24..at + 24 + len)?;
+        at += 24 + len;
         out.push(Report {
             address: Address { bytes, kind },
             name: local_name(data),
@@ -371,6 +394,20 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(parse_event(0x3E, &adv[..adv.len() - 2]), None);
+        // What Bumble's virtual controller sends: an extended report of legacy advertising.
+        let ext = [
+            0x0D, 0x01, 0x01, 0x00, 0x01, 0x01, 0x00, 0x49, 0xE5, 0x98, 0xC0, 0x01, 0x01, 0x00,
+            0x00, 0xCE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x05, 0x04, 0x09, b'O', b'c', b't',
+        ];
+        match parse_event(0x3E, &ext) {
+            Some(Event::Advertising(r)) => {
+                assert_eq!(r[0].address.to_string(), "C0:98:E5:49:00:01");
+                assert_eq!(r[0].address.kind, 1);
+                assert_eq!(r[0].name.as_deref(), Some("Oct"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(parse_event(0x3E, &ext[..ext.len() - 1]), None);
         assert_eq!(parse_event(0x0E, &[1, 0x03]), None);
         assert_eq!(parse_event(0x13, &[3, 1, 0, 3, 0]), None);
     }

@@ -546,3 +546,160 @@ async fn discover(link: &Link, deadline: Instant) -> Result<Vec<Characteristic>,
     }
     Ok(out)
 }
+
+#[cfg(test)]
+pub mod fake;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capabilities::fixtures::{caps, grant};
+    use crate::capabilities::{Backends, Policy};
+    use crds::GrantKind;
+
+    fn backends(fake: &Arc<fake::FakeTransport>) -> Backends {
+        Backends {
+            ble: Arc::new(Radios::new(Arc::new(Arc::clone(fake)))),
+            ..Backends::real(true)
+        }
+    }
+
+    fn policy(allow_names: bool) -> Policy {
+        Policy::from_yaml(&format!(
+            "ble: {{controller: \"tcp:127.0.0.1:1\", allowNames: {allow_names}}}"
+        ))
+        .unwrap()
+    }
+
+    fn soon() -> Duration {
+        Duration::from_secs(2)
+    }
+
+    #[tokio::test]
+    async fn the_granted_peripheral_is_found_read_written_and_notifies() {
+        let fake = Arc::new(fake::FakeTransport::default());
+        let grants = [grant("protocol.endpoint", GrantKind::Ble, fake::ADDRESS)];
+        let mut c = caps(&grants, policy(false), 2, backends(&fake));
+        let mut p = c.open_ble("protocol.endpoint", soon()).await.unwrap();
+        assert_eq!(p.address(), fake::ADDRESS);
+        let deadline = Instant::now() + soon();
+        let chars = p.connect(deadline).await.unwrap();
+        assert_eq!(chars.len(), 2);
+        assert_eq!(chars[0].uuid, att::from16(0x2A19));
+        assert_eq!(chars[0].cccd, Some(4));
+        assert_eq!(chars[1].cccd, None);
+        assert!(p.is_connected());
+        assert_eq!(p.read(att::from16(0x2A19), deadline).await.unwrap(), [87]);
+        p.write(att::from16(0x2A56), &[1], true, deadline)
+            .await
+            .unwrap();
+        p.subscribe(att::from16(0x2A19), deadline).await.unwrap();
+        let got = p.notifications(8, deadline).await.unwrap();
+        assert_eq!(
+            got,
+            [Notification {
+                uuid: att::from16(0x2A19),
+                value: vec![42],
+                indication: false
+            }]
+        );
+        // A characteristic the peripheral lacks, and a write it refuses.
+        let missing = p.read(att::from16(0x2A00), deadline).await.unwrap_err();
+        assert!(
+            missing.to_string().contains("no characteristic"),
+            "{missing}"
+        );
+        fake.refuse_writes
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let refused = p.write(att::from16(0x2A56), &[1], true, deadline).await;
+        assert_eq!(refused, Err(BleError::Att(0x80)));
+        assert!(matches!(
+            CapabilityError::from(BleError::Att(0x80)),
+            CapabilityError::Io(m) if m.contains("application error")
+        ));
+        // The connection survived both.
+        assert!(p.is_connected());
+        p.disconnect().await;
+        assert!(!p.is_connected());
+    }
+
+    #[tokio::test]
+    async fn only_the_granted_peripheral_and_only_names_the_policy_allows() {
+        let fake = Arc::new(fake::FakeTransport::default());
+        let grants = [
+            grant("protocol.endpoint", GrantKind::Ble, fake::ADDRESS),
+            grant("by-name", GrantKind::Ble, fake::NAME),
+            grant("plc", GrantKind::Tcp, "127.0.0.1:502"),
+        ];
+        let mut c = caps(&grants, policy(false), 4, backends(&fake));
+        for (name, want) in [
+            ("other", "not granted"),
+            ("plc", "not ble"),
+            ("by-name", "local name"),
+        ] {
+            match c.open_ble(name, soon()).await {
+                Err(CapabilityError::NotPermitted(m)) => assert!(m.contains(want), "{name}: {m}"),
+                Err(e) => panic!("{name}: {e}"),
+                Ok(_) => panic!("{name}: opened"),
+            }
+        }
+        assert_eq!(c.open_handles(), 0);
+        let mut named = caps(&grants, policy(true), 4, backends(&fake));
+        let p = named.open_ble("by-name", soon()).await.unwrap();
+        assert_eq!(p.address(), fake::ADDRESS);
+        let mut none = caps(&grants, Policy::loopback(), 4, backends(&fake));
+        assert!(matches!(
+            none.open_ble("protocol.endpoint", soon()).await,
+            Err(CapabilityError::NotPermitted(m)) if m.contains("no Bluetooth controller")
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_full_controller_is_limit_reached_and_reconnects_back_off() {
+        let fake = Arc::new(fake::FakeTransport::default());
+        fake.full.store(true, std::sync::atomic::Ordering::SeqCst);
+        let grants = [grant("protocol.endpoint", GrantKind::Ble, fake::ADDRESS)];
+        let mut c = caps(&grants, policy(false), 2, backends(&fake));
+        let mut p = c.open_ble("protocol.endpoint", soon()).await.unwrap();
+        let err = p.connect(Instant::now() + soon()).await.unwrap_err();
+        assert!(matches!(err, BleError::Limit(_)), "{err}");
+        assert!(matches!(
+            CapabilityError::from(err),
+            CapabilityError::LimitReached(_)
+        ));
+        // The next attempt waits for the backoff instead of hammering the controller.
+        fake.full.store(false, std::sync::atomic::Ordering::SeqCst);
+        let err = p.connect(Instant::now() + soon()).await.unwrap_err();
+        assert!(err.to_string().contains("backoff"), "{err}");
+    }
+
+    #[test]
+    fn controllers_parse_and_the_user_channel_is_named_unsupported() {
+        assert_eq!(
+            Controller::parse("tcp:127.0.0.1:19002"),
+            Ok(Controller::Tcp("127.0.0.1:19002".into()))
+        );
+        assert_eq!(
+            Controller::parse("serial:/dev/ttyUSB0@1000000"),
+            Ok(Controller::Serial {
+                path: "/dev/ttyUSB0".into(),
+                baud: 1_000_000
+            })
+        );
+        assert_eq!(
+            Controller::parse("serial:/dev/ttyACM0"),
+            Ok(Controller::Serial {
+                path: "/dev/ttyACM0".into(),
+                baud: 115_200
+            })
+        );
+        for bad in ["tcp:nope", "serial:ttyUSB0", "serial:/dev/x@fast", "hci0"] {
+            assert!(Controller::parse(bad).is_err(), "{bad}");
+        }
+        assert!(
+            Controller::parse("hci0")
+                .unwrap_err()
+                .contains("user channel")
+        );
+    }
+}

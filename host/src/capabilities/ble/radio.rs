@@ -228,7 +228,8 @@ impl Radio {
             )
             .await?;
         radio
-            .command(op::LE_SET_EVENT_MASK, &0x1Fu64.to_le_bytes(), deadline)
+            // Connection complete, advertising reports (legacy and extended), updates.
+            .command(op::LE_SET_EVENT_MASK, &0x101Fu64.to_le_bytes(), deadline)
             .await?;
         let le = radio
             .command(op::LE_READ_BUFFER_SIZE, &[], deadline)
