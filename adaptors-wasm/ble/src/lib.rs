@@ -179,10 +179,10 @@ impl Ble {
                 );
                 continue;
             }
-            if plan.property.access_mode() == Mode::NotifyOnly {
-                if let Err(e) = self.peripheral.subscribe(&plan.uuid, self.timeout_ms) {
-                    self.set(plan, Err(format!("subscribe: {e}")));
-                }
+            if plan.property.access_mode() == Mode::NotifyOnly
+                && let Err(e) = self.peripheral.subscribe(&plan.uuid, self.timeout_ms)
+            {
+                self.set(plan, Err(format!("subscribe: {e}")));
             }
         }
         self.session = true;

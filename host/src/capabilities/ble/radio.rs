@@ -122,9 +122,12 @@ impl Link {
     }
 }
 
+/// A command's outcome: Command Complete's parameters, or the failing HCI status.
+type Completion = oneshot::Sender<Result<Vec<u8>, u8>>;
+
 #[derive(Default)]
 struct State {
-    pending_command: Option<(u16, oneshot::Sender<Result<Vec<u8>, u8>>)>,
+    pending_command: Option<(u16, Completion)>,
     finders: Vec<Finder>,
     names: HashMap<[u8; 6], String>,
     pending_connection: Option<oneshot::Sender<(u8, u16, Address)>>,
@@ -422,11 +425,8 @@ impl Radio {
                     let _ = self
                         .command(op::LE_CREATE_CONNECTION_CANCEL, &[], grace)
                         .await;
-                    match timeout_at(grace, rx).await {
-                        Ok(Ok((hci::status::SUCCESS, handle, _))) => {
-                            self.disconnect(handle).await;
-                        }
-                        _ => {}
+                    if let Ok(Ok((hci::status::SUCCESS, handle, _))) = timeout_at(grace, rx).await {
+                        self.disconnect(handle).await;
                     }
                     return Err(BleError::Timeout);
                 }
@@ -446,9 +446,13 @@ impl Radio {
                 .ok_or(BleError::Disconnected)
         }
         .await;
-        self.lock().pending_connection = None;
-        if !self.lock().finders.is_empty() {
-            if self
+        let waiting = {
+            let mut s = self.lock();
+            s.pending_connection = None;
+            !s.finders.is_empty()
+        };
+        if waiting
+            && self
                 .command(
                     op::LE_SET_SCAN_ENABLE,
                     &[1, 0],
@@ -456,9 +460,8 @@ impl Radio {
                 )
                 .await
                 .is_ok()
-            {
-                *scanning = true;
-            }
+        {
+            *scanning = true;
         }
         result
     }
