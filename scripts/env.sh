@@ -32,6 +32,7 @@ ensure_toolchain() {
 # OCTOPUS_PEERS_PYTHON for the tests.
 PYMODBUS_VERSION=3.16.1
 ASYNCUA_VERSION=2.1.0
+BUMBLE_VERSION=0.0.236
 ensure_peers() {
     local missing=()
     command -v socat >/dev/null || missing+=(socat)
@@ -56,6 +57,11 @@ ensure_peers() {
     if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('asyncua') != '$ASYNCUA_VERSION')" 2>/dev/null; then
         echo "installing asyncua $ASYNCUA_VERSION in $venv"
         "$venv/bin/python" -m pip install -q --disable-pip-version-check "asyncua==$ASYNCUA_VERSION"
+    fi
+    # Bumble: virtual BLE controllers and the GATT peripherals of the BLE tests.
+    if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('bumble') != '$BUMBLE_VERSION')" 2>/dev/null; then
+        echo "installing bumble $BUMBLE_VERSION in $venv"
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check "bumble==$BUMBLE_VERSION"
     fi
     export OCTOPUS_PEERS_PYTHON="$venv/bin/python"
 }

@@ -6,7 +6,7 @@
 # render.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 OUT="${1:-$ROOT/deploy/adaptors}"
-SHIPPED=(adaptor_dummy adaptor_modbus adaptor_mqtt adaptor_opcua adaptor_gpio)
+SHIPPED=(adaptor_dummy adaptor_modbus adaptor_mqtt adaptor_opcua adaptor_gpio adaptor_ble)
 for c in "${SHIPPED[@]}"; do
     [ -f "$OCTOPUS_ADAPTORS_DIR/$c.wasm" ] || "$ROOT/scripts/build-adaptors.sh" >/dev/null
 done

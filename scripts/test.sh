@@ -38,7 +38,7 @@ cargo clippy -p limb --no-default-features --test gpio_sim --locked -- -D warnin
 echo "== docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 echo "== guest unit tests"
-(cd adaptors-wasm && CARGO_TARGET_DIR="$ADAPTORS_TARGET" cargo test --locked -p adaptor-dummy -p adaptor-hostile -p adaptor-probe -p adaptor-modbus -p adaptor-mqtt -p adaptor-gpio -p adaptor-opcua -p octopus-adaptor-sdk -p adaptor-counter-rust -p adaptor-registers-rust --target "$(rustc -vV | sed -n 's/^host: //p')")
+(cd adaptors-wasm && CARGO_TARGET_DIR="$ADAPTORS_TARGET" cargo test --locked -p adaptor-dummy -p adaptor-hostile -p adaptor-probe -p adaptor-modbus -p adaptor-mqtt -p adaptor-gpio -p adaptor-opcua -p adaptor-ble -p octopus-adaptor-sdk -p adaptor-counter-rust -p adaptor-registers-rust --target "$(rustc -vV | sed -n 's/^host: //p')")
 echo "== test API server"
 "$ROOT/scripts/build-kube.sh"
 echo "== CRD and manifest drift"

@@ -21,6 +21,8 @@ pub enum GrantKind {
     Serial,
     /// A GPIO line, `chip:line`.
     Gpio,
+    /// A Bluetooth LE peripheral, by address (`C0:98:E5:49:00:01`) or local name.
+    Ble,
 }
 
 impl GrantKind {
@@ -31,6 +33,7 @@ impl GrantKind {
             Self::Udp => "udp",
             Self::Serial => "serial",
             Self::Gpio => "gpio",
+            Self::Ble => "ble",
         }
     }
 }

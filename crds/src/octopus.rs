@@ -21,7 +21,8 @@ use serde_json::{Value, json};
 pub type Schema = Value;
 
 /// Octopus's models whose status we reproduce.
-pub const MODELS: [&str; 5] = [
+pub const MODELS: [&str; 6] = [
+    "BluetoothDevice",
     "DummySpecialDevice",
     "DummyProtocolDevice",
     "MQTTDevice",
@@ -32,6 +33,7 @@ pub const MODELS: [&str; 5] = [
 /// Fields our status documents add to Octopus's, by model and path (`[]` an array
 /// element, `{}` a map value). Each is in `docs/from-octopus.md` with its reason.
 pub const EXTRAS: &[(&str, &str)] = &[
+    ("BluetoothDevice", "properties[].error"),
     ("DummySpecialDevice", "polls"),
     ("DummyProtocolDevice", "polls"),
     ("DummyProtocolDevice", "properties.{}.updatedAt"),
@@ -79,6 +81,15 @@ pub fn status_schema(kind: &str) -> Option<Schema> {
                 "contentType": string(),
                 "readOnly": {"type": "boolean"},
                 "updateAt": time(),
+            }}},
+        }}),
+        // bluetoothdevice_types.go: BluetoothDeviceStatusProperty.
+        "BluetoothDevice" => json!({"type": "object", "properties": {
+            "properties": {"type": "array", "items": {"type": "object", "properties": {
+                "name": string(),
+                "value": string(),
+                "accessMode": string(),
+                "updatedAt": time(),
             }}},
         }}),
         // modbusdevice_types.go: ModbusDeviceStatusProperty.

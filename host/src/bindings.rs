@@ -11,6 +11,7 @@ wasmtime::component::bindgen!({
         "octopus:adaptor/socket.tcp-stream": crate::capabilities::socket::TcpStream,
         "octopus:adaptor/socket.udp-socket": crate::capabilities::socket::UdpSocket,
         "octopus:adaptor/gpio.line": crate::capabilities::gpio::Line,
+        "octopus:adaptor/ble.peripheral": crate::capabilities::ble::Peripheral,
     },
 });
 

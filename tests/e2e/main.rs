@@ -13,6 +13,7 @@ mod common;
 
 use octopus_tests::{mosquitto, peers};
 
+mod ble;
 mod capabilities;
 mod cluster;
 mod containment;

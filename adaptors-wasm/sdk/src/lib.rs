@@ -2,7 +2,7 @@
 //!
 //! An adaptor is a spec struct (`#[derive(Deserialize)]`), a type implementing
 //! [`Device`] and one line, `octopus_adaptor_sdk::export_adaptor!(MyDevice);`. The SDK
-//! generates the contract's bindings (`octopus:adaptor@0.1.1`, world `adaptor`), keeps
+//! generates the contract's bindings (`octopus:adaptor@0.1.2`, world `adaptor`), keeps
 //! the one device of the component instance, turns serde errors into `invalid-spec`
 //! messages naming the field, encodes status and snapshots as JSON, and maps
 //! capability errors onto the contract's [`Error`] cases.
@@ -50,6 +50,7 @@
 //! absent (`not-permitted`), and logs, events and clocks go to the host process.
 
 mod adaptor;
+pub mod ble;
 pub mod clock;
 pub mod device;
 pub mod duration;

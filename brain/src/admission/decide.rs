@@ -140,6 +140,8 @@ pub fn grant_problem(i: usize, g: &Grant) -> Option<String> {
             }
             _ => Some("is not `chip:line` (line: an offset or a line name)"),
         },
+        // An address or a local name; the node's policy decides whether names are allowed.
+        GrantKind::Ble => None,
     };
     why.map(|why| {
         format!(

@@ -632,6 +632,33 @@ mod tests {
         assert!(got[0].contains("properties[0].edges"), "{got:?}");
     }
 
+    /// The shipped BLE example (Octopus's thermometer) passes; a mode or a byte string
+    /// Octopus's schema does not have is named with its path.
+    #[test]
+    fn the_shipped_ble_example_is_valid_and_bad_fields_are_named() {
+        let (_, crd) = crds::generated::all()
+            .into_iter()
+            .find(|(_, c)| c.spec.names.kind == "BluetoothDevice")
+            .unwrap();
+        let crd = serde_json::to_value(crd).unwrap();
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let text = std::fs::read_to_string(octopus_tests::paths::repo_file(
+            "examples/ble/thermometer.yaml",
+        ))
+        .unwrap();
+        let link: Value = serde_yaml::from_str(&text).unwrap();
+        let mut spec = link["spec"]["template"]["spec"].clone();
+        let problems = validate(schema, &spec, "spec.template.spec");
+        assert!(problems.is_empty(), "{problems:?}");
+        spec["properties"][1]["accessMode"] = Value::from("WriteOnly");
+        let got: Vec<String> = validate(schema, &spec, "spec.template.spec")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("properties[1].accessMode"), "{got:?}");
+    }
+
     fn modbus_example() -> Value {
         let text = std::fs::read_to_string(octopus_tests::paths::repo_file(
             "examples/modbus/modbus-tcp.yaml",

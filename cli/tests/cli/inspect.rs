@@ -26,7 +26,7 @@ fn a_good_component_is_accepted_with_its_world_imports_and_models() {
     assert_eq!(v["reasons"], serde_json::json!([]));
     assert_eq!(v["adaptor"]["name"], "adaptors.edge.cattle.io/modbus");
     assert_eq!(v["adaptor"]["models"][0]["kind"], "ModbusDevice");
-    assert_eq!(v["world"]["name"], "octopus:adaptor/adaptor@0.1.1");
+    assert_eq!(v["world"]["name"], "octopus:adaptor/adaptor@0.1.2");
     assert_eq!(
         v["size"].as_u64().unwrap(),
         std::fs::metadata(component_path("adaptor_modbus"))
@@ -39,7 +39,7 @@ fn a_good_component_is_accepted_with_its_world_imports_and_models() {
     assert!(
         imports
             .iter()
-            .any(|i| i["name"] == "octopus:adaptor/socket@0.1.1" && i["kind"] == "ours")
+            .any(|i| i["name"] == "octopus:adaptor/socket@0.1.2" && i["kind"] == "ours")
     );
     assert!(
         imports

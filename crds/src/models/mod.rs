@@ -12,6 +12,7 @@ use kube::CustomResourceExt;
 #[cfg(feature = "kube")]
 use schemars::Schema;
 
+pub mod ble;
 pub mod dummy;
 pub mod examples;
 pub mod extension;
@@ -37,6 +38,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         mqtt::MQTTDevice::crd(),
         opcua::OPCUADevice::crd(),
         gpio::GPIODevice::crd(),
+        ble::BluetoothDevice::crd(),
         examples::CounterDevice::crd(),
         examples::RegisterDevice::crd(),
     ]
@@ -320,6 +322,7 @@ pub(crate) mod tests {
             ("MQTTDevice", "mqttdevices", "mqtt"),
             ("OPCUADevice", "opcuadevices", "opcua"),
             ("GPIODevice", "gpiodevices", "gpio"),
+            ("BluetoothDevice", "bluetoothdevices", "ble"),
             ("CounterDevice", "counterdevices", "counter"),
             ("RegisterDevice", "registerdevices", "registers"),
         ];

@@ -27,6 +27,15 @@ impl DeclaredResource for (&str, GrantKind) {
     }
 }
 
+/// Spec fields that name a resource whatever adaptor serves the model: the limb owns the
+/// Bluetooth radio, so a `BluetoothDevice`'s `protocol.endpoint` is its peripheral grant.
+pub fn model_fields(api_version: &str, kind: &str) -> &'static [(&'static str, GrantKind)] {
+    match (api_version, kind) {
+        (crds::models::API_VERSION, "BluetoothDevice") => &[("protocol.endpoint", GrantKind::Ble)],
+        _ => NO_FIELDS,
+    }
+}
+
 /// Where a grant came from, for messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -107,6 +116,21 @@ impl Grants {
             );
         }
         (Self(grants), problems)
+    }
+
+    /// Adds the grants of the model's own resource fields ([`model_fields`]) found in
+    /// `spec`; a grant of the same name already resolved is kept.
+    pub fn with_model_fields(
+        mut self,
+        spec: &Value,
+        api_version: &str,
+        kind: &str,
+    ) -> (Self, Vec<Problem>) {
+        let (extra, problems) = Self::resolve(&[], spec, model_fields(api_version, kind));
+        for (name, grant) in extra.0 {
+            self.0.entry(name).or_insert(grant);
+        }
+        (self, problems)
     }
 
     pub fn get(&self, name: &str) -> Option<&ResolvedGrant> {

@@ -8,6 +8,7 @@
 //! bindings or the engine: `engine::host_calls` adapts these types to the guest's
 //! interfaces, so a capability can be tested (and fuzzed) without an engine.
 
+pub mod ble;
 pub mod gpio;
 pub mod grants;
 pub mod policy;
@@ -72,6 +73,8 @@ pub struct Backends {
     pub gpio: Arc<dyn gpio::Backend>,
     /// The GPIO lines held on this node, and by which device.
     pub gpio_holders: Arc<gpio::Holders>,
+    /// The Bluetooth controllers in use on this node, shared by every device.
+    pub ble: Arc<ble::Radios>,
 }
 
 impl Backends {
@@ -88,6 +91,7 @@ impl Backends {
                 Arc::new(gpio::CdevBackend)
             },
             gpio_holders: Arc::default(),
+            ble: Arc::default(),
         }
     }
 }
@@ -197,6 +201,39 @@ impl Capabilities {
     /// The node policy, for checks on resolved addresses.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// Finds the peripheral the `ble` grant `name` names, on the policy's controller,
+    /// scanning for at most `timeout`. Holds a handle slot until the peripheral is dropped.
+    pub async fn open_ble(
+        &mut self,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<ble::Peripheral, CapabilityError> {
+        let grant = self.authorize(name, GrantKind::Ble)?;
+        let Some(policy) = self.policy.ble().cloned() else {
+            self.release();
+            return Err(CapabilityError::NotPermitted(
+                "this node has no Bluetooth controller (policy `ble`)".into(),
+            ));
+        };
+        let target = ble::Target::parse(&grant.target);
+        let deadline = tokio::time::Instant::now() + timeout;
+        match ble::Peripheral::find(
+            Arc::clone(&self.backends.ble),
+            policy.controller,
+            policy.max_connections,
+            &target,
+            deadline,
+        )
+        .await
+        {
+            Ok(p) => Ok(p),
+            Err(e) => {
+                self.release();
+                Err(e.into())
+            }
+        }
     }
 
     /// Frees one handle slot.

@@ -9,6 +9,10 @@
 //! serial: ["/dev/ttyUSB*", "/dev/ttyS0"]                      # exact path or prefix*
 //! gpio: ["gpiochip0 17-27", "gpiochip1"]                       # chip, optional line range
 //!                                  # (a grant naming a line by name is checked by offset)
+//! ble:                          # the Bluetooth controller the limb owns (none: no BLE)
+//!   controller: "tcp:127.0.0.1:19002"   # or "serial:/dev/ttyUSB0@1000000" (H4, 8N1, RTS/CTS)
+//!   allowNames: false           # grants by local name (spoofable) too, not only by address
+//!   maxConnections: 4           # connections the limb opens on it (default 4)
 //! maxComponentBytes: 67108864   # largest adaptor component loaded (default 64 MiB)
 //! compileTimeout: 60s           # longest one component may take to compile (default 60s)
 //! ```
@@ -45,10 +49,36 @@ struct RawPolicy {
     serial: Vec<String>,
     #[serde(default)]
     gpio: Vec<String>,
+    #[serde(default)]
+    ble: Option<RawBle>,
     #[serde(default, rename = "maxComponentBytes")]
     max_component_bytes: Option<u64>,
     #[serde(default, rename = "compileTimeout")]
     compile_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawBle {
+    controller: String,
+    #[serde(default)]
+    allow_names: bool,
+    #[serde(default)]
+    max_connections: Option<usize>,
+}
+
+/// Connections the limb opens on its controller unless the policy says otherwise: small
+/// controllers hold four to eight.
+pub const DEFAULT_BLE_CONNECTIONS: usize = 4;
+
+/// The node's Bluetooth controller and what may be granted on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlePolicy {
+    pub controller: super::ble::Controller,
+    /// Whether a grant may name a peripheral by local name, which any device can
+    /// advertise; addresses are always allowed.
+    pub allow_names: bool,
+    pub max_connections: usize,
 }
 
 /// Largest adaptor component loaded unless the policy says otherwise: four times the
@@ -98,6 +128,7 @@ pub struct Policy {
     udp: Vec<NetRule>,
     serial: Vec<String>,
     gpio: Vec<GpioRule>,
+    ble: Option<BlePolicy>,
     compile: CompileLimits,
 }
 
@@ -168,6 +199,29 @@ impl Policy {
             })
             .collect();
         let compile = compile_limits(&raw, &mut errors);
+        let ble = raw.ble.as_ref().and_then(|b| {
+            let controller = super::ble::Controller::parse(&b.controller)
+                .map_err(|why| {
+                    errors.push(Error::Setting {
+                        key: "ble.controller",
+                        why,
+                    })
+                })
+                .ok()?;
+            let max_connections = b.max_connections.unwrap_or(DEFAULT_BLE_CONNECTIONS);
+            if max_connections == 0 {
+                errors.push(Error::Setting {
+                    key: "ble.maxConnections",
+                    why: "must be at least 1".into(),
+                });
+                return None;
+            }
+            Some(BlePolicy {
+                controller,
+                allow_names: b.allow_names,
+                max_connections,
+            })
+        });
         for r in &raw.serial {
             if !r.starts_with('/') {
                 errors.push(Error::Rule {
@@ -183,6 +237,7 @@ impl Policy {
                 udp,
                 serial: raw.serial,
                 gpio,
+                ble,
                 compile,
             })
         } else {
@@ -229,6 +284,21 @@ impl Policy {
                     Err(format!("no serial rule allows {target}"))
                 }
             }
+            GrantKind::Ble => {
+                let Some(ble) = &self.ble else {
+                    return Err("this node has no Bluetooth controller (policy `ble`)".into());
+                };
+                match super::ble::Target::parse(target) {
+                    super::ble::Target::Address(_) => Ok(()),
+                    super::ble::Target::Name(_) if ble.allow_names => Ok(()),
+                    super::ble::Target::Name(name) if name.is_empty() => {
+                        Err("an empty endpoint names no peripheral".into())
+                    }
+                    super::ble::Target::Name(name) => Err(format!(
+                        "{name:?} is a local name, which any nearby device can advertise; the policy allows only addresses (`ble.allowNames`)"
+                    )),
+                }
+            }
             GrantKind::Gpio => match parse_gpio_target(target)? {
                 (chip, LineRef::Offset(line)) => {
                     if self
@@ -252,6 +322,17 @@ impl Policy {
                 }
             },
         }
+    }
+
+    /// The node's Bluetooth controller, if it has one.
+    pub fn ble(&self) -> Option<&BlePolicy> {
+        self.ble.as_ref()
+    }
+
+    /// This policy with another Bluetooth controller setting.
+    pub fn with_ble(mut self, ble: Option<BlePolicy>) -> Self {
+        self.ble = ble;
+        self
     }
 
     /// The bounds on compiling an adaptor component on this node.

@@ -190,11 +190,17 @@ impl<C: Connect> Supervisor<C> {
                     info.name, wanted.api_version, wanted.kind
                 )
             })?;
-        let (grants, problems) = Grants::resolve(
+        let (grants, mut problems) = Grants::resolve(
             &self.link.spec.grants,
             &self.link.spec.template.spec,
             &model.resource_fields,
         );
+        let (grants, more) = grants.with_model_fields(
+            &self.link.spec.template.spec,
+            &wanted.api_version,
+            &wanted.kind,
+        );
+        problems.extend(more);
         if let Some(p) = problems.first() {
             return Err(p.0.clone());
         }

@@ -5,6 +5,7 @@
 //!
 //! [`StoreState`]: super::StoreState
 
+mod ble;
 mod clock;
 pub mod events;
 mod gpio;
