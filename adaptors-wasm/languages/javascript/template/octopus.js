@@ -10,7 +10,7 @@
 //   - toU32/fromU32 for WIT u32 values >= 2^31 (see "WIT numbers");
 //   - log.info(...) etc., and `console.*` routed to the limb's log (console output
 //     would otherwise trap: the component is built with --stub-wasi).
-import logImport from "octopus:adaptor/log@0.1.1";
+import logImport from "octopus:adaptor/log@0.1.2";
 
 export const LANGUAGE = "javascript";
 
