@@ -188,21 +188,6 @@ fn harness_ble(air: &Air, allow_names: bool) -> Harness {
     }
 }
 
-fn property<'a>(r: &'a DeviceReport, name: &str) -> Option<&'a Value> {
-    r.status["properties"]
-        .as_array()?
-        .iter()
-        .find(|p| p["name"] == name)
-}
-
-fn value(r: &DeviceReport, name: &str) -> Option<String> {
-    property(r, name)?.get("value")?.as_str().map(str::to_owned)
-}
-
-fn error(r: &DeviceReport, name: &str) -> Option<String> {
-    property(r, name)?.get("error")?.as_str().map(str::to_owned)
-}
-
 /// Octopus's converter with a shift left by one and a halving: the value is the bytes'
 /// decimal digits read as hexadecimal (so [87] shows as 0x87 = 135).
 fn digits_as_hex() -> Value {

@@ -180,3 +180,22 @@ pub fn fan(name: &str, gear: &str, interval: &str) -> Arc<DeviceLink> {
 pub fn key(name: &str) -> String {
     format!("default/{name}")
 }
+
+/// The entry `name` of a status document's `properties` list (the Modbus, OPC UA and
+/// BLE adaptors' shape).
+pub fn property<'a>(r: &'a DeviceReport, name: &str) -> Option<&'a serde_json::Value> {
+    r.status["properties"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == name)
+}
+
+/// That property's `value`, as text.
+pub fn value(r: &DeviceReport, name: &str) -> Option<String> {
+    property(r, name)?.get("value")?.as_str().map(str::to_owned)
+}
+
+/// That property's `error`.
+pub fn error(r: &DeviceReport, name: &str) -> Option<String> {
+    property(r, name)?.get("error")?.as_str().map(str::to_owned)
+}

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use octopus_tests::browser::{Browser, Page};
 use octopus_tests::paths::repo_file;
-use octopus_tests::process::{Process, free_port};
+use octopus_tests::process::{Process, free_port, http_get};
 
 use crate::common::*;
 use crate::peers::{Line, Mbpoll, ModbusServer};
@@ -120,19 +120,6 @@ fn row_phase(page: &mut Page, key: &str, phase: &str) {
             "document.querySelector('#devices tr[data-key=\"{key}\"]')?.dataset.phase === '{phase}'"
         ),
     );
-}
-
-/// A GET on loopback `port`: the status code and the body, if it answered.
-fn http(port: u16, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let code = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, body.to_owned()))
 }
 
 /// Waits for `line` in the limb's `/metrics`.
@@ -356,7 +343,7 @@ async fn in_a_cluster_the_dashboard_has_its_own_listener_and_the_admin_one_has_n
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     let overview = loop {
-        if let Some((200, body)) = http(dashboard_port, "/dashboard/api/overview") {
+        if let Some((200, body)) = http_get(dashboard_port, "/dashboard/api/overview") {
             break serde_json::from_str::<Value>(&body).unwrap();
         }
         assert!(
@@ -367,7 +354,7 @@ async fn in_a_cluster_the_dashboard_has_its_own_listener_and_the_admin_one_has_n
     };
     assert_eq!(overview["mode"], "cluster", "{overview}");
     assert_eq!(overview["node"], "edge-1", "{overview}");
-    let (code, page) = http(dashboard_port, "/").unwrap();
+    let (code, page) = http_get(dashboard_port, "/").unwrap();
     assert_eq!(code, 200);
     assert!(page.contains("/dashboard/app.js"), "{page}");
     // The admin listener serves the JSON endpoints, not the dashboard.

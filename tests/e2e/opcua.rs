@@ -47,21 +47,6 @@ fn device(name: &str, spec: Value) -> Arc<crds::DeviceLink> {
     link(name, "opcua", "OPCUADevice", spec)
 }
 
-fn property<'a>(r: &'a DeviceReport, name: &str) -> Option<&'a Value> {
-    r.status["properties"]
-        .as_array()?
-        .iter()
-        .find(|p| p["name"] == name)
-}
-
-fn value(r: &DeviceReport, name: &str) -> Option<String> {
-    property(r, name)?.get("value")?.as_str().map(str::to_owned)
-}
-
-fn error(r: &DeviceReport, name: &str) -> Option<String> {
-    property(r, name)?.get("error")?.as_str().map(str::to_owned)
-}
-
 /// (property type, asyncua VariantType = node name, value the adaptor writes, the value
 /// as asyncua's client prints it). None of them is the server's initial value.
 const TYPES: [(&str, &str, &str, &str); 12] = [
