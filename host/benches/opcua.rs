@@ -101,20 +101,16 @@ fn link(
                    "visitor": {"nodeID": format!("ns=2;s=B{device}.{i}")}})
         })
         .collect();
-    let v = json!({
-        "apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceLink",
-        "metadata": {"name": name, "namespace": "bench"},
-        "spec": {
-            "adaptor": {"node": "n", "name": "adaptors.edge.cattle.io/opcua"},
-            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "OPCUADevice"},
-            "template": {"spec": {
-                "protocol": {"endpoint": format!("opc.tcp://127.0.0.1:{port}/octopus/")},
-                "parameters": {"syncInterval": format!("{interval_ms}ms"), "timeout": "3s"},
-                "properties": properties,
-            }}
-        }
-    });
-    Arc::new(serde_json::from_value(v).unwrap())
+    support::link(
+        name,
+        "opcua",
+        "OPCUADevice",
+        json!({
+            "protocol": {"endpoint": format!("opc.tcp://127.0.0.1:{port}/octopus/")},
+            "parameters": {"syncInterval": format!("{interval_ms}ms"), "timeout": "3s"},
+            "properties": properties,
+        }),
+    )
 }
 
 /// The values in a status, by property name.

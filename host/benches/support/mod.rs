@@ -109,12 +109,17 @@ pub fn modbus_spec(port: u16, interval: &str) -> Value {
 }
 
 pub fn modbus_link(name: &str, spec: Value) -> Arc<crds::DeviceLink> {
+    link(name, "modbus", "ModbusDevice", spec)
+}
+
+/// A link in namespace `bench` for `adaptors.edge.cattle.io/<adaptor>` and model `kind`.
+pub fn link(name: &str, adaptor: &str, kind: &str, spec: Value) -> Arc<crds::DeviceLink> {
     let v = json!({
         "apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceLink",
         "metadata": {"name": name, "namespace": "bench"},
         "spec": {
-            "adaptor": {"node": "n", "name": "adaptors.edge.cattle.io/modbus"},
-            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": "ModbusDevice"},
+            "adaptor": {"node": "n", "name": format!("adaptors.edge.cattle.io/{adaptor}")},
+            "model": {"apiVersion": "devices.edge.cattle.io/v1alpha1", "kind": kind},
             "template": {"spec": spec}
         }
     });
