@@ -217,6 +217,9 @@ pub struct OpcuaDevice {
     backoff_ms: u64,
     /// Why the server is unreachable, while it is.
     down: Option<String>,
+    /// The application certificate made for this device, decoded (the state keeps its
+    /// encoding for the next version).
+    made: Option<spec::Own>,
     /// The primes found so far for the application certificate's key, and the time
     /// spent looking.
     primes: Vec<rsa::BigUint>,
@@ -324,21 +327,14 @@ impl OpcuaDevice {
     /// the version this one took over from, and kept in the state so that a hot swap
     /// does not change it and the server's trust list stays valid).
     fn application(&self) -> std::result::Result<spec::Own, SessionError> {
-        let kept = self.state.application.as_ref().ok_or_else(|| {
+        self.made.clone().ok_or_else(|| {
             SessionError::Refused("the application certificate is not made yet".to_owned())
-        })?;
-        kept.decode()
-            .map_err(|e| SessionError::Refused(format!("the application certificate: {e}")))
+        })
     }
 
     /// Whether this device must still make its application certificate.
     fn needs_certificate(&self) -> bool {
-        let made = self
-            .state
-            .application
-            .as_ref()
-            .is_some_and(|a| a.decode().is_ok());
-        matches!(&self.config.security, Some(s) if s.own.is_none()) && !made
+        matches!(&self.config.security, Some(s) if s.own.is_none()) && self.made.is_none()
     }
 
     /// One slice of making the application certificate: looks for the key's primes for
@@ -398,6 +394,7 @@ impl OpcuaDevice {
             ),
         );
         self.state.application = Some(Application::encode(&key, &cert)?);
+        self.made = Some(spec::Own { key, cert });
         Ok(true)
     }
 
@@ -624,6 +621,7 @@ impl Device for OpcuaDevice {
                 down: None,
                 polling: false,
                 next_read_ms: 0,
+                made: None,
                 primes: Vec::new(),
                 keygen_ms: 0,
                 state: State {
@@ -703,8 +701,18 @@ impl Device for OpcuaDevice {
             .into_iter()
             .filter(|(name, _)| names.contains(name.as_str()))
             .collect();
-        if state.application.is_some() {
-            self.state.application = state.application;
+        if let Some(kept) = state.application {
+            match kept.decode() {
+                Ok(own) => {
+                    self.made = Some(own);
+                    self.state.application = Some(kept);
+                }
+                Err(e) => log::warn(&format!(
+                    "{}: the application certificate taken over does not decode ({e}); \
+                     making a new one",
+                    self.name
+                )),
+            }
         }
     }
 
