@@ -146,6 +146,22 @@ impl Conditions {
         self.set(t, ConditionStatus::False, t.false_reason(), message, now)
     }
 
+    /// Changes the reason and message of stage `t`, already reached, keeping its status
+    /// and every later stage: how a running device tells of something that does not stop
+    /// it (a held upgrade, a refused spec change). Returns whether anything changed.
+    pub fn annotate(&mut self, t: ConditionType, reason: &str, message: &str, now: &str) -> bool {
+        let Some(c) = self.0.iter_mut().find(|c| c.type_ == t) else {
+            return false;
+        };
+        if c.reason == reason && c.message == message {
+            return false;
+        }
+        c.reason = reason.to_owned();
+        c.message = message.to_owned();
+        c.last_update_time = Some(now.to_owned());
+        true
+    }
+
     /// Marks `t` as being checked; later stages are dropped.
     pub fn to_check(&mut self, t: ConditionType, now: &str) -> bool {
         let (reason, message) = t.unknown_reason();

@@ -59,8 +59,25 @@ pub fn quote_yaml11_booleans(yaml: &str) -> String {
     out
 }
 
-/// The YAML of every CRD, with a header saying it is generated.
+/// The YAML of every CRD, with a header saying it is generated, and the declaration of
+/// every device model (`models/PLURAL.json`, what the shipped adaptors embed and return
+/// from `describe-models`, see [`crate::declared`]).
 pub fn render_all() -> Result<Vec<(String, String)>, serde_yaml::Error> {
+    let mut out = render_crds()?;
+    for crd in models::crds() {
+        let declared = crate::declared::from_crd(&crd)
+            .map_err(<serde_yaml::Error as serde::ser::Error>::custom)?;
+        let json = serde_json::to_string_pretty(&declared)
+            .map_err(<serde_yaml::Error as serde::ser::Error>::custom)?;
+        out.push((
+            format!("models/{}.json", declared.plural()),
+            format!("{json}\n"),
+        ));
+    }
+    Ok(out)
+}
+
+fn render_crds() -> Result<Vec<(String, String)>, serde_yaml::Error> {
     all()
         .into_iter()
         .map(|(file, crd)| {
@@ -112,7 +129,7 @@ mod tests {
             quoted,
             "required:\n- 'on'\n- protocol\nproperties:\n  'on':\n    type: boolean\nenum: [x]\nparity: 'N'\nname: nonsense\n"
         );
-        for (file, yaml) in render_all().unwrap() {
+        for (file, yaml) in render_crds().unwrap() {
             for line in yaml.lines() {
                 let t = line.trim_start().trim_start_matches("- ");
                 for w in YAML11_BOOLEANS {

@@ -10,6 +10,8 @@
 
 #[cfg(feature = "kube")]
 pub mod conditions;
+pub mod compat;
+pub mod declared;
 #[cfg(feature = "kube")]
 pub mod generated;
 #[cfg(feature = "kube")]
@@ -20,6 +22,8 @@ pub mod octopus;
 pub mod parse;
 #[cfg(feature = "kube")]
 pub mod schema;
+#[cfg(feature = "kube")]
+pub mod structural;
 #[cfg(feature = "kube")]
 pub mod v1alpha1;
 #[cfg(feature = "kube")]

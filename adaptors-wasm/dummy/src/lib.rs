@@ -134,7 +134,7 @@ impl Device for Dummy {
         Kind::ALL
             .into_iter()
             .fold(Info::new(NAME, VERSION), |info, kind| {
-                info.model(ModelInfo::new(Kind::API_VERSION, kind.name()))
+                info.model(ModelInfo::new(Kind::API_VERSION, kind.name()).declared(kind.declaration()))
             })
     }
 

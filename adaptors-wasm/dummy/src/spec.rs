@@ -36,6 +36,14 @@ impl Kind {
         }
     }
 
+    /// The model's declaration, generated from the `crds` types by `crdgen`.
+    pub fn declaration(self) -> &'static str {
+        match self {
+            Kind::Special => include_str!("../../../crds/generated/models/dummyspecialdevices.json"),
+            Kind::Protocol => include_str!("../../../crds/generated/models/dummyprotocoldevices.json"),
+        }
+    }
+
     /// Finds the kind for a model, or explains why the model is not ours.
     pub fn from_model(api_version: &str, kind: &str) -> Result<Kind> {
         Kind::ALL

@@ -139,7 +139,11 @@ impl Device for Gpio {
 
     fn describe() -> Info {
         Info::new(NAME, VERSION)
-            .model(ModelInfo::new(API_VERSION, KIND).resource(LINES, ResourceKind::Gpio))
+            .model(
+                ModelInfo::new(API_VERSION, KIND)
+                    .resource(LINES, ResourceKind::Gpio)
+                    .declared(include_str!("../../../crds/generated/models/gpiodevices.json")),
+            )
     }
 
     fn configure(spec: GPIODeviceSpec, ctx: &Context) -> Result<(Self, Settings)> {

@@ -147,7 +147,8 @@ impl Adaptor for Instance {
         Info::new(NAME, VERSION).model(
             ModelInfo::new(API_VERSION, KIND)
                 .resource(TCP_GRANT, ResourceKind::Tcp)
-                .resource(RTU_GRANT, ResourceKind::Serial),
+                .resource(RTU_GRANT, ResourceKind::Serial)
+                .declared(include_str!("../../../crds/generated/models/modbusdevices.json")),
         )
     }
 

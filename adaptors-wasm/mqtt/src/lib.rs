@@ -169,7 +169,11 @@ impl Adaptor for Instance {
         // The field holds a URL (`tcp://host:port`); the limb takes the `host:port` out
         // of it.
         Info::new(NAME, VERSION)
-            .model(ModelInfo::new(API_VERSION, KIND).resource(GRANT, ResourceKind::Tcp))
+            .model(
+                ModelInfo::new(API_VERSION, KIND)
+                    .resource(GRANT, ResourceKind::Tcp)
+                    .declared(include_str!("../../../crds/generated/models/mqttdevices.json")),
+            )
     }
 
     fn configure(&mut self, config: DeviceConfig) -> Result<Settings> {

@@ -594,7 +594,11 @@ impl Device for OpcuaDevice {
 
     fn describe() -> Info {
         Info::new(NAME, VERSION)
-            .model(ModelInfo::new(API_VERSION, KIND).resource(GRANT, ResourceKind::Tcp))
+            .model(
+                ModelInfo::new(API_VERSION, KIND)
+                    .resource(GRANT, ResourceKind::Tcp)
+                    .declared(include_str!("../../../crds/generated/models/opcuadevices.json")),
+            )
     }
 
     fn configure(spec: OPCUADeviceSpec, ctx: &Context) -> Result<(Self, Settings)> {

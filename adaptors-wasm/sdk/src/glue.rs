@@ -6,6 +6,7 @@ use std::thread::LocalKey;
 
 use crate::adaptor::Adaptor;
 use crate::bindings::exports::octopus::adaptor::driver as wit;
+use crate::bindings::exports::octopus::adaptor::models;
 use crate::bindings::octopus::adaptor::types as witty;
 use crate::error::Error;
 use crate::info::{DeviceIdentity, Model, ResourceKind, Settings};
@@ -60,6 +61,43 @@ pub fn describe<A: Adaptor>() -> wit::AdaptorInfo {
             })
             .collect(),
     }
+}
+
+/// The declared schemas; a declaration that does not parse is logged and left out, so
+/// its model is served unchecked rather than the adaptor refused.
+pub fn describe_models<A: Adaptor>() -> Vec<models::ModelSchema> {
+    let info = A::describe();
+    let mut out = Vec::new();
+    for m in &info.models {
+        let Some(json) = m.declaration else { continue };
+        match crate::declare::parse(&m.model, json) {
+            Ok(d) => out.push(models::ModelSchema {
+                model: witty::Model {
+                    api_version: d.model.api_version,
+                    kind: d.model.kind,
+                },
+                description: d.description,
+                spec: d.spec,
+                status: d.status,
+                short_names: d.short_names,
+                categories: d.categories,
+                printer_columns: d
+                    .columns
+                    .into_iter()
+                    .map(|c| models::PrinterColumn {
+                        name: c.name,
+                        json_path: c.json_path,
+                        type_: c.type_,
+                        format: c.format,
+                        description: c.description,
+                        priority: c.priority,
+                    })
+                    .collect(),
+            }),
+            Err(e) => crate::log::log(crate::log::Level::Error, &e.to_string()),
+        }
+    }
+    out
 }
 
 fn config(config: wit::DeviceConfig) -> DeviceConfig {

@@ -51,6 +51,8 @@ pub struct ResourceField {
 pub struct ModelInfo {
     pub model: Model,
     pub resource_fields: Vec<ResourceField>,
+    /// The model's declaration (`models.json`, see [`crate::declare`]), if it has one.
+    pub declaration: Option<&'static str>,
 }
 
 impl ModelInfo {
@@ -58,7 +60,17 @@ impl ModelInfo {
         ModelInfo {
             model: Model::new(api_version, kind),
             resource_fields: Vec::new(),
+            declaration: None,
         }
+    }
+
+    /// Attaches the model's declaration, usually
+    /// `include_str!("models/thermodevices.json")`: the limb then checks every spec and
+    /// status against it, and `octopus crd` makes the model's CRD from it.
+    #[must_use]
+    pub fn declared(mut self, json: &'static str) -> Self {
+        self.declaration = Some(json);
+        self
     }
 
     /// Declares that the spec field at `path` names a resource of `kind`.

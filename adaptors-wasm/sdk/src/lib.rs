@@ -2,7 +2,7 @@
 //!
 //! An adaptor is a spec struct (`#[derive(Deserialize)]`), a type implementing
 //! [`Device`] and one line, `octopus_adaptor_sdk::export_adaptor!(MyDevice);`. The SDK
-//! generates the contract's bindings (`octopus:adaptor@0.1.2`, world `adaptor`), keeps
+//! generates the contract's bindings (`octopus:adaptor@0.1.3`, world `described-adaptor`), keeps
 //! the one device of the component instance, turns serde errors into `invalid-spec`
 //! messages naming the field, encodes status and snapshots as JSON, and maps
 //! capability errors onto the contract's [`Error`] cases.
@@ -52,6 +52,7 @@
 mod adaptor;
 pub mod ble;
 pub mod clock;
+pub mod declare;
 pub mod device;
 pub mod duration;
 mod error;
@@ -91,7 +92,7 @@ pub use serde_json;
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "adaptor",
+        world: "described-adaptor",
         pub_export_macro: true,
         default_bindings_module: "octopus_adaptor_sdk::bindings",
         // Adaptors that still run their own `generate!` link this crate too; distinct
@@ -123,6 +124,7 @@ macro_rules! export_instance {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             use $crate::bindings::exports::octopus::adaptor::driver as __driver;
+            use $crate::bindings::exports::octopus::adaptor::models as __models;
             use ::core::result::Result as __Result;
             use ::std::string::String as __String;
             use ::std::vec::Vec as __Vec;
@@ -162,6 +164,12 @@ macro_rules! export_instance {
                 }
                 fn shutdown() {
                     $crate::glue::shutdown(&__INSTANCE)
+                }
+            }
+
+            impl __models::Guest for __OctopusAdaptor {
+                fn describe_models() -> __Vec<__models::ModelSchema> {
+                    $crate::glue::describe_models::<$instance>()
                 }
             }
 

@@ -24,8 +24,10 @@ fn main() -> ExitCode {
                 );
                 drift += 1;
             }
-        } else if let Err(e) =
-            std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, yaml))
+        } else if let Err(e) = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&path, yaml))
         {
             eprintln!("cannot write {}: {e}", path.display());
             return ExitCode::FAILURE;

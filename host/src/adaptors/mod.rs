@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod compile;
+pub mod declared;
 pub mod package;
 mod trap;
 pub mod validate;
@@ -59,6 +60,9 @@ pub enum DescriptionError {
     TooMany(#[from] bounds::TooMany),
     #[error("{what} \"{escaped}\" contains control characters")]
     Control { what: String, escaped: String },
+    /// A broken `describe-models` (contract 0.1.3).
+    #[error("declared models: {0}")]
+    Declaration(String),
 }
 
 impl Error {
@@ -79,6 +83,8 @@ impl Error {
 /// A loaded adaptor version: compiled, validated, ready to instantiate.
 pub struct Adaptor {
     pub info: AdaptorInfo,
+    /// The schemas of the models it declares (none before contract 0.1.3).
+    pub declared: Vec<crds::declared::DeclaredModel>,
     /// sha256 of the component bytes, hex.
     pub digest: String,
     /// Where it came from (a file path or a ConfigMap), for messages.
@@ -91,6 +97,8 @@ pub struct Adaptor {
     /// bytes (process-wide, see [`compile::Cost`]); `None` when it was not compiled here
     /// or `/proc` does not say.
     pub compile_rss_growth: Option<u64>,
+    /// Pushed with `--force`: takes over links whose spec its schema rejects.
+    pub forced: bool,
 }
 
 impl std::fmt::Debug for Adaptor {
@@ -125,6 +133,13 @@ impl Adaptor {
             .find(|m| m.model.api_version == api_version && m.model.kind == kind)
     }
 
+    /// The declaration of `api_version`/`kind`, if the adaptor declares one.
+    pub fn declared(&self, api_version: &str, kind: &str) -> Option<&crds::declared::DeclaredModel> {
+        self.declared
+            .iter()
+            .find(|m| m.api_version == api_version && m.kind == kind)
+    }
+
     /// The first 12 hex digits of the digest, as shown to people.
     pub fn short_digest(&self) -> &str {
         self.digest.get(..12).unwrap_or(&self.digest)
@@ -148,6 +163,20 @@ impl Adaptor {
             error: None,
             loaded_at: crate::status::now(),
         }
+    }
+}
+
+/// `adaptor`, marked as pushed with `--force` when `force`.
+pub fn forced(adaptor: Arc<Adaptor>, force: bool) -> Arc<Adaptor> {
+    if !force {
+        return adaptor;
+    }
+    match Arc::try_unwrap(adaptor) {
+        Ok(mut a) => {
+            a.forced = true;
+            Arc::new(a)
+        }
+        Err(shared) => shared,
     }
 }
 
@@ -298,20 +327,23 @@ async fn finish(
     validate::check(runtime.engine(), &component)?;
     let pre = prepare(runtime, &component)?;
     let load_time = started.elapsed();
-    let info = describe(runtime, &pre).await?;
+    let (info, declared) = describe(runtime, &pre).await?;
     check_description(&info)?;
+    let declared = declared::check(&info, declared)?;
     tracing::info!(
         adaptor = %info.name, version = %info.version, digest = %&digest[..12], %source,
         from_cache, load_ms = load_time.as_millis() as u64, "adaptor loaded"
     );
     Ok(Arc::new(Adaptor {
         info,
+        declared,
         digest,
         source,
         pre,
         load_time,
         from_cache,
         compile_rss_growth,
+        forced: false,
     }))
 }
 
@@ -366,8 +398,12 @@ fn prepare(runtime: &Runtime, component: &Component) -> Result<AdaptorPre<StoreS
     AdaptorPre::new(pre).map_err(|e| Error::Prepare(format!("{e:#}")))
 }
 
-/// Calls `describe` on a scratch instance with nothing granted.
-async fn describe(runtime: &Runtime, pre: &AdaptorPre<StoreState>) -> Result<AdaptorInfo, Error> {
+/// Calls `describe`, and `describe-models` when the component exports it, on a scratch
+/// instance with nothing granted.
+async fn describe(
+    runtime: &Runtime,
+    pre: &AdaptorPre<StoreState>,
+) -> Result<(AdaptorInfo, Vec<declared::WitModelSchema>), Error> {
     let caps = Capabilities::none(Backends::real(true));
     let mut store = StoreState::new_store(
         runtime,
@@ -378,12 +414,24 @@ async fn describe(runtime: &Runtime, pre: &AdaptorPre<StoreState>) -> Result<Ada
     );
     let timeout = runtime.settings().call_timeout;
     store.data_mut().arm(timeout);
+    let models = declared::export(runtime.engine(), pre.instance_pre().component());
     let result = async {
-        let bindings = pre.instantiate_async(&mut store).await?;
-        bindings
+        let instance = pre.instance_pre().instantiate_async(&mut store).await?;
+        let bindings = crate::bindings::Adaptor::new(&mut store, &instance)?;
+        let info = bindings
             .octopus_adaptor_driver()
             .call_describe(&mut store)
-            .await
+            .await?;
+        let declared = match &models {
+            Some(index) => {
+                let f = instance.get_typed_func::<(), (Vec<declared::WitModelSchema>,)>(
+                    &mut store, index,
+                )?;
+                f.call_async(&mut store, ()).await?.0
+            }
+            None => Vec::new(),
+        };
+        Ok::<_, wasmtime::Error>((info, declared))
     };
     let out = tokio::time::timeout(timeout * 2, result).await;
     match out {

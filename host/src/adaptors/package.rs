@@ -31,6 +31,9 @@ pub const PART_ANNOTATION: &str = "adaptors.edge.cattle.io/part";
 /// The models the adaptor serves (`apiVersion/Kind`, comma-separated), so admission can
 /// refuse a link whose adaptor cannot drive it without running the component.
 pub const MODELS_ANNOTATION: &str = "adaptors.edge.cattle.io/models";
+/// `"true"`: pushed with `--force`, so this version takes over every link, even those
+/// whose spec its declared schema rejects.
+pub const FORCE_ANNOTATION: &str = "adaptors.edge.cattle.io/force";
 pub const DATA_KEY: &str = "component";
 
 /// Largest payload per ConfigMap: the API server's 1 MiB limit minus room for metadata.
@@ -61,6 +64,8 @@ pub struct Manifest {
     pub digest: String,
     pub gzip: bool,
     pub parts: usize,
+    /// [`FORCE_ANNOTATION`].
+    pub force: bool,
 }
 
 impl Manifest {
@@ -100,6 +105,7 @@ impl Manifest {
             digest,
             gzip,
             parts,
+            force: a.get(FORCE_ANNOTATION).is_some_and(|v| v == "true"),
         })
     }
 }

@@ -339,8 +339,16 @@ impl Shared {
             loading: 0,
         };
         let running = lock(&self.fleet).is_running(key);
-        if let Choice::Refuse(block) = fleet::choose(&link, &offer, running) {
-            return Ok(Observed::Blocked { link, block });
+        match fleet::choose(&link, &offer, running) {
+            Choice::Refuse(block) => return Ok(Observed::Blocked { link, block }),
+            // A spec the adaptor's declared schema rejects gets no instance either (a
+            // running device is the fleet's to judge: it keeps its last good spec).
+            Choice::Use(version) if !running => {
+                if let Some(block) = fleet::spec_block(&link, &*version) {
+                    return Ok(Observed::Blocked { link, block });
+                }
+            }
+            _ => {}
         }
 
         // DeviceCreated: the instance, kept in sync with the template.

@@ -26,6 +26,9 @@ use crate::supervisor::Context;
 struct Seen {
     adaptor: String,
     digest: String,
+    /// Pushed with `--force`: pushing the same digest again with (or without) it loads
+    /// it again, marked accordingly.
+    force: bool,
 }
 
 /// A load started from a manifest ConfigMap, finished in the background.
@@ -129,7 +132,10 @@ pub async fn run(
                     continue;
                 }
             };
-            if seen.get(&name).is_some_and(|s| s.digest == manifest.digest) {
+            if seen
+                .get(&name)
+                .is_some_and(|s| s.digest == manifest.digest && s.force == manifest.force)
+            {
                 continue;
             }
             tracing::info!(configmap = %name, adaptor = %manifest.adaptor, digest = %manifest.digest, "adaptor ConfigMap changed");
@@ -147,6 +153,7 @@ pub async fn run(
                 Seen {
                     adaptor: manifest.adaptor.clone(),
                     digest: manifest.digest.clone(),
+                    force: manifest.force,
                 },
             );
             match assembled {
@@ -154,6 +161,7 @@ pub async fn run(
                     let (ctx, cache) = (ctx.clone(), cache.clone());
                     loading.spawn(async move {
                         let limits = ctx.policy.compile();
+                        let force = manifest.force;
                         let result = adaptors::load_with(
                             &ctx.runtime,
                             &cache,
@@ -162,6 +170,7 @@ pub async fn run(
                             source.clone(),
                         )
                         .await
+                        .map(|a| adaptors::forced(a, force))
                         .inspect_err(|e| ctx.metrics.load(e.kind()))
                         .map_err(|e| e.to_string());
                         Loaded {

@@ -25,6 +25,44 @@ pub trait Version {
     /// sha256 of the component bytes, hex.
     fn digest(&self) -> &str;
     fn serves(&self, api_version: &str, kind: &str) -> bool;
+    /// What is wrong with `link`'s `template.spec` by the schema this version declares
+    /// for its model; empty when it declares none.
+    fn spec_problems(&self, link: &DeviceLink) -> Vec<String>;
+    /// Whether this version takes over even links whose spec it rejects (pushed with
+    /// `--force`).
+    fn forced(&self) -> bool;
+    /// `name version (digest)`, as events name a version.
+    fn label(&self) -> String;
+}
+
+/// At most this many problems are named in one message; the rest are counted.
+const SHOWN_PROBLEMS: usize = 3;
+
+/// `problems` in one line, the first few named.
+pub fn summary(problems: &[String]) -> String {
+    let mut out = problems
+        .iter()
+        .take(SHOWN_PROBLEMS)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if problems.len() > SHOWN_PROBLEMS {
+        out.push_str(&format!(" (and {} more)", problems.len() - SHOWN_PROBLEMS));
+    }
+    out
+}
+
+/// Why `version` cannot start `link`: its spec does not match the declared schema.
+pub fn spec_block<A: Version>(link: &DeviceLink, version: &A) -> Option<Block> {
+    let problems = version.spec_problems(link);
+    (!problems.is_empty()).then(|| Block {
+        stage: Some(ConditionType::DeviceCreated),
+        message: format!(
+            "unable to make device from model: the spec does not match the schema {} declares: {}",
+            version.label(),
+            summary(&problems)
+        ),
+    })
 }
 
 impl Version for Adaptor {
@@ -36,6 +74,21 @@ impl Version for Adaptor {
     }
     fn serves(&self, api_version: &str, kind: &str) -> bool {
         self.model(api_version, kind).is_some()
+    }
+    fn spec_problems(&self, link: &DeviceLink) -> Vec<String> {
+        let (api_version, kind) = (&link.spec.model.api_version, &link.spec.model.kind);
+        self.declared(api_version, kind).map_or_else(Vec::new, |d| {
+            crds::structural::validate(&d.spec, &link.spec.template.spec, "spec.template.spec")
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        })
+    }
+    fn forced(&self) -> bool {
+        self.forced
+    }
+    fn label(&self) -> String {
+        self.to_string()
     }
 }
 
@@ -79,10 +132,20 @@ pub enum Observed<A> {
 }
 
 /// What runs for a link now.
-pub struct Current<'a> {
+pub struct Current<'a, A> {
     pub link: &'a DeviceLink,
-    pub digest: &'a str,
+    pub version: &'a A,
     pub references: &'a [ReferenceValue],
+}
+
+/// Something a running device should tell without stopping: shown on its condition
+/// (`stage` keeps its status) and as a Warning event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub stage: ConditionType,
+    /// The condition's reason and the event's.
+    pub reason: &'static str,
+    pub message: String,
 }
 
 /// What to do about one link.
@@ -97,8 +160,13 @@ pub enum Action<A> {
     /// Start a supervisor on this version.
     Start(Arc<A>),
     /// Keep the running supervisor; tell it of a changed link or references, and hand it
-    /// a different version.
-    Keep { update: bool, swap: Option<Arc<A>> },
+    /// a different version. `notice`: what it must tell meanwhile (a held swap, a
+    /// refused spec change); `None` clears an earlier one.
+    Keep {
+        update: bool,
+        swap: Option<Arc<A>>,
+        notice: Option<Notice>,
+    },
 }
 
 /// Which version a wanted link runs on, or why none.
@@ -155,7 +223,10 @@ pub fn choose<A: Version>(link: &DeviceLink, offer: &Offer<A>, running: bool) ->
 }
 
 /// The decision for one link: what `observed` asks for, given what runs.
-pub fn decide<A: Version>(observed: &Observed<A>, current: Option<&Current<'_>>) -> Action<A> {
+pub fn decide<A: Version>(
+    observed: &Observed<A>,
+    current: Option<&Current<'_, A>>,
+) -> Action<A> {
     let (link, references, offer) = match observed {
         Observed::Gone => return Action::Stop { forget: true },
         Observed::Held => return Action::Stop { forget: false },
@@ -172,13 +243,76 @@ pub fn decide<A: Version>(observed: &Observed<A>, current: Option<&Current<'_>>)
         Choice::Refuse(block) => return Action::Refuse(block),
     };
     let Some(cur) = current else {
-        return Action::Start(adaptor);
+        return match spec_block(link, &*adaptor) {
+            Some(block) => Action::Refuse(block),
+            None => Action::Start(adaptor),
+        };
     };
-    let update = cur.link.spec != link.spec
+    let changed = cur.link.spec != link.spec
         || cur.link.metadata.uid != link.metadata.uid
         || !same_references(cur.references, references);
-    let swap = (cur.digest != adaptor.digest()).then_some(adaptor);
-    Action::Keep { update, swap }
+    if cur.version.digest() == adaptor.digest() {
+        return keep_checked(changed, None, link, cur.version, None);
+    }
+    // A new version takes over only if it accepts the spec (unless it was forced);
+    // otherwise the running one keeps the device and the link says why.
+    let problems = adaptor.spec_problems(link);
+    if problems.is_empty() || adaptor.forced() {
+        return keep_checked(changed, Some(adaptor.clone()), link, &*adaptor, None);
+    }
+    let held = Notice {
+        stage: ConditionType::AdaptorExisted,
+        reason: "SwapHeld",
+        message: format!(
+            "{} stays: {} rejects this link's spec: {}; fix the spec, or push the new version with --force",
+            cur.version.label(),
+            adaptor.label(),
+            summary(&problems)
+        ),
+    };
+    keep_checked(changed, None, link, cur.version, Some(held))
+}
+
+/// Keeps the running device on `version` (swapping to it when `swap`), passing on a
+/// changed spec only if `version` accepts it: a spec it rejects leaves the device on its
+/// last good spec, with a notice naming the fields.
+fn keep_checked<A: Version>(
+    changed: bool,
+    swap: Option<Arc<A>>,
+    link: &DeviceLink,
+    version: &A,
+    notice: Option<Notice>,
+) -> Action<A> {
+    if !changed {
+        return Action::Keep {
+            update: false,
+            swap,
+            notice,
+        };
+    }
+    let problems = version.spec_problems(link);
+    if problems.is_empty() {
+        return Action::Keep {
+            update: true,
+            swap,
+            notice,
+        };
+    }
+    Action::Keep {
+        update: false,
+        swap,
+        notice: notice.or_else(|| {
+            Some(Notice {
+                stage: ConditionType::DeviceCreated,
+                reason: "SpecRefused",
+                message: format!(
+                    "the changed spec does not match the schema {} declares: {}; the device keeps its last good spec",
+                    version.label(),
+                    summary(&problems)
+                ),
+            })
+        }),
+    }
 }
 
 /// Whether two resolutions are equal (the generated WIT type has no `PartialEq`).
@@ -192,8 +326,10 @@ pub fn same_references(a: &[ReferenceValue], b: &[ReferenceValue]) -> bool {
 struct Running {
     handle: Handle,
     link: Arc<DeviceLink>,
-    digest: String,
+    version: Arc<Adaptor>,
     references: Vec<ReferenceValue>,
+    /// The notice shown now, so that it is told once, not on every pass.
+    notice: Option<Notice>,
 }
 
 /// The running supervisors of a limb, one per link key.
@@ -241,7 +377,7 @@ impl Fleet {
         let action = {
             let current = self.running.get(key).map(|r| Current {
                 link: &r.link,
-                digest: &r.digest,
+                version: &*r.version,
                 references: &r.references,
             });
             decide(&observed, current.as_ref())
@@ -295,12 +431,20 @@ impl Fleet {
                     Running {
                         handle,
                         link,
-                        digest: adaptor.digest.clone(),
+                        version: adaptor,
                         references,
+                        notice: None,
                     },
                 );
             }
-            (Action::Keep { update, swap }, Some(link)) => {
+            (
+                Action::Keep {
+                    update,
+                    swap,
+                    notice,
+                },
+                Some(link),
+            ) => {
                 let Some(r) = self.running.get_mut(key) else {
                     return;
                 };
@@ -310,8 +454,12 @@ impl Fleet {
                     r.handle.send(Command::Update(link, references));
                 }
                 if let Some(adaptor) = swap {
-                    r.digest = adaptor.digest.clone();
+                    r.version = adaptor.clone();
                     r.handle.send(Command::Swap(adaptor));
+                }
+                if r.notice != notice {
+                    show_notice(&self.ctx, key, r.notice.as_ref(), notice.as_ref());
+                    r.notice = notice;
                 }
             }
             // Every other action comes from an observation that carries its link.
@@ -329,6 +477,31 @@ impl Fleet {
     pub async fn stop_all(&mut self) {
         supervisor::stop_all(self.running.drain().map(|(_, r)| r.handle)).await;
     }
+}
+
+/// Shows `notice` on the running device's condition and as a Warning event, or, when it
+/// is gone, puts back the condition's usual reason.
+fn show_notice(ctx: &Context, key: &str, before: Option<&Notice>, notice: Option<&Notice>) {
+    let stamp = now();
+    ctx.board.update(
+        key,
+        || DeviceReport::new("", key, "", ""),
+        |r| {
+            if let Some(b) = before {
+                r.conditions
+                    .annotate(b.stage, b.stage.true_reason(), "", &stamp);
+            }
+            if let Some(n) = notice {
+                r.conditions.annotate(n.stage, n.reason, &n.message, &stamp);
+                r.last_error = Some(n.message.clone());
+                r.record(crate::status::Event::new(
+                    crate::status::EventType::Warning,
+                    n.reason,
+                    &n.message,
+                ));
+            }
+        },
+    );
 }
 
 /// The board's first report of a link, before anything ran.

@@ -12,6 +12,9 @@ pub struct Fake {
     pub name: &'static str,
     pub digest: &'static str,
     pub kinds: &'static [&'static str],
+    /// The `gear` values its declared schema accepts; `None`: it declares no schema.
+    pub gears: Option<&'static [&'static str]>,
+    pub forced: bool,
 }
 
 impl Version for Fake {
@@ -24,6 +27,25 @@ impl Version for Fake {
     fn serves(&self, api_version: &str, kind: &str) -> bool {
         api_version == API && self.kinds.contains(&kind)
     }
+    fn spec_problems(&self, link: &DeviceLink) -> Vec<String> {
+        let Some(gears) = self.gears else {
+            return Vec::new();
+        };
+        let gear = link.spec.template.spec["gear"].as_str().unwrap_or_default();
+        if gears.contains(&gear) {
+            return Vec::new();
+        }
+        vec![format!(
+            "spec.template.spec.gear: must be one of {}",
+            gears.join(", ")
+        )]
+    }
+    fn forced(&self) -> bool {
+        self.forced
+    }
+    fn label(&self) -> String {
+        self.digest.to_owned()
+    }
 }
 
 pub const API: &str = "devices.edge.cattle.io/v1alpha1";
@@ -34,6 +56,20 @@ pub fn fake(digest: &'static str) -> Arc<Fake> {
         name: DUMMY,
         digest,
         kinds: &["DummySpecialDevice"],
+        gears: None,
+        forced: false,
+    })
+}
+
+/// A version declaring a schema that accepts only `gears`; `forced`: pushed with
+/// `--force`.
+pub fn strict(digest: &'static str, gears: &'static [&'static str], forced: bool) -> Arc<Fake> {
+    Arc::new(Fake {
+        name: DUMMY,
+        digest,
+        kinds: &["DummySpecialDevice"],
+        gears: Some(gears),
+        forced,
     })
 }
 

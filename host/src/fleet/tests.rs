@@ -1,4 +1,4 @@
-use super::testing::{Fake, fake, link};
+use super::testing::{Fake, fake, link, strict};
 use super::*;
 
 fn offer(named: Option<Arc<Fake>>, model_known: bool, loading: usize) -> Offer<Fake> {
@@ -21,14 +21,18 @@ fn refs(value: &str) -> Vec<ReferenceValue> {
 /// What runs in a case: its link, digest and reference value.
 struct Now {
     link: DeviceLink,
-    digest: &'static str,
+    version: Arc<Fake>,
     refs: Vec<ReferenceValue>,
 }
 
 fn running(gear: &str, uid: &str, digest: &'static str, value: &str) -> Option<Now> {
+    running_on(gear, uid, fake(digest), value)
+}
+
+fn running_on(gear: &str, uid: &str, version: Arc<Fake>, value: &str) -> Option<Now> {
     Some(Now {
         link: link("DummySpecialDevice", gear, None, uid),
-        digest,
+        version,
         refs: refs(value),
     })
 }
@@ -45,6 +49,8 @@ enum Want {
     Keep {
         update: bool,
         swap: Option<&'static str>,
+        /// The notice's reason.
+        notice: Option<&'static str>,
     },
 }
 
@@ -54,12 +60,17 @@ fn want(a: Action<Fake>) -> (Want, String) {
         Action::Refuse(b) => (Want::Refuse(b.stage, ""), b.message),
         Action::Wait(m) => (Want::Wait(""), m),
         Action::Start(a) => (Want::Start(a.digest), String::new()),
-        Action::Keep { update, swap } => (
+        Action::Keep {
+            update,
+            swap,
+            notice,
+        } => (
             Want::Keep {
                 update,
                 swap: swap.map(|a| a.digest),
+                notice: notice.as_ref().map(|n| n.reason),
             },
-            String::new(),
+            notice.map(|n| n.message).unwrap_or_default(),
         ),
     }
 }
@@ -74,7 +85,7 @@ fn wanted(link: DeviceLink, value: &str, offer: Offer<Fake>) -> Observed<Fake> {
 
 #[test]
 fn decide_table() {
-    use ConditionType::{AdaptorExisted, DeviceConnected, ModelExisted};
+    use ConditionType::{AdaptorExisted, DeviceConnected, DeviceCreated, ModelExisted};
     let dummy = || link("DummySpecialDevice", "slow", None, "u1");
     let pinned = |p: &str| link("DummySpecialDevice", "slow", Some(p), "u1");
     struct Case {
@@ -100,6 +111,7 @@ fn decide_table() {
             want: Want::Keep {
                 update: false,
                 swap: None,
+                notice: None,
             },
             says: "",
         },
@@ -110,6 +122,7 @@ fn decide_table() {
             want: Want::Keep {
                 update: true,
                 swap: None,
+                notice: None,
             },
             says: "",
         },
@@ -120,6 +133,7 @@ fn decide_table() {
             want: Want::Keep {
                 update: true,
                 swap: None,
+                notice: None,
             },
             says: "",
         },
@@ -130,6 +144,7 @@ fn decide_table() {
             want: Want::Keep {
                 update: true,
                 swap: None,
+                notice: None,
             },
             says: "",
         },
@@ -140,6 +155,7 @@ fn decide_table() {
             want: Want::Keep {
                 update: false,
                 swap: Some("d2"),
+                notice: None,
             },
             says: "",
         },
@@ -150,6 +166,7 @@ fn decide_table() {
             want: Want::Keep {
                 update: true,
                 swap: Some("d2"),
+                notice: None,
             },
             says: "",
         },
@@ -270,11 +287,70 @@ fn decide_table() {
             want: Want::Wait(""),
             says: "as adaptors.edge.cattle.io/dummy at sha256:d2",
         },
+        Case {
+            name: "a new link whose spec the declared schema rejects: refused at DeviceCreated",
+            observed: wanted(dummy(), "a", offer(Some(strict("d1", &["fast"], false)), true, 0)),
+            now: None,
+            want: Want::Refuse(Some(DeviceCreated), ""),
+            says: "spec.template.spec.gear: must be one of fast",
+        },
+        Case {
+            name: "a new version whose schema rejects the running spec is held",
+            observed: wanted(dummy(), "a", offer(Some(strict("d2", &["fast"], false)), true, 0)),
+            now: running("slow", "u1", "d1", "a"),
+            want: Want::Keep {
+                update: false,
+                swap: None,
+                notice: Some("SwapHeld"),
+            },
+            says: "d1 stays: d2 rejects this link's spec: spec.template.spec.gear",
+        },
+        Case {
+            name: "a forced new version takes over even so",
+            observed: wanted(dummy(), "a", offer(Some(strict("d2", &["fast"], true)), true, 0)),
+            now: running("slow", "u1", "d1", "a"),
+            want: Want::Keep {
+                update: false,
+                swap: Some("d2"),
+                notice: None,
+            },
+            says: "",
+        },
+        Case {
+            name: "a held link whose spec is fixed moves to the new version",
+            observed: wanted(
+                link("DummySpecialDevice", "fast", None, "u1"),
+                "a",
+                offer(Some(strict("d2", &["fast"], false)), true, 0),
+            ),
+            now: running("slow", "u1", "d1", "a"),
+            want: Want::Keep {
+                update: true,
+                swap: Some("d2"),
+                notice: None,
+            },
+            says: "",
+        },
+        Case {
+            name: "a spec change the running version rejects keeps the last good spec",
+            observed: wanted(
+                link("DummySpecialDevice", "fast", None, "u1"),
+                "a",
+                offer(Some(strict("d1", &["slow"], false)), true, 0),
+            ),
+            now: running_on("slow", "u1", strict("d1", &["slow"], false), "a"),
+            want: Want::Keep {
+                update: false,
+                swap: None,
+                notice: Some("SpecRefused"),
+            },
+            says: "the changed spec does not match the schema d1 declares: spec.template.spec.gear",
+        },
     ];
     for c in cases {
         let current = c.now.as_ref().map(|n| Current {
             link: &n.link,
-            digest: n.digest,
+            version: &*n.version,
             references: &n.refs,
         });
         let (got, message) = want(decide(&c.observed, current.as_ref()));

@@ -7,6 +7,8 @@ use std::fmt::Display;
 use std::future::Future;
 use std::sync::Arc;
 
+use serde_json::Value;
+
 use crate::adaptors::Adaptor;
 use crate::bindings::{self, AdaptorError, AdaptorInfo, DeviceConfig, DeviceSettings};
 use crate::capabilities::Grants;
@@ -45,6 +47,11 @@ pub trait Version: Display + Send + Sync + 'static {
     fn digest(&self) -> &str;
     /// The digest as shown to people.
     fn short_digest(&self) -> &str;
+    /// What is wrong with `status` by the schema this version declares for the model;
+    /// empty when it declares none.
+    fn status_problems(&self, _api_version: &str, _kind: &str, _status: &Value) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 impl Version for Adaptor {
@@ -56,6 +63,18 @@ impl Version for Adaptor {
     }
     fn short_digest(&self) -> &str {
         Adaptor::short_digest(self)
+    }
+    fn status_problems(&self, api_version: &str, kind: &str, status: &Value) -> Vec<String> {
+        let Some(schema) = self
+            .declared(api_version, kind)
+            .and_then(|d| d.status.as_ref())
+        else {
+            return Vec::new();
+        };
+        crds::structural::validate(schema, status, "status")
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 }
 

@@ -464,7 +464,22 @@ impl<C: Connect> Supervisor<C> {
             ))
         } else {
             match serde_json::from_str::<Value>(doc) {
-                Ok(v @ Value::Object(_)) => Ok(v),
+                Ok(v @ Value::Object(_)) => {
+                    let model = &self.link.spec.model;
+                    let problems =
+                        self.adaptor
+                            .status_problems(&model.api_version, &model.kind, &v);
+                    if problems.is_empty() {
+                        Ok(v)
+                    } else {
+                        let why = format!(
+                            "adaptor returned a status that does not match the schema it declares: {}",
+                            crate::fleet::summary(&problems)
+                        );
+                        self.event(EventType::Warning, "StatusRefused", &why);
+                        Err(why)
+                    }
+                }
                 Ok(other) => Err(format!(
                     "adaptor returned a status that is not a JSON object: {}",
                     json_kind(&other)

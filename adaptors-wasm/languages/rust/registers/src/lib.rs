@@ -119,7 +119,11 @@ impl Device for Registers {
 
     fn describe() -> Info {
         Info::new(NAME, VERSION)
-            .model(ModelInfo::new(API_VERSION, KIND).resource(ENDPOINT, ResourceKind::Tcp))
+            .model(
+                ModelInfo::new(API_VERSION, KIND)
+                    .resource(ENDPOINT, ResourceKind::Tcp)
+                    .declared(include_str!("../models/registerdevices.json")),
+            )
     }
 
     /// Connects nothing: an unreachable server is a poll error the limb retries.
