@@ -65,6 +65,9 @@ pub enum Command {
     /// Validates a component and writes it as the ConfigMap(s) the limb reads; with
     /// --dry-run, prints them for `kubectl apply -f -` instead.
     Push(PushArgs),
+    /// Prints the CRDs of the models a component declares (contract 0.1.3), for
+    /// `kubectl apply -f -`. Needs no cluster.
+    Crd(CrdArgs),
     /// Lists the adaptors in the cluster and where DeviceLinks run them.
     List,
 }
@@ -74,6 +77,12 @@ pub struct InspectArgs {
     /// The components (.wasm).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CrdArgs {
+    /// The component (`.wasm`).
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -96,7 +105,9 @@ pub struct PushArgs {
     pub dry_run: bool,
 
     /// Push even when the limb would refuse the component, when --name differs from
-    /// its own name, or when the ConfigMap holds another adaptor.
+    /// its own name, or when the ConfigMap holds another adaptor; and let the new
+    /// version take over links whose spec its declared schema rejects (the limb holds
+    /// those on the running version otherwise).
     #[arg(long)]
     pub force: bool,
 }

@@ -110,6 +110,9 @@ pub struct ModelEntry {
     pub api_version: String,
     pub kind: String,
     pub resource_fields: Vec<ResourceFieldEntry>,
+    /// Whether the component declares the model's schema (contract 0.1.3 `models`):
+    /// then `octopus crd` makes its CRD and the limb checks specs against it.
+    pub declared: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -176,6 +179,8 @@ pub enum ExportKind {
     Driver,
     /// Our `driver`, of a contract version this limb does not support.
     OtherVersion,
+    /// Our `models`: the schemas of the models it serves (contract 0.1.3).
+    Models,
     /// Anything else: ignored by the limb.
     Other,
 }
@@ -431,13 +436,18 @@ pub fn describe_type(report: &mut Report, imports: &[String], exports: &[String]
         .collect();
     packages.sort();
     packages.dedup();
+    let world = if report.exports.iter().any(|e| e.kind == ExportKind::Models) {
+        "described-adaptor"
+    } else {
+        "adaptor"
+    };
     let name = report
         .exports
         .iter()
-        .find(|e| e.kind != ExportKind::Other)
+        .find(|e| matches!(e.kind, ExportKind::Driver | ExportKind::OtherVersion))
         .map(|e| {
             let version = e.name.split_once('@').map_or("", |(_, v)| v);
-            format!("{}/adaptor@{version}", validate::PACKAGE)
+            format!("{}/{world}@{version}", validate::PACKAGE)
         });
     report.world = Some(World { name, packages });
 }
@@ -445,6 +455,13 @@ pub fn describe_type(report: &mut Report, imports: &[String], exports: &[String]
 /// Our `driver` (of a version we accept or not), or something the limb ignores; judged
 /// by the limb's own check on that export alone.
 fn export_kind(name: &str) -> ExportKind {
+    let models = format!("{}/models@", validate::PACKAGE);
+    if name
+        .strip_prefix(&models)
+        .is_some_and(|v| v.starts_with("0.1."))
+    {
+        return ExportKind::Models;
+    }
     match validate::check_names(&[], &[name.to_owned()]) {
         Ok(()) => ExportKind::Driver,
         Err(validate::Error::Version { .. }) => ExportKind::OtherVersion,
@@ -495,6 +512,9 @@ fn described(a: &Adaptor) -> Described {
                         },
                     })
                     .collect(),
+                declared: a
+                    .declared(&m.model.api_version, &m.model.kind)
+                    .is_some(),
             })
             .collect(),
     }
@@ -557,7 +577,16 @@ impl Report {
         }
         if let Some(a) = &self.adaptor {
             for m in &a.models {
-                let _ = writeln!(s, "  {:<10} {}/{}", "serves", m.api_version, m.kind);
+                let schema = if m.declared {
+                    " (declares its schema)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    s,
+                    "  {:<10} {}/{}{schema}",
+                    "serves", m.api_version, m.kind
+                );
                 for f in &m.resource_fields {
                     let _ = writeln!(s, "  {:<10}   resource field {} ({})", "", f.path, f.kind);
                 }
@@ -592,6 +621,7 @@ impl Report {
                         "a driver of another contract version: refused (this limb supports {})",
                         self.limb.contract
                     ),
+                    ExportKind::Models => "the models it declares, checked by the limb".to_owned(),
                     ExportKind::Other => "ignored by the limb".to_owned(),
                 };
                 let _ = writeln!(s, "    {:<width$}  {what}", e.name);

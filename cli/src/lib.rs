@@ -11,5 +11,6 @@ pub mod cluster;
 pub mod config;
 pub mod inspect;
 pub mod list;
+pub mod models;
 pub mod output;
 pub mod push;

@@ -5,7 +5,7 @@
 use anyhow::Context as _;
 use clap::Parser as _;
 use octopus_cli::config::{Command, Config, Format};
-use octopus_cli::{cluster, inspect, list, push};
+use octopus_cli::{cluster, inspect, list, models, push};
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
@@ -38,6 +38,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 for why in &prepared.overridden {
                     eprintln!("warning: {why} (--force)");
                 }
+                dry_run_diff(&config.kube, &prepared).await;
                 print!(
                     "{}",
                     push::render(&prepared, &config.namespace, config.output)?
@@ -55,6 +56,24 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 Format::Json => print_json(&report)?,
             }
         }
+        Command::Crd(args) => {
+            let inspector = inspect::Inspector::new(limits)?;
+            let inspection = inspector.inspect_file(&args.file).await?;
+            let Some(adaptor) = inspection.adaptor else {
+                anyhow::bail!(
+                    "{}: the limb refuses this component: {}",
+                    args.file.display(),
+                    inspection.report.reasons.join("; ")
+                );
+            };
+            let crds = models::crds(&adaptor)?;
+            match config.output {
+                Format::Text => print!("{}", models::render(&crds)?),
+                Format::Json => print_json(
+                    &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": crds}),
+                )?,
+            }
+        }
         Command::List => {
             let client = cluster::connect(&config.kube).await?;
             let listing = list::run(client, &config.namespace).await?;
@@ -68,6 +87,35 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `push --dry-run`: what the model CRDs would change and which links would be held,
+/// when a cluster is reachable; the dry run itself needs none.
+async fn dry_run_diff(kube: &octopus_cli::config::KubeArgs, prepared: &push::Prepared) {
+    if prepared.crds.is_empty() {
+        return;
+    }
+    let diff = match cluster::connect(kube).await {
+        Ok(client) => models::push(
+            client,
+            &prepared.crds,
+            &prepared.adaptor,
+            push::FIELD_MANAGER,
+            false,
+        )
+        .await
+        .map_err(anyhow::Error::from),
+        Err(e) => Err(e.into()),
+    };
+    match diff {
+        Ok(changes) => {
+            eprintln!("against the cluster (nothing written):");
+            for c in &changes {
+                eprint!("{}", c.text());
+            }
+        }
+        Err(e) => eprintln!("no diff against the cluster: {e:#}"),
+    }
 }
 
 fn main() -> std::process::ExitCode {

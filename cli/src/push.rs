@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::ByteString;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -25,6 +26,7 @@ use serde::Serialize;
 use crate::cluster::{self, failed};
 use crate::config::{Format, PushArgs};
 use crate::inspect::Inspection;
+use crate::models;
 use crate::output::{bytes, percent, plural, short_digest};
 
 /// The field manager of every write.
@@ -58,6 +60,8 @@ pub enum Error {
     #[error("cannot render the ConfigMaps as JSON")]
     Render(#[source] serde_yaml::Error),
     #[error(transparent)]
+    Models(#[from] models::Error),
+    #[error(transparent)]
     Cluster(#[from] cluster::Error),
 }
 
@@ -74,6 +78,11 @@ pub struct Prepared {
     pub component: Vec<u8>,
     /// Checks `--force` overrode.
     pub overridden: Vec<String>,
+    /// The CRDs of the models the component declares (none before contract 0.1.3).
+    pub crds: Vec<CustomResourceDefinition>,
+    /// `--force`: the limb lets this version take over every link, even those whose
+    /// spec its schema rejects.
+    pub force: bool,
 }
 
 /// Applies the checks `push` makes before touching anything.
@@ -114,6 +123,17 @@ pub fn prepare(inspection: Inspection, args: &PushArgs) -> Result<Prepared, Erro
         (None, Some(described)) => described,
         (None, None) => return Err(Error::NameRequired),
     };
+    let crds = match adaptor.as_deref().map(models::crds) {
+        Some(Ok(crds)) => crds,
+        Some(Err(models::Error::NoDeclaration(_))) | None => Vec::new(),
+        Some(Err(e)) => {
+            if !args.force {
+                return Err(e.into());
+            }
+            overridden.push(e.to_string());
+            Vec::new()
+        }
+    };
     let models = adaptor
         .as_ref()
         .map(|a| {
@@ -133,6 +153,8 @@ pub fn prepare(inspection: Inspection, args: &PushArgs) -> Result<Prepared, Erro
         models,
         component,
         overridden,
+        crds,
+        force: args.force,
     })
 }
 
@@ -152,12 +174,19 @@ pub struct Plan {
 
 impl Plan {
     pub fn new(prepared: &Prepared, existing_parts: &[String]) -> Self {
-        let parts = package::package(
+        let mut parts = package::package(
             &prepared.configmap,
             &prepared.adaptor,
             &prepared.models,
             &prepared.component,
         );
+        if prepared.force
+            && let Some(manifest) = parts.first_mut()
+        {
+            manifest
+                .annotations
+                .insert(package::FORCE_ANNOTATION.to_owned(), "true".to_owned());
+        }
         let keep: BTreeSet<&str> = parts.iter().map(|p| p.name.as_str()).collect();
         let stale: BTreeSet<String> = existing_parts
             .iter()
@@ -212,16 +241,27 @@ pub fn to_configmap(part: &Part, namespace: &str) -> ConfigMap {
     }
 }
 
-/// `--dry-run`: the ConfigMaps exactly as `package::render` renders them, as YAML or as a
-/// JSON `v1 List`; both can be piped to `kubectl apply -f -`.
+/// `--dry-run`: the model CRDs, then the ConfigMaps exactly as `package::render` renders
+/// them (with the force annotation when forced), as YAML or as a JSON `v1 List`; both
+/// can be piped to `kubectl apply -f -`.
 pub fn render(prepared: &Prepared, namespace: &str, format: Format) -> Result<String, Error> {
-    let yaml = package::render(
-        &prepared.configmap,
-        namespace,
-        &prepared.adaptor,
-        &prepared.models,
-        &prepared.component,
-    );
+    let mut yaml = models::render(&prepared.crds)?;
+    if prepared.force {
+        for part in Plan::new(prepared, &[]).parts {
+            yaml.push_str("---\n");
+            yaml.push_str(
+                &serde_yaml::to_string(&to_configmap(&part, namespace)).map_err(Error::Render)?,
+            );
+        }
+    } else {
+        yaml.push_str(&package::render(
+            &prepared.configmap,
+            namespace,
+            &prepared.adaptor,
+            &prepared.models,
+            &prepared.component,
+        ));
+    }
     match format {
         Format::Text => Ok(yaml),
         Format::Json => {
@@ -259,6 +299,8 @@ pub struct Report {
     pub deleted: Vec<String>,
     /// Checks `--force` overrode.
     pub overridden: Vec<String>,
+    /// The model CRDs installed with it, what changed and which links the limb holds.
+    pub models: Vec<models::ModelChange>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -277,7 +319,7 @@ pub async fn apply(
     prepared: &Prepared,
     force: bool,
 ) -> Result<Report, Error> {
-    let api: Api<ConfigMap> = Api::namespaced(client, namespace);
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     let target = format!("{namespace}/{}", prepared.configmap);
     let existing = match api.get_opt(&prepared.configmap).await {
         Ok(cm) => cm,
@@ -340,6 +382,27 @@ pub async fn apply(
         percent(plan.stored_bytes(), plan.size),
         plural(plan.parts.len(), "ConfigMap", "ConfigMaps")
     );
+    // The models first: a limb that loads the new version finds its model served.
+    let models = models::push(
+        client,
+        &prepared.crds,
+        &prepared.adaptor,
+        FIELD_MANAGER,
+        true,
+    )
+    .await?;
+    for m in &models {
+        eprint!("{}", m.text());
+    }
+    if models.iter().any(|m| !m.held.is_empty()) {
+        if force {
+            eprintln!("  --force: the new version takes over the held links too");
+        } else {
+            eprintln!(
+                "  the limb keeps held links on the running version until their spec is fixed (or push with --force)"
+            );
+        }
+    }
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     let mut written = Vec::new();
     for part in plan.write_order() {
@@ -411,6 +474,7 @@ pub async fn apply(
         written,
         deleted,
         overridden,
+        models,
     })
 }
 
@@ -470,6 +534,8 @@ mod tests {
             configmap: "adaptor-big".into(),
             component,
             overridden: vec![],
+            crds: vec![],
+            force: false,
         }
     }
 
@@ -547,6 +613,7 @@ mod tests {
             }],
             deleted: vec![],
             overridden: vec![],
+            models: vec![],
         };
         let v = serde_json::to_value(&r).unwrap();
         let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
@@ -560,6 +627,7 @@ mod tests {
                 "digest",
                 "encoding",
                 "file",
+                "models",
                 "namespace",
                 "overridden",
                 "previousDigest",

@@ -7,7 +7,7 @@ use wasmtime::component::Component;
 /// The WIT package this limb implements.
 pub const PACKAGE: &str = "octopus:adaptor";
 /// The package version, matched on major.minor (0.1.x).
-pub const VERSION: &str = "0.1.2";
+pub const VERSION: &str = "0.1.3";
 
 /// WASI interfaces the limb links, all inert: no preopens, no environment, no sockets.
 const WASI_ALLOWED: &[&str] = &[
