@@ -21,27 +21,36 @@ need_jco
 need_wasm_tools
 QJS="$NPM_TOOLS/componentize-qjs"
 
-# Flags: --sync (no component-model async ABI), --stub-wasi (import only our WIT).
-FLAGS=(-n adaptor --sync --stub-wasi)
+# Flags: --sync (no component-model async ABI), --stub-wasi (import only our WIT). The
+# world is `described-adaptor` when the folder has a models.json (the models' schemas,
+# made into models.js here), else `adaptor`.
+FLAGS=(--sync --stub-wasi)
 
-build() { # SRC_DIR NAME
-    local src="$1" name="$2"
+build() { # SRC_DIR NAME [SED_SCRIPT applied to app.js and models.json: a test variant]
+    local src="$1" name="$2" edit="${3:-}"
     local work="$SCRATCH/$name-$(echo "$src" | sha256sum | cut -c1-8)"
     local out="$OUT_DIR/adaptor_${name}_javascript.wasm"
     mkdir -p "$work"
+    local world=adaptor
+    [ -f "$src/models.json" ] && world=described-adaptor
     # The helper: the folder's own octopus.js, else the template's.
     local helper=()
     [ -f "$src/octopus.js" ] || helper=("$HERE/template/octopus.js")
     # Rebuild only when the sources, the helper, the WIT, the toolchain or the flags changed.
     local key
-    key="$( (find "$src" -type f \( -name '*.js' -o -name '*.mjs' -o -name '*.ts' \) -not -path '*/node_modules/*' | LC_ALL=C sort | xargs cat; cat "${helper[@]}" "$WIT_DIR"/*.wit) | sha256sum | cut -c1-16)"
-    key="$key-$JCO_VERSION-$(echo "${FLAGS[*]}" | sha256sum | cut -c1-8)"
+    key="$( (find "$src" -type f \( -name '*.js' -o -name '*.mjs' -o -name '*.ts' -o -name '*.json' \) -not -path '*/node_modules/*' | LC_ALL=C sort | xargs cat; cat "${helper[@]}" "$WIT_DIR"/*.wit) | sha256sum | cut -c1-16)"
+    key="$key-$JCO_VERSION-$(echo "$world ${FLAGS[*]} $edit" | sha256sum | cut -c1-8)"
     local cached="$work/$key.wasm"
     if [ ! -s "$cached" ]; then
-        if [ ${#helper[@]} -gt 0 ]; then # build from a copy that has the helper
+        if [ ${#helper[@]} -gt 0 ] || [ "$world" = described-adaptor ] || [ -n "$edit" ]; then
+            # Build from a copy: with the helper, the variant's edit and models.js.
             rm -rf "$work/src" && mkdir -p "$work/src"
             cp -R "$src/." "${helper[@]}" "$work/src/"
             src="$work/src"
+            [ -z "$edit" ] || sed -i -e "$edit" "$src/app.js" $(find "$src" -maxdepth 1 -name models.json)
+            if [ -f "$src/models.json" ]; then
+                { printf 'export default '; cat "$src/models.json"; printf ';\n'; } > "$src/models.js"
+            fi
         fi
         local entry="$src/app.js" root="$src"
         if [ -f "$src/app.ts" ]; then
@@ -54,7 +63,7 @@ build() { # SRC_DIR NAME
             entry="$work/js/app.js" root="$work/js"
         fi
         rm -f "$work"/*.wasm
-        (cd "$work" && "$QJS" -w "$WIT_DIR" -j "$entry" --module-root "$root" "${FLAGS[@]}" -o "$cached.tmp") >"$work/build.log" 2>&1 \
+        (cd "$work" && "$QJS" -w "$WIT_DIR" -j "$entry" --module-root "$root" -n "$world" "${FLAGS[@]}" -o "$cached.tmp") >"$work/build.log" 2>&1 \
             || { cat "$work/build.log" >&2; rm -f "$cached.tmp"; echo "componentize-qjs failed for $name" >&2; exit 1; }
         # --stub-wasi must leave nothing but our own contract among the imports.
         if "$WASM_TOOLS" component wit "$cached.tmp" | grep -q 'import wasi:'; then
@@ -74,3 +83,7 @@ fi
 
 build "$HERE/template" counter
 build "$HERE/registers" registers
+# A test fixture: the counter's next version, with `step` renamed to `increment` (the
+# schema-checked hot swap holds links that still say `step`).
+build "$HERE/template" counter_renamed 's/"step"/"increment"/g; s/0\.1\.0+/0.2.0+/'
+

@@ -4,8 +4,8 @@
 // Spec: {"endpoint": "host:port", "unitId": 1, "address": 0, "count": 1, "syncIntervalMs": 1000}
 // Status: {"registers": [<u16>, ...], "polls": <n>, "language": "javascript"}.
 // Snapshot: {"polls": <n>}, the same in every language's build.
-import clock from "octopus:adaptor/clock@0.1.2";
-import socket from "octopus:adaptor/socket@0.1.2";
+import clock from "octopus:adaptor/clock@0.1.3";
+import socket from "octopus:adaptor/socket@0.1.3";
 import {
   LANGUAGE,
   Spec,

@@ -7,11 +7,14 @@ import {
   LANGUAGE,
   Spec,
   defineDriver,
+  defineModels,
   incompatibleState,
   internal,
   isObject,
   log,
 } from "./octopus.js";
+// models.json, the schema of CounterDevice, made into a module by build.sh.
+import declarations from "./models.js";
 
 const NAME = "adaptors.edge.cattle.io/counter";
 const VERSION = `0.1.0+${LANGUAGE}`;
@@ -75,3 +78,8 @@ export const driver = defineDriver({
 
   shutdown() {},
 });
+
+// The WIT export `models`: what the limb checks specs and statuses against and what
+// `octopus crd` makes the CounterDevice CRD from. Leave it out (and models.json) to
+// build for the plain `adaptor` world instead.
+export const models = defineModels(declarations);

@@ -10,7 +10,7 @@
 //   - toU32/fromU32 for WIT u32 values >= 2^31 (see "WIT numbers");
 //   - log.info(...) etc., and `console.*` routed to the limb's log (console output
 //     would otherwise trap: the component is built with --stub-wasi).
-import logImport from "octopus:adaptor/log@0.1.2";
+import logImport from "octopus:adaptor/log@0.1.3";
 
 export const LANGUAGE = "javascript";
 
@@ -328,6 +328,37 @@ function statusJson(status) {
  * Throw AdaptorError (invalidSpec(...), unreachable(...), ...) to fail a call; capability
  * errors and bugs are mapped too (see toAdaptorError), so nothing escapes as a trap.
  */
+/**
+ * The `models` export (contract 0.1.3, world `described-adaptor`) from the declarations
+ * in your folder's models.json (build.sh turns it into `models.js`): the schema of each
+ * model's spec and status, its printer columns and short names. The limb checks every
+ * spec and status against it, and `octopus crd` makes the model's CRD from it. One
+ * declaration, or a list of them for an adaptor serving several models.
+ */
+export function defineModels(declarations) {
+  const list = Array.isArray(declarations) ? declarations : [declarations];
+  const text = (v) => (v === undefined || v === null ? "" : JSON.stringify(v));
+  return {
+    describeModels: () =>
+      list.map((d) => ({
+        model: { apiVersion: d.apiVersion, kind: d.kind },
+        description: d.description ?? "",
+        spec: text(d.spec),
+        status: text(d.status),
+        shortNames: d.shortNames ?? [],
+        categories: d.categories ?? [],
+        printerColumns: (d.printerColumns ?? []).map((c) => ({
+          name: c.name,
+          jsonPath: c.jsonPath,
+          type: c.type,
+          format: c.format ?? undefined,
+          description: c.description ?? undefined,
+          priority: c.priority ?? 0,
+        })),
+      })),
+  };
+}
+
 export function defineDriver(impl) {
   return {
     describe: () => impl.describe(),

@@ -68,7 +68,12 @@ const imports = {
   "octopus:adaptor/events": { reportStatus() {}, recordEvent() {} },
   "octopus:adaptor/types": {},
   "octopus:adaptor/serial": { Port: Stub, open: () => { throw capErr("not-permitted", "no serial"); } },
-  "octopus:adaptor/gpio": { Line: Stub, open: () => { throw capErr("not-permitted", "no gpio"); } },
+  "octopus:adaptor/gpio": {
+    Line: Stub,
+    open: () => { throw capErr("not-permitted", "no gpio"); },
+    request: () => { throw capErr("not-permitted", "no gpio"); },
+  },
+  "octopus:adaptor/ble": { Peripheral: Stub, find: () => { throw capErr("not-permitted", "no ble"); } },
   "octopus:adaptor/socket": {
     TcpStream,
     UdpSocket: Stub,
@@ -91,7 +96,9 @@ async function load(dir) {
     async (p) => WebAssembly.compile(await fs.readFile(path.join(dir, p))),
     new Proxy(imports, { get: (t, k) => t[String(k).replace(/@.*/, "")] }),
   );
-  return inst.driver ?? inst["octopus:adaptor/driver@0.1.0"];
+  const driver = inst.driver ?? inst["octopus:adaptor/driver@0.1.0"];
+  driver.models = inst.models ?? inst["octopus:adaptor/models@0.1.3"];
+  return driver;
 }
 
 const config = (spec) => ({
@@ -125,6 +132,14 @@ test("counter: describe", () => {
   assert.equal(info.version, "0.1.0+javascript");
   assert.deepEqual(info.models[0].model, { apiVersion: "devices.edge.cattle.io/v1alpha1", kind: "CounterDevice" });
   assert.deepEqual(info.models[0].resourceFields, []);
+});
+
+test("counter: declares its model's schema", () => {
+  const [m] = counter.models.describeModels();
+  assert.deepEqual(m.model, { apiVersion: "devices.edge.cattle.io/v1alpha1", kind: "CounterDevice" });
+  assert.equal(JSON.parse(m.spec).properties.step.type, "integer");
+  assert.deepEqual(m.shortNames, ["counter"]);
+  assert.ok(m.printerColumns.some((c) => c.jsonPath === ".status.count"));
 });
 
 test("counter: spec errors name the field", () => {
