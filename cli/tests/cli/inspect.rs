@@ -26,7 +26,8 @@ fn a_good_component_is_accepted_with_its_world_imports_and_models() {
     assert_eq!(v["reasons"], serde_json::json!([]));
     assert_eq!(v["adaptor"]["name"], "adaptors.edge.cattle.io/modbus");
     assert_eq!(v["adaptor"]["models"][0]["kind"], "ModbusDevice");
-    assert_eq!(v["world"]["name"], "octopus:adaptor/adaptor@0.1.2");
+    assert_eq!(v["world"]["name"], "octopus:adaptor/described-adaptor@0.1.3");
+    assert_eq!(v["adaptor"]["models"][0]["declared"], true);
     assert_eq!(
         v["size"].as_u64().unwrap(),
         std::fs::metadata(component_path("adaptor_modbus"))
@@ -39,7 +40,7 @@ fn a_good_component_is_accepted_with_its_world_imports_and_models() {
     assert!(
         imports
             .iter()
-            .any(|i| i["name"] == "octopus:adaptor/socket@0.1.2" && i["kind"] == "ours")
+            .any(|i| i["name"] == "octopus:adaptor/socket@0.1.3" && i["kind"] == "ours")
     );
     assert!(
         imports
@@ -47,7 +48,14 @@ fn a_good_component_is_accepted_with_its_world_imports_and_models() {
             .any(|i| i["name"].as_str().unwrap().starts_with("wasi:") && i["kind"] == "wasi")
     );
     assert!(imports.iter().all(|i| i["kind"] != "unknown"));
-    assert_eq!(v["exports"][0]["kind"], "driver");
+    let exports: Vec<(&str, &str)> = v["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["kind"].as_str().unwrap()))
+        .collect();
+    assert!(exports.contains(&("octopus:adaptor/driver@0.1.3", "driver")), "{exports:?}");
+    assert!(exports.contains(&("octopus:adaptor/models@0.1.3", "models")), "{exports:?}");
     let uses: Vec<&str> = v["interfaces"]
         .as_array()
         .unwrap()

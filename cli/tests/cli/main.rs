@@ -14,4 +14,5 @@ mod common;
 
 mod inspect;
 mod list;
+mod models;
 mod push;

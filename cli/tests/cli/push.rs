@@ -279,15 +279,23 @@ async fn a_dry_run_prints_the_limb_format_and_touches_nothing() {
         &["push", path.to_str().unwrap(), "--dry-run"],
     )
     .success();
-    let expected = package::render(
-        "adaptor-modbus",
-        NS,
-        "adaptors.edge.cattle.io/modbus",
-        &["devices.edge.cattle.io/v1alpha1/ModbusDevice".to_owned()],
-        &modbus,
-    );
+    // The model's CRD first (the component declares it), then the ConfigMap.
+    let expected = crate::models::generated_yaml("modbusdevices")
+        + &package::render(
+            "adaptor-modbus",
+            NS,
+            "adaptors.edge.cattle.io/modbus",
+            &["devices.edge.cattle.io/v1alpha1/ModbusDevice".to_owned()],
+            &modbus,
+        );
     assert_eq!(r.stdout, expected);
     assert!(r.stderr.contains("nothing was written"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("created   CRD modbusdevices.devices.edge.cattle.io"),
+        "the diff against the cluster: {}",
+        r.stderr
+    );
 
     let r = octopus(
         &server.kubeconfig,
@@ -304,18 +312,25 @@ async fn a_dry_run_prints_the_limb_format_and_touches_nothing() {
     .success();
     let v = r.json();
     assert_eq!(v["kind"], "List");
-    assert_eq!(v["items"][0]["metadata"]["namespace"], "edge");
+    assert_eq!(v["items"][0]["kind"], "CustomResourceDefinition");
+    assert_eq!(v["items"][1]["metadata"]["namespace"], "edge");
     assert_eq!(
-        v["items"][0]["metadata"]["annotations"][package::DIGEST_ANNOTATION],
+        v["items"][1]["metadata"]["annotations"][package::DIGEST_ANNOTATION],
         package::digest(&modbus)
     );
 
     // Nothing was written, and no cluster is needed at all.
     assert!(adaptor_configmaps(&client, NS).await.is_empty());
+    assert!(
+        crate::models::installed_crd(&client, "modbusdevices.devices.edge.cattle.io")
+            .await
+            .is_none()
+    );
     let r = octopus(
         std::path::Path::new("/nonexistent/kubeconfig"),
         &["push", path.to_str().unwrap(), "--dry-run"],
     )
     .success();
     assert_eq!(r.stdout, expected);
+    assert!(r.stderr.contains("no diff against the cluster"), "{}", r.stderr);
 }
