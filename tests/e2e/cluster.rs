@@ -240,13 +240,22 @@ pub(crate) async fn install_crd(client: &Client, crd: &CustomResourceDefinition)
 /// A control plane as users install it: API server, garbage collector, the CRDs, the
 /// RBAC in deploy/, a node `edge-1`, and the brain as a process.
 pub(crate) async fn control_plane() -> (ApiServer, Client, Process) {
+    control_plane_with(&[], false).await
+}
+
+/// [`control_plane`] without the model CRDs of the kinds in `skip` (a test that installs
+/// them itself), and with `webhook`, the brain also admitting DeviceLinks, registered as
+/// deploy/brain.yaml registers it (by URL: a test cannot route to a Service).
+pub(crate) async fn control_plane_with(skip: &[&str], webhook: bool) -> (ApiServer, Client, Process) {
     let mut server = ApiServer::start().await;
     server.start_controller_manager();
     let _ = LOGS.set(server.dir.path().to_owned());
     let client = server.client().await;
     // CRDs, the limb's namespace, a node, the brain.
     for (_, crd) in crds::generated::all() {
-        install_crd(&client, &crd).await;
+        if !skip.contains(&crd.spec.names.kind.as_str()) {
+            install_crd(&client, &crd).await;
+        }
     }
     // The limb runs as a user holding exactly the RBAC that deploy/limb.yaml grants.
     let ns: Namespace =
@@ -267,8 +276,51 @@ pub(crate) async fn control_plane() -> (ApiServer, Client, Process) {
     server
         .apply_rbac(&repo_file("deploy/brain.yaml"), "octopus-brain")
         .await;
-    let brain = start_brain(&server, bins::brain(), "info,brain=debug");
+    let brain = if webhook {
+        start_admitting_brain(&server, &client).await
+    } else {
+        start_brain(&server, bins::brain(), "info,brain=debug")
+    };
     (server, client, brain)
+}
+
+/// The brain with its admission webhook on a free loopback port, and the webhook
+/// configuration of deploy/brain.yaml pointed there.
+async fn start_admitting_brain(server: &ApiServer, client: &Client) -> Process {
+    use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+    let port = octopus_tests::process::free_port();
+    let text = std::fs::read_to_string(repo_file("deploy/brain.yaml")).unwrap();
+    let mut cfg: Value = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
+        .find(|v| v["kind"] == "ValidatingWebhookConfiguration")
+        .expect("deploy/brain.yaml ships the webhook configuration");
+    for w in cfg["webhooks"].as_array_mut().unwrap() {
+        w["clientConfig"] =
+            json!({"url": format!("https://127.0.0.1:{port}/validate/devicelinks")});
+    }
+    let cfg: ValidatingWebhookConfiguration = serde_json::from_value(cfg).unwrap();
+    Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &cfg)
+        .await
+        .unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    Process::start(
+        bins::brain(),
+        &[
+            "run",
+            "--identity",
+            "brain-0",
+            "--lease-namespace",
+            "octopus-system",
+            "--webhook-listen",
+            &listen,
+            "--webhook-extra-sans",
+            "127.0.0.1",
+        ],
+        &server.user_kubeconfig("brain"),
+        &[("BRAIN_LOG", "info,brain=debug")],
+        &server.dir.path().join("brain.log"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

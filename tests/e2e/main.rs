@@ -27,4 +27,5 @@ mod modbus;
 mod mqtt;
 mod opcua;
 mod runtime;
+mod schema;
 mod standalone;

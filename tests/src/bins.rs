@@ -1,4 +1,4 @@
-//! The `limb` and `brain` executables, built from this checkout before a suite runs one.
+//! The `limb`, `brain` and `octopus` executables, built from this checkout before a suite runs one.
 //!
 //! `env!("CARGO_BIN_EXE_…")` names only the binaries of the package that owns the test,
 //! and neither binary belongs to this crate. Guessing a path next to another binary ran
@@ -18,6 +18,7 @@ use crate::paths::repo_file;
 struct Bins {
     limb: PathBuf,
     brain: PathBuf,
+    octopus: PathBuf,
 }
 
 static BINS: OnceLock<Bins> = OnceLock::new();
@@ -32,6 +33,11 @@ pub fn brain() -> &'static Path {
     &bins().brain
 }
 
+/// The `octopus` command built from this checkout.
+pub fn octopus() -> &'static Path {
+    &bins().octopus
+}
+
 fn bins() -> &'static Bins {
     BINS.get_or_init(build)
 }
@@ -41,7 +47,7 @@ fn build() -> Bins {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(repo_file(""))
-        .args(["build", "--locked", "-p", "limb", "-p", "brain", "--bins"])
+        .args(["build", "--locked", "-p", "limb", "-p", "brain", "-p", "octopus-cli", "--bins"])
         .arg("--message-format=json-render-diagnostics")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -62,12 +68,15 @@ fn build() -> Bins {
         .unwrap_or_else(|e| panic!("running cargo to build limb and brain: {e}"));
     assert!(
         out.status.success(),
-        "cargo build -p limb -p brain failed ({}); its errors are above",
+        "cargo build -p limb -p brain -p octopus-cli failed ({}); its errors are above",
         out.status
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let (limb, brain) = (executable(&stdout, "limb"), executable(&stdout, "brain"));
-    Bins { limb, brain }
+    Bins {
+        limb: executable(&stdout, "limb"),
+        brain: executable(&stdout, "brain"),
+        octopus: executable(&stdout, "octopus"),
+    }
 }
 
 /// Whether Cargo sets `name` for the test it runs (rather than the user for Cargo).

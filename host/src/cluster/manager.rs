@@ -339,6 +339,9 @@ impl Shared {
             loading: 0,
         };
         let running = lock(&self.fleet).is_running(key);
+        // The device runs this very spec: a model that changed under it (a new version's
+        // CRD, pushed before that version loads) must not stop it.
+        let runs_this_spec = lock(&self.fleet).runs_spec(key, &link);
         match fleet::choose(&link, &offer, running) {
             Choice::Refuse(block) => return Ok(Observed::Blocked { link, block }),
             // A spec the adaptor's declared schema rejects gets no instance either (a
@@ -354,6 +357,14 @@ impl Shared {
         // DeviceCreated: the instance, kept in sync with the template.
         match self.ensure_instance(&link).await {
             Ok(()) => {}
+            Err(Error::Kube(kube::Error::Api(rejected)))
+                if instance_refused(&rejected) && runs_this_spec =>
+            {
+                // The model no longer takes the running spec (a new version renamed a
+                // field): the instance stays as last written, and the fleet decides
+                // whether the link is held on the version that runs.
+                tracing::info!(link = %key, why = %rejected.message, "instance left as it was: its model changed under a running device");
+            }
             Err(Error::Kube(kube::Error::Api(rejected))) if instance_refused(&rejected) => {
                 // The API refused the instance (a spec the model's schema rejects, say):
                 // that is the link's problem, and the condition and a Warning event say

@@ -533,7 +533,17 @@ fn merge_conditions(
         conditions.set(c.type_, c.status, &c.reason, message, now);
     }
     if let (Some(version), Some(digest)) = (&report.adaptor_version, &report.adaptor_digest) {
-        let message = format!("{adaptor} {version} (sha256:{digest})");
+        // A notice on the stage (a held swap) follows the version that runs.
+        let notice = report
+            .conditions
+            .get(ConditionType::AdaptorExisted)
+            .filter(|c| c.reason != ConditionType::AdaptorExisted.true_reason())
+            .map(|c| c.message.as_str())
+            .filter(|m| !m.is_empty());
+        let message = match notice {
+            Some(n) => format!("{adaptor} {version} (sha256:{digest}); {n}"),
+            None => format!("{adaptor} {version} (sha256:{digest})"),
+        };
         if let Some(c) = conditions.0.iter_mut().find(|c| {
             c.type_ == ConditionType::AdaptorExisted && c.status == crds::ConditionStatus::True
         }) && c.message != message

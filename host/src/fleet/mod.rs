@@ -264,8 +264,7 @@ pub fn decide<A: Version>(
         stage: ConditionType::AdaptorExisted,
         reason: "SwapHeld",
         message: format!(
-            "{} stays: {} rejects this link's spec: {}; fix the spec, or push the new version with --force",
-            cur.version.label(),
+            "held: {} rejects this link's spec: {}; fix the spec, or push the new version with --force",
             adaptor.label(),
             summary(&problems)
         ),
@@ -357,6 +356,11 @@ impl Fleet {
 
     pub fn is_running(&self, key: &str) -> bool {
         self.running.contains_key(key)
+    }
+
+    /// Whether `key` runs with exactly `link`'s spec.
+    pub fn runs_spec(&self, key: &str, link: &DeviceLink) -> bool {
+        self.running.get(key).is_some_and(|r| r.link.spec == link.spec)
     }
 
     /// The keys of the running devices.

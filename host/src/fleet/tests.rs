@@ -303,7 +303,7 @@ fn decide_table() {
                 swap: None,
                 notice: Some("SwapHeld"),
             },
-            says: "d1 stays: d2 rejects this link's spec: spec.template.spec.gear",
+            says: "held: d2 rejects this link's spec: spec.template.spec.gear",
         },
         Case {
             name: "a forced new version takes over even so",
