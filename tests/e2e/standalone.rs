@@ -211,3 +211,78 @@ fn standalone_mode_follows_the_folder_and_hot_swaps_without_restart() {
     let first: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(first["name"], "fan", "stdout carries JSON lines when piped");
 }
+
+fn counter_yaml(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: edge.cattle.io/v1alpha1\nkind: DeviceLink\nmetadata:\n  name: {name}\nspec:\n  adaptor:\n    node: edge-worker\n    name: adaptors.edge.cattle.io/counter\n  model:\n    apiVersion: devices.edge.cattle.io/v1alpha1\n    kind: CounterDevice\n  template:\n    spec: {spec}\n"
+    )
+}
+
+fn condition<'a>(d: &'a Value, t: &str) -> Option<&'a Value> {
+    d["conditions"].as_array()?.iter().find(|c| c["type"] == t)
+}
+
+/// With no API server and no webhook, the limb makes the refusals of an adaptor's declared
+/// schema itself: a link with a typo never starts, and a new version whose schema rejects
+/// a running link's spec is held for that link (it keeps counting on the old one) until
+/// the link is fixed.
+#[test]
+fn standalone_mode_checks_specs_against_the_declared_schema_and_holds_a_rejecting_swap() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("counter.wasm");
+    std::fs::write(&wasm, component("adaptor_counter_javascript")).unwrap();
+    let good = dir.path().join("counter.yaml");
+    std::fs::write(&good, counter_yaml("counter", "{step: 2, syncIntervalMs: 100}")).unwrap();
+    std::fs::write(
+        dir.path().join("typo.yaml"),
+        counter_yaml("typo", "{stepp: 2, syncIntervalMs: 100}"),
+    )
+    .unwrap();
+    let mut limb = Limb::start(dir.path());
+
+    let d = limb.wait_device("typo", "refused by the schema", |d| {
+        condition(d, "DeviceCreated").is_some_and(|c| c["status"] == "False")
+    });
+    let message = condition(&d, "DeviceCreated").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("spec.template.spec.stepp: unknown field")
+            && message.contains("did you mean `step`?"),
+        "{message}"
+    );
+    assert_eq!(d["phase"], "Pending");
+    assert_eq!(polls(&d), 0);
+
+    limb.wait_device("counter", "counting", |d| {
+        d["status"]["count"].as_i64().unwrap_or(0) >= 4
+    });
+    replace(&wasm, &component("adaptor_counter_renamed_javascript"));
+    let d = limb.wait_device("counter", "the swap held", |d| {
+        condition(d, "AdaptorExisted").is_some_and(|c| c["reason"] == "SwapHeld")
+    });
+    let held = condition(&d, "AdaptorExisted").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        held.contains("0.2.0+javascript") && held.contains("spec.template.spec.step"),
+        "{held}"
+    );
+    assert_eq!(d["adaptorVersion"], "0.1.0+javascript");
+    let count = d["status"]["count"].as_i64().unwrap();
+    limb.wait_device("counter", "counting on 0.1.0 while held", |d| {
+        d["status"]["count"].as_i64().unwrap_or(0) >= count + 4
+    });
+
+    replace(
+        &good,
+        counter_yaml("counter", "{increment: 2, syncIntervalMs: 100}").as_bytes(),
+    );
+    let d = limb.wait_device("counter", "moved to 0.2.0", |d| {
+        d["adaptorVersion"] == "0.2.0+javascript"
+            && condition(d, "AdaptorExisted").is_some_and(|c| c["reason"] == "Found")
+    });
+    assert!(d["status"]["count"].as_i64().unwrap() > count, "{d:#}");
+}
