@@ -30,6 +30,8 @@ echo "== adaptors"
 "$ROOT/scripts/build-adaptors.sh"
 echo "== adaptors in every guest language (toolchains installed on first use)"
 "$ROOT/scripts/build-languages.sh"
+echo "== the JavaScript components inside Node (their exports, with the limb's imports faked)"
+"$ROOT/adaptors-wasm/languages/javascript/test.sh"
 echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The GPIO guest's tests (a target with `test = false`, which --all-targets skips).

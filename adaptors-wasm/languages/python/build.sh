@@ -36,13 +36,13 @@ BINDINGS="$SCRATCH/bindings"
 bindings_key="$(fingerprint "$WIT_DIR"/*.wit)"
 if [ "$(cat "$BINDINGS.key" 2>/dev/null)" != "$bindings_key" ]; then
     rm -rf "$BINDINGS"
-    "$COMPONENTIZE_PY" -q -d "$WIT_DIR" -w adaptor bindings "$BINDINGS"
+    "$COMPONENTIZE_PY" -q -d "$WIT_DIR" -w described-adaptor bindings "$BINDINGS"
     echo "$bindings_key" >"$BINDINGS.key"
 fi
 
 # The native tests of template/ and registers/, under CPython with fake capabilities:
 # a Python exception shows here as a traceback, inside wasm only as `internal`.
-tests_key="$(fingerprint "$HERE"/template/*.py "$HERE"/registers/*.py "$HERE"/tests/*.py "$WIT_DIR"/*.wit)"
+tests_key="$(fingerprint "$HERE"/template/*.py "$HERE"/template/models.json "$HERE"/registers/*.py "$HERE"/tests/*.py "$WIT_DIR"/*.wit)"
 if [ "$(cat "$SCRATCH/tests.key" 2>/dev/null)" != "$tests_key" ]; then
     if ! log="$(PYTHONDONTWRITEBYTECODE=1 "$PYTHON" "$HERE/tests/test_adaptors.py" "$BINDINGS" 2>&1)"; then
         echo "$log" >&2
@@ -62,7 +62,10 @@ build() { # source-dir adaptor-name
     # The helper: the folder's own octopus.py, else the template's.
     local helper=()
     [ -f "$src/octopus.py" ] || helper=("$HERE/template/octopus.py")
-    key="$(fingerprint "$src"/*.py "${helper[@]}" "$WIT_DIR"/*.wit)"
+    # A folder with models.json declares its models: world `described-adaptor`.
+    local world=adaptor declared=()
+    if [ -f "$src/models.json" ]; then world=described-adaptor declared=("$src/models.json"); fi
+    key="$(fingerprint "$src"/*.py "${declared[@]}" "${helper[@]}" "$WIT_DIR"/*.wit)"
     # Warm path: the sources have not changed since the cached component was built.
     if [ -s "$cached" ] && [ "$(cat "$SCRATCH/$name.key" 2>/dev/null)" = "$key" ]; then
         cmp -s "$cached" "$out" || cp "$cached" "$out"
@@ -74,7 +77,11 @@ build() { # source-dir adaptor-name
     local work="$SCRATCH/$name"
     rm -rf "$work" "$SCRATCH/$name.key" && mkdir -p "$work"
     cp "$src"/*.py "${helper[@]}" "$work/"
-    (cd "$work" && "$COMPONENTIZE_PY" -q -d "$WIT_DIR" -w adaptor componentize --stub-wasi app -o out.wasm)
+    if [ "$world" = described-adaptor ]; then
+        "$PYTHON" -c 'import sys; print("DECLARATIONS = " + repr(open(sys.argv[1]).read()))' \
+            "$src/models.json" >"$work/declared_models.py"
+    fi
+    (cd "$work" && "$COMPONENTIZE_PY" -q -d "$WIT_DIR" -w "$world" componentize --stub-wasi app -o out.wasm)
     mv "$work/out.wasm" "$cached"
     echo "$key" >"$SCRATCH/$name.key"
     cp "$cached" "$out"

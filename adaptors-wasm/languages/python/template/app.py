@@ -8,7 +8,8 @@ because the limb gives every device its own instance of the component.
 from wit_world import exports
 from wit_world.imports import types
 
-from octopus import Spec, driver_call, load_state, settings, to_json
+from declared_models import DECLARATIONS  # models.json, made a module by build.sh
+from octopus import Spec, driver_call, load_state, model_schemas, settings, to_json
 
 NAME = "adaptors.edge.cattle.io/counter"
 VERSION = "0.1.0+python"
@@ -65,3 +66,12 @@ class Driver(exports.Driver):
 
     def shutdown(self):
         pass
+
+
+class Models(exports.Models):
+    """The export `models`: the CounterDevice schema the limb checks specs and statuses
+    against, and `octopus crd` makes the CRD from. Leave it (and models.json) out to
+    build for the plain `adaptor` world instead."""
+
+    def describe_models(self):
+        return model_schemas(DECLARATIONS)

@@ -247,3 +247,38 @@ class _LogWriter:
 if sys.platform == "wasi":
     sys.stdout = _LogWriter(_log.Level.INFO)
     sys.stderr = _LogWriter(_log.Level.WARN)
+
+
+def model_schemas(declarations):
+    """The `models` export's answer (contract 0.1.3, world `described-adaptor`) from the
+    text of your folder's models.json (build.sh makes it the module `declared_models`):
+    one declaration, or a list of them for an adaptor serving several models. The limb
+    checks every spec and status against it; `octopus crd` makes the CRD from it."""
+    from wit_world.exports import models
+
+    parsed = json.loads(declarations)
+    out = []
+    for d in parsed if isinstance(parsed, list) else [parsed]:
+        status = d.get("status")
+        out.append(
+            models.ModelSchema(
+                model=types.Model(api_version=d["apiVersion"], kind=d["kind"]),
+                description=d.get("description", ""),
+                spec=json.dumps(d["spec"]),
+                status="" if status is None else json.dumps(status),
+                short_names=list(d.get("shortNames", [])),
+                categories=list(d.get("categories", [])),
+                printer_columns=[
+                    models.PrinterColumn(
+                        name=c["name"],
+                        json_path=c["jsonPath"],
+                        type=c["type"],
+                        format=c.get("format"),
+                        description=c.get("description"),
+                        priority=c.get("priority", 0),
+                    )
+                    for c in d.get("printerColumns", [])
+                ],
+            )
+        )
+    return out

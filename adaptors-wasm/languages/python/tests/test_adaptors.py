@@ -23,6 +23,11 @@ from wit_world.imports import log, socket, types  # noqa: E402
 
 log.log = lambda level, message: None
 
+# What build.sh makes of template/models.json.
+_declared = type(sys)("declared_models")
+_declared.DECLARATIONS = (HERE / "template" / "models.json").read_text()
+sys.modules["declared_models"] = _declared
+
 
 def load(name, folder):
     spec = importlib.util.spec_from_file_location(name, HERE / folder / "app.py")
@@ -57,6 +62,13 @@ class CounterTest(AdaptorTest):
     def setUp(self):
         counter.DEVICE = counter.Device()
         self.d = counter.Driver()
+
+    def test_declares_its_model(self):
+        (m,) = counter.Models().describe_models()
+        self.assertEqual(m.model.kind, "CounterDevice")
+        self.assertEqual(json.loads(m.spec)["properties"]["step"]["type"], "integer")
+        self.assertEqual(m.short_names, ["counter"])
+        self.assertIn(".status.count", [c.json_path for c in m.printer_columns])
 
     def test_describe(self):
         info = self.d.describe()
