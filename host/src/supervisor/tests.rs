@@ -22,6 +22,8 @@ const KEY: &str = "test/fan";
 struct Fake {
     info: AdaptorInfo,
     digest: String,
+    /// The status schema it declares, if any.
+    status_schema: Option<serde_json::Value>,
 }
 
 impl fmt::Display for Fake {
@@ -44,6 +46,14 @@ impl Version for Fake {
     fn short_digest(&self) -> &str {
         &self.digest
     }
+    fn status_problems(&self, _: &str, _: &str, status: &serde_json::Value) -> Vec<String> {
+        self.status_schema.as_ref().map_or_else(Vec::new, |schema| {
+            crds::structural::validate(schema, status, "status")
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        })
+    }
 }
 
 fn version(v: &str) -> Arc<Fake> {
@@ -60,6 +70,7 @@ fn version(v: &str) -> Arc<Fake> {
             }],
         },
         digest: format!("digest-{v}"),
+        status_schema: None,
     })
 }
 
@@ -277,6 +288,35 @@ fn events(ctx: &Context) -> Vec<String> {
     ctx.board
         .read(KEY, |r| r.events.iter().map(|e| e.reason.clone()).collect())
         .unwrap_or_default()
+}
+
+/// A status that breaks the schema the version declares is never published: the device
+/// says which field, in its condition and a `StatusRefused` event, and keeps polling.
+#[tokio::test(start_paused = true)]
+async fn a_status_the_declared_schema_rejects_is_refused_naming_the_field() {
+    let ctx = context(5);
+    let script = Shared::default();
+    let mut strict = Arc::try_unwrap(version("1")).ok().unwrap();
+    strict.status_schema = Some(serde_json::json!({
+        "type": "object", "properties": {"version": {"type": "integer"}}
+    }));
+    let dev = spawn_with(ctx.clone(), link("fast"), Arc::new(strict), vec![], {
+        let script = script.clone();
+        move |stop| FakeConnect { script, stop }
+    });
+    until(&ctx, &script, "two refused polls", |r| {
+        r.failed_polls >= 2 && r.phase == Phase::Unhealthy
+    })
+    .await;
+    let report = ctx.board.get(KEY).unwrap();
+    let error = report.last_error.unwrap_or_default();
+    assert!(
+        error.contains("does not match the schema it declares: status.version: expected integer"),
+        "{error}"
+    );
+    assert_eq!(report.status, serde_json::Value::Null, "nothing was published");
+    assert!(events(&ctx).contains(&"StatusRefused".to_owned()));
+    dev.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
