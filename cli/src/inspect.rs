@@ -512,9 +512,7 @@ fn described(a: &Adaptor) -> Described {
                         },
                     })
                     .collect(),
-                declared: a
-                    .declared(&m.model.api_version, &m.model.kind)
-                    .is_some(),
+                declared: a.declared(&m.model.api_version, &m.model.kind).is_some(),
             })
             .collect(),
     }
@@ -582,11 +580,7 @@ impl Report {
                 } else {
                     ""
                 };
-                let _ = writeln!(
-                    s,
-                    "  {:<10} {}/{}{schema}",
-                    "serves", m.api_version, m.kind
-                );
+                let _ = writeln!(s, "  {:<10} {}/{}{schema}", "serves", m.api_version, m.kind);
                 for f in &m.resource_fields {
                     let _ = writeln!(s, "  {:<10}   resource field {} ({})", "", f.path, f.kind);
                 }

@@ -220,9 +220,16 @@ mod tests {
         let c = judge(&v2, Some(&v1), &links, "adaptors.edge.cattle.io/counter");
         assert_eq!(c.action, "updated");
         assert!(c.breaking);
-        assert_eq!(c.changes, ["spec.step: renamed to spec.increment (breaking)"]);
+        assert_eq!(
+            c.changes,
+            ["spec.step: renamed to spec.increment (breaking)"]
+        );
         assert_eq!(c.held.len(), 1, "{:?}", c.held);
-        assert!(c.held[0].contains("default/c1: spec.template.spec.step"), "{:?}", c.held);
+        assert!(
+            c.held[0].contains("default/c1: spec.template.spec.step"),
+            "{:?}",
+            c.held
+        );
         let same = judge(&v1, Some(&v1), &[], "adaptors.edge.cattle.io/counter");
         assert_eq!((same.action, same.breaking), ("unchanged", false));
         let other = judge(&v2, Some(&v1), &links, "adaptors.edge.cattle.io/other");

@@ -60,7 +60,9 @@ impl std::fmt::Display for Change {
             ChangeKind::EnumShrunk { removed } => {
                 write!(f, "{p}: no longer allows {}", removed.join(", "))
             }
-            ChangeKind::EnumGrown { added } => write!(f, "{p}: now also allows {}", added.join(", ")),
+            ChangeKind::EnumGrown { added } => {
+                write!(f, "{p}: now also allows {}", added.join(", "))
+            }
             ChangeKind::Narrowed { bound } => write!(f, "{p}: {bound} tightened"),
         }
     }
@@ -118,8 +120,14 @@ fn walk(old: &Value, new: &Value, path: &str, out: &mut Vec<Change>) {
         walk(oi, ni, &format!("{path}[]"), out);
     }
     let empty = Map::new();
-    let op = o.get("properties").and_then(Value::as_object).unwrap_or(&empty);
-    let np = n.get("properties").and_then(Value::as_object).unwrap_or(&empty);
+    let op = o
+        .get("properties")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let np = n
+        .get("properties")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     let (oreq, nreq) = (words(o.get("required")), words(n.get("required")));
     let child = |k: &str| {
         if path.is_empty() {
@@ -236,7 +244,13 @@ mod tests {
             f(&mut p);
             p
         };
-        type Case = (&'static str, Value, Vec<&'static str>, Vec<&'static str>, bool);
+        type Case = (
+            &'static str,
+            Value,
+            Vec<&'static str>,
+            Vec<&'static str>,
+            bool,
+        );
         let cases: Vec<Case> = vec![
             ("unchanged", spec(base(), &[]), vec![], vec![], false),
             (
@@ -248,7 +262,10 @@ mod tests {
             ),
             (
                 "required field added",
-                spec(with(&|p| p["offset"] = json!({"type": "number"})), &["offset"]),
+                spec(
+                    with(&|p| p["offset"] = json!({"type": "number"})),
+                    &["offset"],
+                ),
                 vec![],
                 vec!["spec.offset: added, required"],
                 true,
@@ -301,7 +318,10 @@ mod tests {
             ),
             (
                 "enum grown",
-                spec(with(&|p| p["unit"]["enum"] = json!(["C", "F", "K", "R"])), &[]),
+                spec(
+                    with(&|p| p["unit"]["enum"] = json!(["C", "F", "K", "R"])),
+                    &[],
+                ),
                 vec![],
                 vec!["spec.unit: now also allows R"],
                 false,

@@ -140,8 +140,8 @@ mod crd {
         if !model.description.is_empty() {
             root["description"] = Value::from(model.description.clone());
         }
-        let schema: JSONSchemaProps = serde_json::from_value(root)
-            .map_err(|e| Error::Schema(e, model.kind.clone()))?;
+        let schema: JSONSchemaProps =
+            serde_json::from_value(root).map_err(|e| Error::Schema(e, model.kind.clone()))?;
         let columns = model
             .printer_columns
             .iter()
@@ -169,10 +169,8 @@ mod crd {
                     kind: model.kind.clone(),
                     plural,
                     singular: Some(model.kind.to_ascii_lowercase()),
-                    short_names: (!model.short_names.is_empty())
-                        .then(|| model.short_names.clone()),
-                    categories: (!model.categories.is_empty())
-                        .then(|| model.categories.clone()),
+                    short_names: (!model.short_names.is_empty()).then(|| model.short_names.clone()),
+                    categories: (!model.categories.is_empty()).then(|| model.categories.clone()),
                     list_kind: None,
                 },
                 scope: "Namespaced".to_owned(),
@@ -261,13 +259,13 @@ mod crd {
         /// The first path where `a` and `b` differ, with both values there.
         fn difference(a: &Value, b: &Value, at: &str) -> Option<String> {
             match (a, b) {
-                (Value::Object(x), Value::Object(y)) => x
-                    .keys()
-                    .chain(y.keys())
-                    .find_map(|k| {
-                        let (l, r) = (x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null));
-                        difference(l, r, &format!("{at}.{k}"))
-                    }),
+                (Value::Object(x), Value::Object(y)) => x.keys().chain(y.keys()).find_map(|k| {
+                    let (l, r) = (
+                        x.get(k).unwrap_or(&Value::Null),
+                        y.get(k).unwrap_or(&Value::Null),
+                    );
+                    difference(l, r, &format!("{at}.{k}"))
+                }),
                 (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
                     .iter()
                     .zip(y)

@@ -8,9 +8,9 @@
 //! with no Kubernetes dependency: that is what the adaptors (`wasm32-wasip2` guests)
 //! parse their specs with, so a model has one definition for its CRD and its guest.
 
+pub mod compat;
 #[cfg(feature = "kube")]
 pub mod conditions;
-pub mod compat;
 pub mod declared;
 #[cfg(feature = "kube")]
 pub mod generated;

@@ -246,7 +246,10 @@ pub(crate) async fn control_plane() -> (ApiServer, Client, Process) {
 /// [`control_plane`] without the model CRDs of the kinds in `skip` (a test that installs
 /// them itself), and with `webhook`, the brain also admitting DeviceLinks, registered as
 /// deploy/brain.yaml registers it (by URL: a test cannot route to a Service).
-pub(crate) async fn control_plane_with(skip: &[&str], webhook: bool) -> (ApiServer, Client, Process) {
+pub(crate) async fn control_plane_with(
+    skip: &[&str],
+    webhook: bool,
+) -> (ApiServer, Client, Process) {
     let mut server = ApiServer::start().await;
     server.start_controller_manager();
     let _ = LOGS.set(server.dir.path().to_owned());

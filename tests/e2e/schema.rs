@@ -110,10 +110,14 @@ async fn a_pushed_adaptor_brings_its_model_and_a_swap_its_schema_rejects_waits_f
         .await
         .unwrap();
     let instances = device_instances(&client, "CounterDevice", "counterdevices");
-    let before = wait("counts in the instance", Duration::from_secs(120), async || {
-        let i = instances.get("counter").await.ok()?;
-        i.data["status"]["count"].as_i64().filter(|c| *c >= 4)
-    })
+    let before = wait(
+        "counts in the instance",
+        Duration::from_secs(120),
+        async || {
+            let i = instances.get("counter").await.ok()?;
+            i.data["status"]["count"].as_i64().filter(|c| *c >= 4)
+        },
+    )
     .await;
 
     // A new version renames `step` to `increment`: push says which link it holds...
@@ -152,12 +156,16 @@ async fn a_pushed_adaptor_brings_its_model_and_a_swap_its_schema_rejects_waits_f
     })
     .await;
     // It keeps counting meanwhile, on 0.1.0.
-    wait("counting on 0.1.0 while held", Duration::from_secs(30), async || {
-        let d = limb.device_named("counter")?;
-        (d["adaptorVersion"] == "0.1.0+javascript"
-            && d["status"]["count"].as_i64()? > before + 4)
-            .then_some(())
-    })
+    wait(
+        "counting on 0.1.0 while held",
+        Duration::from_secs(30),
+        async || {
+            let d = limb.device_named("counter")?;
+            (d["adaptorVersion"] == "0.1.0+javascript"
+                && d["status"]["count"].as_i64()? > before + 4)
+                .then_some(())
+        },
+    )
     .await;
 
     // Fixing the link moves it to the new version, which takes the count over.
@@ -169,14 +177,21 @@ async fn a_pushed_adaptor_brings_its_model_and_a_swap_its_schema_rejects_waits_f
         )
         .await
         .unwrap();
-    let count = wait("the link runs on 0.2.0", Duration::from_secs(60), async || {
-        let d = limb.device_named("counter")?;
-        (d["adaptorVersion"] == "0.2.0+javascript")
-            .then(|| d["status"]["count"].as_i64())
-            .flatten()
-    })
+    let count = wait(
+        "the link runs on 0.2.0",
+        Duration::from_secs(60),
+        async || {
+            let d = limb.device_named("counter")?;
+            (d["adaptorVersion"] == "0.2.0+javascript")
+                .then(|| d["status"]["count"].as_i64())
+                .flatten()
+        },
+    )
     .await;
-    assert!(count > before, "the count was carried over: {count} <= {before}");
+    assert!(
+        count > before,
+        "the count was carried over: {count} <= {before}"
+    );
     let (reason, _) = wait("the hold is gone", Duration::from_secs(30), async || {
         let l = links.get("counter").await.ok()?;
         condition(&l, ConditionType::AdaptorExisted).filter(|(r, _)| r != "SwapHeld")

@@ -232,7 +232,11 @@ fn standalone_mode_checks_specs_against_the_declared_schema_and_holds_a_rejectin
     let wasm = dir.path().join("counter.wasm");
     std::fs::write(&wasm, component("adaptor_counter_javascript")).unwrap();
     let good = dir.path().join("counter.yaml");
-    std::fs::write(&good, counter_yaml("counter", "{step: 2, syncIntervalMs: 100}")).unwrap();
+    std::fs::write(
+        &good,
+        counter_yaml("counter", "{step: 2, syncIntervalMs: 100}"),
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("typo.yaml"),
         counter_yaml("typo", "{stepp: 2, syncIntervalMs: 100}"),

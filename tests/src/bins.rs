@@ -47,7 +47,17 @@ fn build() -> Bins {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(repo_file(""))
-        .args(["build", "--locked", "-p", "limb", "-p", "brain", "-p", "octopus-cli", "--bins"])
+        .args([
+            "build",
+            "--locked",
+            "-p",
+            "limb",
+            "-p",
+            "brain",
+            "-p",
+            "octopus-cli",
+            "--bins",
+        ])
         .arg("--message-format=json-render-diagnostics")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());

@@ -134,7 +134,9 @@ impl Device for Dummy {
         Kind::ALL
             .into_iter()
             .fold(Info::new(NAME, VERSION), |info, kind| {
-                info.model(ModelInfo::new(Kind::API_VERSION, kind.name()).declared(kind.declaration()))
+                info.model(
+                    ModelInfo::new(Kind::API_VERSION, kind.name()).declared(kind.declaration()),
+                )
             })
     }
 

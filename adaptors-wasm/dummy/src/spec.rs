@@ -39,8 +39,12 @@ impl Kind {
     /// The model's declaration, generated from the `crds` types by `crdgen`.
     pub fn declaration(self) -> &'static str {
         match self {
-            Kind::Special => include_str!("../../../crds/generated/models/dummyspecialdevices.json"),
-            Kind::Protocol => include_str!("../../../crds/generated/models/dummyprotocoldevices.json"),
+            Kind::Special => {
+                include_str!("../../../crds/generated/models/dummyspecialdevices.json")
+            }
+            Kind::Protocol => {
+                include_str!("../../../crds/generated/models/dummyprotocoldevices.json")
+            }
         }
     }
 

@@ -138,12 +138,13 @@ impl Device for Gpio {
     type State = Snapshot;
 
     fn describe() -> Info {
-        Info::new(NAME, VERSION)
-            .model(
-                ModelInfo::new(API_VERSION, KIND)
-                    .resource(LINES, ResourceKind::Gpio)
-                    .declared(include_str!("../../../crds/generated/models/gpiodevices.json")),
-            )
+        Info::new(NAME, VERSION).model(
+            ModelInfo::new(API_VERSION, KIND)
+                .resource(LINES, ResourceKind::Gpio)
+                .declared(include_str!(
+                    "../../../crds/generated/models/gpiodevices.json"
+                )),
+        )
     }
 
     fn configure(spec: GPIODeviceSpec, ctx: &Context) -> Result<(Self, Settings)> {

@@ -148,7 +148,9 @@ impl Adaptor for Instance {
             ModelInfo::new(API_VERSION, KIND)
                 .resource(TCP_GRANT, ResourceKind::Tcp)
                 .resource(RTU_GRANT, ResourceKind::Serial)
-                .declared(include_str!("../../../crds/generated/models/modbusdevices.json")),
+                .declared(include_str!(
+                    "../../../crds/generated/models/modbusdevices.json"
+                )),
         )
     }
 

@@ -168,12 +168,13 @@ impl Adaptor for Instance {
     fn describe() -> Info {
         // The field holds a URL (`tcp://host:port`); the limb takes the `host:port` out
         // of it.
-        Info::new(NAME, VERSION)
-            .model(
-                ModelInfo::new(API_VERSION, KIND)
-                    .resource(GRANT, ResourceKind::Tcp)
-                    .declared(include_str!("../../../crds/generated/models/mqttdevices.json")),
-            )
+        Info::new(NAME, VERSION).model(
+            ModelInfo::new(API_VERSION, KIND)
+                .resource(GRANT, ResourceKind::Tcp)
+                .declared(include_str!(
+                    "../../../crds/generated/models/mqttdevices.json"
+                )),
+        )
     }
 
     fn configure(&mut self, config: DeviceConfig) -> Result<Settings> {

@@ -593,12 +593,13 @@ impl Device for OpcuaDevice {
     type State = State;
 
     fn describe() -> Info {
-        Info::new(NAME, VERSION)
-            .model(
-                ModelInfo::new(API_VERSION, KIND)
-                    .resource(GRANT, ResourceKind::Tcp)
-                    .declared(include_str!("../../../crds/generated/models/opcuadevices.json")),
-            )
+        Info::new(NAME, VERSION).model(
+            ModelInfo::new(API_VERSION, KIND)
+                .resource(GRANT, ResourceKind::Tcp)
+                .declared(include_str!(
+                    "../../../crds/generated/models/opcuadevices.json"
+                )),
+        )
     }
 
     fn configure(spec: OPCUADeviceSpec, ctx: &Context) -> Result<(Self, Settings)> {

@@ -41,7 +41,12 @@ fn text(v: &Value, key: &str) -> Option<String> {
 fn words(v: &Value, key: &str) -> Vec<String> {
     v.get(key)
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -56,7 +61,10 @@ pub fn parse(model: &Model, json: &str) -> Result<Declaration> {
     if &declared != model {
         return Err(bad(format!("it declares {declared}")));
     }
-    let spec = v.get("spec").filter(|s| s.is_object()).ok_or_else(|| bad("no spec schema".into()))?;
+    let spec = v
+        .get("spec")
+        .filter(|s| s.is_object())
+        .ok_or_else(|| bad("no spec schema".into()))?;
     let columns = v
         .get("printerColumns")
         .and_then(Value::as_array)
@@ -126,7 +134,10 @@ mod tests {
         let wrong = Info::new("a", "1")
             .model(ModelInfo::new("devices.example.com/v1", "OtherDevice").declared(THERMO));
         let err = wrong.declarations().unwrap_err().to_string();
-        assert!(err.contains("declares devices.example.com/v1/ThermoDevice"), "{err}");
+        assert!(
+            err.contains("declares devices.example.com/v1/ThermoDevice"),
+            "{err}"
+        );
 
         let broken = Info::new("a", "1")
             .model(ModelInfo::new("devices.example.com/v1", "ThermoDevice").declared("{"));

@@ -26,7 +26,10 @@ fn a_good_component_is_accepted_with_its_world_imports_and_models() {
     assert_eq!(v["reasons"], serde_json::json!([]));
     assert_eq!(v["adaptor"]["name"], "adaptors.edge.cattle.io/modbus");
     assert_eq!(v["adaptor"]["models"][0]["kind"], "ModbusDevice");
-    assert_eq!(v["world"]["name"], "octopus:adaptor/described-adaptor@0.1.3");
+    assert_eq!(
+        v["world"]["name"],
+        "octopus:adaptor/described-adaptor@0.1.3"
+    );
     assert_eq!(v["adaptor"]["models"][0]["declared"], true);
     assert_eq!(
         v["size"].as_u64().unwrap(),
@@ -54,8 +57,14 @@ fn a_good_component_is_accepted_with_its_world_imports_and_models() {
         .iter()
         .map(|e| (e["name"].as_str().unwrap(), e["kind"].as_str().unwrap()))
         .collect();
-    assert!(exports.contains(&("octopus:adaptor/driver@0.1.3", "driver")), "{exports:?}");
-    assert!(exports.contains(&("octopus:adaptor/models@0.1.3", "models")), "{exports:?}");
+    assert!(
+        exports.contains(&("octopus:adaptor/driver@0.1.3", "driver")),
+        "{exports:?}"
+    );
+    assert!(
+        exports.contains(&("octopus:adaptor/models@0.1.3", "models")),
+        "{exports:?}"
+    );
     let uses: Vec<&str> = v["interfaces"]
         .as_array()
         .unwrap()

@@ -78,7 +78,11 @@ async fn push_installs_the_declared_crds_with_the_adaptor() {
         "dummyspecialdevices.devices.edge.cattle.io",
         "dummyprotocoldevices.devices.edge.cattle.io",
     ] {
-        assert!(r.stderr.contains(&format!("created   CRD {name}")), "{}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("created   CRD {name}")),
+            "{}",
+            r.stderr
+        );
         let crd = installed_crd(&client, name).await.unwrap();
         let managers: Vec<_> = crd
             .metadata
@@ -90,7 +94,9 @@ async fn push_installs_the_declared_crds_with_the_adaptor() {
         // One field manager for the spec (the API server manages the status).
         assert!(managers.contains(&"octopus-cli"), "{name}: {managers:?}");
         assert!(
-            managers.iter().all(|m| ["octopus-cli", "kube-apiserver"].contains(m)),
+            managers
+                .iter()
+                .all(|m| ["octopus-cli", "kube-apiserver"].contains(m)),
             "{name}: {managers:?}"
         );
     }

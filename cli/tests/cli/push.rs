@@ -332,5 +332,9 @@ async fn a_dry_run_prints_the_limb_format_and_touches_nothing() {
     )
     .success();
     assert_eq!(r.stdout, expected);
-    assert!(r.stderr.contains("no diff against the cluster"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no diff against the cluster"),
+        "{}",
+        r.stderr
+    );
 }

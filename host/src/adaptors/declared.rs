@@ -99,9 +99,8 @@ pub fn check(
                 DescriptionError::Declaration(format!("{} is not JSON: {e}", at(field)))
             })
         };
-        let spec = schema("spec", &d.spec)?.ok_or_else(|| {
-            DescriptionError::Declaration(format!("{} is empty", at("spec")))
-        })?;
+        let spec = schema("spec", &d.spec)?
+            .ok_or_else(|| DescriptionError::Declaration(format!("{} is empty", at("spec"))))?;
         let status = schema("status", &d.status)?;
         let model = DeclaredModel {
             api_version,
@@ -208,7 +207,10 @@ mod tests {
                 "oversized",
                 vec![schema(
                     "ThermoDevice",
-                    &format!(r#"{{"type": "object", "description": "{}"}}"#, "x".repeat(600 << 10)),
+                    &format!(
+                        r#"{{"type": "object", "description": "{}"}}"#,
+                        "x".repeat(600 << 10)
+                    ),
                     "",
                 )],
                 "models[0].spec is",

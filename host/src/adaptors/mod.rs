@@ -134,7 +134,11 @@ impl Adaptor {
     }
 
     /// The declaration of `api_version`/`kind`, if the adaptor declares one.
-    pub fn declared(&self, api_version: &str, kind: &str) -> Option<&crds::declared::DeclaredModel> {
+    pub fn declared(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Option<&crds::declared::DeclaredModel> {
         self.declared
             .iter()
             .find(|m| m.api_version == api_version && m.kind == kind)
@@ -424,9 +428,8 @@ async fn describe(
             .await?;
         let declared = match &models {
             Some(index) => {
-                let f = instance.get_typed_func::<(), (Vec<declared::WitModelSchema>,)>(
-                    &mut store, index,
-                )?;
+                let f = instance
+                    .get_typed_func::<(), (Vec<declared::WitModelSchema>,)>(&mut store, index)?;
                 f.call_async(&mut store, ()).await?.0
             }
             None => Vec::new(),

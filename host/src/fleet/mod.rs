@@ -223,10 +223,7 @@ pub fn choose<A: Version>(link: &DeviceLink, offer: &Offer<A>, running: bool) ->
 }
 
 /// The decision for one link: what `observed` asks for, given what runs.
-pub fn decide<A: Version>(
-    observed: &Observed<A>,
-    current: Option<&Current<'_, A>>,
-) -> Action<A> {
+pub fn decide<A: Version>(observed: &Observed<A>, current: Option<&Current<'_, A>>) -> Action<A> {
     let (link, references, offer) = match observed {
         Observed::Gone => return Action::Stop { forget: true },
         Observed::Held => return Action::Stop { forget: false },
@@ -360,7 +357,9 @@ impl Fleet {
 
     /// Whether `key` runs with exactly `link`'s spec.
     pub fn runs_spec(&self, key: &str, link: &DeviceLink) -> bool {
-        self.running.get(key).is_some_and(|r| r.link.spec == link.spec)
+        self.running
+            .get(key)
+            .is_some_and(|r| r.link.spec == link.spec)
     }
 
     /// The keys of the running devices.

@@ -289,14 +289,22 @@ fn decide_table() {
         },
         Case {
             name: "a new link whose spec the declared schema rejects: refused at DeviceCreated",
-            observed: wanted(dummy(), "a", offer(Some(strict("d1", &["fast"], false)), true, 0)),
+            observed: wanted(
+                dummy(),
+                "a",
+                offer(Some(strict("d1", &["fast"], false)), true, 0),
+            ),
             now: None,
             want: Want::Refuse(Some(DeviceCreated), ""),
             says: "spec.template.spec.gear: must be one of fast",
         },
         Case {
             name: "a new version whose schema rejects the running spec is held",
-            observed: wanted(dummy(), "a", offer(Some(strict("d2", &["fast"], false)), true, 0)),
+            observed: wanted(
+                dummy(),
+                "a",
+                offer(Some(strict("d2", &["fast"], false)), true, 0),
+            ),
             now: running("slow", "u1", "d1", "a"),
             want: Want::Keep {
                 update: false,
@@ -307,7 +315,11 @@ fn decide_table() {
         },
         Case {
             name: "a forced new version takes over even so",
-            observed: wanted(dummy(), "a", offer(Some(strict("d2", &["fast"], true)), true, 0)),
+            observed: wanted(
+                dummy(),
+                "a",
+                offer(Some(strict("d2", &["fast"], true)), true, 0),
+            ),
             now: running("slow", "u1", "d1", "a"),
             want: Want::Keep {
                 update: false,

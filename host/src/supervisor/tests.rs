@@ -314,7 +314,11 @@ async fn a_status_the_declared_schema_rejects_is_refused_naming_the_field() {
         error.contains("does not match the schema it declares: status.version: expected integer"),
         "{error}"
     );
-    assert_eq!(report.status, serde_json::Value::Null, "nothing was published");
+    assert_eq!(
+        report.status,
+        serde_json::Value::Null,
+        "nothing was published"
+    );
     assert!(events(&ctx).contains(&"StatusRefused".to_owned()));
     dev.stop().await;
 }

@@ -118,12 +118,11 @@ impl Device for Registers {
     type State = State;
 
     fn describe() -> Info {
-        Info::new(NAME, VERSION)
-            .model(
-                ModelInfo::new(API_VERSION, KIND)
-                    .resource(ENDPOINT, ResourceKind::Tcp)
-                    .declared(include_str!("../models/registerdevices.json")),
-            )
+        Info::new(NAME, VERSION).model(
+            ModelInfo::new(API_VERSION, KIND)
+                .resource(ENDPOINT, ResourceKind::Tcp)
+                .declared(include_str!("../models/registerdevices.json")),
+        )
     }
 
     /// Connects nothing: an unreachable server is a poll error the limb retries.

@@ -56,8 +56,10 @@ impl Device for Counter {
     type State = State;
 
     fn describe() -> Info {
-        Info::new(NAME, VERSION)
-            .model(ModelInfo::new(API_VERSION, KIND).declared(include_str!("../models/counterdevices.json")))
+        Info::new(NAME, VERSION).model(
+            ModelInfo::new(API_VERSION, KIND)
+                .declared(include_str!("../models/counterdevices.json")),
+        )
     }
 
     fn configure(spec: Spec, _ctx: &Context) -> Result<(Self, Settings)> {
