@@ -33,6 +33,41 @@ pub trait Version {
     fn forced(&self) -> bool;
     /// `name version (digest)`, as events name a version.
     fn label(&self) -> String;
+    /// The status schema this version declares for the model, if any.
+    fn status_schema(&self, api_version: &str, kind: &str) -> Option<&serde_json::Value>;
+}
+
+/// The status fields `status` shows that `new` no longer declares and `old` did: a
+/// swap would silently drop them from the device instance. Only fields the device
+/// shows count; a removed field it never reported is harmless.
+pub fn dropped_status_fields<A: Version>(
+    old: &A,
+    new: &A,
+    link: &DeviceLink,
+    status: &serde_json::Value,
+) -> Vec<String> {
+    let (api_version, kind) = (&link.spec.model.api_version, &link.spec.model.kind);
+    let (Some(before), Some(after)) = (
+        old.status_schema(api_version, kind),
+        new.status_schema(api_version, kind),
+    ) else {
+        return Vec::new();
+    };
+    crds::compat::compare(before, after, "status")
+        .into_iter()
+        .filter(|c| {
+            matches!(
+                c.kind,
+                crds::compat::ChangeKind::Removed | crds::compat::ChangeKind::Renamed { .. }
+            )
+        })
+        .filter(|c| {
+            let field = c.path.trim_start_matches("status.");
+            let top = field.split(['.', '[']).next().unwrap_or(field);
+            status.get(top).is_some()
+        })
+        .map(|c| c.to_string())
+        .collect()
 }
 
 /// At most this many problems are named in one message; the rest are counted.
@@ -90,6 +125,9 @@ impl Version for Adaptor {
     fn label(&self) -> String {
         self.to_string()
     }
+    fn status_schema(&self, api_version: &str, kind: &str) -> Option<&serde_json::Value> {
+        self.declared(api_version, kind)?.status.as_ref()
+    }
 }
 
 /// The adaptors on offer for one link, as its mode sees them.
@@ -136,6 +174,8 @@ pub struct Current<'a, A> {
     pub link: &'a DeviceLink,
     pub version: &'a A,
     pub references: &'a [ReferenceValue],
+    /// The status the device shows now.
+    pub status: &'a serde_json::Value,
 }
 
 /// Something a running device should tell without stopping: shown on its condition
@@ -254,17 +294,25 @@ pub fn decide<A: Version>(observed: &Observed<A>, current: Option<&Current<'_, A
     // A new version takes over only if it accepts the spec (unless it was forced);
     // otherwise the running one keeps the device and the link says why.
     let problems = adaptor.spec_problems(link);
-    if problems.is_empty() || adaptor.forced() {
+    let dropped = dropped_status_fields(cur.version, &*adaptor, link, cur.status);
+    if (problems.is_empty() && dropped.is_empty()) || adaptor.forced() {
         return keep_checked(changed, Some(adaptor.clone()), link, &*adaptor, None);
     }
+    let why = if problems.is_empty() {
+        format!(
+            "drops status fields this link shows: {}; push the new version with --force to accept that",
+            summary(&dropped)
+        )
+    } else {
+        format!(
+            "rejects this link's spec: {}; fix the spec, or push the new version with --force",
+            summary(&problems)
+        )
+    };
     let held = Notice {
         stage: ConditionType::AdaptorExisted,
         reason: "SwapHeld",
-        message: format!(
-            "held: {} rejects this link's spec: {}; fix the spec, or push the new version with --force",
-            adaptor.label(),
-            summary(&problems)
-        ),
+        message: format!("held: {} {why}", adaptor.label()),
     };
     keep_checked(changed, None, link, cur.version, Some(held))
 }
@@ -377,11 +425,17 @@ impl Fleet {
 
     /// Decides what `observed` asks of the link `key`, and does it.
     pub fn apply(&mut self, key: &str, observed: Observed<Adaptor>) {
+        let status = self
+            .ctx
+            .board
+            .read(key, |r| r.status.clone())
+            .unwrap_or_default();
         let action = {
             let current = self.running.get(key).map(|r| Current {
                 link: &r.link,
                 version: &*r.version,
                 references: &r.references,
+                status: &status,
             });
             decide(&observed, current.as_ref())
         };

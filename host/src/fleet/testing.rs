@@ -14,6 +14,8 @@ pub struct Fake {
     pub kinds: &'static [&'static str],
     /// The `gear` values its declared schema accepts; `None`: it declares no schema.
     pub gears: Option<&'static [&'static str]>,
+    /// The status schema it declares.
+    pub status: Option<serde_json::Value>,
     pub forced: bool,
 }
 
@@ -46,6 +48,9 @@ impl Version for Fake {
     fn label(&self) -> String {
         self.digest.to_owned()
     }
+    fn status_schema(&self, _: &str, _: &str) -> Option<&serde_json::Value> {
+        self.status.as_ref()
+    }
 }
 
 pub const API: &str = "devices.edge.cattle.io/v1alpha1";
@@ -57,6 +62,7 @@ pub fn fake(digest: &'static str) -> Arc<Fake> {
         digest,
         kinds: &["DummySpecialDevice"],
         gears: None,
+        status: None,
         forced: false,
     })
 }
@@ -69,7 +75,24 @@ pub fn strict(digest: &'static str, gears: &'static [&'static str], forced: bool
         digest,
         kinds: &["DummySpecialDevice"],
         gears: Some(gears),
+        status: None,
         forced,
+    })
+}
+
+/// A version declaring a status schema with only the fields `fields`.
+pub fn reporting(digest: &'static str, fields: &[&str]) -> Arc<Fake> {
+    let properties: serde_json::Map<String, serde_json::Value> = fields
+        .iter()
+        .map(|f| ((*f).to_owned(), serde_json::json!({"type": "integer"})))
+        .collect();
+    Arc::new(Fake {
+        name: DUMMY,
+        digest,
+        kinds: &["DummySpecialDevice"],
+        gears: None,
+        status: Some(serde_json::json!({"type": "object", "properties": properties})),
+        forced: false,
     })
 }
 

@@ -1,4 +1,4 @@
-use super::testing::{Fake, fake, link, strict};
+use super::testing::{Fake, fake, link, reporting, strict};
 use super::*;
 
 fn offer(named: Option<Arc<Fake>>, model_known: bool, loading: usize) -> Offer<Fake> {
@@ -23,6 +23,7 @@ struct Now {
     link: DeviceLink,
     version: Arc<Fake>,
     refs: Vec<ReferenceValue>,
+    status: serde_json::Value,
 }
 
 fn running(gear: &str, uid: &str, digest: &'static str, value: &str) -> Option<Now> {
@@ -34,6 +35,7 @@ fn running_on(gear: &str, uid: &str, version: Arc<Fake>, value: &str) -> Option<
         link: link("DummySpecialDevice", gear, None, uid),
         version,
         refs: refs(value),
+        status: serde_json::json!({"polls": 3}),
     })
 }
 
@@ -358,12 +360,43 @@ fn decide_table() {
             },
             says: "the changed spec does not match the schema d1 declares: spec.template.spec.gear",
         },
+        Case {
+            name: "a new version that drops a status field the device shows is held",
+            observed: wanted(
+                dummy(),
+                "a",
+                offer(Some(reporting("d2", &["count"])), true, 0),
+            ),
+            now: running_on("slow", "u1", reporting("d1", &["polls", "count"]), "a"),
+            want: Want::Keep {
+                update: false,
+                swap: None,
+                notice: Some("SwapHeld"),
+            },
+            says: "held: d2 drops status fields this link shows: status.polls: removed",
+        },
+        Case {
+            name: "a dropped status field the device never showed does not hold",
+            observed: wanted(
+                dummy(),
+                "a",
+                offer(Some(reporting("d2", &["polls"])), true, 0),
+            ),
+            now: running_on("slow", "u1", reporting("d1", &["polls", "count"]), "a"),
+            want: Want::Keep {
+                update: false,
+                swap: Some("d2"),
+                notice: None,
+            },
+            says: "",
+        },
     ];
     for c in cases {
         let current = c.now.as_ref().map(|n| Current {
             link: &n.link,
             version: &*n.version,
             references: &n.refs,
+            status: &n.status,
         });
         let (got, message) = want(decide(&c.observed, current.as_ref()));
         assert_eq!(got, c.want, "{}", c.name);
