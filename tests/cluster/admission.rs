@@ -36,20 +36,7 @@ pub(crate) async fn install(server: &ApiServer, client: &Client) -> u16 {
         .apply_rbac(&deploy_brain_yaml(), "octopus-brain")
         .await;
     let port = free_port();
-    let text = std::fs::read_to_string(deploy_brain_yaml()).unwrap();
-    let mut cfg: Value = serde_yaml::Deserializer::from_str(&text)
-        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
-        .find(|v| v["kind"] == "ValidatingWebhookConfiguration")
-        .expect("deploy/brain.yaml ships the webhook configuration");
-    for w in cfg["webhooks"].as_array_mut().unwrap() {
-        w["clientConfig"] =
-            json!({"url": format!("https://127.0.0.1:{port}/validate/devicelinks")});
-    }
-    let cfg: ValidatingWebhookConfiguration = serde_json::from_value(cfg).unwrap();
-    Api::<ValidatingWebhookConfiguration>::all(client.clone())
-        .create(&PostParams::default(), &cfg)
-        .await
-        .unwrap();
+    octopus_tests::apiserver::register_brain_webhook(client, port).await;
     let cm: ConfigMap = serde_json::from_value(json!({
         "metadata": {"name": "adaptor-dummy", "namespace": NS,
             "labels": {"adaptors.edge.cattle.io/component": "true"},

@@ -290,22 +290,8 @@ pub(crate) async fn control_plane_with(
 /// The brain with its admission webhook on a free loopback port, and the webhook
 /// configuration of deploy/brain.yaml pointed there.
 async fn start_admitting_brain(server: &ApiServer, client: &Client) -> Process {
-    use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
     let port = octopus_tests::process::free_port();
-    let text = std::fs::read_to_string(repo_file("deploy/brain.yaml")).unwrap();
-    let mut cfg: Value = serde_yaml::Deserializer::from_str(&text)
-        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
-        .find(|v| v["kind"] == "ValidatingWebhookConfiguration")
-        .expect("deploy/brain.yaml ships the webhook configuration");
-    for w in cfg["webhooks"].as_array_mut().unwrap() {
-        w["clientConfig"] =
-            json!({"url": format!("https://127.0.0.1:{port}/validate/devicelinks")});
-    }
-    let cfg: ValidatingWebhookConfiguration = serde_json::from_value(cfg).unwrap();
-    Api::<ValidatingWebhookConfiguration>::all(client.clone())
-        .create(&PostParams::default(), &cfg)
-        .await
-        .unwrap();
+    octopus_tests::apiserver::register_brain_webhook(client, port).await;
     let listen = format!("127.0.0.1:{port}");
     Process::start(
         bins::brain(),

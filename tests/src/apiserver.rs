@@ -462,3 +462,26 @@ pub async fn install_crds(
         }
     }
 }
+
+/// Registers the ValidatingWebhookConfiguration deploy/brain.yaml ships, pointed by URL at
+/// a brain on loopback `port` (a test cannot route to a Service).
+pub async fn register_brain_webhook(client: &Client, port: u16) {
+    use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+    let text = std::fs::read_to_string(crate::paths::repo_file("deploy/brain.yaml"))
+        .expect("deploy/brain.yaml is readable");
+    let mut cfg: serde_json::Value = serde_yaml::Deserializer::from_str(&text)
+        .filter_map(|d| <serde_json::Value as serde::Deserialize>::deserialize(d).ok())
+        .find(|v| v["kind"] == "ValidatingWebhookConfiguration")
+        .expect("deploy/brain.yaml ships the webhook configuration");
+    for w in cfg["webhooks"].as_array_mut().into_iter().flatten() {
+        w["clientConfig"] = serde_json::json!({
+            "url": format!("https://127.0.0.1:{port}/validate/devicelinks")
+        });
+    }
+    let cfg: ValidatingWebhookConfiguration =
+        serde_json::from_value(cfg).expect("a webhook configuration");
+    Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .create(&kube::api::PostParams::default(), &cfg)
+        .await
+        .expect("the webhook configuration is created");
+}
