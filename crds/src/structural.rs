@@ -32,6 +32,15 @@ pub fn validate(schema: &Value, value: &Value, path: &str) -> Vec<Problem> {
     out
 }
 
+/// Checks `value` against `schema` for what the API server would refuse, letting through
+/// the fields it silently prunes (unknown ones): how a status document is judged, since
+/// the API server drops an undeclared status field rather than refusing the write.
+pub fn validate_values(schema: &Value, value: &Value, path: &str) -> Vec<Problem> {
+    let mut out = Vec::new();
+    check(schema, value, path, false, &mut out);
+    out
+}
+
 fn push(out: &mut Vec<Problem>, path: &str, message: String) {
     out.push(Problem {
         path: path.to_owned(),
@@ -598,5 +607,19 @@ mod tests {
         assert_eq!(edit_distance("nmae", "name"), 1);
         assert_eq!(edit_distance("readonly", "readOnly"), 1);
         assert_eq!(edit_distance("", "ab"), 2);
+    }
+
+    #[test]
+    fn values_alone_let_unknown_fields_through_and_still_check_types() {
+        let schema = json!({"type": "object", "properties": {"count": {"type": "integer"}}});
+        let extra = json!({"count": 1, "variant": "v2"});
+        assert!(validate_values(&schema, &extra, "status").is_empty());
+        assert_eq!(validate(&schema, &extra, "status").len(), 1);
+        let wrong = json!({"count": "one"});
+        let got: Vec<String> = validate_values(&schema, &wrong, "status")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(got, ["status.count: expected integer, got string \"one\""]);
     }
 }

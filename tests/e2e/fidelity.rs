@@ -75,9 +75,11 @@ async fn events_of(client: &Client, name: &str, reason: &str, type_: &str) -> (u
 }
 
 /// With the webhook bypassed (its failure policy is Ignore; this control plane has none),
-/// a template field the model does not declare makes the API server refuse the
-/// instance's server-side apply. That refusal reaches the link: DeviceCreated=False with
-/// Octopus's reason and the API server's words, and a Warning event, once.
+/// a template field the model does not declare is refused before any instance exists:
+/// the dummy declares its model (contract 0.1.3), so the limb refuses the spec by that
+/// schema, as the API server's strict apply would for an adaptor that declares none.
+/// The refusal reaches the link: DeviceCreated=False with Octopus's reason and the field
+/// named, and a Warning event, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_the_api_server_refuses_is_a_condition_and_a_warning_on_the_link() {
     let (server, client, _brain) = control_plane().await;
@@ -103,8 +105,10 @@ async fn an_instance_the_api_server_refuses_is_a_condition_and_a_warning_on_the_
     eprintln!("DeviceCreated: {status:?} {reason}: {message}");
     assert_eq!(reason, "Fail", "Octopus's reason");
     assert!(
-        message.starts_with("unable to create device from template: ") && message.contains("gaer"),
-        "the API server's refusal, naming the field: {message}"
+        message.starts_with("unable to make device from model: ")
+            && message.contains("spec.template.spec.gaer: unknown field")
+            && message.contains("did you mean `gear`?"),
+        "the refusal, naming the field: {message}"
     );
     let (count, notes) = wait(
         "a FailedCreated Warning event on the link",

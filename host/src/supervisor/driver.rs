@@ -71,7 +71,7 @@ impl Version for Adaptor {
         else {
             return Vec::new();
         };
-        crds::structural::validate(schema, status, "status")
+        crds::structural::validate_values(schema, status, "status")
             .iter()
             .map(ToString::to_string)
             .collect()

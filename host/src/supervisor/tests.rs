@@ -48,7 +48,7 @@ impl Version for Fake {
     }
     fn status_problems(&self, _: &str, _: &str, status: &serde_json::Value) -> Vec<String> {
         self.status_schema.as_ref().map_or_else(Vec::new, |schema| {
-            crds::structural::validate(schema, status, "status")
+            crds::structural::validate_values(schema, status, "status")
                 .iter()
                 .map(ToString::to_string)
                 .collect()
