@@ -16,6 +16,8 @@ pub enum Error {
     Client(#[source] kube::Error),
     #[error("cannot serve the admin endpoint")]
     Admin(#[source] std::io::Error),
+    #[error("cannot serve the dashboard")]
+    Dashboard(#[source] crate::dashboard::Error),
     #[error("cannot start the admission webhook")]
     Admission(#[source] crate::admission::Error),
     #[error("lost the leader lease; exiting so a fresh replica takes over")]
@@ -45,6 +47,16 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         ),
         None => None,
     };
+    // Every replica serves the dashboard too: it only reads, from watches of its own.
+    let (dashboard_stop, dashboard_stopped) = tokio::sync::watch::channel(false);
+    let dashboard = match args.dashboard() {
+        Some(settings) => Some(
+            crate::dashboard::start(client.clone(), settings, dashboard_stopped)
+                .await
+                .map_err(Error::Dashboard)?,
+        ),
+        None => None,
+    };
     ready.store(true, Ordering::Relaxed);
 
     let identity = args
@@ -62,7 +74,10 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         tracing::info!(%identity, lease = %lease.name, "waiting for leadership");
         let rx = tokio::select! {
             rx = leader::acquire(client.clone(), lease.clone()) => rx,
-            () = shutdown_signal() => return Ok(()),
+            () = shutdown_signal() => {
+                let _ = dashboard_stop.send(true);
+                return Ok(());
+            }
         };
         Some(rx)
     } else {
@@ -89,6 +104,10 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     let _ = controller.await;
     if args.leader_election && result.is_ok() {
         leader::release(client, &lease).await;
+    }
+    let _ = dashboard_stop.send(true);
+    if let Some(d) = dashboard {
+        let _ = d.await;
     }
     admin.abort();
     result

@@ -146,6 +146,12 @@ pub struct ClusterArgs {
     #[arg(long, env = "LIMB_DASHBOARD_LISTEN", default_value = "127.0.0.1:8081")]
     pub dashboard_listen: ListenAddr,
 
+    /// Require `Authorization: Bearer <token>` of a user who may list DeviceLinks on the
+    /// dashboard (checked with TokenReview and SubjectAccessReview), to listen beyond
+    /// loopback.
+    #[arg(long, env = "LIMB_DASHBOARD_TOKEN", default_value_t = false, action = clap::ArgAction::Set)]
+    pub dashboard_token: bool,
+
     #[command(flatten)]
     pub dashboard: DashboardArgs,
 
