@@ -123,6 +123,11 @@ impl TokenCheck {
         self.lock().insert(digest, until);
     }
 
+    /// Allowed tokens remembered now (for tests).
+    pub fn remembered(&self) -> usize {
+        self.lock().0.len()
+    }
+
     async fn review(&self, token: &str) -> Result<Verdict, Error> {
         let review = TokenReview {
             spec: TokenReviewSpec {

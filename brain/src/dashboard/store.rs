@@ -415,7 +415,7 @@ impl Store {
         let adaptors = self.adaptors(&devices);
         Overview {
             node: None,
-            mode: "cluster",
+            mode: "cluster-wide",
             devices,
             adaptors,
         }

@@ -9,6 +9,9 @@
 pub mod readings;
 
 pub use octopus_dashboard::history;
+/// The bearer-token check of the cluster dashboard (`--dashboard-token`).
+#[cfg(feature = "cluster")]
+pub use octopus_dashboard::auth;
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
