@@ -109,6 +109,11 @@ impl Dashboard {
             .with_state(self)
     }
 
+    /// The history the plots draw (the density benchmark fills and weighs it).
+    pub fn shared_history(&self) -> Arc<Mutex<History>> {
+        self.history.clone()
+    }
+
     fn history(&self) -> std::sync::MutexGuard<'_, History> {
         self.history.lock().unwrap_or_else(|e| e.into_inner())
     }
