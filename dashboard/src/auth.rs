@@ -180,6 +180,7 @@ pub fn require(router: Router, check: Arc<TokenCheck>) -> Router {
     router.layer(middleware::from_fn_with_state(check, gate))
 }
 
+#[tracing::instrument(name = "dashboard_request", skip_all, fields(path = %request.uri().path()))]
 async fn gate(State(check): State<Arc<TokenCheck>>, request: Request, next: Next) -> Response {
     let token = request
         .headers()

@@ -74,7 +74,7 @@ pub struct DashboardArgs {
     pub dashboard: bool,
 
     /// Numeric property series the dashboard's plots keep, over all devices (each an
-    /// hour of points, about 3 KiB).
+    /// hour of points, about 4 KiB).
     #[arg(long, env = "LIMB_DASHBOARD_SERIES", default_value_t = 4096)]
     pub dashboard_series: usize,
 }

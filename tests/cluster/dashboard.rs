@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use crds::v1alpha1::DeviceLink;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use k8s_openapi::api::core::v1::{Event, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{
@@ -413,4 +416,61 @@ async fn a_dashboard_with_tokens_wants_a_valid_token_allowed_to_list_devicelinks
     assert_eq!(check.check(&viewer).await.unwrap(), Verdict::Allowed);
     assert_eq!(check.check("not-a-token").await.unwrap(), Verdict::Unauthenticated);
     assert_eq!(check.remembered(), 1, "only the allowed token is remembered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboards_may_review_tokens_and_the_brain_read_instances_and_events_but_change_nothing()
+{
+    let server = ApiServer::start().await;
+    let admin = server.client().await;
+    let deploy = repo_file("deploy");
+    server
+        .apply_rbac(&deploy.join("brain.yaml"), "octopus-brain")
+        .await;
+    server
+        .apply_rbac(&deploy.join("limb.yaml"), "octopus-limb")
+        .await;
+    let api: Api<SubjectAccessReview> = Api::all(admin);
+    // (user, verb, group, resource, allowed)
+    let rows = [
+        ("octopus-brain", "create", "authentication.k8s.io", "tokenreviews", true),
+        ("octopus-brain", "create", "authorization.k8s.io", "subjectaccessreviews", true),
+        ("octopus-limb", "create", "authentication.k8s.io", "tokenreviews", true),
+        ("octopus-limb", "create", "authorization.k8s.io", "subjectaccessreviews", true),
+        ("octopus-brain", "watch", "devices.edge.cattle.io", "dummyspecialdevices", true),
+        ("octopus-brain", "watch", "", "events", true),
+        ("octopus-brain", "patch", "devices.edge.cattle.io", "dummyspecialdevices", false),
+        ("octopus-brain", "delete", "devices.edge.cattle.io", "dummyspecialdevices", false),
+        ("octopus-brain", "create", "", "events", false),
+        ("octopus-limb", "list", "", "events", false),
+        ("octopus-limb", "create", "authorization.k8s.io", "localsubjectaccessreviews", false),
+    ];
+    let mut wrong = Vec::new();
+    for (user, verb, group, resource, want) in rows {
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some(user.into()),
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some(verb.into()),
+                    group: Some(group.into()),
+                    resource: Some(resource.into()),
+                    namespace: Some("default".into()),
+                    ..ResourceAttributes::default()
+                }),
+                ..SubjectAccessReviewSpec::default()
+            },
+            ..SubjectAccessReview::default()
+        };
+        let allowed = api
+            .create(&PostParams::default(), &review)
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .allowed;
+        if allowed != want {
+            wrong.push(format!("{user} {verb} {group}/{resource}: allowed={allowed}, want {want}"));
+        }
+    }
+    assert!(wrong.is_empty(), "RBAC differs:\n{}", wrong.join("\n"));
 }
