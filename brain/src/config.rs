@@ -207,7 +207,10 @@ mod tests {
             "the webhook is off unless given an address"
         );
         let d = r.dashboard().unwrap();
-        assert!(d.listen.ip().is_loopback() && !d.token, "loopback, no tokens");
+        assert!(
+            d.listen.ip().is_loopback() && !d.token,
+            "loopback, no tokens"
+        );
     }
 
     #[test]
@@ -220,7 +223,13 @@ mod tests {
             r.dashboard()
         };
         assert!(parse(&["--dashboard-listen", "off"]).is_none());
-        let d = parse(&["--dashboard-listen", "0.0.0.0:8443", "--dashboard-token", "true"]).unwrap();
+        let d = parse(&[
+            "--dashboard-listen",
+            "0.0.0.0:8443",
+            "--dashboard-token",
+            "true",
+        ])
+        .unwrap();
         assert!(d.token && d.listen.port() == 8443);
     }
 

@@ -245,7 +245,11 @@ mod tests {
         assert!(allowed.holds(&newest, now), "the newest is kept");
         assert!(!allowed.holds(&[0u8; 32], now), "the oldest was forgotten");
         assert!(!allowed.holds(&newest, later + TTL), "expired");
-        assert_eq!(allowed.0.len(), CACHED - 1, "an expired entry is dropped when met");
+        assert_eq!(
+            allowed.0.len(),
+            CACHED - 1,
+            "an expired entry is dropped when met"
+        );
     }
 
     #[test]

@@ -212,7 +212,10 @@ fn run_child_with(
     let pool = if pooling == Pooling::On { "pool" } else { "" };
     let hist = if history { "history" } else { "" };
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .env("DENSITY_SCENARIO", format!("{kind}:{n}:{port}:{pool}:{hist}"))
+        .env(
+            "DENSITY_SCENARIO",
+            format!("{kind}:{n}:{port}:{pool}:{hist}"),
+        )
         .env("DENSITY_CACHE", cache)
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -370,7 +373,9 @@ async fn limb_fleet(
         d.history_points = points;
         d.filled_rss_mib = rss as f64 / f64::from(1 << 20);
         d.filled_pss_per_device_kib = pss.saturating_sub(base_pss) as f64 / 1024.0 / n as f64;
-        eprintln!("history: {series} series, {points} points at measurement; {full_points} when filled");
+        eprintln!(
+            "history: {series} series, {points} points at measurement; {full_points} when filled"
+        );
     }
     d
 }
@@ -793,7 +798,9 @@ async fn main() {
             t.push_str(&format!("\nScenarios that did not complete:\n\n{failed}"));
         }
         println!("## 3. The dashboard's history at density\n\n{t}");
-        doc.push_str(&format!("## 3. The dashboard's history at density\n\n{t}\n"));
+        doc.push_str(&format!(
+            "## 3. The dashboard's history at density\n\n{t}\n"
+        ));
     }
 
     if want("swap") {

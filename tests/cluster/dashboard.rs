@@ -51,10 +51,7 @@ async fn component_client(server: &ApiServer, component: &str) -> Client {
 }
 
 /// Starts the brain's dashboard in this process on a free loopback port.
-async fn start_dashboard(
-    client: Client,
-    token: bool,
-) -> (u16, tokio::sync::watch::Sender<bool>) {
+async fn start_dashboard(client: Client, token: bool) -> (u16, tokio::sync::watch::Sender<bool>) {
     let port = free_port();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let settings = brain::dashboard::Settings {
@@ -103,7 +100,10 @@ fn link(name: &str, node: &str, kind: &str) -> DeviceLink {
 
 /// The pipeline as a limb leaves it: every stage passed, the last as `connected` says.
 fn conditions(connected: &str, message: &str) -> Value {
-    let now = k8s_openapi::jiff::Timestamp::now().round(k8s_openapi::jiff::Unit::Second).unwrap().to_string();
+    let now = k8s_openapi::jiff::Timestamp::now()
+        .round(k8s_openapi::jiff::Unit::Second)
+        .unwrap()
+        .to_string();
     let stage = |t: &str, s: &str, m: &str| {
         json!({"type": t, "status": s, "reason": if s == "True" { "Found" } else { "Unhealthy" },
                "message": m, "lastTransitionTime": now, "lastUpdateTime": now})
@@ -182,7 +182,8 @@ fn phase_of(overview: &Value, key: &str) -> Option<String> {
 }
 
 fn screenshots_dir(fallback: &std::path::Path) -> PathBuf {
-    std::env::var_os("OCTOPUS_DASHBOARD_SCREENSHOTS").map_or_else(|| fallback.to_owned(), PathBuf::from)
+    std::env::var_os("OCTOPUS_DASHBOARD_SCREENSHOTS")
+        .map_or_else(|| fallback.to_owned(), PathBuf::from)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,7 +206,13 @@ async fn the_brain_s_dashboard_shows_the_links_of_two_nodes_live_in_a_browser() 
             .unwrap();
     }
     set_conditions(&links, "thermometer", "True", "connected").await;
-    set_conditions(&links, "fan", "False", "received error from adaptor: stalled").await;
+    set_conditions(
+        &links,
+        "fan",
+        "False",
+        "received error from adaptor: stalled",
+    )
+    .await;
     let protocol = instances(&admin, "DummyProtocolDevice", "dummyprotocoldevices");
     instance(
         &protocol,
@@ -228,7 +235,10 @@ async fn the_brain_s_dashboard_shows_the_links_of_two_nodes_live_in_a_browser() 
     )
     .await;
     // An event about the failing link, as the limb records it.
-    let now = k8s_openapi::jiff::Timestamp::now().round(k8s_openapi::jiff::Unit::Second).unwrap().to_string();
+    let now = k8s_openapi::jiff::Timestamp::now()
+        .round(k8s_openapi::jiff::Unit::Second)
+        .unwrap()
+        .to_string();
     let event: Event = serde_json::from_value(json!({
         "metadata": {"name": "fan.stalled", "namespace": "default"},
         "involvedObject": {"apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceLink",
@@ -296,7 +306,10 @@ async fn the_brain_s_dashboard_shows_the_links_of_two_nodes_live_in_a_browser() 
             page.eval(
                 "(() => { const s = document.getElementById('filter-node'); s.value = ''; s.dispatchEvent(new Event('change')); window.loadedOnce = true; })()",
             );
-            page.wait_for("the live stream", "document.getElementById('live').dataset.state === 'live'");
+            page.wait_for(
+                "the live stream",
+                "document.getElementById('live').dataset.state === 'live'",
+            );
             page.screenshot(&dir.join("dashboard-brain.png"));
 
             // Live: the fan recovers, and the page shows it without a reload.
@@ -305,7 +318,11 @@ async fn the_brain_s_dashboard_shows_the_links_of_two_nodes_live_in_a_browser() 
                 "the fan healthy, live",
                 r#"document.querySelector('#devices tr[data-key="default/fan"][data-phase="Healthy"]')"#,
             );
-            assert_eq!(page.eval("window.loadedOnce === true"), json!(true), "no reload");
+            assert_eq!(
+                page.eval("window.loadedOnce === true"),
+                json!(true),
+                "no reload"
+            );
 
             // One device: its status as text, its plot, its conditions.
             page.eval("location.hash = '#/device/default/thermometer'");
@@ -317,7 +334,11 @@ async fn the_brain_s_dashboard_shows_the_links_of_two_nodes_live_in_a_browser() 
                 "document.querySelector('#status tr[data-path=\"properties.label.stringValue\"] td.value').textContent",
             );
             assert_eq!(label, XSS, "the markup shows as text");
-            assert_eq!(page.eval("typeof window.pwned"), "undefined", "and never ran");
+            assert_eq!(
+                page.eval("typeof window.pwned"),
+                "undefined",
+                "and never ran"
+            );
             assert_eq!(
                 page.eval("document.querySelectorAll('#status script').length"),
                 0
@@ -326,8 +347,7 @@ async fn the_brain_s_dashboard_shows_the_links_of_two_nodes_live_in_a_browser() 
                 "the temperature's plot",
                 "document.querySelector('.plot[data-property=\"properties.temperature\"]')",
             );
-            let conditions =
-                page.eval("document.querySelectorAll('#conditions li').length");
+            let conditions = page.eval("document.querySelectorAll('#conditions li').length");
             assert_eq!(conditions, 5);
             page.screenshot(&dir.join("dashboard-brain-device.png"));
         })
@@ -414,13 +434,20 @@ async fn a_dashboard_with_tokens_wants_a_valid_token_allowed_to_list_devicelinks
     let check = Arc::new(limb::dashboard::auth::TokenCheck::new(limb));
     use limb::dashboard::auth::Verdict;
     assert_eq!(check.check(&viewer).await.unwrap(), Verdict::Allowed);
-    assert_eq!(check.check("not-a-token").await.unwrap(), Verdict::Unauthenticated);
-    assert_eq!(check.remembered(), 1, "only the allowed token is remembered");
+    assert_eq!(
+        check.check("not-a-token").await.unwrap(),
+        Verdict::Unauthenticated
+    );
+    assert_eq!(
+        check.remembered(),
+        1,
+        "only the allowed token is remembered"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboards_may_review_tokens_and_the_brain_read_instances_and_events_but_change_nothing()
-{
+ {
     let server = ApiServer::start().await;
     let admin = server.client().await;
     let deploy = repo_file("deploy");
@@ -433,17 +460,65 @@ async fn the_dashboards_may_review_tokens_and_the_brain_read_instances_and_event
     let api: Api<SubjectAccessReview> = Api::all(admin);
     // (user, verb, group, resource, allowed)
     let rows = [
-        ("octopus-brain", "create", "authentication.k8s.io", "tokenreviews", true),
-        ("octopus-brain", "create", "authorization.k8s.io", "subjectaccessreviews", true),
-        ("octopus-limb", "create", "authentication.k8s.io", "tokenreviews", true),
-        ("octopus-limb", "create", "authorization.k8s.io", "subjectaccessreviews", true),
-        ("octopus-brain", "watch", "devices.edge.cattle.io", "dummyspecialdevices", true),
+        (
+            "octopus-brain",
+            "create",
+            "authentication.k8s.io",
+            "tokenreviews",
+            true,
+        ),
+        (
+            "octopus-brain",
+            "create",
+            "authorization.k8s.io",
+            "subjectaccessreviews",
+            true,
+        ),
+        (
+            "octopus-limb",
+            "create",
+            "authentication.k8s.io",
+            "tokenreviews",
+            true,
+        ),
+        (
+            "octopus-limb",
+            "create",
+            "authorization.k8s.io",
+            "subjectaccessreviews",
+            true,
+        ),
+        (
+            "octopus-brain",
+            "watch",
+            "devices.edge.cattle.io",
+            "dummyspecialdevices",
+            true,
+        ),
         ("octopus-brain", "watch", "", "events", true),
-        ("octopus-brain", "patch", "devices.edge.cattle.io", "dummyspecialdevices", false),
-        ("octopus-brain", "delete", "devices.edge.cattle.io", "dummyspecialdevices", false),
+        (
+            "octopus-brain",
+            "patch",
+            "devices.edge.cattle.io",
+            "dummyspecialdevices",
+            false,
+        ),
+        (
+            "octopus-brain",
+            "delete",
+            "devices.edge.cattle.io",
+            "dummyspecialdevices",
+            false,
+        ),
         ("octopus-brain", "create", "", "events", false),
         ("octopus-limb", "list", "", "events", false),
-        ("octopus-limb", "create", "authorization.k8s.io", "localsubjectaccessreviews", false),
+        (
+            "octopus-limb",
+            "create",
+            "authorization.k8s.io",
+            "localsubjectaccessreviews",
+            false,
+        ),
     ];
     let mut wrong = Vec::new();
     for (user, verb, group, resource, want) in rows {
@@ -469,7 +544,9 @@ async fn the_dashboards_may_review_tokens_and_the_brain_read_instances_and_event
             .unwrap()
             .allowed;
         if allowed != want {
-            wrong.push(format!("{user} {verb} {group}/{resource}: allowed={allowed}, want {want}"));
+            wrong.push(format!(
+                "{user} {verb} {group}/{resource}: allowed={allowed}, want {want}"
+            ));
         }
     }
     assert!(wrong.is_empty(), "RBAC differs:\n{}", wrong.join("\n"));

@@ -466,7 +466,10 @@ mod tests {
         assert_eq!(phase(json!([])), Phase::Pending);
         assert_eq!(phase(json!([cond("NodeExisted", "False")])), Phase::Pending);
         assert_eq!(
-            phase(json!([cond("NodeExisted", "True"), cond("ModelExisted", "True")])),
+            phase(json!([
+                cond("NodeExisted", "True"),
+                cond("ModelExisted", "True")
+            ])),
             Phase::Starting
         );
         let all = |last: &str| {
@@ -488,9 +491,16 @@ mod tests {
         let store = Store::new(16);
         let mut feed = store.subscribe();
         store.instance(Some("default"), "fan", json!({"speed": 1}));
-        assert!(store.summaries().is_empty(), "an instance alone is no device");
+        assert!(
+            store.summaries().is_empty(),
+            "an instance alone is no device"
+        );
         store.link(&link("fan", "edge-1", json!([cond("NodeExisted", "True")])));
-        store.instance(Some("default"), "fan", json!({"speed": 2, "label": "<script>"}));
+        store.instance(
+            Some("default"),
+            "fan",
+            json!({"speed": 2, "label": "<script>"}),
+        );
         store.event(
             Some("default"),
             "fan",

@@ -170,7 +170,12 @@ fn view(e: &Event) -> EventView {
         .map(|t| t.0.to_string())
         .or_else(|| e.last_timestamp.as_ref().map(|t| t.0.to_string()))
         .or_else(|| e.first_timestamp.as_ref().map(|t| t.0.to_string()))
-        .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()))
+        .or_else(|| {
+            e.metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.to_string())
+        })
         .unwrap_or_default();
     EventView {
         uid: e.metadata.uid.clone().unwrap_or_default(),

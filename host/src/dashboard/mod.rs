@@ -8,10 +8,10 @@
 
 pub mod readings;
 
-pub use octopus_dashboard::history;
 /// The bearer-token check of the cluster dashboard (`--dashboard-token`).
 #[cfg(feature = "cluster")]
 pub use octopus_dashboard::auth;
+pub use octopus_dashboard::history;
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -28,7 +28,6 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::status::{AdaptorReport, Changes, DeviceReport, Phase, StatusBoard};
 pub use history::History;
-
 
 /// Live pages open at once; each holds one change feed (a key per device at most).
 const MAX_STREAMS: usize = 32;
@@ -535,6 +534,9 @@ mod tests {
             );
         }
         // The script never parses data as HTML.
-        assert!(!octopus_dashboard::APP_JS.contains("innerHTML") && !octopus_dashboard::APP_JS.contains("insertAdjacentHTML"));
+        assert!(
+            !octopus_dashboard::APP_JS.contains("innerHTML")
+                && !octopus_dashboard::APP_JS.contains("insertAdjacentHTML")
+        );
     }
 }
