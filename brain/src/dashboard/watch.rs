@@ -20,9 +20,12 @@ const MODELS: usize = 64;
 /// Follows links, instances and events into `store` until `stop` turns true.
 pub async fn run(client: Client, store: Arc<Store>, mut stop: watch::Receiver<bool>) {
     let (models_tx, models_rx) = mpsc::channel::<GroupVersionKind>(MODELS);
-    let links = links(client.clone(), store.clone(), models_tx);
+    // Events are kept only for known links, so their watch starts once the links are
+    // listed (an event listed before its link would be dropped until a relist).
+    let (listed_tx, listed_rx) = watch::channel(false);
+    let links = links(client.clone(), store.clone(), models_tx, listed_tx);
     let instances = instances(client.clone(), store.clone(), models_rx);
-    let events = events(client, store);
+    let events = events(client, store, listed_rx);
     tokio::select! {
         _ = stop.wait_for(|s| *s) => {}
         () = links => {}
@@ -38,7 +41,12 @@ where
     stream.backoff(octopus_backoff::WatchBackoff::default())
 }
 
-async fn links(client: Client, store: Arc<Store>, models: mpsc::Sender<GroupVersionKind>) {
+async fn links(
+    client: Client,
+    store: Arc<Store>,
+    models: mpsc::Sender<GroupVersionKind>,
+    listed_tx: watch::Sender<bool>,
+) {
     let api: Api<DeviceLink> = Api::all(client);
     let mut stream = backed_off(watcher(api, watcher::Config::default())).boxed();
     let mut seen_models: HashSet<(String, String)> = HashSet::new();
@@ -58,6 +66,7 @@ async fn links(client: Client, store: Arc<Store>, models: mpsc::Sender<GroupVers
             }
             watcher::Event::InitDone => {
                 store.keep_links(&std::mem::take(&mut listed));
+                listed_tx.send_replace(true);
                 continue;
             }
             watcher::Event::Delete(link) => {
@@ -141,7 +150,10 @@ async fn instances_of(client: Client, store: Arc<Store>, gvk: GroupVersionKind) 
     }
 }
 
-async fn events(client: Client, store: Arc<Store>) {
+async fn events(client: Client, store: Arc<Store>, mut listed: watch::Receiver<bool>) {
+    if listed.wait_for(|l| *l).await.is_err() {
+        return;
+    }
     // Core events: the limb's events.k8s.io events read back, with the regarding object
     // selectable by kind.
     let api: Api<Event> = Api::all(client);
