@@ -16,8 +16,6 @@ pub enum Error {
     Client(#[source] kube::Error),
     #[error("cannot serve the admin endpoint")]
     Admin(#[source] std::io::Error),
-    #[error("cannot serve the dashboard")]
-    Dashboard(#[source] crate::dashboard::Error),
     #[error("cannot start the admission webhook")]
     Admission(#[source] crate::admission::Error),
     #[error("lost the leader lease; exiting so a fresh replica takes over")]
@@ -49,12 +47,18 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     };
     // Every replica serves the dashboard too: it only reads, from watches of its own.
     let (dashboard_stop, dashboard_stopped) = tokio::sync::watch::channel(false);
+    // A page for people: a port in use costs the dashboard (with a warning), never the
+    // brain's start (so do several brains on one machine, as in the tests).
     let dashboard = match args.dashboard() {
-        Some(settings) => Some(
-            crate::dashboard::start(client.clone(), settings, dashboard_stopped)
-                .await
-                .map_err(Error::Dashboard)?,
-        ),
+        Some(settings) => {
+            match crate::dashboard::start(client.clone(), settings, dashboard_stopped).await {
+                Ok(task) => Some(task),
+                Err(e) => {
+                    tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "running without the dashboard");
+                    None
+                }
+            }
+        }
         None => None,
     };
     ready.store(true, Ordering::Relaxed);
