@@ -103,12 +103,40 @@ pub struct RunArgs {
     #[arg(long, env = "BRAIN_ADAPTOR_NAMESPACE")]
     pub adaptor_namespace: Option<String>,
 
+    /// Address of the read-only dashboard: the pod's loopback by default, so that only
+    /// `kubectl port-forward` (RBAC: `pods/portforward`) reaches it; "off" disables it.
+    /// Beyond loopback, turn on `--dashboard-token`.
+    #[arg(long, env = "BRAIN_DASHBOARD_LISTEN", default_value = "127.0.0.1:8081", value_parser = parse_listen)]
+    pub dashboard_listen: Listen,
+
+    /// Require `Authorization: Bearer <token>` of a user who may list DeviceLinks on the
+    /// dashboard (checked with TokenReview and SubjectAccessReview).
+    #[arg(long, env = "BRAIN_DASHBOARD_TOKEN", default_value_t = false, action = clap::ArgAction::Set)]
+    pub dashboard_token: bool,
+
+    /// Numeric property series the dashboard's plots keep, over all devices (each an
+    /// hour of points, about 4 KiB).
+    #[arg(long, env = "BRAIN_DASHBOARD_SERIES", default_value_t = 4096)]
+    pub dashboard_series: usize,
+
     /// Log as JSON.
     #[arg(long, env = "BRAIN_LOG_JSON")]
     pub log_json: bool,
 }
 
 impl RunArgs {
+    /// The dashboard's settings, when it is on.
+    pub fn dashboard(&self) -> Option<crate::dashboard::Settings> {
+        Some(crate::dashboard::Settings {
+            listen: match self.dashboard_listen {
+                Listen::Off => return None,
+                Listen::At(addr) => addr,
+            },
+            token: self.dashboard_token,
+            max_series: self.dashboard_series,
+        })
+    }
+
     /// The webhook's settings, when it is on. The brain's own namespace is the Lease's.
     pub fn admission(&self) -> Option<crate::admission::Settings> {
         let listen = self.webhook_listen?;
@@ -132,6 +160,21 @@ impl RunArgs {
             },
         })
     }
+}
+
+/// A listener's address, or none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listen {
+    Off,
+    At(SocketAddr),
+}
+
+/// An address, or "off".
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(Listen::Off);
+    }
+    s.parse().map(Listen::At).map_err(|e| format!("{s:?}: {e}"))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -163,6 +206,31 @@ mod tests {
             r.admission().is_none(),
             "the webhook is off unless given an address"
         );
+        let d = r.dashboard().unwrap();
+        assert!(
+            d.listen.ip().is_loopback() && !d.token,
+            "loopback, no tokens"
+        );
+    }
+
+    #[test]
+    fn the_dashboard_can_be_turned_off_or_opened_with_tokens() {
+        let parse = |args: &[&str]| {
+            let c = Config::try_parse_from(["brain", "run"].iter().chain(args)).unwrap();
+            let Command::Run(r) = c.command else {
+                panic!("run")
+            };
+            r.dashboard()
+        };
+        assert!(parse(&["--dashboard-listen", "off"]).is_none());
+        let d = parse(&[
+            "--dashboard-listen",
+            "0.0.0.0:8443",
+            "--dashboard-token",
+            "true",
+        ])
+        .unwrap();
+        assert!(d.token && d.listen.port() == 8443);
     }
 
     #[test]

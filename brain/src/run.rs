@@ -45,6 +45,22 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         ),
         None => None,
     };
+    // Every replica serves the dashboard too: it only reads, from watches of its own.
+    let (dashboard_stop, dashboard_stopped) = tokio::sync::watch::channel(false);
+    // A page for people: a port in use costs the dashboard (with a warning), never the
+    // brain's start (so do several brains on one machine, as in the tests).
+    let dashboard = match args.dashboard() {
+        Some(settings) => {
+            match crate::dashboard::start(client.clone(), settings, dashboard_stopped).await {
+                Ok(task) => Some(task),
+                Err(e) => {
+                    tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "running without the dashboard");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     ready.store(true, Ordering::Relaxed);
 
     let identity = args
@@ -62,7 +78,10 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         tracing::info!(%identity, lease = %lease.name, "waiting for leadership");
         let rx = tokio::select! {
             rx = leader::acquire(client.clone(), lease.clone()) => rx,
-            () = shutdown_signal() => return Ok(()),
+            () = shutdown_signal() => {
+                let _ = dashboard_stop.send(true);
+                return Ok(());
+            }
         };
         Some(rx)
     } else {
@@ -89,6 +108,10 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     let _ = controller.await;
     if args.leader_election && result.is_ok() {
         leader::release(client, &lease).await;
+    }
+    let _ = dashboard_stop.send(true);
+    if let Some(d) = dashboard {
+        let _ = d.await;
     }
     admin.abort();
     result

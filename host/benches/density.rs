@@ -4,6 +4,9 @@
 //!    against a fast Rust Modbus TCP server on loopback, alternating rounds.
 //! 2. Density: 100, 1,000 and 10,000 supervised devices at 1 Hz (dummy), and 100 and
 //!    1,000 Modbus devices, each scenario in a fresh child process so its memory is its own.
+//! 3. The dashboard's history at density: 10,000 devices without and with the recorder
+//!    that fills the plots' history, and with that history filled to its bound
+//!    (`DENSITY_ONLY=history`; `DENSITY_HISTORY_N` for another count).
 //! 5. Hot swap of 1,000 live devices, with the compile cached and uncached.
 //! 6. Cold start of 1,000 devices, with an empty and a warm compile cache.
 //!
@@ -177,6 +180,19 @@ struct Density {
     drift_p50_ms: f64,
     drift_p99_ms: f64,
     drift_max_ms: f64,
+    /// The dashboard's history recorder ran (section 3).
+    #[serde(default)]
+    history: bool,
+    /// Series and points the history held at measurement.
+    #[serde(default)]
+    history_series: usize,
+    #[serde(default)]
+    history_points: usize,
+    /// RSS and PSS after filling every series to its bound (an hour of points).
+    #[serde(default)]
+    filled_rss_mib: f64,
+    #[serde(default)]
+    filled_pss_per_device_kib: f64,
 }
 
 fn run_child(
@@ -184,9 +200,22 @@ fn run_child(
     port: u16,
     cache: &Path,
 ) -> Result<Density, String> {
+    run_child_with((kind, n, pooling), port, cache, false)
+}
+
+fn run_child_with(
+    (kind, n, pooling): (&str, usize, Pooling),
+    port: u16,
+    cache: &Path,
+    history: bool,
+) -> Result<Density, String> {
     let pool = if pooling == Pooling::On { "pool" } else { "" };
+    let hist = if history { "history" } else { "" };
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .env("DENSITY_SCENARIO", format!("{kind}:{n}:{port}:{pool}"))
+        .env(
+            "DENSITY_SCENARIO",
+            format!("{kind}:{n}:{port}:{pool}:{hist}"),
+        )
         .env("DENSITY_CACHE", cache)
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -215,17 +244,37 @@ async fn scenario(spec: &str) {
     } else {
         Settings::default().pooling
     };
+    let history = parts.next() == Some("history");
     let cache = PathBuf::from(std::env::var_os("DENSITY_CACHE").unwrap());
     let result = if kind == "native" {
         native_fleet(n, port).await
     } else {
-        limb_fleet(&kind, n, port, &cache, pooling).await
+        limb_fleet(&kind, n, port, &cache, pooling, history).await
     };
     println!("RESULT {}", serde_json::to_string(&result).unwrap());
 }
 
-async fn limb_fleet(kind: &str, n: usize, port: u16, cache: &Path, pooling: Pooling) -> Density {
+async fn limb_fleet(
+    kind: &str,
+    n: usize,
+    port: u16,
+    cache: &Path,
+    pooling: Pooling,
+    history: bool,
+) -> Density {
     let c = ctx(pooling, u32::try_from(n + n / 4 + 16).unwrap());
+    // The dashboard's recorder, as the limb runs it (default series cap), before the
+    // base is taken: its memory beyond the base is the devices' history.
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let dashboard = history.then(|| {
+        let (dashboard, recorder) = limb::dashboard::Dashboard::new(
+            c.board.clone(),
+            limb::dashboard::Settings::default(),
+            stopped,
+        );
+        tokio::spawn(recorder);
+        dashboard
+    });
     let file = if kind == "modbus" {
         "adaptor_modbus.wasm"
     } else {
@@ -294,10 +343,19 @@ async fn limb_fleet(kind: &str, n: usize, port: u16, cache: &Path, pooling: Pool
             format!("{}.{kind}.{n}", path.to_string_lossy()),
         );
     }
+    let mut filled = None;
+    if let Some(dashboard) = &dashboard {
+        let shared = dashboard.shared_history();
+        let held = {
+            let h = shared.lock().unwrap();
+            (h.series(), h.points())
+        };
+        filled = Some((held, fill_history(&c, &shared), rss_bytes(), pss_bytes()));
+    }
     for h in handles {
         h.stop().await;
     }
-    density_result(
+    let mut d = density_result(
         kind,
         n,
         c.runtime.pooling(),
@@ -308,7 +366,38 @@ async fn limb_fleet(kind: &str, n: usize, port: u16, cache: &Path, pooling: Pool
         (p1 - p0) as f64 / wall.as_secs_f64(),
         f1 - f0,
         (p50, p99, max),
-    )
+    );
+    if let Some(((series, points), full_points, rss, pss)) = filled {
+        d.history = true;
+        d.history_series = series;
+        d.history_points = points;
+        d.filled_rss_mib = rss as f64 / f64::from(1 << 20);
+        d.filled_pss_per_device_kib = pss.saturating_sub(base_pss) as f64 / 1024.0 / n as f64;
+        eprintln!(
+            "history: {series} series, {points} points at measurement; {full_points} when filled"
+        );
+    }
+    d
+}
+
+/// Fills every device's history to its bound: an hour of points, one per step, before
+/// now, as an hour of polling would (the recorder keeps adding the live ones). Returns
+/// the points held after.
+fn fill_history(c: &Context, shared: &std::sync::Mutex<limb::dashboard::History>) -> usize {
+    use limb::dashboard::history::{POINTS, STEP, numeric_properties};
+    let mut readings = Vec::new();
+    c.board.for_each(|r| {
+        readings.push((r.key(), r.incarnation, numeric_properties(&r.status)));
+    });
+    let now = std::time::SystemTime::now();
+    let mut h = shared.lock().unwrap();
+    for step in (1..=POINTS as u32).rev() {
+        let at = now - STEP * step;
+        for (key, incarnation, values) in &readings {
+            h.record(key, *incarnation, values.clone(), at);
+        }
+    }
+    h.points()
 }
 
 #[allow(clippy::too_many_arguments, reason = "one record")]
@@ -340,6 +429,11 @@ fn density_result(
         drift_p50_ms: ms(p50),
         drift_p99_ms: ms(p99),
         drift_max_ms: ms(max),
+        history: false,
+        history_series: 0,
+        history_points: 0,
+        filled_rss_mib: 0.0,
+        filled_pss_per_device_kib: 0.0,
     }
 }
 
@@ -425,6 +519,37 @@ async fn native_fleet(n: usize, port: u16) -> Density {
         f1 - f0,
         q,
     )
+}
+
+fn history_table(results: &[Density]) -> String {
+    let mut t = String::from(
+        "| devices | dashboard history | base RSS | RSS | per device beyond base, RSS | per device beyond base, PSS | series / points held | RSS, history filled (an hour per series) | per device beyond base, PSS, filled | CPU (cores) | polls/s | drift p99 |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for d in results {
+        let (held, filled, filled_pss) = if d.history {
+            (
+                format!("{} / {}", d.history_series, d.history_points),
+                format!("{:.1} MiB", d.filled_rss_mib),
+                format!("{:.1} KiB", d.filled_pss_per_device_kib),
+            )
+        } else {
+            ("—".into(), "—".into(), "—".into())
+        };
+        t.push_str(&format!(
+            "| {} | {} | {:.1} MiB | {:.1} MiB | {:.1} KiB | {:.1} KiB | {held} | {filled} | {filled_pss} | {:.3} | {:.0} | {:.1} ms |\n",
+            d.n,
+            if d.history { "on" } else { "off" },
+            d.base_mib,
+            d.rss_mib,
+            d.per_device_kib,
+            d.pss_per_device_kib,
+            d.cpu_cores,
+            d.polls_per_s,
+            d.drift_p99_ms,
+        ));
+    }
+    t
 }
 
 fn density_table(results: &[Density]) -> String {
@@ -651,6 +776,33 @@ async fn main() {
         doc.push_str(&format!("## 2. Density at 1 Hz\n\n{t}\n"));
     }
 
+    if want("history") {
+        let n: usize = std::env::var("DENSITY_HISTORY_N")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000);
+        let c = ctx(Pooling::Auto, 16);
+        load(&c, cache.path(), v1.clone(), "dummy").await;
+        drop(c);
+        let default = Settings::default().pooling;
+        let (mut results, mut failed) = (Vec::new(), String::new());
+        for history in [false, true] {
+            eprintln!("history: dummy x {n}, recorder {history}");
+            match run_child_with(("dummy", n, default), port, cache.path(), history) {
+                Ok(d) => results.push(d),
+                Err(why) => failed.push_str(&format!("- dummy x {n}, history {history}: {why}\n")),
+            }
+        }
+        let mut t = history_table(&results);
+        if !failed.is_empty() {
+            t.push_str(&format!("\nScenarios that did not complete:\n\n{failed}"));
+        }
+        println!("## 3. The dashboard's history at density\n\n{t}");
+        doc.push_str(&format!(
+            "## 3. The dashboard's history at density\n\n{t}\n"
+        ));
+    }
+
     if want("swap") {
         let runs = hot_swap(v1.clone(), v2.clone()).await;
         let mut t = String::from(
@@ -734,8 +886,13 @@ async fn main() {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
+        let title = if only == "history" {
+            "the dashboard's history at density"
+        } else {
+            "density, overhead against native, hot swap and cold start"
+        };
         let text = format!(
-            "# Benchmarks: density, overhead against native, hot swap and cold start\n\n\
+            "# Benchmarks: {title}\n\n\
              Measured by `scripts/bench-density.sh` (release build, `cargo bench --locked -p limb --bench density`) \
              on {machine}, wasmtime 48.0.8, in process (no API server), on a 2-runtime-thread \
              tokio runtime like the limb's. {load_note}\n\n{doc}{NOTES}"
@@ -767,6 +924,14 @@ tokio-modbus client task per device at 1 Hz (a `tokio::time::interval`), the bas
 Modbus rows. Rows use the limb's default allocator (on demand); the *pooling* row is the same \
 1,000 devices with the pooling allocator (sized for N + N/4 instances), whose tables take a page each. \
 `DENSITY_SMAPS=<path>` makes each scenario dump its `/proc/self/smaps` at measurement, for profiling.\n\
+- *Dashboard history* (section 3): the same 10,000-device dummy scenario twice, in fresh child \
+processes: without the dashboard, and with its recorder (`limb::dashboard::Dashboard`, default \
+settings: at most 4,096 series, 8 per device, 240 points each, one per 15 s) following the status \
+board from before the base is taken. *Series / points held* is the history at measurement (about \
+30 s of polling: two points per series at most); then every series is filled to its bound with an \
+hour of back-dated points, as an hour of polling would leave it, and RSS/PSS are taken again. The \
+cap holds memory flat: past 4,096 series further devices get no plot (their page says so) and cost \
+the history nothing.\n\
 - *Hot swap* (default allocator): 1,000 dummy devices at 1 Hz moved between v1 and v2 (`adaptor_dummy_v2.wasm`); from \
 `adaptors::load` of the new bytes (compiling into an empty cache, or from the warm cache) until the \
 `hot_swaps{outcome=switched}` counter shows all 1,000. *Missed polls* compares each device's guest \

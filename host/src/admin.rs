@@ -81,11 +81,13 @@ pub async fn serve(
 }
 
 /// Serves the dashboard alone on `listener` (in a cluster, where it has a listener of its
-/// own on the pod's loopback), until `shutdown` turns true.
+/// own on the pod's loopback), until `shutdown` turns true; `guard` wraps its routes
+/// (with a bearer-token check, or as they are).
 pub async fn serve_dashboard(
     listener: std::net::TcpListener,
     board: Arc<StatusBoard>,
     settings: crate::dashboard::Settings,
+    guard: impl FnOnce(Router) -> Router + Send,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
@@ -94,7 +96,7 @@ pub async fn serve_dashboard(
     let (dashboard, recorder) = Dashboard::new(board, settings, shutdown.clone());
     tokio::spawn(recorder);
     tracing::info!("dashboard at http://{addr}/");
-    axum::serve(listener, dashboard.router())
+    axum::serve(listener, guard(dashboard.router()))
         .with_graceful_shutdown(async move {
             let _ = shutdown.changed().await;
         })

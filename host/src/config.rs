@@ -74,7 +74,7 @@ pub struct DashboardArgs {
     pub dashboard: bool,
 
     /// Numeric property series the dashboard's plots keep, over all devices (each an
-    /// hour of points, about 3 KiB).
+    /// hour of points, about 4 KiB).
     #[arg(long, env = "LIMB_DASHBOARD_SERIES", default_value_t = 4096)]
     pub dashboard_series: usize,
 }
@@ -145,6 +145,12 @@ pub struct ClusterArgs {
     /// reaches it; "off" disables it.
     #[arg(long, env = "LIMB_DASHBOARD_LISTEN", default_value = "127.0.0.1:8081")]
     pub dashboard_listen: ListenAddr,
+
+    /// Require `Authorization: Bearer <token>` of a user who may list DeviceLinks on the
+    /// dashboard (checked with TokenReview and SubjectAccessReview), to listen beyond
+    /// loopback.
+    #[arg(long, env = "LIMB_DASHBOARD_TOKEN", default_value_t = false, action = clap::ArgAction::Set)]
+    pub dashboard_token: bool,
 
     #[command(flatten)]
     pub dashboard: DashboardArgs,

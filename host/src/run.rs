@@ -178,12 +178,22 @@ pub async fn cluster(runtime: &RuntimeArgs, args: crate::config::ClusterArgs) ->
         // A page for people, not the device path: a port in use costs the dashboard,
         // not the start (so do several limbs on one machine, as in the tests).
         (Some(settings), ListenAddr::At(addr)) => match std::net::TcpListener::bind(addr) {
-            Ok(listener) => Some(tokio::spawn(crate::admin::serve_dashboard(
-                listener,
-                ctx.board.clone(),
-                settings,
-                stop_rx.clone(),
-            ))),
+            Ok(listener) => match dashboard_check(args.dashboard_token, addr).await {
+                Ok(check) => Some(tokio::spawn(crate::admin::serve_dashboard(
+                    listener,
+                    ctx.board.clone(),
+                    settings,
+                    move |router| match check {
+                        Some(check) => octopus_dashboard::auth::require(router, check),
+                        None => router,
+                    },
+                    stop_rx.clone(),
+                ))),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check dashboard tokens; running without the dashboard");
+                    None
+                }
+            },
             Err(e) => {
                 tracing::warn!(%addr, error = %e, "cannot serve the dashboard; running without it");
                 None
@@ -216,6 +226,24 @@ pub async fn cluster(runtime: &RuntimeArgs, args: crate::config::ClusterArgs) ->
         let _ = d.await;
     }
     result.map_err(Error::Cluster)
+}
+
+/// The bearer-token check of the cluster dashboard, when `token` asks for one.
+#[cfg(feature = "cluster")]
+async fn dashboard_check(
+    token: bool,
+    addr: std::net::SocketAddr,
+) -> Result<Option<std::sync::Arc<octopus_dashboard::auth::TokenCheck>>, kube::Error> {
+    if !token {
+        if !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "dashboard listens beyond loopback without tokens: anyone who reaches it reads this node's devices");
+        }
+        return Ok(None);
+    }
+    let client = kube::Client::try_default().await?;
+    Ok(Some(std::sync::Arc::new(
+        octopus_dashboard::auth::TokenCheck::new(client),
+    )))
 }
 
 async fn shutdown_signal() {

@@ -9,6 +9,7 @@
 )]
 
 mod admission;
+mod dashboard;
 mod rbac;
 mod validate;
 

@@ -18,6 +18,7 @@ mod capabilities;
 mod cluster;
 mod containment;
 mod dashboard;
+mod dashboard_cluster;
 mod fidelity;
 mod hotswap;
 mod languages;

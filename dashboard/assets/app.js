@@ -120,7 +120,7 @@ async function show() {
       state.detail = await getJSON("/dashboard/api/devices/" + encodeURIComponent(ns) + "/" + encodeURIComponent(name)).catch(() => null);
     }
   } catch (e) {
-    render(el("p", { class: "banner", text: "Cannot reach the limb: " + e.message }));
+    render(el("p", { class: "banner", text: "Cannot reach the dashboard's server: " + e.message }));
   }
   if (follow !== state.follow || !state.source) {
     state.follow = follow;
@@ -202,7 +202,7 @@ function devicesRows() {
     el("td", { class: "mono", text: d.adaptorVersion || "" }),
     el("td", { text: d.node || "" }),
     el("td", { title: d.lastPoll || "", text: ago(d.lastPoll) }),
-    el("td", { text: d.polls + (d.failedPolls ? " (" + d.failedPolls + " failed)" : "") }),
+    el("td", { text: d.polls === undefined ? "" : d.polls + (d.failedPolls ? " (" + d.failedPolls + " failed)" : "") }),
     el("td", { class: "error", text: d.lastError || "" }))));
   const counts = document.getElementById("counts");
   const by = {};
@@ -265,7 +265,7 @@ function fmt(v) {
 function devicePage(key) {
   const d = state.detail;
   if (!d || d.summary.key !== key) {
-    render(el("h1", { text: key }), el("p", { class: "muted", text: state.devices.has(key) ? "Loading…" : "No such device on this node." }));
+    render(el("h1", { text: key }), el("p", { class: "muted", text: state.devices.has(key) ? "Loading…" : "No such device here." }));
     return;
   }
   const r = d.report;
@@ -279,8 +279,10 @@ function devicePage(key) {
       fact("Model", r.model), fact("Adaptor", r.adaptor), fact("Adaptor version", r.adaptorVersion, "mono"),
       fact("Adaptor digest", r.adaptorDigest, "mono"), fact("Node", d.summary.node), fact("Last poll", ago(r.lastPoll)),
       fact("Poll interval", r.pollIntervalMs ? r.pollIntervalMs + " ms" : null),
-      fact("Polls", r.polls + " (" + r.failedPolls + " failed)"), fact("Traps / restarts", r.traps + " / " + r.restarts),
-      fact("Swaps", r.swaps), fact("Grants", (r.grants || []).join(", ") || "none")),
+      // The brain knows what the links say, not the limb's counters: those show as "—".
+      fact("Polls", r.polls === undefined ? null : r.polls + " (" + r.failedPolls + " failed)"),
+      fact("Traps / restarts", r.traps === undefined ? null : r.traps + " / " + r.restarts),
+      fact("Swaps", r.swaps), fact("Grants", r.grants === undefined ? null : r.grants.join(", ") || "none")),
     el("h2", { text: "Readings (last hour)" }),
     plots.length ? el("div", { class: "plots", id: "plots" }, ...plots) : el("p", { class: "muted", id: "plots", text: "No numeric properties yet." }),
     d.history.capped ? el("p", { class: "banner", text: d.history.capped + " numeric properties are not plotted: the plot cap is reached." }) : null,
