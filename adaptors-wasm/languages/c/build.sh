@@ -36,7 +36,7 @@ bindings() { # WORLD -> sets GEN and gen_key
     local world="$1"
     GEN="$WORK/gen"
     [ "$world" = adaptor ] || GEN="$WORK/gen-described"
-    gen_key="$({ cat "$WIT_DIR"/*.wit; "$WIT_BINDGEN" --version; echo "$world"; } | sha256sum | cut -c1-16)"
+    gen_key="$({ cat "$WIT_DIR"/*.wit; "$WIT_BINDGEN" --version; } | sha256sum | cut -c1-16)"
     [ "$(cat "$GEN/.key" 2>/dev/null)" != "$gen_key" ] || return 0
     rm -rf "$GEN.tmp"
     if ! log="$("$WIT_BINDGEN" c "$WIT_DIR" --world "$world" --rename-world adaptor --out-dir "$GEN.tmp" 2>&1)"; then
