@@ -7,8 +7,9 @@
 #
 # Per adaptor folder: wit-bindgen's C bindings (generated here from the repo's wit/,
 # never committed; world `described-adaptor` when the folder has a models.json, which
-# becomes the header declared_models.h, else `adaptor`), every *.c of the folder compiled by clang-16 for wasm32-wasi as a
-# reactor, then wrapped into a component with the WASI preview1 reactor adapter.
+# becomes the header declared_models.h, else `adaptor`), every *.c of the folder
+# compiled by clang-16 for wasm32-wasi as a reactor, then wrapped into a component with
+# the WASI preview1 reactor adapter.
 #
 # The helper, octopus.h + octopus.c, lives in template/ only: each file comes from the
 # adaptor folder when it has its own copy, else from template/ (registers/ has none).
