@@ -3,6 +3,8 @@
 # template/) and OUT_DIR/adaptor_registers_zig.wasm (from registers/).
 # `build.sh OUT_DIR NAME=DIR...` builds your own adaptors instead: DIR holds adaptor.zig
 # and octopus.zig, the result is OUT_DIR/adaptor_NAME_zig.wasm.
+# A folder with a models.json declares its models' schemas: it is built for the world
+# `described-adaptor` (adaptor.zig embeds the file as `declared_models`), else `adaptor`.
 # The helper octopus.zig lives in template/ only: a folder without its own copy
 # (registers/) is built from a scratch copy of its .zig files plus the template's.
 #
@@ -38,20 +40,26 @@ need_wit_bindgen
 # logged instead of corrupting the device's state); ReleaseSmall is ~30 % smaller.
 OPTIMIZE="${ZIG_OPTIMIZE:-ReleaseSafe}"
 
-# --- 1. bindings, regenerated when the WIT or a tool changes -----------------------------
-stamp="$( { cat "$WIT_DIR"/*.wit; echo "$ZIG_VERSION $WIT_BINDGEN_VERSION $WASM_TOOLS_VERSION"; } | sha256sum | cut -c1-16)"
-if [ "$(cat "$GEN/.stamp" 2>/dev/null)" != "$stamp" ]; then
-    echo "zig: generating bindings from $WIT_DIR" >&2
+# --- 1. bindings per world, regenerated when the WIT or a tool changes --------------------
+# `adaptor` in gen/, `described-adaptor` in gen-described/; both are named `adaptor` in C
+# (--rename-world), so octopus.zig is the same for both.
+bindings() { # WORLD -> sets GEN and stamp
+    local world="$1"
+    GEN="$BUILD/gen"
+    [ "$world" = adaptor ] || GEN="$BUILD/gen-described"
+    stamp="$( { cat "$WIT_DIR"/*.wit; echo "$ZIG_VERSION $WIT_BINDGEN_VERSION $WASM_TOOLS_VERSION"; } | sha256sum | cut -c1-16)"
+    [ "$(cat "$GEN/.stamp" 2>/dev/null)" != "$stamp" ] || return 0
+    echo "zig: generating $world bindings from $WIT_DIR" >&2
     rm -rf "$GEN.tmp"
     mkdir -p "$GEN.tmp"
-    log="$("$WIT_BINDGEN" c "$WIT_DIR" --world adaptor --out-dir "$GEN.tmp" 2>&1)" || { echo "$log" >&2; exit 1; }
+    log="$("$WIT_BINDGEN" c "$WIT_DIR" --world "$world" --rename-world adaptor --out-dir "$GEN.tmp" 2>&1)" || { echo "$log" >&2; exit 1; }
     # wasm32-wasi only for the headers (stdlib.h, string.h); nothing from libc is linked.
     $ZIG cc --target=wasm32-wasi -O2 -c "$GEN.tmp/adaptor.c" -o "$GEN.tmp/adaptor.o"
     # The first translate-c builds Zig's C translator into the global cache (~1 min, once).
     $ZIG translate-c -target wasm32-freestanding "$GEN.tmp/adaptor.h" >"$GEN.tmp/bindings.zig"
     echo "$stamp" >"$GEN.tmp/.stamp"
     rm -rf "$GEN" && mv "$GEN.tmp" "$GEN"
-fi
+}
 
 # --- 2 + 3. one component per adaptor, rebuilt when its sources change --------------------
 # (`zig build-exe` on the command line recompiles every time, ~2 s, so keep our own stamp.)
@@ -62,9 +70,17 @@ build_one() { # NAME SOURCE_DIR
     # The helper: the folder's own octopus.zig, else the template's.
     local helper=()
     [ -f "$src/octopus.zig" ] || helper=("$HERE/template/octopus.zig")
+    local world=adaptor declared=()
+    if [ -f "$src/models.json" ]; then
+        world=described-adaptor declared=("$src/models.json")
+        # Caught here rather than as a panic in describe-models.
+        python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$src/models.json" ||
+            { echo "zig: $src/models.json is not valid JSON" >&2; exit 1; }
+    fi
+    bindings "$world"
     local core="$BUILD/$name.core.wasm" comp="$BUILD/$name.wasm" out="$OUT/adaptor_${name}_zig.wasm"
     local sum
-    sum="$( { find "$src" -name '*.zig' | sort | xargs cat; [ ${#helper[@]} -eq 0 ] || cat "${helper[@]}"; echo "$stamp $OPTIMIZE"; } | sha256sum | cut -c1-16)"
+    sum="$( { find "$src" -name '*.zig' | sort | xargs cat; [ ${#helper[@]} -eq 0 ] || cat "${helper[@]}"; [ ${#declared[@]} -eq 0 ] || cat "${declared[@]}"; echo "$stamp $OPTIMIZE"; } | sha256sum | cut -c1-16)"
     if [ ! -s "$comp" ] || [ "$(cat "$comp.stamp" 2>/dev/null)" != "$sum" ]; then
         if [ ${#helper[@]} -gt 0 ]; then
             # Zig imports files only from below the root module's folder: build a copy.

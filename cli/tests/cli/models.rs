@@ -43,6 +43,9 @@ fn every_shipped_component_declares_exactly_the_generated_crd() {
         ("adaptor_counter_rust", &["counterdevices"]),
         ("adaptor_counter_javascript", &["counterdevices"]),
         ("adaptor_counter_python", &["counterdevices"]),
+        ("adaptor_counter_c", &["counterdevices"]),
+        ("adaptor_counter_go", &["counterdevices"]),
+        ("adaptor_counter_zig", &["counterdevices"]),
     ] {
         let path = component_path(component);
         let r = octopus(none, &["crd", path.to_str().unwrap()]).success();

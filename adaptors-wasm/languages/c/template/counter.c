@@ -122,6 +122,16 @@ bool exports_octopus_adaptor_driver_restore(adaptor_list_u8_t *state, adaptor_st
     return ok;
 }
 
+#ifdef OCT_DECLARED_MODELS
+/* The `models` export: this folder's models.json, which build.sh turned into
+ * declared_models.h. Without models.json the build targets the plain `adaptor` world. */
+#include "declared_models.h"
+
+void exports_octopus_adaptor_models_describe_models(exports_octopus_adaptor_models_list_model_schema_t *ret) {
+    oct_describe_models(ret, oct_declared_models, OCT_DECLARED_MODEL_COUNT);
+}
+#endif
+
 void exports_octopus_adaptor_driver_shutdown(void) {
     /* Nothing to close: the counter holds no capability handles. */
 }

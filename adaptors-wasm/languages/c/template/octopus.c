@@ -690,3 +690,53 @@ void oct_describe(exports_octopus_adaptor_driver_adaptor_info_t *ret, const char
     ret->models.ptr = model;
     ret->models.len = 1;
 }
+
+/* --------------------------------------------------------- declared models */
+
+#ifdef OCT_DECLARED_MODELS
+static void oct_string_list_dup(adaptor_list_string_t *out, const char *const *items, size_t n) {
+    out->ptr = NULL;
+    out->len = n;
+    if (n == 0) return;
+    out->ptr = oct_xmalloc(n * sizeof *out->ptr);
+    for (size_t i = 0; i < n; i++) oct_string_dup(&out->ptr[i], items[i]);
+}
+
+static void oct_option_string_dup(adaptor_option_string_t *out, const char *text) {
+    out->is_some = text != NULL;
+    if (text) oct_string_dup(&out->val, text);
+}
+
+void oct_describe_models(exports_octopus_adaptor_models_list_model_schema_t *ret,
+                         const oct_model_decl *models, size_t count) {
+    ret->ptr = NULL;
+    ret->len = count;
+    if (count == 0) return;
+    ret->ptr = oct_xmalloc(count * sizeof *ret->ptr);
+    for (size_t i = 0; i < count; i++) {
+        const oct_model_decl *m = &models[i];
+        exports_octopus_adaptor_models_model_schema_t *s = &ret->ptr[i];
+        oct_string_dup(&s->model.api_version, m->api_version);
+        oct_string_dup(&s->model.kind, m->kind);
+        oct_string_dup(&s->description, m->description);
+        oct_string_dup(&s->spec, m->spec);
+        oct_string_dup(&s->status, m->status);
+        oct_string_list_dup(&s->short_names, m->short_names, m->short_name_count);
+        oct_string_list_dup(&s->categories, m->categories, m->category_count);
+        s->printer_columns.ptr = NULL;
+        s->printer_columns.len = m->column_count;
+        if (m->column_count == 0) continue;
+        s->printer_columns.ptr = oct_xmalloc(m->column_count * sizeof *s->printer_columns.ptr);
+        for (size_t j = 0; j < m->column_count; j++) {
+            const oct_printer_column *c = &m->columns[j];
+            exports_octopus_adaptor_models_printer_column_t *o = &s->printer_columns.ptr[j];
+            oct_string_dup(&o->name, c->name);
+            oct_string_dup(&o->json_path, c->json_path);
+            oct_string_dup(&o->type, c->type);
+            oct_option_string_dup(&o->format, c->format);
+            oct_option_string_dup(&o->description, c->description);
+            o->priority = c->priority;
+        }
+    }
+}
+#endif

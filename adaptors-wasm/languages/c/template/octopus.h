@@ -7,7 +7,8 @@
  *   - a strict JSON reader for the spec and for restored state (oct_json_*), and spec
  *     readers whose errors name the field (oct_spec_*),
  *   - a growing buffer to write the status and snapshot JSON (oct_buf_*),
- *   - logging with printf formatting (oct_log) and a one-model describe() (oct_describe).
+ *   - logging with printf formatting (oct_log) and a one-model describe() (oct_describe),
+ *   - the `models` export from the folder's models.json (oct_describe_models).
  *
  * Ownership, as wit-bindgen's C bindings define it:
  *   - Arguments of exported functions (the device-config, restored state, ...) belong to
@@ -164,5 +165,44 @@ typedef struct {
 void oct_describe(exports_octopus_adaptor_driver_adaptor_info_t *ret, const char *name,
                   const char *version, const char *api_version, const char *kind,
                   const oct_resource_field *fields, size_t field_count);
+
+/* --------------------------------------------------------- declared models */
+
+/* A folder with models.json declares its models' schemas (contract 0.1.3): build.sh then
+ * generates bindings for the world `described-adaptor`, defines OCT_DECLARED_MODELS and
+ * writes `declared_models.h`, which holds models.json as the constants below
+ * (`oct_declared_models`, OCT_DECLARED_MODEL_COUNT). Splitting the JSON at build time
+ * keeps a JSON writer out of the component. */
+
+/* A column of `kubectl get`; format and description may be NULL. */
+typedef struct {
+    const char *name;
+    const char *json_path;
+    const char *type;
+    const char *format;
+    const char *description;
+    int32_t priority;
+} oct_printer_column;
+
+/* One model's declaration: spec and status are JSON text (status "" when none). */
+typedef struct {
+    const char *api_version;
+    const char *kind;
+    const char *description;
+    const char *spec;
+    const char *status;
+    const char *const *short_names;
+    size_t short_name_count;
+    const char *const *categories;
+    size_t category_count;
+    const oct_printer_column *columns;
+    size_t column_count;
+} oct_model_decl;
+
+#ifdef OCT_DECLARED_MODELS
+/* Fills describe-models' answer (heap copies, as the bindings free it) from `models`. */
+void oct_describe_models(exports_octopus_adaptor_models_list_model_schema_t *ret,
+                         const oct_model_decl *models, size_t count);
+#endif
 
 #endif

@@ -24,6 +24,12 @@ pub const info: octopus.Info = .{
     .models = &.{.{ .api_version = "devices.edge.cattle.io/v1alpha1", .kind = "CounterDevice" }},
 };
 
+/// The schemas of the models above (the `models` export, contract 0.1.3): octopus.zig
+/// answers `describe-models` from this JSON. build.sh builds for the world
+/// `described-adaptor` because this folder has a models.json; delete both to serve the
+/// model unchecked.
+pub const declared_models = @embedFile("models.json");
+
 const Spec = struct {
     step: i64,
     sync_interval_ms: u64,

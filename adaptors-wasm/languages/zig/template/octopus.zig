@@ -3,6 +3,9 @@
 //! It turns the C bindings that `wit-bindgen c` generates for the `adaptor` world
 //! (imported here as the module `bindings`, see build.sh) into a small Zig API:
 //!
+//!   * the `models` export (contract 0.1.3): when your root file declares
+//!     `pub const declared_models = @embedFile("models.json");`, this file answers
+//!     `describe-models` from that JSON (build.sh then builds for `described-adaptor`);
 //!   * the `driver` exports: your root file declares `info`, `configure`, `reconfigure`,
 //!     `poll`, `snapshot`, `restore` and `shutdown` (see template/adaptor.zig); this file
 //!     exports the C functions the bindings call and does all the copying and freeing
@@ -542,6 +545,87 @@ export fn exports_octopus_adaptor_driver_restore(
 
 export fn exports_octopus_adaptor_driver_shutdown() void {
     root.shutdown();
+}
+
+// ---------------------------------------------------------------------------------------
+// Declared models (contract 0.1.3, world `described-adaptor`)
+
+// Exported only when the root declares its models: the types exist only in the
+// `described-adaptor` bindings, which build.sh generates for a folder with models.json.
+comptime {
+    if (@hasDecl(root, "declared_models")) {
+        @export(&describeModels, .{ .name = "exports_octopus_adaptor_models_describe_models" });
+    }
+}
+
+/// `describe-models` from `root.declared_models`: the text of models.json, one
+/// declaration or a list of them, in the format of crds/generated/models/*.json. A
+/// malformed file panics (build.sh has checked it is JSON; `octopus inspect` shows the rest).
+fn describeModels(ret: *c.exports_octopus_adaptor_models_list_model_schema_t) callconv(.c) void {
+    var arena_state = std.heap.ArenaAllocator.init(gpa);
+    defer arena_state.deinit();
+    const arena = arena_state.allocator();
+    // Numbers stay as written (10.0, not 1e1) when the schemas are written back out.
+    const parsed = std.json.parseFromSliceLeaky(std.json.Value, arena, root.declared_models, .{ .parse_numbers = false }) catch |e|
+        std.debug.panic("models.json: {s}", .{@errorName(e)});
+    var one = [1]std.json.Value{parsed};
+    const decls: []const std.json.Value = switch (parsed) {
+        .array => |a| a.items,
+        else => one[0..],
+    };
+    const out = dupArray(c.exports_octopus_adaptor_models_model_schema_t, decls.len);
+    for (decls, 0..) |d, i| {
+        const columns = member(d, "printerColumns");
+        const n = if (columns) |v| v.array.items.len else 0;
+        const cols = dupArray(c.exports_octopus_adaptor_models_printer_column_t, n);
+        for (0..n) |j| {
+            const col = columns.?.array.items[j];
+            cols[j] = .{
+                .name = dupString(member(col, "name").?.string),
+                .json_path = dupString(member(col, "jsonPath").?.string),
+                .type = dupString(member(col, "type").?.string),
+                .format = optionString(member(col, "format")),
+                .description = optionString(member(col, "description")),
+                .priority = if (member(col, "priority")) |p| std.fmt.parseInt(i32, p.number_string, 10) catch
+                    std.debug.panic("models.json: priority {s}", .{p.number_string}) else 0,
+            };
+        }
+        out[i] = .{
+            .model = .{
+                .api_version = dupString(member(d, "apiVersion").?.string),
+                .kind = dupString(member(d, "kind").?.string),
+            },
+            .description = dupString(if (member(d, "description")) |v| v.string else ""),
+            .spec = dupString(schemaText(arena, member(d, "spec").?)),
+            .status = dupString(if (member(d, "status")) |v| schemaText(arena, v) else ""),
+            .short_names = stringList(member(d, "shortNames")),
+            .categories = stringList(member(d, "categories")),
+            .printer_columns = .{ .ptr = cols, .len = n },
+        };
+    }
+    ret.* = .{ .ptr = out, .len = decls.len };
+}
+
+/// An object's member; absent and null are both null.
+fn member(v: std.json.Value, name: []const u8) ?std.json.Value {
+    const m = v.object.get(name) orelse return null;
+    return if (m == .null) null else m;
+}
+
+fn schemaText(arena: std.mem.Allocator, v: std.json.Value) []const u8 {
+    return std.json.Stringify.valueAlloc(arena, v, .{}) catch @panic("out of memory");
+}
+
+fn optionString(v: ?std.json.Value) c.adaptor_option_string_t {
+    const s = v orelse return .{ .is_some = false, .val = .{ .ptr = null, .len = 0 } };
+    return .{ .is_some = true, .val = dupString(s.string) };
+}
+
+fn stringList(v: ?std.json.Value) c.adaptor_list_string_t {
+    const items = if (v) |l| l.array.items else &[_]std.json.Value{};
+    const list = dupArray(c.adaptor_string_t, items.len);
+    for (items, 0..) |item, i| list[i] = dupString(item.string);
+    return .{ .ptr = list, .len = items.len };
 }
 
 // ---------------------------------------------------------------------------------------
