@@ -14,6 +14,7 @@ mod common;
 use octopus_tests::{mosquitto, peers};
 
 mod ble;
+mod ble_cluster;
 mod ble_gatt;
 mod capabilities;
 mod cluster;
