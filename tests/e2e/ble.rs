@@ -80,7 +80,8 @@ pub(crate) struct Air {
     pub(crate) _controllers: Peer,
     pub(crate) a: Peer,
     pub(crate) _b: Peer,
-    pub(crate) limb_port: u16,
+    /// The limb's controller as the node policy names it (`tcp:...` or `serial:...`).
+    pub(crate) controller: String,
     pub(crate) record_a: PathBuf,
     pub(crate) record_b: PathBuf,
 }
@@ -99,14 +100,29 @@ pub(crate) fn wait_for_port(port: u16) {
 
 impl Air {
     pub(crate) fn start(dir: &Path) -> Self {
+        Self::start_with(dir, None)
+    }
+
+    /// With the limb's controller on the serial line `tty` (Bumble holds its other end)
+    /// instead of a TCP port.
+    pub(crate) fn start_with(dir: &Path, tty: Option<(&Path, &Path)>) -> Self {
         let ports = [free_port(), free_port(), free_port()];
+        let mut args = ports.map(|p| p.to_string()).to_vec();
+        let controller = match tty {
+            Some((bumble, limb)) => {
+                args[2] = format!("serial:{}", bumble.display());
+                format!("serial:{}", limb.display())
+            }
+            None => format!("tcp:127.0.0.1:{}", ports[2]),
+        };
         let controllers = Peer::start(
             dir,
             "controllers",
             &repo_file("tests/peers/ble_controllers.py"),
-            &ports.map(|p| p.to_string()),
+            &args,
         );
-        for p in &ports {
+        let served = if tty.is_some() { 2 } else { 3 };
+        for p in &ports[..served] {
             wait_for_port(*p);
         }
         let script = repo_file("tests/peers/ble_peripheral.py");
@@ -131,7 +147,7 @@ impl Air {
             _controllers: controllers,
             a,
             _b: b,
-            limb_port: ports[2],
+            controller,
             record_a,
             record_b,
         }
@@ -150,8 +166,8 @@ impl Air {
 /// get seconds, not the 500 ms of the other suites.
 pub(crate) fn harness_ble(air: &Air, allow_names: bool) -> Harness {
     let policy = Policy::from_yaml(&format!(
-        "ble:\n  controller: tcp:127.0.0.1:{}\n  allowNames: {allow_names}\n",
-        air.limb_port
+        "ble:\n  controller: {}\n  allowNames: {allow_names}\n",
+        air.controller
     ))
     .unwrap();
     let settings = Settings {

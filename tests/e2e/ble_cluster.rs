@@ -25,8 +25,8 @@ fn write_policy(dir: &Path, air: &Air) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "ble:\n  controller: tcp:127.0.0.1:{}\n  allowNames: false\n",
-            air.limb_port
+            "ble:\n  controller: {}\n  allowNames: false\n",
+            air.controller
         ),
     )
     .unwrap();

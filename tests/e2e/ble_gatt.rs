@@ -19,7 +19,7 @@ const NOTE: &str = "6e400006-0c7a-4b8a-9a4f-3c2e0b6f7a00";
 
 /// The sensor's properties and two long ones without a converter (shown as text),
 /// read every half second.
-fn long_spec() -> Value {
+pub(crate) fn long_spec() -> Value {
     let mut spec = sensor_spec(A, "ON");
     spec["parameters"]["syncInterval"] = json!("500ms");
     let properties = spec["properties"].as_array_mut().unwrap();
@@ -31,7 +31,7 @@ fn long_spec() -> Value {
 }
 
 /// What `ble_peripheral.py` holds in LONG.
-fn long_text() -> String {
+pub(crate) fn long_text() -> String {
     "octopus-".repeat(25)
 }
 

@@ -16,6 +16,7 @@ use octopus_tests::{mosquitto, peers};
 mod ble;
 mod ble_cluster;
 mod ble_gatt;
+mod ble_uart;
 mod capabilities;
 mod cluster;
 mod containment;
