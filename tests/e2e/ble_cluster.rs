@@ -105,7 +105,11 @@ fn a_bluetooth_device_link_runs_in_standalone_mode() {
     let policy = write_policy(air_dir.path(), &air);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ble.wasm"), component("adaptor_ble")).unwrap();
-    std::fs::write(dir.path().join("thermometer.yaml"), thermometer("edge-worker")).unwrap();
+    std::fs::write(
+        dir.path().join("thermometer.yaml"),
+        thermometer("edge-worker"),
+    )
+    .unwrap();
     let log = air_dir.path().join("limb.log");
     let mut limb = standalone(dir.path(), &policy, &log);
 

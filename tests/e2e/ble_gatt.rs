@@ -49,9 +49,7 @@ async fn values_longer_than_the_default_mtu_are_read_and_notified_whole() {
     let _dev = h.spawn(device("long", long_spec()), adaptor);
     let r = h
         .wait(&key("long"), Duration::from_secs(60), |r| {
-            r.phase == Phase::Healthy
-                && value(r, "long").is_some()
-                && value(r, "note").is_some()
+            r.phase == Phase::Healthy && value(r, "long").is_some() && value(r, "note").is_some()
         })
         .await;
     // 200 bytes read and 100 notified: at the default MTU of 23 they would stop at 22

@@ -31,7 +31,11 @@ async fn a_controller_on_a_serial_line_serves_reads_writes_and_notifications() {
                 && value(r, "long").is_some()
         })
         .await;
-    assert_eq!(value(&r, "battery").as_deref(), Some("135.000000"), "{r:#?}");
+    assert_eq!(
+        value(&r, "battery").as_deref(),
+        Some("135.000000"),
+        "{r:#?}"
+    );
     assert_eq!(value(&r, "temperature").as_deref(), Some("8.500000"));
     assert_eq!(value(&r, "long"), Some(long_text()));
     assert_eq!(Air::writes(&air.record_a), ["SWITCH 01"]);

@@ -417,7 +417,10 @@ mod tests {
             [READ_BY_TYPE_REQ, 1, 0, 0xFF, 0xFF, 0x03, 0x28]
         );
         assert_eq!(read_blob(3, 22), [READ_BLOB_REQ, 3, 0, 22, 0]);
-        assert_eq!(exchange_mtu(true, CLIENT_MTU), [EXCHANGE_MTU_REQ, 0x05, 0x02]);
+        assert_eq!(
+            exchange_mtu(true, CLIENT_MTU),
+            [EXCHANGE_MTU_REQ, 0x05, 0x02]
+        );
         assert_eq!(exchange_mtu(false, 247), [EXCHANGE_MTU_RSP, 247, 0]);
         assert!(is_request(READ_REQ) && is_request(EXCHANGE_MTU_REQ));
         assert!(is_response(EXCHANGE_MTU_RSP) && is_response(READ_BLOB_RSP));

@@ -175,7 +175,13 @@ async fn run(mut io: DuplexStream, fake: Arc<FakeTransport>) {
                             r.extend(rest.iter().take(22));
                             r
                         }
-                        None => vec![att::ERROR_RSP, att::READ_BLOB_REQ, 8, 0, att::INVALID_OFFSET],
+                        None => vec![
+                            att::ERROR_RSP,
+                            att::READ_BLOB_REQ,
+                            8,
+                            0,
+                            att::INVALID_OFFSET,
+                        ],
                     }
                 }
                 Some(att::WRITE_REQ) if handle(1) == 4 => {

@@ -77,9 +77,8 @@ impl Link {
             .await
         {
             Ok(rsp) => {
-                let theirs = att::parse_mtu(&rsp).ok_or_else(|| {
-                    BleError::Invalid("malformed Exchange MTU Response".into())
-                })?;
+                let theirs = att::parse_mtu(&rsp)
+                    .ok_or_else(|| BleError::Invalid("malformed Exchange MTU Response".into()))?;
                 let mtu = att::negotiated(att::CLIENT_MTU, theirs);
                 self.mtu.store(mtu, Ordering::SeqCst);
                 Ok(mtu)
@@ -377,12 +376,8 @@ impl Radio {
     /// Sends one ATT PDU, in as many ACL packets as the controller's packet length needs,
     /// each taking one of its buffers.
     async fn send_acl(&self, handle: u16, pdu: &[u8], deadline: Instant) -> Result<(), BleError> {
-        let fragments = hci::acl_fragments(
-            handle,
-            att::CID,
-            pdu,
-            self.acl_len.load(Ordering::SeqCst),
-        );
+        let fragments =
+            hci::acl_fragments(handle, att::CID, pdu, self.acl_len.load(Ordering::SeqCst));
         let _frame = timeout_at(deadline, self.acl_out.lock())
             .await
             .map_err(|_| BleError::Timeout)?;
@@ -702,7 +697,8 @@ impl Radio {
             link.pushed_notify.notify_waiters();
         } else if att::is_response(opcode) {
             let _ = link.responses_tx.try_send(pdu);
-        } else if let Some(theirs) = att::parse_mtu(&pdu).filter(|_| opcode == att::EXCHANGE_MTU_REQ)
+        } else if let Some(theirs) =
+            att::parse_mtu(&pdu).filter(|_| opcode == att::EXCHANGE_MTU_REQ)
         {
             // The peripheral asks as a client: answer with ours, and both use the smaller.
             link.mtu
