@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# BLE on one controller: PERIPHERALS (8,4,1) Bumble peripherals notifying every PERIOD_MS
+# BLE on one controller: PERIPHERALS (16,8,4,1) Bumble peripherals notifying every PERIOD_MS
 # (200) on one virtual link, served to the limb's one controller; per fleet size the time
 # from a notification to the status, notifications shown against sent, the limb's CPU and
 # memory per device, then READS (200) back-to-back reads per peripheral through the `ble`
