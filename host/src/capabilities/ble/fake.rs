@@ -3,7 +3,7 @@
 //! notify, a refused write, a full controller) without Bumble.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
@@ -29,6 +29,10 @@ pub struct FakeTransport {
     /// The controller answers LE Create Connection with "connection limit exceeded".
     pub full: AtomicBool,
     pub refuse_writes: AtomicBool,
+    /// The next read of the level answers "invalid handle" (as after a table change).
+    pub invalid_once: AtomicBool,
+    /// Service discoveries started (Read By Group Type from handle 1).
+    pub discoveries: AtomicUsize,
 }
 
 impl Transport for Arc<FakeTransport> {
@@ -128,7 +132,13 @@ async fn run(mut io: DuplexStream, fake: Arc<FakeTransport>) {
             let handle = |i: usize| u16::from_le_bytes([pdu[i], pdu[i + 1]]);
             let rsp: Vec<u8> = match pdu.first().copied() {
                 Some(att::READ_BY_GROUP_TYPE_REQ) if handle(1) == 1 => {
+                    fake.discoveries.fetch_add(1, Ordering::SeqCst);
                     vec![att::READ_BY_GROUP_TYPE_RSP, 6, 1, 0, 8, 0, 0x0F, 0x18]
+                }
+                Some(att::READ_REQ)
+                    if handle(1) == 3 && fake.invalid_once.swap(false, Ordering::SeqCst) =>
+                {
+                    vec![att::ERROR_RSP, att::READ_REQ, 3, 0, att::INVALID_HANDLE]
                 }
                 Some(att::EXCHANGE_MTU_REQ) => att::exchange_mtu(false, att::DEFAULT_MTU),
                 Some(att::READ_BY_TYPE_REQ) if handle(1) == 1 => vec![

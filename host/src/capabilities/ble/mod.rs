@@ -760,6 +760,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_invalid_handle_makes_the_next_call_discover_again() {
+        let fake = Arc::new(fake::FakeTransport::default());
+        let grants = [grant("protocol.endpoint", GrantKind::Ble, fake::ADDRESS)];
+        let mut c = caps(&grants, policy(false), 2, backends(&fake));
+        let mut p = c.open_ble("protocol.endpoint", soon()).await.unwrap();
+        let deadline = Instant::now() + soon();
+        p.connect(deadline).await.unwrap();
+        assert_eq!(
+            fake.discoveries.load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
+        // Reads on a connection with known handles do not discover.
+        p.read(att::from16(0x2A19), deadline).await.unwrap();
+        assert_eq!(
+            fake.discoveries.load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
+        fake.invalid_once
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let stale = p.read(att::from16(0x2A19), deadline).await;
+        assert_eq!(stale, Err(BleError::Att(att::INVALID_HANDLE)));
+        // The connection stays; the next call finds the handles again, then reads.
+        assert!(p.is_connected());
+        assert_eq!(p.read(att::from16(0x2A19), deadline).await.unwrap(), [87]);
+        assert_eq!(
+            fake.discoveries.load(std::sync::atomic::Ordering::SeqCst),
+            2
+        );
+    }
+
+    #[tokio::test]
     async fn a_full_controller_is_limit_reached_and_reconnects_back_off() {
         let fake = Arc::new(fake::FakeTransport::default());
         fake.full.store(true, std::sync::atomic::Ordering::SeqCst);
