@@ -23,15 +23,15 @@ use crate::common::*;
 use octopus_tests::paths::repo_file;
 use octopus_tests::peers::{free_port, spawn_python, venv_python};
 
-const A: &str = "C0:98:E5:49:00:01";
-const B: &str = "C0:98:E5:49:00:02";
-const TEMP: &str = "6e400001-0c7a-4b8a-9a4f-3c2e0b6f7a00";
-const COUNTER: &str = "6e400002-0c7a-4b8a-9a4f-3c2e0b6f7a00";
-const SWITCH: &str = "6E400003-0C7A-4B8A-9A4F-3C2E0B6F7A00";
-const LOCKED: &str = "6e4000040c7a4b8a9a4f3c2e0b6f7a00";
-const MISSING: &str = "6e4000ff-0c7a-4b8a-9a4f-3c2e0b6f7a00";
+pub(crate) const A: &str = "C0:98:E5:49:00:01";
+pub(crate) const B: &str = "C0:98:E5:49:00:02";
+pub(crate) const TEMP: &str = "6e400001-0c7a-4b8a-9a4f-3c2e0b6f7a00";
+pub(crate) const COUNTER: &str = "6e400002-0c7a-4b8a-9a4f-3c2e0b6f7a00";
+pub(crate) const SWITCH: &str = "6E400003-0C7A-4B8A-9A4F-3C2E0B6F7A00";
+pub(crate) const LOCKED: &str = "6e4000040c7a4b8a9a4f3c2e0b6f7a00";
+pub(crate) const MISSING: &str = "6e4000ff-0c7a-4b8a-9a4f-3c2e0b6f7a00";
 
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     venv_python(
         "import importlib.metadata as m; assert m.version('bumble') == '0.0.236'",
         "bumble 0.0.236",
@@ -39,13 +39,13 @@ fn python() -> PathBuf {
 }
 
 /// A child process killed by its PID when dropped.
-struct Peer {
+pub(crate) struct Peer {
     child: Child,
     log: PathBuf,
 }
 
 impl Peer {
-    fn start(dir: &Path, what: &str, script: &Path, args: &[String]) -> Self {
+    pub(crate) fn start(dir: &Path, what: &str, script: &Path, args: &[String]) -> Self {
         let log = dir.join(format!("{what}.log"));
         let (child, ready) = spawn_python(&python(), script, args, &log);
         let peer = Peer { child, log };
@@ -59,7 +59,7 @@ impl Peer {
     }
 
     /// Sends `signal` to the peer's PID.
-    fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let ok = std::process::Command::new("kill")
             .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()
@@ -76,17 +76,18 @@ impl Drop for Peer {
 }
 
 /// Three virtual controllers on one link (two peripherals, the limb) and the peripherals.
-struct Air {
-    _controllers: Peer,
-    a: Peer,
-    _b: Peer,
-    limb_port: u16,
-    record_a: PathBuf,
-    record_b: PathBuf,
+pub(crate) struct Air {
+    pub(crate) _controllers: Peer,
+    pub(crate) a: Peer,
+    pub(crate) _b: Peer,
+    /// The limb's controller as the node policy names it (`tcp:...` or `serial:...`).
+    pub(crate) controller: String,
+    pub(crate) record_a: PathBuf,
+    pub(crate) record_b: PathBuf,
 }
 
 /// Waits until a controller's port accepts connections.
-fn wait_for_port(port: u16) {
+pub(crate) fn wait_for_port(port: u16) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -98,15 +99,30 @@ fn wait_for_port(port: u16) {
 }
 
 impl Air {
-    fn start(dir: &Path) -> Self {
+    pub(crate) fn start(dir: &Path) -> Self {
+        Self::start_with(dir, None)
+    }
+
+    /// With the limb's controller on the serial line `tty` (Bumble holds its other end)
+    /// instead of a TCP port.
+    pub(crate) fn start_with(dir: &Path, tty: Option<(&Path, &Path)>) -> Self {
         let ports = [free_port(), free_port(), free_port()];
+        let mut args = ports.map(|p| p.to_string()).to_vec();
+        let controller = match tty {
+            Some((bumble, limb)) => {
+                args[2] = format!("serial:{}", bumble.display());
+                format!("serial:{}", limb.display())
+            }
+            None => format!("tcp:127.0.0.1:{}", ports[2]),
+        };
         let controllers = Peer::start(
             dir,
             "controllers",
             &repo_file("tests/peers/ble_controllers.py"),
-            &ports.map(|p| p.to_string()),
+            &args,
         );
-        for p in &ports {
+        let served = if tty.is_some() { 2 } else { 3 };
+        for p in &ports[..served] {
             wait_for_port(*p);
         }
         let script = repo_file("tests/peers/ble_peripheral.py");
@@ -131,13 +147,13 @@ impl Air {
             _controllers: controllers,
             a,
             _b: b,
-            limb_port: ports[2],
+            controller,
             record_a,
             record_b,
         }
     }
 
-    fn writes(path: &Path) -> Vec<String> {
+    pub(crate) fn writes(path: &Path) -> Vec<String> {
         std::fs::read_to_string(path)
             .unwrap_or_default()
             .lines()
@@ -148,10 +164,10 @@ impl Air {
 
 /// A limb whose policy names the third controller; BLE operations over a Python link
 /// get seconds, not the 500 ms of the other suites.
-fn harness_ble(air: &Air, allow_names: bool) -> Harness {
+pub(crate) fn harness_ble(air: &Air, allow_names: bool) -> Harness {
     let policy = Policy::from_yaml(&format!(
-        "ble:\n  controller: tcp:127.0.0.1:{}\n  allowNames: {allow_names}\n",
-        air.limb_port
+        "ble:\n  controller: {}\n  allowNames: {allow_names}\n",
+        air.controller
     ))
     .unwrap();
     let settings = Settings {
@@ -190,12 +206,12 @@ fn harness_ble(air: &Air, allow_names: bool) -> Harness {
 
 /// Octopus's converter with a shift left by one and a halving: the value is the bytes'
 /// decimal digits read as hexadecimal (so [87] shows as 0x87 = 135).
-fn digits_as_hex() -> Value {
+pub(crate) fn digits_as_hex() -> Value {
     json!({"startIndex": 0, "endIndex": 0, "shiftLeft": 1,
            "orderOfOperations": [{"type": "Divide", "value": "2"}]})
 }
 
-fn sensor_spec(endpoint: &str, switch: &str) -> Value {
+pub(crate) fn sensor_spec(endpoint: &str, switch: &str) -> Value {
     json!({
         "parameters": {"syncInterval": "1h", "timeout": "5s"},
         "protocol": {"endpoint": endpoint},
@@ -221,7 +237,7 @@ fn sensor_spec(endpoint: &str, switch: &str) -> Value {
     })
 }
 
-fn device(name: &str, spec: Value) -> Arc<crds::DeviceLink> {
+pub(crate) fn device(name: &str, spec: Value) -> Arc<crds::DeviceLink> {
     link(name, "ble", "BluetoothDevice", spec)
 }
 

@@ -14,6 +14,9 @@ mod common;
 use octopus_tests::{mosquitto, peers};
 
 mod ble;
+mod ble_cluster;
+mod ble_gatt;
+mod ble_uart;
 mod capabilities;
 mod cluster;
 mod containment;

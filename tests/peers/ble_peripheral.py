@@ -9,10 +9,14 @@ It advertises NAME from the static random ADDRESS and serves:
   - COUNTER, read and notify: one byte that counts up and is notified every 200 ms;
   - SWITCH, read and write: one byte, 0 at start; each write is appended to RECORD_FILE
     as "SWITCH <hex>" (the tests check writes here, on the peripheral's side);
-  - LOCKED, read and write: every write is refused with ATT error 0x80.
+  - LOCKED, read and write: every write is refused with ATT error 0x80;
+  - LONG, read: 200 bytes of text, far more than the 22 a default MTU carries;
+  - NOTE, read and notify: 100 bytes of text ("note NNN ..."), notified with COUNTER.
 
 Signals: SIGUSR1 makes it go away (drop its connections, stop advertising), SIGUSR2
-brings it back. Prints READY once advertising.
+brings it back. SIGHUP changes its GATT table: TEMP disappears (or comes back), so the
+handles after it move; a connected client is told by a Service Changed indication.
+Prints READY once advertising, then AWAY, BACK and CHANGED as they happen.
 """
 
 import asyncio
@@ -31,6 +35,15 @@ TEMP = "6e400001-0c7a-4b8a-9a4f-3c2e0b6f7a00"
 COUNTER = "6e400002-0c7a-4b8a-9a4f-3c2e0b6f7a00"
 SWITCH = "6e400003-0c7a-4b8a-9a4f-3c2e0b6f7a00"
 LOCKED = "6e400004-0c7a-4b8a-9a4f-3c2e0b6f7a00"
+LONG = "6e400005-0c7a-4b8a-9a4f-3c2e0b6f7a00"
+NOTE = "6e400006-0c7a-4b8a-9a4f-3c2e0b6f7a00"
+
+LONG_TEXT = ("octopus-" * 25).encode()
+
+
+def note(n):
+    """100 bytes of text that change with the counter."""
+    return f"note {n:03d} ".encode().ljust(100, b".")
 
 
 async def main(transport, address, name, record):
@@ -68,18 +81,27 @@ async def main(transport, address, name, record):
             Characteristic.READABLE,
             bytes([0]),
         )
-        device.add_services(
-            [
+        note_char = Characteristic(
+            NOTE,
+            Characteristic.Properties.READ | Characteristic.Properties.NOTIFY,
+            Characteristic.READABLE,
+            note(0),
+        )
+        temp = Characteristic(
+            TEMP,
+            Characteristic.Properties.READ,
+            Characteristic.READABLE,
+            bytes([1, 44]),
+        )
+        table = {"temp": True}
+
+        def services():
+            return [
                 Service("180F", [battery]),
                 Service(
                     SERVICE,
-                    [
-                        Characteristic(
-                            TEMP,
-                            Characteristic.Properties.READ,
-                            Characteristic.READABLE,
-                            bytes([1, 44]),
-                        ),
+                    ([temp] if table["temp"] else [])
+                    + [
                         counter,
                         Characteristic(
                             SWITCH,
@@ -95,10 +117,22 @@ async def main(transport, address, name, record):
                             Characteristic.READABLE | Characteristic.WRITEABLE,
                             CharacteristicValue(read=lambda _c: bytes([7]), write=refuse),
                         ),
+                        Characteristic(
+                            LONG,
+                            Characteristic.Properties.READ,
+                            Characteristic.READABLE,
+                            LONG_TEXT,
+                        ),
+                        note_char,
                     ],
                 ),
             ]
-        )
+
+        server = device.gatt_server
+        # GAP and GATT (with Service Changed) come first and never move.
+        base_attributes = list(server.attributes)
+        base_services = list(server.services)
+        device.add_services(services())
         await device.power_on()
         await device.start_advertising(auto_restart=True)
 
@@ -120,6 +154,22 @@ async def main(transport, address, name, record):
             await device.start_advertising(auto_restart=True)
             print("BACK", flush=True)
 
+        async def change():
+            table["temp"] = not table["temp"]
+            server.attributes = list(base_attributes)
+            server.services = list(base_services)
+            server.attributes_by_handle = {}
+            server.add_services(services())
+            last = server.attributes[-1].handle
+            changed = device.gatt_service.service_changed_characteristic
+            if present["on"] and device.connections:
+                start = base_attributes[-1].handle + 1
+                await device.indicate_subscribers(
+                    changed, start.to_bytes(2, "little") + last.to_bytes(2, "little")
+                )
+            print("CHANGED", "with" if table["temp"] else "without", flush=True)
+
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(change()))
         loop.add_signal_handler(signal.SIGUSR1, lambda: asyncio.ensure_future(go_away()))
         loop.add_signal_handler(signal.SIGUSR2, lambda: asyncio.ensure_future(come_back()))
         print("READY", flush=True)
@@ -129,8 +179,10 @@ async def main(transport, address, name, record):
             await asyncio.sleep(0.2)
             n = (n + 1) % 256
             counter.value = bytes([n])
+            note_char.value = note(n)
             if present["on"]:
                 await device.notify_subscribers(counter, bytes([n]))
+                await device.notify_subscribers(note_char, note(n))
 
 
 if __name__ == "__main__":

@@ -3,16 +3,26 @@
 
 /// The ATT fixed channel.
 pub const CID: u16 = 0x0004;
-/// The default ATT MTU; the client never asks for more, so every PDU fits one ACL packet.
-pub const MTU: usize = 23;
+/// The ATT MTU every connection starts with (and keeps if the peripheral will not
+/// exchange).
+pub const DEFAULT_MTU: u16 = 23;
+/// The MTU the client asks for: the largest attribute value (512 bytes) plus a Read
+/// Response's header fits, so one read or notification carries any value whole.
+pub const CLIENT_MTU: u16 = 517;
+/// The longest attribute value (Core spec Vol 3 Part F 3.2.9): a Read Blob walk stops here.
+pub const MAX_VALUE: usize = 512;
 
 pub const ERROR_RSP: u8 = 0x01;
+pub const EXCHANGE_MTU_REQ: u8 = 0x02;
+pub const EXCHANGE_MTU_RSP: u8 = 0x03;
 pub const FIND_INFORMATION_REQ: u8 = 0x04;
 pub const FIND_INFORMATION_RSP: u8 = 0x05;
 pub const READ_BY_TYPE_REQ: u8 = 0x08;
 pub const READ_BY_TYPE_RSP: u8 = 0x09;
 pub const READ_REQ: u8 = 0x0A;
 pub const READ_RSP: u8 = 0x0B;
+pub const READ_BLOB_REQ: u8 = 0x0C;
+pub const READ_BLOB_RSP: u8 = 0x0D;
 pub const READ_BY_GROUP_TYPE_REQ: u8 = 0x10;
 pub const READ_BY_GROUP_TYPE_RSP: u8 = 0x11;
 pub const WRITE_REQ: u8 = 0x12;
@@ -24,12 +34,20 @@ pub const WRITE_CMD: u8 = 0x52;
 
 /// ATT error: the attribute was not found (ends a discovery).
 pub const ATTRIBUTE_NOT_FOUND: u8 = 0x0A;
+/// ATT error: the handle does not exist (the peripheral's table changed).
+pub const INVALID_HANDLE: u8 = 0x01;
+/// ATT error: the offset is past the value's end (ends a Read Blob walk).
+pub const INVALID_OFFSET: u8 = 0x07;
+/// ATT error: the value fits one read (ends a Read Blob walk).
+pub const ATTRIBUTE_NOT_LONG: u8 = 0x0B;
 /// ATT error: the request is not supported (our answer to a peripheral's request).
 pub const REQUEST_NOT_SUPPORTED: u8 = 0x06;
 
 pub const PRIMARY_SERVICE: u16 = 0x2800;
 pub const CHARACTERISTIC: u16 = 0x2803;
 pub const CCCD: u16 = 0x2902;
+/// GATT's Service Changed characteristic: indicates that handles moved.
+pub const SERVICE_CHANGED: u16 = 0x2A05;
 
 /// The Bluetooth base UUID; a 16-bit UUID `x` is `0000xxxx-0000-1000-8000-00805f9b34fb`.
 const BASE: u128 = 0x0000_0000_0000_1000_8000_0080_5f9b_34fb;
@@ -109,6 +127,38 @@ pub fn read(handle: u16) -> Vec<u8> {
     let mut p = vec![READ_REQ];
     p.extend_from_slice(&handle.to_le_bytes());
     p
+}
+
+/// Read Blob Request: the part of a long value from `offset`.
+pub fn read_blob(handle: u16, offset: u16) -> Vec<u8> {
+    let mut p = vec![READ_BLOB_REQ];
+    p.extend_from_slice(&handle.to_le_bytes());
+    p.extend_from_slice(&offset.to_le_bytes());
+    p
+}
+
+/// Exchange MTU Request (as a client) or Response (as a server): our receive MTU.
+pub fn exchange_mtu(request: bool, mtu: u16) -> Vec<u8> {
+    let mut p = vec![if request {
+        EXCHANGE_MTU_REQ
+    } else {
+        EXCHANGE_MTU_RSP
+    }];
+    p.extend_from_slice(&mtu.to_le_bytes());
+    p
+}
+
+/// The MTU a peer's Exchange MTU Request or Response gives, if `pdu` is one.
+pub fn parse_mtu(pdu: &[u8]) -> Option<u16> {
+    match *pdu.first()? {
+        EXCHANGE_MTU_REQ | EXCHANGE_MTU_RSP => u16_at(pdu, 1),
+        _ => None,
+    }
+}
+
+/// The MTU both sides use: the smaller receive MTU, never below the default.
+pub fn negotiated(ours: u16, theirs: u16) -> u16 {
+    ours.min(theirs).max(DEFAULT_MTU)
 }
 
 pub fn write(handle: u16, value: &[u8], with_response: bool) -> Vec<u8> {
@@ -215,12 +265,12 @@ pub fn is_response(opcode: u8) -> bool {
     matches!(
         opcode,
         ERROR_RSP
-            | 0x03
+            | EXCHANGE_MTU_RSP
             | FIND_INFORMATION_RSP
             | 0x07
             | READ_BY_TYPE_RSP
             | READ_RSP
-            | 0x0D
+            | READ_BLOB_RSP
             | 0x0F
             | READ_BY_GROUP_TYPE_RSP
             | WRITE_RSP
@@ -346,6 +396,18 @@ mod tests {
     }
 
     #[test]
+    fn the_mtu_is_the_smaller_of_both_and_never_below_the_default() {
+        assert_eq!(parse_mtu(&[EXCHANGE_MTU_RSP, 0x05, 0x02]), Some(517));
+        assert_eq!(parse_mtu(&[EXCHANGE_MTU_REQ, 247, 0]), Some(247));
+        assert_eq!(parse_mtu(&[EXCHANGE_MTU_RSP, 247]), None);
+        assert_eq!(parse_mtu(&[READ_RSP, 247, 0]), None);
+        assert_eq!(negotiated(CLIENT_MTU, 247), 247);
+        assert_eq!(negotiated(CLIENT_MTU, 1000), CLIENT_MTU);
+        // A peer that claims less than the minimum gets the minimum.
+        assert_eq!(negotiated(CLIENT_MTU, 5), DEFAULT_MTU);
+    }
+
+    #[test]
     fn requests_frame_as_the_spec_says() {
         assert_eq!(read(3), [READ_REQ, 3, 0]);
         assert_eq!(write(3, &[1], true), [WRITE_REQ, 3, 0, 1]);
@@ -354,7 +416,14 @@ mod tests {
             read_by_type(1, 0xFFFF, CHARACTERISTIC),
             [READ_BY_TYPE_REQ, 1, 0, 0xFF, 0xFF, 0x03, 0x28]
         );
-        assert!(is_request(READ_REQ));
+        assert_eq!(read_blob(3, 22), [READ_BLOB_REQ, 3, 0, 22, 0]);
+        assert_eq!(
+            exchange_mtu(true, CLIENT_MTU),
+            [EXCHANGE_MTU_REQ, 0x05, 0x02]
+        );
+        assert_eq!(exchange_mtu(false, 247), [EXCHANGE_MTU_RSP, 247, 0]);
+        assert!(is_request(READ_REQ) && is_request(EXCHANGE_MTU_REQ));
+        assert!(is_response(EXCHANGE_MTU_RSP) && is_response(READ_BLOB_RSP));
         assert!(!is_request(WRITE_CMD) && !is_request(NOTIFICATION) && !is_request(READ_RSP));
         assert_eq!(error_name(0x80), "application error (ATT 0x80)");
     }

@@ -3,7 +3,7 @@
 //! notify, a refused write, a full controller) without Bumble.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
@@ -15,14 +15,24 @@ pub const ADDRESS: &str = "C0:98:E5:49:00:01";
 pub const NAME: &str = "Fake-Sensor";
 /// Its one GATT table: Battery service (1-4): level 0x2A19 at 3 (read, notify), CCCD 4;
 /// a second characteristic 0x2A56 at 6 (read, write) whose writes are refused when
-/// `refuse_writes` is set.
+/// `refuse_writes` is set; a Model Number String 0x2A24 at 8 (read) longer than one
+/// response at the MTU of 23 the fake settles on, so reads of it take Read Blobs.
 const LEVEL: u8 = 87;
+
+/// The long value at handle 8.
+pub fn long_value() -> Vec<u8> {
+    (0..50u8).map(|i| b'a' + i % 26).collect()
+}
 
 #[derive(Default)]
 pub struct FakeTransport {
     /// The controller answers LE Create Connection with "connection limit exceeded".
     pub full: AtomicBool,
     pub refuse_writes: AtomicBool,
+    /// The next read of the level answers "invalid handle" (as after a table change).
+    pub invalid_once: AtomicBool,
+    /// Service discoveries started (Read By Group Type from handle 1).
+    pub discoveries: AtomicUsize,
 }
 
 impl Transport for Arc<FakeTransport> {
@@ -122,8 +132,15 @@ async fn run(mut io: DuplexStream, fake: Arc<FakeTransport>) {
             let handle = |i: usize| u16::from_le_bytes([pdu[i], pdu[i + 1]]);
             let rsp: Vec<u8> = match pdu.first().copied() {
                 Some(att::READ_BY_GROUP_TYPE_REQ) if handle(1) == 1 => {
-                    vec![att::READ_BY_GROUP_TYPE_RSP, 6, 1, 0, 6, 0, 0x0F, 0x18]
+                    fake.discoveries.fetch_add(1, Ordering::SeqCst);
+                    vec![att::READ_BY_GROUP_TYPE_RSP, 6, 1, 0, 8, 0, 0x0F, 0x18]
                 }
+                Some(att::READ_REQ)
+                    if handle(1) == 3 && fake.invalid_once.swap(false, Ordering::SeqCst) =>
+                {
+                    vec![att::ERROR_RSP, att::READ_REQ, 3, 0, att::INVALID_HANDLE]
+                }
+                Some(att::EXCHANGE_MTU_REQ) => att::exchange_mtu(false, att::DEFAULT_MTU),
                 Some(att::READ_BY_TYPE_REQ) if handle(1) == 1 => vec![
                     att::READ_BY_TYPE_RSP,
                     7,
@@ -141,12 +158,42 @@ async fn run(mut io: DuplexStream, fake: Arc<FakeTransport>) {
                     0,
                     0x56,
                     0x2A,
+                    7,
+                    0,
+                    0x02,
+                    8,
+                    0,
+                    0x24,
+                    0x2A,
                 ],
                 Some(att::FIND_INFORMATION_REQ) if handle(1) == 4 => {
                     vec![att::FIND_INFORMATION_RSP, 1, 4, 0, 0x02, 0x29]
                 }
                 Some(att::READ_REQ) if handle(1) == 3 => vec![att::READ_RSP, LEVEL],
                 Some(att::READ_REQ) if handle(1) == 6 => vec![att::READ_RSP, 0],
+                Some(att::READ_REQ) if handle(1) == 8 => {
+                    let mut r = vec![att::READ_RSP];
+                    r.extend(long_value().iter().take(22));
+                    r
+                }
+                Some(att::READ_BLOB_REQ) if handle(1) == 8 => {
+                    let offset = usize::from(handle(3));
+                    let value = long_value();
+                    match value.get(offset..) {
+                        Some(rest) => {
+                            let mut r = vec![att::READ_BLOB_RSP];
+                            r.extend(rest.iter().take(22));
+                            r
+                        }
+                        None => vec![
+                            att::ERROR_RSP,
+                            att::READ_BLOB_REQ,
+                            8,
+                            0,
+                            att::INVALID_OFFSET,
+                        ],
+                    }
+                }
                 Some(att::WRITE_REQ) if handle(1) == 4 => {
                     out.extend(att_packet(&[att::WRITE_RSP]));
                     out.extend(att_packet(&[att::NOTIFICATION, 3, 0, 42]));

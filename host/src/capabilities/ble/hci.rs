@@ -102,6 +102,33 @@ pub fn acl(handle: u16, cid: u16, payload: &[u8]) -> Vec<u8> {
     p
 }
 
+/// The H4 ACL packets carrying one L2CAP basic frame on `cid`, each with at most
+/// `max_data` bytes of data (the controller's ACL data packet length): the first marked
+/// as a start, the others as continuations. A frame longer than 65535 bytes is cut
+/// (ATT frames here are at most 521).
+pub fn acl_fragments(handle: u16, cid: u16, payload: &[u8], max_data: usize) -> Vec<Vec<u8>> {
+    let payload = payload.get(..usize::from(u16::MAX)).unwrap_or(payload);
+    let l2len = u16::try_from(payload.len()).unwrap_or(u16::MAX);
+    let mut frame = Vec::with_capacity(4 + payload.len());
+    frame.extend_from_slice(&l2len.to_le_bytes());
+    frame.extend_from_slice(&cid.to_le_bytes());
+    frame.extend_from_slice(payload);
+    frame
+        .chunks(max_data.max(1))
+        .enumerate()
+        .map(|(i, chunk)| {
+            // Packet boundary 0b00 (first, host to LE), then 0b01 (continuing).
+            let boundary: u16 = if i == 0 { 0 } else { 1 << 12 };
+            let mut p = Vec::with_capacity(5 + chunk.len());
+            p.push(H4_ACL);
+            p.extend_from_slice(&((handle & 0x0FFF) | boundary).to_le_bytes());
+            p.extend_from_slice(&u16::try_from(chunk.len()).unwrap_or(u16::MAX).to_le_bytes());
+            p.extend_from_slice(chunk);
+            p
+        })
+        .collect()
+}
+
 /// LE Create Connection parameters for `peer`, from our random address.
 pub fn create_connection_params(peer: Address) -> Vec<u8> {
     let mut p = Vec::with_capacity(25);
@@ -292,7 +319,7 @@ pub struct Reassembly {
     buf: Vec<u8>,
 }
 
-/// Largest L2CAP frame accepted; ATT with our MTU needs far less.
+/// Largest L2CAP frame accepted; ATT at our largest MTU needs 521 bytes.
 const MAX_FRAME: usize = 4096;
 
 impl Reassembly {
@@ -434,6 +461,23 @@ mod tests {
         assert_eq!(r.push(2, &data[..5]), None);
         assert_eq!(r.push(1, &data[5..]), Some((4, vec![0x0A, 3, 0])));
         assert_eq!(command(op::RESET, &[]), [1, 0x03, 0x0C, 0]);
+        // A frame longer than the controller's packets goes as a start and continuations,
+        // and reassembles to the same frame.
+        let long: Vec<u8> = (0..60u8).collect();
+        let parts = acl_fragments(0x40, 4, &long, 27);
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts[0][..5], [H4_ACL, 0x40, 0x00, 27, 0]);
+        assert_eq!(parts[1][..5], [H4_ACL, 0x40, 0x10, 27, 0]);
+        assert_eq!(parts[2][..5], [H4_ACL, 0x40, 0x10, 10, 0]);
+        let mut r = Reassembly::default();
+        let mut got = None;
+        for p in &parts {
+            let (handle, pb, data) = parse_acl(&p[1..]).unwrap();
+            assert_eq!(handle, 0x40);
+            got = r.push(pb, data);
+        }
+        assert_eq!(got, Some((4, long.clone())));
+        assert_eq!(acl_fragments(0x40, 4, &[0x0A, 3, 0], 27), [frame]);
         assert!(is_limit(status::CONNECTION_LIMIT_EXCEEDED));
         assert!(!is_limit(status::SUCCESS));
     }

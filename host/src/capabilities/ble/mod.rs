@@ -11,7 +11,13 @@
 //! nearby device, so the policy must allow name grants explicitly (`ble.allowNames`).
 //!
 //! Our own HCI/ATT client, not a crate: see `hci` and `att` for what it covers (GATT
-//! client, MTU 23, no pairing) and the README for why.
+//! client, MTU exchange up to 517 with Read Blob for longer values, no pairing) and the
+//! README for why.
+//!
+//! Handles are never trusted across a change: every (re)connection discovers again, and
+//! so does the next call after a Service Changed indication or an "invalid handle"
+//! answer, so a peripheral restarted with another GATT table is read by UUID, not by
+//! stale handles.
 
 pub mod att;
 pub mod hci;
@@ -233,6 +239,8 @@ pub struct Peripheral {
     link: Option<Arc<Link>>,
     characteristics: Vec<Characteristic>,
     subscribed: BTreeSet<u128>,
+    /// The handles may be stale: discover again before the next operation.
+    stale: bool,
     retries: Retries,
     next_attempt: Option<Instant>,
 }
@@ -259,6 +267,7 @@ impl Peripheral {
             link: None,
             characteristics: Vec::new(),
             subscribed: BTreeSet::new(),
+            stale: false,
             retries: Retries::new(RECONNECT),
             next_attempt: None,
         })
@@ -266,6 +275,14 @@ impl Peripheral {
 
     pub fn address(&self) -> String {
         self.address.to_string()
+    }
+
+    /// The ATT MTU of the current connection (23 when not connected).
+    pub fn mtu(&self) -> u16 {
+        self.link
+            .as_ref()
+            .filter(|l| l.is_open())
+            .map_or(att::DEFAULT_MTU, |l| l.mtu())
     }
 
     pub fn is_connected(&self) -> bool {
@@ -311,11 +328,44 @@ impl Peripheral {
             .await?;
         let link = radio.connect(self.address, deadline).await?;
         self.link = Some(Arc::clone(&link));
-        self.characteristics = discover(&link, deadline).await?;
-        for uuid in self.subscribed.clone() {
-            self.enable(uuid, deadline).await?;
-        }
+        link.exchange_mtu(deadline).await?;
+        self.rediscover(deadline).await?;
         Ok(self.characteristics.clone())
+    }
+
+    /// Discovers the GATT table again on the current connection, watches Service
+    /// Changed, and re-enables what was subscribed that is (still, or again) there.
+    async fn rediscover(&mut self, deadline: Instant) -> Result<(), BleError> {
+        let link = Arc::clone(self.link()?);
+        self.characteristics = discover(&link, deadline).await?;
+        self.stale = false;
+        let _ = link.take_changed();
+        if let Some(c) = self
+            .characteristics
+            .iter()
+            .find(|c| c.uuid == att::from16(att::SERVICE_CHANGED))
+        {
+            link.watch_service_changed(c.value_handle);
+            if let Some(cccd) = c.cccd {
+                // Best effort: a peripheral that will not indicate is still rediscovered
+                // on reconnection and on an invalid handle.
+                let enabled = link
+                    .request(att::write(cccd, &2u16.to_le_bytes(), true), deadline)
+                    .await;
+                if let Err(e) = enabled {
+                    tracing::debug!(error = %e, "Service Changed indications not enabled");
+                    if !matches!(e, BleError::Att(_)) {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        for uuid in self.subscribed.clone() {
+            if self.characteristics.iter().any(|c| c.uuid == uuid) {
+                self.enable(uuid, deadline).await?;
+            }
+        }
+        Ok(())
     }
 
     fn link(&self) -> Result<&Arc<Link>, BleError> {
@@ -337,19 +387,57 @@ impl Peripheral {
             })
     }
 
-    /// Connects first if the connection is down.
+    /// Connects first if the connection is down; discovers again if the handles are
+    /// stale.
     async fn ready(&mut self, deadline: Instant) -> Result<(), BleError> {
         if !self.is_connected() {
             self.connect(deadline).await?;
+        } else if self.stale || self.link()?.take_changed() {
+            self.rediscover(deadline).await?;
         }
         Ok(())
     }
 
+    /// Marks the handles stale when the peripheral says one is invalid: its table
+    /// changed under us.
+    fn check<T>(&mut self, result: Result<T, BleError>) -> Result<T, BleError> {
+        if matches!(result, Err(BleError::Att(att::INVALID_HANDLE))) {
+            self.stale = true;
+        }
+        result
+    }
+
+    /// Reads a value whole: one Read, then Read Blobs while the answers come full (a
+    /// value longer than the MTU allows in one response), up to 512 bytes.
     pub async fn read(&mut self, uuid: u128, deadline: Instant) -> Result<Vec<u8>, BleError> {
         self.ready(deadline).await?;
         let handle = self.characteristic(uuid)?.value_handle;
-        let rsp = self.link()?.request(att::read(handle), deadline).await?;
-        Ok(rsp.get(1..).unwrap_or_default().to_vec())
+        let result = self.read_long(handle, deadline).await;
+        self.check(result)
+    }
+
+    async fn read_long(&self, handle: u16, deadline: Instant) -> Result<Vec<u8>, BleError> {
+        let link = self.link()?;
+        let full = usize::from(link.mtu()) - 1;
+        let rsp = link.request(att::read(handle), deadline).await?;
+        let mut value = rsp.get(1..).unwrap_or_default().to_vec();
+        let mut last = value.len();
+        // Each round adds a full response's worth, so at most 512 / 22 + 1 rounds.
+        while last == full && value.len() < att::MAX_VALUE {
+            let offset = u16::try_from(value.len()).unwrap_or(u16::MAX);
+            match link.request(att::read_blob(handle, offset), deadline).await {
+                Ok(rsp) => {
+                    let part = rsp.get(1..).unwrap_or_default();
+                    last = part.len();
+                    value.extend_from_slice(part);
+                }
+                // The value ended exactly at a response's end.
+                Err(BleError::Att(att::ATTRIBUTE_NOT_LONG | att::INVALID_OFFSET)) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        value.truncate(att::MAX_VALUE);
+        Ok(value)
     }
 
     pub async fn write(
@@ -359,29 +447,36 @@ impl Peripheral {
         with_response: bool,
         deadline: Instant,
     ) -> Result<(), BleError> {
-        if data.len() > att::MTU - 3 {
+        self.ready(deadline).await?;
+        let room = usize::from(self.mtu()) - 3;
+        if data.len() > room {
             return Err(BleError::Invalid(format!(
-                "{} bytes to write; at most {} fit one write",
+                "{} bytes to write; at most {room} fit one write at this connection's MTU",
                 data.len(),
-                att::MTU - 3
             )));
         }
-        self.ready(deadline).await?;
         let handle = self.characteristic(uuid)?.value_handle;
         let pdu = att::write(handle, data, with_response);
         let link = self.link()?;
-        if with_response {
+        let result = if with_response {
             link.request(pdu, deadline).await.map(drop)
         } else {
             link.send(pdu, deadline).await
-        }
+        };
+        self.check(result)
     }
 
+    /// Enables pushes of `uuid`, now and after every reconnection or rediscovery. A
+    /// characteristic that is missing now is remembered, so it is enabled when it
+    /// comes back.
     pub async fn subscribe(&mut self, uuid: u128, deadline: Instant) -> Result<(), BleError> {
         self.ready(deadline).await?;
-        self.enable(uuid, deadline).await?;
-        self.subscribed.insert(uuid);
-        Ok(())
+        let missing = self.characteristic(uuid).is_err();
+        let result = self.enable(uuid, deadline).await;
+        if result.is_ok() || missing {
+            self.subscribed.insert(uuid);
+        }
+        self.check(result)
     }
 
     async fn enable(&self, uuid: u128, deadline: Instant) -> Result<(), BleError> {
@@ -584,12 +679,22 @@ mod tests {
         assert_eq!(p.address(), fake::ADDRESS);
         let deadline = Instant::now() + soon();
         let chars = p.connect(deadline).await.unwrap();
-        assert_eq!(chars.len(), 2);
+        assert_eq!(chars.len(), 3);
         assert_eq!(chars[0].uuid, att::from16(0x2A19));
         assert_eq!(chars[0].cccd, Some(4));
         assert_eq!(chars[1].cccd, None);
         assert!(p.is_connected());
+        // The fake answers the MTU exchange with the default: 22 bytes per read.
+        assert_eq!(p.mtu(), att::DEFAULT_MTU);
         assert_eq!(p.read(att::from16(0x2A19), deadline).await.unwrap(), [87]);
+        // A longer value comes whole, by Read Blob after the first response.
+        assert_eq!(
+            p.read(att::from16(0x2A24), deadline).await.unwrap(),
+            fake::long_value()
+        );
+        // A write longer than the MTU allows is refused before it is sent.
+        let long = p.write(att::from16(0x2A56), &[0; 21], true, deadline).await;
+        assert!(matches!(long, Err(BleError::Invalid(m)) if m.contains("at most 20")));
         p.write(att::from16(0x2A56), &[1], true, deadline)
             .await
             .unwrap();
@@ -604,7 +709,7 @@ mod tests {
             }]
         );
         // A characteristic the peripheral lacks, and a write it refuses.
-        let missing = p.read(att::from16(0x2A00), deadline).await.unwrap_err();
+        let missing = p.read(att::from16(0x2A01), deadline).await.unwrap_err();
         assert!(
             missing.to_string().contains("no characteristic"),
             "{missing}"
@@ -652,6 +757,37 @@ mod tests {
             none.open_ble("protocol.endpoint", soon()).await,
             Err(CapabilityError::NotPermitted(m)) if m.contains("no Bluetooth controller")
         ));
+    }
+
+    #[tokio::test]
+    async fn an_invalid_handle_makes_the_next_call_discover_again() {
+        let fake = Arc::new(fake::FakeTransport::default());
+        let grants = [grant("protocol.endpoint", GrantKind::Ble, fake::ADDRESS)];
+        let mut c = caps(&grants, policy(false), 2, backends(&fake));
+        let mut p = c.open_ble("protocol.endpoint", soon()).await.unwrap();
+        let deadline = Instant::now() + soon();
+        p.connect(deadline).await.unwrap();
+        assert_eq!(
+            fake.discoveries.load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
+        // Reads on a connection with known handles do not discover.
+        p.read(att::from16(0x2A19), deadline).await.unwrap();
+        assert_eq!(
+            fake.discoveries.load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
+        fake.invalid_once
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let stale = p.read(att::from16(0x2A19), deadline).await;
+        assert_eq!(stale, Err(BleError::Att(att::INVALID_HANDLE)));
+        // The connection stays; the next call finds the handles again, then reads.
+        assert!(p.is_connected());
+        assert_eq!(p.read(att::from16(0x2A19), deadline).await.unwrap(), [87]);
+        assert_eq!(
+            fake.discoveries.load(std::sync::atomic::Ordering::SeqCst),
+            2
+        );
     }
 
     #[tokio::test]

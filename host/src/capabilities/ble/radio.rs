@@ -6,7 +6,7 @@
 //! deadline; a silent peripheral costs only its own device's calls.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,9 +44,53 @@ pub struct Link {
     pushed_notify: Notify,
     closed: AtomicBool,
     closed_notify: Notify,
+    /// The ATT MTU in use: 23 until an exchange settles it.
+    mtu: AtomicU16,
+    /// The value handle of the peripheral's Service Changed characteristic (0: none).
+    service_changed: AtomicU16,
+    /// The peripheral indicated that its services changed: handles are stale.
+    changed: AtomicBool,
 }
 
 impl Link {
+    /// The ATT MTU in use on this connection.
+    pub fn mtu(&self) -> u16 {
+        self.mtu.load(Ordering::SeqCst)
+    }
+
+    /// Watches `handle` for Service Changed indications (they are not queued as values).
+    pub fn watch_service_changed(&self, handle: u16) {
+        self.service_changed.store(handle, Ordering::SeqCst);
+    }
+
+    /// Whether the peripheral said its services changed since the last call.
+    pub fn take_changed(&self) -> bool {
+        self.changed.swap(false, Ordering::SeqCst)
+    }
+
+    /// Asks for [`att::CLIENT_MTU`] and keeps what both sides support. A peripheral that
+    /// refuses the exchange keeps the default (ATT requires servers to answer, but an
+    /// Error Response is no reason to drop the connection).
+    pub async fn exchange_mtu(&self, deadline: Instant) -> Result<u16, BleError> {
+        match self
+            .request(att::exchange_mtu(true, att::CLIENT_MTU), deadline)
+            .await
+        {
+            Ok(rsp) => {
+                let theirs = att::parse_mtu(&rsp)
+                    .ok_or_else(|| BleError::Invalid("malformed Exchange MTU Response".into()))?;
+                let mtu = att::negotiated(att::CLIENT_MTU, theirs);
+                self.mtu.store(mtu, Ordering::SeqCst);
+                Ok(mtu)
+            }
+            Err(BleError::Att(code)) => {
+                tracing::debug!(code, "the peripheral refused to exchange the MTU");
+                Ok(self.mtu())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn is_open(&self) -> bool {
         !self.closed.load(Ordering::SeqCst) && self.radio.is_alive()
     }
@@ -177,6 +221,10 @@ pub struct Radio {
     scanning: tokio::sync::Mutex<bool>,
     /// ACL buffers free in the controller.
     credits: Arc<Semaphore>,
+    /// The controller's LE ACL data packet length: longer L2CAP frames go in fragments.
+    acl_len: AtomicUsize,
+    /// One L2CAP frame's fragments go out together, never interleaved with another's.
+    acl_out: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
     /// Connections the node policy allows on this controller.
     pub max_connections: usize,
@@ -199,6 +247,8 @@ impl Radio {
             commands: tokio::sync::Mutex::new(()),
             scanning: tokio::sync::Mutex::new(false),
             credits: Arc::new(Semaphore::new(0)),
+            acl_len: AtomicUsize::new(usize::from(att::DEFAULT_MTU) + 4),
+            acl_out: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
             max_connections,
         });
@@ -238,14 +288,27 @@ impl Radio {
             .command(op::LE_READ_BUFFER_SIZE, &[], deadline)
             .await?;
         let mut buffers = le.get(3).copied().map(usize::from).unwrap_or(0);
+        let mut acl_len = le
+            .get(1..3)
+            .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+            .unwrap_or(0);
         if buffers == 0 {
+            // No LE-only buffers: LE shares the BR/EDR ones.
             let br = radio.command(op::READ_BUFFER_SIZE, &[], deadline).await?;
             buffers = br
                 .get(4..6)
                 .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
                 .unwrap_or(1);
+            acl_len = br
+                .get(1..3)
+                .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+                .unwrap_or(0);
         }
         radio.credits.add_permits(buffers.clamp(1, 64));
+        // 27 bytes is the least an LE controller must take; a bogus 0 would stall.
+        radio
+            .acl_len
+            .store(acl_len.clamp(27, MAX_PACKET - 5), Ordering::SeqCst);
         radio
             .command(op::LE_SET_RANDOM_ADDRESS, &own_address, deadline)
             .await?;
@@ -310,17 +373,39 @@ impl Radio {
         }
     }
 
+    /// Sends one ATT PDU, in as many ACL packets as the controller's packet length needs,
+    /// each taking one of its buffers.
     async fn send_acl(&self, handle: u16, pdu: &[u8], deadline: Instant) -> Result<(), BleError> {
-        let permit = timeout_at(deadline, self.credits.acquire())
+        let fragments =
+            hci::acl_fragments(handle, att::CID, pdu, self.acl_len.load(Ordering::SeqCst));
+        let _frame = timeout_at(deadline, self.acl_out.lock())
             .await
-            .map_err(|_| BleError::Timeout)?
-            .map_err(|_| BleError::ControllerGone)?;
-        permit.forget();
-        *self.lock().in_flight.entry(handle).or_default() += 1;
-        self.writer
-            .send(hci::acl(handle, att::CID, pdu))
-            .await
-            .map_err(|_| BleError::ControllerGone)
+            .map_err(|_| BleError::Timeout)?;
+        for fragment in fragments {
+            let permit = timeout_at(deadline, self.credits.acquire())
+                .await
+                .map_err(|_| BleError::Timeout)?
+                .map_err(|_| BleError::ControllerGone)?;
+            permit.forget();
+            *self.lock().in_flight.entry(handle).or_default() += 1;
+            self.writer
+                .send(fragment)
+                .await
+                .map_err(|_| BleError::ControllerGone)?;
+        }
+        Ok(())
+    }
+
+    /// Answers the peripheral (a confirmation, an MTU, a refusal) from the reader task:
+    /// through [`Self::send_acl`], so it takes a buffer and never splits another frame.
+    fn reply(self: &Arc<Self>, handle: u16, pdu: Vec<u8>) {
+        let radio = Arc::clone(self);
+        tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            if let Err(e) = radio.send_acl(handle, &pdu, deadline).await {
+                tracing::debug!(handle, error = %e, "ATT reply not sent");
+            }
+        });
     }
 
     /// Scans until a peripheral matching `target` advertises, or `deadline`.
@@ -522,6 +607,9 @@ impl Radio {
                         pushed_notify: Notify::new(),
                         closed: AtomicBool::new(false),
                         closed_notify: Notify::new(),
+                        mtu: AtomicU16::new(att::DEFAULT_MTU),
+                        service_changed: AtomicU16::new(0),
+                        changed: AtomicBool::new(false),
                     });
                     s.links.insert(handle, link);
                 }
@@ -588,9 +676,13 @@ impl Radio {
         };
         if let Some((value_handle, value, indication)) = att::parse_push(&pdu) {
             if indication {
-                let _ = self
-                    .writer
-                    .try_send(hci::acl(handle, att::CID, &[att::CONFIRMATION]));
+                self.reply(handle, vec![att::CONFIRMATION]);
+            }
+            let watched = link.service_changed.load(Ordering::SeqCst);
+            if watched != 0 && value_handle == watched {
+                tracing::debug!(handle, "the peripheral's services changed");
+                link.changed.store(true, Ordering::SeqCst);
+                return;
             }
             let mut q = link.pushed.lock().unwrap_or_else(|e| e.into_inner());
             if q.len() >= MAX_QUEUED {
@@ -605,10 +697,15 @@ impl Radio {
             link.pushed_notify.notify_waiters();
         } else if att::is_response(opcode) {
             let _ = link.responses_tx.try_send(pdu);
+        } else if let Some(theirs) =
+            att::parse_mtu(&pdu).filter(|_| opcode == att::EXCHANGE_MTU_REQ)
+        {
+            // The peripheral asks as a client: answer with ours, and both use the smaller.
+            link.mtu
+                .store(att::negotiated(att::CLIENT_MTU, theirs), Ordering::SeqCst);
+            self.reply(handle, att::exchange_mtu(false, att::CLIENT_MTU));
         } else if att::is_request(opcode) {
-            let _ = self
-                .writer
-                .try_send(hci::acl(handle, att::CID, &att::not_supported(opcode)));
+            self.reply(handle, att::not_supported(opcode));
         }
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! [`capabilities::ble`]: crate::capabilities::ble
 
+use tokio::time::Instant;
 use tracing::Instrument;
 use wasmtime::component::Resource;
 
@@ -9,7 +10,7 @@ use super::Wit;
 use crate::bindings::CapabilityError;
 use crate::bindings::octopus::adaptor::ble as wit;
 use crate::capabilities::CapabilityError as CapError;
-use crate::capabilities::ble::{Peripheral, att, props};
+use crate::capabilities::ble::{BleError, Peripheral, att, props};
 use crate::engine::StoreState;
 
 /// Most notifications handed to the guest in one call.
@@ -47,8 +48,33 @@ fn properties(bits: u8) -> wit::CharacteristicProperties {
 }
 
 impl StoreState {
-    fn ble_deadline(&self, timeout_ms: u32) -> tokio::time::Instant {
-        tokio::time::Instant::now() + self.caps.timeout(timeout_ms)
+    fn ble_deadline(&self, timeout_ms: u32) -> Instant {
+        Instant::now() + self.caps.timeout(timeout_ms)
+    }
+
+    /// What `read`, `write` and `subscribe` share: the UUID parsed (a bad one is the
+    /// guest's `invalid-argument`, before any radio traffic), a deadline from the guest's
+    /// timeout, the operation in its span, and the outcome counted.
+    async fn on_characteristic<T>(
+        &mut self,
+        p: &Resource<Peripheral>,
+        uuid_text: &str,
+        timeout_ms: u32,
+        span: tracing::Span,
+        op: impl AsyncFnOnce(&mut Peripheral, u128, Instant) -> Result<T, BleError>,
+    ) -> wasmtime::Result<Result<T, CapabilityError>> {
+        let uuid = match uuid(uuid_text) {
+            Ok(u) => u,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        let deadline = self.ble_deadline(timeout_ms);
+        let peripheral = self.table.get_mut(p)?;
+        let done = op(peripheral, uuid, deadline)
+            .instrument(span)
+            .await
+            .map_err(CapError::from);
+        self.count("ble", &done);
+        Ok(done.wit())
     }
 }
 
@@ -106,73 +132,42 @@ impl wit::HostPeripheral for StoreState {
     async fn read(
         &mut self,
         p: Resource<Peripheral>,
-        uuid_text: String,
+        uuid: String,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<Vec<u8>, CapabilityError>> {
-        let uuid = match uuid(&uuid_text) {
-            Ok(u) => u,
-            Err(e) => return Ok(Err(e.into())),
-        };
-        let deadline = self.ble_deadline(timeout_ms);
-        let span = tracing::debug_span!("limb.ble.read", device = %self.device, uuid = %uuid_text);
-        let got = self
-            .table
-            .get_mut(&p)?
-            .read(uuid, deadline)
-            .instrument(span)
-            .await
-            .map_err(CapError::from);
-        self.count("ble", &got);
-        Ok(got.wit())
+        let span = tracing::debug_span!("limb.ble.read", device = %self.device, %uuid);
+        self.on_characteristic(&p, &uuid, timeout_ms, span, async |c, u, d| {
+            c.read(u, d).await
+        })
+        .await
     }
 
     async fn write(
         &mut self,
         p: Resource<Peripheral>,
-        uuid_text: String,
+        uuid: String,
         data: Vec<u8>,
         with_response: bool,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<(), CapabilityError>> {
-        let uuid = match uuid(&uuid_text) {
-            Ok(u) => u,
-            Err(e) => return Ok(Err(e.into())),
-        };
-        let deadline = self.ble_deadline(timeout_ms);
-        let span = tracing::debug_span!("limb.ble.write", device = %self.device, uuid = %uuid_text);
-        let done = self
-            .table
-            .get_mut(&p)?
-            .write(uuid, &data, with_response, deadline)
-            .instrument(span)
-            .await
-            .map_err(CapError::from);
-        self.count("ble", &done);
-        Ok(done.wit())
+        let span = tracing::debug_span!("limb.ble.write", device = %self.device, %uuid);
+        self.on_characteristic(&p, &uuid, timeout_ms, span, async |c, u, d| {
+            c.write(u, &data, with_response, d).await
+        })
+        .await
     }
 
     async fn subscribe(
         &mut self,
         p: Resource<Peripheral>,
-        uuid_text: String,
+        uuid: String,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<(), CapabilityError>> {
-        let uuid = match uuid(&uuid_text) {
-            Ok(u) => u,
-            Err(e) => return Ok(Err(e.into())),
-        };
-        let deadline = self.ble_deadline(timeout_ms);
-        let span =
-            tracing::debug_span!("limb.ble.subscribe", device = %self.device, uuid = %uuid_text);
-        let done = self
-            .table
-            .get_mut(&p)?
-            .subscribe(uuid, deadline)
-            .instrument(span)
-            .await
-            .map_err(CapError::from);
-        self.count("ble", &done);
-        Ok(done.wit())
+        let span = tracing::debug_span!("limb.ble.subscribe", device = %self.device, %uuid);
+        self.on_characteristic(&p, &uuid, timeout_ms, span, async |c, u, d| {
+            c.subscribe(u, d).await
+        })
+        .await
     }
 
     async fn notifications(
@@ -184,7 +179,7 @@ impl wit::HostPeripheral for StoreState {
         let max = max.min(MAX_NOTIFICATIONS) as usize;
         // 0 means "do not wait" here, not "the cap".
         let deadline = if timeout_ms == 0 {
-            tokio::time::Instant::now()
+            Instant::now()
         } else {
             self.ble_deadline(timeout_ms)
         };
