@@ -57,7 +57,11 @@ async fn protocol_device_reports_typed_properties() {
         .await;
     let props = &r.status["properties"];
     // Octopus's typed fields: `.status.properties.s.stringValue` and so on.
-    assert!(props["i"]["intValue"].is_i64(), "{props} {:?}", r.last_error);
+    assert!(
+        props["i"]["intValue"].is_i64(),
+        "{props} {:?}",
+        r.last_error
+    );
     assert!(
         props["f"]["floatValue"]
             .as_str()

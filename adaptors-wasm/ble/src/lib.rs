@@ -278,7 +278,9 @@ impl Device for Ble {
 
     fn describe() -> Info {
         // No resource field: the limb itself grants a BluetoothDevice's endpoint.
-        Info::new(NAME, VERSION).model(ModelInfo::new(API_VERSION, KIND))
+        Info::new(NAME, VERSION).model(ModelInfo::new(API_VERSION, KIND).declared(include_str!(
+            "../../../crds/generated/models/bluetoothdevices.json"
+        )))
     }
 
     fn configure(spec: BluetoothDeviceSpec, ctx: &Context) -> Result<(Self, Settings)> {

@@ -35,6 +35,7 @@ fn every_shipped_component_declares_exactly_the_generated_crd() {
         ("adaptor_mqtt", &["mqttdevices"]),
         ("adaptor_opcua", &["opcuadevices"]),
         ("adaptor_gpio", &["gpiodevices"]),
+        ("adaptor_ble", &["bluetoothdevices"]),
         (
             "adaptor_dummy",
             &["dummyspecialdevices", "dummyprotocoldevices"],
