@@ -425,11 +425,23 @@ impl Fleet {
 
     /// Decides what `observed` asks of the link `key`, and does it.
     pub fn apply(&mut self, key: &str, observed: Observed<Adaptor>) {
-        let status = self
-            .ctx
-            .board
-            .read(key, |r| r.status.clone())
-            .unwrap_or_default();
+        // The device's status matters only when another version is on offer (a swap
+        // must not drop a field it shows): read it then, not on every pass.
+        let swap_offered = match (&observed, self.running.get(key)) {
+            (Observed::Wanted { offer, .. }, Some(r)) => offer
+                .named
+                .as_ref()
+                .is_some_and(|a| a.digest != r.version.digest),
+            _ => false,
+        };
+        let status = if swap_offered {
+            self.ctx
+                .board
+                .read(key, |r| r.status.clone())
+                .unwrap_or_default()
+        } else {
+            serde_json::Value::Null
+        };
         let action = {
             let current = self.running.get(key).map(|r| Current {
                 link: &r.link,
