@@ -8,19 +8,15 @@
 //! Screenshots go to `$OCTOPUS_DASHBOARD_SCREENSHOTS` when set (`docs/`), else to the
 //! test's temporary folder.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crds::v1alpha1::DeviceLink;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
-use k8s_openapi::api::core::v1::{Event, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::core::v1::Event;
 use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
@@ -67,15 +63,8 @@ async fn start_dashboard(client: Client, token: bool) -> (u16, tokio::sync::watc
 
 /// A GET on loopback `port`, with a bearer token if given: the status and the body.
 fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{auth}\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (code, body.to_owned())
+    octopus_tests::process::http_get_as(port, path, token)
+        .unwrap_or_else(|| panic!("no answer on {port} for {path}"))
 }
 
 async fn get_async(port: u16, path: &str, token: Option<String>) -> (u16, String) {
@@ -363,54 +352,7 @@ async fn a_dashboard_with_tokens_wants_a_valid_token_allowed_to_list_devicelinks
     let brain = component_client(&server, "brain").await;
     let (port, _stop) = start_dashboard(brain, true).await;
 
-    // Two service accounts: one allowed to list DeviceLinks, one with no rights.
-    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), "default");
-    for name in ["viewer", "nobody"] {
-        let sa: ServiceAccount =
-            serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-        accounts.create(&PostParams::default(), &sa).await.unwrap();
-    }
-    let role: ClusterRole = serde_json::from_value(json!({
-        "metadata": {"name": "devicelink-viewer"},
-        "rules": [{"apiGroups": ["edge.cattle.io"], "resources": ["devicelinks"], "verbs": ["list"]}],
-    }))
-    .unwrap();
-    Api::<ClusterRole>::all(admin.clone())
-        .create(&PostParams::default(), &role)
-        .await
-        .unwrap();
-    let binding: ClusterRoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "devicelink-viewer"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "devicelink-viewer"},
-        "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": "default"}],
-    }))
-    .unwrap();
-    Api::<ClusterRoleBinding>::all(admin.clone())
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap();
-    let token = |name: &'static str| {
-        let accounts = accounts.clone();
-        async move {
-            let request = TokenRequest {
-                spec: TokenRequestSpec {
-                    audiences: vec![],
-                    expiration_seconds: Some(600),
-                    ..TokenRequestSpec::default()
-                },
-                ..TokenRequest::default()
-            };
-            accounts
-                .create_token_request(name, &PostParams::default(), &request)
-                .await
-                .unwrap()
-                .status
-                .unwrap()
-                .token
-        }
-    };
-    let viewer = token("viewer").await;
-    let nobody = token("nobody").await;
+    let (viewer, nobody) = octopus_tests::apiserver::devicelink_viewer_tokens(&admin).await;
 
     let path = "/dashboard/api/overview";
     let (code, _) = get_async(port, path, None).await;

@@ -485,3 +485,59 @@ pub async fn register_brain_webhook(client: &Client, port: u16) {
         .await
         .expect("the webhook configuration is created");
 }
+
+/// Two ServiceAccounts in `default` and a token for each: `viewer`, bound to `list
+/// devicelinks` (what the dashboards' token mode asks), and `nobody`, with no rights.
+pub async fn devicelink_viewer_tokens(client: &Client) -> (String, String) {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    use kube::api::PostParams;
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
+    for name in ["viewer", "nobody"] {
+        let sa: ServiceAccount =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
+                .expect("a ServiceAccount");
+        accounts
+            .create(&PostParams::default(), &sa)
+            .await
+            .expect("the ServiceAccount is created");
+    }
+    let role: ClusterRole = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "devicelink-viewer"},
+        "rules": [{"apiGroups": ["edge.cattle.io"], "resources": ["devicelinks"], "verbs": ["list"]}],
+    }))
+    .expect("a ClusterRole");
+    Api::<ClusterRole>::all(client.clone())
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("the ClusterRole is created");
+    let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "devicelink-viewer"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "devicelink-viewer"},
+        "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": "default"}],
+    }))
+    .expect("a ClusterRoleBinding");
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("the ClusterRoleBinding is created");
+    let mut tokens = Vec::new();
+    for name in ["viewer", "nobody"] {
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                expiration_seconds: Some(600),
+                ..TokenRequestSpec::default()
+            },
+            ..TokenRequest::default()
+        };
+        let issued = accounts
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .expect("a token is issued");
+        tokens.push(issued.status.map(|s| s.token).unwrap_or_default());
+    }
+    let nobody = tokens.pop().unwrap_or_default();
+    let viewer = tokens.pop().unwrap_or_default();
+    (viewer, nobody)
+}

@@ -103,9 +103,20 @@ impl Drop for Process {
 
 /// A GET on loopback `port`: the status code and the body, if it answered.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    get(port, path, "", Duration::from_secs(5))
+}
+
+/// A GET on loopback `port` with `Authorization: Bearer <token>` when a token is given
+/// (the dashboards' token mode): the status code and the body, if it answered.
+pub fn http_get_as(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    get(port, path, &auth, Duration::from_secs(10))
+}
+
+fn get(port: u16, path: &str, headers: &str, timeout: Duration) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{headers}\r\n").ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
