@@ -28,7 +28,7 @@ impl std::fmt::Display for Problem {
 /// Checks `value` against `schema`; `path` names `value` in messages.
 pub fn validate(schema: &Value, value: &Value, path: &str) -> Vec<Problem> {
     let mut out = Vec::new();
-    check(schema, value, path, true, &mut out);
+    check(schema, value, &Path::Root(path), true, &mut out);
     out
 }
 
@@ -37,15 +37,44 @@ pub fn validate(schema: &Value, value: &Value, path: &str) -> Vec<Problem> {
 /// the API server drops an undeclared status field rather than refusing the write.
 pub fn validate_values(schema: &Value, value: &Value, path: &str) -> Vec<Problem> {
     let mut out = Vec::new();
-    check(schema, value, path, false, &mut out);
+    check(schema, value, &Path::Root(path), false, &mut out);
     out
 }
 
-fn push(out: &mut Vec<Problem>, path: &str, message: String) {
+fn push(out: &mut Vec<Problem>, path: &Path<'_>, message: String) {
     out.push(Problem {
-        path: path.to_owned(),
+        path: path.to_string(),
         message,
     });
+}
+
+/// Where in the document a check is. Rendered only for a problem: the limb checks
+/// every status it polls, and naming each field it passes cost more than the check.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root(&'a str),
+    Field(&'a Path<'a>, &'a str),
+    Item(&'a Path<'a>, usize),
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Root(root) => f.write_str(root),
+            Path::Field(parent, key) => {
+                let plain = !key.is_empty()
+                    && key
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if plain {
+                    write!(f, "{parent}.{key}")
+                } else {
+                    write!(f, "{parent}[{key:?}]")
+                }
+            }
+            Path::Item(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
 }
 
 fn flag(schema: &Map<String, Value>, key: &str) -> bool {
@@ -86,21 +115,9 @@ fn show(v: &Value) -> String {
     }
 }
 
-fn child(path: &str, key: &str) -> String {
-    let plain = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if plain {
-        format!("{path}.{key}")
-    } else {
-        format!("{path}[{key:?}]")
-    }
-}
-
 /// `prune` is false inside `allOf`/`anyOf`/`oneOf`/`not`, whose branches may not
 /// declare fields and so cannot make a field unknown.
-fn check(schema: &Value, value: &Value, path: &str, prune: bool, out: &mut Vec<Problem>) {
+fn check(schema: &Value, value: &Value, path: &Path<'_>, prune: bool, out: &mut Vec<Problem>) {
     let Some(s) = schema.as_object() else {
         return; // `true` or a malformed schema: nothing we can hold the value to
     };
@@ -203,7 +220,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 fn check_object(
     s: &Map<String, Value>,
     fields: &Map<String, Value>,
-    path: &str,
+    path: &Path<'_>,
     prune: bool,
     preserve: bool,
     out: &mut Vec<Problem>,
@@ -212,7 +229,7 @@ fn check_object(
     let additional = s.get("additionalProperties");
     let embedded = flag(s, "x-kubernetes-embedded-resource");
     for (key, v) in fields {
-        let p = child(path, key);
+        let p = Path::Field(path, key);
         if let Some(sub) = properties.and_then(|props| props.get(key)) {
             check(sub, v, &p, prune, out);
         } else if let Some(sub @ Value::Object(_)) = additional {
@@ -239,7 +256,7 @@ fn check_object(
             if !fields.contains_key(key) {
                 push(
                     out,
-                    &child(path, key),
+                    &Path::Field(path, key),
                     "required field is missing".to_owned(),
                 );
             }
@@ -260,13 +277,13 @@ fn check_object(
 fn check_array(
     s: &Map<String, Value>,
     items: &[Value],
-    path: &str,
+    path: &Path<'_>,
     prune: bool,
     out: &mut Vec<Problem>,
 ) {
     if let Some(sub) = s.get("items") {
         for (i, v) in items.iter().enumerate() {
-            check(sub, v, &format!("{path}[{i}]"), prune, out);
+            check(sub, v, &Path::Item(path, i), prune, out);
         }
     }
     if let Some(min) = count(s, "minItems")
@@ -282,13 +299,13 @@ fn check_array(
     if flag(s, "uniqueItems") {
         for (i, v) in items.iter().enumerate() {
             if items.iter().take(i).any(|w| w == v) {
-                push(out, &format!("{path}[{i}]"), "duplicate item".to_owned());
+                push(out, &Path::Item(path, i), "duplicate item".to_owned());
             }
         }
     }
 }
 
-fn check_string(s: &Map<String, Value>, text: &str, path: &str, out: &mut Vec<Problem>) {
+fn check_string(s: &Map<String, Value>, text: &str, path: &Path<'_>, out: &mut Vec<Problem>) {
     let len = text.chars().count();
     if let Some(min) = count(s, "minLength")
         && len < min
@@ -314,7 +331,7 @@ fn check_string(s: &Map<String, Value>, text: &str, path: &str, out: &mut Vec<Pr
     }
 }
 
-fn check_number(s: &Map<String, Value>, value: &Value, path: &str, out: &mut Vec<Problem>) {
+fn check_number(s: &Map<String, Value>, value: &Value, path: &Path<'_>, out: &mut Vec<Problem>) {
     let Some(n) = value.as_f64() else {
         return;
     };
@@ -354,7 +371,7 @@ fn branch_summary(branches: &[Vec<Problem>]) -> String {
         .unwrap_or_default()
 }
 
-fn check_junctors(s: &Map<String, Value>, value: &Value, path: &str, out: &mut Vec<Problem>) {
+fn check_junctors(s: &Map<String, Value>, value: &Value, path: &Path<'_>, out: &mut Vec<Problem>) {
     let run = |sub: &Value| {
         let mut p = Vec::new();
         check(sub, value, path, false, &mut p);

@@ -7,7 +7,9 @@
 //! 3. The dashboard's history at density: 10,000 devices without and with the recorder
 //!    that fills the plots' history, and with that history filled to its bound
 //!    (`DENSITY_ONLY=history`; `DENSITY_HISTORY_N` for another count).
-//! 5. Hot swap of 1,000 live devices, with the compile cached and uncached.
+//!    `DENSITY_PLAN=dummy:1000,modbus:1000:pool` runs only those scenarios of section 2.
+//! 5. Hot swap of 1,000 live devices (`DENSITY_SWAP_N` for another count), with the
+//!    compile cached and uncached.
 //! 6. Cold start of 1,000 devices, with an empty and a warm compile cache.
 //!
 //! Prints the tables and writes them to `docs/benchmarks/density.md` (`DENSITY_OUT`).
@@ -285,6 +287,13 @@ async fn limb_fleet(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let base = rss_bytes();
     let base_pss = pss_bytes();
+    let heap0 = heap_profile::snapshot();
+    if let Some(min) = std::env::var("DENSITY_HEAP_TRACE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        heap_profile::TRACE.store(min, Ordering::Relaxed);
+    }
     let t = Instant::now();
     let handles: Vec<_> = (0..n)
         .map(|i| {
@@ -314,6 +323,7 @@ async fn limb_fleet(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let start_s = t.elapsed().as_secs_f64();
+    heap_profile::TRACE.store(0, Ordering::Relaxed);
     tokio::time::sleep(SETTLE).await;
 
     let count = |c: &Context| -> (u64, u64) {
@@ -336,6 +346,9 @@ async fn limb_fleet(
     let (p1, f1) = count(&c);
     let rss = rss_bytes();
     let pss = pss_bytes();
+    if heap_profile::ON.load(Ordering::Relaxed) {
+        heap_profile::report(&heap0, &heap_profile::snapshot(), n);
+    }
     if let Some(path) = std::env::var_os("DENSITY_SMAPS") {
         // For profiling where the memory goes: the mappings as they are at measurement.
         let _ = std::fs::copy(
@@ -606,8 +619,7 @@ fn counters(c: &Context) -> Vec<(String, u64, u64)> {
         .collect()
 }
 
-async fn hot_swap(v1: Vec<u8>, v2: Vec<u8>) -> Vec<SwapRun> {
-    let n = 1000;
+async fn hot_swap(n: u32, v1: Vec<u8>, v2: Vec<u8>) -> Vec<SwapRun> {
     let c = ctx(Settings::default().pooling, 2 * n + 16);
     let warm = tempfile::tempdir().unwrap();
     let a1 = load(&c, warm.path(), v1.clone(), "v1").await;
@@ -645,7 +657,7 @@ async fn hot_swap(v1: Vec<u8>, v2: Vec<u8>) -> Vec<SwapRun> {
         for h in &handles {
             h.send(Command::Swap(adaptor.clone()));
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(120);
         while c.metrics.swaps("switched") < switched + u64::from(n) {
             assert!(Instant::now() < deadline, "swap did not finish");
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -716,8 +728,140 @@ async fn cold_start(n: usize, bytes: &[u8], cache: &Path) -> (f64, bool) {
 
 // ---------------------------------------------------------------------------------
 
+/// `DENSITY_HEAP=1`: which heap allocations a device keeps, by size, and with
+/// `DENSITY_HEAP_TRACE=<bytes>` where each allocation of at least that size was made
+/// (one device is enough: `DENSITY_PLAN=dummy:100`). Off, it costs one load per allocation.
+#[allow(unsafe_code, reason = "a global allocator wraps the system one")]
+mod heap_profile {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+
+    pub struct Counting;
+    pub static ON: AtomicBool = AtomicBool::new(false);
+    /// Allocations at least this large print their call stack (0: none).
+    pub static TRACE: AtomicUsize = AtomicUsize::new(0);
+    const BUCKET: usize = 64;
+    const BUCKETS: usize = 1025;
+    static COUNT: [AtomicI64; BUCKETS] = [const { AtomicI64::new(0) }; BUCKETS];
+    static BYTES: [AtomicI64; BUCKETS] = [const { AtomicI64::new(0) }; BUCKETS];
+    thread_local! { static TRACING: Cell<bool> = const { Cell::new(false) }; }
+
+    fn add(size: usize, sign: i64) {
+        let b = (size / BUCKET).min(BUCKETS - 1);
+        COUNT[b].fetch_add(sign, Ordering::Relaxed);
+        BYTES[b].fetch_add(sign * size as i64, Ordering::Relaxed);
+        let min = TRACE.load(Ordering::Relaxed);
+        if sign > 0 && min > 0 && size >= min && !TRACING.with(|t| t.replace(true)) {
+            let bt = std::backtrace::Backtrace::force_capture().to_string();
+            let frames: Vec<&str> = bt
+                .lines()
+                .map(str::trim)
+                .filter(|l| {
+                    l.split(':')
+                        .next()
+                        .is_some_and(|n| n.parse::<u32>().is_ok())
+                })
+                .filter(|l| {
+                    !l.contains("heap_profile")
+                        && !l.contains("alloc::")
+                        && !l.contains("backtrace")
+                })
+                .take(8)
+                .collect();
+            eprintln!("HEAP TRACE {size} bytes: {}", frames.join(" <- "));
+            TRACING.with(|t| t.set(false));
+        }
+    }
+
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+            if ON.load(Ordering::Relaxed) {
+                add(l.size(), 1);
+            }
+            unsafe { System.alloc(l) }
+        }
+        unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+            if ON.load(Ordering::Relaxed) {
+                add(l.size(), 1);
+            }
+            unsafe { System.alloc_zeroed(l) }
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+            if ON.load(Ordering::Relaxed) {
+                add(l.size(), -1);
+            }
+            unsafe { System.dealloc(p, l) }
+        }
+        unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+            if ON.load(Ordering::Relaxed) {
+                add(l.size(), -1);
+                add(n, 1);
+            }
+            unsafe { System.realloc(p, l, n) }
+        }
+    }
+
+    pub type Snapshot = Vec<(i64, i64)>;
+
+    pub fn snapshot() -> Snapshot {
+        (0..BUCKETS)
+            .map(|i| {
+                (
+                    COUNT[i].load(Ordering::Relaxed),
+                    BYTES[i].load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+
+    /// Prints the allocations made between `a` and `b` and still live, per device.
+    pub fn report(a: &Snapshot, b: &Snapshot, devices: usize) {
+        let n = devices.max(1) as f64;
+        let mut rows: Vec<(usize, i64, i64)> = (0..BUCKETS)
+            .map(|i| (i, b[i].0 - a[i].0, b[i].1 - a[i].1))
+            .collect();
+        let bytes: i64 = rows.iter().map(|r| r.2).sum();
+        let count: i64 = rows.iter().map(|r| r.1).sum();
+        eprintln!(
+            "HEAP live per device: {:.0} bytes in {:.1} allocations",
+            bytes as f64 / n,
+            count as f64 / n
+        );
+        rows.sort_by_key(|r| -r.2);
+        for (i, c, by) in rows.iter().take(20).filter(|r| r.2 > 0) {
+            eprintln!(
+                "HEAP   {:>6}..{:<6} bytes: {:>6.2} per device, {:>6.0} bytes per device",
+                i * BUCKET,
+                (i + 1) * BUCKET - 1,
+                *c as f64 / n,
+                *by as f64 / n
+            );
+        }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: heap_profile::Counting = heap_profile::Counting;
+
+/// 10000 -> "10,000".
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    if std::env::var_os("DENSITY_HEAP").is_some() {
+        heap_profile::ON.store(true, Ordering::Relaxed);
+    }
     if let Ok(spec) = std::env::var("DENSITY_SCENARIO") {
         scenario(&spec).await;
         return;
@@ -749,7 +893,7 @@ async fn main() {
         load(&c, cache.path(), modbus.clone(), "modbus").await;
         drop(c);
         let default = Settings::default().pooling;
-        let plan: &[(&str, usize, Pooling)] = &[
+        let mut plan: Vec<(&str, usize, Pooling)> = vec![
             ("dummy", 100, default),
             ("dummy", 1000, default),
             // The pool's cost per device, beside the default's.
@@ -760,8 +904,15 @@ async fn main() {
             ("modbus", 1000, default),
             ("native", 1000, default),
         ];
+        // DENSITY_PLAN=dummy:1000,modbus:1000:pool picks scenarios of the plan above.
+        if let Ok(only) = std::env::var("DENSITY_PLAN") {
+            plan.retain(|&(kind, n, pooling)| {
+                let pool = if pooling == Pooling::On { ":pool" } else { "" };
+                only.split(',').any(|s| s == format!("{kind}:{n}{pool}"))
+            });
+        }
         let (mut results, mut failed) = (Vec::new(), String::new());
-        for &(kind, n, pooling) in plan {
+        for &(kind, n, pooling) in &plan {
             eprintln!("density: {kind} x {n}");
             match run_child((kind, n, pooling), port, cache.path()) {
                 Ok(d) => results.push(d),
@@ -804,7 +955,13 @@ async fn main() {
     }
 
     if want("swap") {
-        let runs = hot_swap(v1.clone(), v2.clone()).await;
+        // DENSITY_SWAP_N=10000 for issue 29's fleet (needs vm.max_map_count raised).
+        let n: u32 = std::env::var("DENSITY_SWAP_N")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000);
+        let runs = hot_swap(n, v1.clone(), v2.clone()).await;
+        let count = thousands(u64::from(n));
         let mut t = String::from(
             "| run | compile | load | new bytes to last device switched | missed polls | state lost | longest pause |\n\
              | --- | --- | --- | --- | --- | --- | --- |\n",
@@ -832,12 +989,12 @@ async fn main() {
             .map(|r| r.total_ms)
             .collect();
         let summary = table(&[
-            stat("hot swap 1,000 devices, warm cache", "ms", warm),
-            stat("hot swap 1,000 devices, uncached", "ms", cold),
+            stat(&format!("hot swap {count} devices, warm cache"), "ms", warm),
+            stat(&format!("hot swap {count} devices, uncached"), "ms", cold),
         ]);
-        println!("## 5. Hot swap of 1,000 devices at 1 Hz\n\n{t}\n{summary}");
+        println!("## 5. Hot swap of {count} devices at 1 Hz\n\n{t}\n{summary}");
         doc.push_str(&format!(
-            "## 5. Hot swap of 1,000 devices at 1 Hz\n\n{t}\n{summary}\n"
+            "## 5. Hot swap of {count} devices at 1 Hz\n\n{t}\n{summary}\n"
         ));
     }
 

@@ -489,7 +489,16 @@ impl<C: Connect> Supervisor<C> {
                 )),
             }
         };
-        if parsed.is_ok() && !self.stop.is_set() {
+        // Only a link with an MQTT extension has a publisher; the others skip the
+        // extensions' shared lock on every poll.
+        let publishes = self
+            .link
+            .spec
+            .template
+            .spec
+            .pointer("/extension/mqtt")
+            .is_some_and(|v| !v.is_null());
+        if publishes && parsed.is_ok() && !self.stop.is_set() {
             self.ctx.extensions.publish(&self.key, doc);
         }
         let stamp = now();
