@@ -369,8 +369,8 @@ impl Relay {
         }
     }
 
-    /// Says, once per value, that a link's floor annotation is malformed: in the log and
-    /// as a Warning event on the link.
+    /// Says, once per value, that a link's floor annotation is malformed: as a Warning
+    /// event on the link, which the board also logs.
     fn warn(&mut self) {
         for (key, e) in std::mem::take(&mut self.warnings) {
             let fallback = match self.floor {
@@ -380,7 +380,6 @@ impl Relay {
             let message = format!(
                 "annotation {STATUS_WRITE_INTERVAL}: {e}; the link runs with {fallback} as its status write interval"
             );
-            tracing::warn!(device = %key, message = %escape(&message), "malformed status write interval");
             self.board.modify(&key, |r| {
                 r.record(Event::new(
                     EventType::Warning,
