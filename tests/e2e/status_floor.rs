@@ -241,5 +241,15 @@ async fn a_status_write_interval_bounds_a_chatty_devices_writes_and_writes_its_l
         notes[0].contains(ANNOTATION) && notes[0].contains("\"soon\""),
         "{notes:?}"
     );
+    // The readings held back are counted.
+    let metrics = limb.get("/metrics").unwrap();
+    let held: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"octopus_limb_output_coalesced_total{output="relay_floor"} "#)
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no relay_floor count on /metrics:\n{metrics}"));
+    assert!(held > 0.0, "{held} readings held");
     assert!(!limb.exited(), "{}", limb_logs());
 }

@@ -586,10 +586,31 @@ impl Relay {
         }
     }
 
-    /// Queues again the devices whose write failed, and the starting ones held back.
+    /// Queues again the devices whose write failed, the starting ones held back, and
+    /// those whose floor was shortened or turned off since their reading was held.
     fn retry(&mut self) {
         let held: Vec<String> = self.starting.keys().cloned().collect();
         for key in std::mem::take(&mut self.waiting).into_iter().chain(held) {
+            if self.pending.contains(&key) {
+                self.enqueue(key);
+            }
+        }
+        let now = Instant::now();
+        let shortened: Vec<String> = self
+            .held
+            .keys()
+            .filter(|key| {
+                let annotated = lookup(&self.links, key);
+                let annotation = annotated
+                    .as_ref()
+                    .and_then(|l| l.annotations().get(STATUS_WRITE_INTERVAL));
+                let (interval, _) = link_interval(annotation.map(String::as_str), self.floor);
+                turn(self.sent.get(*key).copied(), interval, false, now) == Turn::Now
+            })
+            .cloned()
+            .collect();
+        for key in shortened {
+            self.held.remove(&key);
             if self.pending.contains(&key) {
                 self.enqueue(key);
             }
@@ -834,7 +855,13 @@ mod tests {
         let node = Some(Duration::from_secs(2));
         let one = Some(Duration::from_secs(1));
         // (annotation, node default) -> (floor, malformed)
-        let table: &[(Option<&str>, Option<Duration>, Option<Duration>, bool)] = &[
+        type Row = (
+            Option<&'static str>,
+            Option<Duration>,
+            Option<Duration>,
+            bool,
+        );
+        let table: &[Row] = &[
             (None, None, None, false),
             (None, node, node, false),
             (Some("1s"), None, one, false),
@@ -861,7 +888,8 @@ mod tests {
         let ms = Duration::from_millis;
         let floor = Some(ms(1000));
         // (last write, floor, conditions change, now) -> turn
-        let table: &[(Option<Instant>, Option<Duration>, bool, Instant, Turn)] = &[
+        type Row = (Option<Instant>, Option<Duration>, bool, Instant, Turn);
+        let table: &[Row] = &[
             // Off: always now.
             (Some(t0), None, false, t0 + ms(1), Turn::Now),
             // Never written: now.
