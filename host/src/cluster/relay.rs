@@ -375,10 +375,10 @@ impl Relay {
         for (key, e) in std::mem::take(&mut self.warnings) {
             let fallback = match self.floor {
                 Some(floor) => format!("the node's default, {}", humantime::format_duration(floor)),
-                None => "none (the node's default)".to_owned(),
+                None => "the node's default: none".to_owned(),
             };
             let message = format!(
-                "annotation {STATUS_WRITE_INTERVAL}: {e}; the link runs with {fallback} as its status write interval"
+                "annotation {STATUS_WRITE_INTERVAL}: {e}; the link's status write interval is {fallback}"
             );
             self.board.modify(&key, |r| {
                 r.record(Event::new(
@@ -471,7 +471,12 @@ impl Relay {
                 self.deferred.insert(key.clone());
                 self.owed.insert(key.clone());
             } else if plan.instance.is_some() {
-                self.sent.insert(key.clone(), now);
+                // Remembered only under a floor: without one, nothing to keep per write.
+                if plan.interval.is_some() {
+                    self.sent.insert(key.clone(), now);
+                } else {
+                    self.sent.remove(&key);
+                }
                 self.held.remove(&key);
                 self.owed.remove(&key);
             }
