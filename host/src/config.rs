@@ -136,6 +136,13 @@ pub struct ClusterArgs {
     #[arg(long, env = "LIMB_STATUS_FLUSH", default_value = "250ms", value_parser = parse_duration)]
     pub status_flush: Duration,
 
+    /// Node default of the floor on each device's instance-status writes: at most one
+    /// per interval, the latest reading written when it ends; conditions are never held.
+    /// A link's `edge.cattle.io/status-write-interval` annotation overrides it. Off unless
+    /// set ("0" too); at most 1h.
+    #[arg(long, env = "LIMB_STATUS_WRITE_INTERVAL", value_parser = parse_status_write_interval)]
+    pub status_write_interval: Option<Duration>,
+
     /// Re-check of every link when nothing changes.
     #[arg(long, env = "LIMB_RESYNC", default_value = "30s", value_parser = parse_duration)]
     pub resync: Duration,
@@ -317,6 +324,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
 }
 
+/// `--status-write-interval`, parsed as the link annotation is; zero is off.
+#[cfg(feature = "cluster")]
+fn parse_status_write_interval(s: &str) -> Result<Duration, String> {
+    crate::cluster::relay::parse_interval(s)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,6 +387,26 @@ mod tests {
             ),
             (Duration::from_secs(2), Duration::from_secs(10), 3)
         );
+    }
+
+    #[cfg(feature = "cluster")]
+    #[test]
+    fn the_status_write_interval_is_off_unless_set_and_bounded() {
+        let interval = |extra: &[&str]| {
+            let args = ["limb", "cluster", "--node", "n"].iter().chain(extra);
+            Config::try_parse_from(args).map(|c| match c.command {
+                Command::Cluster(c) => c.status_write_interval,
+                Command::Standalone(_) => panic!("wrong command"),
+            })
+        };
+        assert_eq!(interval(&[]).unwrap(), None);
+        let set = ["--status-write-interval", "500ms"];
+        assert_eq!(interval(&set).unwrap(), Some(Duration::from_millis(500)));
+        // Zero is given as zero, which the limb takes as off.
+        let zero = ["--status-write-interval", "0"];
+        assert_eq!(interval(&zero).unwrap(), Some(Duration::ZERO));
+        assert!(interval(&["--status-write-interval", "2h"]).is_err());
+        assert!(interval(&["--status-write-interval", "soon"]).is_err());
     }
 
     #[test]

@@ -206,6 +206,7 @@ pub async fn cluster(runtime: &RuntimeArgs, args: crate::config::ClusterArgs) ->
         namespace: args.namespace,
         flush: args.status_flush,
         resync: args.resync,
+        status_write_interval: args.status_write_interval.filter(|d| !d.is_zero()),
     };
     let mut main = tokio::spawn(crate::cluster::run(ctx, cache, settings, stop_rx));
     let finished = tokio::select! {

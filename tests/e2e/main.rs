@@ -33,3 +33,4 @@ mod opcua;
 mod runtime;
 mod schema;
 mod standalone;
+mod status_floor;

@@ -131,6 +131,8 @@ pub struct Settings {
     pub namespace: String,
     pub flush: std::time::Duration,
     pub resync: std::time::Duration,
+    /// The node's default floor on instance-status writes (`None`: off).
+    pub status_write_interval: Option<std::time::Duration>,
 }
 
 /// Runs until `shutdown` turns true.
@@ -166,6 +168,7 @@ pub async fn run(
         ctx.metrics.clone(),
         links.clone(),
         settings.flush,
+        settings.status_write_interval,
         shutdown.clone(),
     ));
     manager::run(

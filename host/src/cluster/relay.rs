@@ -17,8 +17,16 @@
 //!   `kubectl get devicelinks` shows, and what connecting a thousand links waits for.
 //! - A failed write (API server away, a conflict, an instance being re-created) keeps
 //!   the device's latest report and is retried after `flush`.
+//! - Floored, if asked: a link annotated `edge.cattle.io/status-write-interval` (or every
+//!   link, with `--status-write-interval`) has its instance status written at most once
+//!   per interval, so a chatty device costs the API server a bounded rate. A reading
+//!   inside the interval is held (latest wins, `output_coalesced{output="relay_floor"}`)
+//!   and written when the interval ends, so the last one always arrives. Conditions are
+//!   never held: a condition change goes out at once, with the held reading. The board,
+//!   dashboard and metrics see every reading; the floor is only on the API's side.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +39,7 @@ use prometheus_client::metrics::counter::Counter;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use super::MANAGER;
 use super::manager::{lookup, model_resource};
@@ -62,25 +71,109 @@ pub const ROUTINE_WHILE_CONNECTING: usize = 4;
 /// link. A device that takes longer to connect still shows its early stages after this.
 pub const START_HOLD: Duration = Duration::from_secs(1);
 
+/// The annotation that sets a link's floor on its instance-status writes.
+pub const STATUS_WRITE_INTERVAL: &str = "edge.cattle.io/status-write-interval";
+
+/// The longest floor: an instance's status never trails its device by more.
+pub const MAX_STATUS_WRITE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Why a floor's text was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IntervalError {
+    #[error(
+        "{value:?} is not a duration (such as \"1s\", \"500ms\", \"2m\"; \"0\" turns the floor off): {why}"
+    )]
+    Malformed { value: String, why: String },
+    #[error("{value:?} is longer than the longest status write interval, 1h")]
+    TooLong { value: String },
+}
+
+/// A floor from its text: a duration as `--resync` takes it (`"1s"`, `"500ms"`, `"2m"`),
+/// or whole seconds (`"5"`, as Octopus's `syncInterval` also took them); `None` for zero,
+/// which turns the floor off.
+pub fn parse_interval(text: &str) -> Result<Option<Duration>, IntervalError> {
+    let t = text.trim();
+    let malformed = |why: String| IntervalError::Malformed {
+        value: text.to_owned(),
+        why,
+    };
+    let interval = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        t.parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|e| malformed(e.to_string()))?
+    } else {
+        humantime::parse_duration(t).map_err(|e| malformed(e.to_string()))?
+    };
+    if interval > MAX_STATUS_WRITE_INTERVAL {
+        return Err(IntervalError::TooLong {
+            value: text.to_owned(),
+        });
+    }
+    Ok((!interval.is_zero()).then_some(interval))
+}
+
+/// A link's floor: its annotation's, else the node's default. A malformed annotation
+/// does not stop the link: the default applies, and the error says why.
+pub fn link_interval(
+    annotation: Option<&str>,
+    default: Option<Duration>,
+) -> (Option<Duration>, Option<IntervalError>) {
+    match annotation.map(parse_interval) {
+        None => (default, None),
+        Some(Ok(interval)) => (interval, None),
+        Some(Err(e)) => (default, Some(e)),
+    }
+}
+
+/// When a device's instance status may be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Turn {
+    Now,
+    /// Held until then: the interval since its last write is not over.
+    Hold(Instant),
+}
+
+/// A device's turn under its floor, from when its instance status was last written and
+/// whether its conditions go out with this write (then nothing is held).
+pub fn turn(
+    last: Option<Instant>,
+    interval: Option<Duration>,
+    conditions: bool,
+    now: Instant,
+) -> Turn {
+    match (conditions, last, interval) {
+        (false, Some(last), Some(interval)) => match last.checked_add(interval) {
+            Some(due) if now < due => Turn::Hold(due),
+            _ => Turn::Now,
+        },
+        _ => Turn::Now,
+    }
+}
+
 pub async fn run(
     client: Client,
     board: Arc<StatusBoard>,
     metrics: Arc<Metrics>,
     links: Store<DeviceLink>,
     flush: Duration,
+    floor: Option<Duration>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let coalesced = metrics.output_coalesced("relay");
     let mut feed = board.feed(coalesced.clone());
     let mut relay = Relay::new(client, links, board, coalesced);
+    relay.floor = floor;
+    relay.floored = metrics.output_coalesced("relay_floor");
     let mut tick = tokio::time::interval(flush);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         relay.dispatch();
+        let next = relay.next_due();
         tokio::select! {
             key = feed.next() => relay.offer(&key),
             Some(done) = relay.tasks.join_next(), if !relay.tasks.is_empty() => relay.finish(done),
             _ = tick.tick() => relay.retry(),
+            () = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => relay.release(),
             _ = shutdown.changed() => return,
         }
     }
@@ -133,6 +226,22 @@ struct Relay {
     written: HashMap<String, Value>,
     /// The status the API last refused, per device: not offered again.
     rejected: HashMap<String, Value>,
+    /// The node's default floor on instance-status writes.
+    floor: Option<Duration>,
+    /// When each device's instance status was last sent.
+    sent: HashMap<String, Instant>,
+    /// Devices whose reading waits for their floor to end, until when; and those ends,
+    /// soonest first (an end no longer in `held` is stale and skipped).
+    held: HashMap<String, Instant>,
+    ends: BinaryHeap<Reverse<(Instant, String)>>,
+    /// Readings held back by the floor.
+    floored: Counter,
+    /// Devices whose reading was deferred behind their conditions' write: it is written
+    /// next, whatever the floor, as if it had gone with them.
+    owed: HashSet<String>,
+    /// The malformed floor annotation each device was warned about, and warnings to give.
+    warned: HashMap<String, String>,
+    warnings: Vec<(String, IntervalError)>,
     resources: Arc<Mutex<HashMap<GroupVersionKind, ApiResource>>>,
     tasks: JoinSet<Done>,
 }
@@ -162,6 +271,14 @@ impl Relay {
             changed: None,
             written: HashMap::new(),
             rejected: HashMap::new(),
+            floor: None,
+            sent: HashMap::new(),
+            held: HashMap::new(),
+            ends: BinaryHeap::new(),
+            floored: Counter::default(),
+            owed: HashSet::new(),
+            warned: HashMap::new(),
+            warnings: Vec::new(),
             resources: Arc::default(),
             tasks: JoinSet::new(),
         }
@@ -196,6 +313,12 @@ impl Relay {
                 self.queue.retain(|k| *k != key);
             }
         }
+        if self.held.contains_key(&key) && !self.urgent.contains(&key) {
+            // A reading inside its floor: the floor's end writes the latest one.
+            self.pending.insert(key);
+            self.floored.inc();
+            return;
+        }
         if !self.pending.insert(key.clone()) {
             self.coalesced.inc();
         }
@@ -209,6 +332,62 @@ impl Relay {
         self.conditions.remove(key);
         self.written.remove(key);
         self.rejected.remove(key);
+        self.sent.remove(key);
+        self.held.remove(key);
+        self.owed.remove(key);
+        self.warned.remove(key);
+    }
+
+    /// Holds a device's reading until its floor ends at `end`.
+    fn hold(&mut self, key: String, end: Instant) {
+        if self.held.insert(key.clone(), end) != Some(end) {
+            self.ends.push(Reverse((end, key)));
+        }
+    }
+
+    /// When the next held reading is due.
+    fn next_due(&self) -> Option<Instant> {
+        self.ends.peek().map(|Reverse((end, _))| *end)
+    }
+
+    /// Queues the devices whose floor ended.
+    fn release(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((end, _))) = self.ends.peek() {
+            if *end > now {
+                return;
+            }
+            let Some(Reverse((end, key))) = self.ends.pop() else {
+                return;
+            };
+            if self.held.get(&key) == Some(&end) {
+                self.held.remove(&key);
+                if self.pending.contains(&key) {
+                    self.enqueue(key);
+                }
+            }
+        }
+    }
+
+    /// Says, once per value, that a link's floor annotation is malformed: as a Warning
+    /// event on the link, which the board also logs.
+    fn warn(&mut self) {
+        for (key, e) in std::mem::take(&mut self.warnings) {
+            let fallback = match self.floor {
+                Some(floor) => format!("the node's default, {}", humantime::format_duration(floor)),
+                None => "the node's default: none".to_owned(),
+            };
+            let message = format!(
+                "annotation {STATUS_WRITE_INTERVAL}: {e}; the link's status write interval is {fallback}"
+            );
+            self.board.modify(&key, |r| {
+                r.record(Event::new(
+                    EventType::Warning,
+                    "InvalidStatusWriteInterval",
+                    &message,
+                ))
+            });
+        }
     }
 
     fn enqueue(&mut self, key: String) {
@@ -265,15 +444,41 @@ impl Relay {
                 self.forget(&key);
                 continue;
             };
+            self.warn();
             let Some(mut plan) = plan else {
                 self.urgent.remove(&key);
                 continue;
             };
+            let now = Instant::now();
+            if plan.instance.is_some() {
+                let conditions = plan.link.is_some() || self.owed.contains(&key);
+                if let Turn::Hold(end) =
+                    turn(self.sent.get(&key).copied(), plan.interval, conditions, now)
+                {
+                    // Nothing else to write (its conditions would have gone now): the
+                    // reading waits for the floor's end, latest wins.
+                    self.pending.insert(key.clone());
+                    self.urgent.remove(&key);
+                    self.floored.inc();
+                    self.hold(key, end);
+                    continue;
+                }
+            }
             if connecting && !routine && plan.link.is_some() && plan.instance.take().is_some() {
                 // While links connect, a changed condition goes out alone; the reading
                 // waits its routine turn, behind the other links' conditions.
                 self.pending.insert(key.clone());
                 self.deferred.insert(key.clone());
+                self.owed.insert(key.clone());
+            } else if plan.instance.is_some() {
+                // Remembered only under a floor: without one, nothing to keep per write.
+                if plan.interval.is_some() {
+                    self.sent.insert(key.clone(), now);
+                } else {
+                    self.sent.remove(&key);
+                }
+                self.held.remove(&key);
+                self.owed.remove(&key);
             }
             self.writing.insert(key.clone());
             if routine {
@@ -310,6 +515,19 @@ impl Relay {
             return None;
         }
         let ns = link.namespace_or_default();
+        let annotation = link.annotations().get(STATUS_WRITE_INTERVAL);
+        let (interval, malformed) = link_interval(annotation.map(String::as_str), self.floor);
+        match (malformed, annotation) {
+            (Some(e), Some(value)) => {
+                if self.warned.get(key) != Some(value) {
+                    self.warned.insert(key.to_owned(), value.clone());
+                    self.warnings.push((key.to_owned(), e));
+                }
+            }
+            _ => {
+                self.warned.remove(key);
+            }
+        }
         let link_patch = link_patch(&link, report, &now());
         // Instance: the adaptor's last good status.
         let instance = (report.status.is_object()
@@ -322,6 +540,7 @@ impl Relay {
             link: link_patch,
             instance,
             report: stages(report),
+            interval,
         })
     }
 
@@ -372,10 +591,31 @@ impl Relay {
         }
     }
 
-    /// Queues again the devices whose write failed, and the starting ones held back.
+    /// Queues again the devices whose write failed, the starting ones held back, and
+    /// those whose floor was shortened or turned off since their reading was held.
     fn retry(&mut self) {
         let held: Vec<String> = self.starting.keys().cloned().collect();
         for key in std::mem::take(&mut self.waiting).into_iter().chain(held) {
+            if self.pending.contains(&key) {
+                self.enqueue(key);
+            }
+        }
+        let now = Instant::now();
+        let shortened: Vec<String> = self
+            .held
+            .keys()
+            .filter(|key| {
+                let annotated = lookup(&self.links, key);
+                let annotation = annotated
+                    .as_ref()
+                    .and_then(|l| l.annotations().get(STATUS_WRITE_INTERVAL));
+                let (interval, _) = link_interval(annotation.map(String::as_str), self.floor);
+                turn(self.sent.get(*key).copied(), interval, false, now) == Turn::Now
+            })
+            .cloned()
+            .collect();
+        for key in shortened {
+            self.held.remove(&key);
             if self.pending.contains(&key) {
                 self.enqueue(key);
             }
@@ -388,6 +628,11 @@ impl Relay {
             self.conditions.retain(|k, _| board.contains(k));
             self.rejected.retain(|k, _| board.contains(k));
         }
+        if self.sent.len() + self.warned.len() > live * 2 {
+            let board = &self.board;
+            self.sent.retain(|k, _| board.contains(k));
+            self.warned.retain(|k, _| board.contains(k));
+        }
     }
 }
 
@@ -399,6 +644,8 @@ struct Plan {
     instance: Option<(GroupVersionKind, Value)>,
     /// What the link patch was made from, to make it again on a newer link.
     report: DeviceReport,
+    /// The link's floor on instance-status writes.
+    interval: Option<Duration>,
 }
 
 /// What a link patch is made from: the report without its status and events, so a
@@ -568,6 +815,109 @@ mod tests {
         r.adaptor_version = Some(version.into());
         r.adaptor_digest = Some("0123456789ab".into());
         r
+    }
+
+    #[test]
+    fn a_floor_is_a_bounded_duration_and_zero_is_off() {
+        let secs = Duration::from_secs;
+        let table: &[(&str, Option<Duration>)] = &[
+            ("1s", Some(secs(1))),
+            ("500ms", Some(Duration::from_millis(500))),
+            ("2m", Some(secs(120))),
+            ("1h", Some(secs(3600))),
+            (" 5 ", Some(secs(5))),
+            ("0", None),
+            ("0s", None),
+            ("0ms", None),
+        ];
+        for (text, want) in table {
+            assert_eq!(parse_interval(text), Ok(*want), "{text:?}");
+        }
+        for bad in [
+            "",
+            "soon",
+            "1 parsec",
+            "-1s",
+            "1.5.s",
+            "99999999999999999999",
+        ] {
+            assert!(
+                matches!(parse_interval(bad), Err(IntervalError::Malformed { .. })),
+                "{bad:?}"
+            );
+        }
+        for long in ["61m", "2h", "3601"] {
+            let e = parse_interval(long).unwrap_err();
+            assert_eq!(e, IntervalError::TooLong { value: long.into() });
+            assert!(e.to_string().contains("1h"), "{e}");
+        }
+        let e = parse_interval("soon").unwrap_err().to_string();
+        assert!(e.starts_with("\"soon\" is not a duration"), "{e}");
+    }
+
+    #[test]
+    fn a_links_annotation_overrides_the_nodes_default_unless_malformed() {
+        let node = Some(Duration::from_secs(2));
+        let one = Some(Duration::from_secs(1));
+        // (annotation, node default) -> (floor, malformed)
+        type Row = (
+            Option<&'static str>,
+            Option<Duration>,
+            Option<Duration>,
+            bool,
+        );
+        let table: &[Row] = &[
+            (None, None, None, false),
+            (None, node, node, false),
+            (Some("1s"), None, one, false),
+            (Some("1s"), node, one, false),
+            (Some("0"), node, None, false),
+            (Some("0s"), None, None, false),
+            (Some("soon"), None, None, true),
+            (Some("soon"), node, node, true),
+            (Some("2h"), node, node, true),
+        ];
+        for &(annotation, default, want, malformed) in table {
+            let (floor, e) = link_interval(annotation, default);
+            assert_eq!(
+                (floor, e.is_some()),
+                (want, malformed),
+                "{annotation:?} over {default:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_reading_waits_for_its_floor_but_conditions_never_do() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let floor = Some(ms(1000));
+        // (last write, floor, conditions change, now) -> turn
+        type Row = (Option<Instant>, Option<Duration>, bool, Instant, Turn);
+        let table: &[Row] = &[
+            // Off: always now.
+            (Some(t0), None, false, t0 + ms(1), Turn::Now),
+            // Never written: now.
+            (None, floor, false, t0, Turn::Now),
+            // Inside the interval: held until it ends.
+            (Some(t0), floor, false, t0, Turn::Hold(t0 + ms(1000))),
+            (
+                Some(t0),
+                floor,
+                false,
+                t0 + ms(999),
+                Turn::Hold(t0 + ms(1000)),
+            ),
+            // At or past its end: now.
+            (Some(t0), floor, false, t0 + ms(1000), Turn::Now),
+            (Some(t0), floor, false, t0 + ms(5000), Turn::Now),
+            // A condition change goes now, and the reading with it.
+            (Some(t0), floor, true, t0 + ms(1), Turn::Now),
+            (None, floor, true, t0, Turn::Now),
+        ];
+        for (i, &(last, interval, conditions, now, want)) in table.iter().enumerate() {
+            assert_eq!(turn(last, interval, conditions, now), want, "row {i}");
+        }
     }
 
     #[test]
