@@ -1089,7 +1089,7 @@ board from before the base is taken. *Series / points held* is the history at me
 hour of back-dated points, as an hour of polling would leave it, and RSS/PSS are taken again. The \
 cap holds memory flat: past 4,096 series further devices get no plot (their page says so) and cost \
 the history nothing.\n\
-- *Hot swap* (default allocator): 1,000 dummy devices at 1 Hz moved between v1 and v2 (`adaptor_dummy_v2.wasm`); from \
+- *Hot swap* (default allocator): 1,000 dummy devices (or `DENSITY_SWAP_N`) at 1 Hz moved between v1 and v2 (`adaptor_dummy_v2.wasm`); from \
 `adaptors::load` of the new bytes (compiling into an empty cache, or from the warm cache) until the \
 `hot_swaps{outcome=switched}` counter shows all 1,000. *Missed polls* compares each device's guest \
 poll counter (the dummy's `status.polls`, carried by snapshot/restore) over a window from the swap \

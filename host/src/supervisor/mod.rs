@@ -52,7 +52,16 @@ pub struct Context {
     pub max_status_bytes: usize,
     /// Host-side extensions (the MQTT status publisher) of every device.
     pub extensions: Arc<Extensions>,
+    /// Hot swaps that may run at once. A new version offered to every device at once
+    /// would otherwise queue thousands of instantiations ahead of the polls: at 10,000
+    /// devices the polls then waited for seconds (docs/benchmarks/density-swap-10k.md).
+    /// A device waiting for its turn keeps polling on the old version.
+    pub swap_permits: Arc<tokio::sync::Semaphore>,
 }
+
+/// Hot swaps in flight at once: a swap is a few hundred microseconds of CPU, so two per
+/// core keep the cores busy while a due poll waits behind at most that many.
+pub const SWAPS_AT_ONCE: usize = 4;
 
 impl Context {
     /// A context with its own status board, metrics and extensions, taking status
@@ -81,6 +90,7 @@ impl Context {
             backends,
             restart,
             max_status_bytes: 1 << 20,
+            swap_permits: Arc::new(tokio::sync::Semaphore::new(SWAPS_AT_ONCE)),
         }
     }
 }

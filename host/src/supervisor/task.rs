@@ -49,6 +49,8 @@ pub(super) struct Supervisor<C: Connect> {
     interval: Option<Duration>,
     next_poll: Instant,
     life: Lifecycle,
+    /// A version offered while the device runs, waiting for a swap permit.
+    offered: Option<VersionOf<C>>,
 }
 
 impl<C: Connect> Supervisor<C> {
@@ -75,6 +77,7 @@ impl<C: Connect> Supervisor<C> {
             interval: None,
             next_poll: Instant::now(),
             life: Lifecycle::default(),
+            offered: None,
         }
     }
 
@@ -90,12 +93,19 @@ impl<C: Connect> Supervisor<C> {
                 self.current.is_some(),
                 self.interval.map(|_| self.next_poll),
             );
+            let permits = self.ctx.swap_permits.clone();
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     None => break,
                     Some(Command::Update(link, refs)) => Box::pin(self.update(link, refs)).await,
-                    Some(Command::Swap(adaptor)) => Box::pin(self.swap(adaptor)).await,
+                    // The newest offer replaces one still waiting for its turn.
+                    Some(Command::Swap(adaptor)) => self.offered = Some(adaptor),
                 },
+                permit = permits.acquire_owned(), if self.offered.is_some() => {
+                    if let (Ok(_permit), Some(adaptor)) = (permit, self.offered.take()) {
+                        Box::pin(self.swap(adaptor)).await;
+                    }
+                }
                 () = sleep_until(wake) => {
                     if self.current.is_some() && Instant::now() >= self.next_poll {
                         Box::pin(self.poll()).await;
