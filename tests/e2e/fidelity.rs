@@ -44,7 +44,7 @@ async fn condition(
 }
 
 /// Warning events with `reason` on the link `name`, counting a series as its count.
-async fn warnings(client: &Client, name: &str, reason: &str) -> (u32, Vec<String>) {
+pub(crate) async fn warnings(client: &Client, name: &str, reason: &str) -> (u32, Vec<String>) {
     events_of(client, name, reason, "Warning").await
 }
 

@@ -9,16 +9,17 @@ use std::time::Duration;
 
 use crds::v1alpha1::DeviceLink;
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::events::v1::Event;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-use octopus_tests::apiserver::ApiServer;
 use octopus_tests::process::Process;
 
-use crate::cluster::{Limb, control_plane, device_instances, limb_logs, ship, wait, wait_healthy};
+use crate::cluster::{
+    Limb, control_plane, device_instances, limb_logs, ship, start_limb, wait, wait_healthy,
+};
 use crate::common::component;
+use crate::fidelity::warnings;
 
 const ANNOTATION: &str = "edge.cattle.io/status-write-interval";
 
@@ -40,30 +41,6 @@ fn chatty_link(name: &str, interval: Option<&str>) -> DeviceLink {
     .unwrap()
 }
 
-/// The limb, writing coalesced status every 100 ms, with no floor of its own.
-fn start_limb(server: &ApiServer) -> Process {
-    let cache = server.dir.path().join("limb-cache");
-    Process::start(
-        octopus_tests::bins::limb(),
-        &[
-            "--cache-dir",
-            &cache.display().to_string(),
-            "cluster",
-            "--node",
-            "edge-1",
-            "--namespace",
-            "octopus-system",
-            "--status-flush",
-            "100ms",
-            "--dashboard-listen",
-            "off",
-        ],
-        &server.user_kubeconfig("limb"),
-        &[],
-        &server.dir.path().join("limb-floor.log"),
-    )
-}
-
 /// The adaptor's status as the limb last read it from the device.
 fn reading(limb: &Process, name: &str) -> Option<Value> {
     limb.device_named(name)
@@ -71,39 +48,11 @@ fn reading(limb: &Process, name: &str) -> Option<Value> {
         .filter(Value::is_object)
 }
 
-/// `InvalidStatusWriteInterval` Warning events on the link `name`: how many (a series
-/// counted as its count) and their notes.
-async fn floor_warnings(client: &Client, name: &str) -> (u32, Vec<String>) {
-    let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    let mine: Vec<Event> = events
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| {
-            e.reason.as_deref() == Some("InvalidStatusWriteInterval")
-                && e.type_.as_deref() == Some("Warning")
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
-                && e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("DeviceLink")
-        })
-        .collect();
-    let count = mine
-        .iter()
-        .map(|e| {
-            e.series
-                .as_ref()
-                .map_or(1, |s| u32::try_from(s.count).unwrap_or(1))
-        })
-        .sum();
-    (count, mine.into_iter().filter_map(|e| e.note).collect())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_write_interval_bounds_a_chatty_devices_writes_and_writes_its_last_reading() {
     let (server, client, _brain) = control_plane().await;
     ship(&client, "dummy", &component("adaptor_dummy")).await;
-    let mut limb = start_limb(&server);
+    let mut limb = start_limb(&server, "floor");
     let links: Api<DeviceLink> = Api::namespaced(client.clone(), "default");
     for link in [
         chatty_link("floored", Some("1s")),
@@ -232,10 +181,16 @@ async fn a_status_write_interval_bounds_a_chatty_devices_writes_and_writes_its_l
     wait(
         "an InvalidStatusWriteInterval event on garbled",
         Duration::from_secs(30),
-        async || (floor_warnings(&client, "garbled").await.0 > 0).then_some(()),
+        async || {
+            (warnings(&client, "garbled", "InvalidStatusWriteInterval")
+                .await
+                .0
+                > 0)
+            .then_some(())
+        },
     )
     .await;
-    let (count, notes) = floor_warnings(&client, "garbled").await;
+    let (count, notes) = warnings(&client, "garbled", "InvalidStatusWriteInterval").await;
     assert_eq!(count, 1, "{notes:?}");
     assert!(
         notes[0].contains(ANNOTATION) && notes[0].contains("\"soon\""),
