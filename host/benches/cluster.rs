@@ -68,7 +68,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crds::conditions::{ConditionStatus, ConditionType};
 use crds::v1alpha1::{DeviceLink, NODE_LABEL, node_label_value};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
@@ -892,7 +892,9 @@ async fn run_size(
             .default_backoff()
             .reflect(writer)
             .applied_objects()
-            .try_for_each(|_| async { Ok(()) }),
+            // Not `try_for_each`: that ends at the watch's first error (a dropped watch
+            // under load), and the store would stop following the links.
+            .for_each(|_| async {}),
     );
     // Wait for the limb to be up before applying (its start is not what is measured).
     let up_since = Instant::now();
