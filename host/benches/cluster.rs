@@ -1237,7 +1237,7 @@ fn table(results: &[Delivery]) -> String {
         },
     );
     row("connect / bound", &|r| {
-        format!("{}", up(r.connect.as_secs_f64() / r.bound(r.capacity), 2))
+        up(r.connect.as_secs_f64() / r.bound(r.capacity), 2)
     });
     row("demand: guest polls/s", &|r| {
         format!("{:.0}", r.polls_per_s)
