@@ -55,6 +55,10 @@ pub struct Decision {
     pub label: Option<Option<String>>,
     /// The finalizers to keep, when the limb's must go.
     pub finalizers: Option<Vec<String>>,
+    /// The label write also adds the limb's finalizer: the link reaches its limb (which
+    /// selects links by the label) already holding it, so the limb's own finalizer
+    /// write is saved, and the finalizer is still there before the instance is.
+    pub add_finalizer: bool,
     pub events: Vec<Event>,
 }
 
@@ -64,9 +68,13 @@ pub fn decide(link: &DeviceLink, observed: &Observed, now: &str) -> Decision {
     let finalizers = link.metadata.finalizers.clone().unwrap_or_default();
     if link.metadata.deletion_timestamp.is_some() {
         // Octopus's rule: a link whose node is gone cannot be finalised by its limb, so
-        // the brain lets it go instead of leaving the deletion hanging.
+        // the brain lets it go instead of leaving the deletion hanging. The same goes for
+        // a link no limb has taken up yet (the finalizer is the brain's own, added with
+        // the label): nothing was created for it that the owner reference does not
+        // already take away.
         let node_gone = !matches!(observed.node, NodeState::Present(_));
-        if node_gone && finalizers.iter().any(|f| f == LIMB_FINALIZER) {
+        if (node_gone || !taken_up_by_limb(link)) && finalizers.iter().any(|f| f == LIMB_FINALIZER)
+        {
             d.finalizers = Some(
                 finalizers
                     .into_iter()
@@ -202,9 +210,26 @@ pub fn decide(link: &DeviceLink, observed: &Observed, now: &str) -> Decision {
         .and_then(|l| l.get(NODE_LABEL))
         .cloned();
     if want_label != have_label {
+        d.add_finalizer = want_label.is_some() && !finalizers.iter().any(|f| f == LIMB_FINALIZER);
         d.label = Some(want_label);
     }
     d
+}
+
+/// Whether the limb has written to the link: any of its conditions (its first status
+/// write carries `AdaptorExisted`), or the adaptor it found.
+fn taken_up_by_limb(link: &DeviceLink) -> bool {
+    link.status.as_ref().is_some_and(|s| {
+        s.adaptor_name.is_some()
+            || s.conditions.iter().any(|c| {
+                matches!(
+                    c.type_,
+                    ConditionType::AdaptorExisted
+                        | ConditionType::DeviceCreated
+                        | ConditionType::DeviceConnected
+                )
+            })
+    })
 }
 
 #[cfg(test)]
@@ -330,6 +355,16 @@ mod tests {
         assert_eq!(st.node_name.as_deref(), Some("edge"));
         assert_eq!(st.model.unwrap().kind, "DummySpecialDevice");
         assert_eq!(d.label, Some(Some("edge".into())));
+        assert!(d.add_finalizer, "the label brings the limb's finalizer");
+        let held = decide(
+            &link(", finalizers: [edge.cattle.io/octopus-limb]"),
+            &Observed {
+                node: present(),
+                model: ModelState::Served,
+            },
+            "t1",
+        );
+        assert!(!held.add_finalizer, "already there");
         assert!(
             d.events.is_empty(),
             "a first success is no news: {:?}",
@@ -348,6 +383,7 @@ mod tests {
             "t1",
         );
         assert_eq!(d.label, Some(None));
+        assert!(!d.add_finalizer, "no limb will take it up");
         let c = &d.status.unwrap().conditions[0];
         assert_eq!(c.message, "adaptor node isn't existed");
         assert!(d.events[0].warning);
@@ -431,6 +467,28 @@ mod tests {
         assert_eq!(d.finalizers, Some(vec!["other".to_owned()]));
         let d = decide(
             &l,
+            &Observed {
+                node: present(),
+                model: ModelState::Served,
+            },
+            "t1",
+        );
+        assert_eq!(
+            d.finalizers,
+            Some(vec!["other".to_owned()]),
+            "no limb took it up: the brain's own finalizer goes"
+        );
+        let mut taken = l.clone();
+        let mut c = Conditions::default();
+        c.succeed(NodeExisted, "t0");
+        c.succeed(ModelExisted, "t0");
+        c.fail(AdaptorExisted, "not loaded", "t0");
+        taken.status = Some(DeviceLinkStatus {
+            conditions: c.0,
+            ..Default::default()
+        });
+        let d = decide(
+            &taken,
             &Observed {
                 node: present(),
                 model: ModelState::Served,

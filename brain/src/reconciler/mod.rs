@@ -7,7 +7,7 @@ mod superseded;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crds::v1alpha1::{DeviceLink, NODE_LABEL};
+use crds::v1alpha1::{DeviceLink, LIMB_FINALIZER, NODE_LABEL};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -176,8 +176,10 @@ pub fn model_state<'a>(
 /// Writes the decision: finalizers, then status, then the node label, each only if it
 /// changes something, each guarded by the resourceVersion that was observed. The label
 /// goes last because the limb selects its links by it: labelled after the brain's
-/// status, a new link reaches the limb when the brain is done with it, and the limb's
-/// first write (its finalizer) cannot race the brain's status into a conflict.
+/// status, a new link reaches the limb when the brain is done with it. The label write
+/// of a new link also adds the limb's finalizer, so the link reaches the limb holding
+/// it: one write per link fewer than the limb adding it, and still there before the
+/// limb creates the instance (the limb adds it itself to a link labelled by others).
 ///
 /// Returns the versions of the link its own writes replaced.
 async fn apply(
@@ -230,7 +232,14 @@ async fn apply(
         superseded.extend(std::mem::replace(&mut rv, updated.resource_version()));
     }
     if let Some(label) = &d.label {
-        let patch = json!({"metadata": {"labels": {NODE_LABEL: label}, "resourceVersion": rv}});
+        let mut patch = json!({"metadata": {"labels": {NODE_LABEL: label}, "resourceVersion": rv}});
+        if d.add_finalizer {
+            // The whole list (a merge patch replaces lists), guarded by the version the
+            // list was read from.
+            let mut finalizers = link.finalizers().to_vec();
+            finalizers.push(LIMB_FINALIZER.to_owned());
+            patch["metadata"]["finalizers"] = json!(finalizers);
+        }
         api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
         superseded.extend(rv);
