@@ -1091,7 +1091,7 @@ cap holds memory flat: past 4,096 series further devices get no plot (their page
 the history nothing.\n\
 - *Hot swap* (default allocator): 1,000 dummy devices (or `DENSITY_SWAP_N`) at 1 Hz moved between v1 and v2 (`adaptor_dummy_v2.wasm`); from \
 `adaptors::load` of the new bytes (compiling into an empty cache, or from the warm cache) until the \
-`hot_swaps{outcome=switched}` counter shows all 1,000. *Missed polls* compares each device's guest \
+`hot_swaps{outcome=switched}` counter shows every device. *Missed polls* compares each device's guest \
 poll counter (the dummy's `status.polls`, carried by snapshot/restore) over a window from the swap \
 to 2.5 s after it with the whole seconds in that window; *state lost* counts devices whose guest \
 counter did not advance with the host's poll count. *Longest pause* is the latest any poll started \
