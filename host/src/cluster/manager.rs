@@ -7,9 +7,9 @@
 //! resync. References are re-read on each reconcile; where the limb may only `get`
 //! them (`limb.referenceVerbs: [get]`), the resync is what notices a change.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crds::conditions::{ConditionStatus, ConditionType};
 use crds::v1alpha1::{DeviceLink, LIMB_FINALIZER, NODE_LABEL, node_label_value};
@@ -94,53 +94,14 @@ struct Shared {
     /// Links whose last reconcile failed, with how many times in a row: retried with
     /// backoff instead of waiting for the next resync.
     failing: Mutex<HashMap<String, u32>>,
-    /// The instance last applied per link. Every status write to a link brings a
-    /// reconcile, and every resync another; re-applying an unchanged instance each time
-    /// doubled the API writes while links connect, and cost one write per link per resync
-    /// after (333 writes/s at 10,000 links and a 30 s resync). Forgotten when the watch of
-    /// the instances shows it deleted or edited by someone else (see [`Applied::drifted`]),
-    /// so an edit made by hand is still undone, at once rather than at the next resync.
-    applied: Arc<Mutex<HashMap<String, Applied>>>,
+    /// A fingerprint of the instance last applied per link, and when. Every status write
+    /// to a link brings a reconcile; re-applying an unchanged instance each time doubled
+    /// the API writes while links connect. Forgotten when an instance is deleted, and
+    /// older than a resync it is applied again (undoing edits made by hand).
+    applied: Arc<Mutex<HashMap<String, (u64, Instant)>>>,
     /// Namespaces whose Secrets and ConfigMaps are watched for the links that read them.
     watched: Mutex<HashSet<String>>,
     trigger: mpsc::UnboundedSender<Trigger>,
-}
-
-/// What the limb last applied to a link's instance, to tell its own instance from one
-/// edited since.
-#[derive(Debug)]
-struct Applied {
-    /// Of the whole object applied.
-    fingerprint: u64,
-    /// The instance's `metadata.generation` after the apply: a change of the spec by
-    /// anyone else moves it (status writes and metadata edits do not).
-    generation: Option<i64>,
-    labels: BTreeMap<String, String>,
-    annotations: BTreeMap<String, String>,
-    /// The uid of the owning link.
-    owner: Option<String>,
-}
-
-impl Applied {
-    /// Whether `meta` (the instance as the watch shows it) is no longer what was applied:
-    /// another spec, or a label, annotation or owner reference of the limb's changed or
-    /// gone. Labels and annotations others add are theirs to keep.
-    fn drifted(&self, meta: &kube::api::ObjectMeta) -> bool {
-        let has_all = |want: &BTreeMap<String, String>, have: Option<&BTreeMap<String, String>>| {
-            want.iter()
-                .all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
-        };
-        meta.generation != self.generation
-            || !has_all(&self.labels, meta.labels.as_ref())
-            || !has_all(&self.annotations, meta.annotations.as_ref())
-            || self.owner.as_ref().is_some_and(|uid| {
-                !meta
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .any(|o| &o.uid == uid)
-            })
-    }
 }
 
 /// Runs the controller until `shutdown` turns true, then stops every device (their
@@ -472,8 +433,8 @@ impl Shared {
         lock(&self.resources).get(gvk).cloned()
     }
 
-    /// Watches this node's instances of one model, so a deleted or edited instance is
-    /// re-created or re-applied at once.
+    /// Watches this node's instances of one model, so a deleted instance is re-created
+    /// at once instead of at the next resync.
     fn watch_instances(&self, ar: ApiResource) {
         // Only deletions matter here, and every status write is an event: metadata only,
         // so the API server sends (and the limb parses) a fraction of each object.
@@ -489,30 +450,12 @@ impl Shared {
                 .backoff(super::WatchBackoff::default())
                 .boxed();
             while let Some(ev) = stream.next().await {
-                let key = |obj: &PartialObjectMeta<DynamicObject>| {
-                    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
-                };
-                let stale = match ev {
-                    Ok(watcher::Event::Delete(obj)) => {
-                        let key = key(&obj);
-                        lock(&applied).remove(&key);
-                        Some(key)
+                if let Ok(watcher::Event::Delete(obj)) = ev {
+                    let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+                    lock(&applied).remove(&key);
+                    if trigger.send(Trigger::Link(key)).is_err() {
+                        return;
                     }
-                    Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
-                        let key = key(&obj);
-                        let mut applied = lock(&applied);
-                        let drifted = applied.get(&key).is_some_and(|a| a.drifted(&obj.metadata));
-                        drifted.then(|| {
-                            applied.remove(&key);
-                            key
-                        })
-                    }
-                    _ => None,
-                };
-                if let Some(key) = stale
-                    && trigger.send(Trigger::Link(key)).is_err()
-                {
-                    return;
                 }
             }
         });
@@ -579,10 +522,9 @@ impl Shared {
             h.finish()
         };
         let key = link.key();
-        if lock(&self.applied)
-            .get(&key)
-            .is_some_and(|a| a.fingerprint == fingerprint)
-        {
+        let fresh =
+            |(f, at): &(u64, Instant)| *f == fingerprint && at.elapsed() < self.settings.resync;
+        if lock(&self.applied).get(&key).is_some_and(fresh) {
             return Ok(());
         }
         let api: Api<DynamicObject> =
@@ -590,28 +532,15 @@ impl Shared {
         // Strict: a field the model does not declare is refused, never dropped. API
         // servers before 1.25 refuse it anyway (a 500 naming it); later ones would prune
         // it with only a warning by default (see `instance_refused`).
-        let written = api
-            .patch(
-                link.name(),
-                &PatchParams::apply(MANAGER)
-                    .force()
-                    .validation(kube::api::ValidationDirective::Strict),
-                &Patch::Apply(&obj),
-            )
-            .await?;
-        let strings = |v: &serde_json::Value| -> BTreeMap<String, String> {
-            serde_json::from_value(v.clone()).unwrap_or_default()
-        };
-        lock(&self.applied).insert(
-            key,
-            Applied {
-                fingerprint,
-                generation: written.metadata.generation,
-                labels: strings(&obj["metadata"]["labels"]),
-                annotations: strings(&obj["metadata"]["annotations"]),
-                owner: link.uid().map(str::to_owned),
-            },
-        );
+        api.patch(
+            link.name(),
+            &PatchParams::apply(MANAGER)
+                .force()
+                .validation(kube::api::ValidationDirective::Strict),
+            &Patch::Apply(&obj),
+        )
+        .await?;
+        lock(&self.applied).insert(key, (fingerprint, Instant::now()));
         Ok(())
     }
 }
@@ -704,40 +633,6 @@ mod tests {
             json!({"code": code, "message": message, "status": "Failure", "reason": ""}),
         )
         .unwrap_or_default()
-    }
-
-    #[test]
-    fn an_instance_edited_by_someone_else_is_told_from_the_limb_s_own() {
-        let applied = Applied {
-            fingerprint: 1,
-            generation: Some(2),
-            labels: BTreeMap::from([("edge.cattle.io/node".into(), "edge-1".into())]),
-            annotations: BTreeMap::from([("edge.cattle.io/adaptor-name".into(), "a".into())]),
-            owner: Some("uid-1".into()),
-        };
-        let meta = |extra: serde_json::Value| -> kube::api::ObjectMeta {
-            let mut m = json!({
-                "generation": 2,
-                "labels": {"edge.cattle.io/node": "edge-1", "room": "lab"},
-                "annotations": {"edge.cattle.io/adaptor-name": "a"},
-                "ownerReferences": [{"apiVersion": "edge.cattle.io/v1alpha1", "kind": "DeviceLink", "name": "l", "uid": "uid-1"}],
-            });
-            for (k, v) in extra.as_object().unwrap() {
-                m[k] = v.clone();
-            }
-            serde_json::from_value(m).unwrap()
-        };
-        assert!(
-            !applied.drifted(&meta(json!({}))),
-            "a status write, a label added by others"
-        );
-        assert!(
-            applied.drifted(&meta(json!({"generation": 3}))),
-            "the spec edited"
-        );
-        assert!(applied.drifted(&meta(json!({"labels": {"edge.cattle.io/node": "x"}}))));
-        assert!(applied.drifted(&meta(json!({"annotations": {}}))));
-        assert!(applied.drifted(&meta(json!({"ownerReferences": []}))));
     }
 
     #[test]
