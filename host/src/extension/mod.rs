@@ -87,11 +87,7 @@ impl Extensions {
     ) {
         let inputs = Inputs {
             identity,
-            mqtt: spec
-                .get("extension")
-                .and_then(|e| e.get("mqtt"))
-                .filter(|v| !v.is_null())
-                .cloned(),
+            mqtt: mqtt_options(spec).cloned(),
             references: references
                 .iter()
                 .map(|r| (r.reference.clone(), r.item.clone(), r.value.clone()))
@@ -165,4 +161,12 @@ impl Extensions {
             .filter(|d| d.mqtt.is_some())
             .count()
     }
+}
+
+/// The MQTT extension's options in a link's `template.spec`, if it has one: only such
+/// a link gets a publisher.
+pub fn mqtt_options(spec: &Value) -> Option<&Value> {
+    spec.get("extension")
+        .and_then(|e| e.get("mqtt"))
+        .filter(|v| !v.is_null())
 }

@@ -501,13 +501,7 @@ impl<C: Connect> Supervisor<C> {
         };
         // Only a link with an MQTT extension has a publisher; the others skip the
         // extensions' shared lock on every poll.
-        let publishes = self
-            .link
-            .spec
-            .template
-            .spec
-            .pointer("/extension/mqtt")
-            .is_some_and(|v| !v.is_null());
+        let publishes = crate::extension::mqtt_options(&self.link.spec.template.spec).is_some();
         if publishes && parsed.is_ok() && !self.stop.is_set() {
             self.ctx.extensions.publish(&self.key, doc);
         }
